@@ -1,0 +1,65 @@
+"""Where Quayside keeps its state, read from the environment once per call.
+
+Environment variables:
+    QUAYSIDE_HOME            data directory (default ``~/.quayside``)
+    QUAYSIDE_DATABASE_URL    ledger database (default SQLite in the data directory)
+    QUAYSIDE_INVENTORY       path of quayside.yaml (default ``./quayside.yaml``)
+    QUAYSIDE_GATEWAY_HOST / QUAYSIDE_GATEWAY_PORT   gateway bind (127.0.0.1:8400)
+    QUAYSIDE_PREFECT_PORT    Prefect server port for ``quayside up`` (4200)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    inventory_path: Path
+    gateway_host: str
+    gateway_port: int
+    prefect_host: str
+    prefect_port: int
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"http://{self.prefect_host}:{self.prefect_port}/api"
+
+    @property
+    def prefect_ui_url(self) -> str:
+        return f"http://{self.prefect_host}:{self.prefect_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def mirrors_dir(self) -> Path:
+        return self.home / "mirrors"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+
+def load_settings() -> Settings:
+    home = Path(os.environ.get("QUAYSIDE_HOME", "~/.quayside")).expanduser().resolve()
+    db = os.environ.get("QUAYSIDE_DATABASE_URL") or f"sqlite:///{home / 'ledger.db'}"
+    inventory = Path(os.environ.get("QUAYSIDE_INVENTORY", "quayside.yaml")).expanduser()
+    return Settings(
+        home=home,
+        database_url=db,
+        inventory_path=inventory,
+        gateway_host=os.environ.get("QUAYSIDE_GATEWAY_HOST", "127.0.0.1"),
+        gateway_port=int(os.environ.get("QUAYSIDE_GATEWAY_PORT", "8400")),
+        prefect_host=os.environ.get("QUAYSIDE_PREFECT_HOST", "127.0.0.1"),
+        prefect_port=int(os.environ.get("QUAYSIDE_PREFECT_PORT", "4200")),
+    )
