@@ -1,0 +1,80 @@
+"""The flow catalogue: one entry per Prefect deployment, as data.
+
+Callers start runs by catalogue name (``quayside.runs.start_run("hello-release", ...)``),
+never by importing flow functions. Registration (``deployments.register``) and
+``prefect.yaml`` (rendered by ``deployments.render``) are derived from this list only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One Prefect deployment of a Quayside flow.
+
+    Attributes:
+        name: the catalogue name; also the Prefect deployment name.
+        flow_name: the ``@flow(name=...)`` of the entrypoint's flow.
+        entrypoint: ``path/to/module.py:function`` relative to the project root.
+        description: shown in the Prefect UI.
+        parameters: default parameters.
+        tags: Prefect tags (the UI filters on them).
+        concurrency_limit: at most this many runs at once (None = unlimited).
+        cron: optional cron schedules (each a cron string, UTC unless timezone is given).
+        timezone: time zone of the cron schedules.
+        triggerable: may be started by the task API / chat (False = UI and CLI only).
+    """
+
+    name: str
+    flow_name: str
+    entrypoint: str
+    description: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    concurrency_limit: int | None = None
+    cron: tuple[str, ...] = ()
+    timezone: str = "UTC"
+    triggerable: bool = True
+
+    @property
+    def full_name(self) -> str:
+        """``flow-name/deployment-name``, how Prefect addresses a deployment."""
+        return f"{self.flow_name}/{self.name}"
+
+    @property
+    def module_path(self) -> str:
+        return self.entrypoint.split(":", 1)[0]
+
+    @property
+    def function_name(self) -> str:
+        return self.entrypoint.split(":", 1)[1]
+
+
+CATALOGUE: tuple[DeploymentSpec, ...] = (
+    DeploymentSpec(
+        name="hello-release",
+        flow_name="hello-release",
+        entrypoint="flows/hello_release.py:hello_release",
+        description="Run one command on every host of a group over SSH and record a release.",
+        parameters={"group": "demo", "command": ["uname", "-a"]},
+        tags=("quayside", "hello"),
+    ),
+)
+
+
+def by_name(name: str) -> DeploymentSpec:
+    """The catalogue entry called ``name`` (or whose ``full_name`` is ``name``).
+
+    Raises:
+        quayside.errors.NotFoundError: naming the entries that exist.
+    """
+    from quayside.errors import NotFoundError
+
+    for spec in CATALOGUE:
+        if name in (spec.name, spec.full_name):
+            return spec
+    known = ", ".join(s.name for s in CATALOGUE)
+    raise NotFoundError(f"no deployment '{name}' in the catalogue (known: {known})")

@@ -1,0 +1,1 @@
+"""The ``quayside`` command line (typer + rich)."""

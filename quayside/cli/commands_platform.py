@@ -1,0 +1,90 @@
+"""Platform commands: up, check, db upgrade, deployments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from quayside.cli.app import app, console
+from quayside.errors import ConfigError
+from quayside.inventory import load_inventory
+from quayside.settings import load_settings
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
+
+db_app = typer.Typer(help="The release ledger database.", no_args_is_help=True)
+deployments_app = typer.Typer(help="The flow catalogue.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(deployments_app, name="deployments")
+
+
+@app.command()
+def up() -> None:
+    """Run the platform in the foreground: Prefect server + UI, a worker and the gateway.
+
+    State lives in QUAYSIDE_HOME (default ~/.quayside); a second `up` on the same data
+    directory finds every earlier run and release. Ctrl-C stops everything it started.
+    """
+    from quayside.stack.up import run_up
+
+    run_up(load_settings(), PROJECT_DIR, lambda line: console.print(line, highlight=False))
+
+
+@app.command()
+def check(
+    path: Path | None = typer.Argument(
+        None, help="inventory file (default: QUAYSIDE_INVENTORY or ./quayside.yaml)"
+    ),
+) -> None:
+    """Validate quayside.yaml: every problem is printed with its key path."""
+    target = path or load_settings().inventory_path
+    inventory = load_inventory(target)
+    apps = len(inventory.apps)
+    envs = sum(len(a.environments) for a in inventory.apps.values())
+    console.print(
+        f"{target}: ok ({len(inventory.hosts)} hosts, {len(inventory.groups)} groups, "
+        f"{apps} apps, {envs} environments)",
+        highlight=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the ledger database to the newest schema."""
+    from quayside.ledger.db import migrate
+
+    settings = load_settings()
+    migrate(settings.database_url)
+    console.print(f"ledger at {settings.database_url.split('@')[-1]} is up to date")
+
+
+@deployments_app.command("render")
+def deployments_render(
+    write: bool = typer.Option(False, "--write", help="write prefect.yaml instead of printing"),
+) -> None:
+    """Print (or write) prefect.yaml generated from deployments/catalogue.py."""
+    from deployments.render import render
+
+    text = render()
+    if write:
+        (PROJECT_DIR / "prefect.yaml").write_text(text)
+        console.print(f"wrote {PROJECT_DIR / 'prefect.yaml'}")
+    else:
+        console.print(text, end="", highlight=False, markup=False)
+
+
+@deployments_app.command("list")
+def deployments_list() -> None:
+    """List the catalogue."""
+    from rich.table import Table
+
+    from deployments.catalogue import CATALOGUE
+
+    table = Table("name", "flow", "entrypoint", "description")
+    for spec in CATALOGUE:
+        table.add_row(spec.name, spec.flow_name, spec.entrypoint, spec.description)
+    console.print(table)
+
+
+__all__ = ["ConfigError"]

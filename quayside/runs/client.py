@@ -1,0 +1,263 @@
+"""Synchronous wrappers over Prefect's client for the handful of things Quayside asks of it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import State
+from prefect.client.schemas.sorting import LogSort
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.states import Scheduled
+
+from deployments.catalogue import by_name
+from quayside.errors import InputError, NotFoundError, QuaysideError
+
+T = TypeVar("T")
+
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class PrefectUnavailable(QuaysideError):
+    """The Prefect API did not answer."""
+
+    hint = "start the platform with `make up` (or `quayside up`), or set PREFECT_API_URL"
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    id: str
+    name: str
+    deployment: str
+    ui_url: str
+    scheduled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    id: str
+    name: str
+    state_type: str
+    state_name: str
+    message: str | None
+    parameters: dict[str, Any]
+    tags: tuple[str, ...]
+
+    @property
+    def final(self) -> bool:
+        return self.state_type in FINAL_STATES
+
+    @property
+    def paused(self) -> bool:
+        return self.state_type == "PAUSED"
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except PrefectHTTPStatusError as e:
+        detail = e.response.text[:300] if e.response is not None else str(e)
+        raise QuaysideError(f"Prefect API refused the request: {detail}") from e
+    except OSError as e:
+        raise PrefectUnavailable(f"Prefect API is not reachable ({e})") from e
+    except Exception as e:
+        if type(e).__name__ in {"ConnectError", "ConnectTimeout", "ReadTimeout"}:
+            url = os.environ.get("PREFECT_API_URL", "the configured PREFECT_API_URL")
+            raise PrefectUnavailable(f"Prefect API at {url} is not reachable") from e
+        raise
+
+
+def ui_url_for(run_id: str) -> str:
+    """The Prefect UI page of a flow run."""
+    api = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api").rstrip("/")
+    base = os.environ.get("PREFECT_UI_URL") or api.removesuffix("/api")
+    return f"{base}/runs/flow-run/{run_id}"
+
+
+def _uuid(run_id: str) -> UUID:
+    try:
+        return UUID(str(run_id))
+    except ValueError:
+        raise InputError(f"'{run_id}' is not a flow run id (expected a UUID)") from None
+
+
+async def _start(
+    client: PrefectClient,
+    deployment: str,
+    parameters: dict[str, Any],
+    idempotency_key: str | None,
+    scheduled_at: datetime | None,
+    tags: list[str],
+    name: str | None,
+) -> RunHandle:
+    spec = by_name(deployment)
+    try:
+        dep = await client.read_deployment_by_name(spec.full_name)
+    except ObjectNotFound:
+        raise NotFoundError(
+            f"deployment '{spec.full_name}' is not registered with Prefect",
+            hint="`quayside up` registers the catalogue; is the platform running?",
+        ) from None
+    state: State[Any] | None = Scheduled(scheduled_time=scheduled_at) if scheduled_at else None
+    run = await client.create_flow_run_from_deployment(
+        dep.id,
+        parameters=parameters,
+        idempotency_key=idempotency_key,
+        state=state,
+        tags=tags,
+        name=name,
+    )
+    when = run.state.state_details.scheduled_time if run.state else None
+    return RunHandle(str(run.id), run.name, spec.full_name, ui_url_for(str(run.id)), when)
+
+
+def start_run(
+    deployment: str,
+    parameters: dict[str, Any] | None = None,
+    *,
+    idempotency_key: str | None = None,
+    scheduled_at: datetime | None = None,
+    tags: list[str] | None = None,
+    name: str | None = None,
+) -> RunHandle:
+    """Create a flow run of catalogue entry ``deployment`` through the Prefect API.
+
+    Args:
+        deployment: catalogue name (``git-deploy``) or ``flow/deployment``.
+        parameters: flow parameters, merged over the deployment's defaults.
+        idempotency_key: the same key never creates a second run.
+        scheduled_at: run then instead of now.
+        tags: extra tags on the run.
+        name: run name (Prefect generates one if omitted).
+
+    Returns:
+        The run's id, name and UI URL.
+
+    Raises:
+        NotFoundError: unknown catalogue entry or unregistered deployment.
+        PrefectUnavailable: the API does not answer.
+    """
+
+    async def go() -> RunHandle:
+        async with get_client() as client:
+            return await _start(
+                client,
+                deployment,
+                parameters or {},
+                idempotency_key,
+                scheduled_at,
+                tags or [],
+                name,
+            )
+
+    return _run(go())
+
+
+async def _read(client: PrefectClient, run_id: str) -> RunStatus:
+    try:
+        run = await client.read_flow_run(_uuid(run_id))
+    except ObjectNotFound:
+        raise NotFoundError(f"no flow run '{run_id}'") from None
+    state = run.state
+    return RunStatus(
+        id=str(run.id),
+        name=run.name,
+        state_type=state.type.value if state else "PENDING",
+        state_name=(state.name or state.type.value) if state else "Pending",
+        message=state.message if state else None,
+        parameters=dict(run.parameters),
+        tags=tuple(run.tags),
+    )
+
+
+def read_run(run_id: str) -> RunStatus:
+    """The current state of flow run ``run_id``.
+
+    Raises:
+        NotFoundError: no such run. InputError: not a UUID.
+    """
+
+    async def go() -> RunStatus:
+        async with get_client() as client:
+            return await _read(client, run_id)
+
+    return _run(go())
+
+
+def resume_run(run_id: str, run_input: dict[str, Any] | None = None) -> str:
+    """Resume a paused flow run, with ``run_input`` for its RunInput form.
+
+    Returns:
+        Prefect's orchestration status (``ACCEPT``, ``REJECT``, ``ABORT``, ``WAIT``).
+    """
+
+    async def go() -> str:
+        async with get_client() as client:
+            result = await client.resume_flow_run(_uuid(run_id), run_input=run_input)
+            return str(result.status.value)
+
+    return _run(go())
+
+
+@dataclass(frozen=True)
+class LogLine:
+    timestamp: datetime
+    level: int
+    message: str
+
+
+def follow_run(
+    run_id: str,
+    *,
+    poll_s: float = 1.0,
+    timeout_s: float | None = None,
+    on_state: Callable[[RunStatus], None] | None = None,
+) -> Iterator[LogLine]:
+    """Yield the run's log lines as they appear until it reaches a final state; ``on_state``
+    is called on every state change. Paused runs are followed too (they wait for approval)."""
+    seen: set[str] = set()
+    last_state: tuple[str, str] | None = None
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+
+    async def poll() -> tuple[RunStatus, list[LogLine]]:
+        async with get_client() as client:
+            status = await _read(client, run_id)
+            logs = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[_uuid(run_id)])),
+                sort=LogSort.TIMESTAMP_ASC,
+                limit=200,
+                offset=len(seen),
+            )
+            lines = []
+            for log in logs:
+                key = str(log.id)
+                if key not in seen:
+                    seen.add(key)
+                    lines.append(LogLine(log.timestamp, log.level, log.message))
+            return status, lines
+
+    while True:
+        status, lines = _run(poll())
+        yield from lines
+        if (status.state_type, status.state_name) != last_state:
+            last_state = (status.state_type, status.state_name)
+            if on_state is not None:
+                on_state(status)
+        if status.final:
+            status, lines = _run(poll())
+            yield from lines
+            return
+        if deadline is not None and time.monotonic() > deadline:
+            raise QuaysideError(
+                f"run {run_id} still {status.state_name} after {timeout_s:.0f}s",
+                hint=f"follow it in the UI: {ui_url_for(run_id)}",
+            )
+        time.sleep(poll_s)

@@ -1,0 +1,84 @@
+"""What ``quayside up`` starts, as data: argv and environment of each process (pure)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from quayside.settings import Settings
+
+WORK_POOL = "quayside"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: list[str]
+    health_url: str | None
+    log_file: Path
+
+
+def platform_env(settings: Settings, project_dir: Path, base: Mapping[str, str]) -> dict[str, str]:
+    """Environment shared by every process of the platform (and the flow runs it starts)."""
+    env = dict(base)
+    env.update(
+        {
+            "PREFECT_HOME": str(settings.prefect_home),
+            "PREFECT_API_URL": settings.prefect_api_url,
+            "PREFECT_UI_URL": settings.prefect_ui_url,
+            "PREFECT_SERVER_API_HOST": settings.prefect_host,
+            "PREFECT_SERVER_API_PORT": str(settings.prefect_port),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": base.get("PREFECT_WORKER_QUERY_SECONDS", "2"),
+            "PREFECT_WORKER_PREFETCH_SECONDS": base.get("PREFECT_WORKER_PREFETCH_SECONDS", "5"),
+            "QUAYSIDE_HOME": str(settings.home),
+            "QUAYSIDE_DATABASE_URL": settings.database_url,
+            "QUAYSIDE_INVENTORY": str(settings.inventory_path.resolve()),
+            "QUAYSIDE_PROJECT_DIR": str(project_dir),
+            "QUAYSIDE_GATEWAY_HOST": settings.gateway_host,
+            "QUAYSIDE_GATEWAY_PORT": str(settings.gateway_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    pythonpath = [str(project_dir)]
+    if base.get("PYTHONPATH"):
+        pythonpath.append(base["PYTHONPATH"])
+    env["PYTHONPATH"] = ":".join(pythonpath)
+    return env
+
+
+def server_process(settings: Settings) -> ProcessSpec:
+    return ProcessSpec(
+        name="prefect-server",
+        argv=[
+            sys.executable, "-m", "prefect", "server", "start",
+            "--host", settings.prefect_host, "--port", str(settings.prefect_port),
+            "--analytics-off",
+        ],
+        health_url=f"{settings.prefect_api_url}/health",
+        log_file=settings.home / "logs" / "prefect-server.log",
+    )  # fmt: skip
+
+
+def worker_process(settings: Settings, pool: str = WORK_POOL) -> ProcessSpec:
+    return ProcessSpec(
+        name="worker",
+        argv=[
+            sys.executable, "-m", "prefect", "worker", "start",
+            "--pool", pool, "--type", "process", "--name", f"quayside-{settings.home.name}",
+        ],
+        health_url=None,
+        log_file=settings.home / "logs" / "worker.log",
+    )  # fmt: skip
+
+
+def gateway_process(settings: Settings) -> ProcessSpec:
+    return ProcessSpec(
+        name="gateway",
+        argv=[sys.executable, "-m", "quayside.gateway"],
+        health_url=f"{settings.gateway_url}/health",
+        log_file=settings.home / "logs" / "gateway.log",
+    )

@@ -1,0 +1,100 @@
+"""``quayside up``: migrate the ledger, start Prefect server + UI, register the catalogue,
+start a worker and the gateway, print the URLs, and stop everything on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from quayside.settings import Settings
+from quayside.stack.processes import (
+    gateway_process,
+    platform_env,
+    server_process,
+    worker_process,
+)
+from quayside.stack.supervisor import StackError, Supervisor, home_lock, port_free
+
+Say = Callable[[str], None]
+
+
+def check_ports(settings: Settings) -> None:
+    for what, host, port in (
+        ("Prefect server", settings.prefect_host, settings.prefect_port),
+        ("gateway", settings.gateway_host, settings.gateway_port),
+    ):
+        if not port_free(host, port):
+            raise StackError(
+                f"{host}:{port} for the {what} is already in use",
+                hint="stop whatever listens there, or choose another port with "
+                "QUAYSIDE_PREFECT_PORT / QUAYSIDE_GATEWAY_PORT",
+            )
+
+
+def register(env: dict[str, str], project_dir: Path, log_file: Path) -> None:
+    """Register the work pool, block types and deployments (in a child process, so that it
+    uses exactly the platform's Prefect settings)."""
+    with log_file.open("ab") as log:
+        done = subprocess.run(
+            [sys.executable, "-m", "deployments", "register"],
+            env=env,
+            cwd=project_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise StackError("registering deployments failed", hint=f"see {log_file}")
+
+
+def run_up(settings: Settings, project_dir: Path, say: Say) -> None:
+    """Run the platform in the foreground until SIGINT/SIGTERM.
+
+    Raises:
+        StackError: a port is taken, another ``up`` holds the data directory, or a
+            process failed to start or died.
+    """
+    from quayside.ledger.db import migrate
+
+    stop_requested = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    with home_lock(settings.home):
+        check_ports(settings)
+        (settings.home / "logs").mkdir(parents=True, exist_ok=True)
+        settings.prefect_home.mkdir(parents=True, exist_ok=True)
+        say(f"data directory  {settings.home}")
+        migrate(settings.database_url)
+        say("ledger          migrated")
+        env = platform_env(settings, project_dir, os.environ)
+        sup = Supervisor(env, project_dir)
+        old_int = signal.signal(signal.SIGINT, request_stop)
+        old_term = signal.signal(signal.SIGTERM, request_stop)
+        try:
+            server = server_process(settings)
+            sup.wait_healthy(server, sup.start(server), timeout=180)
+            say(f"Prefect server  {settings.prefect_ui_url}")
+            register(env, project_dir, settings.home / "logs" / "register.log")
+            say("deployments     registered")
+            sup.start(worker_process(settings))
+            gateway = gateway_process(settings)
+            sup.wait_healthy(gateway, sup.start(gateway), timeout=60)
+            say(f"gateway         {settings.gateway_url}")
+            say(f"Quayside is up: UI {settings.prefect_ui_url}  gateway {settings.gateway_url}")
+            say(f"logs in {settings.home / 'logs'}; press Ctrl-C to stop")
+            sup.watch(lambda: stop_requested)
+        finally:
+            say("stopping ...")
+            sup.stop()
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+            say("stopped")
