@@ -1,0 +1,33 @@
+# Quayside: `make up` runs the platform, `make test` runs the test suite.
+SHELL := /bin/bash
+UV := $(shell infra/scripts/ensure-uv.sh)
+PYTEST_WORKERS ?= 2
+
+.PHONY: up test lint typecheck pytest bench sync packages clean
+
+sync:
+	$(UV) sync --frozen
+
+up: sync
+	$(UV) run quayside up
+
+packages:
+	infra/scripts/ensure-packages.sh infra/apt-packages.txt
+
+lint: sync
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck: sync
+	$(UV) run mypy
+
+pytest: sync
+	$(UV) run pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+test: packages sync lint typecheck pytest
+
+bench: packages sync
+	$(UV) run python -m bench
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache bench/.work
