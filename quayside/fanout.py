@@ -21,7 +21,7 @@ class HostOutcome(Generic[R]):
     host: str
     value: R | None
     error: BaseException | None
-    duration_s: float
+    duration_s: float | None
 
     @property
     def ok(self) -> bool:

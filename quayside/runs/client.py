@@ -75,6 +75,13 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         raise
 
 
+def _client() -> PrefectClient:
+    """A client for the API named by PREFECT_API_URL *now* (Prefect's own settings are read
+    once at import; the CLI, the gateway and tests may point elsewhere later)."""
+    url = os.environ.get("PREFECT_API_URL")
+    return PrefectClient(api=url) if url else get_client()
+
+
 def ui_url_for(run_id: str) -> str:
     """The Prefect UI page of a flow run."""
     api = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api").rstrip("/")
@@ -147,7 +154,7 @@ def start_run(
     """
 
     async def go() -> RunHandle:
-        async with get_client() as client:
+        async with _client() as client:
             return await _start(
                 client,
                 deployment,
@@ -186,7 +193,7 @@ def read_run(run_id: str) -> RunStatus:
     """
 
     async def go() -> RunStatus:
-        async with get_client() as client:
+        async with _client() as client:
             return await _read(client, run_id)
 
     return _run(go())
@@ -200,7 +207,7 @@ def resume_run(run_id: str, run_input: dict[str, Any] | None = None) -> str:
     """
 
     async def go() -> str:
-        async with get_client() as client:
+        async with _client() as client:
             result = await client.resume_flow_run(_uuid(run_id), run_input=run_input)
             return str(result.status.value)
 
@@ -228,7 +235,7 @@ def follow_run(
     deadline = time.monotonic() + timeout_s if timeout_s else None
 
     async def poll() -> tuple[RunStatus, list[LogLine]]:
-        async with get_client() as client:
+        async with _client() as client:
             status = await _read(client, run_id)
             logs = await client.read_logs(
                 log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[_uuid(run_id)])),

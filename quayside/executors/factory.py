@@ -1,0 +1,26 @@
+"""Executors from inventory hosts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from quayside.executors.base import Executor
+from quayside.executors.local import LocalExecutor
+from quayside.executors.ssh import SSHExecutor
+from quayside.inventory.models import Host
+
+
+def executor_for(name: str, host: Host) -> Executor:
+    """The executor for inventory host ``name``: SSH, or local for ``transport: local``."""
+    if host.transport == "local":
+        return LocalExecutor(name)
+    return SSHExecutor(
+        name=name,
+        address=host.address,
+        port=host.port,
+        user=host.user,
+        key_file=Path(host.key_file).expanduser() if host.key_file else None,
+        known_hosts=Path(host.known_hosts).expanduser() if host.known_hosts else None,
+        verify_host_key=host.verify_host_key,
+        connect_timeout=host.connect_timeout,
+    )

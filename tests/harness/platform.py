@@ -1,0 +1,152 @@
+"""A real Quayside platform for tests and benchmarks: ``quayside up`` in a subprocess with its
+own data directory and free ports (Prefect server + UI on SQLite, a worker, the gateway).
+
+The core (:class:`Platform`) needs no pytest. The session fixture ``platform`` starts one per
+xdist worker that needs it; tests that use it are grouped with ``xdist_group("platform")``
+so a parallel run starts only one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Platform:
+    """``quayside up`` on ``home`` with free ports; ``inventory`` is read by flow runs."""
+
+    def __init__(self, home: Path, inventory: Path, extra_env: dict[str, str] | None = None):
+        self.home = home
+        self.inventory = inventory
+        self.prefect_port = free_port()
+        self.gateway_port = free_port()
+        self.extra_env = extra_env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.output = home / "up.out"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for a client of this platform (CLI subprocesses, quayside.runs)."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "QUAYSIDE_HOME": str(self.home),
+                "QUAYSIDE_INVENTORY": str(self.inventory),
+                "QUAYSIDE_PREFECT_PORT": str(self.prefect_port),
+                "QUAYSIDE_GATEWAY_PORT": str(self.gateway_port),
+                "PREFECT_API_URL": self.api_url,
+                "PREFECT_HOME": str(self.home / "prefect"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_WORKER_QUERY_SECONDS": "1",
+            }
+        )
+        env.pop("QUAYSIDE_DATABASE_URL", None)
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 240) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        out = self.output.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "quayside.cli.main", "up"],
+            env=self.env,
+            cwd=PROJECT_DIR,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"quayside up exited with {self.process.returncode}:\n"
+                    + self.output.read_text()[-3000:]
+                )
+            if "Quayside is up" in self.output.read_text(errors="replace"):
+                self._check(self.api_url + "/health")
+                self._check(self.gateway_url + "/health")
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError("quayside up did not come up:\n" + self.output.read_text()[-3000:])
+
+    @staticmethod
+    def _check(url: str) -> None:
+        response = httpx.get(url, timeout=5)
+        response.raise_for_status()
+
+    def stop(self, timeout: float = 60) -> int:
+        """Ctrl-C (SIGINT) ``up`` and wait; returns its exit code."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        code = self.process.returncode
+        self.process = None
+        return code
+
+
+@pytest.fixture(scope="session")
+def platform_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("quayside-home")
+
+
+@pytest.fixture(scope="session")
+def platform_inventory(platform_home: Path) -> Path:
+    """The inventory file flow runs read; tests write what they need into it."""
+    path = platform_home / "quayside.yaml"
+    path.write_text("hosts: {}\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def platform(platform_home: Path, platform_inventory: Path) -> Iterator[Platform]:
+    """A running platform; ``PREFECT_API_URL`` points at it for in-process clients."""
+    p = Platform(platform_home, platform_inventory)
+    p.start()
+    old = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "QUAYSIDE_HOME", "QUAYSIDE_INVENTORY")}
+    os.environ["PREFECT_API_URL"] = p.api_url
+    os.environ["QUAYSIDE_HOME"] = str(p.home)
+    os.environ["QUAYSIDE_INVENTORY"] = str(p.inventory)
+    try:
+        yield p
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        p.stop()
