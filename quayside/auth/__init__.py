@@ -1,0 +1,1 @@
+"""Authentication primitives (API tokens) that need no database."""

@@ -1,0 +1,304 @@
+"""DingTalk robots: verifying outgoing-robot callbacks and building messages for robot webhooks.
+
+Callback (钉钉 "接收消息的消息协议", https://open.dingtalk.com/document/isvapp/receive-message):
+DingTalk POSTs JSON to our URL with headers ``timestamp`` (ms) and ``sign`` =
+``base64(HmacSHA256(key=appSecret, msg=timestamp + "\\n" + appSecret))``; a request whose
+timestamp differs from ours by more than one hour, or whose sign differs, is not from DingTalk.
+The signature covers only the timestamp, not the body, so a captured request could be replayed
+inside that hour: :class:`ReplayGuard` accepts each ``(timestamp, sign)`` pair once.
+
+Custom group robot with 加签 (https://open.dingtalk.com/document/group/custom-robot-access):
+the webhook URL gets ``&timestamp=<ms>&sign=<urlencode(base64(HmacSHA256(secret,
+timestamp + "\\n" + secret)))>``; the reply is ``{"errcode": 0, "errmsg": "ok"}`` and a non-zero
+``errcode`` (e.g. 310000 "sign not match") means the message was refused despite HTTP 200.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import heapq
+import hmac
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from quayside.errors import InputError
+from quayside.triggers.errors import ReplayError, SendError, SignatureError, StaleTimestampError
+
+WINDOW_S = 3600
+"""DingTalk's validity window for a signed timestamp: one hour."""
+SESSION_WEBHOOK_HOSTS = ("oapi.dingtalk.com", "api.dingtalk.com")
+"""Hosts a callback's ``sessionWebhook`` may point at (we POST replies there)."""
+MAX_REPLY_CHARS = 5000
+"""Replies longer than this are truncated (our limit, to keep chat messages readable)."""
+
+
+def compute_signature(timestamp: str, secret: str) -> str:
+    """``base64(HmacSHA256(key=secret, msg=timestamp + "\\n" + secret))``, not URL-encoded.
+
+    Args:
+        timestamp: milliseconds since the epoch, as sent/received (a string of digits).
+        secret: the robot's appSecret (callbacks) or SEC... secret (custom robot).
+
+    Returns:
+        The Base64 signature.
+    """
+    digest = hmac.new(
+        secret.encode("utf-8"), f"{timestamp}\n{secret}".encode(), hashlib.sha256
+    ).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def verify_signature(
+    app_secret: str,
+    timestamp_header: str | None,
+    sign_header: str | None,
+    now_ms: int,
+    window_s: int = WINDOW_S,
+) -> None:
+    """Check an outgoing-robot callback's ``timestamp`` and ``sign`` headers.
+
+    Args:
+        app_secret: the robot application's appSecret.
+        timestamp_header: the ``timestamp`` header (ms since the epoch).
+        sign_header: the ``sign`` header (Base64).
+        now_ms: our current time in ms since the epoch.
+        window_s: the accepted difference between the two clocks, default one hour.
+
+    Raises:
+        SignatureError: a header is missing or malformed, no secret is configured, or the
+            signature does not match.
+        StaleTimestampError: the timestamp is more than ``window_s`` away from ``now_ms``.
+    """
+    if not app_secret:
+        raise SignatureError("no DingTalk appSecret is configured for this robot")
+    if not timestamp_header or not sign_header:
+        raise SignatureError("missing timestamp or sign header")
+    timestamp = timestamp_header.strip()
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 16:
+        raise SignatureError("timestamp header is not a number of milliseconds")
+    if len(sign_header) > 128:
+        raise SignatureError("sign header is too long")
+    if abs(now_ms - int(timestamp)) > window_s * 1000:
+        raise StaleTimestampError(
+            f"timestamp is {abs(now_ms - int(timestamp)) // 1000} s away from now "
+            f"(allowed: {window_s} s)"
+        )
+    expected = compute_signature(timestamp, app_secret)
+    if not hmac.compare_digest(expected.encode("ascii"), sign_header.strip().encode("utf-8")):
+        raise SignatureError("sign header does not match")
+
+
+class ReplayGuard:
+    """Remembers accepted ``(timestamp, sign)`` pairs until their window closes; thread-safe.
+
+    Call :meth:`check` only after :func:`verify_signature` succeeded, so that only genuinely
+    signed requests take memory. When ``max_entries`` live pairs are held, new ones are refused
+    (fail closed) rather than forgetting pairs that could then be replayed. Two genuine callbacks
+    signed in the same millisecond share a pair; the second is refused (DingTalk's scheme cannot
+    tell them apart).
+    """
+
+    def __init__(self, window_s: int = WINDOW_S, max_entries: int = 100_000) -> None:
+        """Create an empty guard.
+
+        Args:
+            window_s: how long a pair is remembered past its timestamp.
+            max_entries: the most pairs held at once.
+        """
+        self.window_ms = window_s * 1000
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._seen: set[tuple[str, str]] = set()
+        self._expiry: list[tuple[int, tuple[str, str]]] = []
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._seen)
+
+    def check(self, timestamp: str, sign: str, now_ms: int) -> None:
+        """Accept a pair once; refuse it while it is remembered.
+
+        Args:
+            timestamp: the verified ``timestamp`` header.
+            sign: the verified ``sign`` header.
+            now_ms: the current time in ms.
+
+        Raises:
+            ReplayError: the pair was accepted before inside its window, or the guard is full.
+        """
+        key = (timestamp.strip(), sign.strip())
+        expires = int(key[0]) + self.window_ms if key[0].isdigit() else now_ms + self.window_ms
+        with self._lock:
+            while self._expiry and self._expiry[0][0] < now_ms:
+                _, old = heapq.heappop(self._expiry)
+                self._seen.discard(old)
+            if key in self._seen:
+                raise ReplayError("this signed request was already received")
+            if len(self._seen) >= self.max_entries:
+                raise ReplayError("too many signed requests in the last hour; try again later")
+            self._seen.add(key)
+            heapq.heappush(self._expiry, (max(expires, now_ms), key))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class TextContent(_Model):
+    """``text`` of a callback: ``{"content": "..."}``."""
+
+    content: str = Field(default="", max_length=20_000)
+
+
+class AtUser(_Model):
+    """An entry of ``atUsers``: the @-mentioned user's ids."""
+
+    dingtalk_id: str | None = None
+    staff_id: str | None = None
+
+
+class OutgoingMessage(_Model):
+    """The JSON body DingTalk POSTs when a user @-mentions the robot (only used fields)."""
+
+    msgtype: str
+    text: TextContent | None = None
+    msg_id: str | None = None
+    create_at: int | None = None
+    conversation_type: str | None = None
+    conversation_id: str | None = None
+    conversation_title: str | None = None
+    sender_id: str | None = None
+    sender_nick: str | None = None
+    sender_corp_id: str | None = None
+    sender_staff_id: str | None = None
+    session_webhook: str | None = None
+    session_webhook_expired_time: int | None = None
+    is_admin: bool | None = None
+    chatbot_corp_id: str | None = None
+    chatbot_user_id: str | None = None
+    robot_code: str | None = None
+    is_in_at_list: bool | None = None
+    at_users: list[AtUser] = Field(default_factory=list)
+
+    @property
+    def content(self) -> str | None:
+        """The message text (stripped), or ``None`` for a non-text message."""
+        if self.msgtype != "text" or self.text is None:
+            return None
+        return self.text.content.strip()
+
+    @property
+    def user_id(self) -> str | None:
+        """The sender's userid in the organisation (``senderStaffId``), used to find the user."""
+        return self.sender_staff_id
+
+    def reply_url(self, now_ms: int, allowed_hosts: Sequence[str] = SESSION_WEBHOOK_HOSTS) -> str:
+        """The ``sessionWebhook`` to reply to, after checking it is safe and still valid.
+
+        Args:
+            now_ms: the current time in ms.
+            allowed_hosts: hosts the URL may point at (``https`` only).
+
+        Returns:
+            The session webhook URL.
+
+        Raises:
+            InputError: there is no session webhook, it has expired, or it is not an ``https``
+                URL on an allowed host (we will not POST to arbitrary URLs).
+        """
+        url = self.session_webhook
+        if not url:
+            raise InputError("the callback has no sessionWebhook to reply to")
+        if self.session_webhook_expired_time is not None and (
+            self.session_webhook_expired_time <= now_ms
+        ):
+            raise InputError("the callback's sessionWebhook has expired")
+        parts = urlsplit(url)
+        if parts.scheme != "https" or parts.hostname not in allowed_hosts:
+            raise InputError("sessionWebhook is not an https URL on a DingTalk host")
+        return url
+
+
+def reply_payload(
+    text: str, at_user_ids: Sequence[str] | None = None, *, markdown_title: str | None = None
+) -> dict[str, Any]:
+    """A message body for a session webhook or custom robot webhook.
+
+    Args:
+        text: the message text (Markdown when ``markdown_title`` is given).
+        at_user_ids: userids to @-mention (``at.atUserIds``). For Markdown, DingTalk only
+            notifies users whose ``@userid`` appears in the text, so missing ones are appended.
+        markdown_title: send a ``markdown`` message with this title instead of ``text``.
+
+    Returns:
+        ``{"msgtype": "text", "text": {"content": ...}, "at": {...}}`` or the ``markdown``
+        equivalent with ``{"title": ..., "text": ...}``.
+    """
+    users = [u for u in (at_user_ids or []) if u]
+    if len(text) > MAX_REPLY_CHARS:
+        text = text[: MAX_REPLY_CHARS - 1] + "…"
+    at = {"atUserIds": users, "isAtAll": False}
+    if markdown_title is None:
+        return {"msgtype": "text", "text": {"content": text}, "at": at}
+    missing = [u for u in users if f"@{u}" not in text]
+    if missing:
+        text = text + "\n\n" + " ".join(f"@{u}" for u in missing)
+    return {"msgtype": "markdown", "markdown": {"title": markdown_title, "text": text}, "at": at}
+
+
+def signed_webhook_url(base_url: str, secret: str, now_ms: int) -> str:
+    """Add ``timestamp`` and ``sign`` (加签) to a custom robot webhook URL.
+
+    Args:
+        base_url: ``https://oapi.dingtalk.com/robot/send?access_token=...``.
+        secret: the robot's ``SEC...`` signing secret.
+        now_ms: the current time in ms since the epoch (DingTalk accepts ±1 hour).
+
+    Returns:
+        The URL with ``timestamp`` and the URL-encoded ``sign`` appended (replacing any
+        previous ones).
+
+    Raises:
+        InputError: the URL is not http(s) or no secret is given.
+    """
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise InputError("DingTalk webhook URL must be an http(s) URL")
+    if not secret:
+        raise InputError("DingTalk signing secret is empty")
+    timestamp = str(int(now_ms))
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k not in ("timestamp", "sign")
+    ]
+    query += [("timestamp", timestamp), ("sign", compute_signature(timestamp, secret))]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def check_send_response(payload: object) -> None:
+    """Check DingTalk's answer to a robot message (HTTP 200 does not mean success).
+
+    Args:
+        payload: the decoded JSON response.
+
+    Raises:
+        SendError: the response is not ``{"errcode": 0, ...}``; carries ``code`` and the
+            ``errmsg`` text.
+    """
+    if not isinstance(payload, Mapping) or "errcode" not in payload:
+        raise SendError("DingTalk answered without an errcode")
+    code = payload.get("errcode")
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise SendError("DingTalk answered with a non-numeric errcode")
+    if code != 0:
+        message = str(payload.get("errmsg") or "")[:200]
+        raise SendError(f"DingTalk refused the message: errcode {code}: {message}", code=code)
