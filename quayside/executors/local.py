@@ -1,0 +1,269 @@
+"""Run argv commands on this machine (the Quayside worker itself)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from quayside.errors import CommandFailed, CommandTimeout
+from quayside.executors.base import CommandResult, OutputCallback
+
+#: How much of a command line an error message shows.
+COMMAND_DISPLAY_LIMIT = 200
+
+#: Mode of a file written by put_file/put_bytes when no mode is given and none exists yet.
+DEFAULT_FILE_MODE = 0o644
+
+
+def display_command(argv: Sequence[str]) -> str:
+    """``argv`` as one shell-quoted line, shortened for error messages."""
+    text = shlex.join(argv)
+    if len(text) > COMMAND_DISPLAY_LIMIT:
+        text = text[: COMMAND_DISPLAY_LIMIT - 3] + "..."
+    return text
+
+
+class LineCollector:
+    """Collects one output stream and hands each complete line to the output callback.
+
+    Bytes are split on ``\\n`` before decoding, so a multi-byte character is never cut; the
+    callback receives the line without its newline. Calls from the stdout and stderr readers
+    are serialized by ``lock`` so a callback never runs twice at once.
+    """
+
+    def __init__(self, stream: str, on_output: OutputCallback | None, lock: threading.Lock) -> None:
+        self.stream = stream
+        self._on_output = on_output
+        self._lock = lock
+        self._chunks: list[bytes] = []
+        self._pending = b""
+
+    def feed(self, data: bytes) -> None:
+        """Add a chunk of raw output; complete lines go to the callback at once."""
+        self._chunks.append(data)
+        if self._on_output is None:
+            return
+        self._pending += data
+        *lines, self._pending = self._pending.split(b"\n")
+        for line in lines:
+            self._emit(line)
+
+    def finish(self) -> None:
+        """End of stream: an unterminated last line still reaches the callback."""
+        if self._on_output is not None and self._pending:
+            self._emit(self._pending)
+        self._pending = b""
+
+    def text(self) -> str:
+        """Everything collected so far, decoded (invalid UTF-8 replaced)."""
+        return b"".join(self._chunks).decode("utf-8", errors="replace")
+
+    def _emit(self, raw: bytes) -> None:
+        assert self._on_output is not None
+        line = raw.decode("utf-8", errors="replace").removesuffix("\r")
+        with self._lock:
+            self._on_output(self.stream, line)
+
+
+def start_thread(target: Callable[[], None], name: str) -> threading.Thread:
+    """Start a daemon thread running ``target``."""
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+class LocalExecutor:
+    """Runs commands on the local machine with :mod:`subprocess` (never through a shell).
+
+    Each command runs in its own process group so a timeout kills everything it started.
+
+    Args:
+        name: The host name used in results and error messages.
+    """
+
+    def __init__(self, name: str = "local") -> None:
+        self.name = name
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+        cwd: str | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> CommandResult:
+        """Run ``argv`` and wait for it, streaming its output line by line.
+
+        Args:
+            argv: The program and its arguments; passed to the OS as is, no shell involved.
+            timeout: Seconds before the command's whole process group is killed.
+            check: Raise ``CommandFailed`` when the exit code is not zero.
+            env: Variables added to (or overriding) this process's environment.
+            stdin: Bytes written to the command's standard input (closed afterwards).
+            cwd: Working directory for the command.
+            on_output: Called with ``(stream, line)`` for every line as it arrives.
+
+        Returns:
+            The exit code and the complete stdout and stderr.
+
+        Raises:
+            CommandFailed: The command exited non-zero (``check``) or could not be started.
+            CommandTimeout: The command ran longer than ``timeout`` seconds.
+        """
+        args = list(argv)
+        if not args:
+            raise CommandFailed(self.name, "empty command")
+        child_env = None
+        if env:
+            child_env = {**os.environ, **env}
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=child_env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as e:
+            raise CommandFailed(
+                self.name,
+                f"cannot start {display_command(args)}: {e.strerror or e}",
+                command=args,
+            ) from e
+
+        lock = threading.Lock()
+        out = LineCollector("stdout", on_output, lock)
+        err = LineCollector("stderr", on_output, lock)
+        assert proc.stdout is not None and proc.stderr is not None
+        threads = [
+            start_thread(lambda: pump(proc.stdout, out), "quayside-local-stdout"),
+            start_thread(lambda: pump(proc.stderr, err), "quayside-local-stderr"),
+        ]
+        if stdin is not None:
+            assert proc.stdin is not None
+            pipe = proc.stdin
+            threads.append(start_thread(lambda: feed_stdin(pipe, stdin), "quayside-local-stdin"))
+
+        try:
+            exit_code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            for thread in threads:
+                thread.join(timeout=5)
+            raise CommandTimeout(
+                self.name,
+                f"command timed out after {timeout:g}s: {display_command(args)}",
+                command=args,
+                stderr=err.text(),
+            ) from None
+        finally:
+            if proc.poll() is None:  # interrupted (KeyboardInterrupt): don't leave it running
+                kill_group(proc)
+        for thread in threads:
+            thread.join()
+        result = CommandResult(
+            host=self.name,
+            argv=tuple(args),
+            exit_code=exit_code,
+            stdout=out.text(),
+            stderr=err.text(),
+            duration_s=time.monotonic() - start,
+        )
+        if check and exit_code != 0:
+            raise CommandFailed(
+                self.name,
+                f"command failed: {display_command(args)}",
+                command=args,
+                exit_code=exit_code,
+                stderr=result.stderr,
+            )
+        return result
+
+    def put_file(self, local: Path, remote: str, *, mode: int | None = None) -> None:
+        """Copy ``local`` to the path ``remote`` atomically.
+
+        Args:
+            local: The file to copy.
+            remote: Destination path; its directory must exist.
+            mode: Permission bits; default: those of the file being replaced, else 0644.
+
+        Raises:
+            OSError: Reading ``local`` or writing ``remote`` failed.
+        """
+        self.put_bytes(Path(local).read_bytes(), remote, mode=mode)
+
+    def put_bytes(self, data: bytes, remote: str, *, mode: int | None = None) -> None:
+        """Write ``data`` to ``remote`` atomically: a temp file in the same directory, then
+        :func:`os.replace`. Readers see the old content or the new, never a partial file.
+
+        Args:
+            data: The content.
+            remote: Destination path; its directory must exist.
+            mode: Permission bits; default: those of the file being replaced, else 0644.
+
+        Raises:
+            OSError: The directory is missing or not writable.
+        """
+        target = Path(remote)
+        if mode is None:
+            try:
+                mode = stat.S_IMODE(target.stat().st_mode)
+            except FileNotFoundError:
+                mode = DEFAULT_FILE_MODE
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp_name, mode)
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+
+    def close(self) -> None:
+        """Nothing to release; present for the Executor interface."""
+
+
+def pump(pipe: IO[bytes] | None, collector: LineCollector) -> None:
+    """Read ``pipe`` until EOF into ``collector``."""
+    assert pipe is not None
+    with pipe:
+        fd = pipe.fileno()
+        while chunk := os.read(fd, 65536):
+            collector.feed(chunk)
+    collector.finish()
+
+
+def feed_stdin(pipe: IO[bytes], data: bytes) -> None:
+    """Write ``data`` to a child's stdin and close it; a child that exits early is fine."""
+    try:
+        with pipe:
+            pipe.write(data)
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group of ``proc`` (it was started in a new session) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
