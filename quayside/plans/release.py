@@ -1,0 +1,266 @@
+"""Plan one host's release: facts (what the host has) + target (what it should have) -> steps.
+
+The plan is pure data. An empty plan means "no change": the current release already has the
+target's manifest digest (content, modes, links and shared paths). Steps, in order::
+
+    CreateRelease | PrepareFromPrevious   the new release directory (fresh, or a hard-link copy
+                                          of the current release minus what changed)
+    Upload                                the files to send into it
+    LinkShared                            links into <deploy_root>/shared
+    WriteManifest                         <release>/.quayside-manifest.json
+    Switch                                current -> releases/<new>
+    Prune                                 old releases beyond keep_releases
+
+Commands for each step come from ``quayside.commands.release`` and ``quayside.commands.rsync``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from quayside.commands.release import check_release_paths, parse_facts
+from quayside.errors import InputError
+from quayside.manifest import (
+    MANIFEST_FILENAME,
+    Manifest,
+    ManifestDiff,
+    diff,
+    human_bytes,
+    removal_roots,
+)
+from quayside.release_id import is_release_id, validate_release_id
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What a host has: the current release id, its recorded manifest, all release ids."""
+
+    current: str | None
+    current_manifest: Manifest | None = None
+    releases: tuple[str, ...] = ()
+
+    @classmethod
+    def from_output(cls, stdout: str, deploy_root: str | None = None) -> HostFacts:
+        """Facts from the output of ``commands.release.read_facts``. An unreadable manifest
+        counts as none (the plan then sends everything, hard-linking unchanged files)."""
+        raw = parse_facts(stdout, deploy_root)
+        manifest = None
+        if raw.manifest_json is not None:
+            try:
+                manifest = Manifest.from_json(raw.manifest_json)
+            except InputError:
+                manifest = None
+        return cls(raw.current, manifest, tuple(raw.releases))
+
+
+@dataclass(frozen=True)
+class ReleaseTarget:
+    """What the host should have after the release."""
+
+    release_id: str
+    manifest: Manifest
+    shared_paths: tuple[str, ...] = ()
+    keep_releases: int = 5
+
+    def recorded_manifest(self) -> Manifest:
+        """The manifest as written to the host: the payload plus the shared paths."""
+        return self.manifest.with_shared(self.shared_paths)
+
+
+@dataclass(frozen=True)
+class CreateRelease:
+    """Create an empty release directory (removing a leftover one of the same id first)."""
+
+    release_id: str
+    replace_existing: bool = False
+
+
+@dataclass(frozen=True)
+class PrepareFromPrevious:
+    """Hard-link copy of ``prev`` as ``new``, then delete ``remove`` (relative paths) from it."""
+
+    prev: str
+    new: str
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Send ``files`` (relative paths, parents first) into the release; ``bytes`` is the size
+    of the regular files among them. ``link_dest`` names a release to hard-link unchanged
+    files from (rsync ``--link-dest``), when the host's current content is not known."""
+
+    release_id: str
+    files: tuple[str, ...]
+    bytes: int
+    link_dest: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkShared:
+    release_id: str
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WriteManifest:
+    release_id: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Switch:
+    new: str
+    previous: str | None = None
+
+
+@dataclass(frozen=True)
+class Prune:
+    release_ids: tuple[str, ...]
+
+
+Step = CreateRelease | PrepareFromPrevious | Upload | LinkShared | WriteManifest | Switch | Prune
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """Ordered steps for one host; ``steps == ()`` means no change."""
+
+    target: ReleaseTarget
+    facts: HostFacts
+    steps: tuple[Step, ...]
+    #: what changes against the current release (None when the current content is unknown)
+    diff: ManifestDiff | None = None
+    prune: tuple[str, ...] = field(default=())
+
+    @property
+    def no_change(self) -> bool:
+        return not self.steps
+
+
+def _under(path: str, roots: set[str]) -> bool:
+    parts = path.split("/")
+    return any("/".join(parts[:i]) in roots for i in range(1, len(parts) + 1))
+
+
+def prune_candidates(
+    releases: Sequence[str], *, new: str, current: str | None, keep_releases: int
+) -> tuple[str, ...]:
+    """Releases to delete once ``new`` is current: everything beyond the newest
+    ``keep_releases`` (``new`` counted), never ``new``, the current one (which becomes the
+    previous) or the one before it. Oldest first."""
+    if keep_releases < 1:
+        raise InputError(f"keep_releases must be at least 1, got {keep_releases}")
+    every = sorted({r for r in releases if is_release_id(r)} | {new})
+    keep = set(every[-keep_releases:]) | {new}
+    if current is not None:
+        keep.add(current)
+        older = [r for r in every if r < current]
+        if older:
+            keep.add(older[-1])
+    else:
+        older = [r for r in every if r < new]
+        if older:
+            keep.add(older[-1])
+    return tuple(r for r in every if r not in keep)
+
+
+def plan_release(facts: HostFacts, target: ReleaseTarget) -> ReleasePlan:
+    """Compare ``facts`` with ``target`` and return the steps that make the host match.
+
+    Raises:
+        InputError: invalid release id, shared path or keep_releases, or the target id is the
+            current release but with different content (it would be changed while serving).
+    """
+    new = validate_release_id(target.release_id)
+    shared = sorted(check_release_paths(target.shared_paths, "shared path"))
+    if target.keep_releases < 1:
+        raise InputError(f"keep_releases must be at least 1, got {target.keep_releases}")
+    recorded = target.recorded_manifest()
+    current = facts.current
+    if current is not None and facts.current_manifest is not None:
+        if facts.current_manifest.digest() == recorded.digest():
+            return ReleasePlan(target, facts, (), diff(facts.current_manifest, recorded))
+    if current == new:
+        raise InputError(
+            f"release {new} is current on the host but has different content",
+            hint="deploy with a new release id",
+        )
+
+    target_shared = set(shared)
+    wanted = target.manifest
+    steps: list[Step] = []
+    change: ManifestDiff | None = None
+    if current is not None and facts.current_manifest is not None:
+        old = facts.current_manifest
+        change = diff(old, wanted)
+        doomed = set(change.removed)
+        for p in change.changed:
+            if old[p].kind != "dir" or wanted[p].kind != "dir":
+                doomed.add(p)
+        doomed |= set(old.shared) | target_shared | {MANIFEST_FILENAME}
+        roots = removal_roots(doomed)
+        root_set = set(roots)
+        fresh = set(change.added) | set(change.changed)
+        files = [
+            p
+            for p in wanted
+            if not _under(p, target_shared) and (p in fresh or _under(p, root_set))
+        ]
+        steps.append(PrepareFromPrevious(current, new, tuple(roots)))
+        link_dest = None
+    else:
+        if current is not None:
+            change = None  # content of the current release unknown
+        else:
+            change = diff(None, wanted)
+        files = [p for p in wanted if not _under(p, target_shared)]
+        steps.append(CreateRelease(new, replace_existing=new in facts.releases))
+        link_dest = current
+    size = sum(wanted[p].size for p in files if wanted[p].kind == "file")
+    if files:
+        steps.append(Upload(new, tuple(files), size, link_dest))
+    if shared:
+        steps.append(LinkShared(new, tuple(shared)))
+    steps.append(WriteManifest(new, recorded.to_json()))
+    steps.append(Switch(new, current))
+    prune = prune_candidates(
+        facts.releases, new=new, current=current, keep_releases=target.keep_releases
+    )
+    if prune:
+        steps.append(Prune(prune))
+    return ReleasePlan(target, facts, tuple(steps), change, prune)
+
+
+def describe(plan: ReleasePlan, *, limit: int = 20) -> str:
+    """Dry-run text for one host: what would change against the current release."""
+    t = plan.target
+    if plan.no_change:
+        return f"no change: {plan.facts.current} already has this content"
+    lines: list[str] = []
+    cur = plan.facts.current
+    head = f"release {t.release_id}" + (f" (current: {cur})" if cur else " (first release)")
+    lines.append(head)
+    if plan.diff is None:
+        lines.append("  current content unknown (no manifest): every file is checked")
+    else:
+        lines.append(f"  {plan.diff.summary()}")
+        lines += [f"    {row}" for row in plan.diff.lines(limit)]
+    upload = next((s for s in plan.steps if isinstance(s, Upload)), None)
+    if upload is not None:
+        lines.append(f"  send {len(upload.files)} path(s), {human_bytes(upload.bytes)}")
+    if plan.prune:
+        lines.append(f"  prune {len(plan.prune)} old release(s): {', '.join(plan.prune)}")
+    return "\n".join(lines)
+
+
+def describe_hosts(plans: Mapping[str, ReleasePlan], *, limit: int = 20) -> str:
+    """``describe`` for every host, hosts with identical plans grouped."""
+    groups: dict[str, list[str]] = {}
+    for host, plan in plans.items():
+        groups.setdefault(describe(plan, limit=limit), []).append(host)
+    blocks = []
+    for text, hosts in groups.items():
+        blocks.append(f"{', '.join(hosts)}:\n  " + text.replace("\n", "\n  "))
+    return "\n".join(blocks)
