@@ -1,0 +1,13 @@
+"""The release ledger: what is deployed where, who approved what, who holds the deploy lock,
+and an append-only audit log. SQLAlchemy 2 models, Alembic migrations shipped in
+``quayside/ledger/migrations`` and small repository modules that take an Engine or a Session.
+
+Modules:
+    models        declarative models and status enums
+    db            engines, migrations, transactions, schema-version check
+    releases      release lifecycle and queries
+    approvals     approval requests and decisions
+    locks         per app+environment deploy lock (lease)
+    environments  apps, environments, pausing automatic triggers
+    audit         the one way to write an audit event
+"""

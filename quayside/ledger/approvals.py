@@ -1,0 +1,260 @@
+"""Approval requests and the decisions on them.
+
+A request is approved once it has ``required_approvals`` valid approvals, rejected by any
+valid rejection, and expired once ``expires_at`` passes while still pending. A decision that
+cannot count (the requester approving their own request, a second vote by the same person, a
+vote on a closed request) is still recorded, with ``valid=False`` and the reason.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from quayside.errors import InputError, NotFoundError
+from quayside.ledger import audit
+from quayside.ledger.db import unit_of_work
+from quayside.ledger.models import (
+    ApprovalDecision,
+    ApprovalRequest,
+    ApprovalStatus,
+    Decision,
+    utcnow,
+)
+
+
+def _get(session: Session, request_id: int) -> ApprovalRequest:
+    query = select(ApprovalRequest).where(ApprovalRequest.id == request_id).with_for_update()
+    found = session.scalars(query).one_or_none()
+    if found is None:
+        raise NotFoundError(f"approval request {request_id} is not in the ledger")
+    return found
+
+
+def create_request(
+    db: Engine | Session,
+    app: str,
+    env: str,
+    *,
+    summary: str,
+    requested_by: str,
+    required_approvals: int = 1,
+    flow_run_id: str | None = None,
+    release_id: int | None = None,
+    expires_in: timedelta | None = None,
+    now: datetime | None = None,
+) -> ApprovalRequest:
+    """Open an approval request.
+
+    Args:
+        db: Engine (own transaction) or Session (caller's transaction).
+        app: app name.
+        env: environment name.
+        summary: Markdown shown to approvers (what changes, diff, plan).
+        requested_by: who asks; they cannot approve it themselves.
+        required_approvals: how many distinct approvers are needed (at least 1).
+        flow_run_id: the paused Prefect flow run waiting for the answer.
+        release_id: the release waiting for it, if any.
+        expires_in: how long it stays open (default: until decided).
+        now: creation time (default now).
+
+    Returns:
+        The new ApprovalRequest, pending.
+
+    Raises:
+        InputError: ``required_approvals`` below 1.
+        LedgerError: the database refused the change (e.g. an unknown release id).
+    """
+    if required_approvals < 1:
+        raise InputError(f"required_approvals must be at least 1, not {required_approvals}")
+    created = now or utcnow()
+    with unit_of_work(db) as session:
+        request = ApprovalRequest(
+            flow_run_id=flow_run_id,
+            release_id=release_id,
+            app=app,
+            env=env,
+            summary=summary,
+            required_approvals=required_approvals,
+            status=ApprovalStatus.pending,
+            requested_by=requested_by,
+            created_at=created,
+            expires_at=created + expires_in if expires_in is not None else None,
+        )
+        session.add(request)
+        session.flush()
+        audit.record(
+            session,
+            requested_by,
+            "approval.requested",
+            "approval_request",
+            request.id,
+            {
+                "app": app,
+                "env": env,
+                "required_approvals": required_approvals,
+                "flow_run_id": flow_run_id,
+                "release_id": release_id,
+            },
+        )
+        return request
+
+
+def _outcome(request: ApprovalRequest, now: datetime) -> ApprovalStatus:
+    valid = [d for d in request.decisions if d.valid]
+    if any(d.decision is Decision.reject for d in valid):
+        return ApprovalStatus.rejected
+    if sum(d.decision is Decision.approve for d in valid) >= request.required_approvals:
+        return ApprovalStatus.approved
+    if request.expires_at is not None and now >= request.expires_at:
+        return ApprovalStatus.expired
+    return ApprovalStatus.pending
+
+
+def _invalid_reason(
+    request: ApprovalRequest, user: str, now: datetime, allow_self_approval: bool
+) -> str | None:
+    if request.status is not ApprovalStatus.pending:
+        return f"request is already {request.status}"
+    if request.expires_at is not None and now >= request.expires_at:
+        return "request expired"
+    if any(d.valid and d.user == user for d in request.decisions):
+        return f"{user} has already decided"
+    if not allow_self_approval and user == request.requested_by:
+        return "the requester cannot decide their own request"
+    return None
+
+
+def record_decision(
+    db: Engine | Session,
+    request_id: int,
+    user: str,
+    decision: Decision | str,
+    *,
+    comment: str | None = None,
+    allow_self_approval: bool = False,
+    now: datetime | None = None,
+) -> ApprovalDecision:
+    """Record ``user``'s decision and update the request's status in the same transaction.
+
+    Args:
+        db: Engine or Session.
+        request_id: the approval request.
+        user: who decides.
+        decision: ``approve`` or ``reject``.
+        comment: optional comment.
+        allow_self_approval: let the requester decide their own request.
+        now: decision time (default now).
+
+    Returns:
+        The ApprovalDecision; check ``valid``/``reason`` and ``request.status``.
+
+    Raises:
+        InputError: unknown decision.
+        NotFoundError: no such request.
+        LedgerError: the database refused the change.
+    """
+    try:
+        decision = Decision(decision)
+    except ValueError as e:
+        raise InputError(f"decision must be approve or reject, not {decision!r}") from e
+    at = now or utcnow()
+    with unit_of_work(db) as session:
+        request = _get(session, request_id)
+        reason = _invalid_reason(request, user, at, allow_self_approval)
+        row = ApprovalDecision(
+            request=request,
+            user=user,
+            decision=decision,
+            comment=comment,
+            created_at=at,
+            valid=reason is None,
+            reason=reason,
+        )
+        session.add(row)
+        before = request.status
+        if before is ApprovalStatus.pending:
+            request.status = _outcome(request, at)
+            if request.status is not ApprovalStatus.pending:
+                request.decided_at = at
+        session.flush()
+        audit.record(
+            session,
+            user,
+            "approval.decided",
+            "approval_request",
+            request.id,
+            {
+                "decision": decision.value,
+                "valid": reason is None,
+                "reason": reason,
+                "comment": comment,
+                "status": request.status.value,
+            },
+        )
+        return row
+
+
+def resolve(
+    db: Engine | Session,
+    request_id: int,
+    *,
+    actor: str = "system",
+    now: datetime | None = None,
+) -> ApprovalRequest:
+    """Bring a request's status up to date (e.g. expire it once ``expires_at`` has passed).
+
+    Writes one audit event if the status changed, none otherwise.
+
+    Args:
+        db: Engine or Session.
+        request_id: the approval request.
+        actor: who, for the audit log.
+        now: the time to judge expiry by (default now).
+
+    Returns:
+        The ApprovalRequest with its current status and decisions.
+
+    Raises:
+        NotFoundError: no such request.
+        LedgerError: the database refused the change.
+    """
+    at = now or utcnow()
+    with unit_of_work(db) as session:
+        request = _get(session, request_id)
+        if request.status is ApprovalStatus.pending:
+            status = _outcome(request, at)
+            if status is not ApprovalStatus.pending:
+                request.status = status
+                request.decided_at = at
+                audit.record(
+                    session,
+                    actor,
+                    "approval.resolved",
+                    "approval_request",
+                    request.id,
+                    {"status": status.value},
+                )
+        return request
+
+
+def get_request(db: Engine | Session, request_id: int) -> ApprovalRequest:
+    """One approval request with its decisions.
+
+    Args:
+        db: Engine or Session.
+        request_id: the request.
+
+    Returns:
+        The ApprovalRequest.
+
+    Raises:
+        NotFoundError: no such request.
+    """
+    with unit_of_work(db) as session:
+        found = session.get(ApprovalRequest, request_id)
+        if found is None:
+            raise NotFoundError(f"approval request {request_id} is not in the ledger")
+        return found

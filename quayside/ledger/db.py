@@ -1,0 +1,270 @@
+"""Engines, migrations and transactions for the ledger.
+
+Every function takes its URL, Engine or Session explicitly; nothing here keeps global state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.orm import Session
+
+from quayside.errors import LedgerError
+from quayside.ledger.models import refuse_bulk_audit_changes
+from quayside.settings import load_settings
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+UPGRADE_HINT = "run `quayside db upgrade`"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class LedgerSession(Session):
+    """The session :func:`session_scope` opens; refuses bulk changes to the audit log."""
+
+
+event.listen(LedgerSession, "do_orm_execute", refuse_bulk_audit_changes)
+
+
+def default_url() -> str:
+    """The ledger URL from the settings (``QUAYSIDE_DATABASE_URL``, else SQLite in
+    ``QUAYSIDE_HOME``).
+
+    Returns:
+        A SQLAlchemy URL string.
+    """
+    return load_settings().database_url
+
+
+def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """Create an engine for the ledger.
+
+    For SQLite the parent directory is created, and every connection gets WAL journaling,
+    enforced foreign keys and a busy timeout; transactions start with ``BEGIN IMMEDIATE`` so
+    that two writers queue on the busy timeout instead of failing when one upgrades a read
+    lock (SQLite's own transaction handling in the driver is turned off for this).
+
+    Args:
+        url: SQLAlchemy URL; default :func:`default_url`.
+        **kwargs: passed to :func:`sqlalchemy.create_engine`.
+
+    Returns:
+        A new Engine; the caller disposes of it.
+
+    Raises:
+        LedgerError: the URL cannot be parsed or its driver is not installed.
+    """
+    url = url or default_url()
+    try:
+        parsed = make_url(url)
+    except Exception as e:  # ArgumentError, ValueError
+        raise LedgerError(f"invalid ledger database URL {url!r}: {e}") from e
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+    else:
+        kwargs.setdefault("pool_pre_ping", True)
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except Exception as e:  # NoSuchModuleError, ArgumentError
+        raise LedgerError(f"cannot use ledger database URL {parsed!r}: {e}") from e
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, see below
+        cursor = dbapi_connection.cursor()
+        try:
+            if engine.url.database not in (None, "", ":memory:"):
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One transaction: commit when the block ends, roll back everything if it raises.
+
+    Objects stay readable after the commit (``expire_on_commit=False``).
+
+    Args:
+        engine: the ledger engine.
+
+    Yields:
+        A Session inside a transaction.
+
+    Raises:
+        LedgerError: the database refused a statement (constraint, trigger, lost connection);
+            the original error is chained. Other exceptions propagate unchanged.
+    """
+    session = LedgerSession(engine, expire_on_commit=False)
+    try:
+        with session.begin():
+            yield session
+    except (DBAPIError, StatementError) as e:
+        raise LedgerError(f"the ledger database refused the operation: {_reason(e)}") from e
+    finally:
+        session.close()
+
+
+@contextmanager
+def unit_of_work(db: Engine | Session) -> Iterator[Session]:
+    """The transaction a ledger function works in.
+
+    Given an Engine, a new transaction that commits at the end (:func:`session_scope`). Given
+    a Session, that session: the caller's transaction, which the caller commits or rolls back,
+    so several ledger calls can form one transaction. Changes are flushed before returning so
+    database errors surface inside the function that caused them.
+
+    Args:
+        db: an Engine or a Session.
+
+    Yields:
+        The Session to use.
+
+    Raises:
+        LedgerError: the database refused a statement.
+    """
+    if isinstance(db, Session):
+        try:
+            yield db
+            db.flush()
+        except (DBAPIError, StatementError) as e:
+            raise LedgerError(f"the ledger database refused the operation: {_reason(e)}") from e
+        return
+    with session_scope(db) as session:
+        yield session
+
+
+def _reason(error: DBAPIError | StatementError) -> str:
+    orig = getattr(error, "orig", None)
+    text = str(orig if orig is not None else error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic configuration for the migrations shipped in this package (no ini file).
+
+    Args:
+        url: database URL handed to ``env.py`` through ``config.attributes``.
+
+    Returns:
+        The Alembic Config.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        config.attributes["url"] = url
+    return config
+
+
+def migrate(url: str | None = None, revision: str = "head") -> None:
+    """Upgrade the ledger schema to ``revision`` (default the latest).
+
+    Args:
+        url: database URL; default :func:`default_url`.
+        revision: Alembic revision to upgrade to.
+
+    Raises:
+        LedgerError: the migration failed; the database is left at its previous revision
+            where the backend has transactional DDL (PostgreSQL, SQLite).
+    """
+    _run_alembic(url, lambda config: command.upgrade(config, revision))
+
+
+def downgrade(url: str | None = None, revision: str = "base") -> None:
+    """Downgrade the ledger schema to ``revision`` (default: empty database).
+
+    Args:
+        url: database URL; default :func:`default_url`.
+        revision: Alembic revision to downgrade to.
+
+    Raises:
+        LedgerError: the downgrade failed.
+    """
+    _run_alembic(url, lambda config: command.downgrade(config, revision))
+
+
+def _run_alembic(url: str | None, action: Any) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            action(config)
+    except (DBAPIError, StatementError) as e:
+        raise LedgerError(f"ledger migration failed: {_reason(e)}") from e
+    finally:
+        engine.dispose()
+
+
+def head_revision() -> str | None:
+    """The latest revision among the shipped migrations.
+
+    Returns:
+        The revision id.
+    """
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None for an empty database).
+
+    Args:
+        engine: the ledger engine.
+
+    Returns:
+        The revision id or None.
+    """
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def check_schema(engine: Engine) -> None:
+    """Make sure the database is at the latest migration before using it.
+
+    Args:
+        engine: the ledger engine.
+
+    Raises:
+        LedgerError: the database is unreachable, empty, behind or ahead of this code; the
+            hint says to run ``quayside db upgrade``.
+    """
+    try:
+        current = current_revision(engine)
+    except DBAPIError as e:
+        raise LedgerError(
+            f"cannot read the ledger schema version at {engine.url!r}: {_reason(e)}",
+            hint="check QUAYSIDE_DATABASE_URL and that the database server is up",
+        ) from e
+    head = head_revision()
+    if current == head:
+        return
+    if current is None:
+        message = f"the ledger database at {engine.url!r} has no schema"
+    else:
+        message = (
+            f"the ledger database at {engine.url!r} is at revision {current}, "
+            f"this Quayside expects {head}"
+        )
+    raise LedgerError(message, hint=UPGRADE_HINT)

@@ -1,0 +1,386 @@
+"""Ledger models (SQLAlchemy 2 typed declarative), portable between SQLite and PostgreSQL.
+
+Datetimes are timezone-aware UTC in Python on both backends (:class:`UTCDateTime`); enums are
+Python ``StrEnum`` values stored as plain strings; JSON columns use :class:`sqlalchemy.JSON`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    false,
+)
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Mapper,
+    ORMExecuteState,
+    mapped_column,
+    relationship,
+)
+from sqlalchemy.types import TypeDecorator
+
+from quayside.errors import LedgerError
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so values are stored as naive
+    UTC text and given back their UTC zone when read. Naive datetimes are refused on write.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the ledger stores timezone-aware UTC")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _enum(cls: type[StrEnum], length: int = 32) -> Enum:
+    """A StrEnum stored as its string value (VARCHAR, no native enum type, no CHECK)."""
+    return Enum(
+        cls,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class ReleaseKind(StrEnum):
+    deploy = "deploy"
+    rollback = "rollback"
+    image = "image"
+    config = "config"
+    plugin = "plugin"
+    hello = "hello"
+
+
+class ReleaseStatus(StrEnum):
+    pending = "pending"
+    awaiting_approval = "awaiting_approval"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    rolled_back = "rolled_back"
+    cancelled = "cancelled"
+    expired = "expired"
+
+    @property
+    def finished(self) -> bool:
+        return self in TERMINAL_RELEASE_STATUSES
+
+
+TERMINAL_RELEASE_STATUSES = frozenset(
+    {
+        ReleaseStatus.succeeded,
+        ReleaseStatus.failed,
+        ReleaseStatus.rolled_back,
+        ReleaseStatus.cancelled,
+        ReleaseStatus.expired,
+    }
+)
+
+
+class HostStatus(StrEnum):
+    pending = "pending"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    skipped = "skipped"
+    rolled_back = "rolled_back"
+
+
+class ApprovalStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+    expired = "expired"
+
+
+class Decision(StrEnum):
+    approve = "approve"
+    reject = "reject"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+class App(Base):
+    __tablename__ = "apps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    environments: Mapped[list[Environment]] = relationship(
+        back_populates="app", cascade="all, delete-orphan"
+    )
+
+
+class Environment(Base):
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("app_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    auto_triggers_paused: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    paused_by: Mapped[str | None] = mapped_column(String(200))
+    paused_at: Mapped[datetime | None]
+
+    app: Mapped[App] = relationship(back_populates="environments", lazy="joined", innerjoin=True)
+
+    @property
+    def app_name(self) -> str:
+        return self.app.name
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    address: Mapped[str | None] = mapped_column(String(255))
+
+
+class EnvironmentHost(Base):
+    __tablename__ = "environment_hosts"
+
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True
+    )
+    host_id: Mapped[int] = mapped_column(
+        ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class Release(Base):
+    """One attempt to change what runs in an app's environment.
+
+    ``previous_release_id`` is the release that was current when this one started (what a
+    rollback of this release returns to). For ``kind == rollback``, ``rollback_of_id`` is the
+    release being undone; when the rollback succeeds that release becomes ``rolled_back``.
+    The current release of an environment is its latest ``succeeded`` release
+    (:func:`quayside.ledger.releases.current_release`); it is derived, never stored.
+    """
+
+    __tablename__ = "releases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environments.id", ondelete="RESTRICT"), index=True
+    )
+    kind: Mapped[ReleaseKind] = mapped_column(_enum(ReleaseKind))
+    version: Mapped[str | None] = mapped_column(String(200), index=True)
+    ref: Mapped[str | None] = mapped_column(String(255))
+    commit_sha: Mapped[str | None] = mapped_column(String(64))
+    image_digest: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[ReleaseStatus] = mapped_column(_enum(ReleaseStatus), index=True)
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    previous_release_id: Mapped[int | None] = mapped_column(
+        ForeignKey("releases.id", ondelete="SET NULL")
+    )
+    rollback_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("releases.id", ondelete="SET NULL")
+    )
+    artifact_location: Mapped[str | None] = mapped_column(Text)
+    manifest_digest: Mapped[str | None] = mapped_column(String(128))
+    summary: Mapped[dict[str, Any] | None]
+    details: Mapped[dict[str, Any] | None]
+
+    environment: Mapped[Environment] = relationship(lazy="joined", innerjoin=True)
+    hosts: Mapped[list[ReleaseHost]] = relationship(
+        back_populates="release",
+        cascade="all, delete-orphan",
+        order_by="ReleaseHost.host",
+        lazy="selectin",
+    )
+
+    @property
+    def app_name(self) -> str:
+        return self.environment.app.name
+
+    @property
+    def env_name(self) -> str:
+        return self.environment.name
+
+
+class ReleaseHost(Base):
+    """The outcome of one release on one host (the latest recorded step wins)."""
+
+    __tablename__ = "release_hosts"
+    __table_args__ = (UniqueConstraint("release_id", "host"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey("releases.id", ondelete="CASCADE"), index=True
+    )
+    host: Mapped[str] = mapped_column(String(200))
+    status: Mapped[HostStatus] = mapped_column(_enum(HostStatus))
+    step: Mapped[str | None] = mapped_column(String(200))
+    message: Mapped[str | None] = mapped_column(Text)
+    bytes_sent: Mapped[int | None] = mapped_column(Integer)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    release: Mapped[Release] = relationship(back_populates="hosts")
+
+
+class ApprovalRequest(Base):
+    __tablename__ = "approval_requests"
+    __table_args__ = (
+        CheckConstraint("required_approvals >= 1", name="required_approvals_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    release_id: Mapped[int | None] = mapped_column(
+        ForeignKey("releases.id", ondelete="SET NULL"), index=True
+    )
+    app: Mapped[str] = mapped_column(String(200))
+    env: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    required_approvals: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[ApprovalStatus] = mapped_column(_enum(ApprovalStatus), index=True)
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+
+    decisions: Mapped[list[ApprovalDecision]] = relationship(
+        back_populates="request",
+        cascade="all, delete-orphan",
+        order_by="ApprovalDecision.id",
+        lazy="selectin",
+    )
+
+
+class ApprovalDecision(Base):
+    """One person's answer to an approval request; ``valid`` is False (with ``reason``) when it
+    was refused, e.g. a self-approval, a second vote or a vote after the request closed."""
+
+    __tablename__ = "approval_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("approval_requests.id", ondelete="CASCADE"), index=True
+    )
+    user: Mapped[str] = mapped_column(String(200))
+    decision: Mapped[Decision] = mapped_column(_enum(Decision, 16))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    valid: Mapped[bool] = mapped_column(Boolean, default=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    request: Mapped[ApprovalRequest] = relationship(back_populates="decisions")
+
+
+class AuditEvent(Base):
+    """Append-only: the ORM refuses to update or delete these rows
+    (:mod:`quayside.ledger.audit`) and so do database triggers created by the migration."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100), index=True)
+    subject_type: Mapped[str] = mapped_column(String(50))
+    subject_id: Mapped[str | None] = mapped_column(String(200))
+    details: Mapped[dict[str, Any] | None]
+
+
+APPEND_ONLY_HINT = "audit events are append-only; record a new event instead"
+
+
+@event.listens_for(AuditEvent, "before_update")
+@event.listens_for(AuditEvent, "before_delete")
+def _refuse_audit_change(_mapper: Mapper[Any], _connection: Any, target: AuditEvent) -> None:
+    raise LedgerError(
+        f"audit event {target.id} cannot be changed or deleted", hint=APPEND_ONLY_HINT
+    )
+
+
+def refuse_bulk_audit_changes(state: ORMExecuteState) -> None:
+    """``do_orm_execute`` hook: refuse ORM bulk UPDATE/DELETE statements on AuditEvent
+    (installed on :class:`quayside.ledger.db.LedgerSession`)."""
+    if not (state.is_update or state.is_delete):
+        return
+    mapper = state.bind_mapper
+    if mapper is not None and mapper.class_ is AuditEvent:
+        raise LedgerError("bulk UPDATE/DELETE of audit events refused", hint=APPEND_ONLY_HINT)
+
+
+class DeployLock(Base):
+    """The deploy lock of one app+environment: a lease held by one flow run until it is
+    released or ``expires_at`` passes."""
+
+    __tablename__ = "deploy_locks"
+
+    app: Mapped[str] = mapped_column(String(200), primary_key=True)
+    env: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(200))
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

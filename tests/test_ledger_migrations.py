@@ -1,0 +1,138 @@
+"""Ledger schema: migrations up and down on SQLite and PostgreSQL, the schema matches the
+models, the version check, engine settings and the default URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from quayside.errors import LedgerError
+from quayside.ledger import releases
+from quayside.ledger.db import (
+    check_schema,
+    current_revision,
+    default_url,
+    downgrade,
+    head_revision,
+    make_engine,
+    migrate,
+)
+from quayside.ledger.models import Base, ReleaseKind
+from quayside.settings import load_settings
+
+TABLES = {
+    "apps",
+    "environments",
+    "hosts",
+    "environment_hosts",
+    "releases",
+    "release_hosts",
+    "approval_requests",
+    "approval_decisions",
+    "audit_events",
+    "deploy_locks",
+}
+
+
+def _tables(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade(empty_ledger_url: str) -> None:
+    assert _tables(empty_ledger_url) == set()
+    migrate(empty_ledger_url)
+    assert _tables(empty_ledger_url) == TABLES
+    engine = make_engine(empty_ledger_url)
+    try:
+        assert current_revision(engine) == head_revision() == "0001"
+        # downgrade with data in every kind of table, including the append-only audit log
+        releases.start_release(engine, "web", "prod", ReleaseKind.deploy, requested_by="ann")
+    finally:
+        engine.dispose()
+    downgrade(empty_ledger_url)
+    assert _tables(empty_ledger_url) == set()
+    engine = make_engine(empty_ledger_url)
+    try:
+        assert current_revision(engine) is None
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                functions = conn.execute(
+                    text("SELECT count(*) FROM pg_proc WHERE proname = 'audit_events_append_only'")
+                ).scalar_one()
+            assert functions == 0
+    finally:
+        engine.dispose()
+    migrate(empty_ledger_url)
+    assert _tables(empty_ledger_url) == TABLES
+
+
+def test_migrated_schema_matches_models(ledger_url: str) -> None:
+    engine = make_engine(ledger_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_check_schema_asks_for_upgrade(empty_ledger_url: str) -> None:
+    engine = make_engine(empty_ledger_url)
+    try:
+        with pytest.raises(LedgerError) as raised:
+            check_schema(engine)
+        assert raised.value.hint == "run `quayside db upgrade`"
+        assert "has no schema" in str(raised.value)
+        migrate(empty_ledger_url)
+        check_schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_unreachable_database_is_a_ledger_error() -> None:
+    engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    try:
+        with pytest.raises(LedgerError) as raised:
+            check_schema(engine)
+        assert "QUAYSIDE_DATABASE_URL" in (raised.value.hint or "")
+    finally:
+        engine.dispose()
+
+
+def test_default_url_is_sqlite_in_quayside_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("QUAYSIDE_HOME", str(home))
+    monkeypatch.delenv("QUAYSIDE_DATABASE_URL", raising=False)
+    assert default_url() == load_settings().database_url == f"sqlite:///{home / 'ledger.db'}"
+    migrate()
+    assert (home / "ledger.db").is_file()
+    engine = make_engine()
+    try:
+        check_schema(engine)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 1000
+    finally:
+        engine.dispose()
+
+
+def test_database_url_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("QUAYSIDE_DATABASE_URL", url)
+    assert default_url() == url
+
+
+def test_bad_url_is_a_ledger_error() -> None:
+    with pytest.raises(LedgerError, match="invalid ledger database URL"):
+        make_engine("not a url")
