@@ -158,6 +158,7 @@ def _absolute_posix(value: str) -> str:
 class App(Strict):
     """An application and how it is released."""
 
+    space: Name = Field("default", description="the space (team) owning the app; roles live there")
     repo: str | None = Field(None, description="git URL (or local path) of the source")
     deploy_root: str = Field("/srv/app", description="directory holding releases/ and current")
     shared_paths: list[str] = Field(default_factory=list)
@@ -168,6 +169,10 @@ class App(Strict):
     keep_releases: int = Field(5, ge=2, le=100)
     tag_rules: list[TagRule] = Field(default_factory=list)
     webhook_secret: SecretRef | None = Field(None, description="X-Gitlab-Token for this app")
+    notify: list[str] = Field(
+        default_factory=list,
+        description="Prefect notification blocks, 'block-type-slug/name', told about releases",
+    )
     environments: dict[Name, Environment]
 
     @field_validator("deploy_root")
