@@ -4,6 +4,7 @@ Secret block, or a Vault KV path. Values never reach logs or error messages."""
 from __future__ import annotations
 
 import os
+from typing import Any, cast
 
 from quayside.errors import ConfigError
 from quayside.inventory.models import SecretRef
@@ -28,7 +29,7 @@ def resolve_secret(ref: SecretRef, *, name: str = "secret") -> str:
         from prefect.blocks.system import Secret
 
         try:
-            block = Secret.load(ref.prefect_secret)
+            block = cast(Secret[Any], Secret.load(ref.prefect_secret, _sync=True))
         except ValueError:
             raise ConfigError(
                 f"{name}: no Prefect Secret block '{ref.prefect_secret}'",
