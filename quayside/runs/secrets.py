@@ -29,7 +29,7 @@ def resolve_secret(ref: SecretRef, *, name: str = "secret") -> str:
         from prefect.blocks.system import Secret
 
         try:
-            block = cast(Secret[Any], Secret.load(ref.prefect_secret, _sync=True))
+            block = cast(Secret[Any], Secret.load(ref.prefect_secret))
         except ValueError:
             raise ConfigError(
                 f"{name}: no Prefect Secret block '{ref.prefect_secret}'",
