@@ -1,0 +1,609 @@
+"""The per-host apply engine: one host, one executor (one SSH connection), few round trips.
+
+A deploy of one host (``deploy_host``)::
+
+    facts      read_facts: current, release dirs, current manifest           1 round trip
+    plan       plans.plan_release (pure)
+    stage      cp -al from the previous release, delete what changes, extract the changed
+               files (a tar stream on stdin), link shared, seal the manifest,
+               and - without pre-switch hooks - switch current and prune     1 round trip
+               (payloads above ``inline_max_bytes``: prepare, rsync --files-from over the
+               host's SSH credentials, then seal/switch: 2 round trips + 1 rsync)
+    pre_switch hooks, switch (+ prune)                                      1 per hook, +1
+    post_switch hooks, health check                                         1 per hook/probe
+
+A one-file change without hooks costs two round trips on one connection. A failure before the
+switch removes the new release dir (best effort); a failure after it switches the host back to
+its previous release and re-runs the post-switch hooks there. Every result is a
+``HostReport``: the engine reports failures instead of raising them.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from quayside.commands.release import (
+    current_link,
+    read_facts,
+    release_dir,
+    switch_current_script,
+)
+from quayside.commands.rsync import files_from_bytes, parse_rsync_stats, remote_dest, rsync_push
+from quayside.deploy import scripts
+from quayside.deploy.errors import HealthCheckFailed
+from quayside.deploy.health import http_probe, probe_url, wait_healthy
+from quayside.deploy.source import command_argv
+from quayside.errors import CommandFailed, CommandTimeout, HostError, QuaysideError
+from quayside.executors.base import Executor
+from quayside.executors.local import LocalExecutor
+from quayside.executors.ssh import SSHExecutor
+from quayside.inventory.models import HealthCheck, Hooks
+from quayside.manifest import MANIFEST_FILENAME, Manifest
+from quayside.plans.release import (
+    CreateRelease,
+    HostFacts,
+    PrepareFromPrevious,
+    ReleasePlan,
+    ReleaseTarget,
+    Upload,
+    describe,
+    plan_release,
+)
+
+log = logging.getLogger(__name__)
+
+#: changes up to this size travel as a tar stream in the stage round trip; larger ones by rsync
+INLINE_MAX_BYTES = 8 * 1024 * 1024
+
+HOOK_TIMEOUT_S = 600.0
+STAGE_TIMEOUT_S = 1800.0
+
+Status = Literal["succeeded", "failed", "no_change", "planned", "rolled_back"]
+LogLine = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    """What every host of one deploy gets (the same for all hosts)."""
+
+    app: str
+    env: str
+    release_id: str
+    commit_sha: str
+    ref: str
+    payload_dir: Path
+    manifest: Manifest
+    deploy_root: str
+    shared_paths: tuple[str, ...] = ()
+    keep_releases: int = 5
+    hooks: Hooks = field(default_factory=Hooks)
+    health: HealthCheck | None = None
+    variables: Mapping[str, str] = field(default_factory=dict)
+    inline_max_bytes: int = INLINE_MAX_BYTES
+
+    def root_for(self, host: str) -> str:
+        return scripts.host_deploy_root(self.deploy_root, host)
+
+    def env_for(self, host: str, root: str, previous: str | None) -> dict[str, str]:
+        out = dict(self.variables)
+        out.update(
+            QUAYSIDE_APP=self.app,
+            QUAYSIDE_ENV=self.env,
+            QUAYSIDE_RELEASE=self.release_id,
+            QUAYSIDE_COMMIT=self.commit_sha,
+            QUAYSIDE_REF=self.ref,
+            QUAYSIDE_HOST=host,
+            QUAYSIDE_DEPLOY_ROOT=root,
+            QUAYSIDE_RELEASE_DIR=release_dir(root, self.release_id),
+            QUAYSIDE_PREVIOUS_RELEASE=previous or "",
+        )
+        return out
+
+
+@dataclass(frozen=True)
+class HostReport:
+    """What happened on one host: the last step reached, and why it failed if it did."""
+
+    host: str
+    status: Status
+    step: str
+    message: str = ""
+    previous: str | None = None
+    switched: bool = False
+    bytes_sent: int = 0
+    files_sent: int = 0
+    duration_s: float = 0.0
+    plan_text: str | None = None
+    round_trips: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+class _Counter:
+    """Counts round trips through an executor (for reports and benchmarks)."""
+
+    def __init__(self, executor: Executor, on_line: LogLine | None, host: str) -> None:
+        self.executor = executor
+        self.trips = 0
+        self.on_line = on_line
+        self.host = host
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = STAGE_TIMEOUT_S,
+        check: bool = True,
+        stream: bool = False,
+    ) -> str:
+        self.trips += 1
+        callback = None
+        if stream and self.on_line is not None:
+            out = self.on_line
+
+            def callback(kind: str, line: str) -> None:
+                out(f"{self.host} {kind}: {line}")
+
+        result = self.executor.run(
+            argv, stdin=stdin, env=env, cwd=cwd, timeout=timeout, check=check, on_output=callback
+        )
+        return result.stdout if result.ok else f"\x00exit {result.exit_code}: {result.stderr}"
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, QuaysideError):
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"{type(error).__name__}: {error}"
+
+
+def read_host_facts(executor: Executor, deploy_root: str) -> HostFacts:
+    """The host's current release, its manifest and its release dirs (one round trip)."""
+    result = executor.run(read_facts(deploy_root), timeout=120)
+    return HostFacts.from_output(result.stdout, deploy_root)
+
+
+def plan_host(executor: Executor, host: str, spec: ReleaseSpec) -> tuple[ReleasePlan, str]:
+    """Facts + plan for one host, and the dry-run text (one round trip, touches nothing)."""
+    root = spec.root_for(host)
+    facts = read_host_facts(executor, root)
+    plan = plan_release(facts, _target(spec))
+    return plan, describe(plan)
+
+
+def _target(spec: ReleaseSpec) -> ReleaseTarget:
+    return ReleaseTarget(spec.release_id, spec.manifest, spec.shared_paths, spec.keep_releases)
+
+
+def build_tar(payload_dir: Path, paths: Sequence[str], manifest_json: str) -> bytes:
+    """An uncompressed tar of ``paths`` (relative to ``payload_dir``) with the manifest added
+    last as ``<manifest>.new``; owners are not recorded."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for rel in paths:
+            full = payload_dir / rel
+            info = tar.gettarinfo(str(full), arcname=rel)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if info.isreg():
+                with open(full, "rb") as handle:
+                    tar.addfile(info, handle)
+            else:
+                tar.addfile(info)
+        data = manifest_json.encode()
+        info = tarfile.TarInfo(scripts.MANIFEST_NEW)
+        info.size = len(data)
+        info.mode = 0o644
+        info.mtime = int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def rsync_files(
+    executor: Executor,
+    payload_dir: Path,
+    dest_dir: str,
+    files: Sequence[str],
+    *,
+    link_dest: str | None = None,
+    timeout_s: int = 600,
+) -> tuple[int, int]:
+    """rsync ``files`` (relative paths) from ``payload_dir`` into ``dest_dir`` on the host,
+    over the executor's SSH credentials. Returns (files sent, bytes sent).
+
+    Raises:
+        CommandFailed: rsync exited non-zero (message has the stderr tail).
+        HostError: the executor cannot be reached by rsync.
+    """
+    if isinstance(executor, SSHExecutor):
+        ssh: list[str] | None = executor.ssh_argv()
+        dest = remote_dest(executor.user, executor.address, dest_dir)
+    elif isinstance(executor, LocalExecutor):
+        ssh, dest = None, dest_dir
+    else:
+        raise HostError(executor.name, "rsync needs an SSH or local executor")
+    with tempfile.NamedTemporaryFile(prefix="quayside-files-") as listing:
+        listing.write(files_from_bytes(files))
+        listing.flush()
+        argv = rsync_push(
+            payload_dir,
+            dest,
+            ssh,
+            link_dest=link_dest,
+            files_from=Path(listing.name),
+            timeout=timeout_s,
+        )
+        try:
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, errors="replace", timeout=timeout_s + 30
+            )
+        except subprocess.TimeoutExpired as e:
+            raise CommandTimeout(executor.name, "rsync timed out", command=argv) from e
+    if proc.returncode != 0:
+        raise CommandFailed(
+            executor.name,
+            f"rsync to {dest_dir} failed",
+            command=argv,
+            exit_code=proc.returncode,
+            stderr=proc.stderr,
+        )
+    stats = parse_rsync_stats(proc.stdout)
+    return stats.files_sent, stats.bytes_sent
+
+
+def _run_hooks(
+    run: _Counter,
+    commands: Sequence[Sequence[str] | str],
+    env: Mapping[str, str],
+    cwd: str,
+) -> None:
+    for command in commands:
+        run.run(command_argv(command), env=env, cwd=cwd, timeout=HOOK_TIMEOUT_S, stream=True)
+
+
+def check_health(
+    run: _Counter,
+    check: HealthCheck,
+    *,
+    host: str,
+    address: str,
+    env: Mapping[str, str],
+    cwd: str,
+) -> int:
+    """Probe the host until healthy; returns the attempts made.
+
+    Raises:
+        HealthCheckFailed: still unhealthy after the retries / deadline.
+    """
+    url = probe_url(check, host=host, address=address)
+    if url is not None:
+        return wait_healthy(check, http_probe(url, check.timeout_s), host=host)
+    assert check.command is not None
+    argv = command_argv(check.command)
+
+    def probe() -> str | None:
+        try:
+            out = run.run(argv, env=env, cwd=cwd, timeout=check.timeout_s, check=False)
+        except CommandTimeout:
+            return f"command timed out after {check.timeout_s:g}s"
+        if out.startswith("\x00"):
+            return out[1:].strip().splitlines()[0] if out[1:].strip() else "failed"
+        return None
+
+    return wait_healthy(check, probe, host=host)
+
+
+def _address(executor: Executor) -> str:
+    return executor.address if isinstance(executor, SSHExecutor) else "127.0.0.1"
+
+
+def switch_back(
+    executor: Executor,
+    deploy_root: str,
+    previous: str | None,
+    *,
+    hooks: Sequence[Sequence[str] | str] = (),
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Point ``current`` back at ``previous`` (or remove it when the host had no release),
+    then re-run the post-switch hooks there (best effort).
+
+    Raises:
+        HostError: the switch itself failed.
+    """
+    if previous is None:
+        executor.run(scripts.unswitch(deploy_root), timeout=120)
+        return
+    executor.run(switch_current_script(deploy_root, previous), timeout=120)
+    for command in hooks:
+        try:
+            executor.run(
+                command_argv(command),
+                env={**(env or {}), "QUAYSIDE_RELEASE": previous},
+                cwd=current_link(deploy_root),
+                timeout=HOOK_TIMEOUT_S,
+            )
+        except QuaysideError as e:
+            log.warning("%s: post-switch hook after switching back failed: %s", executor.name, e)
+
+
+def deploy_host(
+    executor: Executor,
+    host: str,
+    spec: ReleaseSpec,
+    *,
+    dry_run: bool = False,
+    on_line: LogLine | None = None,
+) -> HostReport:
+    """Deploy ``spec`` to one host through ``executor``; never raises for host failures.
+
+    Args:
+        executor: the host's executor (its one connection is reused for every step).
+        host: inventory name of the host.
+        spec: the release.
+        dry_run: read facts and plan only; ``plan_text`` says what would change.
+        on_line: receives hook output lines and progress notes.
+
+    Returns:
+        The host's report: ``succeeded``, ``no_change``, ``planned`` (dry run) or ``failed``
+        with the step and the reason.
+
+    Example:
+        >>> with SSHExecutor("web-1", "10.0.0.5", key_file=key) as ex:
+        ...     deploy_host(ex, "web-1", spec).status
+        'succeeded'
+    """
+    start = time.monotonic()
+    run = _Counter(executor, on_line, host)
+    report = HostReport(host, "failed", "facts")
+    root = ""
+    new = spec.release_id
+    created = False
+    switched = False
+    prev: str | None = None
+    env: dict[str, str] = {}
+
+    def done(**kw: object) -> HostReport:
+        out = replace(report, **kw)  # type: ignore[arg-type]
+        return replace(out, duration_s=time.monotonic() - start, round_trips=run.trips)
+
+    try:
+        root = spec.root_for(host)
+        run.trips += 1
+        facts = read_host_facts(executor, root)
+        prev = facts.current
+        report = replace(report, step="plan", previous=prev)
+        plan = plan_release(facts, _target(spec))
+        if dry_run:
+            return done(status="planned", step="plan", plan_text=describe(plan), message="")
+        if plan.no_change:
+            return done(
+                status="no_change", step="plan", message=f"no change: {prev} has this content"
+            )
+        env = spec.env_for(host, root, prev)
+        steps = {type(s): s for s in plan.steps}
+        upload = steps.get(Upload)
+        files: tuple[str, ...] = upload.files if isinstance(upload, Upload) else ()
+        size = upload.bytes if isinstance(upload, Upload) else 0
+        prepare = steps.get(PrepareFromPrevious)
+        if isinstance(prepare, PrepareFromPrevious):
+            mode, remove = "prev", prepare.remove
+        else:
+            assert isinstance(steps.get(CreateRelease), CreateRelease)
+            mode, remove = "fresh", ()
+        switch_now = not spec.hooks.pre_switch
+        manifest_json = spec.manifest.with_shared(spec.shared_paths).to_json()
+        shared = sorted(spec.shared_paths)
+        prune = plan.prune
+        link_dest = upload.link_dest if isinstance(upload, Upload) else None
+        report = replace(report, step="stage")
+        created = True
+        if size <= spec.inline_max_bytes and link_dest is None:
+            data = build_tar(spec.payload_dir, files, manifest_json)
+            out = run.run(
+                scripts.stage(
+                    root,
+                    new,
+                    mode=mode,
+                    prev=prev,
+                    remove=remove,
+                    extract="tar",
+                    shared=shared,
+                    switch=switch_now,
+                    prune=prune if switch_now else (),
+                ),
+                stdin=data,
+            )
+            report = replace(report, bytes_sent=len(data), files_sent=len(files))
+        else:
+            run.run(scripts.stage(root, new, mode=mode, prev=prev, remove=remove))
+            report = replace(report, step="upload")
+            if files:
+                sent_files, sent = rsync_files(
+                    executor,
+                    spec.payload_dir,
+                    release_dir(root, new),
+                    files,
+                    link_dest=release_dir(root, link_dest) if link_dest else None,
+                )
+                report = replace(report, bytes_sent=sent, files_sent=sent_files)
+            report = replace(report, step="stage")
+            out = run.run(
+                scripts.stage(
+                    root,
+                    new,
+                    mode="keep",
+                    extract="manifest",
+                    shared=shared,
+                    switch=switch_now,
+                    prune=prune if switch_now else (),
+                ),
+                stdin=manifest_json.encode(),
+            )
+            report = replace(report, bytes_sent=report.bytes_sent + len(manifest_json))
+        if not switch_now:
+            report = replace(report, step="pre_switch")
+            _run_hooks(run, spec.hooks.pre_switch, env, release_dir(root, new))
+            report = replace(report, step="switch")
+            out = run.run(scripts.stage(root, new, mode="keep", switch=True, prune=prune))
+        switched = "switched:" in out
+        if not switched:
+            raise HostError(host, f"current was not switched to {new}")
+        report = replace(report, switched=True, step="post_switch")
+        _run_hooks(run, spec.hooks.post_switch, env, current_link(root))
+        if spec.health is not None:
+            report = replace(report, step="health")
+            check_health(
+                run,
+                spec.health,
+                host=host,
+                address=_address(executor),
+                env=env,
+                cwd=current_link(root),
+            )
+        return done(status="succeeded", step="done", message="")
+    except Exception as e:  # reported per host, never raised
+        message = _message(e)
+        if isinstance(e, HealthCheckFailed | HostError) and message.startswith(f"{host}: "):
+            message = message[len(host) + 2 :]
+        if switched:
+            try:
+                switch_back(executor, root, prev, hooks=spec.hooks.post_switch, env=env)
+                message += f"; switched back to {prev or 'no release'}"
+                switched = False
+            except Exception as back:  # the host is unreachable now
+                message += f"; switching back failed: {_message(back)}"
+        elif created and root:
+            try:
+                executor.run(scripts.remove_release(root, new), timeout=120)
+            except Exception:  # best effort: the next deploy replaces it
+                pass
+        return done(status="failed", message=message, switched=switched)
+
+
+@dataclass(frozen=True)
+class RollbackSpec:
+    """What a rollback switches every host to."""
+
+    app: str
+    env: str
+    release_id: str
+    commit_sha: str
+    ref: str
+    deploy_root: str
+    shared_paths: tuple[str, ...] = ()
+    hooks: Hooks = field(default_factory=Hooks)
+    health: HealthCheck | None = None
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+    def root_for(self, host: str) -> str:
+        return scripts.host_deploy_root(self.deploy_root, host)
+
+
+def rollback_host(
+    executor: Executor,
+    host: str,
+    spec: RollbackSpec,
+    *,
+    fetch_payload: Callable[[], Path],
+    on_line: LogLine | None = None,
+) -> HostReport:
+    """Switch one host to ``spec.release_id``: one round trip when the release is on the host;
+    otherwise the payload from ``fetch_payload()`` (the artifact store) is sent first (rsync
+    with ``--link-dest`` to the host's current release), then shared paths, manifest, switch.
+    Post-switch hooks and the health check run afterwards. Never raises for host failures.
+    """
+    start = time.monotonic()
+    run = _Counter(executor, on_line, host)
+    report = HostReport(host, "failed", "switch")
+    root = ""
+    env: dict[str, str] = {}
+
+    def done(**kw: object) -> HostReport:
+        out = replace(report, **kw)  # type: ignore[arg-type]
+        return replace(out, duration_s=time.monotonic() - start, round_trips=run.trips)
+
+    try:
+        root = spec.root_for(host)
+        out = run.run(scripts.switch_if_complete(root, spec.release_id), timeout=120)
+        if out.strip() == "missing":
+            report = replace(report, step="restore")
+            payload = fetch_payload()
+            manifest = Manifest.from_json((payload / MANIFEST_FILENAME).read_text())
+            facts = read_host_facts(executor, root)
+            run.trips += 1
+            files = [p for p in manifest if p != MANIFEST_FILENAME]
+            run.run(scripts.stage(root, spec.release_id, mode="fresh"))
+            _, sent = rsync_files(
+                executor,
+                payload,
+                release_dir(root, spec.release_id),
+                files,
+                link_dest=release_dir(root, facts.current) if facts.current else None,
+            )
+            body = manifest.with_shared(spec.shared_paths).to_json()
+            out = run.run(
+                scripts.stage(
+                    root,
+                    spec.release_id,
+                    mode="keep",
+                    extract="manifest",
+                    shared=sorted(spec.shared_paths),
+                    switch=True,
+                ),
+                stdin=body.encode(),
+            )
+            report = replace(report, bytes_sent=sent + len(body), message="restored from store")
+        previous = out.strip().partition("switched:")[2] or None
+        report = replace(report, switched=True, previous=previous, step="post_switch")
+        env = dict(spec.variables)
+        env.update(
+            QUAYSIDE_APP=spec.app,
+            QUAYSIDE_ENV=spec.env,
+            QUAYSIDE_RELEASE=spec.release_id,
+            QUAYSIDE_COMMIT=spec.commit_sha,
+            QUAYSIDE_REF=spec.ref,
+            QUAYSIDE_HOST=host,
+            QUAYSIDE_DEPLOY_ROOT=root,
+            QUAYSIDE_RELEASE_DIR=release_dir(root, spec.release_id),
+            QUAYSIDE_ROLLBACK="1",
+        )
+        _run_hooks(run, spec.hooks.post_switch, env, current_link(root))
+        if spec.health is not None:
+            report = replace(report, step="health")
+            check_health(
+                run,
+                spec.health,
+                host=host,
+                address=_address(executor),
+                env=env,
+                cwd=current_link(root),
+            )
+        return done(status="succeeded", step="done")
+    except Exception as e:  # reported per host
+        message = _message(e)
+        if message.startswith(f"{host}: "):
+            message = message[len(host) + 2 :]
+        if report.message:
+            message = f"{report.message}; {message}"
+        return done(status="failed", message=message)
+
+
+def payload_manifest(payload_dir: Path) -> Manifest:
+    """The manifest of a payload directory (the manifest file itself excluded)."""
+    from quayside.manifest import build_manifest
+
+    return build_manifest(payload_dir)

@@ -1,0 +1,236 @@
+"""argv builders for the deploy's combined host steps: each is ONE ``sh -c`` round trip.
+
+As in :mod:`quayside.commands.release`, every script is a constant that refers only to its
+positional parameters; release ids, paths and shared paths travel as separate argv elements
+and are validated here before they are placed. Nothing from a user is ever part of a script.
+
+``stage`` does, in one round trip and in this order (each part optional)::
+
+    prepare   the new release dir: a hard-link copy of the previous one (cp -al) minus the
+              paths that change, or a fresh empty dir, or keep it as it is
+    extract   a tar stream on stdin (changed files + the manifest as <manifest>.new), or just
+              the manifest on stdin
+    link      shared paths -> <deploy_root>/shared/<path>
+    seal      <manifest>.new -> <manifest> (a release with a manifest is complete)
+    switch    current -> releases/<new> (ln -sfn to a temp name + mv -T)
+    prune     rm -rf old release dirs (never the new one or the one current pointed at)
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+
+from quayside.commands.release import (
+    SCRIPT_NAME,
+    check_release_paths,
+    current_link,
+    current_link_text,
+    release_dir,
+    releases_dir,
+    shared_dir,
+    temp_link,
+)
+from quayside.errors import InputError
+from quayside.manifest import MANIFEST_FILENAME
+from quayside.release_id import validate_release_id
+
+#: where the manifest lands before the release is sealed
+MANIFEST_NEW = MANIFEST_FILENAME + ".new"
+
+_UNDER_LINK = """\
+under_link() {
+  rest=$1 at=.
+  while :; do
+    case $rest in
+      */*) at=$at/${rest%%/*}; rest=${rest#*/} ;;
+      *) return 1 ;;
+    esac
+    if [ -L "$at" ]; then return 0; fi
+  done
+}
+"""
+
+STAGE_SCRIPT = (
+    "set -eu\n"
+    + _UNDER_LINK
+    + f"""\
+mode=$1 prev=$2 new=$3 shared=$4 extract=$5 switch=$6 link=$7 tmp=$8 cur=$9
+nrm=${{10}} nprune=${{11}}
+shift 11
+M={MANIFEST_FILENAME}
+fail() {{ echo "quayside: $*" >&2; exit 3; }}
+mkdir -p -- "${{new%/*}}" "$shared"
+case $mode in
+  prev)
+    [ -d "$prev" ] || fail "previous release $prev does not exist"
+    rm -rf -- "$new"
+    cp -al -T -- "$prev" "$new"
+    rm -f -- "$new/$M" "$new/$M.new"
+    ;;
+  fresh) rm -rf -- "$new"; mkdir -p -- "$new" ;;
+  keep) [ -d "$new" ] || fail "release $new does not exist" ;;
+esac
+cd -- "$new"
+while [ "$nrm" -gt 0 ]; do
+  if ! under_link "$1"; then rm -rf -- "$1"; fi
+  shift; nrm=$((nrm - 1))
+done
+pruned=
+while [ "$nprune" -gt 0 ]; do
+  pruned="$pruned $1"
+  shift; nprune=$((nprune - 1))
+done
+case $extract in
+  tar) tar -x -f - --no-same-owner -C "$new" ;;
+  manifest) cat > "$new/$M.new" ;;
+esac
+for p do
+  if under_link "$p"; then
+    echo "quayside: cannot link shared path $p: a parent directory is a symlink" >&2
+    exit 4
+  fi
+  rm -rf -- "$p"
+  case $p in */*) mkdir -p -- "${{p%/*}}" "$shared/${{p%/*}}" ;; esac
+  ln -sfn -- "$shared/$p" "$p"
+done
+if [ -f "$new/$M.new" ]; then mv -f -- "$new/$M.new" "$new/$M"; fi
+if [ "$switch" = 1 ]; then
+  [ -f "$new/$M" ] || fail "release $new has no manifest; current not switched"
+  was=$(readlink -- "$cur") || was=
+  ln -sfn -- "$link" "$tmp"
+  mv -T -- "$tmp" "$cur"
+  echo "switched:$was"
+  cd /
+  for d in $pruned; do
+    case $d in "$new"|*/"${{was##*/}}") continue ;; esac
+    rm -rf -- "$d"
+  done
+fi
+exit 0
+"""
+)
+
+#: $1 release dir, $2 link text, $3 temp link, $4 current link. Switches only to a complete
+#: release (one with a manifest); prints ``switched:<previous link>`` or ``missing``.
+SWITCH_IF_COMPLETE_SCRIPT = f"""\
+set -eu
+if [ ! -f "$1/{MANIFEST_FILENAME}" ]; then echo missing; exit 0; fi
+was=$(readlink -- "$4") || was=
+ln -sfn -- "$2" "$3"
+mv -T -- "$3" "$4"
+echo "switched:$was"
+"""
+
+#: $1 current link: remove it (the host had no release before the one being undone).
+UNSWITCH_SCRIPT = """\
+set -eu
+rm -f -- "$1"
+echo "removed"
+"""
+
+
+def _script(script: str, *args: str) -> list[str]:
+    return ["sh", "-c", script, SCRIPT_NAME, *args]
+
+
+def stage(
+    deploy_root: str,
+    new: str,
+    *,
+    mode: str,
+    prev: str | None = None,
+    remove: Sequence[str] = (),
+    extract: str = "none",
+    shared: Sequence[str] = (),
+    switch: bool = False,
+    prune: Sequence[str] = (),
+) -> list[str]:
+    """ONE command doing the parts of a release step described in the module docstring.
+
+    Args:
+        deploy_root: the host's deploy root (absolute, normalised).
+        new: id of the release being staged.
+        mode: ``prev`` (hard-link copy of ``prev``), ``fresh`` (empty dir) or ``keep``.
+        prev: the previous release id (with ``mode="prev"``).
+        remove: relative paths to delete from the copy (never through a symlinked parent).
+        extract: ``tar`` (a tar stream on stdin), ``manifest`` (manifest JSON on stdin) or
+            ``none``.
+        shared: relative shared paths to link into ``<deploy_root>/shared``.
+        switch: switch ``current`` to ``new`` at the end (refused without a manifest).
+        prune: release ids to delete after the switch (never ``new`` or the old current).
+
+    Raises:
+        InputError: a bad mode, id or path.
+    """
+    if mode not in ("prev", "fresh", "keep"):
+        raise InputError(f"unknown stage mode {mode!r}")
+    if extract not in ("tar", "manifest", "none"):
+        raise InputError(f"unknown extract kind {extract!r}")
+    new_dir = release_dir(deploy_root, new)
+    prev_dir = ""
+    if mode == "prev":
+        if prev is None:
+            raise InputError("stage mode 'prev' needs the previous release id")
+        if prev == new:
+            raise InputError(f"cannot prepare release {new!r} from itself")
+        prev_dir = release_dir(deploy_root, prev)
+    paths = check_release_paths(remove, "path to remove")
+    links = check_release_paths(shared, "shared path")
+    for p in links:
+        if p in (MANIFEST_FILENAME, MANIFEST_NEW):
+            raise InputError(f"shared path {p!r} is reserved for the release manifest")
+    doomed = [release_dir(deploy_root, validate_release_id(r)) for r in prune if r != new]
+    return _script(
+        STAGE_SCRIPT,
+        mode,
+        prev_dir,
+        new_dir,
+        shared_dir(deploy_root),
+        extract,
+        "1" if switch else "0",
+        current_link_text(new),
+        temp_link(deploy_root, new),
+        current_link(deploy_root),
+        str(len(paths)),
+        str(len(doomed)),
+        *paths,
+        *doomed,
+        *links,
+    )
+
+
+def switch_if_complete(deploy_root: str, release_id: str) -> list[str]:
+    """ONE command: switch ``current`` to ``release_id`` if that release is complete on the
+    host; prints ``switched:<old link>`` or ``missing``."""
+    return _script(
+        SWITCH_IF_COMPLETE_SCRIPT,
+        release_dir(deploy_root, release_id),
+        current_link_text(release_id),
+        temp_link(deploy_root, release_id),
+        current_link(deploy_root),
+    )
+
+
+def unswitch(deploy_root: str) -> list[str]:
+    """ONE command removing ``current`` (undoing a host's very first release)."""
+    return _script(UNSWITCH_SCRIPT, current_link(deploy_root))
+
+
+def remove_release(deploy_root: str, release_id: str) -> list[str]:
+    """Delete one (failed, never switched-to) release directory."""
+    return ["rm", "-rf", "--", release_dir(deploy_root, release_id)]
+
+
+def host_deploy_root(template: str, host: str) -> str:
+    """The deploy root on ``host``: ``{host}`` in the configured root is replaced by the
+    inventory host name (useful when several hosts share one file system).
+
+    >>> host_deploy_root("/srv/{host}/app", "web-1")
+    '/srv/web-1/app'
+    """
+    root = template.replace("{host}", host)
+    if posixpath.normpath(root) != root or ".." in root.split("/"):
+        raise InputError(f"deploy root {root!r} for host {host!r} is not a normalised path")
+    releases_dir(root)  # validates
+    return root
