@@ -1,24 +1,71 @@
-"""The gateway's FastAPI application factory."""
+"""The gateway's FastAPI application factory.
+
+Routes are grouped by trigger: ``routes_tasks`` (``POST /api/tasks``), ``routes_hooks``
+(``POST /hooks/gitlab``, ``POST /hooks/git``), ``routes_chat`` (``POST /chatops/dingtalk``) and
+``routes_approvals`` (``POST /api/approvals/{run_id}``). Every route creates or resumes runs
+through :mod:`quayside.runs`; nothing runs a flow in-process.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
+
 from fastapi import FastAPI
 
+from quayside.gateway import routes_approvals, routes_chat, routes_hooks, routes_tasks
+from quayside.gateway.config import GatewayConfig
+from quayside.gateway.context import GatewayContext
+from quayside.gateway.errors import install_error_handlers
+from quayside.gateway.middleware import GatewayMiddleware
 from quayside.settings import Settings, load_settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the gateway app. Routes are grouped by trigger in ``quayside.gateway.routes_*``."""
+def _configure_access_log() -> None:
+    logger = logging.getLogger("quayside.gateway.access")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    logging.getLogger("quayside.gateway").setLevel(logging.INFO)
+
+
+def create_app(settings: Settings | None = None, config: GatewayConfig | None = None) -> FastAPI:
+    """Build the gateway app.
+
+    Args:
+        settings: platform settings (data directory, ledger URL, inventory path); default from
+            the environment.
+        config: gateway settings (body limit, DingTalk); default from the environment.
+
+    Returns:
+        The FastAPI application, with OpenAPI at ``/docs``.
+    """
     settings = settings or load_settings()
+    config = config or GatewayConfig.from_env()
+    _configure_access_log()
     app = FastAPI(
         title="Quayside gateway",
         description="Start and approve releases: task API, git hooks, ChatOps.",
         version="0.1.0",
     )
     app.state.settings = settings
+    app.state.context = GatewayContext(settings=settings, config=config)
+    install_error_handlers(app)
+    app.add_middleware(GatewayMiddleware, max_body_bytes=config.max_body_bytes)
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:
+        """Liveness: the process answers."""
         return {"status": "ok"}
 
+    app.include_router(routes_tasks.router)
+    app.include_router(routes_hooks.router)
+    app.include_router(routes_chat.router)
+    app.include_router(routes_approvals.router)
     return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,125 @@
+"""What every request handler shares: settings, the ledger engine, the inventory (re-read when
+the file changes), the DingTalk replay guard and a cache of deployment parameter names."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+
+from quayside.errors import ConfigError, NotFoundError
+from quayside.gateway.config import GatewayConfig
+from quayside.inventory import Inventory, load_inventory
+from quayside.settings import Settings
+from quayside.triggers.dingtalk import ReplayGuard
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+PARAMETER_CACHE_S = 30.0
+
+
+@dataclass
+class GatewayContext:
+    """Shared state of one gateway app; thread-safe (sync handlers run in a thread pool)."""
+
+    settings: Settings
+    config: GatewayConfig
+    clock_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
+    replay_guard: ReplayGuard = field(default_factory=ReplayGuard)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _engine: Engine | None = None
+    _inventory: tuple[float, Inventory] | None = None
+    _parameters: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
+
+    def engine(self) -> Engine:
+        """The ledger engine, created on first use."""
+        with self._lock:
+            if self._engine is None:
+                from quayside.ledger.db import make_engine
+
+                self._engine = make_engine(self.settings.database_url)
+            return self._engine
+
+    def inventory(self) -> Inventory:
+        """The inventory, re-read when the file's modification time changes.
+
+        A missing file is an empty inventory (the task API still works with deployment names).
+
+        Raises:
+            ConfigError: the file exists but is invalid.
+        """
+        path = self.settings.inventory_path
+        try:
+            mtime = os.stat(path).st_mtime
+        except FileNotFoundError:
+            return Inventory()
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+        with self._lock:
+            if self._inventory is not None and self._inventory[0] == mtime:
+                return self._inventory[1]
+        inventory = load_inventory(path)
+        with self._lock:
+            self._inventory = (mtime, inventory)
+        return inventory
+
+    def deployment_parameters(self, full_name: str) -> frozenset[str]:
+        """Names of the parameters Prefect's deployment ``full_name`` accepts (cached briefly).
+
+        Raises:
+            NotFoundError: the deployment is not registered.
+        """
+        now = time.monotonic()
+        with self._lock:
+            cached = self._parameters.get(full_name)
+            if cached is not None and now - cached[0] < PARAMETER_CACHE_S:
+                return cached[1]
+        names = _read_parameter_names(full_name)
+        with self._lock:
+            self._parameters[full_name] = (now, names)
+        return names
+
+    def dispose(self) -> None:
+        """Close the ledger engine's connections."""
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+
+def _read_parameter_names(full_name: str) -> frozenset[str]:
+    from prefect.client.orchestration import PrefectClient, get_client
+    from prefect.exceptions import ObjectNotFound
+
+    async def go() -> dict[str, Any]:
+        url = os.environ.get("PREFECT_API_URL")
+        async with PrefectClient(api=url) if url else get_client() as client:
+            deployment = await client.read_deployment_by_name(full_name)
+            return dict(deployment.parameter_openapi_schema or {})
+
+    try:
+        schema = asyncio.run(go())
+    except ObjectNotFound:
+        raise NotFoundError(
+            f"deployment '{full_name}' is not registered with Prefect",
+            hint="`quayside up` registers the catalogue; is the platform running?",
+        ) from None
+    except Exception as e:
+        from quayside.runs.client import PrefectUnavailable
+
+        raise PrefectUnavailable(f"cannot read deployment '{full_name}' from Prefect") from e
+    properties = schema.get("properties") or {}
+    return frozenset(str(k) for k in properties)
+
+
+def context(request: Request) -> GatewayContext:
+    """FastAPI dependency: the app's :class:`GatewayContext`."""
+    ctx: GatewayContext = request.app.state.context
+    return ctx

@@ -1,0 +1,100 @@
+"""``POST /api/approvals/{run_id}``: answer an approval gate with the caller's token.
+
+A paused run is resumed with ``{"decision", "comment", "token"}`` — the flow's gate verifies
+the token, the role and the policy itself; the gateway only forwards. A *scheduled* run that
+carries an ``approval_request_id`` (approval asked at submit time) is decided in the ledger
+through :func:`quayside.auth.approvals.decide`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from quayside.errors import InputError, NotFoundError
+from quayside.gateway.auth import CallerDep
+from quayside.gateway.context import GatewayContext, context
+from quayside.gateway.errors import Conflict, ServiceUnavailable
+from quayside.runs import read_run, resume_run
+
+router = APIRouter(tags=["approvals"])
+CtxDep = Annotated[GatewayContext, Depends(context)]
+
+
+class ApprovalAnswer(BaseModel):
+    """An approver's answer."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    decision: Literal["approve", "reject"]
+    comment: str = Field(default="", max_length=1000)
+
+
+class ApprovalResult(BaseModel):
+    """What happened to the answer."""
+
+    flow_run_id: str
+    decision: str
+    status: str
+    detail: str
+
+
+def answer(
+    ctx: GatewayContext, run_id: str, user: str, token: str, decision: str, comment: str
+) -> ApprovalResult:
+    """Give ``decision`` on run ``run_id`` with ``token`` (used by the API and by chat).
+
+    Raises:
+        NotFoundError: no such run (or not a run id).
+        Conflict: the run is neither paused for approval nor scheduled with an approval request.
+    """
+    try:
+        status = read_run(run_id)
+    except InputError:
+        raise NotFoundError(f"no flow run {run_id[:64]!r}") from None
+    if status.paused:
+        result = resume_run(status.id, {"decision": decision, "comment": comment, "token": token})
+        return ApprovalResult(
+            flow_run_id=status.id,
+            decision=decision,
+            status=result,
+            detail="answer forwarded to the run's approval gate",
+        )
+    request_id = status.parameters.get("approval_request_id")
+    if status.state_type == "SCHEDULED" and isinstance(request_id, int):
+        try:
+            approvals: Any = importlib.import_module("quayside.auth.approvals")
+        except ImportError as e:
+            raise ServiceUnavailable("approvals are not available in this installation") from e
+        outcome = approvals.decide(
+            ctx.engine(), request_id, token_text=token, decision=decision, comment=comment
+        )
+        return ApprovalResult(
+            flow_run_id=status.id,
+            decision=decision,
+            status=str(getattr(outcome, "status", "RECORDED")),
+            detail=f"decision recorded on approval request {request_id}",
+        )
+    raise Conflict(
+        f"run {status.id} is {status.state_name}, not waiting for approval",
+        hint="only paused runs (or scheduled runs with an approval request) take answers",
+    )
+
+
+@router.post(
+    "/api/approvals/{run_id}",
+    summary="Approve or reject a run waiting for approval",
+    response_model=ApprovalResult,
+    responses={404: {"description": "unknown run"}, 409: {"description": "run not waiting"}},
+)
+def approve(
+    run_id: Annotated[str, Path(max_length=64)],
+    body: ApprovalAnswer,
+    caller: CallerDep,
+    ctx: CtxDep,
+) -> ApprovalResult:
+    """Forward the caller's decision (and their token, which the gate verifies) to the run."""
+    return answer(ctx, run_id, caller.name, caller.token, body.decision, body.comment)

@@ -1,0 +1,226 @@
+"""``POST /chatops/dingtalk``: DingTalk outgoing-robot callbacks.
+
+The callback is verified (timestamp + HMAC-SHA256 sign, one-hour window, each signature once),
+the text parsed into a command, the sender (``senderStaffId``) mapped to a Quayside user whose
+role is checked, and the command carried out through ``quayside.runs``. The reply is POSTed to
+the callback's ``sessionWebhook`` and also returned as the HTTP response (DingTalk shows a
+synchronous reply too). Nothing runs for a message that does not parse: the reply is the help.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from quayside.errors import ConfigError, InputError, NotFoundError, QuaysideError
+from quayside.gateway.auth import require, service
+from quayside.gateway.config import origin_of
+from quayside.gateway.context import GatewayContext, context
+from quayside.gateway.errors import ServiceUnavailable
+from quayside.gateway.routes_approvals import answer
+from quayside.gateway.triggering import catalogue_entry, get_app, start
+from quayside.triggers.chat import (
+    HELP_TEXT,
+    Approve,
+    Command,
+    Deploy,
+    Help,
+    Rollback,
+    Status,
+    parse_command,
+)
+from quayside.triggers.dingtalk import (
+    OutgoingMessage,
+    check_send_response,
+    reply_payload,
+    verify_signature,
+)
+from quayside.triggers.errors import ParseError, SendError
+
+log = logging.getLogger("quayside.gateway")
+router = APIRouter(tags=["chatops"])
+CtxDep = Annotated[GatewayContext, Depends(context)]
+PROVIDER = "dingtalk"
+
+
+def app_secret(ctx: GatewayContext) -> str:
+    """The robot's appSecret: QUAYSIDE_DINGTALK_APP_SECRET, else inventory secret
+    ``dingtalk_app_secret``.
+
+    Raises:
+        ServiceUnavailable: neither is configured.
+    """
+    if ctx.config.dingtalk_app_secret:
+        return ctx.config.dingtalk_app_secret
+    ref = ctx.inventory().secrets.get("dingtalk_app_secret")
+    if ref is not None:
+        from quayside.runs.secrets import resolve_secret
+
+        try:
+            return resolve_secret(ref, name="secrets.dingtalk_app_secret")
+        except ConfigError as e:
+            log.warning("dingtalk: %s", e.message)
+    raise ServiceUnavailable(
+        "the DingTalk robot is not configured",
+        hint="set QUAYSIDE_DINGTALK_APP_SECRET or secrets.dingtalk_app_secret in quayside.yaml",
+    )
+
+
+def reply_url(ctx: GatewayContext, message: OutgoingMessage, now_ms: int) -> str | None:
+    """Where to POST the reply: the sessionWebhook if it is on a DingTalk host (or an origin
+    allowed by QUAYSIDE_DINGTALK_REPLY_HOSTS) and not expired; else ``None``."""
+    try:
+        return message.reply_url(now_ms)
+    except InputError as e:
+        url = message.session_webhook
+        expired = (
+            message.session_webhook_expired_time is not None
+            and message.session_webhook_expired_time <= now_ms
+        )
+        if url and not expired and origin_of(url) in ctx.config.dingtalk_reply_origins:
+            return url
+        log.warning("dingtalk: not replying through the session webhook: %s", e.message)
+        return None
+
+
+@router.post("/chatops/dingtalk", summary="DingTalk outgoing robot callback")
+async def dingtalk(
+    request: Request,
+    ctx: CtxDep,
+    timestamp: Annotated[str | None, Header(max_length=32)] = None,
+    sign: Annotated[str | None, Header(max_length=128)] = None,
+) -> dict[str, Any]:
+    """Verify, parse and carry out a chat command; the reply is the response body."""
+    now_ms = ctx.clock_ms()
+    secret = await run_in_threadpool(app_secret, ctx)
+    verify_signature(secret, timestamp, sign, now_ms)
+    assert timestamp is not None and sign is not None
+    ctx.replay_guard.check(timestamp, sign, now_ms)
+    raw = await request.body()
+    try:
+        message = OutgoingMessage.model_validate(json.loads(raw))
+    except (ValueError, ValidationError):
+        raise InputError("the body is not a DingTalk callback message") from None
+    text = await run_in_threadpool(_reply_text, ctx, message)
+    at = [message.sender_staff_id] if message.sender_staff_id else []
+    payload = reply_payload(text, at)
+    url = reply_url(ctx, message, now_ms)
+    if url is not None:
+        await _send(url, payload)
+    return payload
+
+
+async def _send(url: str, payload: dict[str, Any]) -> None:
+    try:
+        async with httpx.AsyncClient(timeout=5, follow_redirects=False, trust_env=False) as client:
+            response = await client.post(url, json=payload)
+        check_send_response(response.json())
+    except (httpx.HTTPError, ValueError, SendError) as e:
+        log.warning("dingtalk: reply not delivered: %s", type(e).__name__)
+
+
+def _reply_text(ctx: GatewayContext, message: OutgoingMessage) -> str:
+    content = message.content
+    if content is None:
+        return HELP_TEXT
+    try:
+        command = parse_command(content, ctx.config.dingtalk_robot_name)
+    except ParseError as e:
+        return f"{e.message}\n\n{e.help_text}"
+    if isinstance(command, Help):
+        return HELP_TEXT
+    staff_id = message.sender_staff_id
+    if not staff_id:
+        return "无法识别发送者 / cannot tell who sent this message"
+    user = service().user_by_chat_id(ctx.engine(), PROVIDER, staff_id)
+    if user is None:
+        return (
+            "你的钉钉账号未绑定 Quayside 用户 / your DingTalk account is not linked to a "
+            "Quayside user; ask an admin to link it"
+        )
+    try:
+        return _carry_out(ctx, user, command, message)
+    except QuaysideError as e:
+        kind = type(e).__name__
+        if kind == "PermissionDenied":
+            return f"权限不足 / permission denied: {e.message}"
+        log.info("dingtalk command from %s failed: %s: %s", user, kind, e.message)
+        return f"失败 / failed: {e.message}"
+
+
+def _carry_out(ctx: GatewayContext, user: str, command: Command, message: OutgoingMessage) -> str:
+    inventory = ctx.inventory()
+    key_base = f"chat:{PROVIDER}:{message.msg_id}" if message.msg_id else None
+    if isinstance(command, Deploy | Rollback):
+        app = get_app(inventory, command.app)
+        if command.env not in app.environments:
+            raise NotFoundError(f"app {command.app} has no environment {command.env!r}")
+        require(ctx, user, app.space, command.app, "DEVELOPER")
+        from quayside.ledger.environments import auto_triggers_paused
+
+        paused = auto_triggers_paused(ctx.engine(), command.app, command.env)
+        if paused is not None:
+            return f"未执行 / not started: {paused}"
+        if isinstance(command, Deploy):
+            name = ctx.config.git_deploy_deployment
+            wanted: dict[str, Any] = {"app": command.app, "env": command.env}
+            if command.ref:
+                wanted["ref"] = command.ref
+            verb = "发布 / deploy"
+        else:
+            name = ctx.config.rollback_deployment
+            wanted = {"app": command.app, "env": command.env}
+            if command.to:
+                wanted["to"] = command.to
+            verb = "回滚 / rollback"
+        wanted.update({"requested_by": user, "approval": False})
+        spec = catalogue_entry(name)
+        names = ctx.deployment_parameters(spec.full_name)
+        handle = start(
+            ctx,
+            spec.name,
+            {k: v for k, v in wanted.items() if k in names},
+            idempotency_key=f"{key_base}:{spec.name}" if key_base else _fresh_key(),
+            tags=[f"app:{command.app}", f"env:{command.env}", "trigger:dingtalk"],
+        )
+        return f"{verb} {command.app} → {command.env} 已开始 / started: {handle.ui_url}"
+    if isinstance(command, Approve):
+        token = service().issue_approval_token(ctx.engine(), user)
+        decision = "reject" if command.reject else "approve"
+        result = answer(ctx, command.run_id, user, token, decision, command.comment)
+        return f"{decision} {result.flow_run_id}: {result.detail} ({result.status})"
+    assert isinstance(command, Status)
+    app = get_app(inventory, command.app)
+    require(ctx, user, app.space, command.app, "REPORTER")
+    return _status_text(
+        ctx, command.app, [command.env] if command.env else sorted(app.environments)
+    )
+
+
+def _fresh_key() -> str:
+    import uuid
+
+    return f"chat:{PROVIDER}:{uuid.uuid4().hex}"
+
+
+def _status_text(ctx: GatewayContext, app: str, envs: list[str]) -> str:
+    from quayside.ledger.releases import list_releases
+
+    lines = [f"{app} 最近发布 / latest releases:"]
+    for env in envs:
+        releases = list_releases(ctx.engine(), app, env, limit=3)
+        if not releases:
+            lines.append(f"  {env}: (none)")
+        for release in releases:
+            when = release.finished_at or release.started_at or release.created_at
+            lines.append(
+                f"  {env}: #{release.id} {release.version or release.ref or '-'} "
+                f"{release.status} {when:%Y-%m-%d %H:%M} UTC by {release.requested_by or '-'}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,187 @@
+"""``POST /hooks/gitlab`` (GitLab webhooks) and ``POST /hooks/git`` (the server-side git hook in
+``infra/hooks/``): new tags become ``git-deploy`` runs through the app's tag rules."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from quayside.errors import ConfigError, InputError
+from quayside.gateway.auth import CallerDep, require
+from quayside.gateway.context import GatewayContext, context
+from quayside.gateway.errors import ServiceUnavailable, Unauthorized
+from quayside.gateway.triggering import (
+    Outcome,
+    TagTrigger,
+    app_for_repo,
+    deploy_tag,
+    get_app,
+    repo_path,
+    rules_of,
+)
+from quayside.runs.secrets import resolve_secret
+from quayside.triggers.gitlab import BRANCH_PREFIX, TAG_PREFIX, decide, parse_event, verify_token
+
+log = logging.getLogger("quayside.gateway")
+router = APIRouter(tags=["hooks"])
+
+CtxDep = Annotated[GatewayContext, Depends(context)]
+NOT_ACCEPTED = "webhook not accepted: unknown project or wrong X-Gitlab-Token"
+
+
+def _respond(outcome: Outcome) -> JSONResponse:
+    return JSONResponse(outcome.as_dict(), status_code=202 if outcome.status == "started" else 200)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InputError("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InputError("the body must be a JSON object")
+    return data
+
+
+def _project_urls(payload: dict[str, Any]) -> list[str | None]:
+    urls: list[str | None] = []
+    for key in ("project", "repository"):
+        part = payload.get(key)
+        if isinstance(part, dict):
+            for field in ("path_with_namespace", "git_http_url", "git_ssh_url", "url", "web_url"):
+                value = part.get(field)
+                if isinstance(value, str):
+                    urls.append(value)
+    return urls
+
+
+@router.post(
+    "/hooks/gitlab",
+    summary="GitLab webhook: Tag Push, Push and Pipeline hooks",
+    responses={
+        200: {"description": "acknowledged; nothing started (the reason is in the body)"},
+        202: {"description": "a git-deploy run was started (or already existed)"},
+        401: {"description": "unknown project or wrong X-Gitlab-Token"},
+    },
+)
+async def gitlab_hook(
+    request: Request,
+    ctx: CtxDep,
+    x_gitlab_event: Annotated[str | None, Header()] = None,
+    x_gitlab_token: Annotated[str | None, Header()] = None,
+    app: Annotated[
+        str | None, Query(max_length=64, description="the Quayside app, if not found by repo")
+    ] = None,
+) -> JSONResponse:
+    """Verify a GitLab delivery with the app's ``X-Gitlab-Token`` (constant time) and deploy a
+    new tag that matches one of the app's tag rules. Duplicate deliveries start one run."""
+    payload = _json_object(await request.body())
+    from starlette.concurrency import run_in_threadpool
+
+    outcome = await run_in_threadpool(
+        _handle_gitlab, ctx, payload, x_gitlab_event, x_gitlab_token, app
+    )
+    return _respond(outcome)
+
+
+def _handle_gitlab(
+    ctx: GatewayContext,
+    payload: dict[str, Any],
+    event_header: str | None,
+    token: str | None,
+    app_name: str | None,
+) -> Outcome:
+    inventory = ctx.inventory()
+    name = app_name if app_name else app_for_repo(inventory, _project_urls(payload))
+    app = inventory.apps.get(name) if name else None
+    if name is None or app is None:
+        log.warning("gitlab hook: no app for this project (app=%r)", (app_name or "")[:64])
+        raise Unauthorized(NOT_ACCEPTED)
+    if app.webhook_secret is None:
+        log.warning("gitlab hook: app %s has no webhook_secret configured", name)
+        raise Unauthorized(NOT_ACCEPTED, hint=f"set apps.{name}.webhook_secret in quayside.yaml")
+    try:
+        expected = resolve_secret(app.webhook_secret, name=f"apps.{name}.webhook_secret")
+    except ConfigError as e:
+        log.warning("gitlab hook: %s", e.message)
+        raise ServiceUnavailable(f"the webhook secret of app {name!r} is not available") from None
+    if not verify_token(expected, token):
+        log.warning("gitlab hook: wrong X-Gitlab-Token for app %s", name)
+        raise Unauthorized(NOT_ACCEPTED)
+    event = parse_event(payload, event_header)
+    decision = decide(event, rules_of(name, app), app=name)
+    if not decision.deploy:
+        log.info("gitlab hook for %s ignored: %s", name, decision.reason)
+        return Outcome(status="ignored", reason=decision.reason)
+    assert decision.ref is not None and decision.commit is not None
+    return deploy_tag(
+        ctx,
+        TagTrigger(
+            app=name,
+            repo=decision.repo or name,
+            tag=decision.ref,
+            commit=decision.commit,
+            user=decision.user,
+            via="gitlab",
+        ),
+    )
+
+
+class GitPush(BaseModel):
+    """A new ref reported by the server-side git hook (``infra/hooks/post-receive``)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    app: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="the Quayside app")
+    ref: str = Field(min_length=1, max_length=255, description="the tag: 'refs/tags/v1' or 'v1'")
+    commit: str = Field(pattern=r"^[0-9a-fA-F]{40}([0-9a-fA-F]{24})?$", description="commit SHA")
+    pusher: str | None = Field(default=None, max_length=100, description="who pushed")
+    repo: str | None = Field(
+        default=None,
+        max_length=255,
+        description="project path (GitLab's GL_PROJECT_PATH) for de-duplication with webhooks",
+    )
+
+
+_PUSHER_RE = re.compile(r"[^\w.@+-]")
+
+
+@router.post(
+    "/hooks/git",
+    summary="Server-side git hook: a new tag was pushed",
+    responses={
+        200: {"description": "acknowledged; nothing started (the reason is in the body)"},
+        202: {"description": "a git-deploy run was started (or already existed)"},
+    },
+)
+def git_hook(push: GitPush, caller: CallerDep, ctx: CtxDep) -> JSONResponse:
+    """Deploy a tag reported by ``infra/hooks/post-receive``, authenticated with an API token
+    of a user who is DEVELOPER (or more) on the app's space. Same tag rules and de-duplication
+    as ``/hooks/gitlab``."""
+    inventory = ctx.inventory()
+    app = get_app(inventory, push.app)
+    require(ctx, caller.name, app.space, push.app, "DEVELOPER")
+    if push.ref.startswith(BRANCH_PREFIX):
+        return _respond(Outcome(status="ignored", reason="branch pushes do not deploy"))
+    tag = push.ref.removeprefix(TAG_PREFIX)
+    repo = push.repo or (repo_path(app.repo) if app.repo else push.app)
+    pusher = _PUSHER_RE.sub("", push.pusher or "")[:100] or caller.name
+    return _respond(
+        deploy_tag(
+            ctx,
+            TagTrigger(
+                app=push.app,
+                repo=repo,
+                tag=tag,
+                commit=push.commit.lower(),
+                user=pusher,
+                via="git-hook",
+            ),
+        )
+    )

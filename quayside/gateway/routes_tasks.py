@@ -1,0 +1,237 @@
+"""``POST /api/tasks``: the older platform's task JSON (seed 000) becomes a Prefect run."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from quayside.errors import InputError, NotFoundError
+from quayside.gateway.auth import CallerDep, require
+from quayside.gateway.context import GatewayContext, context
+from quayside.gateway.errors import Forbidden
+from quayside.gateway.triggering import accepted_parameters, catalogue_entry, start
+from quayside.inventory import Inventory
+from quayside.triggers.tasks_api import RunRequest, TaskSubmission, to_request
+
+log = logging.getLogger("quayside.gateway")
+router = APIRouter(tags=["tasks"])
+
+CtxDep = Annotated[GatewayContext, Depends(context)]
+
+ARG_ALIASES = {"APP_NAME": "app", "TAG": "ref", "ENV": "env", "VERSION": "ref"}
+"""Upper-case argument names the older platform's scripts send, and the parameter they mean."""
+RUN_NOW_SLACK = timedelta(seconds=30)
+"""An exec_time less than this far in the future (scripts send ``now()``) runs immediately."""
+
+
+class TaskAccepted(BaseModel):
+    """The answer to a task submission."""
+
+    flow_run_id: str
+    ui_url: str
+    scheduled_at: datetime | None
+    status: str
+    deployment: str
+    approval_request_id: int | None = None
+    ignored_arguments: list[str] = []
+
+
+def _parameters(req: RunRequest) -> dict[str, Any]:
+    """Flow parameters from ``args``: known old upper-case names mapped, others kept."""
+    params: dict[str, Any] = {}
+    for key, value in req.parameters.items():
+        name = ARG_ALIASES.get(key, key)
+        if name != key and name in req.parameters:
+            continue  # the proper name was given too; it wins
+        params[name] = value
+    return params
+
+
+def _space_of(inventory: Inventory, app: str | None) -> tuple[str, str | None]:
+    if app is None:
+        return "default", None
+    found = inventory.apps.get(app)
+    if found is None:
+        raise NotFoundError(f"args.app: no app {app[:64]!r} in the inventory")
+    return found.space, app
+
+
+def _needs_approval(inventory: Inventory, app: str | None, env: str | None, asked: bool) -> int:
+    """How many approvals the run needs: 0, or the environment policy's count (at least 1)."""
+    policy = None
+    if app and env and app in inventory.apps:
+        environment = inventory.apps[app].environments.get(env)
+        policy = environment.approval if environment is not None else None
+    required = policy.required if policy is not None else 0
+    if asked:
+        return max(required, 1)
+    return required
+
+
+@router.post(
+    "/api/tasks",
+    summary="Submit a task (the older platform's task JSON)",
+    response_model=TaskAccepted,
+    status_code=202,
+)
+def submit_task(
+    submission: Annotated[TaskSubmission, Body()],
+    caller: CallerDep,
+    ctx: CtxDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="a retried request with the same key never starts a second run"),
+    ] = None,
+) -> JSONResponse:
+    """Start (or schedule, with ``exec_time``) a run of the deployment named by ``temp_id``.
+
+    ``args``/``hosts`` may be JSON objects or Python-literal strings (parsed, never evaluated).
+    The token's user is the submitter and needs DEVELOPER on the app's space. ``schedule:
+    new`` requires approval; ``ready`` runs without one unless the environment's policy asks
+    for it. A scheduled run that needs approval gets its ledger approval request now, so it can
+    be approved before its time comes.
+    """
+    inventory = ctx.inventory()
+    now = datetime.now(UTC)
+    req = to_request(
+        submission,
+        inventory.task_aliases,
+        inventory.timezone,
+        user=caller.name,
+        idempotency_key=idempotency_key,
+        now=now,
+    )
+    try:
+        spec = catalogue_entry(req.deployment)
+    except NotFoundError:
+        raise NotFoundError(
+            f"temp_id: no deployment {req.deployment[:64]!r} in the catalogue",
+            hint="use a catalogue deployment name or a numeric alias from task_aliases",
+        ) from None
+    if not spec.triggerable:
+        raise Forbidden(f"temp_id: deployment {spec.name!r} cannot be started through the API")
+    params = _parameters(req)
+    app = params.get("app") or spec.parameters.get("app")
+    if app is not None and not isinstance(app, str):
+        raise InputError("args.app: must be a string")
+    env = params.get("env") or spec.parameters.get("env")
+    space, project = _space_of(inventory, app)
+    require(ctx, caller.name, space, project, "DEVELOPER")
+
+    scheduled_at = (
+        req.scheduled_at if req.scheduled_at and req.scheduled_at > now + RUN_NOW_SLACK else None
+    )
+    required = _needs_approval(
+        inventory, app, env if isinstance(env, str) else None, req.require_approval
+    )
+    params["requested_by"] = caller.name
+    params["approval"] = req.require_approval
+    if req.hosts:
+        params["hosts"] = req.hosts
+    names = ctx.deployment_parameters(spec.full_name)
+    request_id: int | None = None
+    if scheduled_at is not None and required and "approval_request_id" in names:
+        request_id = _approval_request_for(ctx, req, spec.name, app, env, required, scheduled_at)
+        params["approval_request_id"] = request_id
+    kept, dropped = accepted_parameters(ctx, spec, params)
+    user_args = {ARG_ALIASES.get(k, k) for k in req.parameters}
+    unknown = sorted(d for d in dropped if d in user_args)
+    if unknown:
+        raise InputError(
+            "args: " + ", ".join(f"{name}: not a parameter of {spec.name}" for name in unknown),
+            hint="accepted parameters: " + ", ".join(sorted(names)),
+        )
+    handle = start(
+        ctx,
+        spec.name,
+        kept,
+        idempotency_key=req.idempotency_key,
+        scheduled_at=scheduled_at,
+        tags=["trigger:task-api", *([f"app:{app}"] if app else [])],
+    )
+    if request_id is not None:
+        _link_request(ctx, request_id, handle.id)
+    body = TaskAccepted(
+        flow_run_id=handle.id,
+        ui_url=handle.ui_url,
+        scheduled_at=handle.scheduled_at if scheduled_at else None,
+        status="scheduled" if scheduled_at else "started",
+        deployment=spec.name,
+        approval_request_id=request_id,
+        ignored_arguments=[d for d in dropped if d not in user_args],
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=202)
+
+
+def _approval_request_for(
+    ctx: GatewayContext,
+    req: RunRequest,
+    deployment: str,
+    app: Any,
+    env: Any,
+    required: int,
+    scheduled_at: datetime,
+) -> int:
+    """The ledger approval request for a scheduled run: an existing one for the same
+    idempotency key (a retried submission), else a new one."""
+    existing = _existing_request(req.idempotency_key)
+    if existing is not None:
+        return existing
+    from quayside.ledger.approvals import create_request
+
+    summary = (
+        f"Scheduled **{deployment}** for {scheduled_at:%Y-%m-%d %H:%M} UTC, "
+        f"requested by {req.submitter} through the task API.\n\n"
+        f"Task: {req.task_name}\n\n{req.details}\n\n<!-- idempotency-key: {req.idempotency_key} -->"
+    )
+    request = create_request(
+        ctx.engine(),
+        str(app or deployment),
+        str(env or "-"),
+        summary=summary,
+        requested_by=req.submitter or "task-api",
+        required_approvals=required,
+        expires_in=max(scheduled_at - datetime.now(UTC), timedelta(minutes=1)),
+    )
+    return int(request.id)
+
+
+def _existing_request(idempotency_key: str) -> int | None:
+    """The approval_request_id of a run already created with this idempotency key, if any."""
+    import asyncio
+    import os
+
+    from prefect.client.orchestration import PrefectClient, get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
+
+    async def go() -> int | None:
+        url = os.environ.get("PREFECT_API_URL")
+        async with PrefectClient(api=url) if url else get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    idempotency_key=FlowRunFilterIdempotencyKey(any_=[idempotency_key])
+                ),
+                limit=1,
+            )
+        for run in runs:
+            value = run.parameters.get("approval_request_id")
+            if isinstance(value, int):
+                return value
+        return None
+
+    return asyncio.run(go())
+
+
+def _link_request(ctx: GatewayContext, request_id: int, flow_run_id: str) -> None:
+    from quayside.ledger.db import session_scope
+    from quayside.ledger.models import ApprovalRequest
+
+    with session_scope(ctx.engine()) as session:
+        row = session.get(ApprovalRequest, request_id)
+        if row is not None and row.flow_run_id is None:
+            row.flow_run_id = flow_run_id

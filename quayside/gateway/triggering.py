@@ -1,0 +1,202 @@
+"""Turning a verified trigger into a Prefect run: which app, which tag rule, whether automatic
+triggers are paused, which parameters the deployment takes, and the idempotent start."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from deployments.catalogue import DeploymentSpec, by_name
+from quayside.errors import NotFoundError
+from quayside.gateway.context import GatewayContext
+from quayside.inventory import App, Inventory
+from quayside.runs import RunHandle, start_run
+from quayside.triggers.gitlab import TAG_RE, TagRule, compile_rules, dedupe_key, match_tag
+
+log = logging.getLogger("quayside.gateway")
+
+
+def get_app(inventory: Inventory, name: str) -> App:
+    """The inventory app ``name``.
+
+    Raises:
+        NotFoundError: no such app (the message lists none of the others).
+    """
+    app = inventory.apps.get(name)
+    if app is None:
+        raise NotFoundError(f"no app {name[:64]!r} in the inventory")
+    return app
+
+
+def repo_path(url: str) -> str:
+    """``group/project`` of a git URL or path, lower case, without ``.git``.
+
+    ``git@host:group/project.git``, ``https://host/group/project.git``, ``ssh://git@host/group/
+    project`` and ``group/project`` all give ``group/project``; a local path gives its path.
+    """
+    text = url.strip()
+    if "://" in text:
+        text = urlsplit(text).path
+    elif re.match(r"^[\w.-]+@[\w.-]+:", text):
+        text = text.split(":", 1)[1]
+    return text.strip("/").removesuffix(".git").lower()
+
+
+def app_for_repo(inventory: Inventory, candidates: Iterable[str | None]) -> str | None:
+    """The app whose ``repo`` names the same project as one of ``candidates`` (paths or URLs).
+
+    An app's repo matches when its path equals the candidate's path or ends with
+    ``/<candidate path>`` (``https://gitlab.example.com/web/site.git`` ~ ``web/site``).
+    """
+    wanted = {repo_path(c) for c in candidates if c}
+    wanted.discard("")
+    for name, app in sorted(inventory.apps.items()):
+        if not app.repo:
+            continue
+        path = repo_path(app.repo)
+        for candidate in wanted:
+            if path == candidate or path.endswith("/" + candidate):
+                return name
+    return None
+
+
+def rules_of(app_name: str, app: App) -> list[TagRule]:
+    """The app's tag rules, compiled."""
+    return compile_rules(
+        [r.model_dump() for r in app.tag_rules], where=f"apps.{app_name}.tag_rules"
+    )
+
+
+@dataclass(frozen=True)
+class TagTrigger:
+    """A new tag that may deploy: who pushed it where."""
+
+    app: str
+    repo: str
+    tag: str
+    commit: str
+    user: str | None
+    via: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the gateway did with a trigger; becomes the JSON response."""
+
+    status: str
+    reason: str
+    flow_run_id: str | None = None
+    ui_url: str | None = None
+    environment: str | None = None
+    approval: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The response body (``None`` fields left out)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def accepted_parameters(
+    ctx: GatewayContext, spec: DeploymentSpec, wanted: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """Keep the parameters the deployment takes; list the names it does not.
+
+    Returns:
+        ``(parameters, dropped_names)``.
+    """
+    names = ctx.deployment_parameters(spec.full_name)
+    kept = {k: v for k, v in wanted.items() if k in names}
+    return kept, sorted(k for k in wanted if k not in names)
+
+
+def start(
+    ctx: GatewayContext,
+    deployment: str,
+    parameters: dict[str, Any],
+    *,
+    idempotency_key: str,
+    tags: list[str],
+    scheduled_at: Any = None,
+) -> RunHandle:
+    """Start (or find, by idempotency key) a run of catalogue entry ``deployment``."""
+    return start_run(
+        deployment,
+        parameters,
+        idempotency_key=idempotency_key,
+        scheduled_at=scheduled_at,
+        tags=["quayside", *tags],
+    )
+
+
+def deploy_tag(ctx: GatewayContext, trigger: TagTrigger) -> Outcome:
+    """Apply the app's tag rules to a new tag and start ``git-deploy`` if one matches.
+
+    Duplicate deliveries (same repo, tag and commit) use the same idempotency key, so they
+    start one run. A tag matching no rule, or an environment whose automatic triggers are
+    paused, is acknowledged and nothing runs.
+
+    Raises:
+        NotFoundError: the app is not in the inventory, or git-deploy is not registered.
+    """
+    inventory = ctx.inventory()
+    app = get_app(inventory, trigger.app)
+    if not TAG_RE.fullmatch(trigger.tag) or ".." in trigger.tag:
+        return _ignored(
+            trigger, f"tag {trigger.tag[:80]!r} has characters Quayside does not deploy"
+        )
+    rule = match_tag(rules_of(trigger.app, app), trigger.tag)
+    if rule is None:
+        return _ignored(trigger, f"tag {trigger.tag!r} matches no tag rule of app {trigger.app!r}")
+    from quayside.ledger.environments import auto_triggers_paused
+
+    paused = auto_triggers_paused(ctx.engine(), trigger.app, rule.environment)
+    if paused is not None:
+        log.info(
+            "trigger %s for %s/%s not started: %s",
+            trigger.via,
+            trigger.app,
+            rule.environment,
+            paused,
+        )
+        return Outcome(status="paused", reason=paused, environment=rule.environment)
+    spec = by_name(ctx.config.git_deploy_deployment)
+    wanted = {
+        "app": trigger.app,
+        "env": rule.environment,
+        "ref": trigger.tag,
+        "requested_by": trigger.user or trigger.via,
+        "approval": rule.approval,
+    }
+    parameters, _ = accepted_parameters(ctx, spec, wanted)
+    handle = start(
+        ctx,
+        spec.name,
+        parameters,
+        idempotency_key=dedupe_key(trigger.repo, trigger.tag, trigger.commit),
+        tags=[f"app:{trigger.app}", f"env:{rule.environment}", f"trigger:{trigger.via}"],
+    )
+    log.info(
+        "trigger %s: tag %s of %s -> %s run %s",
+        trigger.via, trigger.tag, trigger.app, rule.environment, handle.id,
+    )  # fmt: skip
+    return Outcome(
+        status="started",
+        reason=f"tag {trigger.tag!r} matches {rule.pattern.pattern!r} -> {rule.environment}",
+        flow_run_id=handle.id,
+        ui_url=handle.ui_url,
+        environment=rule.environment,
+        approval=rule.approval,
+    )
+
+
+def _ignored(trigger: TagTrigger, reason: str) -> Outcome:
+    log.info("trigger %s ignored: %s", trigger.via, reason)
+    return Outcome(status="ignored", reason=reason)
+
+
+def catalogue_entry(name: str) -> DeploymentSpec:
+    """The catalogue entry ``name`` (re-exported for routes)."""
+    return by_name(name)
