@@ -35,6 +35,10 @@ TABLES = {
     "approval_decisions",
     "audit_events",
     "deploy_locks",
+    "users",
+    "api_tokens",
+    "spaces",
+    "role_grants",
 }
 
 
@@ -52,7 +56,7 @@ def test_upgrade_downgrade_upgrade(empty_ledger_url: str) -> None:
     assert _tables(empty_ledger_url) == TABLES
     engine = make_engine(empty_ledger_url)
     try:
-        assert current_revision(engine) == head_revision() == "0001"
+        assert current_revision(engine) == head_revision() == "0002"
         # downgrade with data in every kind of table, including the append-only audit log
         releases.start_release(engine, "web", "prod", ReleaseKind.deploy, requested_by="ann")
     finally:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Enum,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     false,
+    text,
 )
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -306,6 +308,14 @@ class ApprovalRequest(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
+    # The policy the request was opened under (migration 0002), so every answer path (the
+    # paused flow, the gateway's pre-approval, chat) checks the same thing. NULL on rows from
+    # before 0002: checked with the production default (MASTER, no self-approval).
+    space: Mapped[str | None] = mapped_column(String(200))
+    approver_role: Mapped[str | None] = mapped_column(String(16))
+    allow_self_approval: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     decisions: Mapped[list[ApprovalDecision]] = relationship(
         back_populates="request",
@@ -384,3 +394,85 @@ class DeployLock(Base):
     version: Mapped[str | None] = mapped_column(String(200))
     acquired_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+class TokenPurpose(StrEnum):
+    api = "api"
+    approval_once = "approval-once"
+
+
+class User(Base):
+    """A person (or robot) known to Quayside. ``dingtalk_id`` is DingTalk's senderStaffId."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    dingtalk_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    is_super: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """An API token: only its id and a salted hash of its secret are stored
+    (:mod:`quayside.auth.tokens`). ``approval-once`` tokens are consumed by their first use."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(32), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    purpose: Mapped[TokenPurpose] = mapped_column(_enum(TokenPurpose, 16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    consumed_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+
+class Space(Base):
+    """A team's space (Walle's 空间): apps belong to one (``App.space`` in quayside.yaml)."""
+
+    __tablename__ = "spaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RoleGrant(Base):
+    """A role of a user in a space (``project`` NULL) or in one project (app) of it.
+
+    Unique per (user, space, project); the space-level grant (NULL project) is kept unique by
+    a partial index, since NULLs are distinct in a plain unique constraint.
+    """
+
+    __tablename__ = "role_grants"
+    __table_args__ = (
+        UniqueConstraint("user_id", "space_id", "project"),
+        Index(
+            "uq_role_grants_space_level",
+            "user_id",
+            "space_id",
+            unique=True,
+            sqlite_where=text("project IS NULL"),
+            postgresql_where=text("project IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    project: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+    space: Mapped[Space] = relationship(lazy="joined", innerjoin=True)
