@@ -1,0 +1,290 @@
+"""Answering approval requests: one path for the paused flow, the gateway, the CLI and chat.
+
+A request carries the policy it was opened under (space, minimum role, self-approval). An
+answer arrives as (token, decision, comment); :func:`decide` authenticates the token
+(single-use approval tokens are consumed), checks the approver's role and the policy, and
+records the decision — a refused answer is recorded too, ``valid=False`` with the reason, and
+never counts. The token itself is never stored or echoed: the ledger keeps the user it
+belonged to, or ``token qs_<id>_…`` when it belonged to nobody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from quayside.auth import tokens
+from quayside.auth.roles import PermissionDenied, Role, check_approver
+from quayside.auth.service import AuthFailed, authenticate
+from quayside.errors import InputError
+from quayside.inventory.models import ApprovalPolicy
+from quayside.ledger import approvals, audit
+from quayside.ledger.db import unit_of_work
+from quayside.ledger.models import (
+    ApprovalDecision,
+    ApprovalRequest,
+    ApprovalStatus,
+    Decision,
+    utcnow,
+)
+
+DEFAULT_SPACE = "default"
+# Requests from before migration 0002 carry no policy: judge them by the production default.
+FALLBACK_POLICY = ApprovalPolicy(required=1, role="MASTER", allow_self_approval=False)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What became of one answer.
+
+    Attributes:
+        request_id: the approval request.
+        status: the request's status after the answer.
+        user: who answered (None when the token identified nobody).
+        accepted: the answer counted.
+        reason: why it did not count (None when accepted).
+        approvers: users whose approvals count so far.
+    """
+
+    request_id: int
+    status: ApprovalStatus
+    user: str | None
+    accepted: bool
+    reason: str | None
+    approvers: tuple[str, ...]
+
+
+def valid_approvers(request: ApprovalRequest) -> tuple[str, ...]:
+    """Users whose approvals of ``request`` count, in order."""
+    return tuple(d.user for d in request.decisions if d.valid and d.decision is Decision.approve)
+
+
+def policy_of(request: ApprovalRequest) -> ApprovalPolicy:
+    """The policy ``request`` was opened under (the production default for old rows)."""
+    if request.approver_role is None:
+        return FALLBACK_POLICY
+    return ApprovalPolicy(
+        required=request.required_approvals,
+        role=Role.parse(request.approver_role).name,  # type: ignore[arg-type]
+        allow_self_approval=request.allow_self_approval,
+    )
+
+
+def open_request(
+    db: Engine | Session,
+    *,
+    app: str,
+    env: str,
+    space: str,
+    summary: str,
+    requested_by: str,
+    policy: ApprovalPolicy,
+    flow_run_id: str | None = None,
+    release_id: int | None = None,
+    now: datetime | None = None,
+) -> ApprovalRequest:
+    """Open an approval request that remembers its policy.
+
+    Args:
+        db: ledger Engine or Session.
+        app: app name (the project roles are checked on).
+        env: environment name.
+        space: the app's space.
+        summary: Markdown shown to approvers.
+        requested_by: who asks.
+        policy: the environment's policy (``required`` below 1 is treated as 1: a gate that
+            runs always needs an answer).
+        flow_run_id: the flow run waiting for it.
+        release_id: the release waiting for it.
+        now: creation time.
+
+    Returns:
+        The pending request.
+    """
+    with unit_of_work(db) as session:
+        request = approvals.create_request(
+            session,
+            app,
+            env,
+            summary=summary,
+            requested_by=requested_by,
+            required_approvals=max(1, policy.required),
+            flow_run_id=flow_run_id,
+            release_id=release_id,
+            expires_in=timedelta(hours=policy.timeout_hours),
+            now=now,
+        )
+        request.space = space
+        request.approver_role = policy.role
+        request.allow_self_approval = policy.allow_self_approval
+        return request
+
+
+def find_for_run(
+    db: Engine | Session, flow_run_id: str, *, app: str | None = None, env: str | None = None
+) -> ApprovalRequest | None:
+    """The latest approval request of a flow run (optionally for one app+env), or None."""
+    with unit_of_work(db) as session:
+        query = (
+            select(ApprovalRequest)
+            .where(ApprovalRequest.flow_run_id == flow_run_id)
+            .order_by(ApprovalRequest.id.desc())
+        )
+        if app is not None:
+            query = query.where(ApprovalRequest.app == app)
+        if env is not None:
+            query = query.where(ApprovalRequest.env == env)
+        return session.scalars(query).first()
+
+
+def _record_refused(
+    db: Engine | Session,
+    request_id: int,
+    user: str,
+    decision: Decision,
+    comment: str | None,
+    reason: str,
+    now: datetime,
+) -> None:
+    with unit_of_work(db) as session:
+        request = session.get(ApprovalRequest, request_id)
+        if request is None:
+            raise InputError(f"approval request {request_id} is not in the ledger")
+        session.add(
+            ApprovalDecision(
+                request=request,
+                user=user,
+                decision=decision,
+                comment=comment,
+                created_at=now,
+                valid=False,
+                reason=reason,
+            )
+        )
+        session.flush()
+        audit.record(
+            session,
+            user,
+            "approval.decided",
+            "approval_request",
+            request_id,
+            {
+                "decision": decision.value,
+                "valid": False,
+                "reason": reason,
+                "comment": comment,
+                "status": request.status.value,
+            },
+        )
+
+
+def _who(token_text: str) -> str:
+    try:
+        token_id, _ = tokens.parse_token(token_text)
+    except InputError:
+        return "anonymous"
+    return f"token {tokens.display(token_id)}"
+
+
+def decide(
+    db: Engine | Session,
+    request_id: int,
+    *,
+    token_text: str,
+    decision: Decision | str,
+    comment: str = "",
+    now: datetime | None = None,
+) -> Resolution:
+    """Answer approval request ``request_id`` with a token.
+
+    The answer is always recorded. It counts only if the token is valid (a single-use
+    approval token is consumed here), its user has the policy's role in the app's space or
+    project, and the policy allows them to answer (self-approval, one vote per person, the
+    request still open).
+
+    Args:
+        db: ledger Engine.
+        request_id: the approval request.
+        token_text: the approver's token (never stored or echoed).
+        decision: ``approve`` or ``reject``.
+        comment: optional comment.
+        now: time of the answer (default now).
+
+    Returns:
+        The Resolution: the request's status and whether this answer counted and why not.
+
+    Raises:
+        InputError: ``decision`` is neither approve nor reject.
+        NotFoundError: no such request.
+    """
+    try:
+        choice = Decision(decision)
+    except ValueError:
+        raise InputError(f"decision must be approve or reject, not {decision!r}") from None
+    at = now or utcnow()
+    text = comment or None
+    request = approvals.get_request(db, request_id)
+    policy = policy_of(request)
+    space = request.space or DEFAULT_SPACE
+    user: str | None = None
+    try:
+        who = authenticate(db, token_text, now=at, allow_approval_once=True)
+        user = who.name
+        check_approver(
+            db,
+            approver=who.name,
+            requester=request.requested_by,
+            space=space,
+            project=request.app,
+            policy=policy,
+        )
+    except (AuthFailed, PermissionDenied) as refused:
+        _record_refused(db, request_id, user or _who(token_text), choice, text, str(refused), at)
+        current = approvals.resolve(db, request_id, now=at)
+        return Resolution(
+            request_id, current.status, user, False, str(refused), valid_approvers(current)
+        )
+    row = approvals.record_decision(
+        db,
+        request_id,
+        who.name,
+        choice,
+        comment=text,
+        allow_self_approval=policy.allow_self_approval,
+        now=at,
+    )
+    current = approvals.get_request(db, request_id)
+    return Resolution(
+        request_id, current.status, who.name, row.valid, row.reason, valid_approvers(current)
+    )
+
+
+def expire_overdue(
+    db: Engine | Session, *, now: datetime | None = None, actor: str = "system"
+) -> Sequence[int]:
+    """Record Expired on every pending request past its ``expires_at``.
+
+    A suspended flow run whose approval timed out is failed by the Prefect server without
+    running any Quayside code, so the expiry is written here: by the gateway's periodic sweep,
+    by ``quayside approvals expire``, and whenever a late answer arrives.
+
+    Returns:
+        The ids of the requests that expired now.
+    """
+    at = now or utcnow()
+    with unit_of_work(db) as session:
+        query = select(ApprovalRequest.id).where(
+            ApprovalRequest.status == ApprovalStatus.pending,
+            ApprovalRequest.expires_at.is_not(None),
+            ApprovalRequest.expires_at <= at,
+        )
+        due = list(session.scalars(query))
+    expired = []
+    for request_id in due:
+        if approvals.resolve(db, request_id, actor=actor, now=at).status is ApprovalStatus.expired:
+            expired.append(request_id)
+    return expired
