@@ -1,0 +1,611 @@
+"""Git deploy: a git ref -> versioned release directories on SSH hosts, switched atomically,
+in batches, with hooks, health checks and automatic rollback past a failure threshold."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
+
+from quayside.deploy.engine import INLINE_MAX_BYTES, HostReport, ReleaseSpec
+from quayside.deploy.errors import HostsFailed, ThresholdExceeded
+from quayside.deploy.lease import deploy_lock
+from quayside.deploy.policy import exceeded, failure_limit
+from quayside.deploy.scripts import host_deploy_root
+from quayside.deploy.summary import approval_markdown
+from quayside.errors import QuaysideError
+from quayside.fanout import GroupResult, batch_size, batches
+from quayside.inventory import load_inventory
+from quayside.inventory.resolve import Target, resolve_target
+from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
+from quayside.ledger.releases import (
+    current_release,
+    finish_release,
+    mark_running,
+    record_host_outcome,
+    start_release,
+)
+from quayside.manifest import human_bytes
+from quayside.release_id import new_release_id
+from quayside.settings import Settings, load_settings
+from quayside.source.mirror import GitMirror
+from tasks.deploy import (
+    HostDeployFailed,
+    Progress,
+    build_payload,
+    deploy_to_host,
+    store_payload,
+    switch_back_host,
+)
+from tasks.fanout import map_hosts
+from tasks.ledger import current_flow_run_id, ledger_engine
+from tasks.source import resolve_ref
+
+#: environment variable: changes up to this many bytes travel inline (tar over the SSH
+#: session) instead of by rsync
+INLINE_ENV = "QUAYSIDE_DEPLOY_INLINE_MAX_BYTES"
+
+
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) from ``parts``."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:100]
+
+
+def report_of(outcome_error: BaseException | None, value: Any, host: str) -> HostReport:
+    """The HostReport of one fan-out outcome (a task that crashed becomes a failed report)."""
+    if isinstance(value, HostReport):
+        return value
+    if isinstance(outcome_error, HostDeployFailed):
+        return outcome_error.report
+    message = str(outcome_error) if outcome_error is not None else "no result"
+    return HostReport(host, "failed", "task", message.splitlines()[0] if message else "")
+
+
+def reports_of(result: GroupResult[Any]) -> list[HostReport]:
+    return [report_of(o.error, o.value, o.host) for o in result.outcomes]
+
+
+def _approval_summary(
+    mirror: GitMirror, target: Target, version: str, sha: str, requested_by: str
+) -> str:
+    current = current_release(ledger_engine(), target.app_name, target.env_name)
+    old = current.commit_sha if current is not None else None
+    try:
+        commits = mirror.log(old, sha)
+        changed = mirror.changed_files(old, sha)
+    except QuaysideError:  # the old commit is not in this repository (any more)
+        commits, changed, old = mirror.log(None, sha, limit=5), [], None
+    return approval_markdown(
+        app=target.app_name,
+        env=target.env_name,
+        version=version,
+        commit_sha=sha,
+        current_version=current.version if current is not None else None,
+        current_sha=old,
+        commits=commits,
+        changed_files=changed,
+        hosts=target.host_names,
+        requested_by=requested_by,
+    )
+
+
+def _inline_max() -> int:
+    value = os.environ.get(INLINE_ENV)
+    return int(value) if value and value.isdigit() else INLINE_MAX_BYTES
+
+
+def _build_dir(settings: Settings, app: str, env: str, release_id: str) -> Path:
+    path = settings.home / "builds" / f"{app}-{env}-{release_id}-{time.monotonic_ns()}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _rows(reports: list[HostReport]) -> list[dict[str, Any]]:
+    return [
+        {
+            "host": r.host,
+            "step": r.step,
+            "result": r.status if not r.message else f"{r.status}: {r.message}",
+            "duration": f"{r.duration_s:.2f}s",
+            "bytes": r.bytes_sent,
+        }
+        for r in reports
+    ]
+
+
+_LEDGER_STATUS = {
+    "succeeded": HostStatus.succeeded,
+    "no_change": HostStatus.succeeded,
+    "failed": HostStatus.failed,
+    "rolled_back": HostStatus.rolled_back,
+}
+
+
+@flow(
+    name="git-deploy",
+    task_runner=ThreadPoolTaskRunner(max_workers=50),  # type: ignore[arg-type]
+    description="Deploy a git ref to an app's environment: versioned release directories, "
+    "atomic switch, batches, health checks, automatic rollback past the failure threshold.",
+)
+def git_deploy(
+    app: str = Field(description="app name from quayside.yaml"),
+    env: str = Field(description="environment of the app"),
+    ref: str = Field(description="git tag, branch or commit sha"),
+    hosts: list[str] | None = Field(None, description="only these hosts of the environment"),
+    batch: int | str | None = Field(
+        None, description="hosts per batch, N or 'N%' (default: the environment's)"
+    ),
+    dry_run: bool = Field(False, description="show per host what would change; touch nothing"),
+    requested_by: str = Field("ui", description="who asked for this deploy"),
+    approval: bool = Field(True, description="ask for approval if the environment requires it"),
+    lock_wait_s: float = Field(
+        0, ge=0, le=3600, description="wait this long for another deploy's lock (0 = refuse)"
+    ),
+) -> dict[str, Any]:
+    """Deploy ``ref`` of ``app`` to ``env``.
+
+    Resolves the ref in the app's mirror, exports and builds the payload, keeps it in the
+    artifact store, then per host (one task, one SSH connection): read facts, stage the new
+    release from the previous one sending only changed files, link shared paths, pre-switch
+    hooks, atomic switch, post-switch hooks, health check. Hosts go in batches; past the
+    failure threshold no new batch starts and every switched host is switched back.
+
+    Args:
+        app: app name from quayside.yaml.
+        env: environment of the app.
+        ref: git tag, branch or commit sha.
+        hosts: only these hosts of the environment (default all).
+        batch: hosts per batch, ``N`` or ``"N%"`` (default the environment's ``batch``).
+        dry_run: resolve, build and plan; report per host what would change. Nothing on the
+            hosts changes, no lock is taken and nothing is written to the ledger.
+        requested_by: recorded in the ledger and shown to approvers.
+        approval: ask for approval when the environment's policy requires it.
+        lock_wait_s: 0 refuses at once when another deploy of app/env runs; else wait so long.
+
+    Returns:
+        ``{"release": ledger id, "release_id": dir name, "commit": sha, "result": "deployed" |
+        "no change" | "planned", "hosts": {host: status}, "failed": [...]}``.
+
+    Raises:
+        quayside.errors.InputError: an unsafe ref (nothing was run).
+        quayside.errors.NotFoundError: unknown app, environment, host or ref.
+        quayside.errors.LockHeldError: another deploy of this app/env is running.
+        quayside.deploy.errors.BuildError: the build failed.
+        quayside.deploy.errors.ThresholdExceeded: too many hosts failed; switched hosts were
+            rolled back.
+
+    Example:
+        >>> git_deploy("web", "prod", "v1.4.2", batch="25%")
+    """
+    logger = get_run_logger()
+    settings = load_settings()
+    inventory = load_inventory(settings.inventory_path)
+    target = resolve_target(inventory, app, env, hosts)
+    names = target.host_names
+    size = batch_size(batch if batch is not None else target.env.batch, len(names))
+    limit = failure_limit(target.env.failure_threshold, len(names))
+    for name in names:
+        host_deploy_root(target.deploy_root, name)  # refuse a bad root before anything runs
+
+    source = resolve_ref(settings.mirrors_dir, target.app.repo, ref, app)
+    sha = source.commit_sha
+    release_id = new_release_id(sha)
+    engine = ledger_engine()
+    run_id = current_flow_run_id()
+    run_name = flow_run.get_name() or "local"
+    holder = f"{requested_by} (flow run {run_name})"
+
+    if dry_run:
+        return _dry_run(target, source.mirror, ref, sha, release_id, settings)
+
+    key = f"{app}/{env}/{release_id}"
+    location = _store_location(key)
+    release_row: int | None = None
+    policy = target.env.approval
+    if approval and policy is not None and policy.required > 0:
+        from tasks.approval import approval_gate  # the approvals module; imported when needed
+
+        release_row = start_release(
+            engine,
+            app,
+            env,
+            ReleaseKind.deploy,
+            requested_by=requested_by,
+            version=ref,
+            ref=ref,
+            commit_sha=sha,
+            flow_run_id=run_id,
+            artifact_location=location,
+            status=ReleaseStatus.awaiting_approval,
+            details={"release_id": release_id, "artifact_key": key},
+        ).id
+        summary = _approval_summary(source.mirror, target, ref, sha, requested_by)
+        try:
+            approver = approval_gate(
+                app=app,
+                env=env,
+                version=ref,
+                summary_markdown=summary,
+                requested_by=requested_by,
+                policy=policy,
+                release_id=release_row,
+            )
+        except BaseException:
+            _finish_quietly(engine, release_row, ReleaseStatus.cancelled, "not approved")
+            raise
+        logger.info("approved by %s", approver)
+
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(
+                deploy_lock(
+                    engine,
+                    app,
+                    env,
+                    holder=holder,
+                    flow_run_id=run_id,
+                    version=ref,
+                    wait_s=lock_wait_s,
+                )
+            )
+        except BaseException:
+            _finish_quietly(engine, release_row, ReleaseStatus.cancelled, "deploy lock held")
+            raise
+        build_dir = _build_dir(settings, app, env, release_id)
+        stack.callback(shutil.rmtree, build_dir, True)
+        try:
+            manifest = build_payload(
+                source.mirror, app, target.app, env, release_id, sha, ref, build_dir
+            )
+        except BaseException as e:
+            if release_row is None:
+                release_row = start_release(
+                    engine,
+                    app,
+                    env,
+                    ReleaseKind.deploy,
+                    requested_by=requested_by,
+                    version=ref,
+                    ref=ref,
+                    commit_sha=sha,
+                    flow_run_id=run_id,
+                    details={"release_id": release_id, "step": "build"},
+                ).id
+            _finish_quietly(engine, release_row, ReleaseStatus.failed, f"build: {e}")
+            raise
+        digest = manifest.with_shared(tuple(target.app.shared_paths)).digest()
+        if release_row is None:
+            release_row = start_release(
+                engine,
+                app,
+                env,
+                ReleaseKind.deploy,
+                requested_by=requested_by,
+                version=ref,
+                ref=ref,
+                commit_sha=sha,
+                flow_run_id=run_id,
+                artifact_location=location,
+                manifest_digest=digest,
+                details={"release_id": release_id, "artifact_key": key},
+            ).id
+        try:
+            mark_running(engine, release_row, actor=requested_by)
+            spec = _spec(target, ref, sha, release_id, build_dir, manifest)
+            return _deploy(target, ref, sha, spec, release_row, key, size, limit)
+        except BaseException as e:
+            _finish_quietly(engine, release_row, ReleaseStatus.failed, str(e).splitlines()[0])
+            raise
+
+
+def _store_location(key: str) -> str | None:
+    """Where the payload will be kept (None if the artifact store is not available)."""
+    try:
+        from quayside.artifacts import store_from_env
+
+        return str(store_from_env().location(key))
+    except Exception as e:  # ImportError or a store configuration error
+        get_run_logger().warning("artifact store unavailable: %s", e)
+        return None
+
+
+def _finish_quietly(engine: Any, release_row: int | None, status: ReleaseStatus, why: str) -> None:
+    """Finish the ledger release if it has not finished yet (on the way out of an error)."""
+    if release_row is None:
+        return
+    try:
+        finish_release(engine, release_row, status, details={"error": why[:500]})
+    except QuaysideError:
+        pass  # already finished
+
+
+def _spec(
+    target: Target, ref: str, sha: str, release_id: str, payload: Path, manifest: Any
+) -> ReleaseSpec:
+    return ReleaseSpec(
+        app=target.app_name,
+        env=target.env_name,
+        release_id=release_id,
+        commit_sha=sha,
+        ref=ref,
+        payload_dir=payload,
+        manifest=manifest,
+        deploy_root=target.deploy_root,
+        shared_paths=tuple(target.app.shared_paths),
+        keep_releases=target.app.keep_releases,
+        hooks=target.app.hooks,
+        health=target.app.health_check,
+        variables=dict(target.env.variables),
+        inline_max_bytes=_inline_max(),
+    )
+
+
+def _dry_run(
+    target: Target, mirror: GitMirror, ref: str, sha: str, release_id: str, settings: Settings
+) -> dict[str, Any]:
+    logger = get_run_logger()
+    build_dir = _build_dir(settings, target.app_name, target.env_name, release_id)
+    try:
+        manifest = build_payload(
+            mirror,
+            target.app_name,
+            target.app,
+            target.env_name,
+            release_id,
+            sha,
+            ref,
+            build_dir,
+        )
+        spec = _spec(target, ref, sha, release_id, build_dir, manifest)
+        result = map_hosts(
+            lambda h: deploy_to_host.submit(h, dict(target.hosts)[h], spec, dry_run=True),
+            target.host_names,
+            target.env.max_parallel,
+        )
+    finally:
+        shutil.rmtree(build_dir, ignore_errors=True)
+    reports = reports_of(result)
+    lines = [f"# Dry run: {target.app_name}/{target.env_name} to {ref} (`{sha[:12]}`)", ""]
+    for r in reports:
+        text = r.plan_text if r.status == "planned" else f"cannot plan: [{r.step}] {r.message}"
+        lines += [f"## {r.host}", "", "```", text or "", "```", ""]
+        logger.info("%s (dry run):\n%s", r.host, text)
+    create_markdown_artifact(
+        markdown="\n".join(lines),
+        key=artifact_key("git-deploy-plan", target.app_name, target.env_name),
+        description=f"dry run of {target.app_name}/{target.env_name} to {ref}",
+    )
+    return {
+        "release": None,
+        "release_id": release_id,
+        "commit": sha,
+        "result": "planned",
+        "hosts": {r.host: r.plan_text if r.status == "planned" else r.message for r in reports},
+        "failed": [r.host for r in reports if not r.ok],
+    }
+
+
+def _deploy(
+    target: Target,
+    ref: str,
+    sha: str,
+    spec: ReleaseSpec,
+    release_row: int,
+    key: str,
+    size: int,
+    limit: int,
+) -> dict[str, Any]:
+    logger = get_run_logger()
+    engine = ledger_engine()
+    app, env = target.app_name, target.env_name
+    release_id, manifest = spec.release_id, spec.manifest
+    stored: PrefectFuture[str] = store_payload.submit(key, spec.payload_dir)  # runs meanwhile
+    host_map = dict(target.hosts)
+    names = target.host_names
+    progress = Progress(
+        len(names), artifact_key("git-deploy-progress", app, env), f"{app}/{env} to {ref}"
+    )
+    logger.info(
+        "release %s (%s): %d host(s) in batches of %d, %d failure(s) tolerated",
+        release_id,
+        human_bytes(manifest.total_bytes),
+        len(names),
+        size,
+        limit,
+    )
+    reports: list[HostReport] = []
+    failed = 0
+    stopped = False
+    for number, group in enumerate(batches(names, size), start=1):
+        result = map_hosts(
+            lambda h: deploy_to_host.submit(h, host_map[h], spec, progress=progress),
+            group,
+            target.env.max_parallel,
+        )
+        batch_reports = reports_of(result)
+        reports += batch_reports
+        for r in batch_reports:
+            record_host_outcome(
+                engine,
+                release_row,
+                r.host,
+                _LEDGER_STATUS[r.status],
+                step=r.step,
+                message=r.message or None,
+                bytes_sent=r.bytes_sent,
+                duration_s=r.duration_s,
+            )
+        failed += sum(1 for r in batch_reports if not r.ok)
+        if exceeded(failed, limit):
+            logger.error(
+                "batch %d: %d host(s) failed, %d tolerated: stopping", number, failed, limit
+            )
+            stopped = True
+            break
+
+    done = {r.host for r in reports}
+    skipped = [h for h in names if h not in done]
+    for h in skipped:
+        record_host_outcome(engine, release_row, h, HostStatus.skipped, step="not started")
+
+    try:
+        location = stored.result()
+    except Exception as e:  # the deploy stands; a restore after pruning will not be possible
+        location = None
+        logger.warning("could not keep the payload in the artifact store: %s", e)
+
+    if stopped:
+        reports = _roll_back_switched(target, spec, reports, release_row)
+        _publish(target, ref, reports, skipped)
+        rows = [(r.host, r.step, r.message) for r in reports if r.status == "failed"]
+        finish_release(
+            engine,
+            release_row,
+            ReleaseStatus.failed,
+            summary={"failed": len(rows), "hosts": len(names), "rolled_back": True},
+            details={"artifact_location": location, "failed_hosts": [h for h, _, _ in rows]},
+        )
+        raise ThresholdExceeded(
+            f"{failed} of {len(names)} host(s) failed ({limit} tolerated): stopped and switched "
+            f"every switched host back to its previous release",
+            rows,
+        )
+
+    _publish(target, ref, reports, skipped)
+    bad = [r for r in reports if not r.ok]
+    changed = [r for r in reports if r.status == "succeeded"]
+    summary = {
+        "hosts": len(names),
+        "failed": len(bad),
+        "changed": len(changed),
+        "bytes_sent": sum(r.bytes_sent for r in reports),
+    }
+    details: dict[str, Any] = {
+        "artifact_key": key if location else None,
+        "artifact_location": location,
+        "manifest_digest": spec.manifest.with_shared(spec.shared_paths).digest(),
+        "failed_hosts": [r.host for r in bad],
+    }
+    if not changed and not bad:
+        finish_release(
+            engine,
+            release_row,
+            ReleaseStatus.cancelled,
+            summary={**summary, "result": "no change"},
+            details=details,
+        )
+        logger.info("no change: every host already runs this content")
+        outcome = "no change"
+    else:
+        finish_release(
+            engine,
+            release_row,
+            ReleaseStatus.succeeded,
+            summary={**summary, "result": "deployed"},
+            details=details,
+        )
+        outcome = "deployed"
+        if bad:
+            logger.error(
+                "%s",
+                HostsFailed(
+                    f"{len(bad)} host(s) failed ({limit} tolerated); the others run {release_id}",
+                    [(r.host, r.step, r.message) for r in bad],
+                ),
+            )
+    return {
+        "release": release_row,
+        "release_id": release_id,
+        "commit": sha,
+        "result": outcome,
+        "hosts": {r.host: r.status for r in reports},
+        "failed": [r.host for r in bad],
+        "bytes_sent": {r.host: r.bytes_sent for r in reports},
+    }
+
+
+def _roll_back_switched(
+    target: Target, spec: ReleaseSpec, reports: list[HostReport], release_row: int
+) -> list[HostReport]:
+    """Switch every host that switched to the new release back to its previous one."""
+    logger = get_run_logger()
+    engine = ledger_engine()
+    host_map = dict(target.hosts)
+    switched = {r.host: r for r in reports if r.switched and r.status == "succeeded"}
+    if not switched:
+        return reports
+
+    def submit(h: str) -> PrefectFuture[str]:
+        r = switched[h]
+        root = spec.root_for(h)
+        return switch_back_host.submit(
+            h,
+            host_map[h],
+            root,
+            r.previous,
+            list(spec.hooks.post_switch),
+            spec.env_for(h, root, r.previous),
+        )
+
+    result = map_hosts(submit, list(switched), target.env.max_parallel)
+    out: list[HostReport] = []
+    by_host = {o.host: o for o in result.outcomes}
+    for r in reports:
+        outcome = by_host.get(r.host)
+        if outcome is None:
+            out.append(r)
+            continue
+        if outcome.ok:
+            note = f"rolled back to {r.previous or 'no release'}"
+            new = HostReport(
+                r.host,
+                "rolled_back",
+                "rollback",
+                note,
+                r.previous,
+                False,
+                r.bytes_sent,
+                r.files_sent,
+                r.duration_s,
+            )
+            status = HostStatus.rolled_back
+        else:
+            note = f"automatic rollback failed: {outcome.message}"
+            new = HostReport(r.host, "failed", "rollback", note, r.previous, True, r.bytes_sent)
+            status = HostStatus.failed
+        logger.warning("%s: %s", r.host, note)
+        record_host_outcome(
+            engine,
+            release_row,
+            r.host,
+            status,
+            step="rollback",
+            message=note,
+            bytes_sent=r.bytes_sent,
+            duration_s=r.duration_s,
+        )
+        out.append(new)
+    return out
+
+
+def _publish(target: Target, ref: str, reports: list[HostReport], skipped: list[str]) -> None:
+    rows = _rows(reports) + [
+        {"host": h, "step": "not started", "result": "skipped", "duration": "", "bytes": 0}
+        for h in skipped
+    ]
+    create_table_artifact(
+        table=rows,
+        key=artifact_key("git-deploy", target.app_name, target.env_name),
+        description=f"git deploy of {target.app_name}/{target.env_name} to {ref}",
+    )

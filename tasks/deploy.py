@@ -1,0 +1,302 @@
+"""Deploy tasks: one task per host (one SSH connection each) around the core engine in
+``quayside.deploy.engine``, the payload build, the artifact store and a progress artifact."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from quayside.deploy.engine import (
+    HostReport,
+    ReleaseSpec,
+    RollbackSpec,
+    deploy_host,
+    rollback_host,
+    switch_back,
+)
+from quayside.deploy.errors import DeployError
+from quayside.deploy.source import release_env, run_build
+from quayside.executors.factory import executor_for
+from quayside.inventory.models import App, Host
+from quayside.manifest import MANIFEST_FILENAME, Manifest, build_manifest
+from quayside.source.mirror import GitMirror
+
+
+class HostDeployFailed(DeployError):
+    """One host failed; ``report`` says at which step and why."""
+
+    def __init__(self, report: HostReport) -> None:
+        self.report = report
+        super().__init__(f"{report.host} [{report.step}]: {report.message}")
+
+
+class Progress:
+    """A Prefect progress artifact advanced once per finished host (thread-safe)."""
+
+    def __init__(self, total: int, key: str, description: str) -> None:
+        self.total = max(1, total)
+        self.done = 0
+        self._lock = threading.Lock()
+        self.artifact_id: UUID | None = None
+        try:
+            created = create_progress_artifact(0.0, key=key, description=description)
+            self.artifact_id = created if isinstance(created, UUID) else None
+        except Exception as e:  # a progress bar must never fail a deploy
+            get_run_logger().warning("cannot create the progress artifact: %s", e)
+
+    def advance(self) -> None:
+        with self._lock:
+            self.done += 1
+            value = min(100.0, 100.0 * self.done / self.total)
+        if self.artifact_id is not None:
+            try:
+                update_progress_artifact(self.artifact_id, value)
+            except Exception:  # best effort
+                pass
+
+
+def _logger_line() -> Callable[[str], None]:
+    logger = get_run_logger()
+    return lambda line: logger.info("%s", line)
+
+
+@task(task_run_name="build {app_name}@{commit_sha:.12}", cache_policy=NO_CACHE)
+def build_payload(
+    mirror: GitMirror,
+    app_name: str,
+    app: App,
+    env_name: str,
+    release_id: str,
+    commit_sha: str,
+    ref: str,
+    dest: Path,
+) -> Manifest:
+    """Export the tree at ``commit_sha`` into ``dest``, run the app's build commands there and
+    record the payload's content manifest (written to ``dest`` as the manifest file).
+
+    Args:
+        mirror: the synced mirror of the app's repository.
+        app_name: app name.
+        app: the app's inventory entry (build commands, build timeout).
+        env_name: environment name.
+        release_id: the new release id.
+        commit_sha: the resolved commit.
+        ref: the ref as given (QUAYSIDE_REF).
+        dest: an absent or empty build directory.
+
+    Returns:
+        The payload's manifest.
+
+    Raises:
+        quayside.deploy.errors.BuildError: a build command failed or timed out.
+        quayside.errors.InputError: the tree holds an unsafe path or a special file.
+
+    Example:
+        >>> build_payload(mirror, "web", app, "prod", rid, sha, "v1.2.0", Path("/tmp/b"))
+    """
+    logger = get_run_logger()
+    mirror.export(commit_sha, dest)
+    if app.build:
+        env = release_env(
+            app=app_name, env=env_name, release_id=release_id, commit_sha=commit_sha, ref=ref
+        )
+        logger.info("building: %d command(s), timeout %gs", len(app.build), app.build_timeout_s)
+        run_build(
+            app.build,
+            dest,
+            env,
+            timeout_s=app.build_timeout_s,
+            on_line=lambda line: logger.info("build: %s", line),
+        )
+    (dest / MANIFEST_FILENAME).unlink(missing_ok=True)
+    manifest = build_manifest(dest)
+    (dest / MANIFEST_FILENAME).write_text(manifest.to_json())
+    logger.info(
+        "payload: %d paths, %d bytes, digest %s",
+        len(manifest),
+        manifest.total_bytes,
+        manifest.digest()[:12],
+    )
+    return manifest
+
+
+@task(task_run_name="store {key}", cache_policy=NO_CACHE)
+def store_payload(key: str, payload_dir: Path) -> str:
+    """Keep the payload in the artifact store so the release can be restored after pruning.
+
+    Args:
+        key: the artifact key (``<app>/<env>/<release id>``).
+        payload_dir: the built payload (with its manifest file).
+
+    Returns:
+        The artifact's location (``file://`` or ``s3://``).
+
+    Raises:
+        quayside.errors.QuaysideError: the store refused it.
+
+    Example:
+        >>> store_payload("web/prod/20240501T120001Z-0123456789ab", Path("/tmp/b"))
+    """
+    from quayside.artifacts import store_from_env
+
+    ref = store_from_env().put_dir(key, payload_dir)
+    return str(ref.location)
+
+
+@task(task_run_name="{host_name}: deploy", cache_policy=NO_CACHE)
+def deploy_to_host(
+    host_name: str,
+    host: Host,
+    spec: ReleaseSpec,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> HostReport:
+    """Deploy one release to one host over one SSH connection: read facts, plan, stage the
+    release from the previous one with only the changed files, link shared paths, hooks,
+    atomic switch, health check. A host failing after the switch is switched back.
+
+    Args:
+        host_name: inventory name of the host.
+        host: its inventory entry.
+        spec: the release (payload, manifest, hooks, health check).
+        dry_run: plan only; the report's ``plan_text`` says what would change.
+        progress: advanced when the host is done.
+
+    Returns:
+        The host's report (succeeded, no_change or planned).
+
+    Raises:
+        HostDeployFailed: the host failed; ``.report`` has the step and the reason.
+
+    Example:
+        >>> deploy_to_host.submit("web-1", inventory.hosts["web-1"], spec)
+    """
+    executor = executor_for(host_name, host)
+    try:
+        report = deploy_host(executor, host_name, spec, dry_run=dry_run, on_line=_logger_line())
+    finally:
+        executor.close()
+        if progress is not None:
+            progress.advance()
+    logger = get_run_logger()
+    if not report.ok:
+        raise HostDeployFailed(report)
+    logger.info(
+        "%s: %s (%d bytes, %d round trips, %.2fs)",
+        host_name,
+        report.status if not report.message else report.message,
+        report.bytes_sent,
+        report.round_trips,
+        report.duration_s,
+    )
+    return report
+
+
+@task(task_run_name="{host_name}: switch back", cache_policy=NO_CACHE)
+def switch_back_host(
+    host_name: str,
+    host: Host,
+    deploy_root: str,
+    previous: str | None,
+    post_switch: list[Any],
+    env: dict[str, str],
+) -> str:
+    """Switch a host back to its previous release (automatic rollback) in one round trip and
+    re-run the post-switch hooks there.
+
+    Args:
+        host_name: inventory name of the host.
+        host: its inventory entry.
+        deploy_root: the host's deploy root.
+        previous: the release to switch back to; None removes ``current``.
+        post_switch: the post-switch hooks to re-run.
+        env: their environment variables.
+
+    Returns:
+        The release now current (or ``none``).
+
+    Raises:
+        quayside.errors.HostError: the switch failed.
+
+    Example:
+        >>> switch_back_host.submit("web-1", host, "/srv/app", "20240501T120001Z-0123456789ab",
+        ...                         [], {})
+    """
+    executor = executor_for(host_name, host)
+    try:
+        switch_back(executor, deploy_root, previous, hooks=post_switch, env=env)
+    finally:
+        executor.close()
+    return previous or "none"
+
+
+class PayloadCache:
+    """Fetches a release payload from the artifact store once, for every host that needs it."""
+
+    def __init__(self, key: str | None, dest: Path) -> None:
+        self.key = key
+        self.dest = dest
+        self._lock = threading.Lock()
+        self._ready = False
+
+    def __call__(self) -> Path:
+        with self._lock:
+            if not self._ready:
+                if not self.key:
+                    raise DeployError("the release is not on the host and has no stored artifact")
+                from quayside.artifacts import store_from_env
+
+                shutil.rmtree(self.dest, ignore_errors=True)
+                store_from_env().get_dir(self.key, self.dest)
+                self._ready = True
+        return self.dest
+
+
+@task(task_run_name="{host_name}: rollback", cache_policy=NO_CACHE)
+def rollback_on_host(
+    host_name: str,
+    host: Host,
+    spec: RollbackSpec,
+    fetch_payload: PayloadCache,
+    progress: Progress | None = None,
+) -> HostReport:
+    """Switch one host to an earlier release (one round trip when it is still on the host;
+    restored from the artifact store first when it was pruned), then post-switch hooks and
+    the health check.
+
+    Args:
+        host_name: inventory name of the host.
+        host: its inventory entry.
+        spec: the release to switch to.
+        fetch_payload: gives the stored payload when the release must be restored.
+        progress: advanced when the host is done.
+
+    Returns:
+        The host's report.
+
+    Raises:
+        HostDeployFailed: the host failed; ``.report`` has the step and the reason.
+
+    Example:
+        >>> rollback_on_host.submit("web-1", host, spec, PayloadCache(key, Path("/tmp/p")))
+    """
+    executor = executor_for(host_name, host)
+    try:
+        report = rollback_host(
+            executor, host_name, spec, fetch_payload=fetch_payload, on_line=_logger_line()
+        )
+    finally:
+        executor.close()
+        if progress is not None:
+            progress.advance()
+    if not report.ok:
+        raise HostDeployFailed(report)
+    return report
