@@ -62,6 +62,15 @@ CATALOGUE: tuple[DeploymentSpec, ...] = (
         parameters={"group": "demo", "command": ["uname", "-a"]},
         tags=("quayside", "hello"),
     ),
+    DeploymentSpec(
+        name="approval-demo",
+        flow_name="approval-demo",
+        entrypoint="flows/approval_demo.py:approval_demo",
+        description="Wait for an approval under a policy, then finish (tries the approval gate).",
+        parameters={"app": "demo", "env": "prod"},
+        tags=("quayside", "approval"),
+        triggerable=False,
+    ),
 )
 
 

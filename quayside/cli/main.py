@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from quayside.cli import commands_auth  # noqa: F401  (registers commands)
 from quayside.cli import commands_platform  # noqa: F401  (registers commands)
 from quayside.cli.app import app, fail
 

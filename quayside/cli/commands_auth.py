@@ -1,0 +1,314 @@
+"""Users, tokens, roles and approvals.
+
+``users``, ``tokens``, ``roles`` and ``approvals expire`` are operator commands for the
+platform host: they write the ledger directly (QUAYSIDE_DATABASE_URL, else the SQLite ledger
+in QUAYSIDE_HOME), with the operator's login recorded in the audit log. ``approve`` goes
+through Prefect like every other answer path: it resumes the paused run with the answer form
+(decision, comment, token) and the flow verifies the token, role and policy.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import time
+from datetime import timedelta
+
+import typer
+from rich.table import Table
+from sqlalchemy import Engine
+
+from quayside.cli.app import app, console, err_console
+from quayside.errors import InputError, QuaysideError
+from quayside.settings import load_settings
+
+users_app = typer.Typer(
+    help="Users (operator command on the platform host: writes the ledger directly).",
+    no_args_is_help=True,
+)
+tokens_app = typer.Typer(
+    help="API tokens (operator command on the platform host: writes the ledger directly).",
+    no_args_is_help=True,
+)
+roles_app = typer.Typer(
+    help="Roles per space or project (operator command on the platform host).",
+    no_args_is_help=True,
+)
+approvals_app = typer.Typer(help="Approval requests in the ledger.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(roles_app, name="roles")
+app.add_typer(approvals_app, name="approvals")
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no login name (containers)
+        return "cli"
+
+
+def _engine() -> Engine:
+    from quayside.ledger.db import check_schema, make_engine
+
+    engine = make_engine(load_settings().database_url)
+    check_schema(engine)
+    return engine
+
+
+@users_app.command("add")
+def users_add(
+    name: str = typer.Argument(..., help="login name"),
+    super_: bool = typer.Option(False, "--super", help="platform administrator (SUPER)"),
+    dingtalk_id: str | None = typer.Option(
+        None, "--dingtalk-id", help="DingTalk senderStaffId, for chat commands"
+    ),
+    email: str | None = typer.Option(None, "--email"),
+    display_name: str | None = typer.Option(None, "--display-name"),
+) -> None:
+    """Add a user."""
+    from quayside.auth import service
+
+    engine = _engine()
+    try:
+        service.create_user(
+            engine,
+            name,
+            is_super=super_,
+            dingtalk_id=dingtalk_id,
+            email=email,
+            display_name=display_name,
+            actor=_actor(),
+        )
+    finally:
+        engine.dispose()
+    console.print(f"user {name} added" + (" (SUPER)" if super_ else ""), highlight=False)
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users with their roles."""
+    from quayside.auth import service
+    from quayside.ledger import users
+
+    engine = _engine()
+    try:
+        people = service.list_users(engine)
+        grants = users.list_grants(engine)
+    finally:
+        engine.dispose()
+    roles: dict[str, list[str]] = {}
+    for grant in grants:
+        place = grant.space.name + (f"/{grant.project}" if grant.project else "")
+        roles.setdefault(grant.user.name, []).append(f"{grant.role}@{place}")
+    table = Table("name", "display name", "email", "dingtalk id", "roles", "state")
+    for user in people:
+        state = "disabled" if user.disabled else "active"
+        everywhere = ["SUPER"] if user.is_super else []
+        table.add_row(
+            user.name,
+            user.display_name or "",
+            user.email or "",
+            user.dingtalk_id or "",
+            ", ".join(everywhere + roles.get(user.name, [])),
+            state,
+        )
+    console.print(table)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    user: str = typer.Argument(..., help="the token's owner"),
+    expires_days: float | None = typer.Option(
+        None, "--expires-days", help="lifetime in days (default: until revoked)"
+    ),
+    description: str = typer.Option("", "--description", "-d", help="what it is for"),
+) -> None:
+    """Create an API token and print it once (it cannot be shown again)."""
+    from quayside.auth import service, tokens
+
+    if expires_days is not None and expires_days <= 0:
+        raise InputError("--expires-days must be positive")
+    engine = _engine()
+    try:
+        plaintext = service.create_token(
+            engine,
+            user,
+            description=description,
+            expires_in=timedelta(days=expires_days) if expires_days is not None else None,
+            actor=_actor(),
+        )
+    finally:
+        engine.dispose()
+    token_id, _ = tokens.parse_token(plaintext)
+    err_console.print(
+        f"token {tokens.display(token_id)} for {user} created; it is shown once:",
+        highlight=False,
+    )
+    print(plaintext)
+
+
+@tokens_app.command("list")
+def tokens_list(user: str | None = typer.Argument(None, help="only this user's")) -> None:
+    """List tokens (ids only, never secrets)."""
+    from quayside.auth import tokens
+    from quayside.ledger import users
+
+    engine = _engine()
+    try:
+        rows = users.list_tokens(engine, user)
+    finally:
+        engine.dispose()
+    table = Table("token", "user", "purpose", "description", "expires", "last used", "state")
+    for row in rows:
+        state = "revoked" if row.revoked_at else "used" if row.consumed_at else "active"
+        table.add_row(
+            tokens.display(row.token_id),
+            row.user.name,
+            row.purpose.value,
+            row.description,
+            f"{row.expires_at:%Y-%m-%d %H:%M}" if row.expires_at else "never",
+            f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "",
+            state,
+        )
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str = typer.Argument(..., help="the id (qs_<id>_…)")) -> None:
+    """Revoke a token."""
+    from quayside.auth import service
+
+    engine = _engine()
+    try:
+        service.revoke_token(engine, token_id, actor=_actor())
+    finally:
+        engine.dispose()
+    console.print("token revoked", highlight=False)
+
+
+@roles_app.command("grant")
+def roles_grant(
+    user: str = typer.Argument(...),
+    role: str = typer.Argument(..., help="OWNER, MASTER, DEVELOPER or REPORTER"),
+    space: str = typer.Option(..., "--space", "-s", help="the space (apps' `space:`)"),
+    project: str | None = typer.Option(
+        None, "--project", "-p", help="one app of the space (overrides the space role)"
+    ),
+) -> None:
+    """Give a user a role in a space, or in one project (app) of it."""
+    from quayside.auth import service
+
+    engine = _engine()
+    try:
+        grant = service.grant_role(engine, user, role, space=space, project=project, actor=_actor())
+    finally:
+        engine.dispose()
+    where = f"project {project} of space {space}" if project else f"space {space}"
+    console.print(f"{user} is {grant.role} in {where}", highlight=False)
+
+
+@roles_app.command("revoke")
+def roles_revoke(
+    user: str = typer.Argument(...),
+    space: str = typer.Option(..., "--space", "-s"),
+    project: str | None = typer.Option(None, "--project", "-p"),
+) -> None:
+    """Remove a user's role in a space or project."""
+    from quayside.auth import service
+
+    engine = _engine()
+    try:
+        removed = service.revoke_role(engine, user, space=space, project=project, actor=_actor())
+    finally:
+        engine.dispose()
+    console.print("role revoked" if removed else "no such grant; nothing changed", highlight=False)
+
+
+@approvals_app.command("expire")
+def approvals_expire() -> None:
+    """Record Expired on every pending approval request past its timeout."""
+    from quayside.auth.approvals import expire_overdue
+
+    engine = _engine()
+    try:
+        expired = expire_overdue(engine, actor=_actor())
+    finally:
+        engine.dispose()
+    console.print(f"{len(expired)} request(s) expired", highlight=False)
+
+
+def _ledger_state(run_id: str) -> tuple[int, str, str | None] | None:
+    """(number of decisions, status, last decision line) of the run's request, if readable."""
+    from quayside.auth.approvals import find_for_run
+    from quayside.ledger.db import make_engine
+
+    try:
+        engine = make_engine(load_settings().database_url)
+    except QuaysideError:
+        return None
+    try:
+        request = find_for_run(engine, run_id)
+        if request is None:
+            return None
+        last = request.decisions[-1] if request.decisions else None
+        line = None
+        if last is not None:
+            verdict = "accepted" if last.valid else f"refused: {last.reason}"
+            line = f"{last.decision.value} from {last.user} {verdict}"
+        return len(request.decisions), request.status.value, line
+    except QuaysideError:
+        return None
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def approve(
+    run_id: str = typer.Argument(..., help="the paused flow run's id"),
+    reject: bool = typer.Option(False, "--reject", help="reject instead of approve"),
+    message: str = typer.Option("", "--message", "-m", help="comment for the ledger"),
+    token: str | None = typer.Option(
+        None, "--token", help="your token (default: the QUAYSIDE_TOKEN environment variable)"
+    ),
+    wait_s: float = typer.Option(90, "--wait", help="seconds to wait for the gate's verdict"),
+) -> None:
+    """Answer a flow run waiting for approval; the run itself checks token, role and policy."""
+    from quayside.runs import read_run, resume_run
+
+    secret = token or os.environ.get("QUAYSIDE_TOKEN")
+    if not secret:
+        raise InputError(
+            "no token: pass --token or set QUAYSIDE_TOKEN",
+            hint="create one on the platform host with `quayside tokens create USER`",
+        )
+    status = read_run(run_id)
+    if not status.paused:
+        raise QuaysideError(
+            f"run {run_id} is {status.state_name}, not waiting for approval",
+            hint="`quayside approve` answers runs in a Paused/Suspended state",
+        )
+    before = _ledger_state(run_id)
+    decision = "reject" if reject else "approve"
+    result = resume_run(run_id, {"decision": decision, "comment": message, "token": secret.strip()})
+    if result != "ACCEPT":
+        raise QuaysideError(
+            f"Prefect did not resume run {run_id} (status {result})",
+            hint="is it still waiting? `quayside approve` needs the run in a Suspended state",
+        )
+    console.print(f"{decision} sent to run {run_id}", highlight=False)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        now = _ledger_state(run_id)
+        if now is not None and (before is None or now[0] > before[0]):
+            _, request_status, line = now
+            console.print(f"{line}; request is {request_status}", highlight=False)
+            if line is not None and "refused" in line:
+                raise QuaysideError(f"the gate refused the answer: {line.split(': ', 1)[-1]}")
+            return
+        time.sleep(0.5)
+    console.print(
+        f"no verdict within {wait_s:.0f}s (is the ledger on this host?); "
+        f"follow the run: quayside.runs / the Prefect UI",
+        highlight=False,
+    )
