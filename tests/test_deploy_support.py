@@ -135,8 +135,8 @@ def ledger() -> Any:
     return make_engine(load_settings().database_url)
 
 
-@pytest.fixture
-def run_flow(platform: Platform) -> Iterator[Callable[..., Any]]:
+@pytest.fixture(name="run_flow")
+def run_flow_fixture(platform: Platform) -> Iterator[Callable[..., Any]]:
     """Call a flow function in-process against the session platform's Prefect API."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -147,8 +147,8 @@ def run_flow(platform: Platform) -> Iterator[Callable[..., Any]]:
     yield call
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Repo:
+@pytest.fixture(name="repo")
+def repo_fixture(tmp_path: Path) -> Repo:
     r = Repo(tmp_path / "shop")
     r.commit(
         {
@@ -166,4 +166,4 @@ def repo(tmp_path: Path) -> Repo:
 
 
 # make the fixtures importable by name from test modules
-__all__ = ["Repo", "repo", "run_flow", "write_inventory", "assert_complete", "current_id"]
+__all__ = ["Repo", "repo_fixture", "run_flow_fixture", "write_inventory", "assert_complete"]

@@ -20,14 +20,17 @@ from tests.test_deploy_support import (  # noqa: F401  (fixtures)
     current_id,
     ledger,
     release_ids,
-    repo,
-    run_flow,
+    repo_fixture,
+    run_flow_fixture,
     write_inventory,
 )
 
 pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect, pytest.mark.ssh]
 
-HOOK_LOG = 'echo "$QUAYSIDE_APP $QUAYSIDE_ENV $QUAYSIDE_RELEASE $QUAYSIDE_REF" >> "$QUAYSIDE_DEPLOY_ROOT/hooks.log"'
+HOOK_LOG = (
+    'echo "$QUAYSIDE_APP $QUAYSIDE_ENV $QUAYSIDE_RELEASE $QUAYSIDE_REF"'
+    ' >> "$QUAYSIDE_DEPLOY_ROOT/hooks.log"'
+)
 
 
 def test_first_then_one_changed_file_then_no_change(
@@ -47,7 +50,9 @@ def test_first_then_one_changed_file_then_no_change(
         assert current_id(h) == rid1
         assert_complete(h)
         assert (h.root / "current" / "we'ird $(touch pwned) name.txt").read_text() == "quoted\n"
-        assert os.readlink(h.root / "current" / "storage/logs") == str(h.root / "shared/storage/logs")
+        assert os.readlink(h.root / "current" / "storage/logs") == str(
+            h.root / "shared/storage/logs"
+        )
         assert (h.root / "hooks.log").read_text() == f"shop test {rid1} v1\n"
     assert not Path("pwned").exists()
 
@@ -144,9 +149,7 @@ def test_batches_and_prune(
     run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
 ) -> None:
     fleet = clean_ssh_fleet
-    write_inventory(
-        platform_inventory, fleet, repo, app={"keep_releases": 2}, env={"batch": 1}
-    )
+    write_inventory(platform_inventory, fleet, repo, app={"keep_releases": 2}, env={"batch": 1})
     versions = ("v1", "v2", "v3", "v1")
     ids = [run_flow(git_deploy, "shop", "test", v)["release_id"] for v in versions]
     for h in fleet:

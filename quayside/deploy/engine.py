@@ -246,6 +246,10 @@ def rsync_files(
             files_from=Path(listing.name),
             timeout=timeout_s,
         )
+        if link_dest is not None:
+            # rsync's quick check (size + mtime) would hard-link a same-size file of another
+            # commit with the same commit time: compare content instead
+            argv.insert(1, "--checksum")
         try:
             proc = subprocess.run(
                 argv, capture_output=True, text=True, errors="replace", timeout=timeout_s + 30

@@ -1,0 +1,274 @@
+"""Rollback: switch every host of an app's environment back to an earlier recorded release,
+restoring it from the artifact store where it was pruned. A rollback is itself a release."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from contextlib import ExitStack
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
+
+from flows.git_deploy import artifact_key, reports_of
+from quayside.deploy.engine import RollbackSpec
+from quayside.deploy.errors import HostsFailed
+from quayside.deploy.lease import deploy_lock
+from quayside.errors import InputError, NotFoundError
+from quayside.inventory import load_inventory
+from quayside.inventory.resolve import resolve_target
+from quayside.ledger.environments import pause_auto_triggers
+from quayside.ledger.models import HostStatus, Release, ReleaseKind, ReleaseStatus
+from quayside.ledger.releases import (
+    current_release,
+    finish_release,
+    get_release,
+    list_releases,
+    mark_running,
+    record_host_outcome,
+    start_release,
+)
+from quayside.release_id import is_release_id
+from quayside.settings import load_settings
+from tasks.deploy import PayloadCache, Progress, rollback_on_host
+from tasks.fanout import map_hosts
+from tasks.ledger import current_flow_run_id, ledger_engine
+
+
+def release_dir_of(release: Release) -> str | None:
+    """The release directory name (``<time>-<sha>``) a ledger release put on the hosts."""
+    value = (release.details or {}).get("release_id")
+    return value if isinstance(value, str) and is_release_id(value) else None
+
+
+def choose_target(engine: Any, app: str, env: str, to: str | None) -> tuple[Release, Release]:
+    """The current release and the one to roll back to.
+
+    ``to=None`` picks the newest succeeded release older than the current one that put a
+    different release directory on the hosts; otherwise ``to`` is a ledger id or a version.
+
+    Raises:
+        NotFoundError: nothing is deployed, or no such / no earlier release.
+        InputError: the named release is not a deploy of this app/env with a release dir.
+    """
+    current = current_release(engine, app, env)
+    if current is None:
+        raise NotFoundError(
+            f"nothing is deployed in {app}/{env} yet", hint="deploy a release first"
+        )
+    here = release_dir_of(current)
+    if to is None:
+        for older in list_releases(engine, app, env, limit=200, status=ReleaseStatus.succeeded):
+            if older.id < current.id and release_dir_of(older) not in (None, here):
+                return current, older
+        raise NotFoundError(
+            f"{app}/{env} has no earlier successful release to roll back to",
+            hint=f"name one with --to (see `quayside releases {app} {env}`)",
+        )
+    text = to.strip()
+    if text.isdigit():
+        dest = get_release(engine, int(text))
+        if dest.app_name != app or dest.env_name != env:
+            raise InputError(f"release {text} is a release of {dest.app_name}/{dest.env_name}")
+    else:
+        dest = get_release(engine, text, app=app, env=env)
+    if release_dir_of(dest) is None or dest.kind not in (ReleaseKind.deploy, ReleaseKind.rollback):
+        raise InputError(
+            f"release {dest.id} ({dest.version}) did not put a release on the hosts",
+            hint=f"pick a deployed release (see `quayside releases {app} {env}`)",
+        )
+    if dest.status not in (ReleaseStatus.succeeded, ReleaseStatus.rolled_back):
+        raise InputError(
+            f"release {dest.id} ({dest.version}) is {dest.status}; only a release that "
+            "succeeded can be rolled back to"
+        )
+    return current, dest
+
+
+@flow(
+    name="rollback",
+    task_runner=ThreadPoolTaskRunner(max_workers=50),  # type: ignore[arg-type]
+    description="Switch every host back to an earlier release (restored from the artifact "
+    "store if pruned); pauses automatic triggers for the app/env.",
+)
+def rollback(
+    app: str = Field(description="app name from quayside.yaml"),
+    env: str = Field(description="environment of the app"),
+    to: str | None = Field(
+        None, description="ledger release id or version (default: the previous release)"
+    ),
+    requested_by: str = Field("ui", description="who asked for this rollback"),
+    lock_wait_s: float = Field(
+        0, ge=0, le=3600, description="wait this long for another deploy's lock (0 = refuse)"
+    ),
+) -> dict[str, Any]:
+    """Roll ``app``/``env`` back to an earlier release.
+
+    Every host switches ``current`` in parallel - one round trip where the release is still
+    on the host; where it was pruned, it is first restored from the artifact store. Then the
+    post-switch hooks and the health check run. The rollback is recorded as a release of kind
+    ``rollback`` (so it can itself be rolled back) and automatic triggers of the app/env are
+    paused until someone resumes them.
+
+    Args:
+        app: app name from quayside.yaml.
+        env: environment of the app.
+        to: a ledger release id or version label; default the previous successful release.
+        requested_by: recorded in the ledger.
+        lock_wait_s: 0 refuses at once when a deploy of app/env runs; else wait so long.
+
+    Returns:
+        ``{"release": ledger id, "to": ledger id, "release_id": dir, "hosts": {...}}``.
+
+    Raises:
+        quayside.errors.NotFoundError: nothing deployed, no earlier release, unknown names.
+        quayside.errors.LockHeldError: a deploy of this app/env is running.
+        quayside.deploy.errors.HostsFailed: some hosts could not be switched.
+
+    Example:
+        >>> rollback("web", "prod")              # to the previous release
+        >>> rollback("web", "prod", to="v1.4.1")
+    """
+    logger = get_run_logger()
+    settings = load_settings()
+    inventory = load_inventory(settings.inventory_path)
+    target = resolve_target(inventory, app, env)
+    engine = ledger_engine()
+    run_id = current_flow_run_id()
+    holder = f"{requested_by} (flow run {flow_run.get_name() or 'local'})"
+    current, dest = choose_target(engine, app, env, to)
+    rid = release_dir_of(dest)
+    assert rid is not None
+    details = dest.details or {}
+    with ExitStack() as stack:
+        stack.enter_context(
+            deploy_lock(
+                engine,
+                app,
+                env,
+                holder=holder,
+                flow_run_id=run_id,
+                version=f"rollback to {dest.version}",
+                wait_s=lock_wait_s,
+            )
+        )
+        row = start_release(
+            engine,
+            app,
+            env,
+            ReleaseKind.rollback,
+            requested_by=requested_by,
+            version=dest.version,
+            ref=dest.ref,
+            commit_sha=dest.commit_sha,
+            flow_run_id=run_id,
+            artifact_location=dest.artifact_location,
+            manifest_digest=dest.manifest_digest,
+            rollback_of_id=current.id,
+            details={
+                "release_id": rid,
+                "artifact_key": details.get("artifact_key"),
+                "target_release": dest.id,
+            },
+        )
+        mark_running(engine, row.id, actor=requested_by)
+        logger.info(
+            "rolling %s/%s back from %s (release %d) to %s (release %d, %s)",
+            app,
+            env,
+            current.version,
+            current.id,
+            dest.version,
+            dest.id,
+            rid,
+        )
+        cache_dir = settings.home / "restore" / f"{rid}-{time.monotonic_ns()}"
+        stack.callback(shutil.rmtree, cache_dir, True)
+        spec = RollbackSpec(
+            app=app,
+            env=env,
+            release_id=rid,
+            commit_sha=dest.commit_sha or "",
+            ref=dest.ref or "",
+            deploy_root=target.deploy_root,
+            shared_paths=tuple(target.app.shared_paths),
+            hooks=target.app.hooks,
+            health=target.app.health_check,
+            variables=dict(target.env.variables),
+        )
+        fetch = PayloadCache(details.get("artifact_key"), cache_dir / "payload")
+        host_map = dict(target.hosts)
+        progress = Progress(
+            len(host_map), artifact_key("rollback-progress", app, env), f"rollback {app}/{env}"
+        )
+        try:
+            result = map_hosts(
+                lambda h: rollback_on_host.submit(h, host_map[h], spec, fetch, progress),
+                target.host_names,
+                target.env.max_parallel,
+            )
+            reports = reports_of(result)
+            for r in reports:
+                record_host_outcome(
+                    engine,
+                    row.id,
+                    r.host,
+                    HostStatus.succeeded if r.ok else HostStatus.failed,
+                    step=r.step,
+                    message=r.message or None,
+                    bytes_sent=r.bytes_sent,
+                    duration_s=r.duration_s,
+                )
+            bad = [r for r in reports if not r.ok]
+            create_table_artifact(
+                table=[
+                    {
+                        "host": r.host,
+                        "step": r.step,
+                        "result": r.status if not r.message else f"{r.status}: {r.message}",
+                        "duration": f"{r.duration_s:.2f}s",
+                        "bytes": r.bytes_sent,
+                    }
+                    for r in reports
+                ],
+                key=artifact_key("rollback", app, env),
+                description=f"rollback of {app}/{env} to {dest.version}",
+            )
+            finish_release(
+                engine,
+                row.id,
+                ReleaseStatus.failed if bad else ReleaseStatus.succeeded,
+                summary={"hosts": len(reports), "failed": len(bad), "to": dest.id},
+                details={"failed_hosts": [r.host for r in bad]},
+            )
+        except BaseException as e:
+            try:
+                finish_release(engine, row.id, ReleaseStatus.failed, details={"error": str(e)})
+            except Exception:
+                pass
+            raise
+        finally:
+            pause_auto_triggers(
+                engine,
+                app,
+                env,
+                actor=requested_by,
+                reason=f"rolled back from {current.version} to {dest.version} "
+                f"(rollback release {row.id}); resume when the fix is deployed",
+            )
+    if bad:
+        raise HostsFailed(
+            f"rollback to {dest.version}: {len(bad)} of {len(reports)} host(s) failed",
+            [(r.host, r.step, r.message) for r in bad],
+        )
+    return {
+        "release": row.id,
+        "to": dest.id,
+        "release_id": rid,
+        "hosts": {r.host: r.status for r in reports},
+        "restored": [r.host for r in reports if "restored" in r.message],
+    }

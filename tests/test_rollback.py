@@ -1,0 +1,79 @@
+"""rollback end to end: to the previous release, to a named version, after the target was
+pruned (restored from the artifact store); a rollback pauses automatic triggers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.git_deploy import git_deploy
+from flows.rollback import rollback
+from quayside.ledger.environments import auto_triggers_paused, resume_auto_triggers
+from quayside.ledger.models import ReleaseKind, ReleaseStatus
+from quayside.ledger.releases import get_release, list_releases
+from tests.harness.sshd import SshdFleet
+from tests.test_deploy_support import (  # noqa: F401  (fixtures)
+    Repo,
+    assert_complete,
+    current_id,
+    ledger,
+    release_ids,
+    repo_fixture,
+    run_flow_fixture,
+    write_inventory,
+)
+
+pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect, pytest.mark.ssh]
+
+
+def test_rollback_to_previous_then_to_version_then_after_prune(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    fleet = clean_ssh_fleet
+    hook = 'echo "$QUAYSIDE_RELEASE" >> "$QUAYSIDE_DEPLOY_ROOT/post.log"'
+    write_inventory(
+        platform_inventory,
+        fleet,
+        repo,
+        app={"keep_releases": 2, "hooks": {"post_switch": [hook]}},
+    )
+    ids = {v: run_flow(git_deploy, "shop", "test", v)["release_id"] for v in ("v1", "v2")}
+
+    back = run_flow(rollback, "shop", "test", requested_by="bob")
+    assert back["release_id"] == ids["v1"]
+    for h in fleet:
+        assert current_id(h) == ids["v1"]
+        assert_complete(h)
+        assert (h.root / "post.log").read_text().splitlines()[-1] == ids["v1"]
+    engine = ledger()
+    row = get_release(engine, back["release"])
+    assert row.kind == ReleaseKind.rollback and row.status == ReleaseStatus.succeeded
+    assert row.requested_by == "bob" and row.version == "v1"
+    assert get_release(engine, row.rollback_of_id or 0).status == ReleaseStatus.rolled_back
+    paused = auto_triggers_paused(engine, "shop", "test")
+    assert paused is not None and "bob" in paused
+    resume_auto_triggers(engine, "shop", "test", actor="bob")
+
+    # to a named version (the v2 release is rolled_back now, still a valid target)
+    fwd = run_flow(rollback, "shop", "test", to="v2")
+    assert all(current_id(h) == ids["v2"] for h in fleet)
+
+    # deploy v3 twice more so that v1's directory is pruned everywhere, then roll back to it
+    ids["v3"] = run_flow(git_deploy, "shop", "test", "v3")["release_id"]
+    repo.commit({"new.txt": "4\n"}, tag="v4")
+    ids["v4"] = run_flow(git_deploy, "shop", "test", "v4")["release_id"]
+    for h in fleet:
+        assert ids["v1"] not in release_ids(h)
+    shutil.rmtree(fleet[0].root / "shared", ignore_errors=True)
+    restored = run_flow(rollback, "shop", "test", to="v1")
+    assert sorted(restored["restored"]) == [h.name for h in fleet]
+    for h in fleet:
+        assert current_id(h) == ids["v1"]
+        assert (h.root / "current" / "index.php").read_text() == "<?php echo 'v1';\n"
+        assert_complete(h)
+    assert fwd["to"] != restored["to"]
+    kinds = [r.kind for r in list_releases(engine, "shop", "test", limit=6)]
+    assert kinds[0] == ReleaseKind.rollback
