@@ -71,7 +71,7 @@ def deployments_render(
         (PROJECT_DIR / "prefect.yaml").write_text(text)
         console.print(f"wrote {PROJECT_DIR / 'prefect.yaml'}")
     else:
-        console.print(text, end="", highlight=False, markup=False)
+        typer.echo(text, nl=False)
 
 
 @deployments_app.command("list")

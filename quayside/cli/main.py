@@ -1,10 +1,13 @@
-"""Entry point: registers the command modules and turns errors into messages + exit codes."""
+"""Entry point: registers the command modules and turns errors into messages + exit codes.
+
+Usage errors are click's (exit 2, its own message); a ``QuaysideError`` prints one line per
+problem plus a hint (exit 1); anything else prints its type and message (exit 70). Tracebacks
+only with ``--verbose``.
+"""
 
 from __future__ import annotations
 
 import sys
-
-import click
 
 from quayside.cli import commands_auth  # noqa: F401  (registers commands)
 from quayside.cli import commands_platform  # noqa: F401  (registers commands)
@@ -13,17 +16,12 @@ from quayside.cli.app import app, fail
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+        app()
     except SystemExit:
         raise
+    except KeyboardInterrupt:
+        sys.exit(130)
     except BaseException as e:  # the error boundary: a message, never a traceback
-        if isinstance(e, KeyboardInterrupt):
-            sys.exit(130)
         sys.exit(fail(e))
 
 

@@ -73,6 +73,7 @@ class Platform:
     def start(self, timeout: float = 240) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         out = self.output.open("ab")
+        offset = out.tell()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "quayside.cli.main", "up"],
             env=self.env,
@@ -90,7 +91,7 @@ class Platform:
                     f"quayside up exited with {self.process.returncode}:\n"
                     + self.output.read_text()[-3000:]
                 )
-            if "Quayside is up" in self.output.read_text(errors="replace"):
+            if b"Quayside is up" in self.output.read_bytes()[offset:]:
                 self._check(self.api_url + "/health")
                 self._check(self.gateway_url + "/health")
                 return

@@ -1,0 +1,104 @@
+"""`quayside up` for real: it comes up, runs a deployment, stops on Ctrl-C without leaving
+processes behind, refuses a second instance or a taken port, and a second `up` on the same
+data directory finds everything the first one recorded."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quayside.ledger.db import make_engine
+from quayside.ledger.models import ReleaseStatus
+from quayside.ledger.releases import list_releases
+from quayside.runs import follow_run, read_run, start_run
+from tests.harness.platform import PROJECT_DIR, Platform
+
+pytestmark = [pytest.mark.xdist_group("up"), pytest.mark.prefect]
+
+
+def processes_with_home(home: Path) -> list[int]:
+    """PIDs whose environment has QUAYSIDE_HOME=home (everything `up` started)."""
+    needle = f"QUAYSIDE_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "quayside.cli.main", *args],
+        env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def test_up_runs_stops_cleanly_and_keeps_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    inventory = tmp_path / "quayside.yaml"
+    inventory.write_text(
+        "hosts:\n  here: {address: 127.0.0.1, transport: local}\ngroups:\n  demo: [here]\n"
+    )
+    first = Platform(home, inventory)
+    first.start()
+    try:
+        monkeypatch.setenv("PREFECT_API_URL", first.api_url)
+        handle = start_run("hello-release", {"group": "demo", "command": ["true"]})
+        for _ in follow_run(handle.id, poll_s=0.5, timeout_s=120):
+            pass
+        assert read_run(handle.id).state_type == "COMPLETED"
+
+        # a second `up` on the same data directory is refused at once, naming the directory
+        second = run_cli(["up"], first.env)
+        assert second.returncode == 1
+        assert f"already running on {home}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        assert first.stop() == 0
+    assert processes_with_home(home) == []
+    output = first.output.read_text()
+    assert "stopped" in output
+
+    again = Platform(home, inventory)
+    again.start()
+    try:
+        monkeypatch.setenv("PREFECT_API_URL", again.api_url)
+        assert read_run(handle.id).state_type == "COMPLETED"
+        engine = make_engine(f"sqlite:///{home / 'ledger.db'}")
+        release = next(
+            r for r in list_releases(engine, "hello", "demo") if r.flow_run_id == handle.id
+        )
+        assert release.status == ReleaseStatus.succeeded
+    finally:
+        assert again.stop() == 0
+    assert processes_with_home(home) == []
+
+
+def test_up_refuses_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        platform = Platform(tmp_path / "home", tmp_path / "inv.yaml")
+        env = {**platform.env, "QUAYSIDE_GATEWAY_PORT": str(port)}
+        result = run_cli(["up"], env)
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port} for the gateway is already in use" in result.stderr
+    assert "hint:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert processes_with_home(tmp_path / "home") == []
