@@ -71,6 +71,25 @@ CATALOGUE: tuple[DeploymentSpec, ...] = (
         tags=("quayside", "approval"),
         triggerable=False,
     ),
+    DeploymentSpec(
+        name="git-deploy",
+        flow_name="git-deploy",
+        entrypoint="flows/git_deploy.py:git_deploy",
+        description="Deploy a git ref to an app's environment: versioned release directories, "
+        "atomic switch, batches, health checks, automatic rollback past the failure threshold.",
+        parameters={},
+        tags=("quayside", "deploy"),
+    ),
+    DeploymentSpec(
+        name="rollback",
+        flow_name="rollback",
+        entrypoint="flows/rollback.py:rollback",
+        description="Switch every host back to an earlier release (restored from the artifact "
+        "store if pruned); pauses automatic triggers for the app/env.",
+        parameters={},
+        tags=("quayside", "rollback"),
+        triggerable=False,
+    ),
 )
 
 
