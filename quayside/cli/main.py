@@ -11,6 +11,7 @@ import sys
 
 from quayside.cli import commands_auth  # noqa: F401  (registers commands)
 from quayside.cli import commands_platform  # noqa: F401  (registers commands)
+from quayside.cli import commands_release  # noqa: F401  (registers commands)
 from quayside.cli.app import app, fail
 
 

@@ -1,0 +1,169 @@
+"""Release commands: deploy, rollback, releases. deploy and rollback start the catalogue
+deployment through the Prefect API (so the run shows in the UI) and follow it to the end."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from quayside.cli.app import app, console
+from quayside.errors import InputError, QuaysideError
+
+
+class RunFailed(QuaysideError):
+    """The followed flow run ended in a state other than Completed."""
+
+
+_PROGRESS = re.compile(r"^(?P<host>\S+): (?P<what>succeeded|no change|.*round trips)")
+
+
+def _parse_batch(value: str | None) -> int | str | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if re.fullmatch(r"\d+", text):
+        return int(text)
+    if re.fullmatch(r"\d+(\.\d+)?%", text):
+        return text
+    raise InputError(f"--batch {value!r} is not a number or a percentage like 25%")
+
+
+def _follow(deployment: str, parameters: dict[str, Any], *, follow: bool, total: int) -> None:
+    """Start ``deployment`` with ``parameters``, print its URL, follow logs and state."""
+    from quayside.runs import follow_run, read_run, start_run
+
+    handle = start_run(deployment, parameters)
+    console.print(f"started [bold]{handle.name}[/] ({deployment}): {handle.ui_url}")
+    if not follow:
+        return
+    done = 0
+
+    def on_state(status: Any) -> None:
+        console.print(f"[dim]state:[/] {status.state_name}", highlight=False)
+
+    for line in follow_run(handle.id, poll_s=0.5, on_state=on_state):
+        style = "red" if line.level >= 40 else "yellow" if line.level >= 30 else ""
+        text = line.message
+        if text.endswith("Finished in state Completed()"):
+            continue
+        match = _PROGRESS.match(text)
+        if match and total:
+            done += 1
+            text = f"[{done}/{total}] {text}"
+        stamp = line.timestamp.astimezone(UTC).strftime("%H:%M:%S")
+        body = f"[{style}]{_escape(text)}[/]" if style else _escape(text)
+        console.print(f"[dim]{stamp}[/] {body}", highlight=False, soft_wrap=True)
+    final = read_run(handle.id)
+    if final.state_type != "COMPLETED":
+        first = (final.message or final.state_name).splitlines()[0]
+        raise RunFailed(
+            f"run {handle.name} ended {final.state_name}: {first}",
+            hint=f"details in the UI: {handle.ui_url}",
+        )
+    console.print(f"[green]done:[/] {handle.name} completed", highlight=False)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _host_count(app_name: str, env: str, hosts: list[str] | None) -> int:
+    if hosts:
+        return len(hosts)
+    try:
+        from quayside.inventory import load_inventory
+        from quayside.inventory.resolve import resolve_target
+        from quayside.settings import load_settings
+
+        inventory = load_inventory(load_settings().inventory_path)
+        return len(resolve_target(inventory, app_name, env).hosts)
+    except QuaysideError:
+        return 0
+
+
+@app.command()
+def deploy(
+    app_name: str = typer.Argument(..., metavar="APP", help="app name from quayside.yaml"),
+    env: str = typer.Argument(..., metavar="ENV", help="environment of the app"),
+    ref: str = typer.Argument(..., metavar="REF", help="git tag, branch or commit sha"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="show what would change per host"),
+    host: list[str] | None = typer.Option(None, "--host", help="only this host (repeatable)"),
+    batch: str | None = typer.Option(None, "--batch", help="hosts per batch: N or N%"),
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="follow the run to its end"),
+    requested_by: str = typer.Option("cli", "--as", help="who is asking (recorded)"),
+) -> None:
+    """Deploy REF of APP to ENV through the git-deploy flow (shown in the Prefect UI)."""
+    from quayside.commands.git import check_ref
+
+    check_ref(ref)
+    parameters: dict[str, Any] = {
+        "app": app_name,
+        "env": env,
+        "ref": ref,
+        "dry_run": dry_run,
+        "requested_by": requested_by,
+    }
+    if host:
+        parameters["hosts"] = list(host)
+    parsed = _parse_batch(batch)
+    if parsed is not None:
+        parameters["batch"] = parsed
+    _follow("git-deploy", parameters, follow=follow, total=_host_count(app_name, env, host or None))
+
+
+@app.command(name="rollback")
+def rollback_command(
+    app_name: str = typer.Argument(..., metavar="APP", help="app name from quayside.yaml"),
+    env: str = typer.Argument(..., metavar="ENV", help="environment of the app"),
+    to: str | None = typer.Option(None, "--to", help="release id or version (default previous)"),
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="follow the run to its end"),
+    requested_by: str = typer.Option("cli", "--as", help="who is asking (recorded)"),
+) -> None:
+    """Roll APP in ENV back to the previous release (or --to a release id or version)."""
+    parameters: dict[str, Any] = {"app": app_name, "env": env, "requested_by": requested_by}
+    if to is not None:
+        parameters["to"] = to
+    _follow("rollback", parameters, follow=follow, total=_host_count(app_name, env, None))
+
+
+@app.command()
+def releases(
+    app_name: str = typer.Argument(..., metavar="APP", help="app name"),
+    env: str = typer.Argument(..., metavar="ENV", help="environment"),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, max=500, help="how many"),
+) -> None:
+    """List the releases of APP in ENV, newest first; * marks the current one."""
+    from quayside.ledger.db import make_engine
+    from quayside.ledger.releases import current_release, list_releases
+    from quayside.settings import load_settings
+
+    engine = make_engine(load_settings().database_url)
+    try:
+        rows = list_releases(engine, app_name, env, limit=limit)
+        current = current_release(engine, app_name, env)
+    finally:
+        engine.dispose()
+    if not rows:
+        console.print(f"no releases of {app_name}/{env} yet", highlight=False)
+        return
+    table = Table("", "id", "kind", "version", "commit", "who", "when", "status")
+    for r in rows:
+        mark = "*" if current is not None and r.id == current.id else ""
+        when = r.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if r.created_at else ""
+        table.add_row(
+            mark,
+            str(r.id),
+            r.kind.value,
+            r.version or "",
+            (r.commit_sha or "")[:12],
+            r.requested_by or "",
+            when,
+            r.status.value,
+        )
+    console.print(table)
