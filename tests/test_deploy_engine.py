@@ -1,0 +1,168 @@
+"""The deploy core without a server: failure policy, script argv, health retries, and the
+per-host engine against a local deploy root through the LocalExecutor (tar and rsync paths)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from quayside.deploy import scripts
+from quayside.deploy.engine import (
+    ReleaseSpec,
+    RollbackSpec,
+    deploy_host,
+    rollback_host,
+    switch_back,
+)
+from quayside.deploy.errors import HealthCheckFailed
+from quayside.deploy.health import wait_healthy
+from quayside.deploy.policy import exceeded, failure_limit
+from quayside.deploy.summary import approval_markdown
+from quayside.errors import InputError
+from quayside.executors.local import LocalExecutor
+from quayside.inventory.models import HealthCheck, Hooks
+from quayside.manifest import MANIFEST_FILENAME, build_manifest
+from quayside.source.mirror import Commit
+
+
+def test_failure_limit() -> None:
+    assert failure_limit(0, 10) == 0
+    assert failure_limit("25%", 10) == 2
+    assert failure_limit("10%", 5) == 0
+    assert failure_limit("3", 10) == 3
+    assert exceeded(1, 0) and not exceeded(2, 2)
+    with pytest.raises(InputError):
+        failure_limit("many", 3)
+
+
+def test_stage_script_is_constant_and_values_are_arguments() -> None:
+    evil = "x; rm -rf / $(id) `id` 'q\""
+    argv = scripts.stage(
+        "/srv/app",
+        "20240501T120001Z-0123456789ab",
+        mode="prev",
+        prev="20240401T120001Z-0123456789ab",
+        remove=[evil],
+        shared=["storage/logs"],
+        switch=True,
+    )
+    assert argv[:2] == ["sh", "-c"] and argv[2] == scripts.STAGE_SCRIPT
+    assert evil in argv[4:]
+    with pytest.raises(InputError):
+        scripts.stage("/srv/app", "20240501T120001Z-0123456789ab", mode="fresh", remove=["../x"])
+    with pytest.raises(InputError):
+        scripts.stage("/srv/app", "not-an-id", mode="fresh")
+    assert scripts.host_deploy_root("/srv/{host}/app", "web-1") == "/srv/web-1/app"
+    with pytest.raises(InputError):
+        scripts.host_deploy_root("/srv/{host}/app", "..")
+
+
+def test_wait_healthy_retries_then_fails() -> None:
+    answers = iter(["down", "down", None])
+    slept: list[float] = []
+    check = HealthCheck(command="true", retries=5, interval_s=0.5)
+    assert wait_healthy(check, lambda: next(answers), host="h", sleep=slept.append) == 3
+    assert slept == [0.5, 0.5]
+    with pytest.raises(HealthCheckFailed, match="after 2 attempt"):
+        wait_healthy(
+            HealthCheck(command="true", retries=1, interval_s=0),
+            lambda: "HTTP 503",
+            host="h",
+            sleep=lambda s: None,
+        )
+
+
+def test_approval_markdown_lists_commits_and_hosts() -> None:
+    text = approval_markdown(
+        app="web",
+        env="prod",
+        version="v2",
+        commit_sha="b" * 40,
+        current_version="v1",
+        current_sha="a" * 40,
+        commits=[Commit("b" * 40, "fix | bug", "Ann")],
+        changed_files=["index.php"],
+        hosts=["web-1", "web-2"],
+        requested_by="al",
+    )
+    assert "`aaaaaaaaaaaa` (v1) → `bbbbbbbbbbbb`" in text
+    assert "fix \\| bug" in text and "web-1, web-2" in text
+
+
+def _payload(path: Path, files: dict[str, str]) -> Path:
+    for name, content in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(content)
+    return path
+
+
+def _spec(payload: Path, root: Path, rid: str, **kw: object) -> ReleaseSpec:
+    return ReleaseSpec(
+        app="web",
+        env="test",
+        release_id=rid,
+        commit_sha=rid[-12:],
+        ref="v",
+        payload_dir=payload,
+        manifest=build_manifest(payload),
+        deploy_root=str(root),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["tar", "rsync"])
+def test_engine_local_first_incremental_and_back(tmp_path: Path, inline: bool) -> None:
+    root = tmp_path / "root"
+    limit = 10**9 if inline else 0
+    ex = LocalExecutor("local")
+    files = {"a.txt": "a" * 5000, "dir/b.txt": "b", "shared/logs/x": "x"}
+    p1 = _payload(tmp_path / "p1", files)
+    r1, r2 = "20240501T120001Z-aaaaaaaaaaaa", "20240501T120002Z-bbbbbbbbbbbb"
+    hooks = Hooks(post_switch=['echo "$QUAYSIDE_RELEASE" >> "$QUAYSIDE_DEPLOY_ROOT/log"'])
+    spec1 = _spec(p1, root, r1, shared_paths=("shared/logs",), hooks=hooks, inline_max_bytes=limit)
+    first = deploy_host(ex, "local", spec1)
+    assert first.status == "succeeded", first
+    assert os.readlink(root / "current") == f"releases/{r1}"
+    assert (root / "current/shared/logs").is_symlink()
+    assert (root / "log").read_text() == f"{r1}\n"
+
+    p2 = _payload(tmp_path / "p2", {**files, "dir/b.txt": "B"})
+    spec2 = _spec(p2, root, r2, shared_paths=("shared/logs",), hooks=hooks, inline_max_bytes=limit)
+    second = deploy_host(ex, "local", spec2)
+    assert second.status == "succeeded", second
+    assert second.round_trips == (3 if inline else 4)  # facts, stage(s), one hook
+    assert second.bytes_sent < 12_000
+    new, old = root / "releases" / r2, root / "releases" / r1
+    assert (new / "a.txt").stat().st_ino == (old / "a.txt").stat().st_ino
+    assert (new / "dir/b.txt").read_text() == "B" and (old / "dir/b.txt").read_text() == "b"
+    assert (new / MANIFEST_FILENAME).is_file()
+    again = deploy_host(ex, "local", spec2)
+    assert again.status == "no_change"
+
+    switch_back(ex, str(root), r1)
+    assert os.readlink(root / "current") == f"releases/{r1}"
+    back = rollback_host(
+        ex,
+        "local",
+        RollbackSpec("web", "test", r2, "b", "v", str(root), ("shared/logs",)),
+        fetch_payload=lambda: pytest.fail("release is on the host, no restore needed"),
+    )
+    assert (
+        back.status == "succeeded" and back.round_trips == 1 and back.previous == f"releases/{r1}"
+    )
+
+
+def test_engine_failed_health_switches_back(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    ex = LocalExecutor("local")
+    r1, r2 = "20240501T120001Z-aaaaaaaaaaaa", "20240501T120002Z-bbbbbbbbbbbb"
+    p1 = _payload(tmp_path / "p1", {"ok": "1"})
+    assert deploy_host(ex, "local", _spec(p1, root, r1)).status == "succeeded"
+    p2 = _payload(tmp_path / "p2", {"bad": "1"})
+    check = HealthCheck(command="test -f ok", retries=0)
+    report = deploy_host(ex, "local", _spec(p2, root, r2, health=check))
+    assert report.status == "failed" and report.step == "health"
+    assert "switched back" in report.message
+    assert os.readlink(root / "current") == f"releases/{r1}"
