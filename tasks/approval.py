@@ -29,6 +29,7 @@ from uuid import UUID
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
+from prefect.exceptions import Pause
 from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 from prefect.input.actions import delete_flow_run_input, read_flow_run_input
@@ -69,6 +70,20 @@ class ApprovalInput(RunInput):
             "your personal Quayside token (qs_…); it is checked, then deleted from Prefect"
         )
     )
+
+
+def suspending(error: BaseException) -> bool:
+    """True if ``error`` is Prefect's signal that the run is being suspended (the gate is
+    waiting, not failed): a flow's ``except BaseException`` cleanup around the gate must
+    re-raise it untouched instead of marking the release cancelled.
+
+    Args:
+        error: what the gate raised.
+
+    Returns:
+        Whether it is the suspension signal.
+    """
+    return isinstance(error, Pause)
 
 
 def pause_key(request_id: int, attempt: int) -> str:

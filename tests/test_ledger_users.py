@@ -38,7 +38,7 @@ def test_migration_0002_up_down_keeps_0001_data(empty_ledger_url: str) -> None:
             )
             conn.execute(
                 text(
-                    "INSERT INTO approval_decisions (request_id, \"user\", decision,"
+                    'INSERT INTO approval_decisions (request_id, "user", decision,'
                     " created_at, valid) VALUES (1, 'bob', 'approve', :t, :v)"
                 ),
                 {"t": utcnow().replace(tzinfo=None), "v": True},

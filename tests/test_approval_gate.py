@@ -1,0 +1,212 @@
+"""End to end: the approval gate on a real platform. A gated flow run is Suspended with the
+RunInput description; a wrong token and a REPORTER's token are recorded as refused and the
+run keeps waiting; a MASTER's `quayside approve` resumes it to completion; the answers (and
+their tokens) are gone from Prefect's database; rejection and timeout end the run and are
+recorded; a pre-approved request passes without suspending."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import PrefectClient
+from sqlalchemy import Engine
+
+from quayside.auth import service
+from quayside.auth.approvals import expire_overdue, find_for_run, open_request
+from quayside.inventory.models import ApprovalPolicy
+from quayside.ledger import approvals
+from quayside.ledger.db import make_engine
+from quayside.ledger.models import ApprovalRequest, ApprovalStatus
+from quayside.runs import read_run, resume_run, start_run
+from tests.harness.platform import PROJECT_DIR, Platform
+
+pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
+
+T = TypeVar("T")
+WAIT_S = 240
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT_S) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def _run_and_inputs(api: str, run_id: str) -> tuple[Any, dict[str, str]]:
+    async with PrefectClient(api=api) as client:
+        run = await client.read_flow_run(UUID(run_id))
+        found = await client.filter_flow_run_input(
+            flow_run_id=UUID(run_id), key_prefix="", limit=200, exclude_keys=set()
+        )
+        return run, {i.key: i.value for i in found}
+
+
+def run_and_inputs(platform: Platform, run_id: str) -> tuple[Any, dict[str, str]]:
+    return asyncio.run(_run_and_inputs(platform.api_url, run_id))
+
+
+def waiting_on(platform: Platform, run_id: str, attempt: int) -> bool:
+    run, _ = run_and_inputs(platform, run_id)
+    state = run.state
+    return bool(
+        state is not None
+        and state.name == "Suspended"
+        and (state.state_details.pause_key or "").endswith(f"-{attempt}")
+    )
+
+
+@pytest.fixture(scope="module")
+def ledger(platform: Platform) -> Engine:
+    return make_engine(f"sqlite:///{platform.home / 'ledger.db'}")  # what its runs use
+
+
+@pytest.fixture(scope="module")
+def people(ledger: Engine) -> dict[str, str]:
+    tokens: dict[str, str] = {}
+    for name, role in (
+        ("gate-dev", "DEVELOPER"),
+        ("gate-rep", "REPORTER"),
+        ("gate-lead", "MASTER"),
+    ):
+        service.create_user(ledger, name)
+        service.grant_role(ledger, name, role, space="default")
+        tokens[name] = service.create_token(ledger, name)
+    return tokens
+
+
+def approve_cli(
+    platform: Platform, run_id: str, token: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    env = platform.env | {"QUAYSIDE_TOKEN": token}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "quayside.cli.main",
+            "approve",
+            run_id,
+            "--wait",
+            str(WAIT_S),
+            *args,
+        ],
+        env=env,
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S + 60,
+        check=False,
+    )
+
+
+def request_of(ledger: Engine, run_id: str) -> ApprovalRequest:
+    return wait_for("the approval request", lambda: find_for_run(ledger, run_id))
+
+
+def final_state(run_id: str) -> str:
+    return wait_for("the run to finish", lambda: (s := read_run(run_id)).final and s.state_type)
+
+
+def test_refused_answers_wait_again_then_master_approves(
+    platform: Platform, ledger: Engine, people: dict[str, str]
+) -> None:
+    handle = start_run(
+        "approval-demo", {"app": "gate-a", "version": "v7", "requested_by": "gate-dev"}
+    )
+    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 1))
+    _, inputs = run_and_inputs(platform, handle.id)
+    description = next(v for k, v in inputs.items() if k.endswith("-1-description"))
+    for fact in ("gate-a", "`prod`", "`v7`", "gate-dev", "MASTER or higher", "demo-1"):
+        assert fact in description
+    schema = next(v for k, v in inputs.items() if k.endswith("-1-schema"))
+    assert '"writeOnly":true' in schema.replace(" ", "")
+
+    wrong = "qs_" + "0" * 12 + "_" + "1" * 64
+    assert resume_run(handle.id, {"decision": "approve", "token": wrong}) == "ACCEPT"
+    wait_for("the gate to wait again", lambda: waiting_on(platform, handle.id, 2))
+    assert resume_run(handle.id, {"decision": "approve", "token": people["gate-rep"]}) == "ACCEPT"
+    wait_for("the gate to wait again", lambda: waiting_on(platform, handle.id, 3))
+    request = approvals.get_request(ledger, request_of(ledger, handle.id).id)
+    assert request.status is ApprovalStatus.pending
+    assert [(d.user, d.valid) for d in request.decisions] == [
+        ("token qs_000000000000_…", False),
+        ("gate-rep", False),
+    ]
+    assert "unknown token" in (request.decisions[0].reason or "")
+    assert "gate-rep needs MASTER or higher" in (request.decisions[1].reason or "")
+
+    done = approve_cli(platform, handle.id, people["gate-lead"], "-m", "ship it")
+    assert done.returncode == 0, done.stderr
+    assert "approve from gate-lead accepted; request is approved" in done.stdout
+    assert final_state(handle.id) == "COMPLETED"
+
+    request = approvals.get_request(ledger, request.id)
+    assert request.status is ApprovalStatus.approved
+    assert request.decisions[-1].comment == "ship it"
+    run, inputs = run_and_inputs(platform, handle.id)
+    assert not [k for k in inputs if k.endswith("-response")]
+    stored = " ".join(inputs.values())
+    for token in (wrong, *people.values()):
+        assert token.rsplit("_", 1)[1] not in stored
+    assert {f"approval-{request.id}-{n}" for n in (1, 2, 3)} <= set(run.empirical_policy.pause_keys)
+
+
+def test_rejection_fails_the_run(
+    platform: Platform, ledger: Engine, people: dict[str, str]
+) -> None:
+    handle = start_run("approval-demo", {"app": "gate-b", "requested_by": "gate-dev"})
+    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 1))
+    done = approve_cli(platform, handle.id, people["gate-lead"], "--reject", "-m", "not today")
+    assert done.returncode == 0, done.stderr
+    assert final_state(handle.id) == "FAILED"
+    assert "rejected by gate-lead: not today" in (read_run(handle.id).message or "")
+    request = request_of(ledger, handle.id)
+    assert request.status is ApprovalStatus.rejected
+
+
+def test_timeout_expires(platform: Platform, ledger: Engine) -> None:
+    # 0.003 h = 10.8 s: the Prefect server fails the suspended run when it passes
+    handle = start_run(
+        "approval-demo", {"app": "gate-c", "requested_by": "gate-dev", "timeout_hours": 0.003}
+    )
+    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 1))
+    assert final_state(handle.id) == "FAILED"
+    assert "never resumed" in (read_run(handle.id).message or "")
+    request = request_of(ledger, handle.id)
+    assert request.id in expire_overdue(ledger)
+    assert approvals.get_request(ledger, request.id).status is ApprovalStatus.expired
+
+
+def test_pre_approved_request_does_not_suspend(
+    platform: Platform, ledger: Engine, people: dict[str, str]
+) -> None:
+    from quayside.auth.approvals import decide
+
+    request = open_request(
+        ledger,
+        app="gate-d",
+        env="prod",
+        space="default",
+        summary="scheduled",
+        requested_by="gate-dev",
+        policy=ApprovalPolicy(required=1),
+    )
+    assert decide(ledger, request.id, token_text=people["gate-lead"], decision="approve").accepted
+    handle = start_run(
+        "approval-demo",
+        {"app": "gate-d", "requested_by": "gate-dev", "approval_request_id": request.id},
+    )
+    assert final_state(handle.id) == "COMPLETED"
+    run, _ = run_and_inputs(platform, handle.id)
+    assert not run.empirical_policy.pause_keys
+    assert approvals.get_request(ledger, request.id).flow_run_id == handle.id
