@@ -42,7 +42,7 @@ from quayside.deploy import scripts
 from quayside.deploy.errors import HealthCheckFailed
 from quayside.deploy.health import http_probe, probe_url, wait_healthy
 from quayside.deploy.source import command_argv
-from quayside.errors import CommandFailed, CommandTimeout, HostError, QuaysideError
+from quayside.errors import CommandFailed, CommandTimeout, HookError, HostError, QuaysideError
 from quayside.executors.base import Executor
 from quayside.executors.local import LocalExecutor
 from quayside.executors.ssh import SSHExecutor
@@ -165,6 +165,12 @@ class _Counter:
 
 
 def _message(error: BaseException) -> str:
+    """One line: for a failed command its exit code and the last line of its stderr (the
+    command itself is often a multi-line script and says little)."""
+    if isinstance(error, CommandFailed | CommandTimeout) and error.command:
+        last = error.stderr_tail.strip().splitlines()[-1:] if error.stderr_tail else []
+        what = "timed out" if isinstance(error, CommandTimeout) else f"exit {error.exit_code}"
+        return f"{what}" + (f": {last[0]}" if last else "")
     if isinstance(error, QuaysideError):
         return str(error).splitlines()[0] if str(error) else type(error).__name__
     return f"{type(error).__name__}: {error}"
@@ -273,9 +279,15 @@ def _run_hooks(
     commands: Sequence[Sequence[str] | str],
     env: Mapping[str, str],
     cwd: str,
+    kind: str,
 ) -> None:
-    for command in commands:
-        run.run(command_argv(command), env=env, cwd=cwd, timeout=HOOK_TIMEOUT_S, stream=True)
+    """Run hooks in order; the first failure stops with a ``HookError`` naming it."""
+    for i, command in enumerate(commands):
+        try:
+            run.run(command_argv(command), env=env, cwd=cwd, timeout=HOOK_TIMEOUT_S, stream=True)
+        except (CommandFailed, CommandTimeout) as e:
+            shown = command if isinstance(command, str) else " ".join(command)
+            raise HookError(f"{kind} hook {i + 1} ({shown[:80]}) failed: {_message(e)}") from e
 
 
 def check_health(
@@ -460,14 +472,14 @@ def deploy_host(
             report = replace(report, bytes_sent=report.bytes_sent + len(manifest_json))
         if not switch_now:
             report = replace(report, step="pre_switch")
-            _run_hooks(run, spec.hooks.pre_switch, env, release_dir(root, new))
+            _run_hooks(run, spec.hooks.pre_switch, env, release_dir(root, new), "pre-switch")
             report = replace(report, step="switch")
             out = run.run(scripts.stage(root, new, mode="keep", switch=True, prune=prune))
         switched = "switched:" in out
         if not switched:
             raise HostError(host, f"current was not switched to {new}")
         report = replace(report, switched=True, step="post_switch")
-        _run_hooks(run, spec.hooks.post_switch, env, current_link(root))
+        _run_hooks(run, spec.hooks.post_switch, env, current_link(root), "post-switch")
         if spec.health is not None:
             report = replace(report, step="health")
             check_health(
@@ -585,7 +597,7 @@ def rollback_host(
             QUAYSIDE_RELEASE_DIR=release_dir(root, spec.release_id),
             QUAYSIDE_ROLLBACK="1",
         )
-        _run_hooks(run, spec.hooks.post_switch, env, current_link(root))
+        _run_hooks(run, spec.hooks.post_switch, env, current_link(root), "post-switch")
         if spec.health is not None:
             report = replace(report, step="health")
             check_health(
