@@ -36,7 +36,9 @@ class GatewayContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _engine: Engine | None = None
     _inventory: tuple[float, Inventory] | None = None
-    _parameters: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
+    _parameters: dict[str, tuple[float, frozenset[str], frozenset[str]]] = field(
+        default_factory=dict
+    )
 
     def engine(self) -> Engine:
         """The ledger engine, created on first use."""
@@ -76,15 +78,22 @@ class GatewayContext:
         Raises:
             NotFoundError: the deployment is not registered.
         """
+        return self._schema(full_name)[0]
+
+    def required_parameters(self, full_name: str) -> frozenset[str]:
+        """Names of the parameters the deployment needs (no default)."""
+        return self._schema(full_name)[1]
+
+    def _schema(self, full_name: str) -> tuple[frozenset[str], frozenset[str]]:
         now = time.monotonic()
         with self._lock:
             cached = self._parameters.get(full_name)
             if cached is not None and now - cached[0] < PARAMETER_CACHE_S:
-                return cached[1]
-        names = _read_parameter_names(full_name)
+                return cached[1], cached[2]
+        names, required = _read_parameter_names(full_name)
         with self._lock:
-            self._parameters[full_name] = (now, names)
-        return names
+            self._parameters[full_name] = (now, names, required)
+        return names, required
 
     def dispose(self) -> None:
         """Close the ledger engine's connections."""
@@ -94,7 +103,7 @@ class GatewayContext:
                 self._engine = None
 
 
-def _read_parameter_names(full_name: str) -> frozenset[str]:
+def _read_parameter_names(full_name: str) -> tuple[frozenset[str], frozenset[str]]:
     from prefect.client.orchestration import PrefectClient, get_client
     from prefect.exceptions import ObjectNotFound
 
@@ -116,7 +125,8 @@ def _read_parameter_names(full_name: str) -> frozenset[str]:
 
         raise PrefectUnavailable(f"cannot read deployment '{full_name}' from Prefect") from e
     properties = schema.get("properties") or {}
-    return frozenset(str(k) for k in properties)
+    required = schema.get("required") or []
+    return frozenset(str(k) for k in properties), frozenset(str(k) for k in required)
 
 
 def context(request: Request) -> GatewayContext:

@@ -24,7 +24,7 @@ from quayside.gateway.config import origin_of
 from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.errors import ServiceUnavailable
 from quayside.gateway.routes_approvals import answer
-from quayside.gateway.triggering import catalogue_entry, get_app, start
+from quayside.gateway.triggering import catalogue_entry, env_requires_approval, get_app, start
 from quayside.triggers.chat import (
     HELP_TEXT,
     Approve,
@@ -179,9 +179,16 @@ def _carry_out(ctx: GatewayContext, user: str, command: Command, message: Outgoi
             if command.to:
                 wanted["to"] = command.to
             verb = "回滚 / rollback"
-        wanted.update({"requested_by": user, "approval": False})
+        approval = env_requires_approval(inventory, command.app, command.env)
+        wanted.update({"requested_by": user, "approval": approval})
         spec = catalogue_entry(name)
         names = ctx.deployment_parameters(spec.full_name)
+        missing = sorted(ctx.required_parameters(spec.full_name) - set(wanted))
+        if missing:
+            return (
+                f"缺少参数 / missing: {', '.join(missing)}; "
+                f"e.g. deploy {command.app} to {command.env} <tag>"
+            )
         handle = start(
             ctx,
             spec.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.errors import Forbidden
 from quayside.gateway.triggering import accepted_parameters, catalogue_entry, start
 from quayside.inventory import Inventory
+from quayside.inventory.models import ApprovalPolicy
 from quayside.triggers.tasks_api import RunRequest, TaskSubmission, to_request
 
 log = logging.getLogger("quayside.gateway")
@@ -25,6 +27,9 @@ CtxDep = Annotated[GatewayContext, Depends(context)]
 
 ARG_ALIASES = {"APP_NAME": "app", "TAG": "ref", "ENV": "env", "VERSION": "ref"}
 """Upper-case argument names the older platform's scripts send, and the parameter they mean."""
+SCOPE_ARGS = frozenset({"app", "env"})
+"""Arguments that say which app/environment a task is about (for roles and policy), accepted
+even when the deployment takes no such parameter."""
 RUN_NOW_SLACK = timedelta(seconds=30)
 """An exec_time less than this far in the future (scripts send ``now()``) runs immediately."""
 
@@ -61,16 +66,23 @@ def _space_of(inventory: Inventory, app: str | None) -> tuple[str, str | None]:
     return found.space, app
 
 
-def _needs_approval(inventory: Inventory, app: str | None, env: str | None, asked: bool) -> int:
-    """How many approvals the run needs: 0, or the environment policy's count (at least 1)."""
+def _policy(
+    inventory: Inventory, app: str | None, env: str | None, asked: bool
+) -> ApprovalPolicy | None:
+    """The approval policy the run is under, or ``None`` when it needs no approval.
+
+    ``schedule: new`` always needs one (the environment's policy, else one MASTER approval,
+    no self-approval); ``ready`` needs one only if the environment's policy asks for it.
+    """
     policy = None
     if app and env and app in inventory.apps:
         environment = inventory.apps[app].environments.get(env)
         policy = environment.approval if environment is not None else None
-    required = policy.required if policy is not None else 0
+    if policy is not None and policy.required > 0:
+        return policy
     if asked:
-        return max(required, 1)
-    return required
+        return policy or ApprovalPolicy(required=1, role="MASTER", allow_self_approval=False)
+    return None
 
 
 @router.post(
@@ -126,21 +138,21 @@ def submit_task(
     scheduled_at = (
         req.scheduled_at if req.scheduled_at and req.scheduled_at > now + RUN_NOW_SLACK else None
     )
-    required = _needs_approval(
-        inventory, app, env if isinstance(env, str) else None, req.require_approval
-    )
+    policy = _policy(inventory, app, env if isinstance(env, str) else None, req.require_approval)
     params["requested_by"] = caller.name
-    params["approval"] = req.require_approval
+    params["approval"] = policy is not None  # never skip a gate the environment asks for
     if req.hosts:
         params["hosts"] = req.hosts
     names = ctx.deployment_parameters(spec.full_name)
     request_id: int | None = None
-    if scheduled_at is not None and required and "approval_request_id" in names:
-        request_id = _approval_request_for(ctx, req, spec.name, app, env, required, scheduled_at)
+    if scheduled_at is not None and policy is not None and "approval_request_id" in names:
+        request_id = _approval_request_for(
+            ctx, req, spec.name, space, app, env, policy, scheduled_at
+        )
         params["approval_request_id"] = request_id
     kept, dropped = accepted_parameters(ctx, spec, params)
     user_args = {ARG_ALIASES.get(k, k) for k in req.parameters}
-    unknown = sorted(d for d in dropped if d in user_args)
+    unknown = sorted(d for d in dropped if d in user_args and d not in SCOPE_ARGS)
     if unknown:
         raise InputError(
             "args: " + ", ".join(f"{name}: not a parameter of {spec.name}" for name in unknown),
@@ -163,7 +175,7 @@ def submit_task(
         status="scheduled" if scheduled_at else "started",
         deployment=spec.name,
         approval_request_id=request_id,
-        ignored_arguments=[d for d in dropped if d not in user_args],
+        ignored_arguments=[d for d in dropped if d not in user_args or d in SCOPE_ARGS],
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=202)
 
@@ -172,31 +184,31 @@ def _approval_request_for(
     ctx: GatewayContext,
     req: RunRequest,
     deployment: str,
+    space: str,
     app: Any,
     env: Any,
-    required: int,
+    policy: ApprovalPolicy,
     scheduled_at: datetime,
 ) -> int:
     """The ledger approval request for a scheduled run: an existing one for the same
-    idempotency key (a retried submission), else a new one."""
+    idempotency key (a retried submission), else a new one opened now, under ``policy``."""
     existing = _existing_request(req.idempotency_key)
     if existing is not None:
         return existing
-    from quayside.ledger.approvals import create_request
-
+    approvals: Any = importlib.import_module("quayside.auth.approvals")
     summary = (
         f"Scheduled **{deployment}** for {scheduled_at:%Y-%m-%d %H:%M} UTC, "
         f"requested by {req.submitter} through the task API.\n\n"
-        f"Task: {req.task_name}\n\n{req.details}\n\n<!-- idempotency-key: {req.idempotency_key} -->"
+        f"Task: {req.task_name}\n\n{req.details}"
     )
-    request = create_request(
+    request = approvals.open_request(
         ctx.engine(),
-        str(app or deployment),
-        str(env or "-"),
+        app=str(app or deployment),
+        env=str(env or "-"),
+        space=space,
         summary=summary,
         requested_by=req.submitter or "task-api",
-        required_approvals=required,
-        expires_in=max(scheduled_at - datetime.now(UTC), timedelta(minutes=1)),
+        policy=policy,
     )
     return int(request.id)
 

@@ -64,6 +64,15 @@ def app_for_repo(inventory: Inventory, candidates: Iterable[str | None]) -> str 
     return None
 
 
+def env_requires_approval(inventory: Inventory, app: str, env: str) -> bool:
+    """Whether the environment's policy asks for approval (then no trigger may skip the gate:
+    the ``approval`` parameter is never passed as false for it)."""
+    found = inventory.apps.get(app)
+    environment = found.environments.get(env) if found is not None else None
+    policy = environment.approval if environment is not None else None
+    return policy is not None and policy.required > 0
+
+
 def rules_of(app_name: str, app: App) -> list[TagRule]:
     """The app's tag rules, compiled."""
     return compile_rules(
@@ -168,7 +177,8 @@ def deploy_tag(ctx: GatewayContext, trigger: TagTrigger) -> Outcome:
         "env": rule.environment,
         "ref": trigger.tag,
         "requested_by": trigger.user or trigger.via,
-        "approval": rule.approval,
+        "approval": rule.approval
+        or env_requires_approval(inventory, trigger.app, rule.environment),
     }
     parameters, _ = accepted_parameters(ctx, spec, wanted)
     handle = start(
@@ -188,7 +198,7 @@ def deploy_tag(ctx: GatewayContext, trigger: TagTrigger) -> Outcome:
         flow_run_id=handle.id,
         ui_url=handle.ui_url,
         environment=rule.environment,
-        approval=rule.approval,
+        approval=bool(wanted["approval"]),
     )
 
 

@@ -1,0 +1,222 @@
+"""POST /hooks/gitlab, /chatops/dingtalk and /api/approvals over real HTTP: GitLab token per app,
+tag rules, paused triggers, duplicate deliveries → one run (counted through the Prefect API);
+DingTalk signatures, replay, stale timestamps, user mapping and the session-webhook reply."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
+
+from quayside.ledger.environments import ensure_app_env, pause_auto_triggers, resume_auto_triggers
+from quayside.triggers.gitlab import dedupe_key
+from tests.harness.platform import Platform
+from tests.test_gateway_server import DEPLOY, DINGTALK, FIXTURES, Gateway, gateway_fixture  # noqa: F401
+
+pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
+
+
+def gitlab(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / "gitlab" / f"{name}.json").read_text())
+    return data
+
+
+def deliver(gateway: Gateway, fixture: dict[str, Any], **header_overrides: str | None) -> Any:
+    headers = {k: v for k, v in fixture["headers"].items()}
+    for key, value in header_overrides.items():
+        name = key.replace("_", "-")
+        headers.pop(name, None)
+        if value is not None:
+            headers[name] = value
+    return gateway.post("/hooks/gitlab", json=fixture["body"], headers=headers)
+
+
+def count_runs(api_url: str, key: str) -> int:
+    async def go() -> int:
+        async with PrefectClient(api=api_url) as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    idempotency_key=FlowRunFilterIdempotencyKey(any_=[key])
+                )
+            )
+            return len(runs)
+
+    return asyncio.run(go())
+
+
+def with_tag(fixture: dict[str, Any], tag: str) -> dict[str, Any]:
+    changed = copy.deepcopy(fixture)
+    changed["body"]["ref"] = f"refs/tags/{tag}"
+    return changed
+
+
+# -- GitLab ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong-secret", "TEST-HOOK-SECRET"])
+def test_gitlab_wrong_or_missing_token_is_401(gateway: Gateway, token: str | None) -> None:
+    response = deliver(gateway, gitlab("tag_push"), X_Gitlab_Token=token)
+    assert response.status_code == 401
+    assert "test-hook-secret" not in response.text
+
+
+def test_gitlab_unknown_project_is_401(gateway: Gateway) -> None:
+    fixture = gitlab("tag_push")
+    fixture["body"]["project"] = {"id": 9, "path_with_namespace": "someone/else"}
+    fixture["body"].pop("repository", None)
+    assert deliver(gateway, fixture).status_code == 401
+
+
+def test_gitlab_tag_matching_no_rule_and_branch_push_start_nothing(gateway: Gateway) -> None:
+    response = deliver(gateway, with_tag(gitlab("tag_push"), "nightly-7"))
+    assert response.status_code == 200
+    assert response.json()["status"] == "ignored"
+    assert "matches no tag rule" in response.json()["reason"]
+    push = deliver(gateway, gitlab("push"))
+    assert push.status_code == 200 and push.json()["status"] == "ignored"
+
+
+def test_gitlab_paused_environment_starts_nothing(gateway: Gateway) -> None:
+    engine = gateway.engine()
+    ensure_app_env(engine, "web", "test")
+    pause_auto_triggers(engine, "web", "test", actor="ops", reason="freeze for audit")
+    try:
+        response = deliver(gateway, with_tag(gitlab("tag_push"), "qa-paused"))
+    finally:
+        resume_auto_triggers(engine, "web", "test", actor="ops")
+        engine.dispose()
+    assert response.status_code == 200
+    assert response.json()["status"] == "paused"
+    assert "freeze for audit" in response.json()["reason"]
+    body = gitlab("tag_push")["body"]
+    key = dedupe_key(body["project"]["path_with_namespace"], "qa-paused", body["checkout_sha"])
+    assert count_runs(gateway_api(gateway), key) == 0
+
+
+def gateway_api(gateway: Gateway) -> str:
+    import os
+
+    return os.environ["PREFECT_API_URL"]
+
+
+def test_gitlab_duplicate_deliveries_start_one_run(gateway: Gateway, platform: Platform) -> None:
+    """Three Tag Push deliveries and the tag's Pipeline Hook: one git-deploy run."""
+    fixture = gitlab("tag_push")
+    answers = [deliver(gateway, fixture) for _ in range(3)]
+    answers.append(deliver(gateway, gitlab("pipeline_tag_success")))
+    assert {a.status_code for a in answers} == {202}, [a.text for a in answers]
+    ids = {a.json()["flow_run_id"] for a in answers}
+    assert len(ids) == 1
+    first = answers[0].json()
+    assert first["environment"] == "prod" and first["approval"] is True
+    body = fixture["body"]
+    key = dedupe_key(body["project"]["path_with_namespace"], "release-v1.0.0", body["checkout_sha"])
+    assert count_runs(platform.api_url, key) == 1
+
+
+# -- DingTalk --------------------------------------------------------------------------------
+
+
+def sign(timestamp: str, secret: str = DINGTALK["app_secret"]) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def chat(
+    gateway: Gateway,
+    text: str,
+    *,
+    staff_id: str | None = None,
+    timestamp: str | None = None,
+    signature: str | None = None,
+) -> Any:
+    now = str(int(time.time() * 1000)) if timestamp is None else timestamp
+    body = copy.deepcopy(DINGTALK["body"])
+    body["text"]["content"] = text
+    body["msgId"] = uuid.uuid4().hex
+    body["sessionWebhook"] = gateway.receiver.url + "/robot/sendBySession?session=test"
+    body["sessionWebhookExpiredTime"] = int(time.time() * 1000) + 3_600_000
+    if staff_id is not None:
+        body["senderStaffId"] = staff_id
+    headers = {"timestamp": now, "sign": signature if signature is not None else sign(now)}
+    return gateway.post("/chatops/dingtalk", json=body, headers=headers)
+
+
+def reply_text(response: Any) -> str:
+    assert response.status_code == 200, response.text
+    text: str = response.json()["text"]["content"]
+    return text
+
+
+def test_dingtalk_fixture_signature_is_what_we_compute() -> None:
+    assert sign(DINGTALK["headers"]["timestamp"]) == DINGTALK["headers"]["sign"]
+
+
+def test_dingtalk_help_reply_goes_to_the_session_webhook(gateway: Gateway) -> None:
+    before = len(gateway.receiver.messages)
+    text = reply_text(chat(gateway, "@robot 帮助"))
+    assert "deploy web to dev" in text
+    assert gateway.receiver.messages[before:] and (
+        gateway.receiver.messages[before]["text"]["content"] == text
+    )
+
+
+def test_dingtalk_bad_signature_stale_and_replayed_are_refused(gateway: Gateway) -> None:
+    now = str(int(time.time() * 1000))
+    assert chat(gateway, "help", timestamp=now, signature=sign(now, "wrong")).status_code == 401
+    stale = str(int(time.time() * 1000) - 3_601_000)
+    response = chat(gateway, "help", timestamp=stale)
+    assert response.status_code == 401 and "away from now" in response.json()["error"]
+    assert chat(gateway, "help", timestamp=now).status_code == 200
+    replay = chat(gateway, "help", timestamp=now)
+    assert replay.status_code == 401 and "already received" in replay.json()["error"]
+    missing = gateway.post("/chatops/dingtalk", json=DINGTALK["body"])
+    assert missing.status_code == 401
+
+
+def test_dingtalk_unparsable_unknown_user_and_wrong_role_start_nothing(gateway: Gateway) -> None:
+    assert "Quayside" in reply_text(chat(gateway, "please make coffee"))
+    assert "not linked" in reply_text(chat(gateway, "deploy web to test", staff_id="nobody"))
+    denied = reply_text(chat(gateway, "deploy web to test", staff_id="reporter-staff-id"))
+    assert "permission denied" in denied and "DEVELOPER" in denied
+    injected = reply_text(chat(gateway, "deploy web;touch${IFS}/tmp/x to test"))
+    assert "not valid" in injected or "Quayside" in injected
+
+
+def test_dingtalk_deploy_starts_a_run_and_status_answers(gateway: Gateway) -> None:
+    if DEPLOY == "git-deploy":  # takes a required ref: the chat user is asked for one
+        assert "missing: ref" in reply_text(chat(gateway, "执行test环境web流水线"))
+    text = reply_text(chat(gateway, "执行test环境web流水线 qa-chat-1"))
+    assert "started" in text and "/runs/flow-run/" in text
+    run_id = text.rsplit("/", 1)[1].strip()
+    gateway.runs.append(run_id)
+    status = reply_text(chat(gateway, "status web test"))
+    assert status.startswith("web")
+
+
+# -- approvals -------------------------------------------------------------------------------
+
+
+def test_approvals_need_a_token_and_an_existing_waiting_run(gateway: Gateway) -> None:
+    body = {"decision": "approve", "comment": "ok"}
+    assert gateway.post(f"/api/approvals/{uuid.uuid4()}", json=body).status_code == 401
+    token = gateway.tokens["boss"]
+    missing = gateway.post(f"/api/approvals/{uuid.uuid4()}", json=body, token=token)
+    assert missing.status_code == 404
+    assert gateway.post("/api/approvals/not-a-run", json=body, token=token).status_code == 404
+    bad = gateway.post(f"/api/approvals/{uuid.uuid4()}", json={"decision": "maybe"}, token=token)
+    assert bad.status_code == 422 and bad.json()["problems"][0].startswith("decision: ")
+    started = deliver(gateway, gitlab("tag_push")).json()["flow_run_id"]  # the deduped run
+    conflict = gateway.post(f"/api/approvals/{started}", json=body, token=token)
+    # hello-release has no approval gate: never paused → 409; git-deploy may pause → 200
+    assert conflict.status_code in (200, 409), conflict.text
