@@ -45,6 +45,7 @@ from tasks.deploy import (
     Progress,
     build_payload,
     deploy_to_host,
+    opaque,
     store_payload,
     switch_back_host,
 )
@@ -369,7 +370,7 @@ def _dry_run(
         )
         spec = _spec(target, ref, sha, release_id, build_dir, manifest)
         result = map_hosts(
-            lambda h: deploy_to_host.submit(h, dict(target.hosts)[h], spec, dry_run=True),
+            lambda h: deploy_to_host.submit(h, dict(target.hosts)[h], opaque(spec), dry_run=True),
             target.host_names,
             target.env.max_parallel,
         )
@@ -429,7 +430,7 @@ def _deploy(
     stopped = False
     for number, group in enumerate(batches(names, size), start=1):
         result = map_hosts(
-            lambda h: deploy_to_host.submit(h, host_map[h], spec, progress=progress),
+            lambda h: deploy_to_host.submit(h, host_map[h], opaque(spec), progress=progress),
             group,
             target.env.max_parallel,
         )

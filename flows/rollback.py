@@ -34,7 +34,7 @@ from quayside.ledger.releases import (
 )
 from quayside.release_id import is_release_id
 from quayside.settings import load_settings
-from tasks.deploy import PayloadCache, Progress, rollback_on_host
+from tasks.deploy import PayloadCache, Progress, opaque, rollback_on_host
 from tasks.fanout import map_hosts
 from tasks.ledger import current_flow_run_id, ledger_engine
 
@@ -207,7 +207,7 @@ def rollback(
         )
         try:
             result = map_hosts(
-                lambda h: rollback_on_host.submit(h, host_map[h], spec, fetch, progress),
+                lambda h: rollback_on_host.submit(h, host_map[h], opaque(spec), fetch, progress),
                 target.host_names,
                 target.env.max_parallel,
             )

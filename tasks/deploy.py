@@ -7,12 +7,13 @@ import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from quayside.deploy.engine import (
     HostReport,
@@ -28,6 +29,14 @@ from quayside.executors.factory import executor_for
 from quayside.inventory.models import App, Host
 from quayside.manifest import MANIFEST_FILENAME, Manifest, build_manifest
 from quayside.source.mirror import GitMirror
+
+T = TypeVar("T")
+
+
+def opaque(value: T) -> T:
+    """``value`` wrapped so Prefect passes it to a task without walking into it (a release
+    spec holds a manifest of thousands of entries; walking it per host costs real time)."""
+    return cast(T, quote(value))
 
 
 class HostDeployFailed(DeployError):

@@ -25,11 +25,12 @@ import logging
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from quayside.commands.release import (
     current_link,
@@ -67,6 +68,7 @@ INLINE_MAX_BYTES = 8 * 1024 * 1024
 HOOK_TIMEOUT_S = 600.0
 STAGE_TIMEOUT_S = 1800.0
 
+T = TypeVar("T")
 Status = Literal["succeeded", "failed", "no_change", "planned", "rolled_back"]
 LogLine = Callable[[str], None]
 
@@ -89,9 +91,18 @@ class ReleaseSpec:
     health: HealthCheck | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
     inline_max_bytes: int = INLINE_MAX_BYTES
+    #: plans, manifest JSON and tar streams shared by hosts with identical facts: a fleet of
+    #: like hosts parses the (large) current manifest and plans once, not once per host
+    memo: _Memo = field(default_factory=lambda: _Memo(), compare=False, repr=False)
 
     def root_for(self, host: str) -> str:
         return scripts.host_deploy_root(self.deploy_root, host)
+
+    def manifest_json(self) -> str:
+        """The manifest as recorded on the hosts (payload + shared paths), computed once."""
+        return self.memo.get(
+            ("manifest",), lambda: self.manifest.with_shared(self.shared_paths).to_json()
+        )
 
     def env_for(self, host: str, root: str, previous: str | None) -> dict[str, str]:
         out = dict(self.variables)
@@ -107,6 +118,21 @@ class ReleaseSpec:
             QUAYSIDE_PREVIOUS_RELEASE=previous or "",
         )
         return out
+
+
+class _Memo:
+    """A thread-safe memo: the first caller of a key computes, the others wait and share."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[tuple[object, ...], Any] = {}
+
+    def get(self, key: tuple[object, ...], compute: Callable[[], T]) -> T:
+        with self._lock:
+            if key not in self._values:
+                self._values[key] = compute()
+            value: T = self._values[key]
+            return value
 
 
 @dataclass(frozen=True)
@@ -399,10 +425,14 @@ def deploy_host(
     try:
         root = spec.root_for(host)
         run.trips += 1
-        facts = read_host_facts(executor, root)
-        prev = facts.current
-        report = replace(report, step="plan", previous=prev)
-        plan = plan_release(facts, _target(spec))
+        output = executor.run(read_facts(root), timeout=120).stdout
+        report = replace(report, step="plan")
+        plan = spec.memo.get(
+            ("plan", root, output),
+            lambda: plan_release(HostFacts.from_output(output, root), _target(spec)),
+        )
+        prev = plan.facts.current
+        report = replace(report, previous=prev)
         if dry_run:
             return done(status="planned", step="plan", plan_text=describe(plan), message="")
         if plan.no_change:
@@ -421,14 +451,16 @@ def deploy_host(
             assert isinstance(steps.get(CreateRelease), CreateRelease)
             mode, remove = "fresh", ()
         switch_now = not spec.hooks.pre_switch
-        manifest_json = spec.manifest.with_shared(spec.shared_paths).to_json()
+        manifest_json = spec.manifest_json()
         shared = sorted(spec.shared_paths)
         prune = plan.prune
         link_dest = upload.link_dest if isinstance(upload, Upload) else None
         report = replace(report, step="stage")
         created = True
         if size <= spec.inline_max_bytes and link_dest is None:
-            data = build_tar(spec.payload_dir, files, manifest_json)
+            data = spec.memo.get(
+                ("tar", files), lambda: build_tar(spec.payload_dir, files, manifest_json)
+            )
             out = run.run(
                 scripts.stage(
                     root,
