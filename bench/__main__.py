@@ -17,6 +17,7 @@ from bench.harness import (
     Options,
     interrupts_as_keyboard_interrupt,
     kill_all,
+    load_results,
     log,
     merge_results,
     render_markdown,
@@ -53,6 +54,14 @@ def plan(names: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
+def context() -> dict[str, str]:
+    """Static text per result (reference figures, goals) from every module's ``CONTEXT``."""
+    out: dict[str, str] = {}
+    for path in BENCHMARKS.values():
+        out.update(getattr(importlib.import_module(path), "CONTEXT", {}))
+    return out
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="Run Quayside's benchmarks against other tools."
@@ -72,6 +81,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="scratch directory")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only re-render docs/benchmarks.md from bench/results.json (runs nothing)",
+    )
     parser.add_argument(
         "--no-save",
         action="store_true",
@@ -102,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         keep=args.keep,
         work_dir=args.work_dir.resolve(),
     )
+    if args.render:
+        write_markdown(load_results(RESULTS_PATH), MARKDOWN_PATH, context())
+        log(f"rendered {MARKDOWN_PATH} from {RESULTS_PATH}")
+        return 0
     with interrupts_as_keyboard_interrupt():
         try:
             for name, parts in args.plan.items():
@@ -109,10 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"running {name}: {', '.join(parts)}")
                 entries = module.run(options, parts)
                 if args.no_save:
-                    print(render_markdown(entries))
+                    print(render_markdown(entries, context()))
                     continue
                 results = merge_results(entries, RESULTS_PATH)
-                write_markdown(results, MARKDOWN_PATH)
+                write_markdown(results, MARKDOWN_PATH, context())
                 log(f"{name}: wrote {RESULTS_PATH} and {MARKDOWN_PATH}")
         except KeyboardInterrupt:
             log("interrupted; stopped every process the benchmark started")

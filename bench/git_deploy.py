@@ -39,7 +39,7 @@ from bench.harness import (
     log,
     machine_info,
     make_entry,
-    measure,
+    measure_steps,
     reproduce_command,
     run_argv,
 )
@@ -72,6 +72,20 @@ LOOPBACK_NOTE = (
     "the tool itself for the same {cores} cores; disk writes all go to the same disk."
 )
 
+#: Static text shown with each result in docs/benchmarks.md (not measured here).
+CONTEXT = {
+    "git_deploy_fanout": (
+        "Reference figures from issue 3 (measured earlier on this kind of machine: 2 cores, 20 "
+        "hosts, same payload): Ansible 103 s (default forks) and 97 s (forks=20), serial rsync "
+        "loop 49 s, 20 parallel rsyncs 21 s. Goal: at least 5x faster than Ansible with "
+        "default forks and no slower than 20 parallel rsyncs."
+    ),
+    "git_deploy_incremental": (
+        "Reference (issue 3): parallel `rsync --link-dest` 17 s. Goal: under 3 s wall and at "
+        "least 5x faster than parallel `rsync --link-dest`, under 100 KB sent per host."
+    ),
+    "git_deploy_rollback": "Goal (issue 3): 20 hosts in under 2 s, no re-transfer.",
+}
 
 # -- the generated app -----------------------------------------------------------------------
 
@@ -224,12 +238,57 @@ def release_id(sha: str, offset_s: int = 0) -> str:
     return new_release_id(sha, datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC) + timedelta(0, offset_s))
 
 
+class Roots:
+    """A new deploy root per timed run, ``<mount>/<label>`` on every host, so a run never
+    waits for the previous one's files to be deleted; :meth:`purge` deletes them between
+    tools (untimed)."""
+
+    def __init__(self, mount: Path, hosts: Sequence[Host]) -> None:
+        self.mount = mount
+        self.hosts = list(hosts)
+        self.label = "unset"
+        self.count = 0
+
+    def new(self, kind: str) -> str:
+        self.count += 1
+        return self.use(f"{kind}-{self.count}")
+
+    def use(self, label: str) -> str:
+        self.label = label
+        return self.path
+
+    @property
+    def path(self) -> str:
+        """The current deploy root as every host sees it."""
+        return f"{self.mount}/{self.label}"
+
+    def local(self, host: Host) -> Path:
+        """The current deploy root of ``host`` as seen from here."""
+        return host.root / self.label
+
+    def purge(self) -> None:
+        """Delete every deploy root on every host (one ``rm -rf`` per host, in parallel)."""
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=len(self.hosts)) as pool:
+            list(
+                pool.map(
+                    lambda h: (
+                        run_argv(["rm", "-rf", "--", *map(str, h.root.iterdir())])
+                        if any(h.root.iterdir())
+                        else ""
+                    ),
+                    self.hosts,
+                )
+            )
+        log(f"  (deleted old deploy roots in {time.perf_counter() - started:.0f} s, untimed)")
+
+
 class Baselines:
     """What a user would do without Quayside, on the same hosts and payload."""
 
-    def __init__(self, hosts: Sequence[Host], deploy_root: str, app: App) -> None:
+    def __init__(self, hosts: Sequence[Host], roots: Roots, app: App) -> None:
         self.hosts = list(hosts)
-        self.root = deploy_root
+        self.roots = roots
         self.app = app
         self.v1 = release_id(app.v1_sha)
         self.v2 = release_id(app.v2_sha, 60)
@@ -238,14 +297,13 @@ class Baselines:
         self, host: Host, tree: Path, release: str, link_dest: str | None = None
     ) -> int:
         """rsync ``tree`` into ``releases/<release>`` (parents created); bytes sent."""
-        argv = rsync_push(
-            tree, host.dest(f"{self.root}/releases/{release}"), host.ssh_argv, link_dest=link_dest
-        )
+        dest = host.dest(f"{self.roots.path}/releases/{release}")
+        argv = rsync_push(tree, dest, host.ssh_argv, link_dest=link_dest)
         argv.insert(argv.index("--"), "--mkpath")
         return parse_rsync_stats(run_argv(argv)).bytes_sent
 
     def switch(self, host: Host, release: str) -> None:
-        run_argv(host.ssh(switch_current_script(self.root, release)))
+        run_argv(host.ssh(switch_current_script(self.roots.path, release)))
 
     def deploy_host(
         self, host: Host, tree: Path, release: str, link_dest: str | None = None
@@ -265,21 +323,11 @@ class Baselines:
         return self.parallel(lambda h: self.deploy_host(h, self.app.v1_tree, self.v1))
 
     def parallel_v2_link_dest(self) -> list[int]:
-        link = f"{self.root}/releases/{self.v1}"
+        link = f"{self.roots.path}/releases/{self.v1}"
         return self.parallel(lambda h: self.deploy_host(h, self.app.v2_tree, self.v2, link))
 
     def parallel_switch_to_v1(self) -> None:
         self.parallel(lambda h: self.switch(h, self.v1))
-
-    def check_current(self, release: str) -> None:
-        """Every host's ``current`` points at ``release`` and holds the whole payload."""
-        for host in self.hosts:
-            target = os.readlink(host.root / "current")
-            if target != f"releases/{release}":
-                raise AssertionError(f"{host.name}: current -> {target}, expected {release}")
-        probe = self.hosts[-1].root / "current" / CHANGED_FILE
-        if not probe.is_file():
-            raise AssertionError(f"{probe} missing after deploy")
 
 
 class Ansible:
@@ -362,12 +410,13 @@ def write_inventory(
     hosts: Sequence[Host],
     key_file: Path,
     known_hosts: Path,
-    deploy_root: str,
+    mount: Path,
     repo: Path,
     apps: Sequence[str],
 ) -> None:
-    """quayside.yaml with every host in group ``bench`` and one app per measurement (all the
-    same repo and deploy root), so each timed run starts with a clean ledger history."""
+    """quayside.yaml with every host in group ``bench`` and one app per timed run (the same
+    repo, deploy root ``<mount>/<app>``), so each run starts with a fresh deploy root and a
+    clean ledger history."""
     inventory = {
         "version": 1,
         "hosts": {
@@ -384,7 +433,7 @@ def write_inventory(
         "apps": {
             app: {
                 "repo": str(repo),
-                "deploy_root": deploy_root,
+                "deploy_root": f"{mount}/{app}",
                 "environments": {ENV: {"groups": ["bench"], "max_parallel": len(hosts)}},
             }
             for app in apps
@@ -469,72 +518,92 @@ def work_directory(options: Options) -> Iterator[Path]:
         if options.keep:
             log(f"kept {work}")
         else:
-            shutil.rmtree(work, ignore_errors=True)
-
-
-def fresh_roots(hosts: Sequence[Host]) -> None:
-    for host in hosts:
-        for entry in host.root.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+            run_argv(["rm", "-rf", "--", str(work)])  # much faster than shutil.rmtree here
 
 
 def per_host_bytes(timing: Timing) -> list[int]:
     return [b for output in timing.outputs if output for b in output]
 
 
-def verify(hosts: Sequence[Host], tree: Path) -> None:
-    """Every host's ``current`` holds ``tree`` (the changed file's bytes, the file count on the
-    last host): a tool that did less work would not pass."""
+def verify(hosts: Sequence[Host], roots: Roots, tree: Path) -> None:
+    """Every host's ``current`` (in the current deploy root) holds ``tree``: the changed file's
+    bytes on every host, the file count on the last one. A tool that did less would fail."""
     expected = (tree / CHANGED_FILE).read_bytes()
     for host in hosts:
-        got = (host.root / "current" / CHANGED_FILE).read_bytes()
+        got = (roots.local(host) / "current" / CHANGED_FILE).read_bytes()
         if got != expected:
             raise AssertionError(f"{host.name}: current/{CHANGED_FILE} is not the expected one")
-    count = sum(1 for p in (hosts[-1].root / "current").rglob("*.dat") if p.is_file())
+    last = roots.local(hosts[-1]) / "current"
+    count = sum(1 for p in last.rglob("*.dat") if p.is_file())
     if count != FILES:
         raise AssertionError(f"{hosts[-1].name}: {count} data files in current, want {FILES}")
 
 
+@dataclass(frozen=True)
+class Spec:
+    """A tool's key, table label and what its time includes."""
+
+    key: str
+    label: str
+    includes: str
+
+
 class Recorder:
     """Runs each tool's measurement unless skipped; a failure becomes a "not measured"
-    reason (with the error) instead of ending the whole benchmark."""
+    reason (with the error) instead of ending the whole benchmark. ``after`` (untimed) runs
+    after every tool, e.g. deleting its deploy roots."""
 
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: Options, after: Callable[[], Any] | None = None) -> None:
         self.options = options
+        self.after = after
 
     def tool(
         self,
-        key: str,
-        label: str,
-        includes: str,
+        spec: Spec,
         fn: Callable[[], Any],
         setup: Callable[[], Any] | None = None,
-        check: Callable[[], None] | None = None,
+        check: Callable[[], Any] | None = None,
         unavailable: str | None = None,
     ) -> ToolResult:
-        result = ToolResult(key=key, label=label, includes=includes)
+        return self.steps([spec], [fn], setup, [check], unavailable)[0]
+
+    def steps(
+        self,
+        specs: Sequence[Spec],
+        steps: Sequence[Callable[[], Any]],
+        setup: Callable[[], Any] | None = None,
+        checks: Sequence[Callable[[], Any] | None] = (),
+        unavailable: str | None = None,
+    ) -> list[ToolResult]:
+        """Steps that build on each other, each reported as its own tool (see
+        :func:`bench.harness.measure_steps`)."""
+        results = [ToolResult(key=s.key, label=s.label, includes=s.includes) for s in specs]
+        keys = ", ".join(s.key for s in specs)
         if unavailable is not None:
-            result.not_measured = unavailable
-        elif key in self.options.skip:
-            result.not_measured = "skipped in this run (--skip)"
+            reason: str | None = unavailable
+        elif any(s.key in self.options.skip for s in specs):
+            reason = "skipped in this run (--skip)"
         else:
-            log(f"  {key}: {self.options.repeat} runs")
+            reason = None
+            log(f"  {keys}: {self.options.repeat} runs")
             try:
-                result.timing = measure(fn, self.options.repeat, setup)
-                if check is not None:
-                    check()
+                timings = measure_steps(steps, self.options.repeat, setup, checks)
             except Exception as e:  # recorded as not measured
-                result.timing = None
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                result.not_measured = f"failed in this run: {type(e).__name__}: {first[:300]}"
-                log(f"  {key}: FAILED: {e}")
+                reason = f"failed in this run: {type(e).__name__}: {first[:300]}"
+                log(f"  {keys}: FAILED: {e}")
             else:
-                runs = ", ".join(f"{r:.2f}" for r in result.timing.runs_s)
-                log(f"  {key}: median {result.timing.median_s:.2f} s ({runs})")
-        return result
+                for result, timing in zip(results, timings, strict=True):
+                    result.timing = timing
+                    runs = ", ".join(f"{r:.2f}" for r in timing.runs_s)
+                    log(f"  {result.key}: median {timing.median_s:.2f} s ({runs})")
+            finally:
+                if self.after is not None:
+                    self.after()
+        if reason is not None:
+            for result in results:
+                result.not_measured = reason
+        return results
 
 
 #: The results this module produces (``python -m bench <one of these>`` runs only that one).
@@ -543,12 +612,13 @@ RESULTS = ("git_deploy_fanout", "git_deploy_incremental", "git_deploy_rollback")
 
 def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str, Any]]:
     """Run the git deploy benchmarks named in ``parts`` (default all three); results.json
-    entries by name."""
+    entries by name. Incremental and rollback share their setup: per repetition the hosts get
+    the first release (untimed), then the next release (timed: incremental), then the rollback
+    to the first (timed: rollback)."""
     from tests.harness.sshd import SshdFleet
 
     repeat = options.repeat
     load_start = round(os.getloadavg()[0], 2)
-    rec = Recorder(options)
     with ExitStack() as stack:
         work = stack.enter_context(work_directory(options))
         log(f"work directory {work}")
@@ -556,7 +626,6 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
         app = make_app(work)
         mount = work / "deploy"
         mount.mkdir()
-        deploy_root = str(mount)
         wrapper = sshd_wrapper(work / "sshd-ns", mount)
         log(f"starting {options.hosts} sshd hosts")
         fleet = SshdFleet(work / "fleet", options.hosts, sshd=str(wrapper))
@@ -574,22 +643,21 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
             )
             for h in fleet
         ]
-        base = Baselines(hosts, deploy_root, app)
+        roots = Roots(mount, hosts)
+        base = Baselines(hosts, roots, app)
         ansible = Ansible(work, hosts, fleet.key_file, fleet.known_hosts)
-
-        def fresh() -> None:
-            fresh_roots(hosts)
+        rec = Recorder(options, after=roots.purge)
 
         quayside: Quayside | None = None
         quayside_reason = flow_missing("git_deploy")
         if quayside_reason is None and "quayside" not in options.skip:
             from tests.harness.platform import Platform
 
-            apps = [f"{kind}-{i}" for kind in ("fanout", "incr", "rb") for i in range(repeat)]
+            apps = [f"{kind}-{i}" for kind in ("fanout", "incr") for i in range(repeat)]
             apps.append("worker-0")
             inventory = work / "quayside.yaml"
             write_inventory(
-                inventory, hosts, fleet.key_file, fleet.known_hosts, deploy_root, app.repo, apps
+                inventory, hosts, fleet.key_file, fleet.known_hosts, mount, app.repo, apps
             )
             platform = Platform(work / "quayside-home", inventory)
             stack.callback(platform.stop)
@@ -604,165 +672,184 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
                 quayside = Quayside(platform)
         no_ansible = None if ansible.available else "ansible-playbook not found in the venv"
 
+        def check(tree: Path) -> Callable[[], None]:
+            return lambda: verify(hosts, roots, tree)
+
         fanout: list[ToolResult] = []
         incremental: list[ToolResult] = []
         rollback: list[ToolResult] = []
         worker_s: float | None = None
         worker_reason = quayside_reason
+
         # -- first deploy ------------------------------------------------------------------
         if "git_deploy_fanout" in parts:
             log("git_deploy_fanout: first deploy of the app to every host")
             fanout_app = AppNames("fanout")
+
+            def quayside_fanout() -> Any:
+                assert quayside is not None
+                return quayside.deploy(roots.label, TAG_V1)
+
             fanout = [
                 rec.tool(
-                    "quayside",
-                    "Quayside `git_deploy` flow",
-                    "the flow called in-process against the running Prefect server: fetch the "
-                    "bare mirror and resolve the tag, export the tree, content manifest, artifact "
-                    "store, ledger, transfer to every host in parallel (max_parallel = hosts), "
-                    "atomic switch, prune; not server or worker start-up",
-                    lambda: quayside.deploy(fanout_app.next(), TAG_V1) if quayside else None,
-                    setup=fresh,
-                    check=lambda: verify(hosts, app.v1_tree),
+                    Spec(
+                        "quayside",
+                        "Quayside `git_deploy` flow",
+                        "the flow called in-process against the running Prefect server: fetch "
+                        "the bare mirror and resolve the tag, export the tree, content "
+                        "manifest, artifact store, ledger, transfer to every host in parallel "
+                        "(max_parallel = hosts), atomic switch, prune; not server or worker "
+                        "start-up",
+                    ),
+                    quayside_fanout,
+                    setup=lambda: roots.use(fanout_app.next()),
+                    check=check(app.v1_tree),
                     unavailable=None if quayside else quayside_reason,
                 ),
                 rec.tool(
-                    "serial_rsync",
-                    "serial loop: rsync + ssh per host",
-                    "for each host in turn: `rsync -a --mkpath` of the exported tree into "
-                    "releases/<id>, then one ssh running the atomic symlink switch; the git "
-                    "export is done beforehand and not timed",
+                    Spec(
+                        "serial_rsync",
+                        "serial loop: rsync + ssh per host",
+                        "for each host in turn: `rsync -a --mkpath` of the exported tree into "
+                        "releases/<id>, then one ssh running the atomic symlink switch; the "
+                        "git export is done beforehand and not timed",
+                    ),
                     base.serial_v1,
-                    setup=fresh,
-                    check=lambda: verify(hosts, app.v1_tree),
+                    setup=lambda: roots.new("serial"),
+                    check=check(app.v1_tree),
                 ),
                 rec.tool(
-                    "parallel_rsync",
-                    f"{len(hosts)} rsyncs in parallel",
-                    "the same rsync + ssh switch per host, every host at once (one thread each)",
+                    Spec(
+                        "parallel_rsync",
+                        f"{len(hosts)} rsyncs in parallel",
+                        "the same rsync + ssh switch per host, every host at once (one thread "
+                        "each)",
+                    ),
                     base.parallel_v1,
-                    setup=fresh,
-                    check=lambda: verify(hosts, app.v1_tree),
+                    setup=lambda: roots.new("parallel"),
+                    check=check(app.v1_tree),
                 ),
                 rec.tool(
-                    "ansible_forks5",
-                    "Ansible, default forks (5)",
-                    "one `ansible-playbook` run (process start, SSH with its default "
-                    "ControlPersist): `file` mkdir, `unarchive` of the release tar.gz "
-                    "(made by `git archive` beforehand, not timed), `file` state=link",
-                    lambda: ansible.deploy(None, deploy_root, base.v1, app.v1_tarball),
-                    setup=fresh,
-                    check=lambda: verify(hosts, app.v1_tree),
+                    Spec(
+                        "ansible_forks5",
+                        "Ansible, default forks (5)",
+                        "one `ansible-playbook` run (process start, SSH with its default "
+                        "ControlPersist): `file` mkdir, `unarchive` of the release tar.gz "
+                        "(made by `git archive` beforehand, not timed), `file` state=link",
+                    ),
+                    lambda: ansible.deploy(None, roots.path, base.v1, app.v1_tarball),
+                    setup=lambda: roots.new("ansible5"),
+                    check=check(app.v1_tree),
                     unavailable=no_ansible,
                 ),
                 rec.tool(
-                    "ansible_forks20",
-                    "Ansible, forks=20",
-                    "the same playbook with `--forks 20`",
-                    lambda: ansible.deploy(20, deploy_root, base.v1, app.v1_tarball),
-                    setup=fresh,
-                    check=lambda: verify(hosts, app.v1_tree),
+                    Spec("ansible_forks20", "Ansible, forks=20", "the same playbook, `--forks 20`"),
+                    lambda: ansible.deploy(20, roots.path, base.v1, app.v1_tarball),
+                    setup=lambda: roots.new("ansible20"),
+                    check=check(app.v1_tree),
                     unavailable=no_ansible,
                 ),
             ]
             if quayside is not None:
                 log("  quayside worker path: one run through the API and the process worker")
-                fresh()
+                roots.use("worker-0")
                 try:
                     worker_s = round(quayside.worker_run("worker-0", TAG_V1), 3)
-                    verify(hosts, app.v1_tree)
+                    verify(hosts, roots, app.v1_tree)
                     log(f"  worker path: {worker_s:.2f} s")
                 except Exception as e:
                     worker_s = None
                     worker_reason = f"failed in this run: {str(e).strip()[:300]}"
                     log(f"  worker path FAILED: {e}")
+                roots.purge()
 
-        # -- one changed file --------------------------------------------------------------
-        if "git_deploy_incremental" in parts:
-            log("git_deploy_incremental: a second release with one file changed")
+        # -- one changed file, then rollback -----------------------------------------------
+        if "git_deploy_incremental" in parts or "git_deploy_rollback" in parts:
+            log("git_deploy_incremental + git_deploy_rollback: next release, then back")
             incr_app = AppNames("incr")
 
-            def quayside_incr_setup() -> None:
-                fresh()
+            def quayside_setup() -> None:
                 assert quayside is not None
-                quayside.deploy(incr_app.next(), TAG_V1)
+                quayside.deploy(roots.use(incr_app.next()).rsplit("/", 1)[1], TAG_V1)
 
             def quayside_incr() -> list[int]:
                 assert quayside is not None
-                result = quayside.deploy(incr_app.current, TAG_V2)
-                sent = quayside.bytes_sent(incr_app.current)
+                result = quayside.deploy(roots.label, TAG_V2)
+                sent = quayside.bytes_sent(roots.label)
                 if not sent and isinstance(result, dict):
                     reported = result.get("bytes_sent")  # the flow's own per-host report
                     if isinstance(reported, dict):
                         sent = [int(b) for b in reported.values()]
                 return sent
 
-            def rsync_incr_setup() -> None:
-                fresh()
-                base.parallel_v1()
-
-            incremental = [
-                rec.tool(
-                    "quayside",
-                    "Quayside `git_deploy` flow",
-                    "as above, for the next tag with one file changed; the hosts hold the "
-                    "previous release (deployed by Quayside, not timed)",
-                    quayside_incr,
-                    setup=quayside_incr_setup,
-                    check=lambda: verify(hosts, app.v2_tree),
-                    unavailable=None if quayside else quayside_reason,
-                ),
-                rec.tool(
-                    "parallel_rsync_link_dest",
-                    f"{len(hosts)} × `rsync --link-dest` in parallel",
-                    "every host at once: `rsync -a --link-dest=<previous release>` of the new tree "
-                    "into a new releases/<id> (unchanged files become hard links), then the ssh "
-                    "symlink switch",
-                    base.parallel_v2_link_dest,
-                    setup=rsync_incr_setup,
-                    check=lambda: verify(hosts, app.v2_tree),
-                ),
-            ]
-
-        # -- rollback ----------------------------------------------------------------------
-        if "git_deploy_rollback" in parts:
-            log("git_deploy_rollback: back to the previous release on every host")
-            rb_app = AppNames("rb")
-
-            def quayside_rb_setup() -> None:
-                fresh()
+            def quayside_rollback() -> Any:
                 assert quayside is not None
-                name = rb_app.next()
-                quayside.deploy(name, TAG_V1)
-                quayside.deploy(name, TAG_V2)
+                return quayside.rollback(roots.label)
 
-            def ssh_rb_setup() -> None:
-                fresh()
+            def rsync_setup() -> None:
+                roots.new("linkdest")
                 base.parallel_v1()
-                base.parallel_v2_link_dest()
 
             rollback_reason = quayside_reason or flow_missing("rollback")
-            rollback = [
-                rec.tool(
+            q_specs = [
+                Spec(
+                    "quayside",
+                    "Quayside `git_deploy` flow",
+                    "as in the first deploy, for the next tag with one file changed; the hosts "
+                    "hold the previous release (deployed by Quayside, not timed)",
+                ),
+                Spec(
                     "quayside",
                     "Quayside `rollback` flow",
                     "the flow called in-process: ledger lookup of the previous release, switch "
-                    "`current` on every host in parallel, ledger rollback release",
-                    lambda: quayside.rollback(rb_app.current) if quayside else None,
-                    setup=quayside_rb_setup,
-                    check=lambda: verify(hosts, app.v1_tree),
-                    unavailable=rollback_reason,
-                ),
-                rec.tool(
-                    "ssh_loop_parallel",
-                    f"{len(hosts)} × ssh symlink switch in parallel",
-                    "one ssh per host, all at once, running the atomic switch back to the "
-                    "previous release directory",
-                    base.parallel_switch_to_v1,
-                    setup=ssh_rb_setup,
-                    check=lambda: verify(hosts, app.v1_tree),
+                    "`current` on every host in parallel, hooks/health (none configured), a "
+                    "ledger release of kind rollback",
                 ),
             ]
+            if quayside is not None and rollback_reason is None:
+                q_incr, q_rb = rec.steps(
+                    q_specs,
+                    [quayside_incr, quayside_rollback],
+                    setup=quayside_setup,
+                    checks=[check(app.v2_tree), check(app.v1_tree)],
+                )
+            else:
+                (q_incr,) = rec.steps(
+                    q_specs[:1],
+                    [quayside_incr],
+                    setup=quayside_setup,
+                    checks=[check(app.v2_tree)],
+                    unavailable=None if quayside else quayside_reason,
+                )
+                rb = q_specs[1]
+                q_rb = ToolResult(
+                    rb.key,
+                    rb.label,
+                    rb.includes,
+                    not_measured=rollback_reason or "skipped in this run (--skip)",
+                )
+            r_incr, r_rb = rec.steps(
+                [
+                    Spec(
+                        "parallel_rsync_link_dest",
+                        f"{len(hosts)} × `rsync --link-dest` in parallel",
+                        "every host at once: `rsync -a --link-dest=<previous release>` of the "
+                        "new tree into a new releases/<id> (unchanged files become hard links), "
+                        "then the ssh symlink switch",
+                    ),
+                    Spec(
+                        "ssh_loop_parallel",
+                        f"{len(hosts)} × ssh symlink switch in parallel",
+                        "one ssh per host, all at once, running the atomic switch back to the "
+                        "previous release directory",
+                    ),
+                ],
+                [base.parallel_v2_link_dest, base.parallel_switch_to_v1],
+                setup=rsync_setup,
+                checks=[check(app.v2_tree), check(app.v1_tree)],
+            )
+            incremental = [q_incr, r_incr]
+            rollback = [q_rb, r_rb]
 
         changed_size = (app.v2_tree / CHANGED_FILE).stat().st_size
         quayside_bytes = [b for t in incremental[:1] if t.timing for b in per_host_bytes(t.timing)]
@@ -775,9 +862,9 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
         "Each sshd runs in its own mount namespace with its own directory bind-mounted on one "
         "common deploy root path, so every tool (Quayside included) sees one `deploy_root` "
         "and independent hosts, as in production.",
-        "Every run starts from fresh deploy roots (emptied between runs, not timed); each "
-        "Quayside run uses its own app name in the inventory (same repository and deploy "
-        "root) so the ledger history of one run does not shape the next.",
+        "Every timed run deploys into a new, empty deploy root on every host (a new app "
+        "name in the inventory for Quayside, with a clean ledger history); old roots are "
+        "deleted between tools, untimed.",
     ]
     app_text = (
         f"{app.files:,} files, {app.total_bytes / 1e6:.0f} MB of incompressible data "

@@ -92,6 +92,35 @@ def measure(
     return Timing(median_s=statistics.median(runs), runs_s=runs, outputs=outputs)
 
 
+def measure_steps(
+    steps: Sequence[Callable[[], Any]],
+    repeat: int = MIN_REPEAT,
+    setup: Callable[[], Any] | None = None,
+    checks: Sequence[Callable[[], Any] | None] = (),
+) -> list[Timing]:
+    """Like :func:`measure` for a sequence of steps that build on each other (deploy the next
+    release, then roll it back): per repetition, ``setup`` then each step in order, each timed
+    on its own; ``checks[i]`` (untimed) runs after step ``i``. One Timing per step."""
+    if repeat < 1:
+        raise ValueError(f"repeat must be at least 1, got {repeat}")
+    runs: list[list[float]] = [[] for _ in steps]
+    outputs: list[list[Any]] = [[] for _ in steps]
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        for i, step in enumerate(steps):
+            start = time.perf_counter()
+            outputs[i].append(step())
+            runs[i].append(time.perf_counter() - start)
+            check = checks[i] if i < len(checks) else None
+            if check is not None:
+                check()
+    return [
+        Timing(median_s=statistics.median(r), runs_s=r, outputs=o)
+        for r, o in zip(runs, outputs, strict=True)
+    ]
+
+
 def ratio(tool_s: float | None, quayside_s: float | None) -> float | None:
     """``tool_s / quayside_s`` rounded to 2 places (above 1: Quayside is faster); None if
     either time is missing or Quayside's is not positive."""
@@ -269,9 +298,10 @@ _STRUCTURAL = {
 }
 
 
-def render_benchmark(name: str, entry: Mapping[str, Any]) -> str:
+def render_benchmark(name: str, entry: Mapping[str, Any], context: str = "") -> str:
     """One benchmark as a Markdown section: what it measures, a table (tool, what the time
-    includes, median, runs, ratio), other figures, notes and the command that reproduces it."""
+    includes, median, runs, ratio), other figures, notes, ``context`` (static text from the
+    benchmark module: reference figures, goals) and the command that reproduces it."""
     tools: Mapping[str, Mapping[str, str]] = entry.get("tools", {})
     runs: Mapping[str, list[float]] = entry.get("runs_s", {})
     not_measured: Mapping[str, str] = entry.get("not_measured", {})
@@ -309,6 +339,8 @@ def render_benchmark(name: str, entry: Mapping[str, Any]) -> str:
         lines += ["Notes:", ""]
         lines += [f"- {n}" for n in notes]
         lines.append("")
+    if context:
+        lines += [context.strip(), ""]
     machine = entry.get("machine") or {}
     machine_text = ", ".join(f"{k} {v}" for k, v in machine.items())
     lines += [
@@ -321,8 +353,10 @@ def render_benchmark(name: str, entry: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """The whole ``docs/benchmarks.md``."""
+def render_markdown(
+    results: Mapping[str, Mapping[str, Any]], context: Mapping[str, str] | None = None
+) -> str:
+    """The whole ``docs/benchmarks.md``; ``context`` adds static text per benchmark."""
     lines = [
         "# Benchmarks",
         "",
@@ -339,12 +373,16 @@ def render_markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
         "",
     ]
     for name, entry in results.items():
-        lines.append(render_benchmark(name, entry))
+        lines.append(render_benchmark(name, entry, (context or {}).get(name, "")))
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_markdown(results: Mapping[str, Mapping[str, Any]], path: Path = MARKDOWN_PATH) -> None:
-    write_atomic(path, render_markdown(results))
+def write_markdown(
+    results: Mapping[str, Mapping[str, Any]],
+    path: Path = MARKDOWN_PATH,
+    context: Mapping[str, str] | None = None,
+) -> None:
+    write_atomic(path, render_markdown(results, context))
 
 
 # -- processes -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from bench.harness import (
     ToolResult,
     make_entry,
     measure,
+    measure_steps,
     merge_results,
     ratio,
     render_markdown,
@@ -88,6 +90,40 @@ def test_measure_median_of_an_even_count(monkeypatch: pytest.MonkeyPatch) -> Non
         clock.now += next(durations)
 
     assert measure(work, repeat=4).median_s == 3.0
+
+
+def test_measure_steps_times_each_step_after_one_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(harness.time, "perf_counter", clock)
+    events: list[str] = []
+    deploy = iter([10.0, 30.0, 20.0])
+    back = iter([1.0, 3.0, 2.0])
+
+    def setup() -> None:
+        events.append("setup")
+        clock.now += 500
+
+    def step(name: str, durations: Iterator[float]) -> Callable[[], str]:
+        def run() -> str:
+            events.append(name)
+            clock.now += next(durations)
+            return name
+
+        return run
+
+    def check() -> None:
+        events.append("check")
+        clock.now += 50  # untimed
+
+    incr, rollback = measure_steps(
+        [step("deploy", deploy), step("rollback", back)], repeat=3, setup=setup, checks=[check]
+    )
+
+    assert incr.runs_s == [10.0, 30.0, 20.0] and incr.median_s == 20.0
+    assert rollback.runs_s == [1.0, 3.0, 2.0] and rollback.median_s == 2.0
+    assert rollback.outputs == ["rollback"] * 3
+    assert events[:4] == ["setup", "deploy", "check", "rollback"]
+    assert events.count("setup") == 3
 
 
 def test_measure_refuses_no_runs() -> None:
@@ -195,6 +231,30 @@ def test_markdown_has_a_table_per_benchmark_and_the_reproduce_command() -> None:
     assert "- `hosts`: 20" in md
     assert "- pyenv costs every SSH command 0.1 s" in md
     assert "median of 3 runs" in md
+
+
+def test_markdown_adds_static_context_per_benchmark() -> None:
+    md = render_markdown(
+        {"git_deploy_fanout": entry(quayside=4.0)}, {"git_deploy_fanout": "Goal: 5x Ansible."}
+    )
+    assert "Goal: 5x Ansible." in md
+    assert md.index("Goal: 5x Ansible.") < md.index("Reproduce: ")
+
+
+def test_render_only_rewrites_the_markdown_from_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = tmp_path / "results.json"
+    markdown = tmp_path / "benchmarks.md"
+    merge_results({"git_deploy_fanout": entry(quayside=4.0, serial_rsync=49.0)}, results)
+    monkeypatch.setattr(cli, "RESULTS_PATH", results)
+    monkeypatch.setattr(cli, "MARKDOWN_PATH", markdown)
+
+    assert cli.main(["--render"]) == 0
+
+    text = markdown.read_text()
+    assert "| Serial_Rsync | serial_rsync work | 49.00 | 50.00, 49.00, 48.00 | 12.25 |" in text
+    assert "Reference figures from issue 3" in text  # bench.git_deploy.CONTEXT
 
 
 def test_markdown_escapes_pipes_in_cells() -> None:
