@@ -194,9 +194,13 @@ def _message(error: BaseException) -> str:
     """One line: for a failed command its exit code and the last line of its stderr (the
     command itself is often a multi-line script and says little)."""
     if isinstance(error, CommandFailed | CommandTimeout) and error.command:
-        last = error.stderr_tail.strip().splitlines()[-1:] if error.stderr_tail else []
+        lines = [
+            line.strip()
+            for line in (error.stderr_tail or "").splitlines()
+            if line.strip() and "Exiting with failure status" not in line
+        ]
         what = "timed out" if isinstance(error, CommandTimeout) else f"exit {error.exit_code}"
-        return f"{what}" + (f": {last[0]}" if last else "")
+        return (f"{what}: " + "; ".join(lines[-2:]))[:300] if lines else what
     if isinstance(error, QuaysideError):
         return str(error).splitlines()[0] if str(error) else type(error).__name__
     return f"{type(error).__name__}: {error}"
