@@ -162,6 +162,14 @@ def git_deploy(
     hooks, atomic switch, post-switch hooks, health check. Hosts go in batches; past the
     failure threshold no new batch starts and every switched host is switched back.
 
+    Ledger: one ``deploy`` release per run (``awaiting_approval`` while an approval is
+    pending). It ends ``succeeded`` when the release is live (failed hosts below the threshold
+    are listed in its summary), ``failed`` when the build failed or the threshold was passed
+    (switched hosts rolled back, their outcome ``rolled_back``), and ``cancelled`` with
+    ``summary.result == "no change"`` when every host already had this content - so a
+    no-change re-run never becomes the "previous release" a rollback goes to. A dry run
+    writes nothing to the ledger; its per-host plan is a Markdown artifact and the return value.
+
     Args:
         app: app name from quayside.yaml.
         env: environment of the app.

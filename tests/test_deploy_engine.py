@@ -166,3 +166,31 @@ def test_engine_failed_health_switches_back(tmp_path: Path) -> None:
     assert report.status == "failed" and report.step == "health"
     assert "switched back" in report.message
     assert os.readlink(root / "current") == f"releases/{r1}"
+
+
+def test_http_probe_against_a_real_server() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from quayside.deploy.health import http_probe, probe_url
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200 if self.path == "/ok" else 503)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        check = HealthCheck(url="http://{address}:" + str(server.server_port) + "/ok")
+        url = probe_url(check, host="web-1", address="127.0.0.1")
+        assert url == f"{base}/ok"
+        assert http_probe(url, 2)() is None
+        assert "HTTP 503" in (http_probe(f"{base}/down", 2)() or "")
+        assert "ConnectError" in (http_probe("http://127.0.0.1:9/", 1)() or "")
+    finally:
+        server.shutdown()
