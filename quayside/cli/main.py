@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import sys
 
-from quayside.cli import commands_auth  # noqa: F401  (registers commands)
-from quayside.cli import commands_platform  # noqa: F401  (registers commands)
-from quayside.cli import commands_release  # noqa: F401  (registers commands)
+from quayside.cli import (
+    commands_auth,  # noqa: F401  (registers commands)
+    commands_platform,  # noqa: F401  (registers commands)
+    commands_release,  # noqa: F401  (registers commands)
+)
 from quayside.cli.app import app, fail
 
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -60,9 +61,20 @@ class RunStatus:
         return self.state_type == "PAUSED"
 
 
+def _in_fresh_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion; from a thread that already runs an event loop (an async
+    web handler, Playwright's sync API), in a helper thread with its own loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quayside-runs") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
-        return asyncio.run(coro)
+        return _in_fresh_loop(coro)
     except PrefectHTTPStatusError as e:
         detail = e.response.text[:300] if e.response is not None else str(e)
         raise QuaysideError(f"Prefect API refused the request: {detail}") from e

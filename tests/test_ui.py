@@ -1,0 +1,86 @@
+"""The Prefect UI is the console: in headless Chromium, open the hello-release deployment
+that `quayside up` registered, press Run → Quick run → Run, and watch the run complete."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from quayside.ledger.db import make_engine
+from quayside.ledger.models import ReleaseStatus
+from quayside.ledger.releases import list_releases
+from quayside.runs import read_run
+from quayside.settings import load_settings
+from tests.harness.platform import Platform
+from tests.harness.require import missing, need_binary
+
+pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
+
+
+@pytest.fixture
+def browser_page() -> Iterator[object]:
+    chromium = need_binary("chromium", "chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright", "run `make test`, which syncs the dev dependencies")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 900})
+        finally:
+            browser.close()
+
+
+def test_quick_run_from_the_ui(
+    platform: Platform, platform_inventory: Path, browser_page: object, tmp_path: Path
+) -> None:
+    from playwright.sync_api import Page
+
+    page = browser_page
+    assert isinstance(page, Page)
+    platform_inventory.write_text(
+        "hosts:\n  here: {address: 127.0.0.1, transport: local}\ngroups:\n  demo: [here]\n"
+    )
+    ui = platform.api_url.removesuffix("/api")
+    page.goto(f"{ui}/deployments")
+    page.get_by_text("hello-release").first.click()
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text("Quick run").click()
+    # `command` is a list parameter, so the UI asks to confirm the parameters: the dialog
+    # shows them with their descriptions and the catalogue's defaults filled in
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("host group (or a single host) from quayside.yaml").wait_for()
+    dialog.get_by_role("button", name="Run", exact=True).click()
+    # the UI links the new run in a toast; its id is in the link
+    link = page.locator("a[href*='/runs/flow-run/']").first
+    link.wait_for(timeout=30_000)
+    run_id = (link.get_attribute("href") or "").rsplit("/", 1)[-1]
+    assert run_id
+
+    deadline = time.monotonic() + 180
+    while not read_run(run_id).final and time.monotonic() < deadline:
+        time.sleep(1)
+    status = read_run(run_id)
+    assert status.state_type == "COMPLETED", status.message
+
+    page.goto(f"{ui}/runs/flow-run/{run_id}")
+    page.get_by_text("Completed").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(tmp_path / "flow-run.png"))
+
+    engine = make_engine(load_settings().database_url)
+    release = next(r for r in list_releases(engine, "hello", "demo") if r.flow_run_id == run_id)
+    assert release.status == ReleaseStatus.succeeded
+    assert release.requested_by == "ui"
