@@ -155,5 +155,5 @@ def test_batches_and_prune(
     for h in fleet:
         # keep_releases=2 plus the one before the previous: only the oldest is pruned
         assert release_ids(h) == ids[1:]
-        assert current_id(h) == ids[2]
+        assert current_id(h) == ids[3]
         assert_complete(h)
