@@ -137,7 +137,7 @@ def test_engine_local_first_incremental_and_back(tmp_path: Path, inline: bool) -
     new, old = root / "releases" / r2, root / "releases" / r1
     assert (new / "a.txt").stat().st_ino == (old / "a.txt").stat().st_ino
     assert (new / "dir/b.txt").read_text() == "B" and (old / "dir/b.txt").read_text() == "b"
-    assert (new / MANIFEST_FILENAME).is_file()
+    assert (new / MANIFEST_FILENAME).read_text() == spec2.manifest_json()
     again = deploy_host(ex, "local", spec2)
     assert again.status == "no_change"
 
@@ -194,3 +194,15 @@ def test_http_probe_against_a_real_server() -> None:
         assert "ConnectError" in (http_probe("http://127.0.0.1:9/", 1)() or "")
     finally:
         server.shutdown()
+
+
+def test_manifest_patch_sends_only_the_changed_middle() -> None:
+    from quayside.deploy.engine import manifest_patch
+
+    old = '{"entries":{"a":{"sha256":"11"},"b":{"sha256":"22"},"c":{"sha256":"33"}}}'
+    new = '{"entries":{"a":{"sha256":"11"},"b":{"sha256":"29"},"c":{"sha256":"33"}}}'
+    head, tail, _, middle = manifest_patch(old, new)
+    assert old[:head] + middle.decode() + old[len(old) - tail :] == new
+    assert len(middle) == 1
+    head, tail, _, middle = manifest_patch(old, old)
+    assert middle == b"" and head + tail == len(old)

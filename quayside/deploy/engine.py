@@ -20,6 +20,7 @@ its previous release and re-runs the post-switch hooks there. Every result is a
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import subprocess
@@ -224,9 +225,32 @@ def _target(spec: ReleaseSpec) -> ReleaseTarget:
     return ReleaseTarget(spec.release_id, spec.manifest, spec.shared_paths, spec.keep_releases)
 
 
-def build_tar(payload_dir: Path, paths: Sequence[str], manifest_json: str) -> bytes:
+def manifest_patch(old_json: str, new_json: str) -> tuple[int, int, str, bytes]:
+    """``(head, tail, sha256 of new, middle)``: ``new`` is the first ``head`` bytes of ``old``,
+    then ``middle``, then the last ``tail`` bytes of ``old``."""
+    old, new = old_json.encode(), new_json.encode()
+    limit = min(len(old), len(new))
+    head = 0
+    while head < limit and old[head] == new[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    middle = new[head : len(new) - tail]
+    return head, tail, hashlib.sha256(new).hexdigest(), middle
+
+
+def build_tar(
+    payload_dir: Path,
+    paths: Sequence[str],
+    manifest_json: str,
+    *,
+    manifest_name: str = scripts.MANIFEST_NEW,
+    manifest_bytes: bytes | None = None,
+) -> bytes:
     """An uncompressed tar of ``paths`` (relative to ``payload_dir``) with the manifest added
-    last as ``<manifest>.new``; owners are not recorded."""
+    last as ``<manifest>.new`` (or ``manifest_bytes`` as ``manifest_name``, the middle of a
+    patched manifest); owners are not recorded."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for rel in paths:
@@ -239,8 +263,8 @@ def build_tar(payload_dir: Path, paths: Sequence[str], manifest_json: str) -> by
                     tar.addfile(info, handle)
             else:
                 tar.addfile(info)
-        data = manifest_json.encode()
-        info = tarfile.TarInfo(scripts.MANIFEST_NEW)
+        data = manifest_bytes if manifest_bytes is not None else manifest_json.encode()
+        info = tarfile.TarInfo(manifest_name)
         info.size = len(data)
         info.mode = 0o644
         info.mtime = int(time.time())
@@ -462,9 +486,28 @@ def deploy_host(
         report = replace(report, step="stage")
         created = True
         if size <= spec.inline_max_bytes and link_dest is None:
-            data = spec.memo.get(
-                ("tar", files), lambda: build_tar(spec.payload_dir, files, manifest_json)
-            )
+            patch: tuple[int, int, str] | None = None
+            old_manifest = plan.facts.current_manifest
+            if mode == "prev" and old_manifest is not None:
+                head, tail, digest, middle = spec.memo.get(
+                    ("patch", old_manifest.digest()),
+                    lambda: manifest_patch(old_manifest.to_json(), manifest_json),
+                )
+                patch = (head, tail, digest)
+                data = spec.memo.get(
+                    ("tar-patch", files, digest, head, tail),
+                    lambda: build_tar(
+                        spec.payload_dir,
+                        files,
+                        manifest_json,
+                        manifest_name=scripts.MANIFEST_LIT,
+                        manifest_bytes=middle,
+                    ),
+                )
+            else:
+                data = spec.memo.get(
+                    ("tar", files), lambda: build_tar(spec.payload_dir, files, manifest_json)
+                )
             out = run.run(
                 scripts.stage(
                     root,
@@ -476,6 +519,7 @@ def deploy_host(
                     shared=shared,
                     switch=switch_now,
                     prune=prune if switch_now else (),
+                    manifest_patch=patch,
                 ),
                 stdin=data,
             )

@@ -37,6 +37,8 @@ from quayside.release_id import validate_release_id
 
 #: where the manifest lands before the release is sealed
 MANIFEST_NEW = MANIFEST_FILENAME + ".new"
+#: the changed middle of the manifest, when it is patched from the previous one
+MANIFEST_LIT = MANIFEST_FILENAME + ".lit"
 
 _UNDER_LINK = """\
 under_link() {
@@ -56,8 +58,8 @@ STAGE_SCRIPT = (
     + _UNDER_LINK
     + f"""\
 mode=$1 prev=$2 new=$3 shared=$4 extract=$5 switch=$6 link=$7 tmp=$8 cur=$9
-nrm=${{10}} nprune=${{11}}
-shift 11
+nrm=${{10}} nprune=${{11}} mpatch=${{12}}
+shift 12
 M={MANIFEST_FILENAME}
 fail() {{ echo "quayside: $*" >&2; exit 3; }}
 mkdir -p -- "${{new%/*}}" "$shared"
@@ -85,6 +87,15 @@ case $extract in
   tar) tar -x -f - --no-same-owner -C "$new" ;;
   manifest) cat > "$new/$M.new" ;;
 esac
+if [ -n "$mpatch" ]; then
+  # the new manifest = head of the previous one + the changed middle (sent) + its tail
+  P=${{mpatch%%:*}} rest=${{mpatch#*:}}
+  S=${{rest%%:*}} sum=${{rest#*:}}
+  {{ head -c "$P" -- "$prev/$M"; cat -- "$new/$M.lit"; tail -c "$S" -- "$prev/$M"
+  }} > "$new/$M.new"
+  rm -f -- "$new/$M.lit"
+  echo "$sum  $new/$M.new" | sha256sum -c --status - || fail "manifest patch did not apply"
+fi
 for p do
   if under_link "$p"; then
     echo "quayside: cannot link shared path $p: a parent directory is a symlink" >&2
@@ -145,6 +156,7 @@ def stage(
     shared: Sequence[str] = (),
     switch: bool = False,
     prune: Sequence[str] = (),
+    manifest_patch: tuple[int, int, str] | None = None,
 ) -> list[str]:
     """ONE command doing the parts of a release step described in the module docstring.
 
@@ -159,6 +171,10 @@ def stage(
         shared: relative shared paths to link into ``<deploy_root>/shared``.
         switch: switch ``current`` to ``new`` at the end (refused without a manifest).
         prune: release ids to delete after the switch (never ``new`` or the old current).
+        manifest_patch: ``(head, tail, sha256)``: build the new manifest from the first
+            ``head`` and last ``tail`` bytes of the previous release's manifest around the
+            middle sent in the tar as ``<manifest>.lit``, and check its sha256 (with
+            ``mode="prev"``); a one-file change then sends a few hundred bytes of manifest.
 
     Raises:
         InputError: a bad mode, id or path.
@@ -181,6 +197,13 @@ def stage(
         if p in (MANIFEST_FILENAME, MANIFEST_NEW):
             raise InputError(f"shared path {p!r} is reserved for the release manifest")
     doomed = [release_dir(deploy_root, validate_release_id(r)) for r in prune if r != new]
+    patch = ""
+    if manifest_patch is not None:
+        head, tail, digest = manifest_patch
+        if mode != "prev" or head < 0 or tail < 0 or len(digest) != 64:
+            raise InputError("a manifest patch needs mode 'prev', sizes and a sha256")
+        int(digest, 16)
+        patch = f"{int(head)}:{int(tail)}:{digest}"
     return _script(
         STAGE_SCRIPT,
         mode,
@@ -194,6 +217,7 @@ def stage(
         current_link(deploy_root),
         str(len(paths)),
         str(len(doomed)),
+        patch,
         *paths,
         *doomed,
         *links,
