@@ -206,3 +206,18 @@ def test_manifest_patch_sends_only_the_changed_middle() -> None:
     assert len(middle) == 1
     head, tail, _, middle = manifest_patch(old, old)
     assert middle == b"" and head + tail == len(old)
+
+
+def test_manifest_patch_falls_back_when_host_manifest_differs(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    ex = LocalExecutor("local")
+    r1, r2 = "20240501T120001Z-aaaaaaaaaaaa", "20240501T120002Z-bbbbbbbbbbbb"
+    p1 = _payload(tmp_path / "p1", {"a": "1", "b": "2"})
+    assert deploy_host(ex, "local", _spec(p1, root, r1)).status == "succeeded"
+    recorded = root / "releases" / r1 / MANIFEST_FILENAME
+    recorded.write_text(recorded.read_text().replace(",", ", "))  # same content, other bytes
+    p2 = _payload(tmp_path / "p2", {"a": "1", "b": "3"})
+    spec2 = _spec(p2, root, r2)
+    report = deploy_host(ex, "local", spec2)
+    assert report.status == "succeeded", report
+    assert (root / "releases" / r2 / MANIFEST_FILENAME).read_text() == spec2.manifest_json()

@@ -508,21 +508,32 @@ def deploy_host(
                 data = spec.memo.get(
                     ("tar", files), lambda: build_tar(spec.payload_dir, files, manifest_json)
                 )
-            out = run.run(
-                scripts.stage(
-                    root,
-                    new,
-                    mode=mode,
-                    prev=prev,
-                    remove=remove,
-                    extract="tar",
-                    shared=shared,
-                    switch=switch_now,
-                    prune=prune if switch_now else (),
-                    manifest_patch=patch,
-                ),
-                stdin=data,
-            )
+
+            def stage_inline(body: bytes, patch: tuple[int, int, str] | None) -> str:
+                return run.run(
+                    scripts.stage(
+                        root,
+                        new,
+                        mode=mode,
+                        prev=prev,
+                        remove=remove,
+                        extract="tar",
+                        shared=shared,
+                        switch=switch_now,
+                        prune=prune if switch_now else (),
+                        manifest_patch=patch,
+                    ),
+                    stdin=body,
+                )
+
+            try:
+                out = stage_inline(data, patch)
+            except CommandFailed as e:
+                if patch is None or "manifest patch did not apply" not in e.stderr_tail:
+                    raise
+                # the host's manifest is not byte-identical to ours: send it whole
+                data = build_tar(spec.payload_dir, files, manifest_json)
+                out = stage_inline(data, None)
             report = replace(report, bytes_sent=len(data), files_sent=len(files))
         else:
             run.run(scripts.stage(root, new, mode=mode, prev=prev, remove=remove))
