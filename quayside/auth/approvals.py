@@ -29,8 +29,10 @@ from quayside.ledger.models import (
     ApprovalRequest,
     ApprovalStatus,
     Decision,
+    ReleaseStatus,
     utcnow,
 )
+from quayside.ledger.releases import finish_release, get_release
 
 DEFAULT_SPACE = "default"
 # Requests from before migration 0002 carry no policy: judge them by the production default.
@@ -285,6 +287,17 @@ def expire_overdue(
         due = list(session.scalars(query))
     expired = []
     for request_id in due:
-        if approvals.resolve(db, request_id, actor=actor, now=at).status is ApprovalStatus.expired:
+        request = approvals.resolve(db, request_id, actor=actor, now=at)
+        if request.status is ApprovalStatus.expired:
             expired.append(request_id)
+            _expire_release(db, request.release_id, actor, at)
     return expired
+
+
+def _expire_release(db: Engine | Session, release_id: int | None, actor: str, at: datetime) -> None:
+    """A release still awaiting the expired approval ends as Expired too."""
+    if release_id is None:
+        return
+    release = get_release(db, release_id)
+    if release.status is ReleaseStatus.awaiting_approval:
+        finish_release(db, release_id, ReleaseStatus.expired, actor=actor, at=at)

@@ -8,8 +8,11 @@ through :mod:`quayside.runs`; nothing runs a flow in-process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
@@ -32,6 +35,26 @@ def _configure_access_log() -> None:
     logging.getLogger("quayside.gateway").setLevel(logging.INFO)
 
 
+SWEEP_INTERVAL_S = 60.0
+
+log = logging.getLogger("quayside.gateway")
+
+
+async def _expire_approvals_forever(context: GatewayContext, interval_s: float) -> None:
+    """Record Expired on overdue approval requests (a timed-out suspended run is failed by the
+    Prefect server without running any Quayside code, so somebody has to write it down)."""
+    from quayside.auth.approvals import expire_overdue
+
+    while True:
+        try:
+            expired = await asyncio.to_thread(expire_overdue, context.engine())
+            if expired:
+                log.info("approval requests expired: %s", ", ".join(map(str, expired)))
+        except Exception as e:  # the sweep must never take the gateway down
+            log.warning("approval expiry sweep failed: %s", e)
+        await asyncio.sleep(interval_s)
+
+
 def create_app(settings: Settings | None = None, config: GatewayConfig | None = None) -> FastAPI:
     """Build the gateway app.
 
@@ -46,13 +69,26 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
     settings = settings or load_settings()
     config = config or GatewayConfig.from_env()
     _configure_access_log()
+    gateway_context = GatewayContext(settings=settings, config=config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sweep = asyncio.create_task(_expire_approvals_forever(gateway_context, SWEEP_INTERVAL_S))
+        try:
+            yield
+        finally:
+            sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweep
+
     app = FastAPI(
         title="Quayside gateway",
         description="Start and approve releases: task API, git hooks, ChatOps.",
         version="0.1.0",
+        lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.context = GatewayContext(settings=settings, config=config)
+    app.state.context = gateway_context
     install_error_handlers(app)
     app.add_middleware(GatewayMiddleware, max_body_bytes=config.max_body_bytes)
 
