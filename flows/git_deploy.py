@@ -32,6 +32,7 @@ from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import (
     current_release,
     finish_release,
+    list_releases,
     mark_running,
     record_host_outcome,
     start_release,
@@ -225,20 +226,29 @@ def git_deploy(
     if approval and policy is not None and policy.required > 0:
         from tasks.approval import approval_gate  # the approvals module; imported when needed
 
-        release_row = start_release(
-            engine,
-            app,
-            env,
-            ReleaseKind.deploy,
-            requested_by=requested_by,
-            version=ref,
-            ref=ref,
-            commit_sha=sha,
-            flow_run_id=run_id,
-            artifact_location=location,
-            status=ReleaseStatus.awaiting_approval,
-            details={"release_id": release_id, "artifact_key": key},
-        ).id
+        # the gate suspends the run and Prefect runs the flow again from the top on resume:
+        # reuse the release row (and release id) this run created before suspending
+        waiting = _waiting_release(engine, app, env, run_id)
+        if waiting is not None:
+            release_row = waiting.id
+            release_id = (waiting.details or {}).get("release_id") or release_id
+            key = f"{app}/{env}/{release_id}"
+            location = _store_location(key)
+        else:
+            release_row = start_release(
+                engine,
+                app,
+                env,
+                ReleaseKind.deploy,
+                requested_by=requested_by,
+                version=ref,
+                ref=ref,
+                commit_sha=sha,
+                flow_run_id=run_id,
+                artifact_location=location,
+                status=ReleaseStatus.awaiting_approval,
+                details={"release_id": release_id, "artifact_key": key},
+            ).id
         summary = _approval_summary(source.mirror, target, ref, sha, requested_by)
         try:
             approver = approval_gate(
@@ -250,7 +260,7 @@ def git_deploy(
                 policy=policy,
                 release_id=release_row,
             )
-        except BaseException:
+        except Exception:  # rejected or expired; a suspension (BaseException) passes through
             _finish_quietly(engine, release_row, ReleaseStatus.cancelled, "not approved")
             raise
         logger.info("approved by %s", approver)
@@ -316,6 +326,16 @@ def git_deploy(
         except BaseException as e:
             _finish_quietly(engine, release_row, ReleaseStatus.failed, str(e).splitlines()[0])
             raise
+
+
+def _waiting_release(engine: Any, app: str, env: str, run_id: str | None) -> Any:
+    """The release this flow run created before an approval suspended it, if any."""
+    if run_id is None:
+        return None
+    for row in list_releases(engine, app, env, limit=50, status=ReleaseStatus.awaiting_approval):
+        if row.flow_run_id == run_id:
+            return row
+    return None
 
 
 def _store_location(key: str) -> str | None:
