@@ -128,7 +128,7 @@ def _chunks(fixed: list[str], items: Sequence[str], limit: int) -> list[list[str
 
 #: Shell function: succeed if a parent directory of relative path $1 is a symlink, i.e. the
 #: path is not really inside this directory (e.g. it is under a link into shared/).
-_UNDER_LINK = """\
+UNDER_LINK_FUNCTION = """\
 under_link() {
   rest=$1 at=.
   while :; do
@@ -144,7 +144,7 @@ under_link() {
 #: $1 previous release dir, $2 new release dir, $3… relative paths to delete from the new one.
 PREPARE_SCRIPT = (
     "set -eu\n"
-    + _UNDER_LINK
+    + UNDER_LINK_FUNCTION
     + """\
 prev=$1 new=$2
 shift 2
@@ -165,7 +165,7 @@ done
 #: $1 release dir, $2… relative paths to delete from it (never through a symlinked parent).
 REMOVE_SCRIPT = (
     "set -eu\n"
-    + _UNDER_LINK
+    + UNDER_LINK_FUNCTION
     + """\
 cd -- "$1"
 shift
@@ -179,7 +179,7 @@ done
 #: $1 shared dir, $2 release dir, $3… relative shared paths: each becomes a link into shared/.
 LINK_SHARED_SCRIPT = (
     "set -eu\n"
-    + _UNDER_LINK
+    + UNDER_LINK_FUNCTION
     + """\
 shared=$1
 cd -- "$2"

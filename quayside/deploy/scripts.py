@@ -31,6 +31,7 @@ from quayside.commands.release import (
     shared_dir,
     temp_link,
 )
+from quayside.commands.release import UNDER_LINK_FUNCTION as _UNDER_LINK
 from quayside.errors import InputError
 from quayside.manifest import MANIFEST_FILENAME
 from quayside.release_id import validate_release_id
@@ -40,18 +41,6 @@ MANIFEST_NEW = MANIFEST_FILENAME + ".new"
 #: the changed middle of the manifest, when it is patched from the previous one
 MANIFEST_LIT = MANIFEST_FILENAME + ".lit"
 
-_UNDER_LINK = """\
-under_link() {
-  rest=$1 at=.
-  while :; do
-    case $rest in
-      */*) at=$at/${rest%%/*}; rest=${rest#*/} ;;
-      *) return 1 ;;
-    esac
-    if [ -L "$at" ]; then return 0; fi
-  done
-}
-"""
 
 STAGE_SCRIPT = (
     "set -eu\n"
