@@ -1,0 +1,99 @@
+"""Issues 3 + 4 together: a git deploy to an environment whose policy needs a MASTER's
+approval, started through the Prefect API and run by the worker. It suspends before touching
+any host (holding no worker slot and no deploy lock), `quayside approve` with a MASTER's token
+resumes it, and the release lands on every host as ONE ledger release with the approval
+recorded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from quayside.auth import service
+from quayside.auth.approvals import find_for_run
+from quayside.ledger import approvals
+from quayside.ledger.locks import current_lock
+from quayside.ledger.models import ApprovalStatus, ReleaseStatus
+from quayside.ledger.releases import list_releases
+from quayside.runs import read_run, start_run
+from tests.harness.platform import PROJECT_DIR, Platform
+from tests.harness.sshd import SshdFleet
+from tests.test_deploy_support import (  # noqa: F401  (fixtures)
+    Repo,
+    assert_complete,
+    current_id,
+    ledger,
+    repo_fixture,
+    write_inventory,
+)
+
+pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect, pytest.mark.ssh]
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 240) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_gated_deploy_waits_then_deploys_once_approved(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    fleet = clean_ssh_fleet
+    engine = ledger()
+    tokens = {}
+    for name, role in (("gd-dev", "DEVELOPER"), ("gd-lead", "MASTER")):
+        service.create_user(engine, name)
+        service.grant_role(engine, name, role, space="default")
+        tokens[name] = service.create_token(engine, name)
+    write_inventory(
+        platform_inventory, fleet, repo, env={"approval": {"required": 1, "role": "MASTER"}}
+    )
+
+    handle = start_run(
+        "git-deploy", {"app": "shop", "env": "test", "ref": "v2", "requested_by": "gd-dev"}
+    )
+    wait_for("the gate", lambda: read_run(handle.id).state_name == "Suspended")
+    # waiting: nothing on the hosts, no deploy lock, the release awaits approval
+    assert all(current_id(h) is None for h in fleet)
+    assert current_lock(engine, "shop", "test") is None
+    waiting = [r for r in list_releases(engine, "shop", "test") if r.flow_run_id == handle.id]
+    assert [r.status for r in waiting] == [ReleaseStatus.awaiting_approval]
+    request = find_for_run(engine, handle.id)
+    assert request is not None and "v2" in request.summary
+
+    answer = subprocess.run(
+        [sys.executable, "-m", "quayside.cli.main", "approve", handle.id, "-m", "ship it",
+         "--wait", "240"],
+        env=platform.env | {"QUAYSIDE_TOKEN": tokens["gd-lead"]},
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stdout + answer.stderr
+    assert tokens["gd-lead"] not in answer.stdout + answer.stderr
+
+    wait_for("the deploy", lambda: read_run(handle.id).final)
+    assert read_run(handle.id).state_type == "COMPLETED", read_run(handle.id).message
+    rows = [r for r in list_releases(engine, "shop", "test") if r.flow_run_id == handle.id]
+    assert [r.status for r in rows] == [ReleaseStatus.succeeded]  # one row despite the re-run
+    for h in fleet:
+        assert current_id(h) == rows[0].details["release_id"]
+        assert_complete(h)
+        assert (h.root / "current" / "index.php").read_text() == "<?php echo 'v2';\n"
+    decided = approvals.get_request(engine, request.id)
+    assert decided.status is ApprovalStatus.approved
+    assert [(d.user, d.valid, d.comment) for d in decided.decisions] == [
+        ("gd-lead", True, "ship it")
+    ]
+    assert current_lock(engine, "shop", "test") is None
