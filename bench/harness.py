@@ -342,6 +342,15 @@ def render_benchmark(name: str, entry: Mapping[str, Any], context: str = "") -> 
     if context:
         lines += [context.strip(), ""]
     machine = entry.get("machine") or {}
+    load, cores = machine.get("load_avg_1m"), machine.get("cores")
+    if isinstance(load, int | float) and isinstance(cores, int) and load > cores:
+        lines += [
+            f"**Busy machine:** the 1-minute load average was {load:g} on {cores} cores when "
+            "these figures were written: other work was running alongside, so every absolute "
+            "time here is inflated (and noisier) compared with an idle machine. All tools ran "
+            "in the same conditions, so the ratios are the figures to compare.",
+            "",
+        ]
     machine_text = ", ".join(f"{k} {v}" for k, v in machine.items())
     lines += [
         f"Measured {entry.get('measured_at', '?')}, median of {entry.get('repeat', '?')} runs "

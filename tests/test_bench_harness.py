@@ -257,6 +257,14 @@ def test_render_only_rewrites_the_markdown_from_results(
     assert "Reference figures from issue 3" in text  # bench.git_deploy.CONTEXT
 
 
+def test_markdown_flags_a_busy_machine() -> None:
+    quiet = entry(quayside=1.0)
+    busy = entry(quayside=1.0)
+    busy["machine"] = {"cores": 2, "load_avg_1m": 19.7}
+    assert "Busy machine" not in render_markdown({"x": quiet})
+    assert "load average was 19.7 on 2 cores" in render_markdown({"x": busy})
+
+
 def test_markdown_escapes_pipes_in_cells() -> None:
     e = entry(quayside=1.0)
     e["tools"]["quayside"]["includes"] = "a | b"
@@ -264,9 +272,13 @@ def test_markdown_escapes_pipes_in_cells() -> None:
 
 
 def test_cli_plan_accepts_modules_and_single_results() -> None:
-    assert cli.plan([]) == {
-        "git_deploy": ["git_deploy_fanout", "git_deploy_incremental", "git_deploy_rollback"]
-    }
+    everything = cli.plan([])
+    assert set(everything) == set(cli.BENCHMARKS)
+    assert everything["git_deploy"] == [
+        "git_deploy_fanout",
+        "git_deploy_incremental",
+        "git_deploy_rollback",
+    ]
     assert cli.plan(["git_deploy"])["git_deploy"][0] == "git_deploy_fanout"
     assert cli.plan(["git_deploy_rollback"]) == {"git_deploy": ["git_deploy_rollback"]}
     with pytest.raises(KeyError):
