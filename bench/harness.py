@@ -347,8 +347,8 @@ def render_benchmark(name: str, entry: Mapping[str, Any], context: str = "") -> 
         lines += [
             f"**Busy machine:** the 1-minute load average was {load:g} on {cores} cores when "
             "these figures were written: other work was running alongside, so every absolute "
-            "time here is inflated (and noisier) compared with an idle machine. All tools ran "
-            "in the same conditions, so the ratios are the figures to compare.",
+            "time here is inflated (and noisier) compared with an idle machine. The load also "
+            "varied while the tools ran one after another, so read ratios as approximate.",
             "",
         ]
     machine_text = ", ".join(f"{k} {v}" for k, v in machine.items())
