@@ -3,16 +3,21 @@ Quayside's block types and one Prefect deployment per catalogue entry."""
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
+import os
 import pkgutil
+import shlex
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
 from prefect import Flow, flow
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.schedules import Cron
 
@@ -20,14 +25,58 @@ import blocks
 from deployments.catalogue import CATALOGUE, DeploymentSpec
 from deployments.render import WORK_POOL
 
+#: How the flow-run command of the pool ends (see :func:`launcher_command`).
+LAUNCHER_MODULE = "quayside.stack.launcher"
 
-async def ensure_work_pool(name: str = WORK_POOL) -> None:
-    """Create the ``process`` work pool ``name`` unless it exists."""
+
+def launcher_command(python: str = sys.executable) -> str:
+    """The pool's flow-run command: :mod:`quayside.stack.launcher`, which asks the fork server
+    started by ``quayside up`` to run the flow run in a pre-imported child (and falls back to
+    ``python -m prefect.engine`` when there is none)."""
+    return shlex.join([python, "-m", LAUNCHER_MODULE])
+
+
+def flow_run_command(env: Mapping[str, str]) -> str | None:
+    """The pool's flow-run command: the launcher, or Prefect's own engine command (None) when
+    ``QUAYSIDE_FORKSERVER=0`` (then ``quayside up`` starts no fork server either)."""
+    return None if env.get("QUAYSIDE_FORKSERVER", "1") == "0" else launcher_command()
+
+
+def process_job_template(command: str | None) -> dict[str, Any]:
+    """Prefect's default ``process`` base job template with ``command`` as the default
+    flow-run command (None: Prefect's own ``python -m prefect.engine``)."""
+    from prefect.workers.process import ProcessWorker
+
+    template = copy.deepcopy(ProcessWorker.get_default_base_job_template())
+    template["variables"]["properties"]["command"]["default"] = command
+    return template
+
+
+def _ours(command: Any) -> bool:
+    return command is None or (isinstance(command, str) and command.endswith(LAUNCHER_MODULE))
+
+
+_FROM_ENV = "from-env"
+
+
+async def ensure_work_pool(name: str = WORK_POOL, command: str | None = _FROM_ENV) -> None:
+    """Create the ``process`` work pool ``name`` with ``command`` (default: from
+    :func:`flow_run_command`) as its flow-run command; on an existing pool, set it unless
+    someone configured a command of their own (that one is kept)."""
+    if command == _FROM_ENV:
+        command = flow_run_command(os.environ)
+    template = process_job_template(command)
     async with get_client() as client:
         try:
-            await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+            await client.create_work_pool(
+                WorkPoolCreate(name=name, type="process", base_job_template=template)
+            )
         except ObjectAlreadyExists:
-            pass
+            pool = await client.read_work_pool(name)
+            props = pool.base_job_template.get("variables", {}).get("properties", {})
+            current = props.get("command", {}).get("default")
+            if current != command and _ours(current):
+                await client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
 
 
 def block_types() -> list[type[Block]]:

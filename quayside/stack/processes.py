@@ -32,7 +32,9 @@ def platform_env(settings: Settings, project_dir: Path, base: Mapping[str, str])
             "PREFECT_SERVER_API_PORT": str(settings.prefect_port),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
-            "PREFECT_WORKER_QUERY_SECONDS": base.get("PREFECT_WORKER_QUERY_SECONDS", "2"),
+            # how often the worker asks for runs to start: the floor of trigger latency
+            # (bench/trigger_latency.py); one cheap API call per second
+            "PREFECT_WORKER_QUERY_SECONDS": base.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
             "PREFECT_WORKER_PREFETCH_SECONDS": base.get("PREFECT_WORKER_PREFETCH_SECONDS", "5"),
             "QUAYSIDE_HOME": str(settings.home),
             "QUAYSIDE_DATABASE_URL": settings.database_url,
@@ -64,10 +66,12 @@ def server_process(settings: Settings) -> ProcessSpec:
 
 
 def worker_process(settings: Settings, pool: str = WORK_POOL) -> ProcessSpec:
+    """``prefect worker start`` on the process pool, with the fork server
+    (:mod:`quayside.stack.forkserver`) that starts its flow runs pre-imported."""
     return ProcessSpec(
         name="worker",
         argv=[
-            sys.executable, "-m", "prefect", "worker", "start",
+            sys.executable, "-m", "quayside.stack.worker",
             "--pool", pool, "--type", "process", "--name", f"quayside-{settings.home.name}",
         ],
         health_url=None,

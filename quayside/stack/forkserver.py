@@ -1,0 +1,245 @@
+"""A pre-forking flow-run launcher: ``python -m quayside.stack.forkserver``, started by
+``quayside up``.
+
+It imports Prefect's engine and the catalogue's flow modules once, then listens on a unix
+socket (:func:`socket_path`, in QUAYSIDE_HOME). The process work pool's command
+(:mod:`quayside.stack.launcher`) connects, passes its stdin/stdout/stderr, environment, working
+directory and argv; the server forks a *handler*, which forks the *flow run* child. The child
+takes the passed descriptors and environment, refreshes Prefect's settings from that
+environment and runs ``prefect.engine`` as ``__main__`` -- what ``python -m prefect.engine``
+would do, without paying for the imports (seconds on a loaded machine).
+
+The handler waits for the child and sends its exit status back; a signal the launcher command
+receives (the worker cancelling the run) is forwarded to the child, and if the launcher
+command disappears (killed) the child is killed.
+
+Fork safety: this process never starts a thread, an event loop or a Prefect client; it only
+imports modules. :func:`preload` checks there is still one thread before serving.
+
+Protocol (one connection per flow run), JSON lines:
+    launcher -> server: ``{"env": {...}, "cwd": "...", "argv": [...]}`` with 3 fds (SCM_RIGHTS)
+    server -> launcher: ``{"pid": N}`` then ``{"exit": CODE}`` or ``{"signal": N}``
+    launcher -> server: ``{"kill": SIGNUM}`` (any number of times)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+#: Flow modules imported before serving (module names; failures are reported, not fatal).
+PRELOAD = ("prefect", "prefect.engine", "prefect.flow_engine")
+MAX_REQUEST = 1 << 20
+
+
+def socket_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$QUAYSIDE_HOME/run/launcher.sock`` (the launcher and the server agree on it)."""
+    env = os.environ if env is None else env
+    home = env.get("QUAYSIDE_HOME") or str(Path.home() / ".quayside")
+    return Path(home) / "run" / "launcher.sock"
+
+
+def catalogue_modules() -> list[str]:
+    """Dotted module names of the catalogue's entrypoints (``flows.git_deploy``, ...)."""
+    from deployments.catalogue import CATALOGUE
+
+    names = []
+    for spec in CATALOGUE:
+        module = spec.module_path.removesuffix(".py").replace("/", ".")
+        if module not in names:
+            names.append(module)
+    return names
+
+
+def preload(modules: list[str]) -> list[str]:
+    """Import ``modules``; returns the ones that failed (their run pays the import itself).
+
+    Raises:
+        RuntimeError: an import started a thread (forking would be unsafe).
+    """
+    import importlib
+
+    failed = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # a broken flow module must not stop the platform
+            print(f"forkserver: could not preload {name}: {e}", file=sys.stderr, flush=True)
+            failed.append(name)
+    if threading.active_count() != 1:
+        names = ", ".join(t.name for t in threading.enumerate())
+        raise RuntimeError(f"forkserver: preloading started threads ({names}); not forking")
+    return failed
+
+
+def _recv_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    data = b""
+    fds: list[int] = []
+    while not data.endswith(b"\n"):
+        chunk, more_fds, _, _ = socket.recv_fds(conn, 65536, 8)
+        fds.extend(more_fds)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_REQUEST:
+            raise ValueError("request too large")
+    request = json.loads(data)
+    if not isinstance(request, dict):
+        raise ValueError("request must be a JSON object")
+    return request, fds
+
+
+def _send(conn: socket.socket, message: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        conn.sendall(json.dumps(message).encode() + b"\n")
+
+
+def _run_child(request: dict[str, Any], fds: list[int]) -> None:
+    """In the flow-run child: become ``python -m prefect.engine`` (never returns)."""
+    code = 1
+    try:
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.environ.clear()
+        os.environ.update({str(k): str(v) for k, v in request["env"].items()})
+        os.chdir(request.get("cwd") or "/")
+        import random
+
+        random.seed()
+        import prefect.context
+
+        prefect.context.refresh_global_settings_context()
+        import runpy
+        import warnings
+
+        # prefect.engine is already imported (that is the point); runpy warns about it
+        warnings.filterwarnings(
+            "ignore", message=r"'prefect\.engine' found in sys\.modules", category=RuntimeWarning
+        )
+        sys.argv = [str(a) for a in request.get("argv") or ["prefect.engine"]]
+        runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _handle(conn: socket.socket) -> None:
+    """In the handler: fork the flow run, relay signals and its exit status (never returns)."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        request, fds = _recv_request(conn)
+        pid = os.fork()
+        if pid == 0:
+            conn.close()
+            _run_child(request, fds)
+        for fd in fds:
+            os.close(fd)
+        _send(conn, {"pid": pid})
+        buffer = b""
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                if os.WIFSIGNALED(status):
+                    _send(conn, {"signal": os.WTERMSIG(status)})
+                else:
+                    _send(conn, {"exit": os.waitstatus_to_exitcode(status)})
+                code = 0
+                break
+            readable, _, _ = select.select([conn], [], [], 0.2)
+            if not readable:
+                continue
+            chunk = conn.recv(4096)
+            if not chunk:  # the launcher command is gone: so is its flow run
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    sig = int(json.loads(line)["kill"])
+                    if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL, signal.SIGHUP):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, sig)
+    except BaseException as e:
+        print(f"forkserver handler: {e!r}", file=sys.stderr, flush=True)
+    finally:
+        os._exit(code)
+
+
+def serve(path: Path) -> None:
+    """Accept launcher connections on ``path`` until SIGTERM/SIGINT."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o077)
+    try:
+        server.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    server.listen(64)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # handlers are reaped automatically
+    print(f"forkserver: ready on {path} (pid {os.getpid()})", file=sys.stderr, flush=True)
+    try:
+        while True:
+            conn, _ = server.accept()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            try:
+                pid = os.fork()
+            except OSError as e:
+                print(f"forkserver: fork failed: {e}", file=sys.stderr, flush=True)
+                conn.close()
+                continue
+            if pid == 0:
+                server.close()
+                _handle(conn)
+            conn.close()
+    finally:
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def main() -> None:
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    failed = preload([*PRELOAD, *catalogue_modules()])
+    if failed:
+        print(f"forkserver: runs of {', '.join(failed)} import them per run", file=sys.stderr)
+    serve(socket_path())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""``python -m quayside.stack.worker ARGS``: start the fork server
+(:mod:`quayside.stack.forkserver`) next to the worker, then become ``prefect worker start ARGS``.
+
+The fork server stays a child of the worker, in its process group, so stopping the worker's
+group (what ``quayside up`` does) stops it too. ``QUAYSIDE_FORKSERVER=0`` starts no fork
+server (flow runs then start with Prefect's own ``python -m prefect.engine``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get("QUAYSIDE_FORKSERVER", "1") != "0":
+        subprocess.Popen(
+            [sys.executable, "-m", "quayside.stack.forkserver"], stdin=subprocess.DEVNULL
+        )
+    os.execv(sys.executable, [sys.executable, "-m", "prefect", "worker", "start", *args])
+
+
+if __name__ == "__main__":
+    main()
