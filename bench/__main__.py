@@ -28,6 +28,7 @@ from bench.harness import (
 #: ``run(options: Options, parts: Sequence[str]) -> dict[str, dict]`` (those entries by name).
 BENCHMARKS: dict[str, str] = {
     "git_deploy": "bench.git_deploy",
+    "trigger_latency": "bench.trigger_latency",
 }
 
 
