@@ -13,6 +13,11 @@ The handler waits for the child and sends its exit status back; a signal the lau
 receives (the worker cancelling the run) is forwarded to the child, and if the launcher
 command disappears (killed) the child is killed.
 
+What a flow run sees: the flow's own file is still executed per run (Prefect loads the
+entrypoint script), but the modules it imports (``quayside``, ``tasks``, ``blocks``, Prefect)
+are the ones imported when ``quayside up`` started: after editing them, restart ``up`` (or
+set ``QUAYSIDE_FORKSERVER=0`` while developing).
+
 Fork safety: this process never starts a thread, an event loop or a Prefect client; it only
 imports modules. :func:`preload` checks there is still one thread before serving.
 
