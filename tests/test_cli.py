@@ -71,3 +71,11 @@ def test_deployments_render_matches_prefect_yaml() -> None:
     result = cli("deployments", "render")
     assert result.returncode == 0
     assert result.stdout == (PROJECT_DIR / "prefect.yaml").read_text()
+
+
+def test_releases_on_a_ledger_that_was_never_set_up(tmp_path: Path) -> None:
+    result = cli("releases", "shop", "prod", env={"QUAYSIDE_HOME": str(tmp_path)})
+    assert result.returncode == 1
+    assert "the ledger database is not set up" in result.stderr
+    assert "quayside db upgrade" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -122,7 +122,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         with session.begin():
             yield session
     except (DBAPIError, StatementError) as e:
-        raise LedgerError(f"the ledger database refused the operation: {_reason(e)}") from e
+        raise _ledger_error(e) from e
     finally:
         session.close()
 
@@ -150,10 +150,22 @@ def unit_of_work(db: Engine | Session) -> Iterator[Session]:
             yield db
             db.flush()
         except (DBAPIError, StatementError) as e:
-            raise LedgerError(f"the ledger database refused the operation: {_reason(e)}") from e
+            raise _ledger_error(e) from e
         return
     with session_scope(db) as session:
         yield session
+
+
+def _ledger_error(error: DBAPIError | StatementError) -> LedgerError:
+    reason = _reason(error)
+    missing_table = "no such table" in reason  # SQLite
+    missing_relation = "relation" in reason and "does not exist" in reason  # PostgreSQL
+    if missing_table or missing_relation:
+        return LedgerError(
+            f"the ledger database is not set up ({reason})",
+            hint="run `quayside db upgrade` (or start the platform with `make up`)",
+        )
+    return LedgerError(f"the ledger database refused the operation: {reason}")
 
 
 def _reason(error: DBAPIError | StatementError) -> str:
