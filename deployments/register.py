@@ -37,8 +37,12 @@ def launcher_command(python: str = sys.executable) -> str:
 
 
 def flow_run_command(env: Mapping[str, str]) -> str | None:
-    """The pool's flow-run command: the launcher, or Prefect's own engine command (None) when
-    ``QUAYSIDE_FORKSERVER=0`` (then ``quayside up`` starts no fork server either)."""
+    """The pool's flow-run command: ``QUAYSIDE_FLOW_RUN_COMMAND`` if set (empty: Prefect's
+    own start), else the launcher, or Prefect's own start (None: a workspace supervisor
+    process that starts ``python -m prefect.engine``) when ``QUAYSIDE_FORKSERVER=0`` (then
+    ``quayside up`` starts no fork server either)."""
+    if "QUAYSIDE_FLOW_RUN_COMMAND" in env:
+        return env["QUAYSIDE_FLOW_RUN_COMMAND"].strip() or None
     return None if env.get("QUAYSIDE_FORKSERVER", "1") == "0" else launcher_command()
 
 

@@ -172,3 +172,27 @@ def test_fork_server_relays_output_exit_code_and_kill(tmp_path: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_skipped_configuration_keeps_its_earlier_figures() -> None:
+    from bench.trigger_latency import PREFECT_DEFAULT, SHIPPED, earlier
+
+    previous = {
+        "measured_at": "2026-01-01T00:00:00+00:00",
+        "runs_s": {"prefect_default": [10.0, 12.0, 14.0]},
+        "configurations": {"prefect_default": {"p50_s": 12.0, "p95_s": 13.8, "n": 3}},
+    }
+    tool, stats = earlier(PREFECT_DEFAULT, previous, "--skip")
+    assert tool.timing is not None and tool.timing.median_s == 12.0
+    assert stats["measured_at"] == "2026-01-01T00:00:00+00:00" and stats["p95_s"] == 13.8
+    missing, none = earlier(SHIPPED, previous, "--skip")
+    assert missing.timing is None and missing.not_measured == "--skip" and none == {}
+
+
+def test_flow_run_command_can_be_set_explicitly() -> None:
+    from deployments.register import flow_run_command
+
+    assert flow_run_command({"QUAYSIDE_FLOW_RUN_COMMAND": "py -m prefect.engine"}) == (
+        "py -m prefect.engine"
+    )
+    assert flow_run_command({"QUAYSIDE_FLOW_RUN_COMMAND": ""}) is None
