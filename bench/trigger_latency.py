@@ -584,8 +584,9 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
             description=(
                 "The same Tag Push Hook POSTed again and again: each request verifies the "
                 "token, applies the tag rules and asks Prefect to create the run with the same "
-                "idempotency key, which returns the existing run. Every answer carried the "
-                "same run id and exactly one run exists for the key (checked)."
+                "idempotency key, which returns the existing run. Checked: every 202 answer "
+                "carried the same run id and exactly one run exists for the key; answers "
+                "other than 202 (errors) are counted in `answers_not_202`."
             ),
             command=COMMAND,
             repeat=1,
