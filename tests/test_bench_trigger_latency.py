@@ -169,6 +169,23 @@ def test_fork_server_relays_output_exit_code_and_kill(tmp_path: Path) -> None:
         assert b"engine for" in sleeper.stdout.readline()
         sleeper.send_signal(signal.SIGTERM)
         assert sleeper.wait(timeout=30) == -signal.SIGTERM
+        # a preloaded project file changes: this run falls back to a fresh engine process
+        # (new code) and the server reloads itself
+        catalogue = fake / "deployments" / "catalogue.py"
+        os.utime(catalogue, ns=(time.time_ns(), time.time_ns() + 10**9))
+        done = subprocess.run(
+            launch, env=dict(env, CODE="4"), cwd=tmp_path, capture_output=True, timeout=120
+        )
+        assert done.returncode == 4
+        assert "engine for run-1" in done.stdout.decode()
+        deadline = time.monotonic() + 60
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sock.exists() and server.poll() is None
+        done = subprocess.run(
+            launch, env=dict(env, CODE="5"), cwd=tmp_path, capture_output=True, timeout=60
+        )
+        assert done.returncode == 5
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -13,10 +13,12 @@ The handler waits for the child and sends its exit status back; a signal the lau
 receives (the worker cancelling the run) is forwarded to the child, and if the launcher
 command disappears (killed) the child is killed.
 
-What a flow run sees: the flow's own file is still executed per run (Prefect loads the
-entrypoint script), but the modules it imports (``quayside``, ``tasks``, ``blocks``, Prefect)
-are the ones imported when ``quayside up`` started: after editing them, restart ``up`` (or
-set ``QUAYSIDE_FORKSERVER=0`` while developing).
+Code changes: the flow's own file is executed per run (Prefect loads the entrypoint script),
+but the project modules it imports (``quayside``, ``tasks``, ``blocks``, ...) were imported
+when the server started. Before every fork the server compares their files' mtimes with
+the ones it imported; if any changed (a deploy of new code, an edit), it answers
+``{"fallback": ...}`` (the launcher then runs ``python -m prefect.engine`` itself, with the
+new code) and re-executes itself to import the new code. A run never mixes old and new code.
 
 Fork safety: this process never starts a thread, an event loop or a Prefect client; it only
 imports modules. :func:`preload` checks there is still one thread before serving.
@@ -84,6 +86,34 @@ def preload(modules: list[str]) -> list[str]:
         names = ", ".join(t.name for t in threading.enumerate())
         raise RuntimeError(f"forkserver: preloading started threads ({names}); not forking")
     return failed
+
+
+def project_files(root: Path) -> dict[str, int]:
+    """``{path: mtime_ns}`` of every imported module file under ``root`` outside virtualenvs
+    and site-packages (the project's own code)."""
+    files: dict[str, int] = {}
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__file__", None)
+        if not name:
+            continue
+        path = Path(name)
+        if not path.is_relative_to(root) or {".venv", "site-packages"} & set(path.parts):
+            continue
+        with contextlib.suppress(OSError):
+            files[str(path)] = path.stat().st_mtime_ns
+    return files
+
+
+def changed_files(snapshot: Mapping[str, int]) -> list[str]:
+    """The files of ``snapshot`` whose mtime differs now (or that are gone)."""
+    changed = []
+    for name, mtime in snapshot.items():
+        try:
+            if os.stat(name).st_mtime_ns != mtime:
+                changed.append(name)
+        except OSError:
+            changed.append(name)
+    return changed
 
 
 def _recv_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
@@ -200,8 +230,9 @@ def _handle(conn: socket.socket) -> None:
         os._exit(code)
 
 
-def serve(path: Path) -> None:
-    """Accept launcher connections on ``path`` until SIGTERM/SIGINT."""
+def serve(path: Path, snapshot: Mapping[str, int] | None = None) -> None:
+    """Accept launcher connections on ``path`` until SIGTERM/SIGINT; when a file of
+    ``snapshot`` changed, answer ``fallback`` and re-execute this server."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -219,6 +250,19 @@ def serve(path: Path) -> None:
             conn, _ = server.accept()
             sys.stdout.flush()
             sys.stderr.flush()
+            changed = changed_files(snapshot or {})
+            if changed:
+                _send(conn, {"fallback": f"code changed: {changed[0]}"})
+                conn.close()
+                server.close()
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                print(
+                    f"forkserver: {len(changed)} file(s) changed ({changed[0]}); reloading",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                os.execv(sys.executable, [sys.executable, "-m", "quayside.stack.forkserver"])
             try:
                 pid = os.fork()
             except OSError as e:
@@ -243,7 +287,10 @@ def main() -> None:
     failed = preload([*PRELOAD, *catalogue_modules()])
     if failed:
         print(f"forkserver: runs of {', '.join(failed)} import them per run", file=sys.stderr)
-    serve(socket_path())
+    import deployments
+
+    root = Path(next(iter(deployments.__path__))).resolve().parent
+    serve(socket_path(), project_files(root))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ and stderr, environment, working directory and arguments; exits with the child's
 SIGTERM/SIGINT/SIGHUP received here are forwarded to the child; if this process is killed
 outright, the fork server kills the child.
 
-If the fork server is not there (not started, or crashed), it becomes
-``python -m prefect.engine`` itself (``exec``), so flow runs never depend on it.
+If the fork server is not there (not started, crashed, reloading) or answers ``fallback``
+(its imported code is older than the files), it becomes ``python -m prefect.engine`` itself
+(``exec``), so flow runs never depend on it.
 
 Imports only the standard library: it starts in a few tens of milliseconds.
 """
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
             print("quayside launcher: the fork server went away", file=sys.stderr)
             return 1
         message = json.loads(line)
+        if "fallback" in message:  # the server's code is stale: run the new code here
+            sock.close()
+            fallback(args)
         if "exit" in message:
             return int(message["exit"])
         if "signal" in message:
