@@ -174,12 +174,20 @@ def _sha256_file(path: str) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def build_manifest(root: Path, *, exclude: Collection[str] = (MANIFEST_FILENAME,)) -> Manifest:
+def build_manifest(
+    root: Path,
+    *,
+    exclude: Collection[str] = (MANIFEST_FILENAME,),
+    known: Mapping[str, Entry] | None = None,
+) -> Manifest:
     """Walk ``root`` (sorted, not following symlinks) and record every file, symlink and dir.
 
     Args:
         root: the directory to describe; it is not itself an entry.
         exclude: relative paths to leave out (by default the manifest file itself).
+        known: entries of files whose content is known not to have changed (e.g. from the
+            manifest of the previous commit, minus the paths git says differ): a regular file
+            listed here with the same size and mode keeps its sha256 instead of being read.
 
     Raises:
         InputError: ``root`` is not a directory, or holds something other than files,
@@ -189,6 +197,7 @@ def build_manifest(root: Path, *, exclude: Collection[str] = (MANIFEST_FILENAME,
     if not os.path.isdir(top) or os.path.islink(top):
         raise InputError(f"cannot build a manifest of {top!r}: not a directory")
     skip = set(exclude)
+    reuse: Mapping[str, Entry] = known if known is not None else {}
     entries: dict[str, Entry] = {}
 
     def walk(directory: str, prefix: str) -> None:
@@ -203,7 +212,17 @@ def build_manifest(root: Path, *, exclude: Collection[str] = (MANIFEST_FILENAME,
             if stat.S_ISLNK(st.st_mode):
                 entries[rel] = Entry("symlink", mode, target=os.readlink(child.path))
             elif stat.S_ISREG(st.st_mode):
-                entries[rel] = Entry("file", mode, st.st_size, _sha256_file(child.path))
+                was = reuse.get(rel)
+                if (
+                    was is not None
+                    and was.kind == "file"
+                    and was.size == st.st_size
+                    and was.mode == mode
+                    and was.sha256 is not None
+                ):
+                    entries[rel] = was
+                else:
+                    entries[rel] = Entry("file", mode, st.st_size, _sha256_file(child.path))
             elif stat.S_ISDIR(st.st_mode):
                 entries[rel] = Entry("dir", mode)
                 walk(child.path, rel + "/")

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import threading
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -25,10 +28,11 @@ from quayside.deploy.engine import (
 )
 from quayside.deploy.errors import DeployError
 from quayside.deploy.source import release_env, run_build
+from quayside.errors import QuaysideError
 from quayside.executors.factory import executor_for
 from quayside.inventory.models import App, Host
-from quayside.manifest import MANIFEST_FILENAME, Manifest, build_manifest
-from quayside.source.mirror import GitMirror
+from quayside.manifest import MANIFEST_FILENAME, Entry, Manifest, build_manifest
+from quayside.source.mirror import Checkout, GitMirror
 
 T = TypeVar("T")
 
@@ -112,7 +116,11 @@ def build_payload(
         >>> build_payload(mirror, "web", app, "prod", rid, sha, "v1.2.0", Path("/tmp/b"))
     """
     logger = get_run_logger()
-    mirror.export(commit_sha, dest)
+    if app.build:
+        mirror.export(commit_sha, dest)  # a build writes into the tree: a private copy
+        known = None
+    else:
+        known = _known_entries(mirror, mirror.export_linked(commit_sha, dest))
     if app.build:
         env = release_env(
             app=app_name, env=env_name, release_id=release_id, commit_sha=commit_sha, ref=ref
@@ -125,9 +133,11 @@ def build_payload(
             timeout_s=app.build_timeout_s,
             on_line=lambda line: logger.info("build: %s", line),
         )
-    (dest / MANIFEST_FILENAME).unlink(missing_ok=True)
-    manifest = build_manifest(dest)
+    (dest / MANIFEST_FILENAME).unlink(missing_ok=True)  # never written through a hard link
+    manifest = build_manifest(dest, known=known)
     (dest / MANIFEST_FILENAME).write_text(manifest.to_json())
+    if not app.build:
+        _remember_manifest(mirror, commit_sha, manifest)
     logger.info(
         "payload: %d paths, %d bytes, digest %s",
         len(manifest),
@@ -135,6 +145,46 @@ def build_payload(
         manifest.digest()[:12],
     )
     return manifest
+
+
+_TREE_MANIFEST = "manifest.json"
+
+
+def _known_entries(mirror: GitMirror, checkout: Checkout) -> dict[str, Entry] | None:
+    """Entries of the files that did not change since the commit the mirror's cached tree
+    held (from that commit's remembered manifest), or None."""
+    if checkout.previous is None or checkout.changed is None:
+        return None
+    try:
+        saved = json.loads((mirror.tree_cache / _TREE_MANIFEST).read_text())
+        if saved.get("commit") != checkout.previous:
+            return None
+        old = Manifest.from_json(saved["manifest"])
+    except (OSError, ValueError, KeyError, TypeError, QuaysideError):
+        return None
+    changed = checkout.changed
+    return {p: e for p, e in old.items() if p not in changed}
+
+
+def remembered_manifest(mirror: GitMirror) -> Manifest | None:
+    """The payload manifest of the commit the mirror's cached tree holds (the last one built
+    without a build step), if it was remembered: likely what the hosts run now."""
+    try:
+        saved = json.loads((mirror.tree_cache / _TREE_MANIFEST).read_text())
+        return Manifest.from_json(saved["manifest"])
+    except (OSError, ValueError, KeyError, TypeError, QuaysideError):
+        return None
+
+
+def _remember_manifest(mirror: GitMirror, commit_sha: str, manifest: Manifest) -> None:
+    """Keep the payload manifest of the commit the mirror's cached tree now holds."""
+    target = mirror.tree_cache / _TREE_MANIFEST
+    tmp = target.with_name(f".{_TREE_MANIFEST}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        tmp.write_text(json.dumps({"commit": commit_sha, "manifest": manifest.to_json()}))
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 @task(task_run_name="store {key}", cache_policy=NO_CACHE)
@@ -156,8 +206,41 @@ def store_payload(key: str, payload_dir: Path) -> str:
     """
     from quayside.artifacts import store_from_env
 
-    ref = store_from_env().put_dir(key, payload_dir)
+    store = store_from_env()
+    if store.compress and not worth_compressing(payload_dir):
+        store.compress = False  # this instance only: gzip would cost CPU and save nothing
+        get_run_logger().info("payload looks incompressible: stored as a plain tar")
+    ref = store.put_dir(key, payload_dir)
     return str(ref.location)
+
+
+#: sampled for :func:`worth_compressing`: this many files, this many bytes from each
+_SAMPLE_FILES = 32
+_SAMPLE_BYTES = 64 * 1024
+
+
+def worth_compressing(payload_dir: Path, *, ratio: float = 0.9) -> bool:
+    """Whether gzip is likely to shrink the payload by more than ``1 - ratio``: the first
+    bytes of up to 32 files spread over the payload (by its manifest) are compressed at gzip
+    level 1. Media, archives and other already-compressed payloads say no."""
+    try:
+        manifest = Manifest.from_json((payload_dir / MANIFEST_FILENAME).read_text())
+    except (OSError, QuaysideError):
+        return True
+    files = [p for p, e in manifest.items() if e.kind == "file" and e.size > 0]
+    if not files:
+        return True
+    step = max(1, len(files) // _SAMPLE_FILES)
+    raw = packed = 0
+    for rel in files[::step][:_SAMPLE_FILES]:
+        try:
+            with open(payload_dir / rel, "rb") as handle:
+                data = handle.read(_SAMPLE_BYTES)
+        except OSError:
+            continue
+        raw += len(data)
+        packed += len(zlib.compress(data, 1))
+    return raw == 0 or packed < raw * ratio
 
 
 @task(task_run_name="{host_name}: deploy", cache_policy=NO_CACHE)

@@ -38,6 +38,15 @@ HOST = "localhost"
 
 
 @dataclass(frozen=True)
+class Checkout:
+    """What :meth:`GitMirror.export_linked` did: the commit its cached tree held before, and
+    the paths that differ from it (None: unknown, treat every path as new)."""
+
+    previous: str | None
+    changed: frozenset[str] | None
+
+
+@dataclass(frozen=True)
 class Commit:
     """One line of an approval summary."""
 
@@ -113,6 +122,11 @@ class GitMirror:
     def display_url(self) -> str:
         """The repository URL with any password replaced by ``***``."""
         return gitcmd.redact_url(self.repo_url)
+
+    @property
+    def tree_cache(self) -> Path:
+        """The directory of the checked-out tree :meth:`export_linked` keeps up to date."""
+        return self.path.with_name(self.path.name.removesuffix(".git") + ".tree")
 
     def exists(self) -> bool:
         """True once a sync has completed at least once."""
@@ -201,6 +215,117 @@ class GitMirror:
                         child.unlink(missing_ok=True)
             raise
         return dest
+
+    def export_linked(self, sha: str, dest: Path) -> Checkout:
+        """Like :meth:`export`, but fast for the next commit of a series: the mirror keeps one
+        checked-out tree (``<name>.tree/``, updated by git with only the files that differ
+        from the commit it held) and ``dest`` becomes a hard-link copy of it (``cp -al``).
+
+        ``dest``'s files share their inodes with the cached tree: they must never be written
+        in place (replace a file by unlinking it first). Use :meth:`export` when a build will
+        run in ``dest``. git itself refuses unsafe paths (``..``, ``.git``, paths through a
+        symlink). Falls back to :meth:`export` if the cached tree cannot be used.
+
+        Returns:
+            The commit the cached tree held before (None for a fresh checkout) and the paths
+            that differ between it and ``sha`` (what a manifest must look at again).
+
+        Raises:
+            InputError: ``sha`` is not a commit id or ``dest`` is not empty.
+            CommandFailed / CommandTimeout: git failed.
+        """
+        gitcmd.check_commit(sha)
+        self._require()
+        dest = Path(dest)
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise InputError(f"export destination {str(dest)!r} exists and is not empty")
+        cache = self.tree_cache
+        work, index, head = cache / "work", cache / "index", cache / "HEAD"
+        try:
+            with self._lock(exclusive=True):
+                previous: str | None = None
+                if work.is_dir() and index.is_file() and head.is_file():
+                    previous = head.read_text().strip() or None
+                if previous is None:
+                    shutil.rmtree(cache, ignore_errors=True)
+                    work.mkdir(parents=True)
+                head.unlink(missing_ok=True)  # a killed update leaves no usable cache
+                changed: frozenset[str] | None = None
+                if previous is not None and previous != sha:
+                    out = self._git(gitcmd.changed_files(self.path, previous, sha), what="diff")
+                    changed = frozenset(p for p in out.stdout.split("\x00") if p)
+                elif previous == sha:
+                    changed = frozenset()
+                self._read_tree(sha, work, index)
+                head.write_text(sha + "\n")
+                dest.mkdir(parents=True, exist_ok=True)
+                copied = subprocess.run(
+                    ["cp", "-a", "-l", "-T", "--", str(work), str(dest)],
+                    capture_output=True,
+                    text=True,
+                    errors="replace",
+                    timeout=self.local_timeout,
+                )
+                if copied.returncode != 0:
+                    raise CommandFailed(
+                        HOST,
+                        f"cannot link the tree of {sha[:12]} into {str(dest)!r}",
+                        command=copied.args,
+                        exit_code=copied.returncode,
+                        stderr=copied.stderr,
+                    )
+        except (CommandFailed, CommandTimeout, OSError):
+            shutil.rmtree(cache, ignore_errors=True)
+            if dest.exists():
+                shutil.rmtree(dest, ignore_errors=True)
+            self.export(sha, dest)
+            return Checkout(None, None)
+        return Checkout(previous if changed is not None else None, changed)
+
+    def _read_tree(self, sha: str, work: Path, index: Path) -> None:
+        """Make ``work`` hold the tree at ``sha`` (git rewrites only files that differ; a
+        rewritten file is a new inode, so hard links to the old one keep the old content)."""
+        argv = [
+            gitcmd.GIT,
+            "-c",
+            "protocol.ext.allow=never",
+            "-c",
+            "core.trustctime=false",  # cp -al changes ctimes (link counts), not content
+            "-c",
+            "core.symlinks=true",
+            "-c",
+            "core.fsmonitor=false",
+            "--no-pager",
+            f"--git-dir={self.path}",
+            f"--work-tree={work}",
+            "read-tree",
+            "--reset",
+            "-u",
+            sha,
+        ]
+        env = self._env()
+        env["GIT_INDEX_FILE"] = str(index)
+        try:
+            result = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                env=env,
+                timeout=self.local_timeout,
+                stdin=subprocess.DEVNULL,
+                umask=0o022,  # the modes an export gives (group/other cannot write)
+            )
+        except subprocess.TimeoutExpired as e:
+            raise CommandTimeout(HOST, f"git read-tree {sha[:12]} timed out", command=argv) from e
+        if result.returncode != 0:
+            raise CommandFailed(
+                HOST,
+                f"git read-tree {sha[:12]} of {self.display_url} failed",
+                command=argv,
+                exit_code=result.returncode,
+                stderr=self._redact(result.stderr),
+            )
 
     def log(self, old_sha: str | None, new_sha: str, limit: int = 20) -> list[Commit]:
         """Commits reachable from ``new_sha`` but not ``old_sha`` (newest first, at most
