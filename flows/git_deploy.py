@@ -37,7 +37,7 @@ from quayside.ledger.releases import (
     record_host_outcome,
     start_release,
 )
-from quayside.manifest import human_bytes
+from quayside.manifest import Manifest, human_bytes
 from quayside.release_id import new_release_id
 from quayside.settings import Settings, load_settings
 from quayside.source.mirror import GitMirror
@@ -47,6 +47,7 @@ from tasks.deploy import (
     build_payload,
     deploy_to_host,
     opaque,
+    remembered_manifest,
     store_payload,
     switch_back_host,
 )
@@ -283,6 +284,9 @@ def git_deploy(
             raise
         build_dir = _build_dir(settings, app, env, release_id)
         stack.callback(shutil.rmtree, build_dir, True)
+        # what the hosts probably run (read before the build replaces it): a host holding
+        # exactly this manifest need not send it back with its facts
+        known = None if target.app.build else remembered_manifest(source.mirror)
         try:
             manifest = build_payload(
                 source.mirror, app, target.app, env, release_id, sha, ref, build_dir
@@ -321,7 +325,7 @@ def git_deploy(
             ).id
         try:
             mark_running(engine, release_row, actor=requested_by)
-            spec = _spec(target, ref, sha, release_id, build_dir, manifest)
+            spec = _spec(target, ref, sha, release_id, build_dir, manifest, known)
             return _deploy(target, ref, sha, spec, release_row, key, size, limit)
         except BaseException as e:
             _finish_quietly(engine, release_row, ReleaseStatus.failed, str(e).splitlines()[0])
@@ -360,8 +364,15 @@ def _finish_quietly(engine: Any, release_row: int | None, status: ReleaseStatus,
 
 
 def _spec(
-    target: Target, ref: str, sha: str, release_id: str, payload: Path, manifest: Any
+    target: Target,
+    ref: str,
+    sha: str,
+    release_id: str,
+    payload: Path,
+    manifest: Any,
+    known: Manifest | None = None,
 ) -> ReleaseSpec:
+    shared = tuple(target.app.shared_paths)
     return ReleaseSpec(
         app=target.app_name,
         env=target.env_name,
@@ -377,6 +388,7 @@ def _spec(
         health=target.app.health_check,
         variables=dict(target.env.variables),
         inline_max_bytes=_inline_max(),
+        known_manifest_json=known.with_shared(shared).to_json() if known is not None else None,
     )
 
 

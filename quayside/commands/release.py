@@ -15,6 +15,7 @@ every user-supplied value travels as a separate argv element, never inside the s
 from __future__ import annotations
 
 import posixpath
+import re
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -207,8 +208,9 @@ ln -sfn -- "$2" "$3"
 mv -T -- "$3" "$4"
 """
 
-#: $1 deploy root. Prints ``current:<link text>``, ``release:<name>`` lines, then
-#: ``manifest:<json>`` for the current release if it has one. Always exits 0.
+#: $1 deploy root, $2 (optional) sha256 of a manifest the caller holds. Prints
+#: ``current:<link text>``, ``release:<name>`` lines, then ``manifest:<json>`` for the current
+#: release if it has one (``manifest-same:<$2>`` instead when its sha256 is $2). Always exits 0.
 FACTS_SCRIPT = f"""\
 set -u
 root=$1
@@ -221,10 +223,15 @@ if [ -d "$root/releases" ]; then
 fi
 id=${{cur##*/}}
 m="$root/releases/$id/{MANIFEST_FILENAME}"
+known=${{2:-}}
 if [ -n "$id" ] && [ -f "$m" ]; then
-  printf 'manifest:'
-  cat -- "$m"
-  printf '\\n'
+  if [ -n "$known" ] && echo "$known  $m" | sha256sum -c --status - 2>/dev/null; then
+    printf 'manifest-same:%s\\n' "$known"
+  else
+    printf 'manifest:'
+    cat -- "$m"
+    printf '\\n'
+  fi
 fi
 exit 0
 """
@@ -418,10 +425,30 @@ def read_manifest(deploy_root: str, release_id: str) -> list[str]:
     return ["cat", "--", manifest_path(deploy_root, release_id)]
 
 
-def read_facts(deploy_root: str) -> list[str]:
+def read_facts(deploy_root: str, known_sha256: str | None = None) -> list[str]:
     """ONE command reporting current, the release dirs and the current manifest; parse with
-    ``parse_facts``."""
-    return _script(FACTS_SCRIPT, check_deploy_root(deploy_root))
+    ``parse_facts``.
+
+    With ``known_sha256`` (the sha256 of a manifest the caller already holds), a current
+    manifest with exactly that content is reported as ``manifest-same:<sha256>`` instead of
+    being sent; the caller substitutes its copy (see :func:`expand_known_manifest`).
+    """
+    root = check_deploy_root(deploy_root)
+    if known_sha256 is None:
+        return _script(FACTS_SCRIPT, root)
+    if not re.fullmatch(r"[0-9a-f]{64}", known_sha256):
+        raise InputError(f"{known_sha256!r} is not a sha256")
+    return _script(FACTS_SCRIPT, root, known_sha256)
+
+
+def expand_known_manifest(stdout: str, known_sha256: str, known_json: str) -> str:
+    """``read_facts`` output with a ``manifest-same:<known_sha256>`` line replaced by the
+    manifest the caller holds (``known_json``, whose sha256 is ``known_sha256``)."""
+    line = f"manifest-same:{known_sha256}"
+    lines = stdout.split("\n")
+    if line not in lines:
+        return stdout
+    return "\n".join(f"manifest:{known_json}" if x == line else x for x in lines)
 
 
 @dataclass(frozen=True)

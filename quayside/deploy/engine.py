@@ -3,6 +3,7 @@
 A deploy of one host (``deploy_host``)::
 
     facts      read_facts: current, release dirs, current manifest           1 round trip
+               (not sent when it is byte-identical to ``spec.known_manifest_json``)
     plan       plans.plan_release (pure)
     stage      cp -al from the previous release, delete what changes, extract the changed
                files (a tar stream on stdin), link shared, seal the manifest,
@@ -35,6 +36,7 @@ from typing import Any, Literal, TypeVar
 
 from quayside.commands.release import (
     current_link,
+    expand_known_manifest,
     read_facts,
     release_dir,
     switch_current_script,
@@ -92,6 +94,9 @@ class ReleaseSpec:
     health: HealthCheck | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
     inline_max_bytes: int = INLINE_MAX_BYTES
+    #: the manifest file the hosts probably hold (e.g. the previous commit's, as recorded on
+    #: the hosts): a host whose manifest has exactly this content does not send it back
+    known_manifest_json: str | None = None
     #: plans, manifest JSON and tar streams shared by hosts with identical facts: a fleet of
     #: like hosts parses the (large) current manifest and plans once, not once per host
     memo: _Memo = field(default_factory=lambda: _Memo(), compare=False, repr=False)
@@ -104,6 +109,12 @@ class ReleaseSpec:
         return self.memo.get(
             ("manifest",), lambda: self.manifest.with_shared(self.shared_paths).to_json()
         )
+
+    def known_manifest_sha256(self) -> str | None:
+        if self.known_manifest_json is None:
+            return None
+        text = self.known_manifest_json
+        return self.memo.get(("known",), lambda: hashlib.sha256(text.encode()).hexdigest())
 
     def env_for(self, host: str, root: str, previous: str | None) -> dict[str, str]:
         out = dict(self.variables)
@@ -453,7 +464,10 @@ def deploy_host(
     try:
         root = spec.root_for(host)
         run.trips += 1
-        output = executor.run(read_facts(root), timeout=120).stdout
+        known = spec.known_manifest_sha256()
+        output = executor.run(read_facts(root, known), timeout=120).stdout
+        if known is not None and spec.known_manifest_json is not None:
+            output = expand_known_manifest(output, known, spec.known_manifest_json)
         report = replace(report, step="plan")
         plan = spec.memo.get(
             ("plan", root, output),
