@@ -156,7 +156,15 @@ CONTEXT = {
         "Prefect and the flows once and forks a child per flow run with the worker's "
         "environment, stdout/stderr, exit code and signals. `QUAYSIDE_FORKSERVER=0` turns it "
         "off; `QUAYSIDE_FLOW_RUN_COMMAND` sets the pool's command explicitly. The POST itself "
-        "(gateway + Prefect API, run created) is part of `post_to_pending`."
+        "(gateway + Prefect API, run created) is part of `post_to_pending`. "
+        "When the project's code changed since the fork server imported it (another "
+        "engineer editing flows/ during a run, or a deploy of new code), the next run falls "
+        "back to a fresh `python -m prefect.engine` while the server reloads: such runs cost "
+        "what `engine_command_poll_1s` costs (the 24 s and 53 s outliers of the 2026-11-21 "
+        "22:32 run; files in this checkout were being edited during it). The previous full "
+        "run of the shipped configuration (2026-11-21 21:53-21:58 UTC, 1-minute load 18 "
+        "falling to 6, no reload) gave p50 2.84 s, p95 4.98 s, n 50 (`python -m bench "
+        "trigger_latency`, results.json of that run not kept)."
     ),
     "gateway_duplicate_hooks": (
         "Every duplicate delivery still makes a write to Prefect's database (creating a run "
