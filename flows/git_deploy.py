@@ -451,7 +451,6 @@ def _deploy(
     engine = ledger_engine()
     app, env = target.app_name, target.env_name
     release_id, manifest = spec.release_id, spec.manifest
-    stored: PrefectFuture[str] = store_payload.submit(key, spec.payload_dir)  # runs meanwhile
     host_map = dict(target.hosts)
     names = target.host_names
     progress = Progress(
@@ -495,6 +494,9 @@ def _deploy(
             stopped = True
             break
 
+    # stored after the hosts, not alongside them: packing competes with the host sessions
+    # for the CPU (and the GIL) and must never delay a switch; the ledger work below overlaps it
+    stored: PrefectFuture[str] = store_payload.submit(key, spec.payload_dir)
     done = {r.host for r in reports}
     skipped = [h for h in names if h not in done]
     for h in skipped:
