@@ -3,11 +3,14 @@ that `quayside up` registered, press Run → Quick run → Run, and watch the ru
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import PrefectClient
 
 from quayside.ledger.db import make_engine
 from quayside.ledger.models import ReleaseStatus
@@ -27,6 +30,16 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-quic",
 ]
+
+
+def existing_runs(api_url: str) -> set[str]:
+    async def read() -> set[str]:
+        async with PrefectClient(api=api_url) as client:
+            return {str(run.id) for run in await client.read_flow_runs(limit=200)}
+
+    # Playwright's sync API runs an event loop in this thread: use another one
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, read()).result()
 
 
 @pytest.fixture
@@ -57,6 +70,12 @@ def test_quick_run_from_the_ui(
     ui = platform.api_url.removesuffix("/api")
     page.goto(f"{ui}/deployments")
     page.get_by_text("hello-release").first.click()
+
+    def run_links() -> set[str]:
+        links = page.locator("a[href*='/runs/flow-run/']")
+        return {links.nth(i).get_attribute("href") or "" for i in range(links.count())}
+
+    earlier = existing_runs(platform.api_url)  # runs other tests started, listed in the UI
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Quick run").click()
     # `command` is a list parameter, so the UI asks to confirm the parameters: the dialog
@@ -64,11 +83,14 @@ def test_quick_run_from_the_ui(
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("host group (or a single host) from quayside.yaml").wait_for()
     dialog.get_by_role("button", name="Run", exact=True).click()
-    # the UI links the new run in a toast; its id is in the link
-    link = page.locator("a[href*='/runs/flow-run/']").first
-    link.wait_for(timeout=30_000)
-    run_id = (link.get_attribute("href") or "").rsplit("/", 1)[-1]
-    assert run_id
+    # the UI links the new run in a toast
+    new_links: set[str] = set()
+    deadline = time.monotonic() + 30
+    while not new_links and time.monotonic() < deadline:
+        new_links = {link for link in run_links() if link.rsplit("/", 1)[-1] not in earlier}
+        page.wait_for_timeout(250)
+    assert len(new_links) == 1, new_links
+    run_id = new_links.pop().rsplit("/", 1)[-1]
 
     deadline = time.monotonic() + 180
     while not read_run(run_id).final and time.monotonic() < deadline:

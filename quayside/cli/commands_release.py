@@ -64,7 +64,32 @@ def _follow(deployment: str, parameters: dict[str, Any], *, follow: bool, total:
             f"run {handle.name} ended {final.state_name}: {first}",
             hint=f"details in the UI: {handle.ui_url}",
         )
+    _print_outcome(handle.id)
     console.print(f"[green]done:[/] {handle.name} completed", highlight=False)
+
+
+def _print_outcome(run_id: str) -> None:
+    """Per-host result of the run, from the ledger (logs are best effort: Prefect can drop a
+    run's last log batch when its process exits)."""
+    from rich.table import Table
+
+    from quayside.ledger.db import make_engine
+    from quayside.ledger.releases import releases_of_run
+    from quayside.settings import load_settings
+
+    for release in releases_of_run(make_engine(load_settings().database_url), run_id):
+        table = Table("host", "result", "step", "bytes sent", "seconds", title=None)
+        for row in sorted(release.hosts, key=lambda h: h.host):
+            table.add_row(
+                row.host,
+                str(row.status),
+                row.step or "",
+                str(row.bytes_sent or 0),
+                f"{row.duration_s:.2f}" if row.duration_s is not None else "",
+            )
+        console.print(f"release {release.id} ({release.version}): {release.status}")
+        if release.hosts:
+            console.print(table)
 
 
 def _escape(text: str) -> str:

@@ -425,6 +425,21 @@ def list_releases(
         return session.scalars(query).unique().all()
 
 
+def releases_of_run(db: Engine | Session, flow_run_id: str) -> Sequence[Release]:
+    """The releases a flow run recorded (usually one), oldest first, with per-host outcomes.
+
+    Args:
+        db: Engine or Session.
+        flow_run_id: the Prefect flow run id.
+
+    Returns:
+        The releases.
+    """
+    query = select(Release).where(Release.flow_run_id == flow_run_id).order_by(Release.id)
+    with unit_of_work(db) as session:
+        return session.scalars(query).unique().all()
+
+
 def get_release(
     db: Engine | Session,
     release: int | str,

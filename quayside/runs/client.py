@@ -8,12 +8,12 @@ import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
 from prefect.client.schemas.objects import State
 from prefect.client.schemas.sorting import LogSort
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
@@ -233,6 +233,15 @@ class LogLine:
     message: str
 
 
+#: Prefect ships a run's logs in batches (every ~2 s) and flushes the last batch as the run
+#: process exits, so logs can arrive after newer ones and after the final state.
+LOG_LATENESS = timedelta(seconds=15)
+LOG_PAGE = 200
+#: after the final state, read until the engine's own "Finished in state" line for the flow
+#: run has arrived (it is shipped last), or for at most this long (a crashed run has none)
+END_GRACE_S = 30.0
+
+
 def follow_run(
     run_id: str,
     *,
@@ -240,29 +249,51 @@ def follow_run(
     timeout_s: float | None = None,
     on_state: Callable[[RunStatus], None] | None = None,
 ) -> Iterator[LogLine]:
-    """Yield the run's log lines as they appear until it reaches a final state; ``on_state``
-    is called on every state change. Paused runs are followed too (they wait for approval)."""
+    """Yield the run's log lines as they appear until it reaches a final state and its last
+    logs are in; ``on_state`` is called on every state change. Paused and suspended runs are
+    followed too (they wait for approval).
+
+    Logs are read by time window (everything newer than the newest seen, minus a lateness
+    margin) and de-duplicated by id, so a late batch is never skipped.
+
+    Raises:
+        QuaysideError: still not final after ``timeout_s``.
+    """
     seen: set[str] = set()
+    newest: datetime | None = None
+    flow_finished_logged = False
     last_state: tuple[str, str] | None = None
     deadline = time.monotonic() + timeout_s if timeout_s else None
 
     async def poll() -> tuple[RunStatus, list[LogLine]]:
+        nonlocal newest, flow_finished_logged
         async with _client() as client:
             status = await _read(client, run_id)
-            logs = await client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[_uuid(run_id)])),
-                sort=LogSort.TIMESTAMP_ASC,
-                limit=200,
-                offset=len(seen),
+            window = LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[_uuid(run_id)]),
+                timestamp=(LogFilterTimestamp(after_=newest - LOG_LATENESS) if newest else None),
             )
-            lines = []
-            for log in logs:
-                key = str(log.id)
-                if key not in seen:
-                    seen.add(key)
+            lines: list[LogLine] = []
+            offset = 0
+            while True:
+                page = await client.read_logs(
+                    log_filter=window, sort=LogSort.TIMESTAMP_ASC, limit=LOG_PAGE, offset=offset
+                )
+                for log in page:
+                    if str(log.id) in seen:
+                        continue
+                    seen.add(str(log.id))
+                    if log.task_run_id is None and log.message.startswith("Finished in state"):
+                        flow_finished_logged = True
                     lines.append(LogLine(log.timestamp, log.level, log.message))
+                    newest = log.timestamp if newest is None else max(newest, log.timestamp)
+                if len(page) < LOG_PAGE:
+                    break
+                offset += LOG_PAGE
+            lines.sort(key=lambda line: line.timestamp)
             return status, lines
 
+    ended_at: float | None = None
     while True:
         status, lines = _run(poll())
         yield from lines
@@ -271,10 +302,10 @@ def follow_run(
             if on_state is not None:
                 on_state(status)
         if status.final:
-            status, lines = _run(poll())
-            yield from lines
-            return
-        if deadline is not None and time.monotonic() > deadline:
+            ended_at = ended_at or time.monotonic()
+            if flow_finished_logged or time.monotonic() - ended_at > END_GRACE_S:
+                return
+        elif deadline is not None and time.monotonic() > deadline:
             raise QuaysideError(
                 f"run {run_id} still {status.state_name} after {timeout_s:.0f}s",
                 hint=f"follow it in the UI: {ui_url_for(run_id)}",
