@@ -15,6 +15,7 @@ from fastapi import Request
 
 from quayside.errors import ConfigError, NotFoundError
 from quayside.gateway.config import GatewayConfig
+from quayside.gateway.recent_runs import RecentRuns
 from quayside.inventory import Inventory, load_inventory
 from quayside.settings import Settings
 from quayside.triggers.dingtalk import ReplayGuard
@@ -33,6 +34,7 @@ class GatewayContext:
     config: GatewayConfig
     clock_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     replay_guard: ReplayGuard = field(default_factory=ReplayGuard)
+    recent_runs: RecentRuns = field(default_factory=RecentRuns)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _engine: Engine | None = None
     _inventory: tuple[float, Inventory] | None = None

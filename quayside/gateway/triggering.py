@@ -130,14 +130,21 @@ def start(
     tags: list[str],
     scheduled_at: Any = None,
 ) -> RunHandle:
-    """Start (or find, by idempotency key) a run of catalogue entry ``deployment``."""
-    return start_run(
+    """Start (or find, by idempotency key) a run of catalogue entry ``deployment``; a key this
+    gateway used recently is answered from memory (duplicate deliveries)."""
+    key = f"{deployment}:{idempotency_key}"
+    known = ctx.recent_runs.get(key)
+    if known is not None:
+        return known
+    handle = start_run(
         deployment,
         parameters,
         idempotency_key=idempotency_key,
         scheduled_at=scheduled_at,
         tags=["quayside", *tags],
     )
+    ctx.recent_runs.put(key, handle)
+    return handle
 
 
 def deploy_tag(ctx: GatewayContext, trigger: TagTrigger) -> Outcome:
