@@ -28,6 +28,7 @@ from quayside.errors import QuaysideError
 from quayside.fanout import GroupResult, batch_size, batches
 from quayside.inventory import load_inventory
 from quayside.inventory.resolve import Target, resolve_target
+from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import (
     current_release,
@@ -475,17 +476,18 @@ def _deploy(
         )
         batch_reports = reports_of(result)
         reports += batch_reports
-        for r in batch_reports:
-            record_host_outcome(
-                engine,
-                release_row,
-                r.host,
-                _LEDGER_STATUS[r.status],
-                step=r.step,
-                message=r.message or None,
-                bytes_sent=r.bytes_sent,
-                duration_s=r.duration_s,
-            )
+        with unit_of_work(engine) as session:  # the batch's host rows: one transaction
+            for r in batch_reports:
+                record_host_outcome(
+                    session,
+                    release_row,
+                    r.host,
+                    _LEDGER_STATUS[r.status],
+                    step=r.step,
+                    message=r.message or None,
+                    bytes_sent=r.bytes_sent,
+                    duration_s=r.duration_s,
+                )
         failed += sum(1 for r in batch_reports if not r.ok)
         if exceeded(failed, limit):
             logger.error(
@@ -499,8 +501,9 @@ def _deploy(
     stored: PrefectFuture[str] = store_payload.submit(key, spec.payload_dir)
     done = {r.host for r in reports}
     skipped = [h for h in names if h not in done]
-    for h in skipped:
-        record_host_outcome(engine, release_row, h, HostStatus.skipped, step="not started")
+    with unit_of_work(engine) as session:
+        for h in skipped:
+            record_host_outcome(session, release_row, h, HostStatus.skipped, step="not started")
 
     try:
         location = stored.result()

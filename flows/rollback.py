@@ -21,6 +21,7 @@ from quayside.deploy.lease import deploy_lock
 from quayside.errors import InputError, NotFoundError
 from quayside.inventory import load_inventory
 from quayside.inventory.resolve import resolve_target
+from quayside.ledger.db import unit_of_work
 from quayside.ledger.environments import pause_auto_triggers
 from quayside.ledger.models import HostStatus, Release, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import (
@@ -212,17 +213,18 @@ def rollback(
                 target.env.max_parallel,
             )
             reports = reports_of(result)
-            for r in reports:
-                record_host_outcome(
-                    engine,
-                    row.id,
-                    r.host,
-                    HostStatus.succeeded if r.ok else HostStatus.failed,
-                    step=r.step,
-                    message=r.message or None,
-                    bytes_sent=r.bytes_sent,
-                    duration_s=r.duration_s,
-                )
+            with unit_of_work(engine) as session:  # every host row: one transaction
+                for r in reports:
+                    record_host_outcome(
+                        session,
+                        row.id,
+                        r.host,
+                        HostStatus.succeeded if r.ok else HostStatus.failed,
+                        step=r.step,
+                        message=r.message or None,
+                        bytes_sent=r.bytes_sent,
+                        duration_s=r.duration_s,
+                    )
             bad = [r for r in reports if not r.ok]
             create_table_artifact(
                 table=[

@@ -15,6 +15,7 @@ import posixpath
 import stat
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -118,7 +119,12 @@ class Manifest(Mapping[str, Entry]):
         return [p for p, e in self.entries.items() if e.kind == "file"]
 
     def to_json(self) -> str:
-        """Stable, compact JSON (one line, sorted keys): the same content gives the same text."""
+        """Stable, compact JSON (one line, sorted keys): the same content gives the same text.
+        Computed once per manifest (it is immutable)."""
+        return self._json
+
+    @cached_property
+    def _json(self) -> str:
         payload = {
             "version": FORMAT_VERSION,
             "entries": {p: e.to_dict() for p, e in self.entries.items()},
@@ -151,6 +157,10 @@ class Manifest(Mapping[str, Entry]):
     def digest(self) -> str:
         """sha256 of ``to_json()``: equal digests mean equal content, kinds, modes, links and
         shared paths."""
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
 

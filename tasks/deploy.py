@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -52,11 +53,15 @@ class HostDeployFailed(DeployError):
 
 
 class Progress:
-    """A Prefect progress artifact advanced once per finished host (thread-safe)."""
+    """A Prefect progress artifact advanced once per finished host (thread-safe). The
+    artifact is updated at most every ``interval_s`` seconds, and always for the last host:
+    a fleet finishing together makes one API call, not one per host."""
 
-    def __init__(self, total: int, key: str, description: str) -> None:
+    def __init__(self, total: int, key: str, description: str, *, interval_s: float = 0.5) -> None:
         self.total = max(1, total)
         self.done = 0
+        self.interval_s = interval_s
+        self._sent_at = time.monotonic()
         self._lock = threading.Lock()
         self.artifact_id: UUID | None = None
         try:
@@ -69,8 +74,13 @@ class Progress:
         with self._lock:
             self.done += 1
             value = min(100.0, 100.0 * self.done / self.total)
-        if self.artifact_id is not None:
-            try:
+            now = time.monotonic()
+            if self.done < self.total and now - self._sent_at < self.interval_s:
+                return
+            self._sent_at = now
+            if self.artifact_id is None:
+                return
+            try:  # under the lock: the last host's 100 % is never overtaken by an earlier value
                 update_progress_artifact(self.artifact_id, value)
             except Exception:  # best effort
                 pass

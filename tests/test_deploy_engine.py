@@ -221,3 +221,24 @@ def test_manifest_patch_falls_back_when_host_manifest_differs(tmp_path: Path) ->
     report = deploy_host(ex, "local", spec2)
     assert report.status == "succeeded", report
     assert (root / "releases" / r2 / MANIFEST_FILENAME).read_text() == spec2.manifest_json()
+
+
+def test_manifest_patch_matches_a_bytewise_scan() -> None:
+    import random
+
+    from quayside.deploy.engine import manifest_patch
+
+    rng = random.Random(7)
+    for _ in range(300):
+        old = "".join(rng.choice("ab") for _ in range(rng.randint(0, 12)))
+        new = "".join(rng.choice("ab") for _ in range(rng.randint(0, 12)))
+        head, tail, _, middle = manifest_patch(old, new)
+        limit = min(len(old), len(new))
+        want_head = 0
+        while want_head < limit and old[want_head] == new[want_head]:
+            want_head += 1
+        want_tail = 0
+        while want_tail < limit - want_head and old[-1 - want_tail] == new[-1 - want_tail]:
+            want_tail += 1
+        assert (head, tail) == (want_head, want_tail), (old, new)
+        assert (old[:head] + middle.decode() + old[len(old) - tail :]) == new

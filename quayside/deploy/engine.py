@@ -241,14 +241,27 @@ def manifest_patch(old_json: str, new_json: str) -> tuple[int, int, str, bytes]:
     then ``middle``, then the last ``tail`` bytes of ``old``."""
     old, new = old_json.encode(), new_json.encode()
     limit = min(len(old), len(new))
-    head = 0
-    while head < limit and old[head] == new[head]:
-        head += 1
-    tail = 0
-    while tail < limit - head and old[-1 - tail] == new[-1 - tail]:
-        tail += 1
+    head = _common_length(old, new, limit, from_end=False)
+    tail = _common_length(old, new, limit - head, from_end=True)
     middle = new[head : len(new) - tail]
     return head, tail, hashlib.sha256(new).hexdigest(), middle
+
+
+def _common_length(a: bytes, b: bytes, limit: int, *, from_end: bool) -> int:
+    """Length of the longest common prefix (or suffix) of ``a`` and ``b``, at most ``limit``:
+    a binary search over slice comparisons (memcmp), not a Python loop over bytes."""
+
+    def same(n: int) -> bool:
+        return a[len(a) - n :] == b[len(b) - n :] if from_end else a[:n] == b[:n]
+
+    low, high = 0, limit  # same(low) holds; find the largest n <= limit with same(n)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if same(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def build_tar(
