@@ -18,6 +18,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
+from quayside.artifacts.delta import StoredPayload, delta_base, recall, remember
 from quayside.deploy.engine import INLINE_MAX_BYTES, HostReport, ReleaseSpec
 from quayside.deploy.errors import HostsFailed, ThresholdExceeded
 from quayside.deploy.lease import deploy_lock
@@ -327,10 +328,25 @@ def git_deploy(
         try:
             mark_running(engine, release_row, actor=requested_by)
             spec = _spec(target, ref, sha, release_id, build_dir, manifest, known)
-            return _deploy(target, ref, sha, spec, release_row, key, size, limit)
+            index = settings.payloads_dir / app / f"{env}.json"
+            base = _delta_base(manifest, recall(index, known))
+            return _deploy(target, ref, sha, spec, release_row, key, size, limit, index, base)
         except BaseException as e:
             _finish_quietly(engine, release_row, ReleaseStatus.failed, str(e).splitlines()[0])
             raise
+
+
+def _delta_base(manifest: Manifest, candidate: StoredPayload | None) -> StoredPayload | None:
+    """The stored payload to keep this one as a delta of, if that is worth it."""
+    if candidate is None:
+        return None
+    try:
+        from quayside.artifacts import store_from_env
+
+        return delta_base(store_from_env(), manifest, candidate)
+    except Exception as e:  # the store is unavailable: _deploy reports it when storing
+        get_run_logger().warning("cannot use %s as a delta base: %s", candidate.key, e)
+        return None
 
 
 def _waiting_release(engine: Any, app: str, env: str, run_id: str | None) -> Any:
@@ -447,6 +463,8 @@ def _deploy(
     key: str,
     size: int,
     limit: int,
+    index: Path,
+    base: StoredPayload | None,
 ) -> dict[str, Any]:
     logger = get_run_logger()
     engine = ledger_engine()
@@ -468,6 +486,12 @@ def _deploy(
     reports: list[HostReport] = []
     failed = 0
     stopped = False
+    # a delta (a few changed files) is stored alongside the hosts; a whole payload after
+    # them, as packing it competes with the host sessions for the CPU and must never delay
+    # a switch (the ledger work below overlaps it)
+    stored: PrefectFuture[tuple[str, StoredPayload]] | None = None
+    if base is not None:
+        stored = store_payload.submit(key, spec.payload_dir, opaque(manifest), opaque(base))
     for number, group in enumerate(batches(names, size), start=1):
         result = map_hosts(
             lambda h: deploy_to_host.submit(h, host_map[h], opaque(spec), progress=progress),
@@ -496,9 +520,8 @@ def _deploy(
             stopped = True
             break
 
-    # stored after the hosts, not alongside them: packing competes with the host sessions
-    # for the CPU (and the GIL) and must never delay a switch; the ledger work below overlaps it
-    stored: PrefectFuture[str] = store_payload.submit(key, spec.payload_dir)
+    if stored is None:
+        stored = store_payload.submit(key, spec.payload_dir, opaque(manifest), None)
     done = {r.host for r in reports}
     skipped = [h for h in names if h not in done]
     with unit_of_work(engine) as session:
@@ -506,7 +529,8 @@ def _deploy(
             record_host_outcome(session, release_row, h, HostStatus.skipped, step="not started")
 
     try:
-        location = stored.result()
+        location, kept = stored.result()
+        remember(index, kept)
     except Exception as e:  # the deploy stands; a restore after pruning will not be possible
         location = None
         logger.warning("could not keep the payload in the artifact store: %s", e)
@@ -541,6 +565,7 @@ def _deploy(
         "artifact_key": key if location else None,
         "artifact_location": location,
         "manifest_digest": spec.manifest.with_shared(spec.shared_paths).digest(),
+        "artifact_base": base.key if base is not None and location else None,
         "failed_hosts": [r.host for r in bad],
     }
     if not changed and not bad:

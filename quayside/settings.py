@@ -42,6 +42,11 @@ class Settings:
         return self.home / "artifacts"
 
     @property
+    def payloads_dir(self) -> Path:
+        """Per app/environment, the last stored payload (the next one's delta base)."""
+        return self.home / "payloads"
+
+    @property
     def mirrors_dir(self) -> Path:
         return self.home / "mirrors"
 

@@ -19,6 +19,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
+from quayside.artifacts.delta import StoredPayload, get_payload, put_payload
 from quayside.deploy.engine import (
     HostReport,
     ReleaseSpec,
@@ -198,30 +199,43 @@ def _remember_manifest(mirror: GitMirror, commit_sha: str, manifest: Manifest) -
 
 
 @task(task_run_name="store {key}", cache_policy=NO_CACHE)
-def store_payload(key: str, payload_dir: Path) -> str:
-    """Keep the payload in the artifact store so the release can be restored after pruning.
+def store_payload(
+    key: str, payload_dir: Path, manifest: Manifest, base: StoredPayload | None = None
+) -> tuple[str, StoredPayload]:
+    """Keep the payload in the artifact store so the release can be restored after pruning:
+    whole, or as a delta against ``base`` (see ``quayside.artifacts.delta``).
 
     Args:
         key: the artifact key (``<app>/<env>/<release id>``).
         payload_dir: the built payload (with its manifest file).
+        manifest: the payload's manifest.
+        base: a stored payload to store only the difference against (``delta_base``).
 
     Returns:
-        The artifact's location (``file://`` or ``s3://``).
+        The artifact's location (``file://`` or ``s3://``) and what the next release of the
+        app/environment may use as its delta base.
 
     Raises:
         quayside.errors.QuaysideError: the store refused it.
 
     Example:
-        >>> store_payload("web/prod/20240501T120001Z-0123456789ab", Path("/tmp/b"))
+        >>> store_payload("web/prod/20240501T120001Z-0123456789ab", Path("/tmp/b"), manifest)
     """
     from quayside.artifacts import store_from_env
 
     store = store_from_env()
-    if store.compress and not worth_compressing(payload_dir):
+    if base is None and store.compress and not worth_compressing(payload_dir):
         store.compress = False  # this instance only: gzip would cost CPU and save nothing
         get_run_logger().info("payload looks incompressible: stored as a plain tar")
-    ref = store.put_dir(key, payload_dir)
-    return str(ref.location)
+    ref, stored = put_payload(store, key, payload_dir, manifest, base)
+    if base is not None:
+        get_run_logger().info(
+            "payload stored as a delta of %s (%d bytes, chain depth %d)",
+            base.key,
+            ref.size,
+            stored.depth,
+        )
+    return str(ref.location), stored
 
 
 #: sampled for :func:`worth_compressing`: this many files, this many bytes from each
@@ -357,7 +371,7 @@ class PayloadCache:
                 from quayside.artifacts import store_from_env
 
                 shutil.rmtree(self.dest, ignore_errors=True)
-                store_from_env().get_dir(self.key, self.dest)
+                get_payload(store_from_env(), self.key, self.dest)
                 self._ready = True
         return self.dest
 

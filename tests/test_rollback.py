@@ -77,3 +77,15 @@ def test_rollback_to_previous_then_to_version_then_after_prune(
     assert fwd["to"] != restored["to"]
     kinds = [r.kind for r in list_releases(engine, "shop", "test", limit=6)]
     assert kinds[0] == ReleaseKind.rollback
+
+    # v2's payload was stored as a delta of v1's; restoring it (pruned too) replays the chain
+    v2_row = get_release(engine, fwd["to"])
+    v1_row = get_release(engine, restored["to"])
+    assert (v2_row.details or {}).get("artifact_base") == (v1_row.details or {})["artifact_key"]
+    for h in fleet:  # gone from the hosts (pruned, or deleted by hand)
+        shutil.rmtree(h.root / "releases" / ids["v2"])
+    again = run_flow(rollback, "shop", "test", to="v2")
+    assert sorted(again["restored"]) == [h.name for h in fleet]
+    for h in fleet:
+        assert current_id(h) == ids["v2"]
+        assert_complete(h)
