@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import posixpath
+import re
 import stat
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -103,6 +103,9 @@ class Manifest(Mapping[str, Entry]):
     def __getitem__(self, path: str) -> Entry:
         return self.entries[path]
 
+    def __contains__(self, path: object) -> bool:
+        return path in self.entries
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.entries)
 
@@ -164,17 +167,13 @@ class Manifest(Mapping[str, Entry]):
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
 
+#: a normalised relative POSIX path: segments that are neither empty, ``.`` nor ``..``, no NUL
+_NORMAL_RELATIVE = re.compile(r"(?!\.\.?(?:/|\Z))[^/\x00]+(?:/(?!\.\.?(?:/|\Z))[^/\x00]+)*\Z")
+
+
 def check_manifest_path(path: str) -> str:
     """Return ``path`` if it is a normalised relative POSIX path without ``..``; else raise."""
-    if (
-        not isinstance(path, str)
-        or not path
-        or path.startswith("/")
-        or "\x00" in path
-        or posixpath.normpath(path) != path
-        or path == "."
-        or ".." in path.split("/")
-    ):
+    if not isinstance(path, str) or _NORMAL_RELATIVE.match(path) is None:
         raise InputError(f"manifest path {path!r} is not a normalised relative path")
     return path
 

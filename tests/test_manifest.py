@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
+import random
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from quayside.manifest import (
     Entry,
     Manifest,
     build_manifest,
+    check_manifest_path,
     diff,
     human_bytes,
     removal_roots,
@@ -193,3 +196,32 @@ def test_five_thousand_files_is_fast(tmp_path: Path) -> None:
     again = Manifest.from_json(m.to_json())
     assert diff(m, again).empty
     print(f"build_manifest: 5000 files in {elapsed:.3f}s")
+
+
+def _normal_relative(path: str) -> bool:
+    """The definition: what posixpath.normpath leaves alone, relative, no ``..``, no NUL."""
+    return (
+        path not in ("", ".")
+        and not path.startswith("/")
+        and "\x00" not in path
+        and posixpath.normpath(path) == path
+        and ".." not in path.split("/")
+    )
+
+
+def test_manifest_paths_are_checked_like_posixpath_normalisation() -> None:
+    rng = random.Random(11)
+    alphabet = ["a", "b", ".", "..", "/", "\x00", "é", " ", "\n", "..."]
+    samples = [
+        *("a", "a/b", ".", "..", "a/..", "../a", "a/./b", "a//b", "a/", "/a", "", ".a"),
+        *("a..", "...", "a/.../b", "a/.b/c", "a\x00b", "a/b/.", "./a"),
+    ]
+    for _ in range(3000):
+        samples.append("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))))
+    for path in samples:
+        try:
+            check_manifest_path(path)
+            accepted = True
+        except InputError:
+            accepted = False
+        assert accepted == _normal_relative(path), repr(path)
