@@ -67,6 +67,12 @@ LOGIN_NOTE = (
     "this machine, every SSH command would first run root's ~/.bashrc, which runs "
     "`pyenv init`: about 0.12 s of CPU per command, for every tool.)"
 )
+EMPTY_FLOW_NOTE = (
+    "`prefect_empty_flow_s`: a flow that does nothing, called in-process against the same "
+    "server, median of the same number of runs: the floor of any sync Prefect 3.8 flow here. "
+    "Its engine ends by joining the flow's heartbeat thread, which sleeps in whole seconds, so "
+    "a flow's wall time is about the next whole second after its start plus its body."
+)
 LOOPBACK_NOTE = (
     "All hosts are sshd processes on loopback (127.0.0.11 and up) on this one machine: "
     "network transfer is memory copies, and every host's sshd, rsync and tar compete with "
@@ -471,6 +477,23 @@ class Quayside:
 
         return git_deploy(app=app, env=ENV, ref=ref, requested_by="bench")
 
+    def empty_flow_s(self, repeat: int) -> list[float]:
+        """Wall seconds of a flow that does nothing, called the same way: what any sync
+        Prefect flow costs here (run creation, states, and at the end the engine joins its
+        heartbeat thread, which sleeps in whole seconds in Prefect 3.8)."""
+        from prefect import flow
+
+        @flow(name="bench-empty")
+        def empty() -> None:
+            return None
+
+        out = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            empty()
+            out.append(round(time.perf_counter() - started, 3))
+        return out
+
     def rollback(self, app: str) -> Any:
         from flows.rollback import rollback
 
@@ -684,6 +707,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
 
         fanout: list[ToolResult] = []
         incremental: list[ToolResult] = []
+        empty_runs: list[float] = []
         rollback: list[ToolResult] = []
         worker_s: float | None = None
         worker_reason = quayside_reason
@@ -857,6 +881,9 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
             )
             incremental = [q_incr, r_incr]
             rollback = [q_rb, r_rb]
+            if quayside is not None:
+                empty_runs = quayside.empty_flow_s(repeat)
+                log(f"  an empty Prefect flow: {empty_runs} s")
 
         changed_size = (app.v2_tree / CHANGED_FILE).stat().st_size
         quayside_bytes = [b for t in incremental[:1] if t.timing for b in per_host_bytes(t.timing)]
@@ -925,8 +952,10 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
                     "quayside": max(quayside_bytes) if quayside_bytes else None,
                     "parallel_rsync_link_dest": max(rsync_bytes) if rsync_bytes else None,
                 },
+                "prefect_empty_flow_s": statistics.median(empty_runs) if empty_runs else None,
             },
             notes=[
+                EMPTY_FLOW_NOTE,
                 "`bytes_sent_per_host`: mean over hosts and runs. Quayside's comes from the "
                 "ledger (release_hosts.bytes_sent of the release); rsync's is \"Total bytes "
                 'sent" of its `--stats` (rsync protocol bytes, before SSH framing).',
@@ -941,8 +970,11 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
             f"back to {TAG_V1} on all {len(hosts)} hosts.",
             command=COMMAND,
             repeat=repeat,
-            extra={"hosts": len(hosts)},
-            notes=common_notes,
+            extra={
+                "hosts": len(hosts),
+                "prefect_empty_flow_s": statistics.median(empty_runs) if empty_runs else None,
+            },
+            notes=[EMPTY_FLOW_NOTE, *common_notes],
             machine=machine,
         ),
     }
