@@ -41,6 +41,7 @@ from quayside.ledger.releases import (
 )
 from quayside.manifest import Manifest, human_bytes
 from quayside.release_id import new_release_id
+from quayside.scratch import sweep_stale
 from quayside.settings import Settings, load_settings
 from quayside.source.mirror import GitMirror
 from tasks.deploy import (
@@ -113,6 +114,7 @@ def _inline_max() -> int:
 def _build_dir(settings: Settings, app: str, env: str, release_id: str) -> Path:
     path = settings.home / "builds" / f"{app}-{env}-{release_id}-{time.monotonic_ns()}"
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(path.parent)  # what crashed runs left
     return path
 
 

@@ -34,6 +34,7 @@ from quayside.ledger.releases import (
     start_release,
 )
 from quayside.release_id import is_release_id
+from quayside.scratch import sweep_stale
 from quayside.settings import load_settings
 from tasks.deploy import PayloadCache, Progress, opaque, rollback_on_host
 from tasks.fanout import map_hosts
@@ -187,6 +188,7 @@ def rollback(
             dest.id,
             rid,
         )
+        sweep_stale(settings.home / "restore")  # what crashed runs left
         cache_dir = settings.home / "restore" / f"{rid}-{time.monotonic_ns()}"
         stack.callback(shutil.rmtree, cache_dir, True)
         spec = RollbackSpec(

@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from quayside.artifacts.errors import ArtifactError, ArtifactNotFoundError
 from quayside.artifacts.store import ArtifactRef, ArtifactStore, validate_key
+from quayside.scratch import TEMP_STALE_AFTER_S, sweep_stale
 from quayside.settings import load_settings
 
 OBJECT_SUFFIX = ".artifact"
@@ -109,6 +110,7 @@ class DirectoryStore(ArtifactStore):
             obj.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise self._error(key, "create the store directory", e) from e
+        sweep_stale(obj.parent, pattern=".*.tmp", older_than_s=TEMP_STALE_AFTER_S)
         return obj.parent / f".{obj.name}.{secrets.token_hex(6)}.tmp"
 
     def _commit(self, key: str, archive: Path, sha256: str, size: int) -> None:

@@ -8,6 +8,7 @@ the same for every backend.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import secrets
@@ -22,6 +23,7 @@ from typing import BinaryIO
 from quayside.artifacts.errors import ArtifactError, ArtifactIntegrityError
 from quayside.artifacts.tarball import HashingWriter, file_digest, pack_dir, unpack
 from quayside.errors import InputError
+from quayside.scratch import TEMP_STALE_AFTER_S, sweep_stale
 
 _KEY = re.compile(r"[A-Za-z0-9._/-]+")
 _CHUNK = 1 << 20
@@ -191,6 +193,8 @@ class ArtifactStore(ABC):
         dest = Path(dest)
         dest_was_there = _check_dest(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        pattern = f".{glob.escape(dest.name)}.*.partial"  # restores that crashed
+        sweep_stale(dest.parent, pattern=pattern, older_than_s=TEMP_STALE_AFTER_S)
         staging = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.partial"
         try:
             os.mkdir(staging)

@@ -46,7 +46,10 @@ def _vault(reference: str, name: str) -> str:
     path, _, key = reference.partition("#")
     addr = os.environ.get("VAULT_ADDR")
     if not addr:
-        raise ConfigError(f"{name}: VAULT_ADDR is not set for vault reference '{path}'")
+        raise ConfigError(
+            f"{name}: VAULT_ADDR is not set for vault reference '{path}'",
+            hint="export VAULT_ADDR (and VAULT_TOKEN) in the environment of `quayside up`",
+        )
     client = hvac.Client(url=addr, token=os.environ.get("VAULT_TOKEN"))
     mount, _, rest = path.partition("/")
     rest = rest.removeprefix("data/")
@@ -55,8 +58,15 @@ def _vault(reference: str, name: str) -> str:
             path=rest, mount_point=mount, raise_on_deleted_version=True
         )
     except Exception as e:
-        raise ConfigError(f"{name}: cannot read vault path '{path}' ({type(e).__name__})") from e
+        raise ConfigError(
+            f"{name}: cannot read vault path '{path}' ({type(e).__name__})",
+            hint="check the path (KV version 2: '<mount>/data/<path>#<key>') and that "
+            "VAULT_TOKEN may read it",
+        ) from e
     values = data.get("data", {}).get("data", {})
     if key not in values:
-        raise ConfigError(f"{name}: vault path '{path}' has no key '{key}'")
+        raise ConfigError(
+            f"{name}: vault path '{path}' has no key '{key}'",
+            hint=f"add the key to the secret, or name an existing one after '#' in {name}",
+        )
     return str(values[key])

@@ -142,6 +142,7 @@ def platform(platform_home: Path, platform_inventory: Path) -> Iterator[Platform
     os.environ["PREFECT_API_URL"] = p.api_url
     os.environ["QUAYSIDE_HOME"] = str(p.home)
     os.environ["QUAYSIDE_INVENTORY"] = str(p.inventory)
+    _refresh_prefect_settings()
     try:
         yield p
     finally:
@@ -150,4 +151,15 @@ def platform(platform_home: Path, platform_inventory: Path) -> Iterator[Platform
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        _refresh_prefect_settings()
         p.stop()
+
+
+def _refresh_prefect_settings() -> None:
+    """Make Prefect's process-wide settings follow os.environ: they were read when prefect
+    was imported, and a thread started without a settings context (a library's background
+    thread) falls back to them - without the platform's API URL it would start an ephemeral
+    server (refused in tests: see conftest.py)."""
+    import prefect.context
+
+    prefect.context.refresh_global_settings_context()

@@ -1,0 +1,48 @@
+"""Scratch space left behind by a crash: build directories, restore caches and half-written
+store files that their owner would have removed. Anything older than a threshold is swept
+the next time the same kind of scratch is made."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from fnmatch import fnmatch
+from pathlib import Path
+
+#: a build or restore directory this old is no run's any more (deploys last minutes)
+STALE_AFTER_S = 24 * 3600
+#: a temporary file or directory of one store write or restore this old was abandoned
+TEMP_STALE_AFTER_S = 3600
+
+
+def sweep_stale(
+    directory: Path, *, pattern: str = "*", older_than_s: float = STALE_AFTER_S
+) -> list[Path]:
+    """Delete the entries of ``directory`` matching ``pattern`` whose modification time is
+    older than ``older_than_s`` seconds (directories recursively, symlinks themselves).
+    Best effort: an entry that cannot be removed is left; a missing directory is fine.
+
+    Returns:
+        The entries removed.
+    """
+    cutoff = time.time() - older_than_s
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not fnmatch(entry.name, pattern):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
