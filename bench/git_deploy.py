@@ -373,12 +373,16 @@ class Ansible:
             )
         )
         (work / "ansible-home").mkdir(exist_ok=True)
+        remote_tmp = work / "ansible-remote-tmp"  # the hosts' login user writes it
+        remote_tmp.mkdir(exist_ok=True)
+        for user in {h.user for h in hosts}:
+            shutil.chown(remote_tmp, user=user)
         self.env = dict(os.environ)
         self.env.update(
             {
                 "ANSIBLE_HOME": str(work / "ansible-home"),
                 "ANSIBLE_LOCAL_TEMP": str(work / "ansible-home" / "tmp"),
-                "ANSIBLE_REMOTE_TEMP": str(work / "ansible-remote-tmp"),
+                "ANSIBLE_REMOTE_TEMP": str(remote_tmp),
                 "ANSIBLE_SSH_CONTROL_PATH_DIR": str(work / "ansible-home" / "cp"),
                 "ANSIBLE_NOCOLOR": "1",
                 "ANSIBLE_RETRY_FILES_ENABLED": "false",

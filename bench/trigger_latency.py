@@ -350,22 +350,6 @@ async def _hammer(
     return answers
 
 
-def count_runs(api_url: str, key: str) -> int:
-    from prefect.client.orchestration import PrefectClient
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
-
-    async def go() -> int:
-        async with PrefectClient(api=api_url) as client:
-            runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    idempotency_key=FlowRunFilterIdempotencyKey(any_=[key])
-                )
-            )
-            return len(runs)
-
-    return asyncio.run(go())
-
-
 def duplicates_run(bench: Bench, n: int, concurrency: int) -> dict[str, Any]:
     from quayside.triggers.gitlab import dedupe_key
 
@@ -384,6 +368,8 @@ def duplicates_run(bench: Bench, n: int, concurrency: int) -> dict[str, Any]:
             refused[str(status)] += 1
     body = hook["body"]
     key = dedupe_key(body["project"]["path_with_namespace"], "qa-duplicate", body["checkout_sha"])
+    from tests.harness.platform import count_runs
+
     runs = count_runs(bench.platform.api_url, key)
     if wrong or runs != 1:
         raise RuntimeError(

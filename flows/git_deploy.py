@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from quayside.artifacts.delta import StoredPayload, delta_base, recall, remember
+from quayside.deploy import expected_facts
 from quayside.deploy.engine import INLINE_MAX_BYTES, HostReport, ReleaseSpec
 from quayside.deploy.errors import HostsFailed, ThresholdExceeded
 from quayside.deploy.lease import deploy_lock
@@ -224,6 +225,22 @@ def git_deploy(
     if dry_run:
         return _dry_run(target, source.mirror, ref, sha, release_id, settings)
 
+    def record(**fields: Any) -> int:
+        """This run's ledger release (one per run, whichever step creates it)."""
+        row = start_release(
+            engine,
+            app,
+            env,
+            ReleaseKind.deploy,
+            requested_by=requested_by,
+            version=ref,
+            ref=ref,
+            commit_sha=sha,
+            flow_run_id=run_id,
+            **fields,
+        )
+        return int(row.id)
+
     key = f"{app}/{env}/{release_id}"
     location = _store_location(key)
     release_row: int | None = None
@@ -240,20 +257,11 @@ def git_deploy(
             key = f"{app}/{env}/{release_id}"
             location = _store_location(key)
         else:
-            release_row = start_release(
-                engine,
-                app,
-                env,
-                ReleaseKind.deploy,
-                requested_by=requested_by,
-                version=ref,
-                ref=ref,
-                commit_sha=sha,
-                flow_run_id=run_id,
+            release_row = record(
                 artifact_location=location,
                 status=ReleaseStatus.awaiting_approval,
                 details={"release_id": release_id, "artifact_key": key},
-            ).id
+            )
         summary = _approval_summary(source.mirror, target, ref, sha, requested_by)
         try:
             approver = approval_gate(
@@ -297,45 +305,35 @@ def git_deploy(
             )
         except BaseException as e:
             if release_row is None:
-                release_row = start_release(
-                    engine,
-                    app,
-                    env,
-                    ReleaseKind.deploy,
-                    requested_by=requested_by,
-                    version=ref,
-                    ref=ref,
-                    commit_sha=sha,
-                    flow_run_id=run_id,
-                    details={"release_id": release_id, "step": "build"},
-                ).id
+                release_row = record(details={"release_id": release_id, "step": "build"})
             _finish_quietly(engine, release_row, ReleaseStatus.failed, f"build: {e}")
             raise
         digest = manifest.with_shared(tuple(target.app.shared_paths)).digest()
         if release_row is None:
-            release_row = start_release(
-                engine,
-                app,
-                env,
-                ReleaseKind.deploy,
-                requested_by=requested_by,
-                version=ref,
-                ref=ref,
-                commit_sha=sha,
-                flow_run_id=run_id,
+            release_row = record(
                 artifact_location=location,
                 manifest_digest=digest,
                 details={"release_id": release_id, "artifact_key": key},
-            ).id
+            )
         try:
             mark_running(engine, release_row, actor=requested_by)
-            spec = _spec(target, ref, sha, release_id, build_dir, manifest, known)
-            index = settings.payloads_dir / app / f"{env}.json"
-            base = _delta_base(manifest, recall(index, known))
-            return _deploy(target, ref, sha, spec, release_row, key, size, limit, index, base)
+            expected = expected_facts.load(_host_facts_path(settings, app, env))
+            spec = _spec(target, ref, sha, release_id, build_dir, manifest, known, expected)
+            base = _delta_base(manifest, recall(_payload_index(settings, app, env), known))
+            return _deploy(target, ref, sha, spec, release_row, key, size, limit, base, settings)
         except BaseException as e:
             _finish_quietly(engine, release_row, ReleaseStatus.failed, str(e).splitlines()[0])
             raise
+
+
+def _payload_index(settings: Settings, app: str, env: str) -> Path:
+    """Where the last stored payload of app/env is remembered (the next delta's base)."""
+    return settings.payloads_dir / app / f"{env}.json"
+
+
+def _host_facts_path(settings: Settings, app: str, env: str) -> Path:
+    """Where each host's facts after the last deploy of app/env are kept."""
+    return settings.host_facts_dir / app / f"{env}.json"
 
 
 def _delta_base(manifest: Manifest, candidate: StoredPayload | None) -> StoredPayload | None:
@@ -390,6 +388,7 @@ def _spec(
     payload: Path,
     manifest: Any,
     known: Manifest | None = None,
+    expected: dict[str, str] | None = None,
 ) -> ReleaseSpec:
     shared = tuple(target.app.shared_paths)
     return ReleaseSpec(
@@ -408,6 +407,7 @@ def _spec(
         variables=dict(target.env.variables),
         inline_max_bytes=_inline_max(),
         known_manifest_json=known.with_shared(shared).to_json() if known is not None else None,
+        expected_facts=expected or {},
     )
 
 
@@ -465,8 +465,8 @@ def _deploy(
     key: str,
     size: int,
     limit: int,
-    index: Path,
     base: StoredPayload | None,
+    settings: Settings,
 ) -> dict[str, Any]:
     logger = get_run_logger()
     engine = ledger_engine()
@@ -524,6 +524,16 @@ def _deploy(
 
     if stored is None:
         stored = store_payload.submit(key, spec.payload_dir, opaque(manifest), None)
+    facts_path = _host_facts_path(settings, app, env)
+    if stopped:  # switched hosts go back: what they look like is for the next deploy to read
+        expected_facts.save(facts_path, spec.expected_facts, {}, forget=names)
+    else:
+        expected_facts.save(
+            facts_path,
+            spec.expected_facts,
+            {r.host: r.facts_after for r in reports if r.ok and r.facts_after is not None},
+            forget=[r.host for r in reports if not r.ok],
+        )
     done = {r.host for r in reports}
     skipped = [h for h in names if h not in done]
     with unit_of_work(engine) as session:
@@ -532,7 +542,7 @@ def _deploy(
 
     try:
         location, kept = stored.result()
-        remember(index, kept)
+        remember(_payload_index(settings, app, env), kept)
     except Exception as e:  # the deploy stands; a restore after pruning will not be possible
         location = None
         logger.warning("could not keep the payload in the artifact store: %s", e)

@@ -47,6 +47,11 @@ class Settings:
         return self.home / "payloads"
 
     @property
+    def host_facts_dir(self) -> Path:
+        """Per app/environment, each host's facts after the last deploy."""
+        return self.home / "host-facts"
+
+    @property
     def mirrors_dir(self) -> Path:
         return self.home / "mirrors"
 

@@ -13,6 +13,7 @@ from quayside.deploy.engine import (
     ReleaseSpec,
     RollbackSpec,
     deploy_host,
+    facts_digest,
     rollback_host,
     switch_back,
 )
@@ -242,3 +243,92 @@ def test_manifest_patch_matches_a_bytewise_scan() -> None:
             want_tail += 1
         assert (head, tail) == (want_head, want_tail), (old, new)
         assert (old[:head] + middle.decode() + old[len(old) - tail :]) == new
+
+
+def _known(spec: ReleaseSpec) -> str:
+    return spec.manifest_json()
+
+
+def test_a_host_as_the_last_deploy_left_it_is_staged_in_one_guarded_round_trip(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    ex = LocalExecutor("local")
+    r1, r2, r3 = (
+        "20240501T120001Z-aaaaaaaaaaaa",
+        "20240501T120002Z-bbbbbbbbbbbb",
+        "20240501T120003Z-cccccccccccc",
+    )
+    spec1 = _spec(_payload(tmp_path / "p1", {"a": "1", "b": "2"}), root, r1)
+    first = deploy_host(ex, "local", spec1)
+    assert first.status == "succeeded" and first.facts_after is not None
+    assert f"current:releases/{r1}" in first.facts_after
+
+    p2 = _payload(tmp_path / "p2", {"a": "1", "b": "3"})
+    spec2 = _spec(
+        p2,
+        root,
+        r2,
+        known_manifest_json=_known(spec1),
+        expected_facts={"local": first.facts_after},
+    )
+    second = deploy_host(ex, "local", spec2)
+    assert second.status == "succeeded", second
+    assert second.round_trips == 1  # no facts round trip
+    assert os.readlink(root / "current") == f"releases/{r2}"
+    assert (root / "current" / "b").read_text() == "3"
+    assert build_manifest(root / "releases" / r2) == spec2.manifest
+    assert second.facts_after is not None and f"release:{r1}" in second.facts_after
+
+    # the host changed meanwhile (a release dir appeared): the guard touches nothing, answers
+    # with the real facts, and the host is staged from them
+    stray = root / "releases" / "20240501T120002Z-dddddddddddd"
+    stray.mkdir()
+    spec3 = _spec(
+        _payload(tmp_path / "p3", {"a": "1", "b": "4"}),
+        root,
+        r3,
+        known_manifest_json=_known(spec2),
+        expected_facts={"local": second.facts_after},
+    )
+    third = deploy_host(ex, "local", spec3)
+    assert third.status == "succeeded", third
+    assert third.round_trips == 2  # the guarded try, then the stage
+    assert os.readlink(root / "current") == f"releases/{r3}"
+    assert (root / "current" / "b").read_text() == "4"
+    assert stray.is_dir()
+
+
+def test_a_guard_that_expects_another_current_release_changes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    ex = LocalExecutor("local")
+    r1, r2 = "20240501T120001Z-aaaaaaaaaaaa", "20240501T120002Z-bbbbbbbbbbbb"
+    spec1 = _spec(_payload(tmp_path / "p1", {"a": "1"}), root, r1)
+    first = deploy_host(ex, "local", spec1)
+    assert first.facts_after is not None
+    lie = first.facts_after.replace(r1, "20240401T120001Z-eeeeeeeeeeee")
+    spec2 = _spec(
+        _payload(tmp_path / "p2", {"a": "2"}),
+        root,
+        r2,
+        known_manifest_json=_known(spec1),
+        expected_facts={"local": lie},
+    )
+    argv = scripts.stage(
+        str(root),
+        r2,
+        mode="prev",
+        prev="20240401T120001Z-eeeeeeeeeeee",
+        extract="tar",
+        switch=True,
+        guard=(spec1.manifest_sha256(), facts_digest(lie)),
+    )
+    result = ex.run(argv, stdin=b"not a tar at all", check=False)
+    assert result.exit_code == scripts.GUARD_EXIT
+    assert result.stdout.startswith(scripts.GUARD_MISMATCH + "\n")
+    assert f"current:releases/{r1}" in result.stdout
+    assert sorted(p.name for p in (root / "releases").iterdir()) == [r1]
+    assert os.readlink(root / "current") == f"releases/{r1}"
+    report = deploy_host(ex, "local", spec2)  # and the engine recovers from it
+    assert report.status == "succeeded" and report.round_trips == 2
+    assert (root / "current" / "a").read_text() == "2"

@@ -4,7 +4,6 @@ DingTalk signatures, replay, stale timestamps, user mapping and the session-webh
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import hashlib
@@ -15,12 +14,10 @@ import uuid
 from typing import Any
 
 import pytest
-from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
 
 from quayside.ledger.environments import ensure_app_env, pause_auto_triggers, resume_auto_triggers
 from quayside.triggers.gitlab import dedupe_key
-from tests.harness.platform import Platform
+from tests.harness.platform import Platform, count_runs
 from tests.test_gateway_server import DEPLOY, DINGTALK, FIXTURES, Gateway, gateway_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
@@ -39,19 +36,6 @@ def deliver(gateway: Gateway, fixture: dict[str, Any], **header_overrides: str |
         if value is not None:
             headers[name] = value
     return gateway.post("/hooks/gitlab", json=fixture["body"], headers=headers)
-
-
-def count_runs(api_url: str, key: str) -> int:
-    async def go() -> int:
-        async with PrefectClient(api=api_url) as client:
-            runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    idempotency_key=FlowRunFilterIdempotencyKey(any_=[key])
-                )
-            )
-            return len(runs)
-
-    return asyncio.run(go())
 
 
 def with_tag(fixture: dict[str, Any], tag: str) -> dict[str, Any]:

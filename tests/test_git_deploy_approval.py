@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -48,19 +48,26 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 240) -> 
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def requester_and_approver(
+    engine: Any, inventory: Path, fleet: SshdFleet, repo: Repo, prefix: str
+) -> dict[str, str]:
+    """Users ``<prefix>-dev`` (DEVELOPER) and ``<prefix>-lead`` (MASTER) with their tokens,
+    and the inventory's test environment needing one MASTER's approval."""
+    tokens = {}
+    for name, role in ((f"{prefix}-dev", "DEVELOPER"), (f"{prefix}-lead", "MASTER")):
+        service.create_user(engine, name)
+        service.grant_role(engine, name, role, space="default")
+        tokens[name] = service.create_token(engine, name)
+    write_inventory(inventory, fleet, repo, env={"approval": {"required": 1, "role": "MASTER"}})
+    return tokens
+
+
 def test_gated_deploy_waits_then_deploys_once_approved(
     platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
 ) -> None:
     fleet = clean_ssh_fleet
     engine = ledger()
-    tokens = {}
-    for name, role in (("gd-dev", "DEVELOPER"), ("gd-lead", "MASTER")):
-        service.create_user(engine, name)
-        service.grant_role(engine, name, role, space="default")
-        tokens[name] = service.create_token(engine, name)
-    write_inventory(
-        platform_inventory, fleet, repo, env={"approval": {"required": 1, "role": "MASTER"}}
-    )
+    tokens = requester_and_approver(engine, platform_inventory, fleet, repo, "gd")
 
     handle = start_run(
         "git-deploy", {"app": "shop", "env": "test", "ref": "v2", "requested_by": "gd-dev"}
@@ -97,3 +104,60 @@ def test_gated_deploy_waits_then_deploys_once_approved(
         ("gd-lead", True, "ship it")
     ]
     assert current_lock(engine, "shop", "test") is None
+
+
+def test_the_gateway_answers_the_same_gate_reject_then_approve(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    """``POST /api/approvals/{run}`` on the platform's own gateway: a rejection ends the run
+    with nothing on the hosts; a MASTER's approval resumes the next run, which deploys."""
+    import httpx
+
+    fleet = clean_ssh_fleet
+    engine = ledger()
+    tokens = requester_and_approver(engine, platform_inventory, fleet, repo, "gw")
+
+    def start() -> str:
+        handle = start_run(
+            "git-deploy", {"app": "shop", "env": "test", "ref": "v2", "requested_by": "gw-dev"}
+        )
+        wait_for("the gate", lambda: read_run(handle.id).state_name == "Suspended")
+        return handle.id
+
+    def answer(run_id: str, token: str, decision: str) -> httpx.Response:
+        return httpx.post(
+            f"{platform.gateway_url}/api/approvals/{run_id}",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"decision": decision, "comment": f"{decision} via gateway"},
+            timeout=60,
+        )
+
+    rejected = start()
+    reply = answer(rejected, tokens["gw-lead"], "reject")
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["flow_run_id"] == rejected
+    assert tokens["gw-lead"] not in reply.text
+    wait_for("the rejection", lambda: read_run(rejected).final)
+    assert read_run(rejected).state_type != "COMPLETED"
+    assert all(current_id(h) is None for h in fleet)
+    rows = [r for r in list_releases(engine, "shop", "test") if r.flow_run_id == rejected]
+    assert [r.status for r in rows] == [ReleaseStatus.cancelled]
+    request = find_for_run(engine, rejected)
+    assert request is not None
+    assert approvals.get_request(engine, request.id).status is ApprovalStatus.rejected
+
+    approved = start()
+    reply = answer(approved, tokens["gw-lead"], "approve")
+    assert reply.status_code == 200, reply.text
+    wait_for("the deploy", lambda: read_run(approved).final)
+    assert read_run(approved).state_type == "COMPLETED", read_run(approved).message
+    rows = [r for r in list_releases(engine, "shop", "test") if r.flow_run_id == approved]
+    assert [r.status for r in rows] == [ReleaseStatus.succeeded]
+    for h in fleet:
+        assert current_id(h) == rows[0].details["release_id"]
+        assert_complete(h)
+    request = find_for_run(engine, approved)
+    assert request is not None
+    decided = approvals.get_request(engine, request.id)
+    assert decided.status is ApprovalStatus.approved
+    assert [(d.user, d.valid) for d in decided.decisions] == [("gw-lead", True)]

@@ -13,9 +13,8 @@ import pytest
 
 from quayside.runs import read_run
 from quayside.triggers.gitlab import dedupe_key
-from tests.harness.platform import PROJECT_DIR, free_port
+from tests.harness.platform import PROJECT_DIR, count_runs, free_port
 from tests.harness.require import need_binary
-from tests.test_gateway_hooks import count_runs
 from tests.test_gateway_server import DEPLOY, Gateway, gateway_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]

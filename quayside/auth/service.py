@@ -27,6 +27,7 @@ from quayside.auth.roles import (
 from quayside.errors import InputError, QuaysideError
 from quayside.ledger import users
 from quayside.ledger.models import RoleGrant, TokenPurpose, User, utcnow
+from quayside.ledger.users import create_user
 
 __all__ = [
     "AuthFailed",
@@ -64,34 +65,6 @@ class AuthUser:
     is_super: bool
     token_id: str
     purpose: str
-
-
-def create_user(
-    db: Engine | Session,
-    name: str,
-    *,
-    display_name: str | None = None,
-    email: str | None = None,
-    dingtalk_id: str | None = None,
-    is_super: bool = False,
-    actor: str = "system",
-) -> User:
-    """Add a user (see :func:`quayside.ledger.users.create_user`).
-
-    Raises:
-        InputError: the name or DingTalk id is taken, or the name is empty.
-    """
-    if not name or not name.strip() or len(name) > 200:
-        raise InputError("a user name must be 1 to 200 characters")
-    return users.create_user(
-        db,
-        name.strip(),
-        display_name=display_name,
-        email=email,
-        dingtalk_id=dingtalk_id,
-        is_super=is_super,
-        actor=actor,
-    )
 
 
 def list_users(db: Engine | Session) -> Sequence[User]:

@@ -211,30 +211,32 @@ mv -T -- "$3" "$4"
 #: $1 deploy root, $2 (optional) sha256 of a manifest the caller holds. Prints
 #: ``current:<link text>``, ``release:<name>`` lines, then ``manifest:<json>`` for the current
 #: release if it has one (``manifest-same:<$2>`` instead when its sha256 is $2). Always exits 0.
-FACTS_SCRIPT = f"""\
-set -u
-root=$1
-cur=$(readlink -- "$root/current") || cur=
-printf 'current:%s\\n' "$cur"
-if [ -d "$root/releases" ]; then
-  for d in "$root"/releases/*; do
-    if [ -d "$d" ] && [ ! -L "$d" ]; then printf 'release:%s\\n' "${{d##*/}}"; fi
-  done
-fi
-id=${{cur##*/}}
-m="$root/releases/$id/{MANIFEST_FILENAME}"
-known=${{2:-}}
-if [ -n "$id" ] && [ -f "$m" ]; then
-  if [ -n "$known" ] && echo "$known  $m" | sha256sum -c --status - 2>/dev/null; then
-    printf 'manifest-same:%s\\n' "$known"
-  else
-    printf 'manifest:'
-    cat -- "$m"
-    printf '\\n'
+#: ``facts ROOT [KNOWN_SHA256]``: what ``read_facts`` prints (shared with the deploy's stage
+#: script, which checks the facts it expects before it changes anything)
+FACTS_FUNCTION = f"""\
+facts() {{
+  _fc=$(readlink -- "$1/current") || _fc=
+  printf 'current:%s\\n' "$_fc"
+  if [ -d "$1/releases" ]; then
+    for _fd in "$1"/releases/*; do
+      if [ -d "$_fd" ] && [ ! -L "$_fd" ]; then printf 'release:%s\\n' "${{_fd##*/}}"; fi
+    done
   fi
-fi
-exit 0
+  _fi=${{_fc##*/}}
+  _fm="$1/releases/$_fi/{MANIFEST_FILENAME}"
+  if [ -n "$_fi" ] && [ -f "$_fm" ]; then
+    if [ -n "${{2:-}}" ] && echo "$2  $_fm" | sha256sum -c --status - 2>/dev/null; then
+      printf 'manifest-same:%s\\n' "$2"
+    else
+      printf 'manifest:'
+      cat -- "$_fm"
+      printf '\\n'
+    fi
+  fi
+}}
 """
+
+FACTS_SCRIPT = "set -u\n" + FACTS_FUNCTION + 'facts "$1" "${2:-}"\nexit 0\n'
 
 # -- builders --------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from quayside.commands.release import (
     current_link,
@@ -45,7 +45,7 @@ from quayside.commands.rsync import files_from_bytes, parse_rsync_stats, remote_
 from quayside.deploy import scripts
 from quayside.deploy.errors import HealthCheckFailed
 from quayside.deploy.health import http_probe, probe_url, wait_healthy
-from quayside.deploy.source import command_argv
+from quayside.deploy.source import command_argv, release_env
 from quayside.errors import CommandFailed, CommandTimeout, HookError, HostError, QuaysideError
 from quayside.executors.base import Executor
 from quayside.executors.local import LocalExecutor
@@ -97,6 +97,9 @@ class ReleaseSpec:
     #: the manifest file the hosts probably hold (e.g. the previous commit's, as recorded on
     #: the hosts): a host whose manifest has exactly this content does not send it back
     known_manifest_json: str | None = None
+    #: host -> its facts after the last deploy (``HostReport.facts_after``): a host whose
+    #: facts are still these is staged in one guarded round trip, without reading them first
+    expected_facts: Mapping[str, str] = field(default_factory=dict)
     #: plans, manifest JSON and tar streams shared by hosts with identical facts: a fleet of
     #: like hosts parses the (large) current manifest and plans once, not once per host
     memo: _Memo = field(default_factory=lambda: _Memo(), compare=False, repr=False)
@@ -110,6 +113,11 @@ class ReleaseSpec:
             ("manifest",), lambda: self.manifest.with_shared(self.shared_paths).to_json()
         )
 
+    def manifest_sha256(self) -> str:
+        """sha256 of the manifest file as written on the hosts."""
+        text = self.manifest_json()
+        return self.memo.get(("new",), lambda: hashlib.sha256(text.encode()).hexdigest())
+
     def known_manifest_sha256(self) -> str | None:
         if self.known_manifest_json is None:
             return None
@@ -117,19 +125,45 @@ class ReleaseSpec:
         return self.memo.get(("known",), lambda: hashlib.sha256(text.encode()).hexdigest())
 
     def env_for(self, host: str, root: str, previous: str | None) -> dict[str, str]:
-        out = dict(self.variables)
-        out.update(
-            QUAYSIDE_APP=self.app,
-            QUAYSIDE_ENV=self.env,
-            QUAYSIDE_RELEASE=self.release_id,
-            QUAYSIDE_COMMIT=self.commit_sha,
-            QUAYSIDE_REF=self.ref,
-            QUAYSIDE_HOST=host,
-            QUAYSIDE_DEPLOY_ROOT=root,
-            QUAYSIDE_RELEASE_DIR=release_dir(root, self.release_id),
-            QUAYSIDE_PREVIOUS_RELEASE=previous or "",
-        )
+        out = host_env(self, host, root)
+        out["QUAYSIDE_PREVIOUS_RELEASE"] = previous or ""
         return out
+
+
+class _ReleaseOnHost(Protocol):
+    """What :func:`host_env` reads (a ReleaseSpec or a RollbackSpec)."""
+
+    @property
+    def app(self) -> str: ...
+    @property
+    def env(self) -> str: ...
+    @property
+    def release_id(self) -> str: ...
+    @property
+    def commit_sha(self) -> str: ...
+    @property
+    def ref(self) -> str: ...
+    @property
+    def variables(self) -> Mapping[str, str]: ...
+
+
+def host_env(spec: _ReleaseOnHost, host: str, root: str) -> dict[str, str]:
+    """The variables hooks and health commands see on ``host``: the environment's own, the
+    QUAYSIDE_* of the release, and where it is on the host."""
+    out = release_env(
+        app=spec.app,
+        env=spec.env,
+        release_id=spec.release_id,
+        commit_sha=spec.commit_sha,
+        ref=spec.ref,
+        extra=spec.variables,
+    )
+    out.update(
+        QUAYSIDE_HOST=host,
+        QUAYSIDE_DEPLOY_ROOT=root,
+        QUAYSIDE_RELEASE_DIR=release_dir(root, spec.release_id),
+    )
+    return out
 
 
 class _Memo:
@@ -162,6 +196,8 @@ class HostReport:
     duration_s: float = 0.0
     plan_text: str | None = None
     round_trips: int = 0
+    #: the host's facts after the switch (what the next deploy may stage against)
+    facts_after: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -460,8 +496,87 @@ def deploy_host(
         ...     deploy_host(ex, "web-1", spec).status
         'succeeded'
     """
-    start = time.monotonic()
+    try:
+        return _deploy_host(executor, host, spec, dry_run=dry_run, on_line=on_line)
+    except _FactsDiffer as differ:
+        # the guard found other facts than the last deploy left (nothing was touched):
+        # plan from the facts it sent back and stage unguarded
+        return _deploy_host(
+            executor,
+            host,
+            spec,
+            dry_run=dry_run,
+            on_line=on_line,
+            facts=differ.facts,
+            started=differ.started,
+            trips=differ.trips,
+        )
+
+
+class _FactsDiffer(Exception):
+    """A guarded stage found other facts than expected; ``facts`` are the real ones."""
+
+    def __init__(self, facts: str, started: float, trips: int) -> None:
+        super().__init__("the host's facts differ from the expected ones")
+        self.facts = facts
+        self.started = started
+        self.trips = trips
+
+
+def facts_digest(facts: str) -> str:
+    """What a guarded stage compares: sha256 of the facts text with one final newline (as
+    the shell captures and prints it)."""
+    return hashlib.sha256((facts.rstrip("\n") + "\n").encode()).hexdigest()
+
+
+def facts_after(stage_output: str) -> tuple[str, str | None]:
+    """``(what the stage printed before, the facts it printed at its end or None)``."""
+    head, sep, tail = stage_output.partition(scripts.FACTS_AFTER + "\n")
+    return (head, tail.rstrip("\n")) if sep else (stage_output, None)
+
+
+#: a guarded stage sends at most this much on stdin (a host that differs drains it unread)
+GUARD_STDIN_MAX = 1024 * 1024
+
+
+def _plan_from(spec: ReleaseSpec, root: str, raw: str, known: str | None) -> ReleasePlan:
+    output = raw
+    if known is not None and spec.known_manifest_json is not None:
+        output = expand_known_manifest(raw, known, spec.known_manifest_json)
+    return spec.memo.get(
+        ("plan", root, output),
+        lambda: plan_release(HostFacts.from_output(output, root), _target(spec)),
+    )
+
+
+def _guardable(spec: ReleaseSpec, plan: ReleasePlan) -> bool:
+    """Whether ``plan`` can be staged in one guarded round trip: a hard-link copy of the
+    previous release plus a small tar, switched in the same round trip."""
+    if plan.no_change or spec.hooks.pre_switch:
+        return False
+    upload = next((s for s in plan.steps if isinstance(s, Upload)), None)
+    size = upload.bytes if upload is not None else 0
+    return (
+        any(isinstance(s, PrepareFromPrevious) for s in plan.steps)
+        and (upload is None or upload.link_dest is None)
+        and size <= min(spec.inline_max_bytes, GUARD_STDIN_MAX // 2)
+    )
+
+
+def _deploy_host(
+    executor: Executor,
+    host: str,
+    spec: ReleaseSpec,
+    *,
+    dry_run: bool,
+    on_line: LogLine | None,
+    facts: str | None = None,
+    started: float | None = None,
+    trips: int = 0,
+) -> HostReport:
+    start = time.monotonic() if started is None else started
     run = _Counter(executor, on_line, host)
+    run.trips = trips
     report = HostReport(host, "failed", "facts")
     root = ""
     new = spec.release_id
@@ -476,16 +591,33 @@ def deploy_host(
 
     try:
         root = spec.root_for(host)
-        run.trips += 1
         known = spec.known_manifest_sha256()
-        output = executor.run(read_facts(root, known), timeout=120).stdout
-        if known is not None and spec.known_manifest_json is not None:
-            output = expand_known_manifest(output, known, spec.known_manifest_json)
-        report = replace(report, step="plan")
-        plan = spec.memo.get(
-            ("plan", root, output),
-            lambda: plan_release(HostFacts.from_output(output, root), _target(spec)),
-        )
+        # the facts the last deploy left here: stage from them in ONE round trip, guarded
+        # (a host that differs answers with its real facts and nothing is touched)
+        expected = None
+        if facts is None and known is not None and not dry_run:
+            expected = spec.expected_facts.get(host)
+        if facts is not None:
+            raw = facts
+        elif expected is not None:
+            raw = expected
+        else:
+            run.trips += 1
+            raw = executor.run(read_facts(root, known), timeout=120).stdout
+        while True:
+            report = replace(report, step="plan")
+            plan = _plan_from(spec, root, raw, known)
+            guard = None
+            if expected is not None:
+                if not _guardable(spec, plan):  # read the real facts, then plan as usual
+                    report = replace(report, step="facts")
+                    run.trips += 1
+                    raw = executor.run(read_facts(root, known), timeout=120).stdout
+                    expected = None
+                    continue
+                assert known is not None
+                guard = (known, facts_digest(expected))
+            break
         prev = plan.facts.current
         report = replace(report, previous=prev)
         if dry_run:
@@ -537,21 +669,38 @@ def deploy_host(
                 )
 
             def stage_inline(body: bytes, patch: tuple[int, int, str] | None) -> str:
-                return run.run(
-                    scripts.stage(
-                        root,
-                        new,
-                        mode=mode,
-                        prev=prev,
-                        remove=remove,
-                        extract="tar",
-                        shared=shared,
-                        switch=switch_now,
-                        prune=prune if switch_now else (),
-                        manifest_patch=patch,
-                    ),
-                    stdin=body,
+                after = spec.manifest_sha256() if switch_now else None
+                argv = scripts.stage(
+                    root,
+                    new,
+                    mode=mode,
+                    prev=prev,
+                    remove=remove,
+                    extract="tar",
+                    shared=shared,
+                    switch=switch_now,
+                    prune=prune if switch_now else (),
+                    manifest_patch=patch,
+                    guard=guard,
+                    facts_after=after,
                 )
+                if guard is None:
+                    return run.run(argv, stdin=body)
+                run.trips += 1
+                result = executor.run(argv, stdin=body, timeout=STAGE_TIMEOUT_S, check=False)
+                if result.exit_code == scripts.GUARD_EXIT and result.stdout.startswith(
+                    scripts.GUARD_MISMATCH + "\n"
+                ):
+                    raise _FactsDiffer(result.stdout.split("\n", 1)[1], start, run.trips)
+                if not result.ok:
+                    raise CommandFailed(
+                        host,
+                        "guarded stage failed",
+                        command=argv,
+                        exit_code=result.exit_code,
+                        stderr=result.stderr,
+                    )
+                return result.stdout
 
             try:
                 out = stage_inline(data, patch)
@@ -584,6 +733,7 @@ def deploy_host(
                     shared=shared,
                     switch=switch_now,
                     prune=prune if switch_now else (),
+                    facts_after=spec.manifest_sha256() if switch_now else None,
                 ),
                 stdin=manifest_json.encode(),
             )
@@ -592,7 +742,18 @@ def deploy_host(
             report = replace(report, step="pre_switch")
             _run_hooks(run, spec.hooks.pre_switch, env, release_dir(root, new), "pre-switch")
             report = replace(report, step="switch")
-            out = run.run(scripts.stage(root, new, mode="keep", switch=True, prune=prune))
+            out = run.run(
+                scripts.stage(
+                    root,
+                    new,
+                    mode="keep",
+                    switch=True,
+                    prune=prune,
+                    facts_after=spec.manifest_sha256(),
+                )
+            )
+        out, left = facts_after(out)
+        report = replace(report, facts_after=left)
         switched = "switched:" in out
         if not switched:
             raise HostError(host, f"current was not switched to {new}")
@@ -609,6 +770,8 @@ def deploy_host(
                 cwd=current_link(root),
             )
         return done(status="succeeded", step="done", message="")
+    except _FactsDiffer:
+        raise  # nothing was touched: deploy_host plans again from the real facts
     except Exception as e:  # reported per host, never raised
         message = _message(e)
         if isinstance(e, HealthCheckFailed | HostError) and message.startswith(f"{host}: "):
@@ -703,18 +866,8 @@ def rollback_host(
             report = replace(report, bytes_sent=sent + len(body), message="restored from store")
         previous = out.strip().partition("switched:")[2] or None
         report = replace(report, switched=True, previous=previous, step="post_switch")
-        env = dict(spec.variables)
-        env.update(
-            QUAYSIDE_APP=spec.app,
-            QUAYSIDE_ENV=spec.env,
-            QUAYSIDE_RELEASE=spec.release_id,
-            QUAYSIDE_COMMIT=spec.commit_sha,
-            QUAYSIDE_REF=spec.ref,
-            QUAYSIDE_HOST=host,
-            QUAYSIDE_DEPLOY_ROOT=root,
-            QUAYSIDE_RELEASE_DIR=release_dir(root, spec.release_id),
-            QUAYSIDE_ROLLBACK="1",
-        )
+        env = host_env(spec, host, root)
+        env["QUAYSIDE_ROLLBACK"] = "1"
         _run_hooks(run, spec.hooks.post_switch, env, current_link(root), "post-switch")
         if spec.health is not None:
             report = replace(report, step="health")

@@ -19,8 +19,10 @@ and are validated here before they are placed. Nothing from a user is ever part 
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Sequence
 
+from quayside.commands.release import FACTS_FUNCTION as _FACTS
 from quayside.commands.release import (
     SCRIPT_NAME,
     check_release_paths,
@@ -40,17 +42,33 @@ from quayside.release_id import validate_release_id
 MANIFEST_NEW = MANIFEST_FILENAME + ".new"
 #: the changed middle of the manifest, when it is patched from the previous one
 MANIFEST_LIT = MANIFEST_FILENAME + ".lit"
+#: a guarded stage found other facts than expected: this line, the facts, exit GUARD_EXIT
+GUARD_MISMATCH = "quayside-facts-mismatch"
+GUARD_EXIT = 10
+#: the line before the facts a stage prints at its end (when asked to)
+FACTS_AFTER = "quayside-facts-after"
 
 
 STAGE_SCRIPT = (
     "set -eu\n"
     + _UNDER_LINK
+    + _FACTS
     + f"""\
 mode=$1 prev=$2 new=$3 shared=$4 extract=$5 switch=$6 link=$7 tmp=$8 cur=$9
-nrm=${{10}} nprune=${{11}} mpatch=${{12}}
-shift 12
+nrm=${{10}} nprune=${{11}} mpatch=${{12}} guard=${{13}} after=${{14}}
+shift 14
 M={MANIFEST_FILENAME}
 fail() {{ echo "quayside: $*" >&2; exit 3; }}
+if [ -n "$guard" ]; then
+  # staged from the facts the caller expects: anything else, and nothing is touched
+  seen=$(facts "${{cur%/*}}" "${{guard%%:*}}")
+  got=$(printf '%s\\n' "$seen" | sha256sum)
+  if [ "${{got%% *}}" != "${{guard#*:}}" ]; then
+    cat > /dev/null
+    printf '%s\\n%s\\n' {GUARD_MISMATCH} "$seen"
+    exit {GUARD_EXIT}
+  fi
+fi
 mkdir -p -- "${{new%/*}}" "$shared"
 case $mode in
   prev)
@@ -107,6 +125,10 @@ if [ "$switch" = 1 ]; then
     rm -rf -- "$d"
   done
 fi
+if [ -n "$after" ]; then
+  printf '%s\\n' {FACTS_AFTER}
+  facts "${{cur%/*}}" "$after"
+fi
 exit 0
 """
 )
@@ -146,6 +168,8 @@ def stage(
     switch: bool = False,
     prune: Sequence[str] = (),
     manifest_patch: tuple[int, int, str] | None = None,
+    guard: tuple[str, str] | None = None,
+    facts_after: str | None = None,
 ) -> list[str]:
     """ONE command doing the parts of a release step described in the module docstring.
 
@@ -164,6 +188,12 @@ def stage(
             ``head`` and last ``tail`` bytes of the previous release's manifest around the
             middle sent in the tar as ``<manifest>.lit``, and check its sha256 (with
             ``mode="prev"``); a one-file change then sends a few hundred bytes of manifest.
+        guard: ``(known manifest sha256, sha256 of the expected facts + "\\n")``: first read
+            the host's facts (as ``read_facts`` with that known sha256); if they are not the
+            expected ones, change nothing, drain stdin, print ``GUARD_MISMATCH`` and the facts
+            and exit ``GUARD_EXIT`` - the caller re-plans from them (no extra round trip).
+        facts_after: a manifest sha256: at the end print ``FACTS_AFTER`` and the host's facts
+            (read with that sha256), what the next guarded stage may expect.
 
     Raises:
         InputError: a bad mode, id or path.
@@ -193,6 +223,10 @@ def stage(
             raise InputError("a manifest patch needs mode 'prev', sizes and a sha256")
         int(digest, 16)
         patch = f"{int(head)}:{int(tail)}:{digest}"
+    checked = ""
+    if guard is not None:
+        checked = ":".join(_sha256(value) for value in guard)
+    after = _sha256(facts_after) if facts_after is not None else ""
     return _script(
         STAGE_SCRIPT,
         mode,
@@ -207,10 +241,18 @@ def stage(
         str(len(paths)),
         str(len(doomed)),
         patch,
+        checked,
+        after,
         *paths,
         *doomed,
         *links,
     )
+
+
+def _sha256(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise InputError(f"{value!r} is not a sha256")
+    return value
 
 
 def switch_if_complete(deploy_root: str, release_id: str) -> list[str]:

@@ -53,9 +53,13 @@ def create_user(
         The new User.
 
     Raises:
-        InputError: the name or DingTalk id is taken.
+        InputError: the name is empty or longer than 200 characters, or the name or
+            DingTalk id is taken.
         LedgerError: the database refused the change.
     """
+    if not name or not name.strip() or len(name) > 200:
+        raise InputError("a user name must be 1 to 200 characters")
+    name = name.strip()
     with unit_of_work(db) as session:
         if session.scalars(select(User.id).where(User.name == name)).first() is not None:
             raise InputError(f"user '{name}' already exists")

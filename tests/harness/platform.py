@@ -23,6 +23,25 @@ import pytest
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 
 
+def count_runs(api_url: str, idempotency_key: str) -> int:
+    """How many flow runs the Prefect API at ``api_url`` holds with ``idempotency_key``."""
+    import asyncio
+
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
+
+    async def go() -> int:
+        async with PrefectClient(api=api_url) as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    idempotency_key=FlowRunFilterIdempotencyKey(any_=[idempotency_key])
+                )
+            )
+            return len(runs)
+
+    return asyncio.run(go())
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
