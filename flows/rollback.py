@@ -158,26 +158,39 @@ def rollback(
                 wait_s=lock_wait_s,
             )
         )
-        row = start_release(
-            engine,
-            app,
-            env,
-            ReleaseKind.rollback,
-            requested_by=requested_by,
-            version=dest.version,
-            ref=dest.ref,
-            commit_sha=dest.commit_sha,
-            flow_run_id=run_id,
-            artifact_location=dest.artifact_location,
-            manifest_digest=dest.manifest_digest,
-            rollback_of_id=current.id,
-            details={
-                "release_id": rid,
-                "artifact_key": details.get("artifact_key"),
-                "target_release": dest.id,
-            },
-        )
-        mark_running(engine, row.id, actor=requested_by)
+        with unit_of_work(engine) as session:  # recorded and running: one transaction
+            row = start_release(
+                session,
+                app,
+                env,
+                ReleaseKind.rollback,
+                requested_by=requested_by,
+                version=dest.version,
+                ref=dest.ref,
+                commit_sha=dest.commit_sha,
+                flow_run_id=run_id,
+                artifact_location=dest.artifact_location,
+                manifest_digest=dest.manifest_digest,
+                rollback_of_id=current.id,
+                details={
+                    "release_id": rid,
+                    "artifact_key": details.get("artifact_key"),
+                    "target_release": dest.id,
+                },
+            )
+            mark_running(session, row.id, actor=requested_by)
+        paused = False
+
+        def pause(db: Any) -> None:
+            pause_auto_triggers(
+                db,
+                app,
+                env,
+                actor=requested_by,
+                reason=f"rolled back from {current.version} to {dest.version} "
+                f"(rollback release {row.id}); resume when the fix is deployed",
+            )
+
         logger.info(
             "rolling %s/%s back from %s (release %d) to %s (release %d, %s)",
             app,
@@ -215,18 +228,6 @@ def rollback(
                 target.env.max_parallel,
             )
             reports = reports_of(result)
-            with unit_of_work(engine) as session:  # every host row: one transaction
-                for r in reports:
-                    record_host_outcome(
-                        session,
-                        row.id,
-                        r.host,
-                        HostStatus.succeeded if r.ok else HostStatus.failed,
-                        step=r.step,
-                        message=r.message or None,
-                        bytes_sent=r.bytes_sent,
-                        duration_s=r.duration_s,
-                    )
             bad = [r for r in reports if not r.ok]
             create_table_artifact(
                 table=[
@@ -242,13 +243,28 @@ def rollback(
                 key=artifact_key("rollback", app, env),
                 description=f"rollback of {app}/{env} to {dest.version}",
             )
-            finish_release(
-                engine,
-                row.id,
-                ReleaseStatus.failed if bad else ReleaseStatus.succeeded,
-                summary={"hosts": len(reports), "failed": len(bad), "to": dest.id},
-                details={"failed_hosts": [r.host for r in bad]},
-            )
+            # host rows, the outcome and the trigger pause: one transaction
+            with unit_of_work(engine) as session:
+                for r in reports:
+                    record_host_outcome(
+                        session,
+                        row.id,
+                        r.host,
+                        HostStatus.succeeded if r.ok else HostStatus.failed,
+                        step=r.step,
+                        message=r.message or None,
+                        bytes_sent=r.bytes_sent,
+                        duration_s=r.duration_s,
+                    )
+                finish_release(
+                    session,
+                    row.id,
+                    ReleaseStatus.failed if bad else ReleaseStatus.succeeded,
+                    summary={"hosts": len(reports), "failed": len(bad), "to": dest.id},
+                    details={"failed_hosts": [r.host for r in bad]},
+                )
+                pause(session)
+            paused = True
         except BaseException as e:
             try:
                 finish_release(engine, row.id, ReleaseStatus.failed, details={"error": str(e)})
@@ -256,14 +272,8 @@ def rollback(
                 pass
             raise
         finally:
-            pause_auto_triggers(
-                engine,
-                app,
-                env,
-                actor=requested_by,
-                reason=f"rolled back from {current.version} to {dest.version} "
-                f"(rollback release {row.id}); resume when the fix is deployed",
-            )
+            if not paused:
+                pause(engine)
     if bad:
         raise HostsFailed(
             f"rollback to {dest.version}: {len(bad)} of {len(reports)} host(s) failed",

@@ -161,3 +161,67 @@ def test_the_gateway_answers_the_same_gate_reject_then_approve(
     decided = approvals.get_request(engine, request.id)
     assert decided.status is ApprovalStatus.approved
     assert [(d.user, d.valid) for d in decided.decisions] == [("gw-lead", True)]
+
+
+def test_a_chat_approval_resumes_the_same_gate(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    """``approve <run>`` in DingTalk (signed as DingTalk signs outgoing-robot callbacks)
+    from the chat account of a MASTER: the platform's gateway answers the gate with a
+    token issued for that user, the run resumes and deploys, the ledger names the user."""
+    import base64
+    import copy
+    import hashlib
+    import hmac
+    import json
+    import uuid
+
+    import httpx
+
+    from tests.harness.platform import PLATFORM_DINGTALK_SECRET
+    from tests.test_gateway_server import DINGTALK
+
+    fleet = clean_ssh_fleet
+    engine = ledger()
+    requester_and_approver(engine, platform_inventory, fleet, repo, "ct")
+    service.create_user(engine, "ct-chat-lead", dingtalk_id="staff-ct-lead")
+    service.grant_role(engine, "ct-chat-lead", "MASTER", space="default")
+
+    handle = start_run(
+        "git-deploy", {"app": "shop", "env": "test", "ref": "v2", "requested_by": "ct-dev"}
+    )
+    wait_for("the gate", lambda: read_run(handle.id).state_name == "Suspended")
+
+    now = str(int(time.time() * 1000))
+    digest = hmac.new(
+        PLATFORM_DINGTALK_SECRET.encode(),
+        f"{now}\n{PLATFORM_DINGTALK_SECRET}".encode(),
+        hashlib.sha256,
+    ).digest()
+    body = copy.deepcopy(DINGTALK["body"])
+    body["text"]["content"] = f" approve {handle.id}"
+    body["msgId"] = uuid.uuid4().hex
+    body["senderStaffId"] = "staff-ct-lead"
+    body["sessionWebhookExpiredTime"] = int(time.time() * 1000) + 3_600_000
+    reply = httpx.post(
+        f"{platform.gateway_url}/chatops/dingtalk",
+        content=json.dumps(body).encode(),
+        headers={
+            "content-type": "application/json",
+            "timestamp": now,
+            "sign": base64.b64encode(digest).decode(),
+        },
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    assert handle.id[:8] in reply.json()["text"]["content"], reply.text
+
+    wait_for("the deploy", lambda: read_run(handle.id).final)
+    assert read_run(handle.id).state_type == "COMPLETED", read_run(handle.id).message
+    request = find_for_run(engine, handle.id)
+    assert request is not None
+    decided = approvals.get_request(engine, request.id)
+    assert decided.status is ApprovalStatus.approved
+    assert [(d.user, d.valid) for d in decided.decisions] == [("ct-chat-lead", True)]
+    for h in fleet:
+        assert_complete(h)

@@ -23,6 +23,10 @@ import pytest
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 
 
+#: the DingTalk robot appSecret of the session platform's gateway (tests sign with it)
+PLATFORM_DINGTALK_SECRET = "platform-test-app-secret-not-real"
+
+
 def count_runs(api_url: str, idempotency_key: str) -> int:
     """How many flow runs the Prefect API at ``api_url`` holds with ``idempotency_key``."""
     import asyncio
@@ -155,7 +159,11 @@ def platform_inventory(platform_home: Path) -> Path:
 @pytest.fixture(scope="session")
 def platform(platform_home: Path, platform_inventory: Path) -> Iterator[Platform]:
     """A running platform; ``PREFECT_API_URL`` points at it for in-process clients."""
-    p = Platform(platform_home, platform_inventory)
+    p = Platform(
+        platform_home,
+        platform_inventory,
+        extra_env={"QUAYSIDE_DINGTALK_APP_SECRET": PLATFORM_DINGTALK_SECRET},
+    )
     p.start()
     old = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "QUAYSIDE_HOME", "QUAYSIDE_INVENTORY")}
     os.environ["PREFECT_API_URL"] = p.api_url
