@@ -21,6 +21,7 @@ from bench.harness import (
     log,
     merge_results,
     render_markdown,
+    settle,
     write_markdown,
 )
 
@@ -125,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             for name, parts in args.plan.items():
                 module = importlib.import_module(BENCHMARKS[name])
+                settle()
                 log(f"running {name}: {', '.join(parts)}")
                 entries = module.run(options, parts)
                 if args.no_save:

@@ -151,18 +151,49 @@ class ToolResult:
     not_measured: str | None = None
 
 
+def _load_now() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+#: the 1-minute load average when the benchmark started, before its own work: other work on
+#: the machine makes every tool slower (the load at the end also counts the benchmark's own
+#: hosts and tools)
+LOAD_AT_START = _load_now()
+
+
+def settle(timeout_s: float = 240) -> float | None:
+    """Wait (up to ``timeout_s``) until the 1-minute load average is below the core count,
+    so a benchmark does not start on the tail of earlier work (the average decays over
+    minutes); returns the load it starts with, which becomes ``LOAD_AT_START``."""
+    global LOAD_AT_START
+    cores = os.cpu_count() or 1
+    deadline = time.monotonic() + timeout_s
+    load = _load_now()
+    if load is not None and load >= cores:
+        log(f"waiting for the machine to settle (1-minute load {load:g} on {cores} cores)")
+    while load is not None and load >= cores and time.monotonic() < deadline:
+        time.sleep(5)
+        load = _load_now()
+    LOAD_AT_START = load
+    return load
+
+
 def machine_info() -> dict[str, Any]:
-    """Cores, CPU model, memory, Python, OS and the 1-minute load average right now (other
-    work on the machine makes every tool slower)."""
+    """Cores, CPU model, memory, Python, OS and the 1-minute load average when the benchmark
+    started and now."""
     info: dict[str, Any] = {
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
     }
-    try:
-        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
-    except OSError:
-        pass
+    if LOAD_AT_START is not None:
+        info["load_avg_1m_at_start"] = LOAD_AT_START
+    load = _load_now()
+    if load is not None:
+        info["load_avg_1m"] = load
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -342,13 +373,22 @@ def render_benchmark(name: str, entry: Mapping[str, Any], context: str = "") -> 
     if context:
         lines += [context.strip(), ""]
     machine = entry.get("machine") or {}
-    load, cores = machine.get("load_avg_1m"), machine.get("cores")
-    if isinstance(load, int | float) and isinstance(cores, int) and load > cores:
+    cores = machine.get("cores")
+    start, end = machine.get("load_avg_1m_at_start"), machine.get("load_avg_1m")
+    busy_at = start if isinstance(start, int | float) else end
+    if isinstance(busy_at, int | float) and isinstance(cores, int) and busy_at > cores:
         lines += [
-            f"**Busy machine:** the 1-minute load average was {load:g} on {cores} cores when "
-            "these figures were written: other work was running alongside, so every absolute "
+            f"**Busy machine:** the 1-minute load average was {busy_at:g} on {cores} cores "
+            "when the benchmark started: other work was running alongside, so every absolute "
             "time here is inflated (and noisier) compared with an idle machine. The load also "
             "varied while the tools ran one after another, so read ratios as approximate.",
+            "",
+        ]
+    elif isinstance(end, int | float) and isinstance(cores, int) and end > cores:
+        lines += [
+            f"Load: {start:g} (1-minute average) when the benchmark started on an otherwise "
+            f"idle machine, {end:g} at its end - the benchmark's own work (the hosts' sshd, "
+            "rsync and tar, and the tools themselves, on the same cores).",
             "",
         ]
     machine_text = ", ".join(f"{k} {v}" for k, v in machine.items())

@@ -160,11 +160,11 @@ CONTEXT = {
         "When the project's code changed since the fork server imported it (another "
         "engineer editing flows/ during a run, or a deploy of new code), the next run falls "
         "back to a fresh `python -m prefect.engine` while the server reloads: such runs cost "
-        "what `engine_command_poll_1s` costs (the 24 s and 53 s outliers of the 2026-11-21 "
-        "22:32 run; files in this checkout were being edited during it). The previous full "
-        "run of the shipped configuration (2026-11-21 21:53-21:58 UTC, 1-minute load 18 "
-        "falling to 6, no reload) gave p50 2.84 s, p95 4.98 s, n 50 (`python -m bench "
-        "trigger_latency`, results.json of that run not kept)."
+        "what `engine_command_poll_1s` costs (earlier runs measured while files in this "
+        "checkout were being edited had 24 s and 53 s outliers). Earlier runs of the shipped "
+        "configuration on a loaded machine (1-minute load 6-18) gave p50 2.84 s / p95 4.98 s "
+        "and p50 1.97 s / p95 5.90 s (the latter with reloads from edits during the run); "
+        "results.json keeps only the latest run."
     ),
     "gateway_duplicate_hooks": (
         "Every duplicate delivery still makes a write to Prefect's database (creating a run "
@@ -516,11 +516,17 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
                     log(f"gateway_duplicate_hooks: {n_dups} POSTs, {CONCURRENCY} at a time")
                     duplicates = duplicates_run(bench, n_dups, CONCURRENCY)
     machine = machine_info()
+    cores = machine.get("cores") or 1
     load_note = (
-        f"Machine load (1-minute load average on {machine.get('cores')} cores): {load_start} "
-        f"at the start, {machine.get('load_avg_1m')} at the end; other work was running "
-        "(figures under load are slower than on an idle machine, the spawn-per-run "
-        "configurations most, as they import Prefect per run)."
+        f"Machine load (1-minute load average on {cores} cores): {load_start} at the start, "
+        f"{machine.get('load_avg_1m')} at the end"
+        + (
+            "; other work was running (figures under load are slower than on an idle "
+            "machine, the spawn-per-run configurations most, as they import Prefect per run)."
+            if load_start > cores
+            else "; the machine was otherwise idle (the load is the platform and the "
+            "benchmark's own)."
+        )
     )
     if "trigger_latency" in parts and figures:
         shipped = figures.get(SHIPPED.key, {})
