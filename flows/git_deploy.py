@@ -160,6 +160,9 @@ def git_deploy(
     lock_wait_s: float = Field(
         0, ge=0, le=3600, description="wait this long for another deploy's lock (0 = refuse)"
     ),
+    approval_request_id: int | None = Field(
+        None, description="an approval asked for at submit time (a scheduled deploy)"
+    ),
 ) -> dict[str, Any]:
     """Deploy ``ref`` of ``app`` to ``env``.
 
@@ -188,6 +191,8 @@ def git_deploy(
         requested_by: recorded in the ledger and shown to approvers.
         approval: ask for approval when the environment's policy requires it.
         lock_wait_s: 0 refuses at once when another deploy of app/env runs; else wait so long.
+        approval_request_id: the ledger approval request opened when a scheduled deploy was
+            submitted; approved by the time the run starts, it does not wait at all.
 
     Returns:
         ``{"release": ledger id, "release_id": dir name, "commit": sha, "result": "deployed" |
@@ -272,6 +277,7 @@ def git_deploy(
                 requested_by=requested_by,
                 policy=policy,
                 release_id=release_row,
+                approval_request_id=approval_request_id,
             )
         except Exception:  # rejected or expired; a suspension (BaseException) passes through
             _finish_quietly(engine, release_row, ReleaseStatus.cancelled, "not approved")

@@ -225,3 +225,59 @@ def test_a_chat_approval_resumes_the_same_gate(
     assert [(d.user, d.valid) for d in decided.decisions] == [("ct-chat-lead", True)]
     for h in fleet:
         assert_complete(h)
+
+
+def test_a_scheduled_deploy_approved_at_submit_time_never_waits(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    """The task API's scheduled path: the approval request is opened when the deploy is
+    submitted and decided before its time; the run starts at that time and deploys without
+    suspending, and the request names the run."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+    from uuid import UUID
+
+    from prefect.client.orchestration import PrefectClient
+
+    from quayside.auth.approvals import decide, open_request
+    from quayside.inventory.models import ApprovalPolicy
+
+    fleet = clean_ssh_fleet
+    engine = ledger()
+    tokens = requester_and_approver(engine, platform_inventory, fleet, repo, "sc")
+    request = open_request(
+        engine,
+        app="shop",
+        env="test",
+        space="default",
+        summary="Scheduled git-deploy of v2",
+        requested_by="sc-dev",
+        policy=ApprovalPolicy(required=1, role="MASTER"),
+    )
+    assert decide(engine, request.id, token_text=tokens["sc-lead"], decision="approve").accepted
+    handle = start_run(
+        "git-deploy",
+        {
+            "app": "shop",
+            "env": "test",
+            "ref": "v2",
+            "requested_by": "sc-dev",
+            "approval_request_id": request.id,
+        },
+        scheduled_at=datetime.now(UTC) + timedelta(seconds=3),
+    )
+    wait_for("the deploy", lambda: read_run(handle.id).final)
+    assert read_run(handle.id).state_type == "COMPLETED", read_run(handle.id).message
+
+    async def state_names() -> list[str]:
+        async with PrefectClient(api=platform.api_url) as client:
+            states = await client.read_flow_run_states(UUID(handle.id))
+        return [s.name or "" for s in states]
+
+    names = asyncio.run(state_names())
+    assert "Scheduled" in names and not {"Suspended", "Paused"} & set(names), names
+    rows = [r for r in list_releases(engine, "shop", "test") if r.flow_run_id == handle.id]
+    assert [r.status for r in rows] == [ReleaseStatus.succeeded]
+    for h in fleet:
+        assert current_id(h) == rows[0].details["release_id"]
+    assert approvals.get_request(engine, request.id).flow_run_id == handle.id
