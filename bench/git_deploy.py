@@ -73,6 +73,11 @@ EMPTY_FLOW_NOTE = (
     "Its engine ends by joining the flow's heartbeat thread, which sleeps in whole seconds, so "
     "a flow's wall time is about the next whole second after its start plus its body."
 )
+LOG_LEVEL_NOTE = (
+    "The Quayside flows are called in-process with `PREFECT_LOGGING_LEVEL=WARNING` (a quiet "
+    "console for the benchmark): their INFO lines are neither printed nor sent to the Prefect "
+    "API. Runs started through the worker log at INFO."
+)
 LOOPBACK_NOTE = (
     "All hosts are sshd processes on loopback (127.0.0.11 and up) on this one machine: "
     "network transfer is memory copies, and every host's sshd, rsync and tar compete with "
@@ -896,6 +901,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
     machine = machine_info()
     common_notes = [
         LOGIN_NOTE,
+        LOG_LEVEL_NOTE,
         LOOPBACK_NOTE.format(cores=machine.get("cores")),
         "Each sshd runs in its own mount namespace with its own directory bind-mounted on one "
         "common deploy root path, so every tool (Quayside included) sees one `deploy_root` "
