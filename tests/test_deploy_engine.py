@@ -10,6 +10,7 @@ import pytest
 
 from quayside.deploy import scripts
 from quayside.deploy.engine import (
+    HostReport,
     ReleaseSpec,
     RollbackSpec,
     deploy_host,
@@ -249,6 +250,20 @@ def _known(spec: ReleaseSpec) -> str:
     return spec.manifest_json()
 
 
+def _after(
+    last: ReleaseSpec, report: HostReport, payload: Path, root: Path, rid: str
+) -> ReleaseSpec:
+    """The next release's spec, expecting the host as ``last`` left it (``report``)."""
+    assert report.facts_after is not None
+    return _spec(
+        payload,
+        root,
+        rid,
+        known_manifest_json=_known(last),
+        expected_facts={"local": report.facts_after},
+    )
+
+
 def test_a_host_as_the_last_deploy_left_it_is_staged_in_one_guarded_round_trip(
     tmp_path: Path,
 ) -> None:
@@ -265,13 +280,7 @@ def test_a_host_as_the_last_deploy_left_it_is_staged_in_one_guarded_round_trip(
     assert f"current:releases/{r1}" in first.facts_after
 
     p2 = _payload(tmp_path / "p2", {"a": "1", "b": "3"})
-    spec2 = _spec(
-        p2,
-        root,
-        r2,
-        known_manifest_json=_known(spec1),
-        expected_facts={"local": first.facts_after},
-    )
+    spec2 = _after(spec1, first, p2, root, r2)
     second = deploy_host(ex, "local", spec2)
     assert second.status == "succeeded", second
     assert second.round_trips == 1  # no facts round trip
@@ -284,13 +293,7 @@ def test_a_host_as_the_last_deploy_left_it_is_staged_in_one_guarded_round_trip(
     # with the real facts, and the host is staged from them
     stray = root / "releases" / "20240501T120002Z-dddddddddddd"
     stray.mkdir()
-    spec3 = _spec(
-        _payload(tmp_path / "p3", {"a": "1", "b": "4"}),
-        root,
-        r3,
-        known_manifest_json=_known(spec2),
-        expected_facts={"local": second.facts_after},
-    )
+    spec3 = _after(spec2, second, _payload(tmp_path / "p3", {"a": "1", "b": "4"}), root, r3)
     third = deploy_host(ex, "local", spec3)
     assert third.status == "succeeded", third
     assert third.round_trips == 2  # the guarded try, then the stage
@@ -332,3 +335,19 @@ def test_a_guard_that_expects_another_current_release_changes_nothing(tmp_path: 
     report = deploy_host(ex, "local", spec2)  # and the engine recovers from it
     assert report.status == "succeeded" and report.round_trips == 2
     assert (root / "current" / "a").read_text() == "2"
+
+
+def test_expected_facts_are_kept_merged_and_forgotten(tmp_path: Path) -> None:
+    from quayside.deploy import expected_facts
+
+    path = tmp_path / "host-facts" / "web" / "prod.json"
+    assert expected_facts.load(path) == {}
+    expected_facts.save(path, {}, {"web-1": "current:a", "web-2": "current:b"})
+    assert expected_facts.load(path) == {"web-1": "current:a", "web-2": "current:b"}
+    before = expected_facts.load(path)
+    expected_facts.save(path, before, {"web-1": "current:c"}, forget=["web-2"])
+    assert expected_facts.load(path) == {"web-1": "current:c"}
+    for garbage in ("not json", "[1, 2]", '{"web-1": 3}'):
+        path.write_text(garbage)
+        assert expected_facts.load(path) == {}  # a lost file only costs a facts round trip
+    assert not list(path.parent.glob(".*.tmp"))

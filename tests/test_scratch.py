@@ -15,6 +15,16 @@ def age(path: Path, seconds: float) -> None:
     os.utime(path, (then, then), follow_symlinks=False)
 
 
+def stored_once(tmp_path: Path) -> tuple[DirectoryStore, Path]:
+    """A directory store holding ``web/prod/r1``, a payload of one file, and that payload."""
+    store = DirectoryStore(tmp_path / "store")
+    source = tmp_path / "payload"
+    source.mkdir()
+    (source / "a.txt").write_text("a")
+    store.put_dir("web/prod/r1", source)
+    return store, source
+
+
 def test_only_old_matching_entries_go(tmp_path: Path) -> None:
     old_dir = tmp_path / "web-prod-r1-1"
     (old_dir / "deep").mkdir(parents=True)
@@ -48,11 +58,7 @@ def test_a_pattern_limits_the_sweep(tmp_path: Path) -> None:
 
 
 def test_the_directory_store_sweeps_temporary_files_of_crashed_writers(tmp_path: Path) -> None:
-    store = DirectoryStore(tmp_path / "store")
-    source = tmp_path / "payload"
-    source.mkdir()
-    (source / "a.txt").write_text("a")
-    store.put_dir("web/prod/r1", source)
+    store, source = stored_once(tmp_path)
     crashed = tmp_path / "store" / "web" / "prod" / ".r0.artifact.0123456789ab.tmp"
     crashed.write_bytes(b"half")
     age(crashed, TEMP_STALE_AFTER_S + 60)
@@ -65,11 +71,7 @@ def test_the_directory_store_sweeps_temporary_files_of_crashed_writers(tmp_path:
 
 
 def test_a_restore_sweeps_staging_of_crashed_restores(tmp_path: Path) -> None:
-    store = DirectoryStore(tmp_path / "store")
-    source = tmp_path / "payload"
-    source.mkdir()
-    (source / "a.txt").write_text("a")
-    store.put_dir("web/prod/r1", source)
+    store, source = stored_once(tmp_path)
     crashed = tmp_path / ".out.0123456789ab.partial"
     crashed.mkdir()
     age(crashed, TEMP_STALE_AFTER_S + 60)

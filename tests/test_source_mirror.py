@@ -409,3 +409,35 @@ def test_argv_builders() -> None:
         "abcd..ef01",
         "--",
     ]
+
+
+def test_export_linked_updates_one_cached_tree_and_hard_links_it(
+    mirror: GitMirror, origin: Origin, tmp_path: Path
+) -> None:
+    o = origin
+    first = mirror.export_linked(o.second, tmp_path / "b1")
+    assert first.previous is None and first.changed is None  # a fresh checkout: all new
+    second = mirror.export_linked(o.third, tmp_path / "b2")
+    assert second.previous == o.second
+    assert second.changed == frozenset(mirror.changed_files(o.second, o.third))
+    # the second export is exactly the commit's tree, like a plain export
+    plain = mirror.export(o.third, tmp_path / "plain")
+    assert build_manifest(tmp_path / "b2") == build_manifest(plain)
+    # unchanged files are hard links of the cached tree; the first build dir keeps its content
+    assert os.stat(tmp_path / "b2" / "index.php").st_nlink > 1
+    assert (tmp_path / "b1" / "index.php").read_text() == "<?php echo 2;"
+    assert build_manifest(tmp_path / "b1") == build_manifest(
+        mirror.export(o.second, tmp_path / "p1")
+    )
+    with pytest.raises(InputError):
+        mirror.export_linked(o.third, tmp_path / "b2")  # not empty
+    with pytest.raises(InputError):
+        mirror.export_linked("--upload-pack=x", tmp_path / "b3")
+
+
+def test_read_tree_builder_checks_the_commit() -> None:
+    argv = gitcmd.read_tree("/m.git", "/w", "a" * 40)
+    assert argv[-4:] == ["read-tree", "--reset", "-u", "a" * 40]
+    assert "protocol.ext.allow=never" in argv
+    with pytest.raises(InputError):
+        gitcmd.read_tree("/m.git", "/w", "HEAD; rm -rf /")

@@ -124,6 +124,28 @@ def archive(git_dir: Path | str, sha: str) -> list[str]:
     return _git(git_dir, "archive", "--format=tar", check_commit(sha))
 
 
+def read_tree(git_dir: Path | str, work_tree: Path | str, sha: str) -> list[str]:
+    """Make ``work_tree`` hold the tree at commit ``sha``, rewriting only the files that differ
+    from the index (``GIT_INDEX_FILE`` names the index). ctimes are not trusted (hard links
+    change them, not content); symlinks stay symlinks; no fsmonitor."""
+    return [
+        GIT,
+        *_BASE,
+        "-c",
+        "core.trustctime=false",
+        "-c",
+        "core.symlinks=true",
+        "-c",
+        "core.fsmonitor=false",
+        f"--git-dir={git_dir}",
+        f"--work-tree={work_tree}",
+        "read-tree",
+        "--reset",
+        "-u",
+        check_commit(sha),
+    ]
+
+
 def log(git_dir: Path | str, old: str | None, new: str, limit: int = 20) -> list[str]:
     """Commits in ``new`` not in ``old`` (newest first), NUL-separated ``sha, author, subject``."""
     if limit < 1:

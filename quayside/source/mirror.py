@@ -19,7 +19,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -285,47 +285,12 @@ class GitMirror:
     def _read_tree(self, sha: str, work: Path, index: Path) -> None:
         """Make ``work`` hold the tree at ``sha`` (git rewrites only files that differ; a
         rewritten file is a new inode, so hard links to the old one keep the old content)."""
-        argv = [
-            gitcmd.GIT,
-            "-c",
-            "protocol.ext.allow=never",
-            "-c",
-            "core.trustctime=false",  # cp -al changes ctimes (link counts), not content
-            "-c",
-            "core.symlinks=true",
-            "-c",
-            "core.fsmonitor=false",
-            "--no-pager",
-            f"--git-dir={self.path}",
-            f"--work-tree={work}",
-            "read-tree",
-            "--reset",
-            "-u",
-            sha,
-        ]
-        env = self._env()
-        env["GIT_INDEX_FILE"] = str(index)
-        try:
-            result = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                env=env,
-                timeout=self.local_timeout,
-                stdin=subprocess.DEVNULL,
-                umask=0o022,  # the modes an export gives (group/other cannot write)
-            )
-        except subprocess.TimeoutExpired as e:
-            raise CommandTimeout(HOST, f"git read-tree {sha[:12]} timed out", command=argv) from e
-        if result.returncode != 0:
-            raise CommandFailed(
-                HOST,
-                f"git read-tree {sha[:12]} of {self.display_url} failed",
-                command=argv,
-                exit_code=result.returncode,
-                stderr=self._redact(result.stderr),
-            )
+        self._git(
+            gitcmd.read_tree(self.path, work, sha),
+            what=f"read-tree {sha[:12]}",
+            env={"GIT_INDEX_FILE": str(index)},
+            umask=0o022,  # the modes an export gives (group/other cannot write)
+        )
 
     def log(self, old_sha: str | None, new_sha: str, limit: int = 20) -> list[Commit]:
         """Commits reachable from ``new_sha`` but not ``old_sha`` (newest first, at most
@@ -402,6 +367,8 @@ class GitMirror:
         timeout: float | None = None,
         check: bool = True,
         hint: str | None = None,
+        env: Mapping[str, str] | None = None,
+        umask: int = -1,
     ) -> subprocess.CompletedProcess[str]:
         limit = timeout if timeout is not None else self.local_timeout
         try:
@@ -410,9 +377,10 @@ class GitMirror:
                 capture_output=True,
                 text=True,
                 errors="replace",
-                env=self._env(),
+                env={**self._env(), **(env or {})},
                 timeout=limit,
                 stdin=subprocess.DEVNULL,
+                umask=umask,
             )
         except FileNotFoundError as e:
             raise QuaysideError(
