@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from quayside.artifacts.delta import StoredPayload, delta_base, recall, remember
+from quayside.auth.policy import effective_policy
 from quayside.deploy import expected_facts
 from quayside.deploy.engine import INLINE_MAX_BYTES, HostReport, ReleaseSpec
 from quayside.deploy.errors import HostsFailed, ThresholdExceeded
@@ -156,7 +157,11 @@ def git_deploy(
     ),
     dry_run: bool = Field(False, description="show per host what would change; touch nothing"),
     requested_by: str = Field("ui", description="who asked for this deploy"),
-    approval: bool = Field(True, description="ask for approval if the environment requires it"),
+    approval: bool = Field(
+        False,
+        description="ask for approval even where the environment's policy needs none "
+        "(an approval the policy requires is never skipped)",
+    ),
     lock_wait_s: float = Field(
         0, ge=0, le=3600, description="wait this long for another deploy's lock (0 = refuse)"
     ),
@@ -189,7 +194,9 @@ def git_deploy(
         dry_run: resolve, build and plan; report per host what would change. Nothing on the
             hosts changes, no lock is taken and nothing is written to the ledger.
         requested_by: recorded in the ledger and shown to approvers.
-        approval: ask for approval when the environment's policy requires it.
+        approval: ask for approval even where the environment's policy requires none (the
+            environment's policy, or one MASTER, no self-approval). A required approval is
+            asked for whatever this says.
         lock_wait_s: 0 refuses at once when another deploy of app/env runs; else wait so long.
         approval_request_id: the ledger approval request opened when a scheduled deploy was
             submitted; approved by the time the run starts, it does not wait at all.
@@ -249,8 +256,8 @@ def git_deploy(
     key = f"{app}/{env}/{release_id}"
     location = _store_location(key)
     release_row: int | None = None
-    policy = target.env.approval
-    if approval and policy is not None and policy.required > 0:
+    policy = effective_policy(target.env.approval, asked=approval)
+    if policy is not None:
         from tasks.approval import approval_gate  # the approvals module; imported when needed
 
         # the gate suspends the run and Prefect runs the flow again from the top on resume:

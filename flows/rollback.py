@@ -15,9 +15,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from flows.git_deploy import artifact_key, reports_of
+from quayside.auth.policy import effective_policy
 from quayside.deploy.engine import RollbackSpec
 from quayside.deploy.errors import HostsFailed
 from quayside.deploy.lease import deploy_lock
+from quayside.deploy.summary import rollback_markdown
 from quayside.errors import InputError, NotFoundError
 from quayside.inventory import load_inventory
 from quayside.inventory.resolve import resolve_target
@@ -50,8 +52,9 @@ def release_dir_of(release: Release) -> str | None:
 def choose_target(engine: Any, app: str, env: str, to: str | None) -> tuple[Release, Release]:
     """The current release and the one to roll back to.
 
-    ``to=None`` picks the newest succeeded release older than the current one that put a
-    different release directory on the hosts; otherwise ``to`` is a ledger id or a version.
+    ``to=None`` undoes the current release: a rollback is undone by going back to the release
+    it replaced; otherwise the newest succeeded release older than the current one that put a
+    different release directory on the hosts is chosen. ``to`` names a ledger id or a version.
 
     Raises:
         NotFoundError: nothing is deployed, or no such / no earlier release.
@@ -63,6 +66,10 @@ def choose_target(engine: Any, app: str, env: str, to: str | None) -> tuple[Rele
             f"nothing is deployed in {app}/{env} yet", hint="deploy a release first"
         )
     here = release_dir_of(current)
+    if to is None and current.kind is ReleaseKind.rollback and current.rollback_of_id:
+        undone = get_release(engine, current.rollback_of_id)  # rolling back a rollback: undo it
+        if release_dir_of(undone) not in (None, here):
+            return current, undone
     if to is None:
         for older in list_releases(engine, app, env, limit=200, status=ReleaseStatus.succeeded):
             if older.id < current.id and release_dir_of(older) not in (None, here):
@@ -107,6 +114,14 @@ def rollback(
     lock_wait_s: float = Field(
         0, ge=0, le=3600, description="wait this long for another deploy's lock (0 = refuse)"
     ),
+    approval: bool = Field(
+        False,
+        description="ask for approval even where the environment's policy needs none for a "
+        "rollback (an approval the policy requires is never skipped)",
+    ),
+    approval_request_id: int | None = Field(
+        None, description="an approval asked for at submit time (a scheduled rollback)"
+    ),
 ) -> dict[str, Any]:
     """Roll ``app``/``env`` back to an earlier release.
 
@@ -122,6 +137,10 @@ def rollback(
         to: a ledger release id or version label; default the previous successful release.
         requested_by: recorded in the ledger.
         lock_wait_s: 0 refuses at once when a deploy of app/env runs; else wait so long.
+        approval: ask for approval even where the policy needs none for a rollback. Where the
+            environment's policy requires approval, a rollback waits for it too, unless the
+            policy says ``rollback: false`` (on-call emergencies).
+        approval_request_id: an approval request opened when the rollback was scheduled.
 
     Returns:
         ``{"release": ledger id, "to": ledger id, "release_id": dir, "hosts": {...}}``.
@@ -130,6 +149,7 @@ def rollback(
         quayside.errors.NotFoundError: nothing deployed, no earlier release, unknown names.
         quayside.errors.LockHeldError: a deploy of this app/env is running.
         quayside.deploy.errors.HostsFailed: some hosts could not be switched.
+        tasks.approval.ApprovalRejected: the approval was refused (nothing was switched).
 
     Example:
         >>> rollback("web", "prod")              # to the previous release
@@ -146,6 +166,28 @@ def rollback(
     rid = release_dir_of(dest)
     assert rid is not None
     details = dest.details or {}
+    policy = effective_policy(target.env.approval, asked=approval, kind="rollback")
+    if policy is not None:  # before the lock: a pending approval holds nothing
+        from tasks.approval import approval_gate
+
+        approver = approval_gate(
+            app=app,
+            env=env,
+            version=f"rollback to {dest.version}",
+            summary_markdown=rollback_markdown(
+                app=app,
+                env=env,
+                current=(current.id, current.version, current.commit_sha),
+                target=(dest.id, dest.version, dest.commit_sha),
+                release_dir=rid,
+                hosts=target.host_names,
+                requested_by=requested_by,
+            ),
+            requested_by=requested_by,
+            policy=policy,
+            approval_request_id=approval_request_id,
+        )
+        logger.info("rollback approved by %s", approver)
     with ExitStack() as stack:
         stack.enter_context(
             deploy_lock(

@@ -59,3 +59,37 @@ def test_cli_deploy_then_releases(
     assert listing.returncode == 0, listing.stderr
     lines = [line for line in listing.stdout.splitlines() if "erin" in line]
     assert lines and "*" in lines[0] and "succeeded" in lines[0] and "v1" in lines[0]
+
+
+def test_cli_deploy_at_refuses_bad_times_before_anything_is_written(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    """``--at`` in the past, not a time, or for an unknown environment: one line and a hint,
+    no traceback, no approval request opened and no run created."""
+    from sqlalchemy import func, select
+
+    from quayside.ledger.models import ApprovalRequest
+    from tests.test_deploy_support import ledger
+
+    write_inventory(platform_inventory, clean_ssh_fleet, repo, env={"approval": {"required": 1}})
+    engine = ledger()
+
+    def requests() -> int:
+        with engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(ApprovalRequest)) or 0)
+
+    before = requests()
+    cases = [
+        (("shop", "test", "v2", "--at", "2001-01-01 00:00"), "not in the future"),
+        (("shop", "test", "v2", "--at", "tomorrow"), "is not a time"),
+        (("shop", "test", "v2", "--at", "+400d"), "more than a year ahead"),
+        (("shop", "nope", "v2", "--at", "+1h"), "nope"),
+        (("shop", "test", "v2;id", "--at", "+1h"), "invalid git ref"),
+    ]
+    for args, message in cases:
+        out = quayside(platform, "deploy", *args)
+        assert out.returncode == 1, (args, out.stdout, out.stderr)
+        assert message in out.stderr, (args, out.stderr)
+        assert "Traceback" not in out.stderr + out.stdout
+        assert "scheduled" not in out.stdout
+    assert requests() == before

@@ -4,10 +4,7 @@ DingTalk signatures, replay, stale timestamps, user mapping and the session-webh
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -17,6 +14,7 @@ import pytest
 
 from quayside.ledger.environments import ensure_app_env, pause_auto_triggers, resume_auto_triggers
 from quayside.triggers.gitlab import dedupe_key
+from tests.harness import dingtalk
 from tests.harness.platform import Platform, count_runs
 from tests.test_gateway_server import DEPLOY, DINGTALK, FIXTURES, Gateway, gateway_fixture  # noqa: F401
 
@@ -112,8 +110,7 @@ def test_gitlab_duplicate_deliveries_start_one_run(gateway: Gateway, platform: P
 
 
 def sign(timestamp: str, secret: str = DINGTALK["app_secret"]) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(), hashlib.sha256).digest()
-    return base64.b64encode(digest).decode()
+    return dingtalk.sign(timestamp, secret)
 
 
 def chat(
@@ -124,15 +121,14 @@ def chat(
     timestamp: str | None = None,
     signature: str | None = None,
 ) -> Any:
-    now = str(int(time.time() * 1000)) if timestamp is None else timestamp
-    body = copy.deepcopy(DINGTALK["body"])
-    body["text"]["content"] = text
-    body["msgId"] = uuid.uuid4().hex
-    body["sessionWebhook"] = gateway.receiver.url + "/robot/sendBySession?session=test"
-    body["sessionWebhookExpiredTime"] = int(time.time() * 1000) + 3_600_000
-    if staff_id is not None:
-        body["senderStaffId"] = staff_id
-    headers = {"timestamp": now, "sign": signature if signature is not None else sign(now)}
+    body, headers = dingtalk.callback(
+        text,
+        secret=DINGTALK["app_secret"],
+        staff_id=staff_id,
+        session_webhook=gateway.receiver.url + "/robot/sendBySession?session=test",
+        timestamp=timestamp,
+        signature=signature,
+    )
     return gateway.post("/chatops/dingtalk", json=body, headers=headers)
 
 

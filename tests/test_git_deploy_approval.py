@@ -48,6 +48,23 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 240) -> 
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def chat(platform: Platform, text: str, staff_id: str) -> str:
+    """Send ``text`` to the platform's gateway as a signed DingTalk callback from ``staff_id``;
+    the robot's reply text."""
+    import httpx
+
+    from tests.harness import dingtalk
+    from tests.harness.platform import PLATFORM_DINGTALK_SECRET
+
+    body, headers = dingtalk.callback(text, secret=PLATFORM_DINGTALK_SECRET, staff_id=staff_id)
+    reply = httpx.post(
+        f"{platform.gateway_url}/chatops/dingtalk", json=body, headers=headers, timeout=60
+    )
+    assert reply.status_code == 200, reply.text
+    content: str = reply.json()["text"]["content"]
+    return content
+
+
 def requester_and_approver(
     engine: Any, inventory: Path, fleet: SshdFleet, repo: Repo, prefix: str
 ) -> dict[str, str]:
@@ -169,18 +186,6 @@ def test_a_chat_approval_resumes_the_same_gate(
     """``approve <run>`` in DingTalk (signed as DingTalk signs outgoing-robot callbacks)
     from the chat account of a MASTER: the platform's gateway answers the gate with a
     token issued for that user, the run resumes and deploys, the ledger names the user."""
-    import base64
-    import copy
-    import hashlib
-    import hmac
-    import json
-    import uuid
-
-    import httpx
-
-    from tests.harness.platform import PLATFORM_DINGTALK_SECRET
-    from tests.test_gateway_server import DINGTALK
-
     fleet = clean_ssh_fleet
     engine = ledger()
     requester_and_approver(engine, platform_inventory, fleet, repo, "ct")
@@ -192,29 +197,8 @@ def test_a_chat_approval_resumes_the_same_gate(
     )
     wait_for("the gate", lambda: read_run(handle.id).state_name == "Suspended")
 
-    now = str(int(time.time() * 1000))
-    digest = hmac.new(
-        PLATFORM_DINGTALK_SECRET.encode(),
-        f"{now}\n{PLATFORM_DINGTALK_SECRET}".encode(),
-        hashlib.sha256,
-    ).digest()
-    body = copy.deepcopy(DINGTALK["body"])
-    body["text"]["content"] = f" approve {handle.id}"
-    body["msgId"] = uuid.uuid4().hex
-    body["senderStaffId"] = "staff-ct-lead"
-    body["sessionWebhookExpiredTime"] = int(time.time() * 1000) + 3_600_000
-    reply = httpx.post(
-        f"{platform.gateway_url}/chatops/dingtalk",
-        content=json.dumps(body).encode(),
-        headers={
-            "content-type": "application/json",
-            "timestamp": now,
-            "sign": base64.b64encode(digest).decode(),
-        },
-        timeout=60,
-    )
-    assert reply.status_code == 200, reply.text
-    assert handle.id[:8] in reply.json()["text"]["content"], reply.text
+    reply = chat(platform, f" approve {handle.id}", "staff-ct-lead")
+    assert handle.id[:8] in reply, reply
 
     wait_for("the deploy", lambda: read_run(handle.id).final)
     assert read_run(handle.id).state_type == "COMPLETED", read_run(handle.id).message
@@ -281,3 +265,157 @@ def test_a_scheduled_deploy_approved_at_submit_time_never_waits(
     for h in fleet:
         assert current_id(h) == rows[0].details["release_id"]
     assert approvals.get_request(engine, request.id).flow_run_id == handle.id
+
+
+def run_states(platform: Platform, run_id: str) -> list[str]:
+    """Names of every state the run went through, oldest first."""
+    import asyncio
+    from uuid import UUID
+
+    from prefect.client.orchestration import PrefectClient
+
+    async def go() -> list[str]:
+        async with PrefectClient(api=platform.api_url) as client:
+            states = await client.read_flow_run_states(UUID(run_id))
+        return [s.name or "" for s in states]
+
+    return asyncio.run(go())
+
+
+def test_cli_deploy_at_asks_for_approval_now_and_starts_on_time(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    """``quayside deploy --at +40s`` to an environment that needs a MASTER's approval: the
+    CLI opens the approval request at once and schedules the run; ``quayside approve RUN``
+    answers it in the ledger before the run's time (there is no gate to resume yet); the run
+    starts when scheduled, never suspends and deploys."""
+    import re
+
+    fleet = clean_ssh_fleet
+    engine = ledger()
+    tokens = requester_and_approver(engine, platform_inventory, fleet, repo, "at")
+
+    def cli(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        extra = {"QUAYSIDE_TOKEN": token} if token else {}
+        return subprocess.run(
+            [sys.executable, "-m", "quayside.cli.main", *args],
+            env=platform.env | {"COLUMNS": "200"} | extra,
+            cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    out = cli("deploy", "shop", "test", "v2", "--at", "+40s", "--as", "at-dev")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "scheduled" in out.stdout and "approval request" in out.stdout, out.stdout
+    found = re.search(r"run id: ([0-9a-f-]{36})", out.stdout)
+    assert found, out.stdout
+    run_id = found.group(1)
+    status = read_run(run_id)
+    assert status.state_type == "SCHEDULED"
+    request_id = status.parameters["approval_request_id"]
+    request = approvals.get_request(engine, request_id)
+    assert request.status is ApprovalStatus.pending and request.flow_run_id == run_id
+    assert request.requested_by == "at-dev" and "v2" in request.summary
+
+    # the requester may not approve it (a DEVELOPER, and their own request): recorded, refused
+    own = cli("approve", run_id, token=tokens["at-dev"])
+    assert own.returncode == 1 and "does not count" in own.stderr, own.stdout + own.stderr
+    assert approvals.get_request(engine, request_id).status is ApprovalStatus.pending
+
+    answer = cli("approve", run_id, "-m", "tonight is fine", token=tokens["at-lead"])
+    assert answer.returncode == 0, answer.stdout + answer.stderr
+    assert "approved" in answer.stdout and tokens["at-lead"] not in answer.stdout
+    assert read_run(run_id).state_type == "SCHEDULED"  # still waiting for its time
+
+    wait_for("the deploy", lambda: read_run(run_id).final)
+    assert read_run(run_id).state_type == "COMPLETED", read_run(run_id).message
+    names = run_states(platform, run_id)
+    assert "Scheduled" in names and not {"Suspended", "Paused"} & set(names), names
+    decided = approvals.get_request(engine, request_id)
+    assert decided.status is ApprovalStatus.approved
+    assert [(d.user, d.valid) for d in decided.decisions] == [
+        ("at-dev", False),
+        ("at-lead", True),
+    ]
+    for h in fleet:
+        assert_complete(h)
+        assert (h.root / "current" / "index.php").read_text() == "<?php echo 'v2';\n"
+
+
+def test_a_chat_rollback_waits_for_approval_unless_the_policy_exempts_rollbacks(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    """``rollback shop test`` in DingTalk, end to end. Where the environment needs approval,
+    the rollback suspends before it touches a host; the requester's own answer from chat is
+    refused and the gate waits again; a MASTER's ``approve`` resumes it and every host goes
+    back. With ``rollback: false`` in the policy, the next chat rollback runs at once (also
+    after the first rollback paused automatic triggers: a rollback is not one)."""
+    fleet = clean_ssh_fleet
+    engine = ledger()
+    for name, role in (("rb-dev", "DEVELOPER"), ("rb-lead", "MASTER")):
+        service.create_user(engine, name, dingtalk_id=f"staff-{name}")
+        service.grant_role(engine, name, role, space="default")
+    write_inventory(platform_inventory, fleet, repo)  # no policy yet: deploy v1, v2 at once
+    dirs = {}
+    for ref in ("v1", "v2"):
+        handle = start_run(
+            "git-deploy", {"app": "shop", "env": "test", "ref": ref, "requested_by": "rb-dev"}
+        )
+        wait_for(f"deploy {ref}", lambda h=handle: read_run(h.id).final)
+        assert read_run(handle.id).state_type == "COMPLETED", read_run(handle.id).message
+        dirs[ref] = current_id(fleet[0])
+    write_inventory(
+        platform_inventory, fleet, repo, env={"approval": {"required": 1, "role": "MASTER"}}
+    )
+
+    def rollback_from_chat() -> str:
+        reply = chat(platform, "回滚 shop test", "staff-rb-dev")
+        assert "/runs/flow-run/" in reply, reply
+        return reply.rstrip().rsplit("/", 1)[-1]
+
+    run_id = rollback_from_chat()
+    wait_for("the gate", lambda: read_run(run_id).state_name == "Suspended")
+    assert all(current_id(h) == dirs["v2"] for h in fleet)
+    assert current_lock(engine, "shop", "test") is None
+    request = find_for_run(engine, run_id)
+    assert request is not None and "Roll back shop/test" in request.summary
+
+    chat(platform, f"approve {run_id}", "staff-rb-dev")  # the requester, a DEVELOPER
+
+    def refused() -> bool:
+        decisions = approvals.get_request(engine, request.id).decisions
+        return bool(decisions) and read_run(run_id).state_name == "Suspended"
+
+    wait_for("the refusal", refused)
+    first = approvals.get_request(engine, request.id).decisions
+    assert [(d.user, d.valid) for d in first] == [("rb-dev", False)]
+    assert all(current_id(h) == dirs["v2"] for h in fleet)
+
+    chat(platform, f"approve {run_id}", "staff-rb-lead")
+    wait_for("the rollback", lambda: read_run(run_id).final)
+    assert read_run(run_id).state_type == "COMPLETED", read_run(run_id).message
+    for h in fleet:
+        assert current_id(h) == dirs["v1"]
+        assert_complete(h)
+    decided = approvals.get_request(engine, request.id)
+    assert decided.status is ApprovalStatus.approved
+    assert [(d.user, d.valid) for d in decided.decisions][-1] == ("rb-lead", True)
+    rows = [r for r in list_releases(engine, "shop", "test") if r.flow_run_id == run_id]
+    assert [(r.kind.value, r.status) for r in rows] == [("rollback", ReleaseStatus.succeeded)]
+
+    write_inventory(
+        platform_inventory,
+        fleet,
+        repo,
+        env={"approval": {"required": 1, "role": "MASTER", "rollback": False}},
+    )
+    again = rollback_from_chat()
+    wait_for("the second rollback", lambda: read_run(again).final)
+    assert read_run(again).state_type == "COMPLETED", read_run(again).message
+    assert not {"Suspended", "Paused"} & set(run_states(platform, again))
+    assert find_for_run(engine, again) is None
+    rows = [r for r in list_releases(engine, "shop", "test") if r.flow_run_id == again]
+    assert [(r.kind.value, r.status, r.version) for r in rows] == [
+        ("rollback", ReleaseStatus.succeeded, "v2")
+    ], rows
+    for h in fleet:  # rolling back the rollback undid it
+        assert current_id(h) == dirs["v2"]

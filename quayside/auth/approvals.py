@@ -301,3 +301,12 @@ def _expire_release(db: Engine | Session, release_id: int | None, actor: str, at
     release = get_release(db, release_id)
     if release.status is ReleaseStatus.awaiting_approval:
         finish_release(db, release_id, ReleaseStatus.expired, actor=actor, at=at)
+
+
+def link_run(db: Engine | Session, request_id: int, flow_run_id: str) -> None:
+    """Name the flow run a request opened before its run existed (a scheduled run) is for;
+    a request already linked keeps its run."""
+    with unit_of_work(db) as session:
+        row = session.get(ApprovalRequest, request_id)
+        if row is not None and row.flow_run_id is None:
+            row.flow_run_id = flow_run_id

@@ -263,9 +263,33 @@ def _ledger_state(run_id: str) -> tuple[int, str, str | None] | None:
         engine.dispose()
 
 
+def _answer_scheduled(
+    run_id: str, request_id: int, token: str, decision: str, comment: str
+) -> None:
+    """Decide the approval request a scheduled run carries (there is no gate to resume yet)."""
+    from quayside.auth.approvals import decide
+    from quayside.ledger.db import make_engine
+
+    engine = make_engine(load_settings().database_url)
+    try:
+        outcome = decide(engine, request_id, token_text=token, decision=decision, comment=comment)
+    finally:
+        engine.dispose()
+    if not outcome.accepted:
+        raise QuaysideError(
+            f"the answer to approval request {request_id} does not count: {outcome.reason}",
+            hint="it was recorded; the request is still " + outcome.status.value,
+        )
+    console.print(
+        f"{decision} from {outcome.user} recorded on approval request {request_id} of "
+        f"scheduled run {run_id}; request is {outcome.status.value}",
+        highlight=False,
+    )
+
+
 @app.command()
 def approve(
-    run_id: str = typer.Argument(..., help="the paused flow run's id"),
+    run_id: str = typer.Argument(..., help="the paused (or scheduled) flow run's id"),
     reject: bool = typer.Option(False, "--reject", help="reject instead of approve"),
     message: str = typer.Option("", "--message", "-m", help="comment for the ledger"),
     token: str | None = typer.Option(
@@ -275,6 +299,7 @@ def approve(
 ) -> None:
     """Answer a flow run waiting for approval; the run itself checks token, role and policy."""
     from quayside.runs import read_run, resume_run
+    from quayside.runs.scheduled_approval import pending_request_of
 
     secret = token or os.environ.get("QUAYSIDE_TOKEN")
     if not secret:
@@ -283,13 +308,18 @@ def approve(
             hint="create one on the platform host with `quayside tokens create USER`",
         )
     status = read_run(run_id)
+    decision = "reject" if reject else "approve"
+    request_id = pending_request_of(status)
+    if request_id is not None:
+        _answer_scheduled(status.id, request_id, secret.strip(), decision, message)
+        return
     if not status.paused:
         raise QuaysideError(
             f"run {run_id} is {status.state_name}, not waiting for approval",
-            hint="`quayside approve` answers runs in a Paused/Suspended state",
+            hint="`quayside approve` answers runs in a Paused/Suspended state, and "
+            "scheduled runs that carry an approval request",
         )
     before = _ledger_state(run_id)
-    decision = "reject" if reject else "approve"
     result = resume_run(run_id, {"decision": decision, "comment": message, "token": secret.strip()})
     if result != "ACCEPT":
         raise QuaysideError(

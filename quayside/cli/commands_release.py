@@ -68,6 +68,73 @@ def _follow(deployment: str, parameters: dict[str, Any], *, follow: bool, total:
     console.print(f"[green]done:[/] {handle.name} completed", highlight=False)
 
 
+def _schedule(deployment: str, parameters: dict[str, Any], at: str) -> None:
+    """Schedule ``deployment`` at ``at``; open its approval request now if policy needs one."""
+    from quayside.auth.approvals import link_run
+    from quayside.auth.policy import policy_for
+    from quayside.cli.at_time import parse_at
+    from quayside.inventory import load_inventory
+    from quayside.inventory.resolve import resolve_target
+    from quayside.ledger.db import make_engine
+    from quayside.runs import start_run
+    from quayside.runs.scheduled_approval import open_for_scheduled_run
+    from quayside.settings import load_settings
+
+    settings = load_settings()
+    inventory = load_inventory(settings.inventory_path)
+    app_name, env = str(parameters["app"]), str(parameters["env"])
+    target = resolve_target(inventory, app_name, env)  # unknown app/env: refused before any write
+    when = parse_at(at, inventory.timezone)
+    policy = policy_for(inventory, app_name, env)
+    engine = make_engine(settings.database_url)
+    try:
+        request_id = None
+        if policy is not None:
+            request_id = open_for_scheduled_run(
+                engine,
+                deployment=deployment,
+                app=app_name,
+                env=env,
+                space=target.app.space,
+                policy=policy,
+                scheduled_at=when,
+                requested_by=str(parameters["requested_by"]),
+                via="the CLI",
+                details=f"ref `{parameters.get('ref', '')}`, "
+                f"{len(parameters.get('hosts') or target.hosts)} host(s)",
+            )
+            parameters["approval_request_id"] = request_id
+        handle = start_run(
+            deployment,
+            parameters,
+            scheduled_at=when,
+            tags=["trigger:cli", f"app:{app_name}", f"env:{env}"],
+        )
+        if request_id is not None:
+            link_run(engine, request_id, handle.id)
+    finally:
+        engine.dispose()
+    local = when.astimezone(_zone(inventory.timezone))
+    console.print(
+        f"scheduled [bold]{handle.name}[/] ({deployment}) for "
+        f"{local:%Y-%m-%d %H:%M:%S} {inventory.timezone} ({when:%H:%M:%S} UTC): {handle.ui_url}",
+        highlight=False,
+    )
+    console.print(f"run id: {handle.id}", highlight=False)
+    if policy is not None:
+        console.print(
+            f"approval request {request_id} is open: {policy.required} approval(s) by "
+            f"{policy.role} or above needed before then - `quayside approve {handle.id}`",
+            highlight=False,
+        )
+
+
+def _zone(name: str) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
 def _print_outcome(run_id: str) -> None:
     """Per-host result of the run, from the ledger (logs are best effort: Prefect can drop a
     run's last log batch when its process exits)."""
@@ -122,8 +189,19 @@ def deploy(
     batch: str | None = typer.Option(None, "--batch", help="hosts per batch: N or N%"),
     follow: bool = typer.Option(True, "--follow/--no-follow", help="follow the run to its end"),
     requested_by: str = typer.Option("cli", "--as", help="who is asking (recorded)"),
+    at: str | None = typer.Option(
+        None,
+        "--at",
+        metavar="TIME",
+        help="schedule the deploy: local time ('2026-11-22 23:30', inventory timezone), "
+        "ISO 8601, or '+30m'; approval is asked now",
+    ),
 ) -> None:
-    """Deploy REF of APP to ENV through the git-deploy flow (shown in the Prefect UI)."""
+    """Deploy REF of APP to ENV through the git-deploy flow (shown in the Prefect UI).
+
+    With --at the run is scheduled in Prefect; where the environment needs approval, the
+    request is opened now, so the approved deploy starts on time.
+    """
     from quayside.commands.git import check_ref
 
     check_ref(ref)
@@ -139,6 +217,9 @@ def deploy(
     parsed = _parse_batch(batch)
     if parsed is not None:
         parameters["batch"] = parsed
+    if at is not None:
+        _schedule("git-deploy", parameters, at)
+        return
     _follow("git-deploy", parameters, follow=follow, total=_host_count(app_name, env, host or None))
 
 

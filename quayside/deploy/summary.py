@@ -65,3 +65,43 @@ def table_markdown(title: str, rows: Sequence[dict[str, object]]) -> str:
     lines = [f"# {title}", "", "| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
     lines += ["| " + " | ".join(_cell(str(r.get(c, ""))) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def rollback_markdown(
+    *,
+    app: str,
+    env: str,
+    current: tuple[int, str | None, str | None],
+    target: tuple[int, str | None, str | None],
+    release_dir: str,
+    hosts: Sequence[str],
+    requested_by: str,
+) -> str:
+    """The approval request of a rollback: from which release to which, on which hosts.
+
+    Args:
+        current: (ledger id, version, commit sha) of the release the hosts run now.
+        target: (ledger id, version, commit sha) of the release to roll back to.
+
+    >>> "release 3" in rollback_markdown(app="web", env="prod", current=(5, "v2", "b" * 40),
+    ...     target=(3, "v1", "a" * 40), release_dir="r1", hosts=["h"], requested_by="al")
+    True
+    """
+
+    def name(release: tuple[int, str | None, str | None]) -> str:
+        sha = f" `{release[2][:12]}`" if release[2] else ""
+        return f"**{_cell(release[1] or '?')}** (release {release[0]}{sha})"
+
+    return "\n".join(
+        [
+            f"## Roll back {app}/{env} to {_cell(target[1] or '?')}",
+            "",
+            f"- requested by: **{requested_by}**",
+            f"- from: {name(current)}",
+            f"- to: {name(target)}, directory `{_cell(release_dir)}`",
+            f"- hosts ({len(hosts)}): {', '.join(hosts)}",
+            "",
+            "Every host switches `current` back (restored from the artifact store where the "
+            "release was pruned); automatic triggers of the app/env are paused afterwards.",
+        ]
+    )

@@ -8,17 +8,18 @@ through :func:`quayside.auth.approvals.decide`.
 
 from __future__ import annotations
 
-import importlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from quayside.auth.approvals import decide
 from quayside.errors import InputError, NotFoundError
 from quayside.gateway.auth import CallerDep
 from quayside.gateway.context import GatewayContext, context
-from quayside.gateway.errors import Conflict, ServiceUnavailable
+from quayside.gateway.errors import Conflict
 from quayside.runs import read_run, resume_run
+from quayside.runs.scheduled_approval import pending_request_of
 
 router = APIRouter(tags=["approvals"])
 CtxDep = Annotated[GatewayContext, Depends(context)]
@@ -63,20 +64,17 @@ def answer(
             status=result,
             detail="answer forwarded to the run's approval gate",
         )
-    request_id = status.parameters.get("approval_request_id")
-    if status.state_type == "SCHEDULED" and isinstance(request_id, int):
-        try:
-            approvals: Any = importlib.import_module("quayside.auth.approvals")
-        except ImportError as e:
-            raise ServiceUnavailable("approvals are not available in this installation") from e
-        outcome = approvals.decide(
+    request_id = pending_request_of(status)
+    if request_id is not None:
+        outcome = decide(
             ctx.engine(), request_id, token_text=token, decision=decision, comment=comment
         )
         return ApprovalResult(
             flow_run_id=status.id,
             decision=decision,
-            status=str(getattr(outcome, "status", "RECORDED")),
-            detail=f"decision recorded on approval request {request_id}",
+            status=outcome.status.value.upper(),
+            detail=f"decision recorded on approval request {request_id}"
+            + ("" if outcome.accepted else f" but it does not count: {outcome.reason}"),
         )
     raise Conflict(
         f"run {status.id} is {status.state_name}, not waiting for approval",

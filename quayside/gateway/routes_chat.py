@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from quayside.auth.policy import RunKind
 from quayside.errors import ConfigError, InputError, NotFoundError, QuaysideError
 from quayside.gateway.auth import require, service
 from quayside.gateway.config import origin_of
@@ -164,8 +165,10 @@ def _carry_out(ctx: GatewayContext, user: str, command: Command, message: Outgoi
         require(ctx, user, app.space, command.app, "DEVELOPER")
         from quayside.ledger.environments import auto_triggers_paused
 
+        # a chat deploy is an automatic trigger; a rollback is not (after one rollback,
+        # rolling further back must stay possible)
         paused = auto_triggers_paused(ctx.engine(), command.app, command.env)
-        if paused is not None:
+        if paused is not None and isinstance(command, Deploy):
             return f"未执行 / not started: {paused}"
         if isinstance(command, Deploy):
             name = ctx.config.git_deploy_deployment
@@ -179,7 +182,8 @@ def _carry_out(ctx: GatewayContext, user: str, command: Command, message: Outgoi
             if command.to:
                 wanted["to"] = command.to
             verb = "回滚 / rollback"
-        approval = env_requires_approval(inventory, command.app, command.env)
+        kind: RunKind = "deploy" if isinstance(command, Deploy) else "rollback"
+        approval = env_requires_approval(inventory, command.app, command.env, kind=kind)
         wanted.update({"requested_by": user, "approval": approval})
         spec = catalogue_entry(name)
         names = ctx.deployment_parameters(spec.full_name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -11,13 +10,15 @@ from fastapi import APIRouter, Body, Depends, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from quayside.auth.approvals import link_run
+from quayside.auth.policy import policy_for
 from quayside.errors import InputError, NotFoundError
 from quayside.gateway.auth import CallerDep, require
 from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.errors import Forbidden
 from quayside.gateway.triggering import accepted_parameters, catalogue_entry, start
 from quayside.inventory import Inventory
-from quayside.inventory.models import ApprovalPolicy
+from quayside.runs.scheduled_approval import open_for_scheduled_run
 from quayside.triggers.tasks_api import RunRequest, TaskSubmission, to_request
 
 log = logging.getLogger("quayside.gateway")
@@ -64,25 +65,6 @@ def _space_of(inventory: Inventory, app: str | None) -> tuple[str, str | None]:
     if found is None:
         raise NotFoundError(f"args.app: no app {app[:64]!r} in the inventory")
     return found.space, app
-
-
-def _policy(
-    inventory: Inventory, app: str | None, env: str | None, asked: bool
-) -> ApprovalPolicy | None:
-    """The approval policy the run is under, or ``None`` when it needs no approval.
-
-    ``schedule: new`` always needs one (the environment's policy, else one MASTER approval,
-    no self-approval); ``ready`` needs one only if the environment's policy asks for it.
-    """
-    policy = None
-    if app and env and app in inventory.apps:
-        environment = inventory.apps[app].environments.get(env)
-        policy = environment.approval if environment is not None else None
-    if policy is not None and policy.required > 0:
-        return policy
-    if asked:
-        return policy or ApprovalPolicy(required=1, role="MASTER", allow_self_approval=False)
-    return None
 
 
 @router.post(
@@ -138,7 +120,9 @@ def submit_task(
     scheduled_at = (
         req.scheduled_at if req.scheduled_at and req.scheduled_at > now + RUN_NOW_SLACK else None
     )
-    policy = _policy(inventory, app, env if isinstance(env, str) else None, req.require_approval)
+    policy = policy_for(
+        inventory, app, env if isinstance(env, str) else None, asked=req.require_approval
+    )
     params["requested_by"] = caller.name
     params["approval"] = policy is not None  # never skip a gate the environment asks for
     if req.hosts:
@@ -146,8 +130,18 @@ def submit_task(
     names = ctx.deployment_parameters(spec.full_name)
     request_id: int | None = None
     if scheduled_at is not None and policy is not None and "approval_request_id" in names:
-        request_id = _approval_request_for(
-            ctx, req, spec.name, space, app, env, policy, scheduled_at
+        request_id = open_for_scheduled_run(
+            ctx.engine(),
+            deployment=spec.name,
+            app=str(app or spec.name),
+            env=str(env or "-"),
+            space=space,
+            policy=policy,
+            scheduled_at=scheduled_at,
+            requested_by=req.submitter or caller.name,
+            via="the task API",
+            details=f"Task: {req.task_name}\n\n{req.details}",
+            idempotency_key=req.idempotency_key,
         )
         params["approval_request_id"] = request_id
     kept, dropped = accepted_parameters(ctx, spec, params)
@@ -167,7 +161,7 @@ def submit_task(
         tags=["trigger:task-api", *([f"app:{app}"] if app else [])],
     )
     if request_id is not None:
-        _link_request(ctx, request_id, handle.id)
+        link_run(ctx.engine(), request_id, handle.id)
     body = TaskAccepted(
         flow_run_id=handle.id,
         ui_url=handle.ui_url,
@@ -178,72 +172,3 @@ def submit_task(
         ignored_arguments=[d for d in dropped if d not in user_args or d in SCOPE_ARGS],
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=202)
-
-
-def _approval_request_for(
-    ctx: GatewayContext,
-    req: RunRequest,
-    deployment: str,
-    space: str,
-    app: Any,
-    env: Any,
-    policy: ApprovalPolicy,
-    scheduled_at: datetime,
-) -> int:
-    """The ledger approval request for a scheduled run: an existing one for the same
-    idempotency key (a retried submission), else a new one opened now, under ``policy``."""
-    existing = _existing_request(req.idempotency_key)
-    if existing is not None:
-        return existing
-    approvals: Any = importlib.import_module("quayside.auth.approvals")
-    summary = (
-        f"Scheduled **{deployment}** for {scheduled_at:%Y-%m-%d %H:%M} UTC, "
-        f"requested by {req.submitter} through the task API.\n\n"
-        f"Task: {req.task_name}\n\n{req.details}"
-    )
-    request = approvals.open_request(
-        ctx.engine(),
-        app=str(app or deployment),
-        env=str(env or "-"),
-        space=space,
-        summary=summary,
-        requested_by=req.submitter or "task-api",
-        policy=policy,
-    )
-    return int(request.id)
-
-
-def _existing_request(idempotency_key: str) -> int | None:
-    """The approval_request_id of a run already created with this idempotency key, if any."""
-    import asyncio
-    import os
-
-    from prefect.client.orchestration import PrefectClient, get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
-
-    async def go() -> int | None:
-        url = os.environ.get("PREFECT_API_URL")
-        async with PrefectClient(api=url) if url else get_client() as client:
-            runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    idempotency_key=FlowRunFilterIdempotencyKey(any_=[idempotency_key])
-                ),
-                limit=1,
-            )
-        for run in runs:
-            value = run.parameters.get("approval_request_id")
-            if isinstance(value, int):
-                return value
-        return None
-
-    return asyncio.run(go())
-
-
-def _link_request(ctx: GatewayContext, request_id: int, flow_run_id: str) -> None:
-    from quayside.ledger.db import session_scope
-    from quayside.ledger.models import ApprovalRequest
-
-    with session_scope(ctx.engine()) as session:
-        row = session.get(ApprovalRequest, request_id)
-        if row is not None and row.flow_run_id is None:
-            row.flow_run_id = flow_run_id

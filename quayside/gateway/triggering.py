@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from deployments.catalogue import DeploymentSpec, by_name
+from quayside.auth.policy import RunKind, policy_for
 from quayside.errors import NotFoundError
 from quayside.gateway.context import GatewayContext
 from quayside.inventory import App, Inventory
@@ -64,13 +65,12 @@ def app_for_repo(inventory: Inventory, candidates: Iterable[str | None]) -> str 
     return None
 
 
-def env_requires_approval(inventory: Inventory, app: str, env: str) -> bool:
-    """Whether the environment's policy asks for approval (then no trigger may skip the gate:
-    the ``approval`` parameter is never passed as false for it)."""
-    found = inventory.apps.get(app)
-    environment = found.environments.get(env) if found is not None else None
-    policy = environment.approval if environment is not None else None
-    return policy is not None and policy.required > 0
+def env_requires_approval(
+    inventory: Inventory, app: str, env: str, *, kind: RunKind = "deploy"
+) -> bool:
+    """Whether the environment's policy asks for approval of a ``kind`` run (then no trigger
+    may skip the gate: the ``approval`` parameter is never passed as false for it)."""
+    return policy_for(inventory, app, env, kind=kind) is not None
 
 
 def rules_of(app_name: str, app: App) -> list[TagRule]:

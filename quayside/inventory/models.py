@@ -103,6 +103,11 @@ class ApprovalPolicy(Strict):
     )
     allow_self_approval: bool = False
     timeout_hours: float = Field(24, gt=0, le=24 * 30)
+    rollback: bool = Field(
+        True,
+        description="rollbacks wait for the same approval; false lets a rollback (to a release "
+        "that was approved when it was deployed) run at once, e.g. for on-call emergencies",
+    )
 
 
 class TagRule(Strict):

@@ -4,6 +4,7 @@ resume it with input. The gateway, the CLI and chat all go through here."""
 from quayside.runs.client import (
     RunHandle,
     RunStatus,
+    find_run_by_key,
     follow_run,
     read_run,
     resume_run,
@@ -14,6 +15,7 @@ from quayside.runs.client import (
 __all__ = [
     "RunHandle",
     "RunStatus",
+    "find_run_by_key",
     "follow_run",
     "read_run",
     "resume_run",

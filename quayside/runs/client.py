@@ -13,7 +13,13 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterIdempotencyKey,
+    LogFilter,
+    LogFilterFlowRunId,
+    LogFilterTimestamp,
+)
 from prefect.client.schemas.objects import State
 from prefect.client.schemas.sorting import LogSort
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
@@ -207,6 +213,22 @@ def read_run(run_id: str) -> RunStatus:
     async def go() -> RunStatus:
         async with _client() as client:
             return await _read(client, run_id)
+
+    return _run(go())
+
+
+def find_run_by_key(idempotency_key: str) -> RunStatus | None:
+    """The flow run created with ``idempotency_key``, if there is one."""
+
+    async def go() -> RunStatus | None:
+        async with _client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    idempotency_key=FlowRunFilterIdempotencyKey(any_=[idempotency_key])
+                ),
+                limit=1,
+            )
+            return await _read(client, str(runs[0].id)) if runs else None
 
     return _run(go())
 

@@ -79,12 +79,13 @@ def parse_exec_time(text: str) -> datetime:
         ) from None
 
 
-def to_utc(moment: datetime, tz: str | ZoneInfo) -> datetime:
+def to_utc(moment: datetime, tz: str | ZoneInfo, *, field: str = "exec_time") -> datetime:
     """Place a naive local time in ``tz`` (aware times keep their offset) and convert to UTC.
 
     Args:
         moment: a naive (local wall time) or aware datetime.
         tz: an IANA zone name such as ``Asia/Shanghai`` or a ``ZoneInfo``.
+        field: the input's name, for the error message.
 
     Returns:
         An aware datetime in UTC.
@@ -99,7 +100,7 @@ def to_utc(moment: datetime, tz: str | ZoneInfo) -> datetime:
     local = moment.replace(tzinfo=zone)
     converted = local.astimezone(UTC)
     if converted.astimezone(zone).replace(tzinfo=None) != moment:
-        raise InputError(f"exec_time: {moment:%Y-%m-%d %H:%M:%S} does not exist in {zone.key}")
+        raise InputError(f"{field}: {moment:%Y-%m-%d %H:%M:%S} does not exist in {zone.key}")
     return converted
 
 
