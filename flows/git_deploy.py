@@ -59,6 +59,7 @@ from tasks.deploy import (
 from tasks.fanout import map_hosts
 from tasks.ledger import current_flow_run_id, ledger_engine
 from tasks.source import resolve_ref
+from tasks.sync_body import run_sync_body
 
 #: environment variable: changes up to this many bytes travel inline (tar over the SSH
 #: session) instead of by rsync
@@ -147,7 +148,7 @@ _LEDGER_STATUS = {
     description="Deploy a git ref to an app's environment: versioned release directories, "
     "atomic switch, batches, health checks, automatic rollback past the failure threshold.",
 )
-def git_deploy(
+async def git_deploy(
     app: str = Field(description="app name from quayside.yaml"),
     env: str = Field(description="environment of the app"),
     ref: str = Field(description="git tag, branch or commit sha"),
@@ -214,8 +215,37 @@ def git_deploy(
             rolled back.
 
     Example:
-        >>> git_deploy("web", "prod", "v1.4.2", batch="25%")
+        >>> asyncio.run(git_deploy("web", "prod", "v1.4.2", batch="25%"))  # an async flow
     """
+    return await run_sync_body(
+        deploy_release,
+        app=app,
+        env=env,
+        ref=ref,
+        hosts=hosts,
+        batch=batch,
+        dry_run=dry_run,
+        requested_by=requested_by,
+        approval=approval,
+        lock_wait_s=lock_wait_s,
+        approval_request_id=approval_request_id,
+    )
+
+
+def deploy_release(
+    *,
+    app: str,
+    env: str,
+    ref: str,
+    hosts: list[str] | None,
+    batch: int | str | None,
+    dry_run: bool,
+    requested_by: str,
+    approval: bool,
+    lock_wait_s: float,
+    approval_request_id: int | None,
+) -> dict[str, Any]:
+    """The body of :func:`git_deploy`, run in a thread by :func:`tasks.sync_body.run_sync_body`."""
     logger = get_run_logger()
     settings = load_settings()
     inventory = load_inventory(settings.inventory_path)
@@ -309,6 +339,7 @@ def git_deploy(
             raise
         build_dir = _build_dir(settings, app, env, release_id)
         stack.callback(shutil.rmtree, build_dir, True)
+        stack.callback(shutil.rmtree, stream_dir_of(build_dir), True)
         # what the hosts probably run (read before the build replaces it): a host holding
         # exactly this manifest need not send it back with its facts
         known = None if target.app.build else remembered_manifest(source.mirror)
@@ -421,7 +452,13 @@ def _spec(
         inline_max_bytes=_inline_max(),
         known_manifest_json=known.with_shared(shared).to_json() if known is not None else None,
         expected_facts=expected or {},
+        scratch_dir=stream_dir_of(payload),
     )
+
+
+def stream_dir_of(build_dir: Path) -> Path:
+    """Where the deploy of ``build_dir`` writes its large tar streams (removed with it)."""
+    return build_dir.with_name(build_dir.name + ".stream")
 
 
 def _dry_run(

@@ -41,6 +41,7 @@ from quayside.settings import load_settings
 from tasks.deploy import PayloadCache, Progress, opaque, rollback_on_host
 from tasks.fanout import map_hosts
 from tasks.ledger import current_flow_run_id, ledger_engine
+from tasks.sync_body import run_sync_body
 
 
 def release_dir_of(release: Release) -> str | None:
@@ -104,7 +105,7 @@ def choose_target(engine: Any, app: str, env: str, to: str | None) -> tuple[Rele
     description="Switch every host back to an earlier release (restored from the artifact "
     "store if pruned); pauses automatic triggers for the app/env.",
 )
-def rollback(
+async def rollback(
     app: str = Field(description="app name from quayside.yaml"),
     env: str = Field(description="environment of the app"),
     to: str | None = Field(
@@ -152,9 +153,32 @@ def rollback(
         tasks.approval.ApprovalRejected: the approval was refused (nothing was switched).
 
     Example:
-        >>> rollback("web", "prod")              # to the previous release
-        >>> rollback("web", "prod", to="v1.4.1")
+        >>> asyncio.run(rollback("web", "prod"))  # to the previous release (an async flow)
+        >>> asyncio.run(rollback("web", "prod", to="v1.4.1"))
     """
+    return await run_sync_body(
+        roll_back,
+        app=app,
+        env=env,
+        to=to,
+        requested_by=requested_by,
+        lock_wait_s=lock_wait_s,
+        approval=approval,
+        approval_request_id=approval_request_id,
+    )
+
+
+def roll_back(
+    *,
+    app: str,
+    env: str,
+    to: str | None,
+    requested_by: str,
+    lock_wait_s: float,
+    approval: bool,
+    approval_request_id: int | None,
+) -> dict[str, Any]:
+    """The body of :func:`rollback`, run in a thread by :func:`tasks.sync_body.run_sync_body`."""
     logger = get_run_logger()
     settings = load_settings()
     inventory = load_inventory(settings.inventory_path)

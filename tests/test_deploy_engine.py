@@ -114,16 +114,21 @@ def _spec(payload: Path, root: Path, rid: str, **kw: object) -> ReleaseSpec:
     )
 
 
-@pytest.mark.parametrize("inline", [True, False], ids=["tar", "rsync"])
-def test_engine_local_first_incremental_and_back(tmp_path: Path, inline: bool) -> None:
+@pytest.mark.parametrize("path", ["tar", "stream", "rsync"])
+def test_engine_local_first_incremental_and_back(tmp_path: Path, path: str) -> None:
+    """The three ways a change travels: an in-memory tar in the stage round trip (small), a
+    tar file streamed in the same round trip (large, with a scratch dir), rsync (large,
+    without one)."""
     root = tmp_path / "root"
-    limit = 10**9 if inline else 0
+    limit = 10**9 if path == "tar" else 0
+    scratch = tmp_path / "scratch" if path == "stream" else None
     ex = LocalExecutor("local")
     files = {"a.txt": "a" * 5000, "dir/b.txt": "b", "shared/logs/x": "x"}
     p1 = _payload(tmp_path / "p1", files)
     r1, r2 = "20240501T120001Z-aaaaaaaaaaaa", "20240501T120002Z-bbbbbbbbbbbb"
     hooks = Hooks(post_switch=['echo "$QUAYSIDE_RELEASE" >> "$QUAYSIDE_DEPLOY_ROOT/log"'])
-    spec1 = _spec(p1, root, r1, shared_paths=("shared/logs",), hooks=hooks, inline_max_bytes=limit)
+    kw = {"shared_paths": ("shared/logs",), "hooks": hooks, "inline_max_bytes": limit}
+    spec1 = _spec(p1, root, r1, scratch_dir=scratch, **kw)
     first = deploy_host(ex, "local", spec1)
     assert first.status == "succeeded", first
     assert os.readlink(root / "current") == f"releases/{r1}"
@@ -131,11 +136,13 @@ def test_engine_local_first_incremental_and_back(tmp_path: Path, inline: bool) -
     assert (root / "log").read_text() == f"{r1}\n"
 
     p2 = _payload(tmp_path / "p2", {**files, "dir/b.txt": "B"})
-    spec2 = _spec(p2, root, r2, shared_paths=("shared/logs",), hooks=hooks, inline_max_bytes=limit)
+    spec2 = _spec(p2, root, r2, scratch_dir=scratch, **kw)
     second = deploy_host(ex, "local", spec2)
     assert second.status == "succeeded", second
-    assert second.round_trips == (3 if inline else 4)  # facts, stage(s), one hook
-    assert second.bytes_sent < 12_000
+    assert second.round_trips == (4 if path == "rsync" else 3)  # facts, stage(s), one hook
+    assert second.bytes_sent < 12_000 and second.files_sent == 1
+    if scratch is not None:  # one tar per distinct change, the caller deletes the directory
+        assert len(list(scratch.glob("*.tar"))) == 2
     new, old = root / "releases" / r2, root / "releases" / r1
     assert (new / "a.txt").stat().st_ino == (old / "a.txt").stat().st_ino
     assert (new / "dir/b.txt").read_text() == "B" and (old / "dir/b.txt").read_text() == "b"

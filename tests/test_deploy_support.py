@@ -4,6 +4,8 @@ sshd fleet, an in-process flow call against the session platform, and checks tha
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -142,7 +144,9 @@ def run_flow_fixture(platform: Platform) -> Iterator[Callable[..., Any]]:
 
     def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with temporary_settings(updates={PREFECT_API_URL: platform.api_url}):
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            # the release flows are async flows (see tasks.sync_body): run them to the end
+            return asyncio.run(result) if inspect.iscoroutine(result) else result
 
     yield call
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import stat
 import subprocess
 import threading
@@ -144,6 +145,62 @@ def test_stdin_is_sent(ssh: SSHExecutor) -> None:
     data = b"hello\n" * 50_000
     assert ssh.run(["cat"], stdin=data).stdout.encode() == data
     assert ssh.run(["cat"]).stdout == ""  # no stdin: EOF at once, nothing hangs
+
+
+def test_file_stdin_travels_through_openssh(ssh: SSHExecutor, tmp_path: Path) -> None:
+    """A file as stdin (bulk data) goes through the OpenSSH client with the same credentials;
+    the argv still arrives verbatim, exit codes and output are the command's."""
+    import hashlib
+
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(data)
+    evil = "x; touch /tmp/quayside-pwned $(id)"
+    result = ssh.run(["sh", "-c", 'sha256sum; printf "%s" "$1"', "sh", evil], stdin=payload)
+    assert result.stdout.split()[0] == hashlib.sha256(data).hexdigest()
+    assert result.stdout.endswith(evil) and result.argv[-1] == evil
+    assert not Path("/tmp/quayside-pwned").exists()
+    failed = ssh.run(
+        ["sh", "-c", "cat >/dev/null; echo nope >&2; exit 3"], stdin=payload, check=False
+    )
+    assert (failed.exit_code, failed.stderr) == (3, "nope\n")
+    with pytest.raises(CommandFailed) as info:
+        ssh.run(["sh", "-c", "cat >/dev/null; exit 4"], stdin=payload)
+    assert info.value.exit_code == 4 and "OpenSSH" not in str(info.value)
+    with pytest.raises(CommandTimeout):
+        ssh.run(["sleep", "30"], stdin=payload, timeout=1)
+    assert "-o" in ssh.ssh_argv(bulk=True) and any(
+        a.startswith("Ciphers=^aes128-gcm") for a in ssh.ssh_argv(bulk=True)
+    )
+
+
+def test_file_stdin_failures_name_the_cause(
+    host: SshdHost, other_key: Path, tmp_path: Path, clean_ssh_fleet: SshdFleet
+) -> None:
+    """Through OpenSSH too: a refused key is an AuthError, a changed host key a HostKeyError
+    (and nothing runs), a stopped host a ConnectError; each one line naming the host."""
+    payload = tmp_path / "p"
+    payload.write_bytes(b"x")
+    marker = host.root / "marker"
+    with executor_for(host, key_file=other_key) as executor:
+        with pytest.raises(AuthError) as auth:
+            executor.run(["touch", str(marker)], stdin=payload)
+    assert f"{host.address}:{host.port}" in str(auth.value) and "\n" not in str(auth.value)
+    wrong = known_hosts_with_wrong_key(host, tmp_path)
+    with executor_for(host, known_hosts=wrong) as executor:
+        with pytest.raises(HostKeyError):
+            executor.run(["touch", str(marker)], stdin=payload)
+    assert not marker.exists()
+    stopped = clean_ssh_fleet[2]
+    stopped.stop()
+    try:
+        with executor_for(stopped) as executor:
+            with pytest.raises(ConnectError) as down:
+                executor.run(["true"], stdin=payload)
+        assert str(down.value).startswith(f"{stopped.name}: OpenSSH could not run true")
+        assert "refused" in str(down.value)
+    finally:
+        stopped.start()
 
 
 def test_large_output_on_both_streams(ssh: SSHExecutor) -> None:

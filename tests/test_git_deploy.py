@@ -157,3 +157,36 @@ def test_batches_and_prune(
         assert release_ids(h) == ids[1:]
         assert current_id(h) == ids[3]
         assert_complete(h)
+
+
+def test_large_changes_stream_one_tar_per_deploy_through_openssh(
+    run_flow: Any,
+    platform_inventory: Path,
+    clean_ssh_fleet: SshdFleet,
+    repo: Repo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Changes above the inline limit (0 here, so every change) are written to one tar file
+    per deploy and streamed to every host through OpenSSH in the same single stage round
+    trip; the same releases result, and the tar is gone when the run ends."""
+    from quayside.settings import load_settings
+
+    monkeypatch.setenv("QUAYSIDE_DEPLOY_INLINE_MAX_BYTES", "0")
+    fleet = clean_ssh_fleet
+    write_inventory(platform_inventory, fleet, repo, app={"shared_paths": ["storage/logs"]})
+    first = run_flow(git_deploy, "shop", "test", "v1")
+    second = run_flow(git_deploy, "shop", "test", "v2")
+    for h in fleet:
+        assert current_id(h) == second["release_id"]
+        assert_complete(h)
+        old = h.root / "releases" / first["release_id"]
+        new = h.root / "releases" / second["release_id"]
+        assert (new / "static/app.css").stat().st_ino == (old / "static/app.css").stat().st_ino
+        assert (new / "index.php").read_text() == "<?php echo 'v2';\n"
+        assert second["bytes_sent"][h.name] < 20_000
+    latest = list_releases(ledger(), "shop", "test", limit=1)[0]
+    assert latest.status == ReleaseStatus.succeeded
+    assert sorted(h.host for h in latest.hosts) == sorted(h.name for h in fleet)
+    assert all(h.bytes_sent and h.bytes_sent < 20_000 for h in latest.hosts)
+    builds = load_settings().home / "builds"
+    assert not list(builds.glob("*.stream")), list(builds.iterdir())

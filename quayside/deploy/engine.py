@@ -8,8 +8,10 @@ A deploy of one host (``deploy_host``)::
     stage      cp -al from the previous release, delete what changes, extract the changed
                files (a tar stream on stdin), link shared, seal the manifest,
                and - without pre-switch hooks - switch current and prune     1 round trip
-               (payloads above ``inline_max_bytes``: prepare, rsync --files-from over the
-               host's SSH credentials, then seal/switch: 2 round trips + 1 rsync)
+               (changes above ``inline_max_bytes``: the tar is written to a file once and
+               streamed through the OpenSSH client, AES-GCM preferred; the same one round
+               trip. Without a scratch dir, or to a host whose release has no manifest:
+               prepare, rsync over the host's SSH credentials, seal: 2 round trips + rsync)
     pre_switch hooks, switch (+ prune)                                      1 per hook, +1
     post_switch hooks, health check                                         1 per hook/probe
 
@@ -94,6 +96,9 @@ class ReleaseSpec:
     health: HealthCheck | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
     inline_max_bytes: int = INLINE_MAX_BYTES
+    #: where tar streams larger than ``inline_max_bytes`` are written, once per deploy, to be
+    #: streamed to every host through OpenSSH (the caller deletes it); None: rsync instead
+    scratch_dir: Path | None = None
     #: the manifest file the hosts probably hold (e.g. the previous commit's, as recorded on
     #: the hosts): a host whose manifest has exactly this content does not send it back
     known_manifest_json: str | None = None
@@ -217,7 +222,7 @@ class _Counter:
         self,
         argv: Sequence[str],
         *,
-        stdin: bytes | None = None,
+        stdin: bytes | Path | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         timeout: float | None = STAGE_TIMEOUT_S,
@@ -312,7 +317,28 @@ def build_tar(
     last as ``<manifest>.new`` (or ``manifest_bytes`` as ``manifest_name``, the middle of a
     patched manifest); owners are not recorded."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    _write_tar(buf, payload_dir, paths, manifest_json, manifest_name, manifest_bytes)
+    return buf.getvalue()
+
+
+def build_tar_file(dest: Path, payload_dir: Path, paths: Sequence[str], manifest_json: str) -> Path:
+    """:func:`build_tar` written to the file ``dest`` (for payloads too large to hold in
+    memory once per deploy); returns ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "wb") as handle:
+        _write_tar(handle, payload_dir, paths, manifest_json, scripts.MANIFEST_NEW, None)
+    return dest
+
+
+def _write_tar(
+    out: Any,
+    payload_dir: Path,
+    paths: Sequence[str],
+    manifest_json: str,
+    manifest_name: str,
+    manifest_bytes: bytes | None,
+) -> None:
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for rel in paths:
             full = payload_dir / rel
             info = tar.gettarinfo(str(full), arcname=rel)
@@ -329,7 +355,6 @@ def build_tar(
         info.mode = 0o644
         info.mtime = int(time.time())
         tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def rsync_files(
@@ -711,6 +736,35 @@ def _deploy_host(
                 data = build_tar(spec.payload_dir, files, manifest_json)
                 out = stage_inline(data, None)
             report = replace(report, bytes_sent=len(data), files_sent=len(files))
+        elif link_dest is None and spec.scratch_dir is not None:
+            # a large change: the same one-round-trip stage, its tar streamed from a file
+            # through OpenSSH (far cheaper per file than rsync's protocol for new files)
+            scratch = spec.scratch_dir
+            tar_file = spec.memo.get(
+                ("tar-file", files),
+                lambda: build_tar_file(
+                    scratch / f"{new}-{len(files)}-{time.monotonic_ns()}.tar",
+                    spec.payload_dir,
+                    files,
+                    manifest_json,
+                ),
+            )
+            out = run.run(
+                scripts.stage(
+                    root,
+                    new,
+                    mode=mode,
+                    prev=prev,
+                    remove=remove,
+                    extract="tar",
+                    shared=shared,
+                    switch=switch_now,
+                    prune=prune if switch_now else (),
+                    facts_after=spec.manifest_sha256() if switch_now else None,
+                ),
+                stdin=tar_file,
+            )
+            report = replace(report, bytes_sent=tar_file.stat().st_size, files_sent=len(files))
         else:
             run.run(scripts.stage(root, new, mode=mode, prev=prev, remove=remove))
             report = replace(report, step="upload")

@@ -49,12 +49,13 @@ class Executor(Protocol):
         timeout: float | None = None,
         check: bool = True,
         env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
+        stdin: bytes | Path | None = None,
         cwd: str | None = None,
         on_output: OutputCallback | None = None,
     ) -> CommandResult:
         """Run ``argv``; raise ``CommandFailed`` on non-zero exit when ``check`` is true and
-        ``CommandTimeout`` past ``timeout`` seconds."""
+        ``CommandTimeout`` past ``timeout`` seconds. ``stdin`` is bytes, or a local file whose
+        content is streamed (for bulk data: SSH sends it through OpenSSH)."""
         ...
 
     def put_file(self, local: Path, remote: str, *, mode: int | None = None) -> None:

@@ -11,8 +11,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from quayside.errors import CommandFailed, CommandTimeout
 from quayside.executors.base import CommandResult, OutputCallback
@@ -100,7 +101,7 @@ class LocalExecutor:
         timeout: float | None = None,
         check: bool = True,
         env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
+        stdin: bytes | Path | None = None,
         cwd: str | None = None,
         on_output: OutputCallback | None = None,
     ) -> CommandResult:
@@ -111,7 +112,8 @@ class LocalExecutor:
             timeout: Seconds before the command's whole process group is killed.
             check: Raise ``CommandFailed`` when the exit code is not zero.
             env: Variables added to (or overriding) this process's environment.
-            stdin: Bytes written to the command's standard input (closed afterwards).
+            stdin: Bytes written to the command's standard input (closed afterwards), or a
+                file that becomes its standard input.
             cwd: Working directory for the command.
             on_output: Called with ``(stream, line)`` for every line as it arrives.
 
@@ -129,10 +131,30 @@ class LocalExecutor:
         if env:
             child_env = {**os.environ, **env}
         start = time.monotonic()
+        with ExitStack() as files:
+            source: Any = subprocess.DEVNULL
+            if isinstance(stdin, Path):
+                source = files.enter_context(open(stdin, "rb"))  # noqa: SIM115
+            elif stdin is not None:
+                source = subprocess.PIPE
+            return self._run(args, timeout, check, child_env, stdin, source, cwd, on_output, start)
+
+    def _run(
+        self,
+        args: list[str],
+        timeout: float | None,
+        check: bool,
+        child_env: dict[str, str] | None,
+        stdin: bytes | Path | None,
+        source: Any,
+        cwd: str | None,
+        on_output: OutputCallback | None,
+        start: float,
+    ) -> CommandResult:
         try:
             proc = subprocess.Popen(
                 args,
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdin=source,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=child_env,
@@ -154,7 +176,7 @@ class LocalExecutor:
             start_thread(lambda: pump(proc.stdout, out), "quayside-local-stdout"),
             start_thread(lambda: pump(proc.stderr, err), "quayside-local-stderr"),
         ]
-        if stdin is not None:
+        if isinstance(stdin, bytes):
             assert proc.stdin is not None
             pipe = proc.stdin
             threads.append(start_thread(lambda: feed_stdin(pipe, stdin), "quayside-local-stdin"))
