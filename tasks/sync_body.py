@@ -9,7 +9,8 @@ in a worker thread through :func:`run_sync_body`. Heartbeats stay on.
 In that thread Prefect's dual sync/async functions (artifacts, ``suspend_flow_run``, input
 reads) must run their sync variant: they decide from the run context's flow, so the body runs
 under a copy of the flow run context whose flow is a sync twin of the same name. Everything
-else in the context (the flow run, the task runner, the parameters) is the real one.
+else in the context (the flow run, the task runner, the parameters) is the real one. A sync API
+client context is opened for the thread, so the tasks it submits share one client.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, SyncClientContext
 from prefect.flows import Flow
 
 from quayside.errors import InputError
@@ -46,7 +47,9 @@ async def run_sync_body(body: Callable[..., T], /, **parameters: Any) -> T:
     twin = context.model_copy(update={"flow": Flow(fn=body, name=context.flow.name)})
 
     def call() -> T:
-        with twin:
+        # one sync API client for the body and the tasks it submits (an async flow has only
+        # an async one, and each sync task run would otherwise open its own)
+        with SyncClientContext.get_or_create(), twin:
             return body(**parameters)
 
     return await asyncio.to_thread(call)

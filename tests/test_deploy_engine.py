@@ -358,3 +358,21 @@ def test_expected_facts_are_kept_merged_and_forgotten(tmp_path: Path) -> None:
         path.write_text(garbage)
         assert expected_facts.load(path) == {}  # a lost file only costs a facts round trip
     assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_tar_file_names_are_never_options(tmp_path: Path) -> None:
+    """GNU tar reads the file list verbatim: a payload file named like a tar option is
+    archived as a file; owners are recorded as 0; the manifest goes in last."""
+    import tarfile
+
+    from quayside.deploy.engine import build_tar_file
+
+    evil = "--checkpoint-action=exec=touch pwned"
+    payload = _payload(tmp_path / "p", {evil: "x", "dir/-C": "y", "a b/$(id)": "z"})
+    out = build_tar_file(tmp_path / "s" / "t.tar", payload, [evil, "dir/-C", "a b/$(id)"], "{}")
+    with tarfile.open(out) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == [evil, "dir/-C", "a b/$(id)", scripts.MANIFEST_NEW]
+    assert {(m.uid, m.gid) for m in members} == {(0, 0)}
+    assert not (payload / "pwned").exists() and not Path("pwned").exists()
+    assert list((tmp_path / "s").iterdir()) == [out]  # the side files are gone
