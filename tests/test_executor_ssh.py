@@ -169,9 +169,10 @@ def test_file_stdin_travels_through_openssh(ssh: SSHExecutor, tmp_path: Path) ->
     assert info.value.exit_code == 4 and "OpenSSH" not in str(info.value)
     with pytest.raises(CommandTimeout):
         ssh.run(["sleep", "30"], stdin=payload, timeout=1)
-    assert "-o" in ssh.ssh_argv(bulk=True) and any(
-        a.startswith("Ciphers=^aes128-gcm") for a in ssh.ssh_argv(bulk=True)
-    )
+    bulk = ssh.ssh_argv(bulk=True)
+    assert "Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com" in bulk
+    assert "KexAlgorithms=^curve25519-sha256,curve25519-sha256@libssh.org" in bulk
+    assert not any(a.startswith(("Ciphers", "KexAlgorithms")) for a in ssh.ssh_argv())
 
 
 def test_file_stdin_failures_name_the_cause(

@@ -394,7 +394,7 @@ def rsync_files(
         HostError: the executor cannot be reached by rsync.
     """
     if isinstance(executor, SSHExecutor):
-        ssh: list[str] | None = executor.ssh_argv()
+        ssh: list[str] | None = executor.ssh_argv(bulk=True)
         dest = remote_dest(executor.user, executor.address, dest_dir)
     elif isinstance(executor, LocalExecutor):
         ssh, dest = None, dest_dir

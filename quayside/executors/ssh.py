@@ -53,6 +53,11 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Ciphers put first for bulk transfers through OpenSSH (``^``: ahead of the defaults).
 BULK_CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com"
 
+#: Key exchange put first for bulk transfers: what paramiko (the executor's own connections)
+#: uses. OpenSSH 9's default, the post-quantum hybrid sntrup761x25519, cost 0.17 CPU-seconds
+#: per connection here (20 hosts: 4.3 CPU-s against 0.8 s); the server's others stay acceptable.
+BULK_KEX = "curve25519-sha256,curve25519-sha256@libssh.org"
+
 #: Exit status of the OpenSSH client when it could not connect or the connection broke.
 OPENSSH_FAILED = 255
 
@@ -576,8 +581,9 @@ class SSHExecutor:
 
         Args:
             bulk: for bulk transfers: prefer AES-GCM (hardware-accelerated on current CPUs,
-                measured 15-40% less CPU than the default ChaCha20 here; the server's other
-                ciphers remain acceptable) and no compression.
+                measured 15-40% less CPU than the default ChaCha20 here) and the key exchange
+                paramiko uses (see ``BULK_KEX``), no compression; the server's other
+                algorithms remain acceptable.
 
         Returns:
             ``["ssh", "-i", key, "-p", port, "-o", ...]``; append :meth:`destination` and the
@@ -607,7 +613,8 @@ class SSHExecutor:
             "LogLevel=ERROR",
         ]
         if bulk:
-            argv += ["-o", f"Ciphers=^{BULK_CIPHERS}", "-o", "Compression=no"]
+            argv += ["-o", f"Ciphers=^{BULK_CIPHERS}", "-o", f"KexAlgorithms=^{BULK_KEX}"]
+            argv += ["-o", "Compression=no"]
         return argv
 
     def destination(self) -> str:
