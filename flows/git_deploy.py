@@ -61,8 +61,8 @@ from tasks.ledger import current_flow_run_id, ledger_engine
 from tasks.source import resolve_ref
 from tasks.sync_body import run_sync_body
 
-#: environment variable: changes up to this many bytes travel inline (tar over the SSH
-#: session) instead of by rsync
+#: environment variable: changes up to this many bytes travel inline (a tar in memory, over
+#: the executor's SSH session); larger ones as a tar file streamed through OpenSSH
 INLINE_ENV = "QUAYSIDE_DEPLOY_INLINE_MAX_BYTES"
 
 

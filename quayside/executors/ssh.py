@@ -383,7 +383,8 @@ class SSHExecutor:
             env: Extra environment variables (names must match ``[A-Za-z_][A-Za-z0-9_]*``).
             stdin: Bytes sent to the command's standard input (closed afterwards), or a local
                 file streamed as its standard input: bulk data, sent through the OpenSSH client
-                (:meth:`ssh_argv` with ``bulk``), several times faster than paramiko here.
+                (:meth:`ssh_argv` with ``bulk``) with the same credentials, C crypto outside
+                this process.
             cwd: Remote directory to run in.
             on_output: Called with ``(stream, line)`` for every line as it arrives.
 
