@@ -53,10 +53,12 @@ def platform_env(settings: Settings, project_dir: Path, base: Mapping[str, str])
 
 
 def server_process(settings: Settings) -> ProcessSpec:
+    """``prefect server start`` through :mod:`quayside.stack.server` (busy SQLite requests
+    retried in the server)."""
     return ProcessSpec(
         name="prefect-server",
         argv=[
-            sys.executable, "-m", "prefect", "server", "start",
+            sys.executable, "-m", "quayside.stack.server",
             "--host", settings.prefect_host, "--port", str(settings.prefect_port),
             "--analytics-off",
         ],

@@ -1,0 +1,44 @@
+"""``python -m quayside.stack.server ARGS``: ``prefect server start ARGS`` with its API app
+wrapped in :class:`quayside.stack.busy_retry.BusyRetry` (a request SQLite refused as busy is
+retried in the server within a few tenths of a second, instead of by the client after 2 s).
+
+Everything else is Prefect's own command: settings, services, UI, port checks. The wrap is
+applied where that command builds its app (``prefect.server.api.server.create_app``), in this
+process only; a server started with ``--workers`` > 1 builds its apps elsewhere and runs
+unwrapped.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def install() -> None:
+    """Make ``prefect.server.api.server.create_app`` return its app wrapped in BusyRetry."""
+    import prefect.server.api.server as prefect_server
+
+    from quayside.stack.busy_retry import BusyRetry
+
+    original = prefect_server.create_app
+    if getattr(original, "quayside_busy_retry", False):
+        return
+
+    def create_app(*args: Any, **kwargs: Any) -> Any:
+        return BusyRetry(original(*args, **kwargs))
+
+    create_app.quayside_busy_retry = True  # type: ignore[attr-defined]
+    prefect_server.create_app = create_app  # type: ignore[assignment]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    install()
+    from prefect.cli import app
+
+    sys.argv = [sys.argv[0], "server", "start", *args]
+    app()
+
+
+if __name__ == "__main__":
+    main()
