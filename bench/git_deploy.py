@@ -14,12 +14,14 @@ included, sees one ``deploy_root`` and twenty independent hosts, as in productio
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import random
 import shlex
 import shutil
 import statistics
 import subprocess
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -77,6 +79,15 @@ EMPTY_FLOW_NOTE = (
     "flow's heartbeat thread, which sleeps in whole seconds, so a sync flow's wall time is "
     "its body rounded up to the next whole second."
 )
+FLOOR_NOTE = (
+    "`host_work_floor_s` (context, not in the ratios): the host work of Quayside's approach "
+    "with nothing else - no Prefect, no ledger, no planning - told what changed: per host one "
+    "ssh (Quayside's OpenSSH options) running `cp -al` of the previous release, extracting a "
+    "tar of the changed file from stdin and switching `current`, every host at once. "
+    "`prefect_flow_noop_task_per_host_s`: an async flow (as Quayside's) whose body submits "
+    "one no-op task per host and waits for them, against the same server. The release flow "
+    "costs about these two plus its own work (build, manifest, plan, ledger, artifacts)."
+)
 LOG_LEVEL_NOTE = (
     "The Quayside flows are called in-process with `PREFECT_LOGGING_LEVEL=WARNING` (a quiet "
     "console for the benchmark): their INFO lines are neither printed nor sent to the Prefect "
@@ -111,17 +122,15 @@ TRANSFER_NOTE = (
     "11.5 to 12.9 s."
 )
 
-#: untimed pause before each timed Quayside run that follows another Quayside run (see
-#: PAUSE_NOTE)
-PAUSE_BETWEEN_RUNS_S = 3.0
-PAUSE_NOTE = (
-    "The timed incremental release and the timed rollback each start 3 s (untimed) after the "
-    "Quayside run before them, as a person starting them would. Back to back, the new run's "
-    "first Prefect API calls were observed to wait up to 2.6 s for the embedded Prefect "
-    "server while it was still recording the previous run's 20+ task runs (its process "
-    "was not CPU-bound then; its SQLite database is the likely cause, not verified); with "
-    "a 4 s pause, rollbacks took 1.24 to 1.50 s in five profiling runs; back to back, 0.9 "
-    "to 4.0 s (bench run before this one: 3.22, 3.29, 3.65 s)."
+BACK_TO_BACK_NOTE = (
+    "Timed Quayside runs follow each other back to back (first release untimed, then the "
+    "timed next release, then the timed rollback), against the platform's Prefect server as "
+    "`quayside up` runs it. Right after a release, the embedded server's SQLite database is "
+    "busy recording that run's 20+ task runs, and Prefect's server answered the next flow "
+    "run's first API call with a retryable 503 (\"database is locked\"), after which "
+    "Prefect's client waits about 2 s; measured before the fix, back to back: rollbacks of "
+    "0.9 to 4.0 s. `quayside up` now retries such requests inside the server "
+    "(quayside.stack.busy_retry)."
 )
 
 #: Static text shown with each result in docs/benchmarks.md (not measured here).
@@ -280,6 +289,7 @@ class Host:
     user: str
     ssh_argv: list[str]
     root: Path  # this host's deploy root as seen from here (bind-mounted on the host side)
+    bulk_ssh_argv: tuple[str, ...] = ()  # the OpenSSH options Quayside uses for its stage
 
     def dest(self, path: str) -> str:
         return remote_dest(self.user, self.address, path)
@@ -385,6 +395,36 @@ class Baselines:
 
     def parallel_switch_to_v1(self) -> None:
         self.parallel(lambda h: self.switch(h, self.v1))
+
+    def parallel_one_trip_v2(self) -> None:
+        """The floor of Quayside's approach, told what changed: per host ONE ssh (Quayside's
+        OpenSSH options) running ``cp -al`` of the previous release, extracting a tar of the
+        changed file from stdin and switching ``current``; every host at once."""
+        changed = tar_of(self.app.v2_tree, [CHANGED_FILE])
+        root = self.roots.path
+        argv = ["sh", "-c", ONE_TRIP_SCRIPT, "one-trip", root, self.v1, self.v2]
+
+        def one(host: Host) -> None:
+            ssh = list(host.bulk_ssh_argv or host.ssh_argv)
+            run_argv([*ssh, f"{host.user}@{host.address}", remote_command(argv)], stdin=changed)
+
+        self.parallel(one)
+
+
+#: $1 deploy root, $2 previous release, $3 new release; the changed files' tar on stdin
+ONE_TRIP_SCRIPT = (
+    'set -e; cd -- "$1"; cp -al -- "releases/$2" "releases/$3"; tar -x -C "releases/$3"; '
+    'ln -sfn -- "releases/$3" .current.tmp; mv -T -- .current.tmp current'
+)
+
+
+def tar_of(tree: Path, names: Sequence[str]) -> bytes:
+    """An uncompressed tar of ``names`` (relative to ``tree``)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name in names:
+            archive.add(tree / name, arcname=name)
+    return buffer.getvalue()
 
 
 class Ansible:
@@ -526,10 +566,17 @@ class Quayside:
 
         return asyncio.run(git_deploy(app=app, env=ENV, ref=ref, requested_by="bench"))
 
-    def empty_flow_s(self, repeat: int) -> dict[str, list[float]]:
-        """Wall seconds of a flow that does nothing, called the same way, declared ``async``
-        (as Quayside's flows are) and plain ``def``: the floor of any flow run here."""
-        from prefect import flow
+    def empty_flow_s(self, repeat: int, hosts: int) -> dict[str, list[float]]:
+        """Wall seconds of flows that do nothing, called the same way: declared ``async`` (as
+        Quayside's flows are) and plain ``def``; and an async flow whose body submits one
+        no-op task per host, as the release flows do: the floor of any flow run here and the
+        Prefect cost of per-host tasks."""
+        from prefect import flow, task
+        from prefect.cache_policies import NO_CACHE
+        from prefect.futures import wait
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        from tasks.sync_body import run_sync_body
 
         @flow(name="bench-empty-async")
         async def empty_async() -> None:
@@ -539,7 +586,18 @@ class Quayside:
         def empty_sync() -> None:
             return None
 
-        out: dict[str, list[float]] = {"async": [], "sync": []}
+        @task(name="bench-noop", cache_policy=NO_CACHE)
+        def noop(host: str) -> str:
+            return host
+
+        def submit_noops(count: int) -> None:
+            wait([noop.submit(f"host-{i}") for i in range(count)])
+
+        @flow(name="bench-noop-tasks", task_runner=ThreadPoolTaskRunner(max_workers=50))  # type: ignore[arg-type]
+        async def noop_tasks(count: int) -> None:
+            await run_sync_body(submit_noops, count=count)
+
+        out: dict[str, list[float]] = {"async": [], "sync": [], "tasks": []}
         for _ in range(repeat):
             started = time.perf_counter()
             asyncio.run(empty_async())
@@ -547,6 +605,9 @@ class Quayside:
             started = time.perf_counter()
             empty_sync()
             out["sync"].append(round(time.perf_counter() - started, 3))
+            started = time.perf_counter()
+            asyncio.run(noop_tasks(hosts))
+            out["tasks"].append(round(time.perf_counter() - started, 3))
         return out
 
     def rollback(self, app: str) -> Any:
@@ -611,6 +672,9 @@ def empty_flow_figures(runs: dict[str, list[float]]) -> dict[str, float | None]:
     return {
         "prefect_empty_flow_s": statistics.median(runs["async"]) if runs["async"] else None,
         "prefect_empty_sync_flow_s": statistics.median(runs["sync"]) if runs["sync"] else None,
+        "prefect_flow_noop_task_per_host_s": (
+            statistics.median(runs["tasks"]) if runs.get("tasks") else None
+        ),
     }
 
 
@@ -753,12 +817,14 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
                 address=h.address,
                 port=h.port,
                 user=h.user,
-                ssh_argv=SSHExecutor(
-                    h.name, h.address, h.port, h.user, h.key_file, h.known_hosts
-                ).ssh_argv(),
+                ssh_argv=executor.ssh_argv(),
                 root=h.root,
+                bulk_ssh_argv=tuple(executor.ssh_argv(bulk=True)),
             )
             for h in fleet
+            for executor in [
+                SSHExecutor(h.name, h.address, h.port, h.user, h.key_file, h.known_hosts)
+            ]
         ]
         roots = Roots(mount, hosts)
         base = Baselines(hosts, roots, app)
@@ -794,7 +860,8 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
 
         fanout: list[ToolResult] = []
         incremental: list[ToolResult] = []
-        empty_runs: dict[str, list[float]] = {"async": [], "sync": []}
+        empty_runs: dict[str, list[float]] = {"async": [], "sync": [], "tasks": []}
+        floor: ToolResult | None = None
         rollback: list[ToolResult] = []
         worker_s: float | None = None
         worker_reason = quayside_reason
@@ -889,11 +956,6 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
             def quayside_setup() -> None:
                 assert quayside is not None
                 quayside.deploy(roots.use(incr_app.next()).rsplit("/", 1)[1], TAG_V1)
-                time.sleep(PAUSE_BETWEEN_RUNS_S)
-
-            def after_incremental() -> None:
-                check(app.v2_tree)()
-                time.sleep(PAUSE_BETWEEN_RUNS_S)
 
             def quayside_incr() -> list[int]:
                 assert quayside is not None
@@ -934,7 +996,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
                     q_specs,
                     [quayside_incr, quayside_rollback],
                     setup=quayside_setup,
-                    checks=[after_incremental, check(app.v1_tree)],
+                    checks=[check(app.v2_tree), check(app.v1_tree)],
                 )
             else:
                 (q_incr,) = rec.steps(
@@ -973,8 +1035,18 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
             )
             incremental = [q_incr, r_incr]
             rollback = [q_rb, r_rb]
+            floor = rec.tool(
+                Spec(
+                    "one_trip_floor",
+                    f"{len(hosts)} × one ssh round trip in parallel",
+                    "context, not a ratio: see FLOOR_NOTE",
+                ),
+                base.parallel_one_trip_v2,
+                setup=lambda: (roots.new("floor"), base.parallel_v1()),
+                check=check(app.v2_tree),
+            )
             if quayside is not None:
-                empty_runs = quayside.empty_flow_s(repeat)
+                empty_runs = quayside.empty_flow_s(repeat, len(hosts))
                 log(f"  an empty Prefect flow: {empty_runs} s")
 
         changed_size = (app.v2_tree / CHANGED_FILE).stat().st_size
@@ -1048,10 +1120,18 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
                     "parallel_rsync_link_dest": max(rsync_bytes) if rsync_bytes else None,
                 },
                 **empty_flow_figures(empty_runs),
+                "host_work_floor_s": floor.timing.median_s if floor and floor.timing else None,
+                "host_work_floor_runs_s": floor.timing.runs_s if floor and floor.timing else None,
             },
             notes=[
+                FLOOR_NOTE
+                + (
+                    ""
+                    if floor is None or floor.not_measured is None
+                    else f" Not measured: {floor.not_measured}."
+                ),
                 EMPTY_FLOW_NOTE,
-                PAUSE_NOTE,
+                BACK_TO_BACK_NOTE,
                 "`bytes_sent_per_host`: mean over hosts and runs. Quayside's comes from the "
                 "ledger (release_hosts.bytes_sent of the release); rsync's is \"Total bytes "
                 'sent" of its `--stats` (rsync protocol bytes, before SSH framing).',
@@ -1070,7 +1150,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
                 "hosts": len(hosts),
                 **empty_flow_figures(empty_runs),
             },
-            notes=[EMPTY_FLOW_NOTE, PAUSE_NOTE, *common_notes],
+            notes=[EMPTY_FLOW_NOTE, BACK_TO_BACK_NOTE, *common_notes],
             machine=machine,
         ),
     }

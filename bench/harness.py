@@ -462,10 +462,11 @@ def run_argv(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float | None = 1800,
-    stdin: int | None = subprocess.DEVNULL,
+    stdin: int | bytes | None = subprocess.DEVNULL,
     stdout: Any = subprocess.PIPE,
 ) -> str:
-    """Run ``argv`` (no shell) in its own process group and return its stdout.
+    """Run ``argv`` (no shell) in its own process group and return its stdout. ``stdin``:
+    a file descriptor / ``subprocess`` constant, or bytes to send.
 
     The group is killed with everything it started (ssh children of rsync and ansible) if the
     call fails, times out or is interrupted; :func:`kill_all` kills every group still running.
@@ -477,7 +478,7 @@ def run_argv(
         list(argv),
         env=dict(env) if env is not None else None,
         cwd=cwd,
-        stdin=stdin,
+        stdin=subprocess.PIPE if isinstance(stdin, bytes) else stdin,
         stdout=stdout,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -485,7 +486,9 @@ def run_argv(
     with _live_lock:
         _live.add(proc)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(
+            input=stdin if isinstance(stdin, bytes) else None, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         raise ProcessError(f"{argv[0]} timed out after {timeout} s: {' '.join(argv)}") from None

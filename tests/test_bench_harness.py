@@ -303,3 +303,9 @@ def test_run_argv_reports_the_exit_code_and_output(tmp_path: Path) -> None:
     assert run_argv([sys.executable, "-c", "print('hi')"]) == "hi\n"
     with pytest.raises(RuntimeError, match="exited with 3"):
         run_argv([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"])
+
+
+def test_run_argv_sends_bytes_as_stdin() -> None:
+    echo = [sys.executable, "-c", "import sys; sys.stdout.write(sys.stdin.read().upper())"]
+    assert run_argv(echo, stdin=b"one trip\n") == "ONE TRIP\n"
+    assert run_argv(echo) == ""  # default: nothing (DEVNULL)

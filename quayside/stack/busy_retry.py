@@ -11,7 +11,8 @@ that began as a reader is refused at once in WAL mode, without waiting for the b
 
 :class:`BusyRetry` wraps the server's ASGI app: it keeps the request body (small JSON; larger
 bodies pass through untouched), and when the answer is exactly that retryable 503 it runs the
-request again after a short pause, a few times, before letting the 503 through. The failed
+request again, 50 ms apart, for up to 1.5 s (30 tries; 8 tries were not always enough right
+after a release) before letting the 503 through. The failed
 attempt's transaction was rolled back, so this is the retry the client would make itself,
 only sooner; after the last attempt the client's own backoff still applies.
 """
@@ -46,7 +47,7 @@ class BusyRetry:
         pause_s: pause between tries.
     """
 
-    def __init__(self, app: ASGIApp, *, attempts: int = 8, pause_s: float = 0.05) -> None:
+    def __init__(self, app: ASGIApp, *, attempts: int = 30, pause_s: float = 0.05) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         self.app = app
