@@ -127,7 +127,7 @@ BACK_TO_BACK_NOTE = (
     "timed next release, then the timed rollback), against the platform's Prefect server as "
     "`quayside up` runs it. Right after a release, the embedded server's SQLite database is "
     "busy recording that run's 20+ task runs, and Prefect's server answered the next flow "
-    "run's first API call with a retryable 503 (\"database is locked\"), after which "
+    'run\'s first API call with a retryable 503 ("database is locked"), after which '
     "Prefect's client waits about 2 s; measured before the fix, back to back: rollbacks of "
     "0.9 to 4.0 s. `quayside up` now retries such requests inside the server "
     "(quayside.stack.busy_retry)."
