@@ -53,7 +53,7 @@ class BusyRetry:
         self.app = app
         self.attempts = attempts
         self.pause_s = pause_s
-        self.retried = 0  # requests answered after at least one retry (for tests and logs)
+        self.retried = 0  # requests answered by their second or a later attempt (tests read it)
 
     def __getattr__(self, name: str) -> Any:
         # the wrapped app's attributes (FastAPI's state, routes...) stay reachable
