@@ -1,16 +1,20 @@
-"""BusyRetry: the Prefect server's retryable 503 is retried inside the server; everything
-else passes through untouched. The retryable answer is produced by Prefect's own exception
-handler from a real sqlite3 "database is locked" error, so a Prefect upgrade that changes it
-fails here."""
+"""The Prefect server as ``quayside up`` runs it.
+
+BusyRetry: the server's retryable 503 is retried inside the server; everything else passes
+through untouched. The retryable answer is produced by Prefect's own exception handler from a
+real sqlite3 "database is locked" error, so a Prefect upgrade that changes it fails here. The
+task-run recorder batches its writes."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
@@ -241,3 +245,25 @@ def test_quayside_up_runs_the_wrapped_server(tmp_path: Path) -> None:
         assert not isinstance(app.app, BusyRetry)
     finally:
         prefect_server.create_app = original  # type: ignore[assignment]
+
+
+def test_the_platform_server_batches_task_run_records(tmp_path: Path) -> None:
+    """Prefect's task-run recorder writes in batches on the platform (fewer SQLite write
+    transactions after each release); an operator's own value wins."""
+    from prefect.settings.models.server.services import ServerServicesTaskRunRecorderSettings
+
+    from quayside.settings import Settings
+    from quayside.stack.processes import TASK_RUN_BATCH, TASK_RUN_FLUSH, platform_env
+
+    settings = Settings(
+        tmp_path, "sqlite://", tmp_path / "quayside.yaml", "127.0.0.1", 8400, "127.0.0.1", 4200
+    )
+    env = platform_env(settings, tmp_path, {})
+    assert env[TASK_RUN_BATCH] == "200"
+    assert env[TASK_RUN_FLUSH] == "0.5"
+    # the names are Prefect's: its settings model reads them
+    with mock.patch.dict(os.environ, {TASK_RUN_BATCH: env[TASK_RUN_BATCH], TASK_RUN_FLUSH: "0.5"}):
+        recorder = ServerServicesTaskRunRecorderSettings()
+    assert recorder.batch_size == 200
+    assert recorder.flush_interval == 0.5
+    assert platform_env(settings, tmp_path, {TASK_RUN_BATCH: "1"})[TASK_RUN_BATCH] == "1"
