@@ -267,6 +267,21 @@ def test_a_scheduled_deploy_approved_at_submit_time_never_waits(
     assert approvals.get_request(engine, request.id).flow_run_id == handle.id
 
 
+def reschedule_now(platform: Platform, run_id: str) -> None:
+    """Move a scheduled run's start to now (as "Scheduled", so the worker starts it)."""
+    import asyncio
+    from uuid import UUID
+
+    from prefect.client.orchestration import PrefectClient
+    from prefect.states import Scheduled
+
+    async def go() -> None:
+        async with PrefectClient(api=platform.api_url) as client:
+            await client.set_flow_run_state(UUID(run_id), Scheduled(), force=True)
+
+    asyncio.run(go())
+
+
 def run_states(platform: Platform, run_id: str) -> list[str]:
     """Names of every state the run went through, oldest first."""
     import asyncio
@@ -285,10 +300,11 @@ def run_states(platform: Platform, run_id: str) -> list[str]:
 def test_cli_deploy_at_asks_for_approval_now_and_starts_on_time(
     platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
 ) -> None:
-    """``quayside deploy --at +40s`` to an environment that needs a MASTER's approval: the
+    """``quayside deploy --at +10m`` to an environment that needs a MASTER's approval: the
     CLI opens the approval request at once and schedules the run; ``quayside approve RUN``
     answers it in the ledger before the run's time (there is no gate to resume yet); the run
-    starts when scheduled, never suspends and deploys."""
+    starts when scheduled, never suspends and deploys. (Ten minutes leaves the CLI calls
+    time on a loaded machine; once approved, the test moves the run's time to now.)"""
     import re
 
     fleet = clean_ssh_fleet
@@ -303,7 +319,7 @@ def test_cli_deploy_at_asks_for_approval_now_and_starts_on_time(
             cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
 
-    out = cli("deploy", "shop", "test", "v2", "--at", "+40s", "--as", "at-dev")
+    out = cli("deploy", "shop", "test", "v2", "--at", "+10m", "--as", "at-dev")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "scheduled" in out.stdout and "approval request" in out.stdout, out.stdout
     found = re.search(r"run id: ([0-9a-f-]{36})", out.stdout)
@@ -326,6 +342,7 @@ def test_cli_deploy_at_asks_for_approval_now_and_starts_on_time(
     assert "approved" in answer.stdout and tokens["at-lead"] not in answer.stdout
     assert read_run(run_id).state_type == "SCHEDULED"  # still waiting for its time
 
+    reschedule_now(platform, run_id)
     wait_for("the deploy", lambda: read_run(run_id).final)
     assert read_run(run_id).state_type == "COMPLETED", read_run(run_id).message
     names = run_states(platform, run_id)

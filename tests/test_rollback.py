@@ -14,6 +14,7 @@ from flows.rollback import rollback
 from quayside.ledger.environments import auto_triggers_paused, resume_auto_triggers
 from quayside.ledger.models import ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import get_release, list_releases
+from quayside.settings import load_settings
 from tests.harness.sshd import SshdFleet
 from tests.test_deploy_support import (  # noqa: F401  (fixtures)
     Repo,
@@ -33,6 +34,9 @@ def test_rollback_to_previous_then_to_version_then_after_prune(
     run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
 ) -> None:
     fleet = clean_ssh_fleet
+    # earlier tests deployed shop/test on this platform too: start a new delta chain, so that
+    # v1 is stored whole and v2 as a delta of it (a chain at its maximum depth starts anew)
+    shutil.rmtree(load_settings().payloads_dir / "shop", ignore_errors=True)
     hook = 'echo "$QUAYSIDE_RELEASE" >> "$QUAYSIDE_DEPLOY_ROOT/post.log"'
     write_inventory(
         platform_inventory,
