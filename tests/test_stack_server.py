@@ -260,10 +260,40 @@ def test_the_platform_server_batches_task_run_records(tmp_path: Path) -> None:
     )
     env = platform_env(settings, tmp_path, {})
     assert env[TASK_RUN_BATCH] == "200"
-    assert env[TASK_RUN_FLUSH] == "0.5"
+    assert env[TASK_RUN_FLUSH] == "1"
     # the names are Prefect's: its settings model reads them
-    with mock.patch.dict(os.environ, {TASK_RUN_BATCH: env[TASK_RUN_BATCH], TASK_RUN_FLUSH: "0.5"}):
+    with mock.patch.dict(os.environ, {TASK_RUN_BATCH: env[TASK_RUN_BATCH], TASK_RUN_FLUSH: "1"}):
         recorder = ServerServicesTaskRunRecorderSettings()
     assert recorder.batch_size == 200
-    assert recorder.flush_interval == 0.5
+    assert recorder.flush_interval == 1
     assert platform_env(settings, tmp_path, {TASK_RUN_BATCH: "1"})[TASK_RUN_BATCH] == "1"
+    assert platform_env(settings, tmp_path, {TASK_RUN_FLUSH: "2.5"})[TASK_RUN_FLUSH] == "2.5"
+
+
+@pytest.mark.parametrize("value", ["0.5", "0", "-1", "nan", "soon", ""])
+def test_a_flush_interval_that_would_make_prefect_spin_is_refused(
+    tmp_path: Path, value: str
+) -> None:
+    """Prefect sleeps ``int(flush_interval)`` seconds between the recorder's flushes: below 1
+    that is ``sleep(0)``, a busy loop. ``quayside up`` refuses such a value, naming it."""
+    from quayside.errors import InputError
+    from quayside.settings import Settings
+    from quayside.stack.processes import TASK_RUN_FLUSH, platform_env
+
+    settings = Settings(
+        tmp_path, "sqlite://", tmp_path / "quayside.yaml", "127.0.0.1", 8400, "127.0.0.1", 4200
+    )
+    with pytest.raises(InputError) as raised:
+        platform_env(settings, tmp_path, {TASK_RUN_FLUSH: value})
+    assert TASK_RUN_FLUSH in str(raised.value) and "set 1 or more" in str(raised.value)
+
+
+def test_prefect_sleeps_whole_seconds_between_task_run_flushes() -> None:
+    """Why values below 1 are refused: Prefect's recorder service hands ``int()`` of the
+    setting to the flush loop (if this changes upstream, the check above can go)."""
+    import inspect
+
+    from prefect.server.services import task_run_recorder
+
+    source = inspect.getsource(task_run_recorder.TaskRunRecorder)
+    assert "flush_every=int(self.service_settings().flush_interval)" in source

@@ -102,3 +102,18 @@ def test_up_refuses_a_port_in_use(tmp_path: Path) -> None:
     assert "hint:" in result.stderr
     assert "Traceback" not in result.stderr
     assert processes_with_home(tmp_path / "home") == []
+
+
+def test_up_refuses_a_task_run_flush_interval_that_would_spin_before_touching_anything(
+    tmp_path: Path,
+) -> None:
+    """Below 1 s Prefect's task-run recorder busy-loops (it sleeps ``int()`` of the value):
+    ``up`` names the setting, starts nothing and creates no data directory."""
+    platform = Platform(tmp_path / "home", tmp_path / "inv.yaml")
+    env = {**platform.env, "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "0.5"}
+    result = run_cli(["up"], env)
+    assert result.returncode == 1
+    assert "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL='0.5'" in result.stderr
+    assert "set 1 or more" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "home").exists()
+    assert processes_with_home(tmp_path / "home") == []

@@ -68,6 +68,7 @@ def run_up(settings: Settings, project_dir: Path, say: Say) -> None:
         nonlocal stop_requested
         stop_requested = True
 
+    env = platform_env(settings, project_dir, os.environ)  # refuses bad settings first
     with home_lock(settings.home):
         check_ports(settings)
         (settings.home / "logs").mkdir(parents=True, exist_ok=True)
@@ -75,7 +76,6 @@ def run_up(settings: Settings, project_dir: Path, say: Say) -> None:
         say(f"data directory  {settings.home}")
         migrate(settings.database_url)
         say("ledger          migrated")
-        env = platform_env(settings, project_dir, os.environ)
         sup = Supervisor(env, project_dir)
         old_int = signal.signal(signal.SIGINT, request_stop)
         old_term = signal.signal(signal.SIGTERM, request_stop)
