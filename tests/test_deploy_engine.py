@@ -4,6 +4,7 @@ per-host engine against a local deploy root through the LocalExecutor (tar and r
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -376,3 +377,34 @@ def test_tar_file_names_are_never_options(tmp_path: Path) -> None:
     assert {(m.uid, m.gid) for m in members} == {(0, 0)}
     assert not (payload / "pwned").exists() and not Path("pwned").exists()
     assert list((tmp_path / "s").iterdir()) == [out]  # the side files are gone
+
+
+def test_plans_are_made_before_the_fan_out_once_per_distinct_facts(tmp_path: Path) -> None:
+    """prepare_plans plans for the facts the last deploy left (one plan for hosts that look
+    alike), without touching a host; the host's deploy then finds its plan made."""
+    from quayside.deploy.engine import prepare_plans
+
+    root = tmp_path / "root"
+    ex = LocalExecutor("local")
+    r1, r2 = "20240501T120001Z-aaaaaaaaaaaa", "20240501T120002Z-bbbbbbbbbbbb"
+    spec1 = _spec(_payload(tmp_path / "p1", {"a": "1", "b": "2"}), root, r1)
+    first = deploy_host(ex, "local", spec1)
+    spec2 = _after(spec1, first, _payload(tmp_path / "p2", {"a": "1", "b": "3"}), root, r2)
+    assert first.facts_after is not None
+    other = first.facts_after.replace(f"release:{r1}", f"release:{r1}\nrelease:{r1[:-1]}b")
+    spec2 = replace(
+        spec2,
+        expected_facts={"local": first.facts_after, "twin": first.facts_after, "odd": other},
+    )
+    before = sorted(p.name for p in (root / "releases").iterdir())
+
+    assert prepare_plans(spec2, ["local", "twin", "odd", "never-deployed"]) == 2
+    assert sorted(p.name for p in (root / "releases").iterdir()) == before  # nothing touched
+    plans = [k for k in spec2.memo._values if k[0] == "plan"]
+    assert len(plans) == 2
+
+    second = deploy_host(ex, "local", spec2)
+    assert second.status == "succeeded" and second.round_trips == 1
+    assert len([k for k in spec2.memo._values if k[0] == "plan"]) == 2  # the prepared one
+    # without a known manifest there are no expected facts to plan from
+    assert prepare_plans(replace(spec2, known_manifest_json=None), ["local"]) == 0

@@ -585,13 +585,43 @@ GUARD_STDIN_MAX = 1024 * 1024
 
 
 def _plan_from(spec: ReleaseSpec, root: str, raw: str, known: str | None) -> ReleasePlan:
-    output = raw
-    if known is not None and spec.known_manifest_json is not None:
-        output = expand_known_manifest(raw, known, spec.known_manifest_json)
-    return spec.memo.get(
-        ("plan", root, output),
-        lambda: plan_release(HostFacts.from_output(output, root), _target(spec)),
-    )
+    """The plan for a host that reported ``raw`` facts, computed once per distinct facts:
+    a fleet of like hosts (the usual case) shares one plan. Keyed on the facts as the host
+    sent them (small when its manifest is the known one), not on the expanded manifest."""
+
+    def compute() -> ReleasePlan:
+        output = raw
+        if known is not None and spec.known_manifest_json is not None:
+            output = expand_known_manifest(raw, known, spec.known_manifest_json)
+        return plan_release(HostFacts.from_output(output, root), _target(spec))
+
+    return spec.memo.get(("plan", root, raw, known), compute)
+
+
+def prepare_plans(spec: ReleaseSpec, hosts: Sequence[str]) -> int:
+    """Plan, before the fan-out, for every host whose facts after the last deploy are known
+    (``spec.expected_facts``), so the per-host tasks find their plans made: computed here in
+    one thread, instead of by the first host task while 20 others compete for the GIL (a
+    5,000-file plan took 0.05 s alone and 0.4-0.5 s inside the fan-out). Returns how many
+    distinct plans were made. Nothing here talks to a host; an error is left for the host's
+    own task to report."""
+    known = spec.known_manifest_sha256()
+    if known is None:
+        return 0
+    made: set[tuple[str, str]] = set()
+    for host in hosts:
+        expected = spec.expected_facts.get(host)
+        if expected is None:
+            continue
+        root = spec.root_for(host)
+        if (root, expected) in made:
+            continue
+        made.add((root, expected))
+        try:
+            _plan_from(spec, root, expected, known)
+        except Exception:  # the host's task meets it again and reports it for that host
+            continue
+    return len(made)
 
 
 def _guardable(spec: ReleaseSpec, plan: ReleasePlan) -> bool:
