@@ -21,14 +21,13 @@ from pydantic import Field
 from quayside.artifacts.delta import StoredPayload, delta_base, recall, remember
 from quayside.auth.policy import effective_policy
 from quayside.deploy import expected_facts
-from quayside.deploy.engine import INLINE_MAX_BYTES, HostReport, ReleaseSpec, prepare_plans
+from quayside.deploy.engine import INLINE_MAX_BYTES, HostReport, ReleaseSpec
 from quayside.deploy.errors import HostsFailed, ThresholdExceeded
 from quayside.deploy.lease import deploy_lock
 from quayside.deploy.policy import exceeded, failure_limit
 from quayside.deploy.scripts import host_deploy_root
 from quayside.deploy.summary import approval_markdown
 from quayside.errors import QuaysideError
-from quayside.executors.pool import Connections
 from quayside.fanout import GroupResult, batch_size, batches
 from quayside.inventory import load_inventory
 from quayside.inventory.resolve import Target, resolve_target
@@ -338,9 +337,6 @@ def deploy_release(
         except BaseException:
             _finish_quietly(engine, release_row, ReleaseStatus.cancelled, "deploy lock held")
             raise
-        # open the first batch's SSH connections while the payload is built
-        connections = stack.enter_context(Connections(dict(target.hosts)))
-        connections.warm(next(iter(batches(names, size)), [])[: target.env.max_parallel])
         build_dir = _build_dir(settings, app, env, release_id)
         stack.callback(shutil.rmtree, build_dir, True)
         stack.callback(shutil.rmtree, stream_dir_of(build_dir), True)
@@ -368,9 +364,7 @@ def deploy_release(
             expected = expected_facts.load(_host_facts_path(settings, app, env))
             spec = _spec(target, ref, sha, release_id, build_dir, manifest, known, expected)
             base = _delta_base(manifest, recall(_payload_index(settings, app, env), known))
-            return _deploy(
-                target, ref, sha, spec, release_row, key, size, limit, base, settings, connections
-            )
+            return _deploy(target, ref, sha, spec, release_row, key, size, limit, base, settings)
         except BaseException as e:
             _finish_quietly(engine, release_row, ReleaseStatus.failed, str(e).splitlines()[0])
             raise
@@ -523,7 +517,6 @@ def _deploy(
     limit: int,
     base: StoredPayload | None,
     settings: Settings,
-    connections: Connections,
 ) -> dict[str, Any]:
     logger = get_run_logger()
     engine = ledger_engine()
@@ -551,12 +544,9 @@ def _deploy(
     stored: PrefectFuture[tuple[str, StoredPayload]] | None = None
     if base is not None:
         stored = store_payload.submit(key, spec.payload_dir, opaque(manifest), opaque(base))
-    prepare_plans(spec, names)
     for number, group in enumerate(batches(names, size), start=1):
         result = map_hosts(
-            lambda h: deploy_to_host.submit(
-                h, host_map[h], opaque(spec), progress=progress, connections=opaque(connections)
-            ),
+            lambda h: deploy_to_host.submit(h, host_map[h], opaque(spec), progress=progress),
             group,
             target.env.max_parallel,
         )

@@ -32,7 +32,6 @@ from quayside.deploy.errors import DeployError
 from quayside.deploy.source import release_env, run_build
 from quayside.errors import QuaysideError
 from quayside.executors.factory import executor_for
-from quayside.executors.pool import Connections
 from quayside.inventory.models import App, Host
 from quayside.manifest import MANIFEST_FILENAME, Entry, Manifest, build_manifest
 from quayside.source.mirror import Checkout, GitMirror
@@ -275,7 +274,6 @@ def deploy_to_host(
     spec: ReleaseSpec,
     dry_run: bool = False,
     progress: Progress | None = None,
-    connections: Connections | None = None,
 ) -> HostReport:
     """Deploy one release to one host over one SSH connection: read facts, plan, stage the
     release from the previous one with only the changed files, link shared paths, hooks,
@@ -287,8 +285,6 @@ def deploy_to_host(
         spec: the release (payload, manifest, hooks, health check).
         dry_run: plan only; the report's ``plan_text`` says what would change.
         progress: advanced when the host is done.
-        connections: the run's executors (the connection may be open already); default a
-            new executor for ``host``.
 
     Returns:
         The host's report (succeeded, no_change or planned).
@@ -299,7 +295,7 @@ def deploy_to_host(
     Example:
         >>> deploy_to_host.submit("web-1", inventory.hosts["web-1"], spec)
     """
-    executor = connections.get(host_name) if connections else executor_for(host_name, host)
+    executor = executor_for(host_name, host)
     try:
         report = deploy_host(executor, host_name, spec, dry_run=dry_run, on_line=_logger_line())
     finally:
