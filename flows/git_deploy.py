@@ -21,7 +21,7 @@ from pydantic import Field
 from quayside.artifacts.delta import StoredPayload, delta_base, recall, remember
 from quayside.auth.policy import effective_policy
 from quayside.deploy import expected_facts
-from quayside.deploy.engine import INLINE_MAX_BYTES, HostReport, ReleaseSpec
+from quayside.deploy.engine import INLINE_MAX_BYTES, HostReport, ReleaseSpec, prepare_plans
 from quayside.deploy.errors import HostsFailed, ThresholdExceeded
 from quayside.deploy.lease import deploy_lock
 from quayside.deploy.policy import exceeded, failure_limit
@@ -544,6 +544,7 @@ def _deploy(
     stored: PrefectFuture[tuple[str, StoredPayload]] | None = None
     if base is not None:
         stored = store_payload.submit(key, spec.payload_dir, opaque(manifest), opaque(base))
+    prepare_plans(spec, names)  # once per distinct facts, before the host tasks compete
     for number, group in enumerate(batches(names, size), start=1):
         result = map_hosts(
             lambda h: deploy_to_host.submit(h, host_map[h], opaque(spec), progress=progress),
