@@ -382,7 +382,9 @@ def test_tar_file_names_are_never_options(tmp_path: Path) -> None:
 def test_plans_are_made_before_the_fan_out_once_per_distinct_facts(tmp_path: Path) -> None:
     """prepare_plans plans for the facts the last deploy left (one plan for hosts that look
     alike), without touching a host; the host's deploy then finds its plan made."""
-    from quayside.deploy.engine import prepare_plans
+    from quayside.commands.release import expand_known_manifest
+    from quayside.deploy.engine import _target, prepare_plans
+    from quayside.plans.release import HostFacts, plan_release
 
     root = tmp_path / "root"
     ex = LocalExecutor("local")
@@ -392,16 +394,29 @@ def test_plans_are_made_before_the_fan_out_once_per_distinct_facts(tmp_path: Pat
     spec2 = _after(spec1, first, _payload(tmp_path / "p2", {"a": "1", "b": "3"}), root, r2)
     assert first.facts_after is not None
     other = first.facts_after.replace(f"release:{r1}", f"release:{r1}\nrelease:{r1[:-1]}b")
+    # a host whose current release has the new id but other content cannot be planned: left
+    # for its own task to report, never raised here
+    clash = first.facts_after.replace(f"current:releases/{r1}", f"current:releases/{r2}")
+    with pytest.raises(InputError, match="different content"):
+        known = spec2.known_manifest_sha256()
+        assert known is not None and spec2.known_manifest_json is not None
+        expanded = expand_known_manifest(clash, known, spec2.known_manifest_json)
+        plan_release(HostFacts.from_output(expanded, str(root)), _target(spec2))
     spec2 = replace(
         spec2,
-        expected_facts={"local": first.facts_after, "twin": first.facts_after, "odd": other},
+        expected_facts={
+            "local": first.facts_after,
+            "twin": first.facts_after,
+            "odd": other,
+            "clash": clash,
+        },
     )
     before = sorted(p.name for p in (root / "releases").iterdir())
 
-    assert prepare_plans(spec2, ["local", "twin", "odd", "never-deployed"]) == 2
+    assert prepare_plans(spec2, ["local", "twin", "odd", "clash", "never-deployed"]) == 3
     assert sorted(p.name for p in (root / "releases").iterdir()) == before  # nothing touched
     plans = [k for k in spec2.memo._values if k[0] == "plan"]
-    assert len(plans) == 2
+    assert len(plans) == 2  # the clash made none
 
     second = deploy_host(ex, "local", spec2)
     assert second.status == "succeeded" and second.round_trips == 1

@@ -217,11 +217,7 @@ def test_a_scheduled_deploy_approved_at_submit_time_never_waits(
     """The task API's scheduled path: the approval request is opened when the deploy is
     submitted and decided before its time; the run starts at that time and deploys without
     suspending, and the request names the run."""
-    import asyncio
     from datetime import UTC, datetime, timedelta
-    from uuid import UUID
-
-    from prefect.client.orchestration import PrefectClient
 
     from quayside.auth.approvals import decide, open_request
     from quayside.inventory.models import ApprovalPolicy
@@ -253,12 +249,7 @@ def test_a_scheduled_deploy_approved_at_submit_time_never_waits(
     wait_for("the deploy", lambda: read_run(handle.id).final)
     assert read_run(handle.id).state_type == "COMPLETED", read_run(handle.id).message
 
-    async def state_names() -> list[str]:
-        async with PrefectClient(api=platform.api_url) as client:
-            states = await client.read_flow_run_states(UUID(handle.id))
-        return [s.name or "" for s in states]
-
-    names = asyncio.run(state_names())
+    names = run_states(platform, handle.id)
     assert "Scheduled" in names and not {"Suspended", "Paused"} & set(names), names
     rows = [r for r in list_releases(engine, "shop", "test") if r.flow_run_id == handle.id]
     assert [r.status for r in rows] == [ReleaseStatus.succeeded]

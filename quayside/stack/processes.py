@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,18 +28,18 @@ def task_run_flush_interval(base: Mapping[str, str]) -> str:
     server runs (measured here, idle: 1.0 CPU-s/s with 0.5, 0.05 with 1).
 
     Raises:
-        InputError: the operator's value is not a number of at least 1.
+        InputError: the operator's value is not a finite number of at least 1.
     """
     value = base.get(TASK_RUN_FLUSH, TASK_RUN_FLUSH_DEFAULT)
     try:
         seconds = float(value)
     except ValueError:
         seconds = 0.0
-    if not seconds >= 1:  # also NaN
+    if not (math.isfinite(seconds) and seconds >= 1):  # NaN and infinity too (int() fails)
         raise InputError(
             f"{TASK_RUN_FLUSH}={value!r}: Prefect rounds it down to whole seconds, and below "
-            "1 its task-run recorder never sleeps (a CPU core busy for good); set 1 or more, "
-            "or unset it (Quayside uses 1)"
+            "1 its task-run recorder never sleeps (a CPU core busy for good); set a number of "
+            "seconds, 1 or more, or unset it (Quayside uses 1)"
         )
     return value
 
