@@ -571,6 +571,10 @@ class Quayside:
             os.environ[key] = platform.env[key]
         os.environ.pop("QUAYSIDE_DATABASE_URL", None)
         os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+        # as the platform's flow runs have it (quayside.stack.api_tls)
+        ca = Path(platform.env["PREFECT_HOME"]) / "api-ca.pem"
+        if ca.is_file():
+            os.environ["PREFECT_API_SSL_CERT_FILE"] = str(ca)
 
     def deploy(self, app: str, ref: str) -> Any:
         from flows.git_deploy import git_deploy

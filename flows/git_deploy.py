@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from quayside.ledger.releases import (
 )
 from quayside.manifest import Manifest, human_bytes
 from quayside.release_id import new_release_id
-from quayside.scratch import sweep_stale
+from quayside.scratch import BackgroundRemoval, sweep_stale
 from quayside.settings import Settings, load_settings
 from quayside.source.mirror import GitMirror
 from tasks.deploy import (
@@ -338,14 +339,24 @@ def deploy_release(
             _finish_quietly(engine, release_row, ReleaseStatus.cancelled, "deploy lock held")
             raise
         build_dir = _build_dir(settings, app, env, release_id)
-        stack.callback(shutil.rmtree, build_dir, True)
-        stack.callback(shutil.rmtree, stream_dir_of(build_dir), True)
+        scratch = BackgroundRemoval()
+        stack.callback(scratch.join)
+        stack.callback(scratch.remove, build_dir, stream_dir_of(build_dir))
         # what the hosts probably run (read before the build replaces it): a host holding
         # exactly this manifest need not send it back with its facts
-        known = None if target.app.build else remembered_manifest(source.mirror)
+        remembered = None if target.app.build else remembered_manifest(source.mirror)
+        known = remembered.manifest if remembered is not None else None
         try:
             manifest = build_payload(
-                source.mirror, app, target.app, env, release_id, sha, ref, build_dir
+                source.mirror,
+                app,
+                target.app,
+                env,
+                release_id,
+                sha,
+                ref,
+                build_dir,
+                opaque(remembered),
             )
         except BaseException as e:
             if release_row is None:
@@ -364,7 +375,19 @@ def deploy_release(
             expected = expected_facts.load(_host_facts_path(settings, app, env))
             spec = _spec(target, ref, sha, release_id, build_dir, manifest, known, expected)
             base = _delta_base(manifest, recall(_payload_index(settings, app, env), known))
-            return _deploy(target, ref, sha, spec, release_row, key, size, limit, base, settings)
+            return _deploy(
+                target,
+                ref,
+                sha,
+                spec,
+                release_row,
+                key,
+                size,
+                limit,
+                base,
+                settings,
+                done_with_payload=lambda: scratch.remove(build_dir, stream_dir_of(build_dir)),
+            )
         except BaseException as e:
             _finish_quietly(engine, release_row, ReleaseStatus.failed, str(e).splitlines()[0])
             raise
@@ -451,6 +474,7 @@ def _spec(
         variables=dict(target.env.variables),
         inline_max_bytes=_inline_max(),
         known_manifest_json=known.with_shared(shared).to_json() if known is not None else None,
+        known_manifest=known.with_shared(shared) if known is not None else None,
         expected_facts=expected or {},
         scratch_dir=stream_dir_of(payload),
     )
@@ -517,6 +541,7 @@ def _deploy(
     limit: int,
     base: StoredPayload | None,
     settings: Settings,
+    done_with_payload: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     logger = get_run_logger()
     engine = ledger_engine()
@@ -597,6 +622,7 @@ def _deploy(
     except Exception as e:  # the deploy stands; a restore after pruning will not be possible
         location = None
         logger.warning("could not keep the payload in the artifact store: %s", e)
+    done_with_payload()  # hosts and store are done with it: deleted while the ledger is written
 
     if stopped:
         reports = _roll_back_switched(target, spec, reports, release_row)

@@ -86,10 +86,12 @@ class Manifest(Mapping[str, Entry]):
         object.__setattr__(self, "entries", ordered)
         shared = tuple(sorted({check_manifest_path(p) for p in self.shared}))
         object.__setattr__(self, "shared", shared)
+        #: ``with_shared`` results by shared paths: the same object (and its JSON) each time
+        object.__setattr__(self, "_variants", {})
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Manifest):
-            return self.shared == other.shared and dict(self.entries) == dict(other.entries)
+            return self is other or (self.shared == other.shared and self.entries == other.entries)
         if isinstance(other, Mapping):
             return not self.shared and dict(self.entries) == dict(other)
         return NotImplemented
@@ -97,8 +99,16 @@ class Manifest(Mapping[str, Entry]):
     __hash__ = None  # type: ignore[assignment]
 
     def with_shared(self, paths: Collection[str]) -> Manifest:
-        """The same entries, recorded with ``paths`` as the shared paths."""
-        return Manifest(self.entries, tuple(paths))
+        """The same entries, recorded with ``paths`` as the shared paths. Asked again for the
+        same paths, it returns the same object, so its JSON and digest are computed once."""
+        key = tuple(sorted(set(paths)))
+        if key == self.shared:
+            return self
+        variants: dict[tuple[str, ...], Manifest] = self._variants  # type: ignore[attr-defined]
+        found = variants.get(key)
+        if found is None:
+            found = variants.setdefault(key, Manifest(self.entries, key))
+        return found
 
     def __getitem__(self, path: str) -> Entry:
         return self.entries[path]

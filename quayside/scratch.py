@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from fnmatch import fnmatch
 from pathlib import Path
@@ -46,3 +47,42 @@ def sweep_stale(
             continue
         removed.append(Path(entry.path))
     return removed
+
+
+class BackgroundRemoval:
+    """Deletes directories in a background thread once nothing needs them, so a run's last
+    steps (ledger, artifacts) overlap the deletion of thousands of files; :meth:`join` waits
+    for it before the run ends. Best effort, as :func:`sweep_stale` (which also finds what
+    an interrupted removal left)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started: set[Path] = set()
+        self._threads: list[threading.Thread] = []
+
+    def remove(self, *paths: Path) -> None:
+        """Start deleting ``paths`` (each at most once; missing ones are fine)."""
+        with self._lock:
+            todo = [p for p in paths if p not in self._started]
+            self._started.update(todo)
+            if not todo:
+                return
+
+            def work() -> None:
+                for path in todo:
+                    shutil.rmtree(path, ignore_errors=True)
+
+            thread = threading.Thread(
+                target=work,
+                name="quayside-scratch-removal",
+                daemon=True,
+            )
+            self._threads.append(thread)
+        thread.start()
+
+    def join(self, timeout_s: float | None = None) -> None:
+        """Wait for every removal started so far."""
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(timeout_s)

@@ -10,6 +10,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from uuid import UUID
@@ -56,7 +57,9 @@ class HostDeployFailed(DeployError):
 class Progress:
     """A Prefect progress artifact advanced once per finished host (thread-safe). The
     artifact is updated at most every ``interval_s`` seconds, and always for the last host:
-    a fleet finishing together makes one API call, not one per host."""
+    a fleet finishing together makes one API call, not one per host. A host never waits for
+    another's update: while one is being sent, later values are left for that sender, which
+    sends the newest one after its own, so the last value (100 %) is always sent."""
 
     def __init__(self, total: int, key: str, description: str, *, interval_s: float = 0.5) -> None:
         self.total = max(1, total)
@@ -64,6 +67,9 @@ class Progress:
         self.interval_s = interval_s
         self._sent_at = time.monotonic()
         self._lock = threading.Lock()
+        self._sending = threading.Lock()
+        self._wanted: float | None = None
+        self._sent: float | None = None
         self.artifact_id: UUID | None = None
         try:
             created = create_progress_artifact(0.0, key=key, description=description)
@@ -81,10 +87,28 @@ class Progress:
             self._sent_at = now
             if self.artifact_id is None:
                 return
-            try:  # under the lock: the last host's 100 % is never overtaken by an earlier value
-                update_progress_artifact(self.artifact_id, value)
-            except Exception:  # best effort
-                pass
+            self._wanted = value
+        self._send()
+
+    def _send(self) -> None:
+        while self._sending.acquire(blocking=False):
+            try:
+                while True:
+                    with self._lock:
+                        value = self._wanted
+                        if value is None or value == self._sent:
+                            break
+                        self._sent = value
+                    try:
+                        assert self.artifact_id is not None
+                        update_progress_artifact(self.artifact_id, value)
+                    except Exception:  # best effort
+                        pass
+            finally:
+                self._sending.release()
+            with self._lock:  # a value may have arrived between the last check and release
+                if self._wanted == self._sent:
+                    return
 
 
 def _logger_line() -> Callable[[str], None]:
@@ -102,6 +126,7 @@ def build_payload(
     commit_sha: str,
     ref: str,
     dest: Path,
+    remembered: TreeManifest | None = None,
 ) -> Manifest:
     """Export the tree at ``commit_sha`` into ``dest``, run the app's build commands there and
     record the payload's content manifest (written to ``dest`` as the manifest file).
@@ -115,6 +140,8 @@ def build_payload(
         commit_sha: the resolved commit.
         ref: the ref as given (QUAYSIDE_REF).
         dest: an absent or empty build directory.
+        remembered: what :func:`remembered_manifest` returns, if the caller read it already
+            (read here otherwise).
 
     Returns:
         The payload's manifest.
@@ -131,7 +158,9 @@ def build_payload(
         mirror.export(commit_sha, dest)  # a build writes into the tree: a private copy
         known = None
     else:
-        known = _known_entries(mirror, mirror.export_linked(commit_sha, dest))
+        if remembered is None:
+            remembered = remembered_manifest(mirror)
+        known = _known_entries(remembered, mirror.export_linked(commit_sha, dest))
     if app.build:
         env = release_env(
             app=app_name, env=env_name, release_id=release_id, commit_sha=commit_sha, ref=ref
@@ -161,28 +190,31 @@ def build_payload(
 _TREE_MANIFEST = "manifest.json"
 
 
-def _known_entries(mirror: GitMirror, checkout: Checkout) -> dict[str, Entry] | None:
+def _known_entries(remembered: TreeManifest | None, checkout: Checkout) -> dict[str, Entry] | None:
     """Entries of the files that did not change since the commit the mirror's cached tree
     held (from that commit's remembered manifest), or None."""
-    if checkout.previous is None or checkout.changed is None:
+    if checkout.previous is None or checkout.changed is None or remembered is None:
         return None
-    try:
-        saved = json.loads((mirror.tree_cache / _TREE_MANIFEST).read_text())
-        if saved.get("commit") != checkout.previous:
-            return None
-        old = Manifest.from_json(saved["manifest"])
-    except (OSError, ValueError, KeyError, TypeError, QuaysideError):
+    if remembered.commit != checkout.previous:
         return None
     changed = checkout.changed
-    return {p: e for p, e in old.items() if p not in changed}
+    return {p: e for p, e in remembered.manifest.items() if p not in changed}
 
 
-def remembered_manifest(mirror: GitMirror) -> Manifest | None:
+@dataclass(frozen=True)
+class TreeManifest:
+    """The payload manifest of the commit the mirror's cached tree holds."""
+
+    commit: str
+    manifest: Manifest
+
+
+def remembered_manifest(mirror: GitMirror) -> TreeManifest | None:
     """The payload manifest of the commit the mirror's cached tree holds (the last one built
     without a build step), if it was remembered: likely what the hosts run now."""
     try:
         saved = json.loads((mirror.tree_cache / _TREE_MANIFEST).read_text())
-        return Manifest.from_json(saved["manifest"])
+        return TreeManifest(str(saved["commit"]), Manifest.from_json(saved["manifest"]))
     except (OSError, ValueError, KeyError, TypeError, QuaysideError):
         return None
 

@@ -198,7 +198,8 @@ def test_file_stdin_failures_name_the_cause(
         with executor_for(stopped) as executor:
             with pytest.raises(ConnectError) as down:
                 executor.run(["true"], stdin=payload)
-        assert str(down.value).startswith(f"{stopped.name}: OpenSSH could not run true")
+        where = f"{stopped.address}:{stopped.port}"
+        assert str(down.value).startswith(f"{stopped.name}: cannot connect to {where}")
         assert "refused" in str(down.value)
     finally:
         stopped.start()

@@ -462,12 +462,15 @@ class LayoutFacts:
     manifest_json: str | None = None
     #: what ``current`` pointed at, verbatim, when it was not a release of this layout
     current_raw: str | None = None
+    #: the sha256 of a ``manifest-same:`` line (the caller's copy is the manifest)
+    manifest_same: str | None = None
 
 
 def parse_facts(stdout: str, deploy_root: str | None = None) -> LayoutFacts:
     current_raw = ""
     releases: list[str] = []
     manifest: str | None = None
+    same: str | None = None
     for line in stdout.split("\n"):
         tag, sep, value = line.partition(":")
         if not sep:
@@ -478,10 +481,13 @@ def parse_facts(stdout: str, deploy_root: str | None = None) -> LayoutFacts:
             releases.append(value)
         elif tag == "manifest" and value:
             manifest = value
+        elif tag == "manifest-same" and value:
+            same = value
     current = parse_current(current_raw, deploy_root)
     return LayoutFacts(
         current=current,
         releases=sorted(set(releases)),
         manifest_json=manifest if current is not None else None,
         current_raw=current_raw if current_raw and current is None else None,
+        manifest_same=same if current is not None and manifest is None else None,
     )

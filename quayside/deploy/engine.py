@@ -104,6 +104,8 @@ class ReleaseSpec:
     #: the manifest file the hosts probably hold (e.g. the previous commit's, as recorded on
     #: the hosts): a host whose manifest has exactly this content does not send it back
     known_manifest_json: str | None = None
+    #: the manifest whose JSON ``known_manifest_json`` is, if the caller has it parsed
+    known_manifest: Manifest | None = None
     #: host -> its facts after the last deploy (``HostReport.facts_after``): a host whose
     #: facts are still these is staged in one guarded round trip, without reading them first
     expected_facts: Mapping[str, str] = field(default_factory=dict)
@@ -590,6 +592,9 @@ def _plan_from(spec: ReleaseSpec, root: str, raw: str, known: str | None) -> Rel
     sent them (small when its manifest is the known one), not on the expanded manifest."""
 
     def compute() -> ReleasePlan:
+        if known is not None and spec.known_manifest is not None:
+            facts = HostFacts.from_output(raw, root, {known: spec.known_manifest})
+            return plan_release(facts, _target(spec))
         output = raw
         if known is not None and spec.known_manifest_json is not None:
             output = expand_known_manifest(raw, known, spec.known_manifest_json)
@@ -754,6 +759,7 @@ def _deploy_host(
                     extract="tar",
                     shared=shared,
                     switch=switch_now,
+                    prepare_next=True,
                     prune=prune if switch_now else (),
                     manifest_patch=patch,
                     guard=guard,
@@ -809,6 +815,7 @@ def _deploy_host(
                     extract="tar",
                     shared=shared,
                     switch=switch_now,
+                    prepare_next=True,
                     prune=prune if switch_now else (),
                     facts_after=spec.manifest_sha256() if switch_now else None,
                 ),
@@ -836,6 +843,7 @@ def _deploy_host(
                     extract="manifest",
                     shared=shared,
                     switch=switch_now,
+                    prepare_next=True,
                     prune=prune if switch_now else (),
                     facts_after=spec.manifest_sha256() if switch_now else None,
                 ),
@@ -852,6 +860,7 @@ def _deploy_host(
                     new,
                     mode="keep",
                     switch=True,
+                    prepare_next=True,
                     prune=prune,
                     facts_after=spec.manifest_sha256(),
                 )

@@ -14,6 +14,8 @@ and are validated here before they are placed. Nothing from a user is ever part 
     seal      <manifest>.new -> <manifest> (a release with a manifest is complete)
     switch    current -> releases/<new> (ln -sfn to a temp name + mv -T)
     prune     rm -rf old release dirs (never the new one or the one current pointed at)
+    next      in the background, at nice 19: a hard-link copy of the new release, for the
+              next deploy's "prepare" to rename instead of copying (``NEXT_PREFIX``)
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ GUARD_MISMATCH = "quayside-facts-mismatch"
 GUARD_EXIT = 10
 #: the line before the facts a stage prints at its end (when asked to)
 FACTS_AFTER = "quayside-facts-after"
+#: ``<deploy_root>/<NEXT_PREFIX><release id>``: a hard-link copy of that release, made by the
+#: host after switching to it, which the next deploy renames into its new release directory
+#: instead of copying (``cp -al`` of every file) while it is being deployed
+NEXT_PREFIX = ".quayside-next-"
 
 
 STAGE_SCRIPT = (
@@ -55,9 +61,10 @@ STAGE_SCRIPT = (
     + _FACTS
     + f"""\
 mode=$1 prev=$2 new=$3 shared=$4 extract=$5 switch=$6 link=$7 tmp=$8 cur=$9
-nrm=${{10}} nprune=${{11}} mpatch=${{12}} guard=${{13}} after=${{14}}
-shift 14
+nrm=${{10}} nprune=${{11}} mpatch=${{12}} guard=${{13}} after=${{14}} spare=${{15}}
+shift 15
 M={MANIFEST_FILENAME}
+root=${{cur%/*}}
 fail() {{ echo "quayside: $*" >&2; exit 3; }}
 if [ -n "$guard" ]; then
   # staged from the facts the caller expects: anything else, and nothing is touched
@@ -74,7 +81,11 @@ case $mode in
   prev)
     [ -d "$prev" ] || fail "previous release $prev does not exist"
     rm -rf -- "$new"
-    cp -al -T -- "$prev" "$new"
+    # the hard-link copy of $prev the host made after the last deploy, else one made now
+    next="$root/{NEXT_PREFIX}${{prev##*/}}"
+    if ! {{ [ -d "$next" ] && mv -T -- "$next" "$new" 2>/dev/null; }}; then
+      cp -al -T -- "$prev" "$new"
+    fi
     rm -f -- "$new/$M" "$new/$M.new"
     ;;
   fresh) rm -rf -- "$new"; mkdir -p -- "$new" ;;
@@ -124,6 +135,20 @@ if [ "$switch" = 1 ]; then
     case $d in "$new"|*/"${{was##*/}}") continue ;; esac
     rm -rf -- "$d"
   done
+  if [ "$spare" = 1 ]; then
+    # the next deploy's starting point, made in the background at the lowest priority once
+    # this release serves: a hard-link copy of it, renamed into place when complete
+    ( trap '' HUP
+      cd -- "$root" || exit 0
+      keep={NEXT_PREFIX}${{new##*/}}
+      for d in {NEXT_PREFIX}*; do
+        [ "$d" = "$keep" ] || nice -n 19 rm -rf -- "$d"
+      done
+      tmp=$keep.tmp-$$
+      if nice -n 19 cp -al -T -- "$new" "$tmp"; then mv -T -- "$tmp" "$keep" || :; fi
+      rm -rf -- "$tmp"
+    ) </dev/null >/dev/null 2>&1 &
+  fi
 fi
 if [ -n "$after" ]; then
   printf '%s\\n' {FACTS_AFTER}
@@ -170,6 +195,7 @@ def stage(
     manifest_patch: tuple[int, int, str] | None = None,
     guard: tuple[str, str] | None = None,
     facts_after: str | None = None,
+    prepare_next: bool = False,
 ) -> list[str]:
     """ONE command doing the parts of a release step described in the module docstring.
 
@@ -194,6 +220,9 @@ def stage(
             and exit ``GUARD_EXIT`` - the caller re-plans from them (no extra round trip).
         facts_after: a manifest sha256: at the end print ``FACTS_AFTER`` and the host's facts
             (read with that sha256), what the next guarded stage may expect.
+        prepare_next: after the switch, start making ``<NEXT_PREFIX><new>`` in the background
+            (nice 19): the hard-link copy the next deploy from ``new`` renames instead of
+            copying. ``mode="prev"`` uses such a copy of ``prev`` when there is one.
 
     Raises:
         InputError: a bad mode, id or path.
@@ -243,6 +272,7 @@ def stage(
         patch,
         checked,
         after,
+        "1" if prepare_next and switch else "0",
         *paths,
         *doomed,
         *links,

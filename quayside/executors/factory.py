@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from quayside.executors.base import Executor
+from quayside.executors.control import control_dir
 from quayside.executors.local import LocalExecutor
 from quayside.executors.ssh import SSHExecutor
 from quayside.inventory.models import Host
+from quayside.settings import load_settings
 
 
 def executor_for(name: str, host: Host) -> Executor:
@@ -23,4 +25,6 @@ def executor_for(name: str, host: Host) -> Executor:
         known_hosts=Path(host.known_hosts).expanduser() if host.known_hosts else None,
         verify_host_key=host.verify_host_key,
         connect_timeout=host.connect_timeout,
+        control_dir=control_dir(load_settings().home) if host.persist_s > 0 else None,
+        persist_s=host.persist_s,
     )

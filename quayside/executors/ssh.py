@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import logging
 import math
+import os
 import re
 import shlex
 import socket
@@ -38,6 +39,7 @@ from quayside.errors import (
     InputError,
 )
 from quayside.executors.base import CommandResult, OutputCallback
+from quayside.executors.control import control_name
 from quayside.executors.local import (
     DEFAULT_FILE_MODE,
     LineCollector,
@@ -156,6 +158,10 @@ class SSHExecutor:
             system and user files (``/etc/ssh/ssh_known_hosts``, ``~/.ssh/known_hosts``).
         verify_host_key: ``False`` accepts any host key (logged as a warning).
         connect_timeout: Seconds for TCP connect, SSH handshake and authentication each.
+        control_dir: Where OpenSSH control sockets live (:mod:`quayside.executors.control`).
+        persist_s: With ``control_dir``: commands run through the OpenSSH client on a master
+            connection kept open this long after its last command, for later commands and
+            later runs (``ControlPersist``). 0: one paramiko connection per executor.
 
     Example:
         >>> web = SSHExecutor("web-1", "10.0.0.5", user="deploy", key_file=Path("id_ed25519"),
@@ -173,6 +179,8 @@ class SSHExecutor:
         known_hosts: Path | None = None,
         verify_host_key: bool = True,
         connect_timeout: float = 10,
+        control_dir: Path | None = None,
+        persist_s: float = 0,
     ) -> None:
         self.name = name
         self.address = address
@@ -182,6 +190,14 @@ class SSHExecutor:
         self.known_hosts = Path(known_hosts) if known_hosts is not None else None
         self.verify_host_key = verify_host_key
         self.connect_timeout = connect_timeout
+        self.persist_s = persist_s if control_dir is not None and persist_s > 0 else 0
+        self.control_path: Path | None = None
+        if self.persist_s:
+            assert control_dir is not None
+            self.control_path = control_dir / control_name(
+                (self.user, self.address, self.port, self.verify_host_key),
+                (self.key_file, self.known_hosts),
+            )
         #: How many SSH connections this executor has opened (1 while the link stays up).
         self.connections_opened = 0
         self._lock = threading.Lock()
@@ -265,6 +281,20 @@ class SSHExecutor:
                 if path.is_file():
                     client.load_system_host_keys(str(path))
         client.set_missing_host_key_policy(RejectUnknownHostKey())
+
+    def _check_credential_files(self) -> None:
+        """Refuse, as the paramiko path does, a key file or known_hosts file that cannot be
+        read (OpenSSH would only say "Permission denied" or "Host key verification failed")."""
+        if self.key_file is not None and not os.access(self.key_file, os.R_OK):
+            raise AuthError(self.name, f"cannot read key file {self.key_file}: not readable")
+        if (
+            self.verify_host_key
+            and self.known_hosts is not None
+            and not os.access(self.known_hosts, os.R_OK)
+        ):
+            raise HostKeyError(
+                self.name, f"cannot read known_hosts file {self.known_hosts}: not readable"
+            )
 
     def _load_key(self) -> paramiko.PKey | None:
         if self.key_file is None:
@@ -399,7 +429,7 @@ class SSHExecutor:
         """
         args = list(argv)
         command = remote_command(args, env=env, cwd=cwd)
-        if isinstance(stdin, Path):
+        if isinstance(stdin, Path) or self.control_path is not None:
             return self._run_openssh(args, command, stdin, timeout, check, on_output)
         start = time.monotonic()
         deadline = None if timeout is None else start + timeout
@@ -467,12 +497,14 @@ class SSHExecutor:
         self,
         args: list[str],
         command: str,
-        stdin: Path,
+        stdin: bytes | Path | None,
         timeout: float | None,
         check: bool,
         on_output: OutputCallback | None,
     ) -> CommandResult:
-        """Run ``command`` through the OpenSSH client with ``stdin`` as its standard input."""
+        """Run ``command`` through the OpenSSH client with ``stdin`` as its standard input
+        (on the persisted master connection, with ``persist_s``)."""
+        self._check_credential_files()
         ssh = [*self.ssh_argv(bulk=True), self.destination(), command]
         try:
             local = LocalExecutor(self.name).run(
@@ -490,13 +522,15 @@ class SSHExecutor:
         if local.exit_code == OPENSSH_FAILED:
             reason = (local.stderr.strip().splitlines() or ["no reason given"])[-1]
             kind = openssh_failure(local.stderr)
-            raise kind(
-                self.name,
-                f"OpenSSH could not run {display_command(args)} as '{self.user}' at "
-                f"{self.endpoint}: {reason}",
-                command=args,
-                stderr=local.stderr,
-            )
+            where = self.endpoint
+            if kind is AuthError:
+                text = f"authentication as {self.user!r} at {where} failed: {reason}"
+            elif kind is HostKeyError:
+                source = self.known_hosts or "the system known_hosts files"
+                text = f"host key of {where} was refused (checked against {source}): {reason}"
+            else:
+                text = f"cannot connect to {where} as {self.user!r} (OpenSSH): {reason}"
+            raise kind(self.name, text, command=args, stderr=local.stderr)
         result = replace(local, argv=tuple(args))
         if check and result.exit_code != 0:
             raise CommandFailed(
@@ -613,9 +647,21 @@ class SSHExecutor:
             "-o",
             "LogLevel=ERROR",
         ]
-        if bulk:
+        if bulk or self.control_path is not None:
+            # a master connection carries bulk transfers too: it is made with their options
             argv += ["-o", f"Ciphers=^{BULK_CIPHERS}", "-o", f"KexAlgorithms=^{BULK_KEX}"]
             argv += ["-o", "Compression=no"]
+        if self.control_path is not None:
+            argv += [
+                "-o",
+                "ControlMaster=auto",
+                "-o",
+                f"ControlPath={ssh_config_path(self.control_path)}",
+                "-o",
+                f"ControlPersist={max(1, math.ceil(self.persist_s))}",
+                "-o",
+                "ServerAliveInterval=15",
+            ]
         return argv
 
     def destination(self) -> str:

@@ -61,6 +61,14 @@ class Host(Strict):
         True, description="verify the host key against known_hosts; false is an explicit opt-out"
     )
     connect_timeout: float = Field(10, gt=0, le=300)
+    persist_s: float = Field(
+        60,
+        ge=0,
+        le=86400,
+        description="keep the SSH connection open this many seconds after its last command, "
+        "for the next command or run (OpenSSH ControlPersist, as Ansible's default 60 s); "
+        "0 opens one connection per task and closes it",
+    )
 
 
 class HealthCheck(Strict):

@@ -41,12 +41,21 @@ class HostFacts:
     releases: tuple[str, ...] = ()
 
     @classmethod
-    def from_output(cls, stdout: str, deploy_root: str | None = None) -> HostFacts:
+    def from_output(
+        cls,
+        stdout: str,
+        deploy_root: str | None = None,
+        known: Mapping[str, Manifest] | None = None,
+    ) -> HostFacts:
         """Facts from the output of ``commands.release.read_facts``. An unreadable manifest
-        counts as none (the plan then sends everything, hard-linking unchanged files)."""
+        counts as none (the plan then sends everything, hard-linking unchanged files).
+        ``known`` maps the sha256 of manifest files the caller holds to their manifests: a
+        host answering ``manifest-same:<sha256>`` has that one (no JSON parsed again)."""
         raw = parse_facts(stdout, deploy_root)
         manifest = None
-        if raw.manifest_json is not None:
+        if raw.manifest_same is not None and known and raw.manifest_same in known:
+            manifest = known[raw.manifest_same]
+        elif raw.manifest_json is not None:
             try:
                 manifest = Manifest.from_json(raw.manifest_json)
             except InputError:
@@ -180,7 +189,7 @@ def plan_release(facts: HostFacts, target: ReleaseTarget) -> ReleasePlan:
     recorded = target.recorded_manifest()
     current = facts.current
     if current is not None and facts.current_manifest is not None:
-        if facts.current_manifest.digest() == recorded.digest():
+        if facts.current_manifest == recorded:  # what equal digests mean, without the JSON
             return ReleasePlan(target, facts, (), diff(facts.current_manifest, recorded))
     if current == new:
         raise InputError(

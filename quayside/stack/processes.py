@@ -10,6 +10,7 @@ from pathlib import Path
 
 from quayside.errors import InputError
 from quayside.settings import Settings
+from quayside.stack.api_tls import CERT_FILE_SETTING, needs_api_ca
 
 WORK_POOL = "quayside"
 TASK_RUN_BATCH = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"
@@ -83,11 +84,18 @@ def platform_env(settings: Settings, project_dir: Path, base: Mapping[str, str])
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if needs_api_ca(settings.prefect_api_url, base):
+        env[CERT_FILE_SETTING] = str(api_ca_path(settings))
     pythonpath = [str(project_dir)]
     if base.get("PYTHONPATH"):
         pythonpath.append(base["PYTHONPATH"])
     env["PYTHONPATH"] = ":".join(pythonpath)
     return env
+
+
+def api_ca_path(settings: Settings) -> Path:
+    """Where ``quayside up`` writes the CA file of :mod:`quayside.stack.api_tls`."""
+    return settings.prefect_home / "api-ca.pem"
 
 
 def server_process(settings: Settings) -> ProcessSpec:

@@ -11,8 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from quayside.executors.control import close_masters, control_dir
 from quayside.settings import Settings
+from quayside.stack.api_tls import CERT_FILE_SETTING, write_api_ca
 from quayside.stack.processes import (
+    api_ca_path,
     gateway_process,
     platform_env,
     server_process,
@@ -73,6 +76,8 @@ def run_up(settings: Settings, project_dir: Path, say: Say) -> None:
         check_ports(settings)
         (settings.home / "logs").mkdir(parents=True, exist_ok=True)
         settings.prefect_home.mkdir(parents=True, exist_ok=True)
+        if env.get(CERT_FILE_SETTING) == str(api_ca_path(settings)):
+            write_api_ca(api_ca_path(settings))
         say(f"data directory  {settings.home}")
         migrate(settings.database_url)
         say("ledger          migrated")
@@ -95,6 +100,7 @@ def run_up(settings: Settings, project_dir: Path, say: Say) -> None:
         finally:
             say("stopping ...")
             sup.stop()
+            close_masters(control_dir(settings.home))  # the flow runs' persisted SSH connections
             signal.signal(signal.SIGINT, old_int)
             signal.signal(signal.SIGTERM, old_term)
             say("stopped")

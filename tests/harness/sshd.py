@@ -213,12 +213,20 @@ class SshdHost:
         self.process = None
 
     def reset_root(self) -> None:
-        """Empty the deploy root (the directory itself stays)."""
-        for entry in self.root.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+        """Empty the deploy root (the directory itself stays). A deploy's background copy
+        of its release (``.quayside-next-*``) may still be writing: tried again briefly."""
+        for attempt in range(50):
+            try:
+                for entry in self.root.iterdir():
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
+                return
+            except OSError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
 
 
 def host_config(host: SshdHost, authorized_keys: Path) -> str:
