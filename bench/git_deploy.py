@@ -88,6 +88,25 @@ FLOOR_NOTE = (
     "one no-op task per host and waits for them, against the same server. The release flow "
     "costs about these two plus its own work (build, manifest, plan, ledger, artifacts)."
 )
+PREPARED_NOTE = (
+    "After a switch, each Quayside host makes a hard-link copy of the new release in the "
+    "background at nice 19 (`.quayside-next-<id>`, quayside.deploy.scripts), which the next "
+    "deploy renames into its new release directory instead of running `cp -al` of 5,000 files "
+    "while it deploys. Before each timed Quayside release the benchmark waits (untimed) until "
+    "every host has made it - the hosts are idle, as between two deploys; "
+    "`quayside_hosts_prepared_after_s` is how long that took after the previous release "
+    "returned. Without the copy (a host deployed by something else, or a rollback in "
+    "between) the deploy falls back to `cp -al`."
+)
+WARM_NOTE = (
+    "SSH connections: Quayside runs host commands through the OpenSSH client on a master "
+    "connection per host kept open 60 s after its last command (ControlPersist, the inventory's "
+    "`persist_s`; Ansible's default is the same), so the timed release reuses the connections "
+    "its untimed first release opened a few seconds before. A release more than 60 s after "
+    "the last command to a host opens new connections: `host_work_floor_s` (new OpenSSH "
+    "connections, `cp -al`) shows what that costs on these hosts. The rsync baselines open new "
+    "connections, as users run them."
+)
 LOG_LEVEL_NOTE = (
     "The Quayside flows are called in-process with `PREFECT_LOGGING_LEVEL=WARNING` (a quiet "
     "console for the benchmark): their INFO lines are neither printed nor sent to the Prefect "
@@ -344,20 +363,48 @@ class Roots:
         """The current deploy root of ``host`` as seen from here."""
         return host.root / self.label
 
-    def purge(self) -> None:
-        """Delete every deploy root on every host (one ``rm -rf`` per host, in parallel)."""
+    def wait_prepared(self, timeout_s: float = 60) -> float:
+        """Wait until every host holds the copy of its current release that Quayside's hosts
+        make in the background after a switch (``scripts.NEXT_PREFIX``): the hosts are idle
+        then, as between two deploys. Returns the seconds waited (untimed)."""
+        from quayside.deploy.scripts import NEXT_PREFIX
+
         started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=len(self.hosts)) as pool:
-            list(
-                pool.map(
-                    lambda h: (
-                        run_argv(["rm", "-rf", "--", *map(str, h.root.iterdir())])
-                        if any(h.root.iterdir())
-                        else ""
-                    ),
-                    self.hosts,
+        pending = list(self.hosts)
+        while pending:
+            pending = [
+                h
+                for h in pending
+                if not any(
+                    p.is_dir() and ".tmp-" not in p.name
+                    for p in self.local(h).glob(f"{NEXT_PREFIX}*")
                 )
-            )
+            ]
+            if pending and time.perf_counter() - started > timeout_s:
+                raise RuntimeError(f"{len(pending)} host(s) did not prepare the next release")
+            time.sleep(0.05)
+        return time.perf_counter() - started
+
+    def purge(self) -> None:
+        """Delete every deploy root on every host (one ``rm -rf`` per host, in parallel;
+        again if a host's background copy was still writing into one)."""
+        started = time.perf_counter()
+
+        def purge_host(h: Host) -> None:
+            for attempt in range(20):
+                entries = [str(p) for p in h.root.iterdir()]
+                if not entries:
+                    return
+                try:
+                    run_argv(["rm", "-rf", "--", *entries])
+                    return
+                except Exception:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.25)
+
+        with ThreadPoolExecutor(max_workers=len(self.hosts)) as pool:
+            list(pool.map(purge_host, self.hosts))
         log(f"  (deleted old deploy roots in {time.perf_counter() - started:.0f} s, untimed)")
 
 
@@ -876,6 +923,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
             return lambda: verify(hosts, roots, tree)
 
         fanout: list[ToolResult] = []
+        prepare_waits: list[float] = []
         incremental: list[ToolResult] = []
         empty_runs: dict[str, list[float]] = {"async": [], "sync": [], "tasks": []}
         floor: ToolResult | None = None
@@ -979,6 +1027,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
             def quayside_setup() -> None:
                 assert quayside is not None
                 quayside.deploy(roots.use(incr_app.next()).rsplit("/", 1)[1], TAG_V1)
+                prepare_waits.append(round(roots.wait_prepared(), 3))
 
             def quayside_incr() -> list[int]:
                 assert quayside is not None
@@ -1149,8 +1198,11 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
                 "host_work_floor_runs_s": (
                     [round(r, 3) for r in floor.timing.runs_s] if floor and floor.timing else None
                 ),
+                "quayside_hosts_prepared_after_s": prepare_waits,
             },
             notes=[
+                PREPARED_NOTE,
+                WARM_NOTE,
                 FLOOR_NOTE
                 + (
                     ""

@@ -423,3 +423,70 @@ def test_plans_are_made_before_the_fan_out_once_per_distinct_facts(tmp_path: Pat
     assert len([k for k in spec2.memo._values if k[0] == "plan"]) == 2  # the prepared one
     # without a known manifest there are no expected facts to plan from
     assert prepare_plans(replace(spec2, known_manifest_json=None), ["local"]) == 0
+
+
+def _wait_for(path: Path, timeout_s: float = 20) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not path.is_dir():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{path} did not appear within {timeout_s} s")
+        time.sleep(0.05)
+
+
+def test_the_host_prepares_the_next_release_and_the_next_deploy_renames_it(
+    tmp_path: Path,
+) -> None:
+    """After a switch the host makes a hard-link copy of the new release in the background;
+    the next deploy from that release renames it into place instead of copying, and the file
+    it changes is a new file there: the previous release keeps its content."""
+    root = tmp_path / "root"
+    ex = LocalExecutor("local")
+    r1, r2, r3 = (
+        "20240501T120001Z-aaaaaaaaaaaa",
+        "20240501T120002Z-bbbbbbbbbbbb",
+        "20240501T120003Z-cccccccccccc",
+    )
+    files = {"a": "1", "d/b": "2", "d/c": "3"}
+    spec1 = _spec(_payload(tmp_path / "p1", files), root, r1)
+    assert deploy_host(ex, "local", spec1).status == "succeeded"
+    spare = root / f"{scripts.NEXT_PREFIX}{r1}"
+    _wait_for(spare)
+    assert (spare / "a").stat().st_ino == (root / "releases" / r1 / "a").stat().st_ino
+    assert not list(root.glob(f"{scripts.NEXT_PREFIX}*.tmp-*"))
+
+    spec2 = _spec(_payload(tmp_path / "p2", {**files, "d/b": "changed"}), root, r2)
+    second = deploy_host(ex, "local", spec2)
+    assert second.status == "succeeded", second
+    assert not spare.exists()  # renamed into releases/r2
+    old, new = root / "releases" / r1, root / "releases" / r2
+    assert (old / "d/b").read_text() == "2" and (new / "d/b").read_text() == "changed"
+    assert (new / "a").stat().st_ino == (old / "a").stat().st_ino
+    assert build_manifest(new) == spec2.manifest
+    assert build_manifest(old) == spec1.manifest
+
+    # a stale copy (of a release that is not the one deployed from) is never used
+    _wait_for(root / f"{scripts.NEXT_PREFIX}{r2}")
+    switch_back(ex, str(root), r1)
+    spec3 = _spec(_payload(tmp_path / "p3", {**files, "a": "x"}), root, r3)
+    third = deploy_host(ex, "local", spec3)
+    assert third.status == "succeeded", third
+    assert build_manifest(root / "releases" / r3) == spec3.manifest
+    assert (root / "releases" / r3 / "d/b").read_text() == "2"  # from r1, not r2's copy
+    _wait_for(root / f"{scripts.NEXT_PREFIX}{r3}")
+    # only the copy of the release now serving is kept
+    import time
+
+    deadline = time.monotonic() + 20
+    while len(list(root.glob(f"{scripts.NEXT_PREFIX}*"))) != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p.name for p in root.glob(f"{scripts.NEXT_PREFIX}*")] == [f"{scripts.NEXT_PREFIX}{r3}"]
+
+
+def test_stage_asks_for_the_next_copy_only_when_it_switches() -> None:
+    argv = scripts.stage("/srv/a", "20240501T120002Z-bbbbbbbbbbbb", mode="keep", switch=True,
+                         prepare_next=True)  # fmt: skip
+    assert argv[4 + 14] == "1"  # $15 (argv[4] is $1)
+    argv = scripts.stage("/srv/a", "20240501T120002Z-bbbbbbbbbbbb", mode="keep", prepare_next=True)
+    assert argv[4 + 14] == "0"

@@ -1,0 +1,109 @@
+"""Small pieces the release flows lean on: the non-blocking progress artifact, background
+scratch removal, manifest variants, the one-certificate CA file for an HTTP API."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from quayside.manifest import Entry, Manifest
+from quayside.plans.release import HostFacts
+from quayside.scratch import BackgroundRemoval
+from quayside.settings import load_settings
+from quayside.stack import api_tls
+from quayside.stack.processes import api_ca_path, platform_env
+
+
+def test_progress_never_blocks_a_host_and_always_sends_the_last_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tasks.deploy as deploy
+
+    sent: list[float] = []
+    release = threading.Event()
+
+    def slow_update(artifact_id: Any, value: float) -> None:
+        release.wait(5)  # the API is slow: every other host must go on meanwhile
+        sent.append(value)
+
+    monkeypatch.setattr(deploy, "create_progress_artifact", lambda *a, **k: uuid4())
+    monkeypatch.setattr(deploy, "update_progress_artifact", slow_update)
+    progress = deploy.Progress(10, "k", "d", interval_s=0)
+    first = threading.Thread(target=progress.advance)
+    first.start()
+    time.sleep(0.1)  # the first host is sending
+    started = time.monotonic()
+    for _ in range(9):
+        progress.advance()
+    assert time.monotonic() - started < 1  # none of them waited for the slow call
+    release.set()
+    first.join(5)
+    assert sent[-1] == 100.0 and sent == sorted(sent) and len(sent) <= 3
+
+
+def test_progress_throttles_updates(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tasks.deploy as deploy
+
+    sent: list[float] = []
+    monkeypatch.setattr(deploy, "create_progress_artifact", lambda *a, **k: uuid4())
+    monkeypatch.setattr(deploy, "update_progress_artifact", lambda _id, v: sent.append(v))
+    progress = deploy.Progress(20, "k", "d", interval_s=60)
+    for _ in range(20):
+        progress.advance()
+    assert sent == [100.0]
+
+
+def test_background_removal_deletes_once_and_join_waits(tmp_path: Path) -> None:
+    victims = []
+    for name in ("a", "b"):
+        d = tmp_path / name
+        (d / "x" / "y").mkdir(parents=True)
+        (d / "x" / "y" / "f").write_text("1")
+        victims.append(d)
+    removal = BackgroundRemoval()
+    removal.remove(*victims)
+    removal.remove(*victims)  # already started: nothing more
+    removal.remove(tmp_path / "missing")
+    removal.join(10)
+    assert not any(v.exists() for v in victims)
+
+
+def test_with_shared_returns_the_same_object_for_the_same_paths() -> None:
+    m = Manifest({"a": Entry("file", 0o644, 1, "0" * 64)})
+    assert m.with_shared(()) is m
+    s1 = m.with_shared(["logs", "env"])
+    assert m.with_shared(("env", "logs")) is s1 and s1.shared == ("env", "logs")
+    assert s1.to_json() == Manifest(dict(m.entries), ("env", "logs")).to_json()
+    assert s1 == Manifest(dict(m.entries), ("logs", "env")) and s1 != m
+
+
+def test_facts_with_manifest_same_use_the_callers_manifest() -> None:
+    m = Manifest({"a": Entry("file", 0o644, 1, "0" * 64)})
+    rid = "20240501T120001Z-aaaaaaaaaaaa"
+    out = f"current:releases/{rid}\nrelease:{rid}\nmanifest-same:{'f' * 64}\n"
+    assert HostFacts.from_output(out, None, {"f" * 64: m}).current_manifest is m
+    assert HostFacts.from_output(out, None, {"e" * 64: m}).current_manifest is None
+    assert HostFacts.from_output(out).current_manifest is None
+
+
+def test_api_ca_file_for_an_http_api_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUAYSIDE_HOME", str(tmp_path))
+    settings = load_settings()
+    env = platform_env(settings, tmp_path, {})
+    assert env[api_tls.CERT_FILE_SETTING] == str(api_ca_path(settings))
+    own = platform_env(settings, tmp_path, {api_tls.CERT_FILE_SETTING: "/etc/my-ca.pem"})
+    assert own[api_tls.CERT_FILE_SETTING] == "/etc/my-ca.pem"
+    assert not api_tls.needs_api_ca("https://prefect.example/api", {})
+    written = api_tls.write_api_ca(api_ca_path(settings))
+    text = written.read_text()
+    assert text.count("BEGIN CERTIFICATE") == 1 and text.endswith("-----END CERTIFICATE-----\n")
+    import ssl
+
+    ssl.create_default_context(cafile=str(written))  # a usable CA file
+    with pytest.raises(ValueError, match="no PEM certificate"):
+        api_tls.first_certificate("nothing here")
