@@ -593,11 +593,22 @@ def write_inventory(
             app: {
                 "repo": str(repo),
                 "deploy_root": f"{mount}/{app}",
-                "environments": {ENV: {"groups": ["bench"], "max_parallel": len(hosts)}},
+                "environments": {
+                    ENV: {
+                        "groups": ["bench-cold" if app.startswith("cold-") else "bench"],
+                        "max_parallel": len(hosts),
+                    }
+                },
             }
             for app in apps
         },
     }
+    # the same hosts with no persisted SSH connection (apps named cold-*)
+    hosts_map: dict[str, Any] = inventory["hosts"]  # type: ignore[assignment]
+    for h in hosts:
+        hosts_map[f"cold-{h.name}"] = {**hosts_map[h.name], "persist_s": 0}
+    groups: dict[str, Any] = inventory["groups"]  # type: ignore[assignment]
+    groups["bench-cold"] = [f"cold-{h.name}" for h in hosts]
     path.write_text(yaml.safe_dump(inventory, sort_keys=False))
 
 
@@ -900,7 +911,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
         if quayside_reason is None and "quayside" not in options.skip:
             from tests.harness.platform import Platform
 
-            apps = [f"{kind}-{i}" for kind in ("fanout", "incr") for i in range(repeat)]
+            apps = [f"{kind}-{i}" for kind in ("fanout", "incr", "cold") for i in range(repeat)]
             apps += ["worker-0", "warmup-0"]
             inventory = work / "quayside.yaml"
             write_inventory(
@@ -1105,7 +1116,27 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
                 setup=rsync_setup,
                 checks=[check(app.v2_tree), check(app.v1_tree)],
             )
-            incremental = [q_incr, r_incr]
+            cold_app = AppNames("cold")
+
+            def cold_setup() -> None:
+                assert quayside is not None
+                quayside.deploy(roots.use(cold_app.next()).rsplit("/", 1)[1], TAG_V1)
+                roots.wait_prepared()
+
+            q_cold = rec.tool(
+                Spec(
+                    "quayside_cold",
+                    "Quayside `git_deploy` flow, no persisted SSH connections",
+                    "the same release to the same hosts listed with `persist_s: 0`: one new "
+                    "SSH connection (paramiko) per host task, as for a release more than 60 s "
+                    "after the last command to those hosts",
+                ),
+                quayside_incr,
+                setup=cold_setup,
+                check=check(app.v2_tree),
+                unavailable=None if quayside else quayside_reason,
+            )
+            incremental = [q_incr, q_cold, r_incr]
             rollback = [q_rb, r_rb]
             floor = rec.tool(
                 Spec(
@@ -1122,8 +1153,18 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
                 log(f"  an empty Prefect flow: {empty_runs} s")
 
         changed_size = (app.v2_tree / CHANGED_FILE).stat().st_size
-        quayside_bytes = [b for t in incremental[:1] if t.timing for b in per_host_bytes(t.timing)]
-        rsync_bytes = [b for t in incremental[1:] if t.timing for b in per_host_bytes(t.timing)]
+        quayside_bytes = [
+            b
+            for t in incremental
+            if t.key == "quayside" and t.timing
+            for b in per_host_bytes(t.timing)
+        ]
+        rsync_bytes = [
+            b
+            for t in incremental
+            if t.key == "parallel_rsync_link_dest" and t.timing
+            for b in per_host_bytes(t.timing)
+        ]
 
     machine = machine_info()
     common_notes = [
@@ -1199,6 +1240,9 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
                     [round(r, 3) for r in floor.timing.runs_s] if floor and floor.timing else None
                 ),
                 "quayside_hosts_prepared_after_s": prepare_waits,
+                "parallel_rsync_link_dest_vs_quayside_cold": _ratio_between(
+                    incremental, "parallel_rsync_link_dest", "quayside_cold"
+                ),
             },
             notes=[
                 PREPARED_NOTE,
@@ -1235,6 +1279,15 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
         ),
     }
     return {name: entry for name, entry in entries.items() if name in parts}
+
+
+def _ratio_between(tools: Sequence[ToolResult], slow: str, fast: str) -> float | None:
+    """``slow``'s median over ``fast``'s, when both were measured."""
+    by_key = {t.key: t for t in tools}
+    a, b = by_key.get(slow), by_key.get(fast)
+    if a is None or b is None or a.timing is None or b.timing is None:
+        return None
+    return round(a.timing.median_s / b.timing.median_s, 2)
 
 
 def _mean(values: list[int]) -> int | None:
