@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -32,14 +31,15 @@ from quayside.errors import QuaysideError
 from quayside.fanout import GroupResult, batch_size, batches
 from quayside.inventory import load_inventory
 from quayside.inventory.resolve import Target, resolve_target
-from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import (
+    HostOutcome,
     current_release,
     finish_release,
     list_releases,
     mark_running,
     record_host_outcome,
+    record_host_outcomes,
     start_release,
 )
 from quayside.manifest import Manifest, human_bytes
@@ -339,8 +339,9 @@ def deploy_release(
             _finish_quietly(engine, release_row, ReleaseStatus.cancelled, "deploy lock held")
             raise
         build_dir = _build_dir(settings, app, env, release_id)
+        # deleted by an rm process that may outlive the run: 5,000 unlinks contend with the
+        # run's last ledger commits for the disk's journal if they overlap them
         scratch = BackgroundRemoval()
-        stack.callback(scratch.join)
         stack.callback(scratch.remove, build_dir, stream_dir_of(build_dir))
         # what the hosts probably run (read before the build replaces it): a host holding
         # exactly this manifest need not send it back with its facts
@@ -386,7 +387,6 @@ def deploy_release(
                 limit,
                 base,
                 settings,
-                done_with_payload=lambda: scratch.remove(build_dir, stream_dir_of(build_dir)),
             )
         except BaseException as e:
             _finish_quietly(engine, release_row, ReleaseStatus.failed, str(e).splitlines()[0])
@@ -541,7 +541,28 @@ def _deploy(
     limit: int,
     base: StoredPayload | None,
     settings: Settings,
-    done_with_payload: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    app, env = target.app_name, target.env_name
+    key_ = artifact_key("git-deploy-progress", app, env)
+    with Progress(len(target.host_names), key_, f"{app}/{env} to {ref}") as progress:
+        # left last: the final progress update goes out while the ledger is written
+        return _deploy_batches(
+            target, ref, sha, spec, release_row, key, size, limit, base, settings, progress
+        )  # fmt: skip
+
+
+def _deploy_batches(
+    target: Target,
+    ref: str,
+    sha: str,
+    spec: ReleaseSpec,
+    release_row: int,
+    key: str,
+    size: int,
+    limit: int,
+    base: StoredPayload | None,
+    settings: Settings,
+    progress: Progress,
 ) -> dict[str, Any]:
     logger = get_run_logger()
     engine = ledger_engine()
@@ -549,9 +570,6 @@ def _deploy(
     release_id, manifest = spec.release_id, spec.manifest
     host_map = dict(target.hosts)
     names = target.host_names
-    progress = Progress(
-        len(names), artifact_key("git-deploy-progress", app, env), f"{app}/{env} to {ref}"
-    )
     logger.info(
         "release %s (%s): %d host(s) in batches of %d, %d failure(s) tolerated",
         release_id,
@@ -578,11 +596,11 @@ def _deploy(
         )
         batch_reports = reports_of(result)
         reports += batch_reports
-        with unit_of_work(engine) as session:  # the batch's host rows: one transaction
-            for r in batch_reports:
-                record_host_outcome(
-                    session,
-                    release_row,
+        record_host_outcomes(  # the batch's host rows: one transaction
+            engine,
+            release_row,
+            [
+                HostOutcome(
                     r.host,
                     _LEDGER_STATUS[r.status],
                     step=r.step,
@@ -590,6 +608,9 @@ def _deploy(
                     bytes_sent=r.bytes_sent,
                     duration_s=r.duration_s,
                 )
+                for r in batch_reports
+            ],
+        )
         failed += sum(1 for r in batch_reports if not r.ok)
         if exceeded(failed, limit):
             logger.error(
@@ -612,9 +633,12 @@ def _deploy(
         )
     done = {r.host for r in reports}
     skipped = [h for h in names if h not in done]
-    with unit_of_work(engine) as session:
-        for h in skipped:
-            record_host_outcome(session, release_row, h, HostStatus.skipped, step="not started")
+    if skipped:
+        record_host_outcomes(
+            engine,
+            release_row,
+            [HostOutcome(h, HostStatus.skipped, step="not started") for h in skipped],
+        )
 
     try:
         location, kept = stored.result()
@@ -622,7 +646,6 @@ def _deploy(
     except Exception as e:  # the deploy stands; a restore after pruning will not be possible
         location = None
         logger.warning("could not keep the payload in the artifact store: %s", e)
-    done_with_payload()  # hosts and store are done with it: deleted while the ledger is written
 
     if stopped:
         reports = _roll_back_switched(target, spec, reports, release_row)

@@ -338,6 +338,7 @@ def roll_back(
                 pass
             raise
         finally:
+            progress.close()  # its last update went out while the ledger was written
             if not paused:
                 pause(engine)
     if bad:

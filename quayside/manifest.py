@@ -146,8 +146,11 @@ class Manifest(Mapping[str, Entry]):
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Manifest:
-        """Parse ``to_json`` output; raise ``InputError`` on anything else."""
+    def from_json(cls, text: str | bytes, *, keep_text: bool = False) -> Manifest:
+        """Parse ``to_json`` output; raise ``InputError`` on anything else. With
+        ``keep_text``, ``text`` (a str) also becomes what ``to_json`` returns, instead of
+        encoding the manifest again: for text Quayside wrote itself (a manifest file on a
+        host, the one remembered with the mirror), which is byte for byte what a host holds."""
         try:
             payload = json.loads(text)
         except ValueError as e:
@@ -165,7 +168,10 @@ class Manifest(Mapping[str, Entry]):
         shared = payload.get("shared", [])
         if not isinstance(shared, list) or not all(isinstance(p, str) for p in shared):
             raise InputError("manifest 'shared' is not a list of paths")
-        return cls(entries, tuple(shared))
+        manifest = cls(entries, tuple(shared))
+        if keep_text and isinstance(text, str):
+            manifest.__dict__["_json"] = text  # the cached_property's slot
+        return manifest
 
     def digest(self) -> str:
         """sha256 of ``to_json()``: equal digests mean equal content, kinds, modes, links and

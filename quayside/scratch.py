@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import threading
 import time
 from fnmatch import fnmatch
@@ -50,15 +51,16 @@ def sweep_stale(
 
 
 class BackgroundRemoval:
-    """Deletes directories in a background thread once nothing needs them, so a run's last
-    steps (ledger, artifacts) overlap the deletion of thousands of files; :meth:`join` waits
-    for it before the run ends. Best effort, as :func:`sweep_stale` (which also finds what
-    an interrupted removal left)."""
+    """Deletes directories in the background: an ``rm -rf`` process, which goes on after the
+    run (and its process) ends, instead of 5,000 unlinks on the run's critical path or a
+    Python loop taking the interpreter lock from its threads; :meth:`join` waits for it where
+    that matters (tests). Best effort, as :func:`sweep_stale`, which also finds what an
+    interrupted removal left."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._started: set[Path] = set()
-        self._threads: list[threading.Thread] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
 
     def remove(self, *paths: Path) -> None:
         """Start deleting ``paths`` (each at most once; missing ones are fine)."""
@@ -67,22 +69,25 @@ class BackgroundRemoval:
             self._started.update(todo)
             if not todo:
                 return
-
-            def work() -> None:
+            try:
+                process = subprocess.Popen(
+                    ["rm", "-rf", "--", *map(str, todo)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            except OSError:  # no rm: delete here instead
                 for path in todo:
                     shutil.rmtree(path, ignore_errors=True)
-
-            thread = threading.Thread(
-                target=work,
-                name="quayside-scratch-removal",
-                daemon=True,
-            )
-            self._threads.append(thread)
-        thread.start()
+                return
+            self._processes.append(process)
 
     def join(self, timeout_s: float | None = None) -> None:
         """Wait for every removal started so far."""
         with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(timeout_s)
+            processes = list(self._processes)
+        for process in processes:
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                continue

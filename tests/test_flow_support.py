@@ -28,34 +28,56 @@ def test_progress_never_blocks_a_host_and_always_sends_the_last_value(
     release = threading.Event()
 
     def slow_update(artifact_id: Any, value: float) -> None:
-        release.wait(5)  # the API is slow: every other host must go on meanwhile
+        release.wait(5)  # the API is slow: every host must go on meanwhile
         sent.append(value)
 
     monkeypatch.setattr(deploy, "create_progress_artifact", lambda *a, **k: uuid4())
     monkeypatch.setattr(deploy, "update_progress_artifact", slow_update)
-    progress = deploy.Progress(10, "k", "d", interval_s=0)
-    first = threading.Thread(target=progress.advance)
-    first.start()
-    time.sleep(0.1)  # the first host is sending
-    started = time.monotonic()
-    for _ in range(9):
-        progress.advance()
-    assert time.monotonic() - started < 1  # none of them waited for the slow call
-    release.set()
-    first.join(5)
-    assert sent[-1] == 100.0 and sent == sorted(sent) and len(sent) <= 3
+    with deploy.Progress(10, "k", "d", interval_s=0) as progress:
+        started = time.monotonic()
+        for _ in range(10):
+            progress.advance()
+            time.sleep(0.01)
+        assert time.monotonic() - started < 1  # none of them waited for the slow call
+        release.set()
+    assert sent[-1] == 100.0 and sent == sorted(sent) and len(sent) < 10
 
 
-def test_progress_throttles_updates(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_progress_throttles_updates_and_survives_api_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import tasks.deploy as deploy
 
     sent: list[float] = []
+
+    def update(artifact_id: Any, value: float) -> None:
+        sent.append(value)
+        if len(sent) == 1:
+            raise RuntimeError("API down")
+
     monkeypatch.setattr(deploy, "create_progress_artifact", lambda *a, **k: uuid4())
-    monkeypatch.setattr(deploy, "update_progress_artifact", lambda _id, v: sent.append(v))
-    progress = deploy.Progress(20, "k", "d", interval_s=60)
-    for _ in range(20):
-        progress.advance()
-    assert sent == [100.0]
+    monkeypatch.setattr(deploy, "update_progress_artifact", update)
+    with deploy.Progress(20, "k", "d", interval_s=60) as progress:
+        for _ in range(20):
+            progress.advance()
+            time.sleep(0.005)
+    assert sent[-1] == 100.0 and len(sent) <= 2  # the first value, then the last one
+
+
+def test_progress_without_an_artifact_does_not_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tasks.deploy as deploy
+
+    def refuse(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("no API")
+
+    monkeypatch.setattr(deploy, "create_progress_artifact", refuse)
+    monkeypatch.setattr(deploy, "update_progress_artifact", refuse)
+    monkeypatch.setattr(deploy, "get_run_logger", lambda: __import__("logging").getLogger("t"))
+    progress = deploy.Progress(2, "k", "d")
+    progress.advance()
+    progress.advance()
+    progress.close(5)
+    assert progress.artifact_id is None and not progress._thread.is_alive()
 
 
 def test_background_removal_deletes_once_and_join_waits(tmp_path: Path) -> None:

@@ -248,3 +248,50 @@ def test_pause_and_resume_auto_triggers(ledger_engine: Engine) -> None:
         "environment.auto_triggers_paused",
         "environment.created",
     ]
+
+
+def test_many_host_outcomes_in_one_transaction(ledger_engine: Engine) -> None:
+    release = releases.start_release(
+        ledger_engine, "web", "prod", "deploy", requested_by="ann", version="v1"
+    )
+    releases.record_host_outcome(ledger_engine, release.id, "web-1", "running", step="stage")
+    before = audit_count(ledger_engine)
+    rows = releases.record_host_outcomes(
+        ledger_engine,
+        release.id,
+        [
+            releases.HostOutcome("web-1", "succeeded", step="done", bytes_sent=10),
+            releases.HostOutcome("web-2", HostStatus.failed, step="stage", message="exit 3"),
+            releases.HostOutcome("web-3", "skipped", step="not started"),
+        ],
+    )
+    assert [r.host for r in rows] == ["web-1", "web-2", "web-3"]
+    assert audit_count(ledger_engine) == before + 3
+    with session_scope(ledger_engine) as session:
+        got = {
+            h.host: (h.status, h.step, h.bytes_sent)
+            for h in session.scalars(
+                select(releases.ReleaseHost).where(releases.ReleaseHost.release_id == release.id)
+            )
+        }
+    assert got == {
+        "web-1": (HostStatus.succeeded, "done", 10),  # the earlier row, updated
+        "web-2": (HostStatus.failed, "stage", None),
+        "web-3": (HostStatus.skipped, "not started", None),
+    }
+    with pytest.raises(InputError, match="unknown host status 'exploded'"):
+        releases.record_host_outcomes(
+            ledger_engine,
+            release.id,
+            [releases.HostOutcome("web-4", "succeeded"), releases.HostOutcome("web-5", "exploded")],
+        )
+    with session_scope(ledger_engine) as session:
+        hosts = session.scalars(
+            select(releases.ReleaseHost.host).where(releases.ReleaseHost.release_id == release.id)
+        ).all()
+    assert sorted(hosts) == ["web-1", "web-2", "web-3"]  # nothing of the refused call
+
+
+def audit_count(engine: Engine) -> int:
+    with session_scope(engine) as session:
+        return int(session.scalar(select(func.count()).select_from(AuditEvent)) or 0)

@@ -7,6 +7,7 @@ that writes exactly one audit event.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -193,6 +194,20 @@ def mark_running(
         return release
 
 
+@dataclass(frozen=True)
+class HostOutcome:
+    """What happened on one host, for :func:`record_host_outcomes`."""
+
+    host: str
+    status: HostStatus | str
+    step: str | None = None
+    message: str | None = None
+    bytes_sent: int | None = None
+    duration_s: float | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
 def record_host_outcome(
     db: Engine | Session,
     release_id: int,
@@ -231,37 +246,75 @@ def record_host_outcome(
         NotFoundError: no such release.
         LedgerError: the database refused the change.
     """
-    try:
-        status = HostStatus(status)
-    except ValueError as e:
-        raise InputError(f"unknown host status {status!r}") from e
+    outcome = HostOutcome(
+        host, status, step, message, bytes_sent, duration_s, started_at, finished_at
+    )
+    return record_host_outcomes(db, release_id, [outcome], actor=actor)[0]
+
+
+def record_host_outcomes(
+    db: Engine | Session,
+    release_id: int,
+    outcomes: Sequence[HostOutcome],
+    *,
+    actor: str = "system",
+) -> list[ReleaseHost]:
+    """:func:`record_host_outcome` for many hosts of one release at once: one transaction,
+    the existing rows read in one query, one audit event per host.
+
+    Raises:
+        InputError: an unknown status (nothing is recorded).
+        NotFoundError: no such release.
+        LedgerError: the database refused the change.
+    """
+    statuses: list[HostStatus] = []
+    for outcome in outcomes:
+        try:
+            statuses.append(HostStatus(outcome.status))
+        except ValueError as e:
+            raise InputError(f"unknown host status {outcome.status!r}") from e
     with unit_of_work(db) as session:
         release = _get(session, release_id)
-        row = session.scalars(
-            select(ReleaseHost).where(
-                ReleaseHost.release_id == release.id, ReleaseHost.host == host
+        hosts = [o.host for o in outcomes]
+        existing = {
+            row.host: row
+            for row in session.scalars(
+                select(ReleaseHost).where(
+                    ReleaseHost.release_id == release.id, ReleaseHost.host.in_(hosts)
+                )
             )
-        ).one_or_none()
-        if row is None:
-            row = ReleaseHost(release_id=release.id, host=host, status=status)
-            session.add(row)
-        row.status = status
-        row.step = step
-        row.message = message
-        row.bytes_sent = bytes_sent
-        row.duration_s = duration_s
-        row.started_at = started_at if started_at is not None else row.started_at
-        row.finished_at = finished_at
+        }
+        rows: list[ReleaseHost] = []
+        for outcome, status in zip(outcomes, statuses, strict=True):
+            row = existing.get(outcome.host)
+            if row is None:
+                row = ReleaseHost(release_id=release.id, host=outcome.host, status=status)
+                session.add(row)
+                existing[outcome.host] = row
+            row.status = status
+            row.step = outcome.step
+            row.message = outcome.message
+            row.bytes_sent = outcome.bytes_sent
+            row.duration_s = outcome.duration_s
+            if outcome.started_at is not None:
+                row.started_at = outcome.started_at
+            row.finished_at = outcome.finished_at
+            rows.append(row)
+            audit.record(
+                session,
+                actor,
+                "release.host_outcome",
+                "release",
+                release.id,
+                {
+                    "host": outcome.host,
+                    "status": status.value,
+                    "step": outcome.step,
+                    "message": outcome.message,
+                },
+            )
         session.flush()
-        audit.record(
-            session,
-            actor,
-            "release.host_outcome",
-            "release",
-            release.id,
-            {"host": host, "status": status.value, "step": step, "message": message},
-        )
-        return row
+        return rows
 
 
 def finish_release(

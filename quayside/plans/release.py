@@ -57,7 +57,7 @@ class HostFacts:
             manifest = known[raw.manifest_same]
         elif raw.manifest_json is not None:
             try:
-                manifest = Manifest.from_json(raw.manifest_json)
+                manifest = Manifest.from_json(raw.manifest_json, keep_text=True)
             except InputError:
                 manifest = None
         return cls(raw.current, manifest, tuple(raw.releases))
