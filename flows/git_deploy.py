@@ -47,6 +47,7 @@ from quayside.release_id import new_release_id
 from quayside.scratch import BackgroundRemoval, sweep_stale
 from quayside.settings import Settings, load_settings
 from quayside.source.mirror import GitMirror
+from tasks.background import InBackground
 from tasks.deploy import (
     HostDeployFailed,
     Progress,
@@ -633,6 +634,8 @@ def _deploy_batches(
         )
     done = {r.host for r in reports}
     skipped = [h for h in names if h not in done]
+    # the table artifact goes out while the ledger is written (joined before the end)
+    publishing = None if stopped else InBackground(_publish, target, ref, reports, skipped)
     if skipped:
         record_host_outcomes(
             engine,
@@ -664,7 +667,7 @@ def _deploy_batches(
             rows,
         )
 
-    _publish(target, ref, reports, skipped)
+    assert publishing is not None
     bad = [r for r in reports if not r.ok]
     changed = [r for r in reports if r.status == "succeeded"]
     summary = {
@@ -707,6 +710,10 @@ def _deploy_batches(
                     [(r.host, r.step, r.message) for r in bad],
                 ),
             )
+    try:
+        publishing.join(60)
+    except Exception as e:  # the release stands without its table
+        logger.warning("could not publish the per-host table artifact: %s", e)
     return {
         "release": release_row,
         "release_id": release_id,

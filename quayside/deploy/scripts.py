@@ -76,11 +76,12 @@ if [ -n "$guard" ]; then
     exit {GUARD_EXIT}
   fi
 fi
-mkdir -p -- "${{new%/*}}" "$shared"
+{{ [ -d "${{new%/*}}" ] && [ -d "$shared" ]; }} || mkdir -p -- "${{new%/*}}" "$shared"
+gone() {{ [ ! -e "$1" ] && [ ! -L "$1" ]; }}
 case $mode in
   prev)
     [ -d "$prev" ] || fail "previous release $prev does not exist"
-    rm -rf -- "$new"
+    gone "$new" || rm -rf -- "$new"
     # the hard-link copy of $prev the host made after the last deploy, else one made now
     next="$root/{NEXT_PREFIX}${{prev##*/}}"
     if ! {{ [ -d "$next" ] && mv -T -- "$next" "$new" 2>/dev/null; }}; then
@@ -88,7 +89,7 @@ case $mode in
     fi
     rm -f -- "$new/$M" "$new/$M.new"
     ;;
-  fresh) rm -rf -- "$new"; mkdir -p -- "$new" ;;
+  fresh) gone "$new" || rm -rf -- "$new"; mkdir -p -- "$new" ;;
   keep) [ -d "$new" ] || fail "release $new does not exist" ;;
 esac
 cd -- "$new"
