@@ -102,10 +102,11 @@ WARM_NOTE = (
     "SSH connections: Quayside runs host commands through the OpenSSH client on a master "
     "connection per host kept open 60 s after its last command (ControlPersist, the inventory's "
     "`persist_s`; Ansible's default is the same), so the timed release reuses the connections "
-    "its untimed first release opened a few seconds before. A release more than 60 s after "
-    "the last command to a host opens new connections: `host_work_floor_s` (new OpenSSH "
-    "connections, `cp -al`) shows what that costs on these hosts. The rsync baselines open new "
-    "connections, as users run them."
+    'its untimed first release opened moments before. The row "no persisted SSH '
+    'connections" is the same release to the same hosts listed with `persist_s: 0` (a new '
+    "paramiko connection per host task, what a release more than 60 s after the last command "
+    "to a host costs); `parallel_rsync_link_dest_vs_quayside_cold` is rsync's time over that "
+    "row's. The rsync baselines open new connections, as users run them."
 )
 LOG_LEVEL_NOTE = (
     "The Quayside flows are called in-process with `PREFECT_LOGGING_LEVEL=WARNING` (a quiet "

@@ -201,3 +201,24 @@ def test_readers_never_see_a_partial_file(local: LocalExecutor, tmp_path: Path) 
 def test_close_is_safe_twice(local: LocalExecutor) -> None:
     local.close()
     local.close()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_collected_and_streamed_runs_agree(
+    local: LocalExecutor, tmp_path: Path, streamed: bool
+) -> None:
+    """Without a callback the output is collected by communicate(); with one, line by line:
+    the results are the same, for bytes and file stdin, and for a child that never reads it."""
+    lines: list[tuple[str, str]] = []
+    on_output = (lambda kind, line: lines.append((kind, line))) if streamed else None
+    big = b"x" * (1 << 20)
+    got = local.run(["sh", "-c", "wc -c; echo err >&2"], stdin=big, on_output=on_output)
+    assert got.stdout.strip() == str(len(big)) and got.stderr == "err\n"
+    source = tmp_path / "in"
+    source.write_bytes(b"from a file")
+    assert local.run(["cat"], stdin=source, on_output=on_output).stdout == "from a file"
+    ignored = local.run(["true"], stdin=big, on_output=on_output)  # never reads its stdin
+    assert ignored.exit_code == 0
+    with pytest.raises(CommandTimeout):
+        local.run(["sleep", "30"], timeout=0.3, on_output=on_output)
+    assert bool(lines) == streamed
