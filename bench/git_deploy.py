@@ -21,6 +21,7 @@ import shlex
 import shutil
 import statistics
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -533,8 +534,10 @@ class Ansible:
                 "LC_ALL": "C.UTF-8",
             }
         )
-        bin_dir = Path(shutil.which("ansible-playbook") or "").parent
-        self.playbook_bin = str(bin_dir / "ansible-playbook") if bin_dir.name else ""
+        # the venv's own (python -m bench without `uv run` has no venv on PATH), else PATH's
+        beside = Path(sys.executable).parent / "ansible-playbook"
+        found = str(beside) if beside.is_file() else shutil.which("ansible-playbook")
+        self.playbook_bin = found or ""
 
     @property
     def available(self) -> bool:

@@ -340,8 +340,8 @@ def deploy_release(
             _finish_quietly(engine, release_row, ReleaseStatus.cancelled, "deploy lock held")
             raise
         build_dir = _build_dir(settings, app, env, release_id)
-        # deleted by an rm process that may outlive the run: 5,000 unlinks contend with the
-        # run's last ledger commits for the disk's journal if they overlap them
+        # deleted by an rm process that may outlive the run (measured: deleting it while the
+        # run wrote its last ledger rows slowed those writes)
         scratch = BackgroundRemoval()
         stack.callback(scratch.remove, build_dir, stream_dir_of(build_dir))
         # what the hosts probably run (read before the build replaces it): a host holding
@@ -377,18 +377,7 @@ def deploy_release(
             expected = expected_facts.load(_host_facts_path(settings, app, env))
             spec = _spec(target, ref, sha, release_id, build_dir, manifest, known, expected)
             base = _delta_base(manifest, recall(_payload_index(settings, app, env), known))
-            return _deploy(
-                target,
-                ref,
-                sha,
-                spec,
-                release_row,
-                key,
-                size,
-                limit,
-                base,
-                settings,
-            )
+            return _deploy(target, ref, sha, spec, release_row, key, size, limit, base, settings)
         except BaseException as e:
             _finish_quietly(engine, release_row, ReleaseStatus.failed, str(e).splitlines()[0])
             raise
@@ -544,8 +533,8 @@ def _deploy(
     settings: Settings,
 ) -> dict[str, Any]:
     app, env = target.app_name, target.env_name
-    key_ = artifact_key("git-deploy-progress", app, env)
-    with Progress(len(target.host_names), key_, f"{app}/{env} to {ref}") as progress:
+    progress_key = artifact_key("git-deploy-progress", app, env)
+    with Progress(len(target.host_names), progress_key, f"{app}/{env} to {ref}") as progress:
         # left last: the final progress update goes out while the ledger is written
         return _deploy_batches(
             target, ref, sha, spec, release_row, key, size, limit, base, settings, progress
