@@ -382,9 +382,11 @@ class Roots:
                     for p in self.local(h).glob(f"{NEXT_PREFIX}*")
                 )
             ]
-            if pending and time.perf_counter() - started > timeout_s:
+            if not pending:
+                break
+            if time.perf_counter() - started > timeout_s:
                 raise RuntimeError(f"{len(pending)} host(s) did not prepare the next release")
-            time.sleep(0.05)
+            time.sleep(0.02)
         return time.perf_counter() - started
 
     def purge(self) -> None:
