@@ -377,7 +377,12 @@ def deploy_release(
             expected = expected_facts.load(_host_facts_path(settings, app, env))
             spec = _spec(target, ref, sha, release_id, build_dir, manifest, known, expected)
             base = _delta_base(manifest, recall(_payload_index(settings, app, env), known))
-            return _deploy(target, ref, sha, spec, release_row, key, size, limit, base, settings)
+            progress_key = artifact_key("git-deploy-progress", app, env)
+            with Progress(len(target.host_names), progress_key, f"{app}/{env} to {ref}") as bar:
+                # closed last: the final progress update goes out while the ledger is written
+                return _deploy(
+                    target, ref, sha, spec, release_row, key, size, limit, base, settings, bar
+                )  # fmt: skip
         except BaseException as e:
             _finish_quietly(engine, release_row, ReleaseStatus.failed, str(e).splitlines()[0])
             raise
@@ -521,27 +526,6 @@ def _dry_run(
 
 
 def _deploy(
-    target: Target,
-    ref: str,
-    sha: str,
-    spec: ReleaseSpec,
-    release_row: int,
-    key: str,
-    size: int,
-    limit: int,
-    base: StoredPayload | None,
-    settings: Settings,
-) -> dict[str, Any]:
-    app, env = target.app_name, target.env_name
-    progress_key = artifact_key("git-deploy-progress", app, env)
-    with Progress(len(target.host_names), progress_key, f"{app}/{env} to {ref}") as progress:
-        # left last: the final progress update goes out while the ledger is written
-        return _deploy_batches(
-            target, ref, sha, spec, release_row, key, size, limit, base, settings, progress
-        )  # fmt: skip
-
-
-def _deploy_batches(
     target: Target,
     ref: str,
     sha: str,

@@ -189,23 +189,32 @@ class LocalExecutor:
             kill_group(proc)
             for thread in threads:
                 thread.join(timeout=5)
-            raise CommandTimeout(
-                self.name,
-                f"command timed out after {timeout:g}s: {display_command(args)}",
-                command=args,
-                stderr=err.text(),
-            ) from None
+            raise self._timed_out(args, timeout, err.text()) from None
         finally:
             if proc.poll() is None:  # interrupted (KeyboardInterrupt): don't leave it running
                 kill_group(proc)
         for thread in threads:
             thread.join()
+        return self._result(args, exit_code, out.text(), err.text(), start, check)
+
+    def _timed_out(self, args: list[str], timeout: float | None, stderr: str) -> CommandTimeout:
+        return CommandTimeout(
+            self.name,
+            f"command timed out after {timeout or 0:g}s: {display_command(args)}",
+            command=args,
+            stderr=stderr,
+        )
+
+    def _result(
+        self, args: list[str], exit_code: int, stdout: str, stderr: str, start: float, check: bool
+    ) -> CommandResult:
+        """The result of a finished command (``CommandFailed`` for a failure with ``check``)."""
         result = CommandResult(
             host=self.name,
             argv=tuple(args),
             exit_code=exit_code,
-            stdout=out.text(),
-            stderr=err.text(),
+            stdout=stdout,
+            stderr=stderr,
             duration_s=time.monotonic() - start,
         )
         if check and exit_code != 0:
@@ -214,7 +223,7 @@ class LocalExecutor:
                 f"command failed: {display_command(args)}",
                 command=args,
                 exit_code=exit_code,
-                stderr=result.stderr,
+                stderr=stderr,
             )
         return result
 
@@ -238,34 +247,15 @@ class LocalExecutor:
                 _, raw_err = proc.communicate(timeout=5)
             except (subprocess.TimeoutExpired, ValueError):
                 raw_err = b""
-            raise CommandTimeout(
-                self.name,
-                f"command timed out after {timeout:g}s: {display_command(args)}",
-                command=args,
-                stderr=(raw_err or b"").decode("utf-8", errors="replace"),
-            ) from None
+            stderr = (raw_err or b"").decode("utf-8", errors="replace")
+            raise self._timed_out(args, timeout, stderr) from None
         except BrokenPipeError:  # a child that exits before reading its stdin
             raw_out, raw_err = proc.communicate()
         finally:
             if proc.poll() is None:  # interrupted (KeyboardInterrupt): don't leave it running
                 kill_group(proc)
-        result = CommandResult(
-            host=self.name,
-            argv=tuple(args),
-            exit_code=proc.returncode,
-            stdout=raw_out.decode("utf-8", errors="replace"),
-            stderr=raw_err.decode("utf-8", errors="replace"),
-            duration_s=time.monotonic() - start,
-        )
-        if check and proc.returncode != 0:
-            raise CommandFailed(
-                self.name,
-                f"command failed: {display_command(args)}",
-                command=args,
-                exit_code=proc.returncode,
-                stderr=result.stderr,
-            )
-        return result
+        out, err = (raw.decode("utf-8", errors="replace") for raw in (raw_out, raw_err))
+        return self._result(args, proc.returncode, out, err, start, check)
 
     def put_file(self, local: Path, remote: str, *, mode: int | None = None) -> None:
         """Copy ``local`` to the path ``remote`` atomically.
