@@ -38,7 +38,6 @@ from quayside.ledger.releases import (
     finish_release,
     list_releases,
     mark_running,
-    record_host_outcome,
     record_host_outcomes,
     start_release,
 )
@@ -468,7 +467,6 @@ def _spec(
         health=target.app.health_check,
         variables=dict(target.env.variables),
         inline_max_bytes=_inline_max(),
-        known_manifest_json=known.with_shared(shared).to_json() if known is not None else None,
         known_manifest=known.with_shared(shared) if known is not None else None,
         expected_facts=expected or {},
         scratch_dir=stream_dir_of(payload),
@@ -723,6 +721,7 @@ def _roll_back_switched(
 
     result = map_hosts(submit, list(switched), target.env.max_parallel)
     out: list[HostReport] = []
+    rows: list[HostOutcome] = []
     by_host = {o.host: o for o in result.outcomes}
     for r in reports:
         outcome = by_host.get(r.host)
@@ -748,17 +747,18 @@ def _roll_back_switched(
             new = HostReport(r.host, "failed", "rollback", note, r.previous, True, r.bytes_sent)
             status = HostStatus.failed
         logger.warning("%s: %s", r.host, note)
-        record_host_outcome(
-            engine,
-            release_row,
-            r.host,
-            status,
-            step="rollback",
-            message=note,
-            bytes_sent=r.bytes_sent,
-            duration_s=r.duration_s,
+        rows.append(
+            HostOutcome(
+                r.host,
+                status,
+                step="rollback",
+                message=note,
+                bytes_sent=r.bytes_sent,
+                duration_s=r.duration_s,
+            )
         )
         out.append(new)
+    record_host_outcomes(engine, release_row, rows)
     return out
 
 

@@ -14,9 +14,10 @@ from quayside.errors import InputError, QuaysideError
 from quayside.inventory import group_hosts, load_inventory
 from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import (
+    HostOutcome,
     finish_release,
     mark_running,
-    record_host_outcome,
+    record_host_outcomes,
     start_release,
 )
 from quayside.settings import load_settings
@@ -105,15 +106,15 @@ def hello_release(
         max_parallel,
     )
     rows: list[tuple[str, str, str]] = []
+    outcomes: list[HostOutcome] = []
     for outcome in result.outcomes:
         status = HostStatus.succeeded if outcome.ok else HostStatus.failed
         message = None if outcome.ok else outcome.message
-        record_host_outcome(
-            engine, release.id, outcome.host, status, step="command", message=message
-        )
+        outcomes.append(HostOutcome(outcome.host, status, step="command", message=message))
         rows.append(
             (outcome.host, "ok" if outcome.ok else "failed", outcome.value or message or "")
         )
+    record_host_outcomes(engine, release.id, outcomes)
     final = ReleaseStatus.succeeded if result.ok else ReleaseStatus.failed
     finish_release(
         engine, release.id, final, summary={"hosts": len(hosts), "failed": len(result.failed)}

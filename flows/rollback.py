@@ -27,12 +27,13 @@ from quayside.ledger.db import unit_of_work
 from quayside.ledger.environments import pause_auto_triggers
 from quayside.ledger.models import HostStatus, Release, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import (
+    HostOutcome,
     current_release,
     finish_release,
     get_release,
     list_releases,
     mark_running,
-    record_host_outcome,
+    record_host_outcomes,
     start_release,
 )
 from quayside.release_id import is_release_id
@@ -311,17 +312,21 @@ def roll_back(
             )
             # host rows, the outcome and the trigger pause: one transaction
             with unit_of_work(engine) as session:
-                for r in reports:
-                    record_host_outcome(
-                        session,
-                        row.id,
-                        r.host,
-                        HostStatus.succeeded if r.ok else HostStatus.failed,
-                        step=r.step,
-                        message=r.message or None,
-                        bytes_sent=r.bytes_sent,
-                        duration_s=r.duration_s,
-                    )
+                record_host_outcomes(
+                    session,
+                    row.id,
+                    [
+                        HostOutcome(
+                            r.host,
+                            HostStatus.succeeded if r.ok else HostStatus.failed,
+                            step=r.step,
+                            message=r.message or None,
+                            bytes_sent=r.bytes_sent,
+                            duration_s=r.duration_s,
+                        )
+                        for r in reports
+                    ],
+                )
                 finish_release(
                     session,
                     row.id,

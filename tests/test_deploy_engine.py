@@ -26,7 +26,7 @@ from quayside.deploy.summary import approval_markdown
 from quayside.errors import InputError
 from quayside.executors.local import LocalExecutor
 from quayside.inventory.models import HealthCheck, Hooks
-from quayside.manifest import MANIFEST_FILENAME, build_manifest
+from quayside.manifest import MANIFEST_FILENAME, Manifest, build_manifest
 from quayside.source.mirror import Commit
 
 
@@ -92,6 +92,14 @@ def test_approval_markdown_lists_commits_and_hosts() -> None:
     )
     assert "`aaaaaaaaaaaa` (v1) → `bbbbbbbbbbbb`" in text
     assert "fix \\| bug" in text and "web-1, web-2" in text
+
+
+#: three release ids in deploy order
+RIDS = (
+    "20240501T120001Z-aaaaaaaaaaaa",
+    "20240501T120002Z-bbbbbbbbbbbb",
+    "20240501T120003Z-cccccccccccc",
+)
 
 
 def _payload(path: Path, files: dict[str, str]) -> Path:
@@ -254,8 +262,8 @@ def test_manifest_patch_matches_a_bytewise_scan() -> None:
         assert (old[:head] + middle.decode() + old[len(old) - tail :]) == new
 
 
-def _known(spec: ReleaseSpec) -> str:
-    return spec.manifest_json()
+def _known(spec: ReleaseSpec) -> Manifest:
+    return spec.manifest.with_shared(spec.shared_paths)
 
 
 def _after(
@@ -267,7 +275,7 @@ def _after(
         payload,
         root,
         rid,
-        known_manifest_json=_known(last),
+        known_manifest=_known(last),
         expected_facts={"local": report.facts_after},
     )
 
@@ -277,11 +285,7 @@ def test_a_host_as_the_last_deploy_left_it_is_staged_in_one_guarded_round_trip(
 ) -> None:
     root = tmp_path / "root"
     ex = LocalExecutor("local")
-    r1, r2, r3 = (
-        "20240501T120001Z-aaaaaaaaaaaa",
-        "20240501T120002Z-bbbbbbbbbbbb",
-        "20240501T120003Z-cccccccccccc",
-    )
+    r1, r2, r3 = RIDS
     spec1 = _spec(_payload(tmp_path / "p1", {"a": "1", "b": "2"}), root, r1)
     first = deploy_host(ex, "local", spec1)
     assert first.status == "succeeded" and first.facts_after is not None
@@ -322,7 +326,7 @@ def test_a_guard_that_expects_another_current_release_changes_nothing(tmp_path: 
         _payload(tmp_path / "p2", {"a": "2"}),
         root,
         r2,
-        known_manifest_json=_known(spec1),
+        known_manifest=_known(spec1),
         expected_facts={"local": lie},
     )
     argv = scripts.stage(
@@ -382,7 +386,6 @@ def test_tar_file_names_are_never_options(tmp_path: Path) -> None:
 def test_plans_are_made_before_the_fan_out_once_per_distinct_facts(tmp_path: Path) -> None:
     """prepare_plans plans for the facts the last deploy left (one plan for hosts that look
     alike), without touching a host; the host's deploy then finds its plan made."""
-    from quayside.commands.release import expand_known_manifest
     from quayside.deploy.engine import _target, prepare_plans
     from quayside.plans.release import HostFacts, plan_release
 
@@ -399,9 +402,9 @@ def test_plans_are_made_before_the_fan_out_once_per_distinct_facts(tmp_path: Pat
     clash = first.facts_after.replace(f"current:releases/{r1}", f"current:releases/{r2}")
     with pytest.raises(InputError, match="different content"):
         known = spec2.known_manifest_sha256()
-        assert known is not None and spec2.known_manifest_json is not None
-        expanded = expand_known_manifest(clash, known, spec2.known_manifest_json)
-        plan_release(HostFacts.from_output(expanded, str(root)), _target(spec2))
+        assert known is not None and spec2.known_manifest is not None
+        held = {known: spec2.known_manifest}
+        plan_release(HostFacts.from_output(clash, str(root), held), _target(spec2))
     spec2 = replace(
         spec2,
         expected_facts={
@@ -422,7 +425,7 @@ def test_plans_are_made_before_the_fan_out_once_per_distinct_facts(tmp_path: Pat
     assert second.status == "succeeded" and second.round_trips == 1
     assert len([k for k in spec2.memo._values if k[0] == "plan"]) == 2  # the prepared one
     # without a known manifest there are no expected facts to plan from
-    assert prepare_plans(replace(spec2, known_manifest_json=None), ["local"]) == 0
+    assert prepare_plans(replace(spec2, known_manifest=None), ["local"]) == 0
 
 
 def _wait_for(path: Path, timeout_s: float = 20) -> None:
@@ -443,11 +446,7 @@ def test_the_host_prepares_the_next_release_and_the_next_deploy_renames_it(
     it changes is a new file there: the previous release keeps its content."""
     root = tmp_path / "root"
     ex = LocalExecutor("local")
-    r1, r2, r3 = (
-        "20240501T120001Z-aaaaaaaaaaaa",
-        "20240501T120002Z-bbbbbbbbbbbb",
-        "20240501T120003Z-cccccccccccc",
-    )
+    r1, r2, r3 = RIDS
     files = {"a": "1", "d/b": "2", "d/c": "3"}
     spec1 = _spec(_payload(tmp_path / "p1", files), root, r1)
     assert deploy_host(ex, "local", spec1).status == "succeeded"
@@ -485,8 +484,8 @@ def test_the_host_prepares_the_next_release_and_the_next_deploy_renames_it(
 
 
 def test_stage_asks_for_the_next_copy_only_when_it_switches() -> None:
-    argv = scripts.stage("/srv/a", "20240501T120002Z-bbbbbbbbbbbb", mode="keep", switch=True,
-                         prepare_next=True)  # fmt: skip
+    rid = RIDS[1]
+    argv = scripts.stage("/srv/a", rid, mode="keep", switch=True, prepare_next=True)
     assert argv[4 + 14] == "1"  # $15 (argv[4] is $1)
-    argv = scripts.stage("/srv/a", "20240501T120002Z-bbbbbbbbbbbb", mode="keep", prepare_next=True)
+    argv = scripts.stage("/srv/a", rid, mode="keep", prepare_next=True)
     assert argv[4 + 14] == "0"

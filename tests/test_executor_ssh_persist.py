@@ -117,9 +117,16 @@ def test_other_credentials_never_reuse_a_master(
     assert persisted(host, sockets, key_file=copy).control_path != before
 
 
-def test_unreadable_key_file_is_named(clean_ssh_fleet: SshdFleet, sockets: Path) -> None:
+def test_unreadable_key_and_known_hosts_files_are_named(
+    clean_ssh_fleet: SshdFleet, sockets: Path
+) -> None:
+    """Refused before OpenSSH runs, with the file named (OpenSSH itself would only say
+    "Permission denied" or "Host key verification failed")."""
     ex = persisted(clean_ssh_fleet[0], sockets, key_file=Path("/nonexistent/key"))
     with pytest.raises(AuthError, match="cannot read key file /nonexistent/key"):
+        ex.run(["true"])
+    ex = persisted(clean_ssh_fleet[0], sockets, known_hosts=Path("/nonexistent/known_hosts"))
+    with pytest.raises(HostKeyError, match="cannot read known_hosts file /nonexistent/known"):
         ex.run(["true"])
 
 
@@ -160,8 +167,6 @@ def test_control_dir_is_private_and_short(tmp_path: Path) -> None:
 def test_control_dir_of_another_user_is_refused(tmp_path: Path) -> None:
     from quayside.errors import InputError
 
-    if os.getuid() == 65534:  # pragma: no cover - the suite runs as root or a normal user
-        pytest.fail("cannot test as nobody")
     theirs = Path(tempfile.mkdtemp(prefix="qs-", dir="/tmp"))
     try:
         (theirs / "ssh").mkdir()
@@ -182,9 +187,8 @@ def test_control_name_covers_identity_and_file_contents(tmp_path: Path) -> None:
     key.write_text("two")
     assert a != control_name(("u", "10.0.0.1", 22, True), (key, None))
     assert a.startswith("cm-") and len(a) == 23
-    assert close_argv(Path("/s/cm-x")) == [
-        "ssh", "-o", "ControlPath=/s/cm-x", "-O", "exit", "quayside-control"
-    ]  # fmt: skip
+    exit_argv = ["ssh", "-o", "ControlPath=/s/cm-x", "-O", "exit", "quayside-control"]
+    assert close_argv(Path("/s/cm-x")) == exit_argv
 
 
 def test_persist_zero_keeps_the_paramiko_transport(

@@ -34,11 +34,16 @@ def test_progress_never_blocks_a_host_and_always_sends_the_last_value(
     monkeypatch.setattr(deploy, "create_progress_artifact", lambda *a, **k: uuid4())
     monkeypatch.setattr(deploy, "update_progress_artifact", slow_update)
     with deploy.Progress(10, "k", "d", interval_s=0) as progress:
-        started = time.monotonic()
-        for _ in range(10):
-            progress.advance()
-            time.sleep(0.01)
-        assert time.monotonic() - started < 1  # none of them waited for the slow call
+
+        def hosts_finish() -> None:
+            for _ in range(10):
+                progress.advance()
+                time.sleep(0.01)
+
+        hosts = threading.Thread(target=hosts_finish)
+        hosts.start()
+        hosts.join(4)  # the API call is still held: a host waiting for it would be stuck here
+        assert not hosts.is_alive() and not release.is_set() and progress.done == 10
         release.set()
     assert sent[-1] == 100.0 and sent == sorted(sent) and len(sent) < 10
 
@@ -93,6 +98,30 @@ def test_background_removal_deletes_once_and_join_waits(tmp_path: Path) -> None:
     removal.remove(tmp_path / "missing")
     removal.join(10)
     assert not any(v.exists() for v in victims)
+
+
+def test_in_background_carries_the_context_and_hands_back_errors() -> None:
+    import contextvars
+
+    from tasks.background import InBackground
+
+    where: contextvars.ContextVar[str] = contextvars.ContextVar("where", default="unset")
+    where.set("the flow run")
+    seen: list[str] = []
+    InBackground(lambda: seen.append(where.get())).join(5)
+    assert seen == ["the flow run"]
+
+    def refuse() -> None:
+        raise RuntimeError("API said no")
+
+    with pytest.raises(RuntimeError, match="API said no"):
+        InBackground(refuse).join(5)
+    stuck = threading.Event()
+    waiting = InBackground(stuck.wait, 5)
+    with pytest.raises(TimeoutError, match="did not finish"):
+        waiting.join(0.05)
+    stuck.set()
+    waiting.join(5)
 
 
 def test_with_shared_returns_the_same_object_for_the_same_paths() -> None:

@@ -433,7 +433,7 @@ def read_facts(deploy_root: str, known_sha256: str | None = None) -> list[str]:
 
     With ``known_sha256`` (the sha256 of a manifest the caller already holds), a current
     manifest with exactly that content is reported as ``manifest-same:<sha256>`` instead of
-    being sent; the caller substitutes its copy (see :func:`expand_known_manifest`).
+    being sent; the caller uses its copy (``HostFacts.from_output(..., known=...)``).
     """
     root = check_deploy_root(deploy_root)
     if known_sha256 is None:
@@ -441,16 +441,6 @@ def read_facts(deploy_root: str, known_sha256: str | None = None) -> list[str]:
     if not re.fullmatch(r"[0-9a-f]{64}", known_sha256):
         raise InputError(f"{known_sha256!r} is not a sha256")
     return _script(FACTS_SCRIPT, root, known_sha256)
-
-
-def expand_known_manifest(stdout: str, known_sha256: str, known_json: str) -> str:
-    """``read_facts`` output with a ``manifest-same:<known_sha256>`` line replaced by the
-    manifest the caller holds (``known_json``, whose sha256 is ``known_sha256``)."""
-    line = f"manifest-same:{known_sha256}"
-    lines = stdout.split("\n")
-    if line not in lines:
-        return stdout
-    return "\n".join(f"manifest:{known_json}" if x == line else x for x in lines)
 
 
 @dataclass(frozen=True)

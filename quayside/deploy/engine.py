@@ -3,7 +3,7 @@
 A deploy of one host (``deploy_host``)::
 
     facts      read_facts: current, release dirs, current manifest           1 round trip
-               (not sent when it is byte-identical to ``spec.known_manifest_json``)
+               (not sent when it is byte-identical to ``spec.known_manifest``'s JSON)
     plan       plans.plan_release (pure)
     stage      cp -al from the previous release, delete what changes, extract the changed
                files (a tar stream on stdin), link shared, seal the manifest,
@@ -39,7 +39,6 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from quayside.commands.release import (
     current_link,
-    expand_known_manifest,
     read_facts,
     release_dir,
     switch_current_script,
@@ -101,10 +100,8 @@ class ReleaseSpec:
     #: where tar streams larger than ``inline_max_bytes`` are written, once per deploy, to be
     #: streamed to every host through OpenSSH (the caller deletes it); None: rsync instead
     scratch_dir: Path | None = None
-    #: the manifest file the hosts probably hold (e.g. the previous commit's, as recorded on
-    #: the hosts): a host whose manifest has exactly this content does not send it back
-    known_manifest_json: str | None = None
-    #: the manifest whose JSON ``known_manifest_json`` is, if the caller has it parsed
+    #: the manifest the hosts probably hold (e.g. the previous commit's, as recorded on the
+    #: hosts): a host whose manifest file is exactly its JSON does not send it back
     known_manifest: Manifest | None = None
     #: host -> its facts after the last deploy (``HostReport.facts_after``): a host whose
     #: facts are still these is staged in one guarded round trip, without reading them first
@@ -128,10 +125,13 @@ class ReleaseSpec:
         return self.memo.get(("new",), lambda: hashlib.sha256(text.encode()).hexdigest())
 
     def known_manifest_sha256(self) -> str | None:
-        if self.known_manifest_json is None:
+        """sha256 of the known manifest's file (its JSON), computed once."""
+        known = self.known_manifest
+        if known is None:
             return None
-        text = self.known_manifest_json
-        return self.memo.get(("known",), lambda: hashlib.sha256(text.encode()).hexdigest())
+        return self.memo.get(
+            ("known",), lambda: hashlib.sha256(known.to_json().encode()).hexdigest()
+        )
 
     def env_for(self, host: str, root: str, previous: str | None) -> dict[str, str]:
         out = host_env(self, host, root)
@@ -592,13 +592,8 @@ def _plan_from(spec: ReleaseSpec, root: str, raw: str, known: str | None) -> Rel
     sent them (small when its manifest is the known one), not on the expanded manifest."""
 
     def compute() -> ReleasePlan:
-        if known is not None and spec.known_manifest is not None:
-            facts = HostFacts.from_output(raw, root, {known: spec.known_manifest})
-            return plan_release(facts, _target(spec))
-        output = raw
-        if known is not None and spec.known_manifest_json is not None:
-            output = expand_known_manifest(raw, known, spec.known_manifest_json)
-        return plan_release(HostFacts.from_output(output, root), _target(spec))
+        held = {known: spec.known_manifest} if known and spec.known_manifest else None
+        return plan_release(HostFacts.from_output(raw, root, held), _target(spec))
 
     return spec.memo.get(("plan", root, raw, known), compute)
 
