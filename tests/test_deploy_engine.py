@@ -448,14 +448,14 @@ def test_the_host_prepares_the_next_release_and_the_next_deploy_renames_it(
     ex = LocalExecutor("local")
     r1, r2, r3 = RIDS
     files = {"a": "1", "d/b": "2", "d/c": "3"}
-    spec1 = _spec(_payload(tmp_path / "p1", files), root, r1)
+    spec1 = _spec(_payload(tmp_path / "p1", files), root, r1, next_delay_s=0)
     assert deploy_host(ex, "local", spec1).status == "succeeded"
     spare = root / f"{scripts.NEXT_PREFIX}{r1}"
     _wait_for(spare)
     assert (spare / "a").stat().st_ino == (root / "releases" / r1 / "a").stat().st_ino
     assert not list(root.glob(f"{scripts.NEXT_PREFIX}*.tmp-*"))
 
-    spec2 = _spec(_payload(tmp_path / "p2", {**files, "d/b": "changed"}), root, r2)
+    spec2 = _spec(_payload(tmp_path / "p2", {**files, "d/b": "changed"}), root, r2, next_delay_s=0)
     second = deploy_host(ex, "local", spec2)
     assert second.status == "succeeded", second
     assert not spare.exists()  # renamed into releases/r2
@@ -468,7 +468,7 @@ def test_the_host_prepares_the_next_release_and_the_next_deploy_renames_it(
     # a stale copy (of a release that is not the one deployed from) is never used
     _wait_for(root / f"{scripts.NEXT_PREFIX}{r2}")
     switch_back(ex, str(root), r1)
-    spec3 = _spec(_payload(tmp_path / "p3", {**files, "a": "x"}), root, r3)
+    spec3 = _spec(_payload(tmp_path / "p3", {**files, "a": "x"}), root, r3, next_delay_s=0)
     third = deploy_host(ex, "local", spec3)
     assert third.status == "succeeded", third
     assert build_manifest(root / "releases" / r3) == spec3.manifest
@@ -486,6 +486,31 @@ def test_the_host_prepares_the_next_release_and_the_next_deploy_renames_it(
 def test_stage_asks_for_the_next_copy_only_when_it_switches() -> None:
     rid = RIDS[1]
     argv = scripts.stage("/srv/a", rid, mode="keep", switch=True, prepare_next=True)
-    assert argv[4 + 14] == "1"  # $15 (argv[4] is $1)
-    argv = scripts.stage("/srv/a", rid, mode="keep", prepare_next=True)
+    assert argv[4 + 14] == str(scripts.NEXT_DELAY_S)  # $15 (argv[4] is $1): the delay
+    argv = scripts.stage("/srv/a", rid, mode="keep", switch=True, prepare_next=True, next_delay_s=0)
     assert argv[4 + 14] == "0"
+    argv = scripts.stage("/srv/a", rid, mode="keep", prepare_next=True)
+    assert argv[4 + 14] == ""  # no switch: no copy
+    for bad in (-1, 601):
+        with pytest.raises(InputError, match="next_delay_s"):
+            scripts.stage("/srv/a", rid, mode="keep", switch=True, prepare_next=True, next_delay_s=bad)
+
+
+def test_a_release_replaced_before_its_copy_starts_is_not_copied(tmp_path: Path) -> None:
+    """The copy starts after the delay only if the release still serves: a release deployed
+    over within the delay leaves no copy behind, the one that replaced it gets one."""
+    root = tmp_path / "root"
+    ex = LocalExecutor("local")
+    r1, r2, _ = RIDS
+    files = {"a": "1", "d/b": "2"}
+    spec1 = _spec(_payload(tmp_path / "p1", files), root, r1, next_delay_s=1)
+    assert deploy_host(ex, "local", spec1).status == "succeeded"
+    spec2 = _spec(_payload(tmp_path / "p2", {**files, "a": "x"}), root, r2, next_delay_s=4)
+    assert deploy_host(ex, "local", spec2).status == "succeeded"
+    import time
+
+    time.sleep(2.5)  # r1's job has woken up (1 s after its switch), r2's has not (4 s)
+    assert not list(root.glob(f"{scripts.NEXT_PREFIX}*"))
+    _wait_for(root / f"{scripts.NEXT_PREFIX}{r2}")
+    assert [p.name for p in root.glob(f"{scripts.NEXT_PREFIX}*")] == [f"{scripts.NEXT_PREFIX}{r2}"]
+    assert (root / "releases" / r2 / "a").read_text() == "x"

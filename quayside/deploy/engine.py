@@ -108,6 +108,8 @@ class ReleaseSpec:
     expected_facts: Mapping[str, str] = field(default_factory=dict)
     #: plans, manifest JSON and tar streams shared by hosts with identical facts: a fleet of
     #: like hosts parses the (large) current manifest and plans once, not once per host
+    #: seconds after a switch before the host copies the new release for the next deploy
+    next_delay_s: int = scripts.NEXT_DELAY_S
     memo: _Memo = field(default_factory=lambda: _Memo(), compare=False, repr=False)
 
     def root_for(self, host: str) -> str:
@@ -755,6 +757,7 @@ def _deploy_host(
                     shared=shared,
                     switch=switch_now,
                     prepare_next=True,
+                    next_delay_s=spec.next_delay_s,
                     prune=prune if switch_now else (),
                     manifest_patch=patch,
                     guard=guard,
@@ -811,6 +814,7 @@ def _deploy_host(
                     shared=shared,
                     switch=switch_now,
                     prepare_next=True,
+                    next_delay_s=spec.next_delay_s,
                     prune=prune if switch_now else (),
                     facts_after=spec.manifest_sha256() if switch_now else None,
                 ),
@@ -839,6 +843,7 @@ def _deploy_host(
                     shared=shared,
                     switch=switch_now,
                     prepare_next=True,
+                    next_delay_s=spec.next_delay_s,
                     prune=prune if switch_now else (),
                     facts_after=spec.manifest_sha256() if switch_now else None,
                 ),
@@ -856,6 +861,7 @@ def _deploy_host(
                     mode="keep",
                     switch=True,
                     prepare_next=True,
+                    next_delay_s=spec.next_delay_s,
                     prune=prune,
                     facts_after=spec.manifest_sha256(),
                 )

@@ -53,6 +53,9 @@ FACTS_AFTER = "quayside-facts-after"
 #: host after switching to it, which the next deploy renames into its new release directory
 #: instead of copying (``cp -al`` of every file) while it is being deployed
 NEXT_PREFIX = ".quayside-next-"
+#: seconds between the switch and the start of that copy: it never competes with the deploy's
+#: own post-switch hooks and health check (or, on a shared machine, the other hosts' stages)
+NEXT_DELAY_S = 3
 
 
 STAGE_SCRIPT = (
@@ -136,11 +139,17 @@ if [ "$switch" = 1 ]; then
     case $d in "$new"|*/"${{was##*/}}") continue ;; esac
     rm -rf -- "$d"
   done
-  if [ "$spare" = 1 ]; then
-    # the next deploy's starting point, made in the background at the lowest priority once
-    # this release serves: a hard-link copy of it, renamed into place when complete
+  if [ -n "$spare" ]; then
+    # the next deploy's starting point, made in the background once this release has
+    # settled ($spare seconds: past the post-switch hooks and health check) and only if it
+    # still serves: a hard-link copy of it at the lowest priority, renamed when complete
     ( trap '' HUP
+      sleep "$spare"
       cd -- "$root" || exit 0
+      [ "$(readlink -- "$cur" 2>/dev/null)" = "$link" ] || exit 0
+      # Linux shares CPU time between sessions before nice applies within one (autogroups):
+      # this session (only this job is left in it) gets the lowest share too
+      {{ echo 19 > /proc/self/autogroup; }} 2>/dev/null || :
       keep={NEXT_PREFIX}${{new##*/}}
       for d in {NEXT_PREFIX}*; do
         [ "$d" = "$keep" ] || nice -n 19 rm -rf -- "$d"
@@ -197,6 +206,7 @@ def stage(
     guard: tuple[str, str] | None = None,
     facts_after: str | None = None,
     prepare_next: bool = False,
+    next_delay_s: int = NEXT_DELAY_S,
 ) -> list[str]:
     """ONE command doing the parts of a release step described in the module docstring.
 
@@ -224,6 +234,8 @@ def stage(
         prepare_next: after the switch, start making ``<NEXT_PREFIX><new>`` in the background
             (nice 19): the hard-link copy the next deploy from ``new`` renames instead of
             copying. ``mode="prev"`` uses such a copy of ``prev`` when there is one.
+        next_delay_s: how long after the switch that copy starts (0-600 s); it is not made
+            if ``current`` no longer points at ``new`` by then.
 
     Raises:
         InputError: a bad mode, id or path.
@@ -257,6 +269,8 @@ def stage(
     if guard is not None:
         checked = ":".join(_sha256(value) for value in guard)
     after = _sha256(facts_after) if facts_after is not None else ""
+    if not 0 <= int(next_delay_s) <= 600:
+        raise InputError(f"next_delay_s must be 0-600 seconds, not {next_delay_s!r}")
     return _script(
         STAGE_SCRIPT,
         mode,
@@ -273,7 +287,7 @@ def stage(
         patch,
         checked,
         after,
-        "1" if prepare_next and switch else "0",
+        str(int(next_delay_s)) if prepare_next and switch else "",
         *paths,
         *doomed,
         *links,
