@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -54,6 +53,7 @@ from tasks.deploy import (
     deploy_to_host,
     opaque,
     remembered_manifest,
+    return_build_dir,
     store_payload,
     switch_back_host,
 )
@@ -339,10 +339,12 @@ def deploy_release(
             _finish_quietly(engine, release_row, ReleaseStatus.cancelled, "deploy lock held")
             raise
         build_dir = _build_dir(settings, app, env, release_id)
-        # deleted by an rm process that may outlive the run (measured: deleting it while the
-        # run wrote its last ledger rows slowed those writes)
+        # the mirror's tree goes back to it; anything else is deleted by an rm process that
+        # may outlive the run (measured: deleting it while the run wrote its last ledger rows
+        # slowed those writes)
         scratch = BackgroundRemoval()
-        stack.callback(scratch.remove, build_dir, stream_dir_of(build_dir))
+        stack.callback(scratch.remove, stream_dir_of(build_dir))
+        stack.callback(return_build_dir, source.mirror, build_dir, scratch)
         # what the hosts probably run (read before the build replaces it): a host holding
         # exactly this manifest need not send it back with its facts
         remembered = None if target.app.build else remembered_manifest(source.mirror)
@@ -501,7 +503,7 @@ def _dry_run(
             target.env.max_parallel,
         )
     finally:
-        shutil.rmtree(build_dir, ignore_errors=True)
+        return_build_dir(mirror, build_dir, BackgroundRemoval())
     reports = reports_of(result)
     lines = [f"# Dry run: {target.app_name}/{target.env_name} to {ref} (`{sha[:12]}`)", ""]
     for r in reports:

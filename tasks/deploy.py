@@ -35,6 +35,7 @@ from quayside.errors import QuaysideError
 from quayside.executors.factory import executor_for
 from quayside.inventory.models import App, Host
 from quayside.manifest import MANIFEST_FILENAME, Entry, Manifest, build_manifest
+from quayside.scratch import BackgroundRemoval
 from quayside.source.mirror import Checkout, GitMirror
 
 T = TypeVar("T")
@@ -181,7 +182,8 @@ def build_payload(
     else:
         if remembered is None:
             remembered = remembered_manifest(mirror)
-        known = _known_entries(remembered, mirror.export_linked(commit_sha, dest))
+        # the mirror's checked-out tree itself, lent for the run (return_build_dir)
+        known = _known_entries(remembered, mirror.export_linked(commit_sha, dest, lend=True))
     if app.build:
         env = release_env(
             app=app_name, env=env_name, release_id=release_id, commit_sha=commit_sha, ref=ref
@@ -209,6 +211,16 @@ def build_payload(
 
 
 _TREE_MANIFEST = "manifest.json"
+
+
+def return_build_dir(mirror: GitMirror, build_dir: Path, removal: BackgroundRemoval) -> None:
+    """After the run: a build directory that is the mirror's lent tree (see
+    :func:`build_payload`) goes back to the mirror without the manifest file written into it,
+    so the next release's export changes only what git changed; any other is deleted in the
+    background."""
+    (build_dir / MANIFEST_FILENAME).unlink(missing_ok=True)
+    if not mirror.give_back(build_dir):
+        removal.remove(build_dir)
 
 
 def _known_entries(remembered: TreeManifest | None, checkout: Checkout) -> dict[str, Entry] | None:

@@ -435,6 +435,36 @@ def test_export_linked_updates_one_cached_tree_and_hard_links_it(
         mirror.export_linked("--upload-pack=x", tmp_path / "b3")
 
 
+def test_a_lent_tree_is_the_cached_tree_itself_and_goes_back(
+    mirror: GitMirror, origin: Origin, tmp_path: Path
+) -> None:
+    """``lend=True``: the build dir IS the mirror's tree (no copy); given back, the next
+    export changes only what git changed. A tree lent while another export checked out a
+    fresh one is not taken back."""
+    o = origin
+    b1 = tmp_path / "b1"
+    first = mirror.export_linked(o.second, b1, lend=True)
+    assert first.previous is None
+    assert os.stat(b1 / "index.php").st_nlink == 1  # moved, not linked
+    assert not (mirror.tree_cache / "work").exists()
+    assert mirror.give_back(b1) and not b1.exists()
+    assert not mirror.give_back(b1)  # once
+
+    b2 = tmp_path / "b2"
+    second = mirror.export_linked(o.third, b2, lend=True)
+    assert second.previous == o.second
+    assert second.changed == frozenset(mirror.changed_files(o.second, o.third))
+    assert build_manifest(b2) == build_manifest(mirror.export(o.third, tmp_path / "plain"))
+    # lent out: another export checks out a fresh tree, and b2 is not taken back
+    third = mirror.export_linked(o.second, tmp_path / "b3")
+    assert third.previous is None
+    assert not mirror.give_back(b2) and b2.is_dir()
+    assert not mirror.give_back(tmp_path / "never-lent")
+    # the fresh tree serves the next export as usual
+    fourth = mirror.export_linked(o.third, tmp_path / "b4")
+    assert fourth.previous == o.second
+
+
 def test_read_tree_builder_checks_the_commit() -> None:
     argv = gitcmd.read_tree("/m.git", "/w", "a" * 40)
     assert argv[-4:] == ["read-tree", "--reset", "-u", "a" * 40]

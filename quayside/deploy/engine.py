@@ -52,7 +52,7 @@ from quayside.deploy.source import command_argv, release_env
 from quayside.errors import CommandFailed, CommandTimeout, HookError, HostError, QuaysideError
 from quayside.executors.base import Executor
 from quayside.executors.local import LocalExecutor
-from quayside.executors.ssh import SSHExecutor
+from quayside.executors.ssh import SSHExecutor, remote_command
 from quayside.inventory.models import HealthCheck, Hooks
 from quayside.manifest import MANIFEST_FILENAME, Manifest
 from quayside.plans.release import (
@@ -216,13 +216,22 @@ class HostReport:
 
 
 class _Counter:
-    """Counts round trips through an executor (for reports and benchmarks)."""
+    """Counts round trips through an executor and the bytes of their command lines (for
+    reports and benchmarks: a command line is sent to the host too)."""
 
     def __init__(self, executor: Executor, on_line: LogLine | None, host: str) -> None:
         self.executor = executor
         self.trips = 0
+        self.command_bytes = 0
         self.on_line = on_line
         self.host = host
+
+    def count(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
+    ) -> None:
+        """One more round trip, carrying ``argv``."""
+        self.trips += 1
+        self.command_bytes += len(remote_command(argv, env=env, cwd=cwd).encode())
 
     def run(
         self,
@@ -235,7 +244,7 @@ class _Counter:
         check: bool = True,
         stream: bool = False,
     ) -> str:
-        self.trips += 1
+        self.count(argv, env=env, cwd=cwd)
         callback = None
         if stream and self.on_line is not None:
             out = self.on_line
@@ -314,17 +323,18 @@ def _common_length(a: bytes, b: bytes, limit: int, *, from_end: bool) -> int:
 def build_tar(
     payload_dir: Path,
     paths: Sequence[str],
-    manifest_json: str,
+    manifest_json: str | None,
     *,
     manifest_name: str = scripts.MANIFEST_NEW,
     manifest_bytes: bytes | None = None,
 ) -> bytes:
     """An uncompressed tar of ``paths`` (relative to ``payload_dir``) with the manifest added
     last as ``<manifest>.new`` (or ``manifest_bytes`` as ``manifest_name``, the middle of a
-    patched manifest); owners are not recorded."""
+    patched manifest; neither when both are None); owners are not recorded."""
     buf = io.BytesIO()
-    _write_tar(buf, payload_dir, paths, manifest_json, manifest_name, manifest_bytes)
-    return buf.getvalue()
+    end = _write_tar(buf, payload_dir, paths, manifest_json, manifest_name, manifest_bytes)
+    # without tarfile's padding to a 10 KiB record: GNU tar reads a short last record
+    return buf.getvalue()[: end + 2 * tarfile.BLOCKSIZE]
 
 
 def build_tar_file(dest: Path, payload_dir: Path, paths: Sequence[str], manifest_json: str) -> Path:
@@ -358,10 +368,11 @@ def _write_tar(
     out: Any,
     payload_dir: Path,
     paths: Sequence[str],
-    manifest_json: str,
+    manifest_json: str | None,
     manifest_name: str,
     manifest_bytes: bytes | None,
-) -> None:
+) -> int:
+    """Write the tar; returns where its members end (before the end-of-archive blocks)."""
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for rel in paths:
             full = payload_dir / rel
@@ -373,12 +384,18 @@ def _write_tar(
                     tar.addfile(info, handle)
             else:
                 tar.addfile(info)
-        data = manifest_bytes if manifest_bytes is not None else manifest_json.encode()
+        if manifest_bytes is not None:
+            data = manifest_bytes
+        elif manifest_json is not None:
+            data = manifest_json.encode()
+        else:
+            return tar.offset
         info = tarfile.TarInfo(manifest_name)
         info.size = len(data)
         info.mode = 0o644
         info.mtime = int(time.time())
         tar.addfile(info, io.BytesIO(data))
+        return tar.offset
 
 
 def rsync_files(
@@ -558,24 +575,18 @@ def deploy_host(
             on_line=on_line,
             facts=differ.facts,
             started=differ.started,
-            trips=differ.trips,
+            counted=differ.counted,
         )
 
 
 class _FactsDiffer(Exception):
     """A guarded stage found other facts than expected; ``facts`` are the real ones."""
 
-    def __init__(self, facts: str, started: float, trips: int) -> None:
+    def __init__(self, facts: str, started: float, counted: _Counter) -> None:
         super().__init__("the host's facts differ from the expected ones")
         self.facts = facts
         self.started = started
-        self.trips = trips
-
-
-def facts_digest(facts: str) -> str:
-    """What a guarded stage compares: sha256 of the facts text with one final newline (as
-    the shell captures and prints it)."""
-    return hashlib.sha256((facts.rstrip("\n") + "\n").encode()).hexdigest()
+        self.counted = counted  # what went to the host so far
 
 
 def facts_after(stage_output: str) -> tuple[str, str | None]:
@@ -649,11 +660,12 @@ def _deploy_host(
     on_line: LogLine | None,
     facts: str | None = None,
     started: float | None = None,
-    trips: int = 0,
+    counted: _Counter | None = None,
 ) -> HostReport:
     start = time.monotonic() if started is None else started
     run = _Counter(executor, on_line, host)
-    run.trips = trips
+    if counted is not None:
+        run.trips, run.command_bytes = counted.trips, counted.command_bytes
     report = HostReport(host, "failed", "facts")
     root = ""
     new = spec.release_id
@@ -664,7 +676,12 @@ def _deploy_host(
 
     def done(**kw: object) -> HostReport:
         out = replace(report, **kw)  # type: ignore[arg-type]
-        return replace(out, duration_s=time.monotonic() - start, round_trips=run.trips)
+        return replace(
+            out,
+            duration_s=time.monotonic() - start,
+            round_trips=run.trips,
+            bytes_sent=out.bytes_sent + run.command_bytes,
+        )
 
     try:
         root = spec.root_for(host)
@@ -679,8 +696,9 @@ def _deploy_host(
         elif expected is not None:
             raw = expected
         else:
-            run.trips += 1
-            raw = executor.run(read_facts(root, known), timeout=120).stdout
+            argv = read_facts(root, known)
+            run.count(argv)
+            raw = executor.run(argv, timeout=120).stdout
         while True:
             report = replace(report, step="plan")
             plan = _plan_from(spec, root, raw, known)
@@ -688,12 +706,13 @@ def _deploy_host(
             if expected is not None:
                 if not _guardable(spec, plan):  # read the real facts, then plan as usual
                     report = replace(report, step="facts")
-                    run.trips += 1
-                    raw = executor.run(read_facts(root, known), timeout=120).stdout
+                    argv = read_facts(root, known)
+                    run.count(argv)
+                    raw = executor.run(argv, timeout=120).stdout
                     expected = None
                     continue
                 assert known is not None
-                guard = (known, facts_digest(expected))
+                guard = (known, expected)
             break
         prev = plan.facts.current
         report = replace(report, previous=prev)
@@ -723,6 +742,7 @@ def _deploy_host(
         created = True
         if size <= spec.inline_max_bytes and link_dest is None:
             patch: tuple[int, int, str] | None = None
+            middle_arg: bytes | None = None
             old_manifest = plan.facts.current_manifest
             if mode == "prev" and old_manifest is not None:
                 head, tail, digest, middle = spec.memo.get(
@@ -730,22 +750,30 @@ def _deploy_host(
                     lambda: manifest_patch(old_manifest.to_json(), manifest_json),
                 )
                 patch = (head, tail, digest)
-                data = spec.memo.get(
-                    ("tar-patch", files, digest, head, tail),
-                    lambda: build_tar(
-                        spec.payload_dir,
-                        files,
-                        manifest_json,
-                        manifest_name=scripts.MANIFEST_LIT,
-                        manifest_bytes=middle,
-                    ),
-                )
+                if scripts.fits_argument(middle):  # the tar then holds only the files
+                    middle_arg = middle
+                    data = spec.memo.get(
+                        ("tar", files, None), lambda: build_tar(spec.payload_dir, files, None)
+                    )
+                else:
+                    data = spec.memo.get(
+                        ("tar-patch", files, digest, head, tail),
+                        lambda: build_tar(
+                            spec.payload_dir,
+                            files,
+                            manifest_json,
+                            manifest_name=scripts.MANIFEST_LIT,
+                            manifest_bytes=middle,
+                        ),
+                    )
             else:
                 data = spec.memo.get(
                     ("tar", files), lambda: build_tar(spec.payload_dir, files, manifest_json)
                 )
 
-            def stage_inline(body: bytes, patch: tuple[int, int, str] | None) -> str:
+            def stage_inline(
+                body: bytes, patch: tuple[int, int, str] | None, middle: bytes | None
+            ) -> str:
                 after = spec.manifest_sha256() if switch_now else None
                 argv = scripts.stage(
                     root,
@@ -760,17 +788,18 @@ def _deploy_host(
                     next_delay_s=spec.next_delay_s,
                     prune=prune if switch_now else (),
                     manifest_patch=patch,
+                    patch_middle=middle,
                     guard=guard,
                     facts_after=after,
                 )
                 if guard is None:
                     return run.run(argv, stdin=body)
-                run.trips += 1
+                run.count(argv)
                 result = executor.run(argv, stdin=body, timeout=STAGE_TIMEOUT_S, check=False)
                 if result.exit_code == scripts.GUARD_EXIT and result.stdout.startswith(
                     scripts.GUARD_MISMATCH + "\n"
                 ):
-                    raise _FactsDiffer(result.stdout.split("\n", 1)[1], start, run.trips)
+                    raise _FactsDiffer(result.stdout.split("\n", 1)[1], start, run)
                 if not result.ok:
                     raise CommandFailed(
                         host,
@@ -782,13 +811,13 @@ def _deploy_host(
                 return result.stdout
 
             try:
-                out = stage_inline(data, patch)
+                out = stage_inline(data, patch, middle_arg)
             except CommandFailed as e:
                 if patch is None or "manifest patch did not apply" not in e.stderr_tail:
                     raise
                 # the host's manifest is not byte-identical to ours: send it whole
                 data = build_tar(spec.payload_dir, files, manifest_json)
-                out = stage_inline(data, None)
+                out = stage_inline(data, None, None)
             report = replace(report, bytes_sent=len(data), files_sent=len(files))
         elif link_dest is None and spec.scratch_dir is not None:
             # a large change: the same one-round-trip stage, its tar streamed from a file
@@ -945,7 +974,12 @@ def rollback_host(
 
     def done(**kw: object) -> HostReport:
         out = replace(report, **kw)  # type: ignore[arg-type]
-        return replace(out, duration_s=time.monotonic() - start, round_trips=run.trips)
+        return replace(
+            out,
+            duration_s=time.monotonic() - start,
+            round_trips=run.trips,
+            bytes_sent=out.bytes_sent + run.command_bytes,
+        )
 
     try:
         root = spec.root_for(host)
@@ -955,7 +989,7 @@ def rollback_host(
             payload = fetch_payload()
             manifest = Manifest.from_json((payload / MANIFEST_FILENAME).read_text())
             facts = read_host_facts(executor, root)
-            run.trips += 1
+            run.count(read_facts(root))
             files = [p for p in manifest if p != MANIFEST_FILENAME]
             run.run(scripts.stage(root, spec.release_id, mode="fresh"))
             _, sent = rsync_files(

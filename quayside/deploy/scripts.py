@@ -65,17 +65,37 @@ STAGE_SCRIPT = (
     + f"""\
 mode=$1 prev=$2 new=$3 shared=$4 extract=$5 switch=$6 link=$7 tmp=$8 cur=$9
 nrm=${{10}} nprune=${{11}} mpatch=${{12}} guard=${{13}} after=${{14}} spare=${{15}}
-shift 15
+expect=${{16}} lit=${{17}}
+shift 17
 M={MANIFEST_FILENAME}
 root=${{cur%/*}}
 fail() {{ echo "quayside: $*" >&2; exit 3; }}
+# known_facts ID SHA256 [CHECK]: the facts (as ``facts`` prints them) of a host whose current
+# is releases/ID with a manifest of that sha256, into $kf; with CHECK the link and the
+# manifest are verified first (returns 1 if they differ). Shell builtins and, with CHECK, one
+# sha256sum: the common case costs no readlink and no second pass over the manifest.
+known_facts() {{
+  kf="current:releases/$1"
+  if [ -n "${{3:-}}" ]; then
+    [ -L "$cur" ] && [ "$cur" -ef "$root/releases/$1" ] && [ -f "$root/releases/$1/$M" ] ||
+      return 1
+    sha256sum -c --status - 2>/dev/null <<KNOWN || return 1
+$2  $root/releases/$1/$M
+KNOWN
+  fi
+  for _kd in "$root"/releases/*; do
+    if [ -d "$_kd" ] && [ ! -L "$_kd" ]; then kf="$kf
+release:${{_kd##*/}}"; fi
+  done
+  kf="$kf
+manifest-same:$2"
+}}
 if [ -n "$guard" ]; then
   # staged from the facts the caller expects: anything else, and nothing is touched
-  seen=$(facts "${{cur%/*}}" "${{guard%%:*}}")
-  got=$(printf '%s\\n' "$seen" | sha256sum)
-  if [ "${{got%% *}}" != "${{guard#*:}}" ]; then
+  if ! known_facts "${{prev##*/}}" "$guard" check || [ "$kf" != "$expect" ]; then
     cat > /dev/null
-    printf '%s\\n%s\\n' {GUARD_MISMATCH} "$seen"
+    printf '%s\\n' {GUARD_MISMATCH}
+    facts "$root" "$guard"
     exit {GUARD_EXIT}
   fi
 fi
@@ -85,12 +105,13 @@ case $mode in
   prev)
     [ -d "$prev" ] || fail "previous release $prev does not exist"
     gone "$new" || rm -rf -- "$new"
-    # the hard-link copy of $prev the host made after the last deploy, else one made now
+    # the hard-link copy of $prev the host made after the last deploy (without a manifest),
+    # else one made now; either way the new release has no manifest until it is sealed
     next="$root/{NEXT_PREFIX}${{prev##*/}}"
     if ! {{ [ -d "$next" ] && mv -T -- "$next" "$new" 2>/dev/null; }}; then
       cp -al -T -- "$prev" "$new"
     fi
-    rm -f -- "$new/$M" "$new/$M.new"
+    gone "$new/$M" && gone "$new/$M.new" || rm -f -- "$new/$M" "$new/$M.new"
     ;;
   fresh) gone "$new" || rm -rf -- "$new"; mkdir -p -- "$new" ;;
   keep) [ -d "$new" ] || fail "release $new does not exist" ;;
@@ -110,13 +131,22 @@ case $extract in
   manifest) cat > "$new/$M.new" ;;
 esac
 if [ -n "$mpatch" ]; then
-  # the new manifest = head of the previous one + the changed middle (sent) + its tail
+  # the new manifest = head of the previous one + the changed middle (an argument, or sent
+  # in the tar) + its tail; checked unless the guard has just checked the previous one
   P=${{mpatch%%:*}} rest=${{mpatch#*:}}
   S=${{rest%%:*}} sum=${{rest#*:}}
-  {{ head -c "$P" -- "$prev/$M"; cat -- "$new/$M.lit"; tail -c "$S" -- "$prev/$M"
-  }} > "$new/$M.new"
-  rm -f -- "$new/$M.lit"
-  echo "$sum  $new/$M.new" | sha256sum -c --status - || fail "manifest patch did not apply"
+  case $lit in
+    =*)
+      {{ head -c "$P" -- "$prev/$M"; printf '%s' "${{lit#=}}"; tail -c "$S" -- "$prev/$M"
+      }} > "$new/$M.new" ;;
+    *)
+      {{ head -c "$P" -- "$prev/$M"; cat -- "$new/$M.lit"; tail -c "$S" -- "$prev/$M"
+      }} > "$new/$M.new"
+      rm -f -- "$new/$M.lit" ;;
+  esac
+  if [ -z "$guard" ]; then
+    echo "$sum  $new/$M.new" | sha256sum -c --status - || fail "manifest patch did not apply"
+  fi
 fi
 for p do
   if under_link "$p"; then
@@ -127,10 +157,13 @@ for p do
   case $p in */*) mkdir -p -- "${{p%/*}}" "$shared/${{p%/*}}" ;; esac
   ln -sfn -- "$shared/$p" "$p"
 done
-if [ -f "$new/$M.new" ]; then mv -f -- "$new/$M.new" "$new/$M"; fi
+sealed=
+if [ -f "$new/$M.new" ]; then mv -f -- "$new/$M.new" "$new/$M"; sealed=1; fi
 if [ "$switch" = 1 ]; then
   [ -f "$new/$M" ] || fail "release $new has no manifest; current not switched"
-  was=$(readlink -- "$cur") || was=
+  if [ -n "$guard" ]; then was="releases/${{prev##*/}}"  # checked by the guard
+  else was=$(readlink -- "$cur") || was=
+  fi
   ln -sfn -- "$link" "$tmp"
   mv -T -- "$tmp" "$cur"
   echo "switched:$was"
@@ -142,7 +175,8 @@ if [ "$switch" = 1 ]; then
   if [ -n "$spare" ]; then
     # the next deploy's starting point, made in the background once this release has
     # settled ($spare seconds: past the post-switch hooks and health check) and only if it
-    # still serves: a hard-link copy of it at the lowest priority, renamed when complete
+    # still serves: a hard-link copy of it without the manifest, at the lowest priority,
+    # renamed into place when complete
     ( trap '' HUP
       sleep "$spare"
       cd -- "$root" || exit 0
@@ -155,14 +189,21 @@ if [ "$switch" = 1 ]; then
         [ "$d" = "$keep" ] || nice -n 19 rm -rf -- "$d"
       done
       tmp=$keep.tmp-$$
-      if nice -n 19 cp -al -T -- "$new" "$tmp"; then mv -T -- "$tmp" "$keep" || :; fi
+      if nice -n 19 cp -al -T -- "$new" "$tmp" && rm -f -- "$tmp/$M"; then
+        mv -T -- "$tmp" "$keep" || :
+      fi
       rm -rf -- "$tmp"
     ) </dev/null >/dev/null 2>&1 &
   fi
 fi
 if [ -n "$after" ]; then
   printf '%s\\n' {FACTS_AFTER}
-  facts "${{cur%/*}}" "$after"
+  if [ "$switch" = 1 ] && [ -n "$sealed" ]; then
+    known_facts "${{new##*/}}" "$after"  # the manifest this script has just sealed
+    printf '%s\\n' "$kf"
+  else
+    facts "$root" "$after"
+  fi
 fi
 exit 0
 """
@@ -203,6 +244,7 @@ def stage(
     switch: bool = False,
     prune: Sequence[str] = (),
     manifest_patch: tuple[int, int, str] | None = None,
+    patch_middle: bytes | None = None,
     guard: tuple[str, str] | None = None,
     facts_after: str | None = None,
     prepare_next: bool = False,
@@ -223,12 +265,17 @@ def stage(
         prune: release ids to delete after the switch (never ``new`` or the old current).
         manifest_patch: ``(head, tail, sha256)``: build the new manifest from the first
             ``head`` and last ``tail`` bytes of the previous release's manifest around the
-            middle sent in the tar as ``<manifest>.lit``, and check its sha256 (with
-            ``mode="prev"``); a one-file change then sends a few hundred bytes of manifest.
-        guard: ``(known manifest sha256, sha256 of the expected facts + "\\n")``: first read
-            the host's facts (as ``read_facts`` with that known sha256); if they are not the
-            expected ones, change nothing, drain stdin, print ``GUARD_MISMATCH`` and the facts
-            and exit ``GUARD_EXIT`` - the caller re-plans from them (no extra round trip).
+            changed middle, and check its sha256 (with ``mode="prev"``; a guarded stage skips
+            the check, as its guard has just checked the previous manifest); a one-file change
+            then sends a few hundred bytes of manifest.
+        patch_middle: that middle as an argument (at most ``PATCH_ARG_MAX`` bytes of text
+            without NUL); None: it is in the tar as ``<manifest>.lit``.
+        guard: ``(known manifest sha256, the expected facts)``: first check that the host's
+            facts (as ``read_facts`` with that known sha256 prints them, without the last
+            newline) are the expected ones, with ``mode="prev"`` from the release they name
+            as current; if not, change nothing, drain stdin, print ``GUARD_MISMATCH`` and the
+            facts and exit ``GUARD_EXIT`` - the caller re-plans from them (no extra round
+            trip).
         facts_after: a manifest sha256: at the end print ``FACTS_AFTER`` and the host's facts
             (read with that sha256), what the next guarded stage may expect.
         prepare_next: after the switch, start making ``<NEXT_PREFIX><new>`` in the background
@@ -258,16 +305,23 @@ def stage(
         if p in (MANIFEST_FILENAME, MANIFEST_NEW):
             raise InputError(f"shared path {p!r} is reserved for the release manifest")
     doomed = [release_dir(deploy_root, validate_release_id(r)) for r in prune if r != new]
-    patch = ""
+    patch = lit = ""
     if manifest_patch is not None:
         head, tail, digest = manifest_patch
-        if mode != "prev" or head < 0 or tail < 0 or len(digest) != 64:
-            raise InputError("a manifest patch needs mode 'prev', sizes and a sha256")
-        int(digest, 16)
-        patch = f"{int(head)}:{int(tail)}:{digest}"
-    checked = ""
+        if mode != "prev" or head < 0 or tail < 0:
+            raise InputError("a manifest patch needs mode 'prev' and sizes")
+        patch = f"{int(head)}:{int(tail)}:{_sha256(digest)}"
+        if patch_middle is not None:
+            lit = "=" + _argument_text(patch_middle, "manifest patch")
+    elif patch_middle is not None:
+        raise InputError("a patch middle needs a manifest patch")
+    known = expect = ""
     if guard is not None:
-        checked = ":".join(_sha256(value) for value in guard)
+        if mode != "prev":
+            raise InputError("a guarded stage needs mode 'prev'")
+        known, expect = _sha256(guard[0]), guard[1].rstrip("\n")
+        if "\0" in expect or not expect.startswith("current:"):
+            raise InputError("the expected facts are not facts a host prints")
     after = _sha256(facts_after) if facts_after is not None else ""
     if not 0 <= int(next_delay_s) <= 600:
         raise InputError(f"next_delay_s must be 0-600 seconds, not {next_delay_s!r}")
@@ -285,13 +339,31 @@ def stage(
         str(len(paths)),
         str(len(doomed)),
         patch,
-        checked,
+        known,
         after,
         str(int(next_delay_s)) if prepare_next and switch else "",
+        expect,
+        lit,
         *paths,
         *doomed,
         *links,
     )
+
+
+#: the most bytes of manifest patch passed as an argument (Linux allows 128 KiB per argument)
+PATCH_ARG_MAX = 64 * 1024
+
+
+def fits_argument(data: bytes) -> bool:
+    """Whether ``data`` can be a ``patch_middle`` argument."""
+    return len(data) <= PATCH_ARG_MAX and b"\0" not in data and data.isascii()
+
+
+def _argument_text(data: bytes, what: str) -> str:
+    """``data`` as an argument string: ASCII without NUL, at most ``PATCH_ARG_MAX`` bytes."""
+    if not fits_argument(data):
+        raise InputError(f"the {what} cannot travel as an argument")
+    return data.decode("ascii")
 
 
 def _sha256(value: str) -> str:

@@ -216,14 +216,19 @@ class GitMirror:
             raise
         return dest
 
-    def export_linked(self, sha: str, dest: Path) -> Checkout:
+    def export_linked(self, sha: str, dest: Path, *, lend: bool = False) -> Checkout:
         """Like :meth:`export`, but fast for the next commit of a series: the mirror keeps one
         checked-out tree (``<name>.tree/``, updated by git with only the files that differ
         from the commit it held) and ``dest`` becomes a hard-link copy of it (``cp -al``).
 
-        ``dest``'s files share their inodes with the cached tree: they must never be written
-        in place (replace a file by unlinking it first). Use :meth:`export` when a build will
-        run in ``dest``. git itself refuses unsafe paths (``..``, ``.git``, paths through a
+        With ``lend``, ``dest`` becomes that tree itself (renamed, no copy): the mirror has
+        none until :meth:`give_back` returns it, and an export meanwhile checks out a fresh
+        one. Hard links are the fallback (another file system, say).
+
+        ``dest``'s files may share their inodes with the cached tree: they must never be
+        written in place (replace a file by unlinking it first), and a lent tree goes back
+        with only the files git put there. Use :meth:`export` when a build will run in
+        ``dest``. git itself refuses unsafe paths (``..``, ``.git``, paths through a
         symlink). Falls back to :meth:`export` if the cached tree cannot be used.
 
         Returns:
@@ -257,23 +262,9 @@ class GitMirror:
                 elif previous == sha:
                     changed = frozenset()
                 self._read_tree(sha, work, index)
-                head.write_text(sha + "\n")
-                dest.mkdir(parents=True, exist_ok=True)
-                copied = subprocess.run(
-                    ["cp", "-a", "-l", "-T", "--", str(work), str(dest)],
-                    capture_output=True,
-                    text=True,
-                    errors="replace",
-                    timeout=self.local_timeout,
-                )
-                if copied.returncode != 0:
-                    raise CommandFailed(
-                        HOST,
-                        f"cannot link the tree of {sha[:12]} into {str(dest)!r}",
-                        command=copied.args,
-                        exit_code=copied.returncode,
-                        stderr=copied.stderr,
-                    )
+                if not (lend and self._lend(work, dest, sha)):
+                    head.write_text(sha + "\n")
+                    self._link_copy(work, dest, sha)
         except (CommandFailed, CommandTimeout, OSError):
             shutil.rmtree(cache, ignore_errors=True)
             if dest.exists():
@@ -281,6 +272,55 @@ class GitMirror:
             self.export(sha, dest)
             return Checkout(None, None)
         return Checkout(previous if changed is not None else None, changed)
+
+    def give_back(self, dest: Path) -> bool:
+        """Make the tree :meth:`export_linked` lent as ``dest`` the mirror's cached tree again
+        (renamed back). False if ``dest`` is not what the mirror lent (it checked out a fresh
+        tree since, or ``dest`` was never lent): the caller deletes ``dest`` then."""
+        cache = self.tree_cache
+        work, index, head, lent = cache / "work", cache / "index", cache / "HEAD", cache / "LENT"
+        with self._lock(exclusive=True):
+            try:
+                sha, where = lent.read_text().splitlines()[:2]
+            except (OSError, ValueError):
+                return False
+            if where != str(dest) or work.exists() or not index.is_file():
+                return False
+            try:
+                os.rename(dest, work)
+            except OSError:
+                return False
+            lent.unlink()
+            head.write_text(sha + "\n")
+            return True
+
+    def _lend(self, work: Path, dest: Path, sha: str) -> bool:
+        """Rename the cached tree ``work`` (at ``sha``) to ``dest``; False if it cannot be."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(work, dest)  # onto an absent or empty directory
+        except OSError:
+            return False
+        (work.parent / "LENT").write_text(f"{sha}\n{dest}\n")
+        return True
+
+    def _link_copy(self, work: Path, dest: Path, sha: str) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        copied = subprocess.run(
+            ["cp", "-a", "-l", "-T", "--", str(work), str(dest)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=self.local_timeout,
+        )
+        if copied.returncode != 0:
+            raise CommandFailed(
+                HOST,
+                f"cannot link the tree of {sha[:12]} into {str(dest)!r}",
+                command=copied.args,
+                exit_code=copied.returncode,
+                stderr=copied.stderr,
+            )
 
     def _read_tree(self, sha: str, work: Path, index: Path) -> None:
         """Make ``work`` hold the tree at ``sha`` (git rewrites only files that differ; a
