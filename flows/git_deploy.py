@@ -51,14 +51,14 @@ from tasks.deploy import (
     Progress,
     build_payload,
     deploy_to_host,
-    opaque,
     remembered_manifest,
     return_build_dir,
     store_payload,
     switch_back_host,
 )
-from tasks.fanout import map_hosts
+from tasks.fanout import fan_out
 from tasks.ledger import current_flow_run_id, ledger_engine
+from tasks.params import opaque
 from tasks.source import resolve_ref
 from tasks.sync_body import run_sync_body
 
@@ -497,8 +497,9 @@ def _dry_run(
             build_dir,
         )
         spec = _spec(target, ref, sha, release_id, build_dir, manifest)
-        result = map_hosts(
-            lambda h: deploy_to_host.submit(h, dict(target.hosts)[h], opaque(spec), dry_run=True),
+        result = fan_out(
+            "plan",
+            lambda h: deploy_to_host(h, dict(target.hosts)[h], spec, dry_run=True),
             target.host_names,
             target.env.max_parallel,
         )
@@ -563,8 +564,9 @@ def _deploy(
         stored = store_payload.submit(key, spec.payload_dir, opaque(manifest), opaque(base))
     prepare_plans(spec, names)  # once per distinct facts, before the host tasks compete
     for number, group in enumerate(batches(names, size), start=1):
-        result = map_hosts(
-            lambda h: deploy_to_host.submit(h, host_map[h], opaque(spec), progress=progress),
+        result = fan_out(
+            f"deploy batch {number}" if size < len(names) else "deploy",
+            lambda h: deploy_to_host(h, host_map[h], spec, progress=progress),
             group,
             target.env.max_parallel,
         )
@@ -709,10 +711,10 @@ def _roll_back_switched(
     if not switched:
         return reports
 
-    def submit(h: str) -> PrefectFuture[str]:
+    def back(h: str) -> str:
         r = switched[h]
         root = spec.root_for(h)
-        return switch_back_host.submit(
+        return switch_back_host(
             h,
             host_map[h],
             root,
@@ -721,7 +723,7 @@ def _roll_back_switched(
             spec.env_for(h, root, r.previous),
         )
 
-    result = map_hosts(submit, list(switched), target.env.max_parallel)
+    result = fan_out("switch back", back, list(switched), target.env.max_parallel)
     out: list[HostReport] = []
     rows: list[HostOutcome] = []
     by_host = {o.host: o for o in result.outcomes}

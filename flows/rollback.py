@@ -39,8 +39,8 @@ from quayside.ledger.releases import (
 from quayside.release_id import is_release_id
 from quayside.scratch import sweep_stale
 from quayside.settings import load_settings
-from tasks.deploy import PayloadCache, Progress, opaque, rollback_on_host
-from tasks.fanout import map_hosts
+from tasks.deploy import PayloadCache, Progress, rollback_on_host
+from tasks.fanout import fan_out
 from tasks.ledger import current_flow_run_id, ledger_engine
 from tasks.sync_body import run_sync_body
 
@@ -289,8 +289,9 @@ def roll_back(
             len(host_map), artifact_key("rollback-progress", app, env), f"rollback {app}/{env}"
         )
         try:
-            result = map_hosts(
-                lambda h: rollback_on_host.submit(h, host_map[h], opaque(spec), fetch, progress),
+            result = fan_out(
+                "rollback",
+                lambda h: rollback_on_host(h, host_map[h], spec, fetch, progress),
                 target.host_names,
                 target.env.max_parallel,
             )

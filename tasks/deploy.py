@@ -12,13 +12,12 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import quote
 
 from quayside.artifacts.delta import StoredPayload, get_payload, put_payload
 from quayside.deploy.engine import (
@@ -39,12 +38,6 @@ from quayside.scratch import BackgroundRemoval
 from quayside.source.mirror import Checkout, GitMirror
 
 T = TypeVar("T")
-
-
-def opaque(value: T) -> T:
-    """``value`` wrapped so Prefect passes it to a task without walking into it (a release
-    spec holds a manifest of thousands of entries; walking it per host costs real time)."""
-    return cast(T, quote(value))
 
 
 class HostDeployFailed(DeployError):
@@ -333,7 +326,6 @@ def worth_compressing(payload_dir: Path, *, ratio: float = 0.9) -> bool:
     return raw == 0 or packed < raw * ratio
 
 
-@task(task_run_name="{host_name}: deploy", cache_policy=NO_CACHE)
 def deploy_to_host(
     host_name: str,
     host: Host,
@@ -359,7 +351,7 @@ def deploy_to_host(
         HostDeployFailed: the host failed; ``.report`` has the step and the reason.
 
     Example:
-        >>> deploy_to_host.submit("web-1", inventory.hosts["web-1"], spec)
+        >>> fan_out("deploy", lambda h: deploy_to_host(h, inventory.hosts[h], spec), names, 20)
     """
     executor = executor_for(host_name, host)
     try:
@@ -382,7 +374,6 @@ def deploy_to_host(
     return report
 
 
-@task(task_run_name="{host_name}: switch back", cache_policy=NO_CACHE)
 def switch_back_host(
     host_name: str,
     host: Host,
@@ -409,8 +400,7 @@ def switch_back_host(
         quayside.errors.HostError: the switch failed.
 
     Example:
-        >>> switch_back_host.submit("web-1", host, "/srv/app", "20240501T120001Z-0123456789ab",
-        ...                         [], {})
+        >>> switch_back_host("web-1", host, "/srv/app", "20240501T120001Z-0123456789ab", [], {})
     """
     executor = executor_for(host_name, host)
     try:
@@ -442,7 +432,6 @@ class PayloadCache:
         return self.dest
 
 
-@task(task_run_name="{host_name}: rollback", cache_policy=NO_CACHE)
 def rollback_on_host(
     host_name: str,
     host: Host,
@@ -468,7 +457,7 @@ def rollback_on_host(
         HostDeployFailed: the host failed; ``.report`` has the step and the reason.
 
     Example:
-        >>> rollback_on_host.submit("web-1", host, spec, PayloadCache(key, Path("/tmp/p")))
+        >>> rollback_on_host("web-1", host, spec, PayloadCache(key, Path("/tmp/p")))
     """
     executor = executor_for(host_name, host)
     try:

@@ -158,3 +158,65 @@ def test_api_ca_file_for_an_http_api_only(tmp_path: Path, monkeypatch: pytest.Mo
     ssl.create_default_context(cafile=str(written))  # a usable CA file
     with pytest.raises(ValueError, match="no PEM certificate"):
         api_tls.first_certificate("nothing here")
+
+
+@pytest.mark.xdist_group("platform")
+@pytest.mark.prefect
+def test_fan_out_runs_every_host_in_one_task_run_and_collects_each_outcome(
+    platform: Any,
+) -> None:
+    """One task run for the group (not one per host), the hosts in threads inside it with the
+    task run's logger, at most ``max_parallel`` at once, and one host's exception is that
+    host's outcome only."""
+    import asyncio
+
+    from prefect import flow, get_client, get_run_logger
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from tasks.fanout import fan_out
+
+    lock = threading.Lock()
+    running = {"now": 0, "most": 0}
+
+    def probe(host: str) -> str:
+        get_run_logger().info("probing %s", host)  # inside the task run's context
+        with lock:
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
+        time.sleep(0.2)
+        with lock:
+            running["now"] -= 1
+        if host == "bad":
+            raise RuntimeError("bad host")
+        return host.upper()
+
+    @flow(name="fan-out-probe")
+    def probe_flow() -> tuple[Any, str]:
+        from prefect.runtime import flow_run
+
+        result = fan_out("probe", probe, ["a", "bad", "c", "d"], 2)
+        return result, str(flow_run.get_id())
+
+    result, run_id = probe_flow()
+    assert [(o.host, o.value) for o in result.outcomes] == [
+        ("a", "A"),
+        ("bad", None),
+        ("c", "C"),
+        ("d", "D"),
+    ]
+    assert str(result.outcomes[1].error) == "bad host"
+    assert running["most"] == 2
+
+    async def task_run_names() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+            )
+            return sorted(r.name for r in runs)
+
+    deadline = time.monotonic() + 30
+    names = asyncio.run(task_run_names())
+    while not names and time.monotonic() < deadline:  # the server records them in batches
+        time.sleep(0.5)
+        names = asyncio.run(task_run_names())
+    assert names == ["probe: 4 host(s)"]
