@@ -303,12 +303,25 @@ class ManifestDiff:
         return rows
 
 
+def _entries(m: Mapping[str, Entry]) -> Mapping[str, Entry]:
+    """The plain mapping behind a manifest (its lookups cost no Python call)."""
+    return m.entries if isinstance(m, Manifest) else m
+
+
 def diff(old: Mapping[str, Entry] | None, new: Mapping[str, Entry]) -> ManifestDiff:
     """Compare two manifests (``old=None`` means everything in ``new`` is added)."""
-    before: Mapping[str, Entry] = old if old is not None else {}
-    added = tuple(sorted(p for p in new if p not in before))
-    removed = tuple(sorted(p for p in before if p not in new))
-    changed = tuple(sorted(p for p in new if p in before and before[p] != new[p]))
+    before: Mapping[str, Entry] = _entries(old) if old is not None else {}
+    after = _entries(new)
+    added = tuple(sorted(after.keys() - before.keys()))
+    removed = tuple(sorted(before.keys() - after.keys()))
+    # an unchanged file's entry is often the very same object (build_manifest's ``known``)
+    changed = tuple(
+        sorted(
+            p
+            for p, e in after.items()
+            if (was := before.get(p)) is not None and was is not e and was != e
+        )
+    )
     send = sum(new[p].size for p in (*added, *changed) if new[p].kind == "file")
     gone = sum(before[p].size for p in removed if before[p].kind == "file")
     return ManifestDiff(added, changed, removed, send, gone)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextvars
-import json
 import os
 import shutil
 import threading
@@ -203,7 +202,8 @@ def build_payload(
     return manifest
 
 
-_TREE_MANIFEST = "manifest.json"
+#: in the mirror's tree cache: the commit's sha, a newline, its payload manifest's JSON
+_TREE_MANIFEST = "manifest"
 
 
 def return_build_dir(mirror: GitMirror, build_dir: Path, removal: BackgroundRemoval) -> None:
@@ -223,8 +223,10 @@ def _known_entries(remembered: TreeManifest | None, checkout: Checkout) -> dict[
         return None
     if remembered.commit != checkout.previous:
         return None
-    changed = checkout.changed
-    return {p: e for p, e in remembered.manifest.items() if p not in changed}
+    known = dict(remembered.manifest.entries)
+    for path in checkout.changed:
+        known.pop(path, None)
+    return known
 
 
 @dataclass(frozen=True)
@@ -239,10 +241,9 @@ def remembered_manifest(mirror: GitMirror) -> TreeManifest | None:
     """The payload manifest of the commit the mirror's cached tree holds (the last one built
     without a build step), if it was remembered: likely what the hosts run now."""
     try:
-        saved = json.loads((mirror.tree_cache / _TREE_MANIFEST).read_text())
-        manifest = Manifest.from_json(saved["manifest"], keep_text=True)
-        return TreeManifest(str(saved["commit"]), manifest)
-    except (OSError, ValueError, KeyError, TypeError, QuaysideError):
+        commit, _, text = (mirror.tree_cache / _TREE_MANIFEST).read_text().partition("\n")
+        return TreeManifest(commit, Manifest.from_json(text, keep_text=True))
+    except (OSError, ValueError, QuaysideError):
         return None
 
 
@@ -251,7 +252,7 @@ def _remember_manifest(mirror: GitMirror, commit_sha: str, manifest: Manifest) -
     target = mirror.tree_cache / _TREE_MANIFEST
     tmp = target.with_name(f".{_TREE_MANIFEST}.{os.getpid()}.{threading.get_ident()}")
     try:
-        tmp.write_text(json.dumps({"commit": commit_sha, "manifest": manifest.to_json()}))
+        tmp.write_text(f"{commit_sha}\n{manifest.to_json()}")
         os.replace(tmp, target)
     except OSError:
         tmp.unlink(missing_ok=True)

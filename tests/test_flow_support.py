@@ -220,3 +220,22 @@ def test_fan_out_runs_every_host_in_one_task_run_and_collects_each_outcome(
         time.sleep(0.5)
         names = asyncio.run(task_run_names())
     assert names == ["probe: 4 host(s)"]
+
+
+def test_the_remembered_tree_manifest_round_trips_and_anything_else_is_forgotten(
+    tmp_path: Path,
+) -> None:
+    from quayside.source.mirror import GitMirror
+    from tasks.deploy import _remember_manifest, remembered_manifest
+
+    mirror = GitMirror(tmp_path, "https://git.example.com/web.git")
+    assert remembered_manifest(mirror) is None  # nothing kept yet
+    mirror.tree_cache.mkdir(parents=True)
+    manifest = Manifest({"a": Entry("file", 0o644, 1, "0" * 64)})
+    _remember_manifest(mirror, "c" * 40, manifest)
+    kept = remembered_manifest(mirror)
+    assert kept is not None and kept.commit == "c" * 40 and kept.manifest == manifest
+    assert kept.manifest.to_json() == manifest.to_json()
+    for bad in ("", "c" * 40, "c" * 40 + "\n{not json", "c" * 40 + '\n{"entries": 3}'):
+        (mirror.tree_cache / "manifest").write_text(bad)
+        assert remembered_manifest(mirror) is None, bad

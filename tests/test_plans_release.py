@@ -369,3 +369,19 @@ def test_plans_applied_for_real_give_exact_releases(tmp_path: Path) -> None:
     assert read_facts_locally(root).releases == (R[1], R[2], R[3])
     assert not list(tmp_path.rglob("PWNED*"))
     assert first.steps[0] == CreateRelease(R[0])
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 65, 200])
+def test_under_any_agrees_with_the_path_component_test(count: int) -> None:
+    """The fast test (one startswith for a few roots) and the per-component one (many
+    roots) give the same answers; a sibling with a common prefix is not inside."""
+    from quayside.plans.release import _under, under_any
+
+    roots = {f"d{i}/sub" for i in range(count)} | ({"top"} if count else set())
+    test = under_any(roots)
+    paths = ["top", "top/x", "topx", "d0/sub", "d0/sub/f", "d0/subway", "d0", "x/d0/sub", ""]
+    paths += [f"d{i}/sub/deep/f" for i in range(0, count, 7)]
+    for path in paths:
+        assert test(path) == _under(path, roots), path
+    if count:
+        assert test("d0/sub/f") and not test("d0/subway") and not test("topx")
