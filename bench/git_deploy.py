@@ -86,18 +86,24 @@ FLOOR_NOTE = (
     "ssh (Quayside's OpenSSH options) running `cp -al` of the previous release, extracting a "
     "tar of the changed file from stdin and switching `current`, every host at once. "
     "`prefect_flow_noop_task_per_host_s`: an async flow (as Quayside's) whose body submits "
-    "one no-op task per host and waits for them, against the same server. The release flow "
-    "costs about these two plus its own work (build, manifest, plan, ledger, artifacts)."
+    "one no-op task per host and waits for them, against the same server: what per-host task "
+    "runs cost, which is why the release flows run a group of hosts in ONE task run "
+    "(tasks.fanout.fan_out). The release flow costs about the floor, an empty flow and its own "
+    "work (build, manifest, plan, ledger, artifacts)."
 )
 PREPARED_NOTE = (
     "After a switch, each Quayside host makes a hard-link copy of the new release in the "
-    "background at nice 19 (`.quayside-next-<id>`, quayside.deploy.scripts), which the next "
-    "deploy renames into its new release directory instead of running `cp -al` of 5,000 files "
-    "while it deploys. Before each timed Quayside release the benchmark waits (untimed) until "
-    "every host has made it - the hosts are idle, as between two deploys; "
-    "`quayside_hosts_prepared_after_s` is how long that took after the previous release "
-    "returned. Without the copy (a host deployed by something else, or a rollback in "
-    "between) the deploy falls back to `cp -al`."
+    "background (`.quayside-next-<id>`, quayside.deploy.scripts), which the next deploy "
+    "renames into its new release directory instead of running `cp -al` of 5,000 files while "
+    "it deploys. The copy starts 3 s after the switch (`NEXT_DELAY_S`), only if that release "
+    "still serves, at nice 19 with its session's CPU share lowered: started at once, the 20 "
+    "copies on this one machine took the CPU from the rest of the release (Linux shares CPU "
+    "between sessions before nice applies; measured: 1.75 s against 1.15 s per release). On "
+    "a real fleet each host copies on its own CPU. Before each timed Quayside release the "
+    "benchmark waits (untimed) until every host has made it - the hosts are idle, as between "
+    "two deploys; `quayside_hosts_prepared_after_s` is how long that took after the previous "
+    "release returned. Without the copy (a release less than 3 s after the last one, a host "
+    "deployed by something else, a rollback in between) the deploy falls back to `cp -al`."
 )
 WARM_NOTE = (
     "SSH connections: Quayside runs host commands through the OpenSSH client on a master "
@@ -105,7 +111,7 @@ WARM_NOTE = (
     "`persist_s`; Ansible's default is the same), so the timed release reuses the connections "
     'its untimed first release opened moments before. The row "no persisted SSH '
     'connections" is the same release to the same hosts listed with `persist_s: 0` (a new '
-    "paramiko connection per host task, what a release more than 60 s after the last command "
+    "paramiko connection per host, what a release more than 60 s after the last command "
     "to a host costs); `parallel_rsync_link_dest_vs_quayside_cold` is rsync's time over that "
     "row's. The rsync baselines open new connections, as users run them."
 )
@@ -1134,7 +1140,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
                     "quayside_cold",
                     "Quayside `git_deploy` flow, no persisted SSH connections",
                     "the same release to the same hosts listed with `persist_s: 0`: one new "
-                    "SSH connection (paramiko) per host task, as for a release more than 60 s "
+                    "SSH connection (paramiko) per host, as for a release more than 60 s "
                     "after the last command to those hosts",
                 ),
                 quayside_incr,
