@@ -106,10 +106,10 @@ class ReleaseSpec:
     #: host -> its facts after the last deploy (``HostReport.facts_after``): a host whose
     #: facts are still these is staged in one guarded round trip, without reading them first
     expected_facts: Mapping[str, str] = field(default_factory=dict)
-    #: plans, manifest JSON and tar streams shared by hosts with identical facts: a fleet of
-    #: like hosts parses the (large) current manifest and plans once, not once per host
     #: seconds after a switch before the host copies the new release for the next deploy
     next_delay_s: int = scripts.NEXT_DELAY_S
+    #: plans, manifest JSON and tar streams shared by hosts with identical facts: a fleet of
+    #: like hosts parses the (large) current manifest and plans once, not once per host
     memo: _Memo = field(default_factory=lambda: _Memo(), compare=False, repr=False)
 
     def root_for(self, host: str) -> str:

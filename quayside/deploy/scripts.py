@@ -14,8 +14,10 @@ and are validated here before they are placed. Nothing from a user is ever part 
     seal      <manifest>.new -> <manifest> (a release with a manifest is complete)
     switch    current -> releases/<new> (ln -sfn to a temp name + mv -T)
     prune     rm -rf old release dirs (never the new one or the one current pointed at)
-    next      in the background, at nice 19: a hard-link copy of the new release, for the
-              next deploy's "prepare" to rename instead of copying (``NEXT_PREFIX``)
+    next      in the background, ``NEXT_DELAY_S`` after the switch and only if the release
+              still serves, at the lowest priority: a hard-link copy of the new release
+              (without its manifest), for the next deploy's "prepare" to rename instead of
+              copying (``NEXT_PREFIX``)
 """
 
 from __future__ import annotations
@@ -278,8 +280,8 @@ def stage(
             trip).
         facts_after: a manifest sha256: at the end print ``FACTS_AFTER`` and the host's facts
             (read with that sha256), what the next guarded stage may expect.
-        prepare_next: after the switch, start making ``<NEXT_PREFIX><new>`` in the background
-            (nice 19): the hard-link copy the next deploy from ``new`` renames instead of
+        prepare_next: after the switch, have the host make ``<NEXT_PREFIX><new>`` in the
+            background: the hard-link copy the next deploy from ``new`` renames instead of
             copying. ``mode="prev"`` uses such a copy of ``prev`` when there is one.
         next_delay_s: how long after the switch that copy starts (0-600 s); it is not made
             if ``current`` no longer points at ``new`` by then.
