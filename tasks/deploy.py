@@ -1,5 +1,6 @@
-"""Deploy tasks: one task per host (one SSH connection each) around the core engine in
-``quayside.deploy.engine``, the payload build, the artifact store and a progress artifact."""
+"""Deploy steps around the core engine in ``quayside.deploy.engine``: the per-host functions
+(one SSH connection each; run for a group of hosts by ``tasks.fanout.fan_out``), the payload
+build, the artifact store and a progress artifact."""
 
 from __future__ import annotations
 
