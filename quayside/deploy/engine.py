@@ -233,6 +233,17 @@ class _Counter:
         self.trips += 1
         self.command_bytes += len(remote_command(argv, env=env, cwd=cwd).encode())
 
+    def report(self, base: HostReport, started: float, **changes: object) -> HostReport:
+        """``base`` with ``changes``, its duration since ``started``, the round trips and the
+        command lines' bytes (on top of what ``base`` counts as sent)."""
+        out = replace(base, **changes)  # type: ignore[arg-type]
+        return replace(
+            out,
+            duration_s=time.monotonic() - started,
+            round_trips=self.trips,
+            bytes_sent=out.bytes_sent + self.command_bytes,
+        )
+
     def run(
         self,
         argv: Sequence[str],
@@ -675,13 +686,7 @@ def _deploy_host(
     env: dict[str, str] = {}
 
     def done(**kw: object) -> HostReport:
-        out = replace(report, **kw)  # type: ignore[arg-type]
-        return replace(
-            out,
-            duration_s=time.monotonic() - start,
-            round_trips=run.trips,
-            bytes_sent=out.bytes_sent + run.command_bytes,
-        )
+        return run.report(report, start, **kw)
 
     try:
         root = spec.root_for(host)
@@ -973,13 +978,7 @@ def rollback_host(
     env: dict[str, str] = {}
 
     def done(**kw: object) -> HostReport:
-        out = replace(report, **kw)  # type: ignore[arg-type]
-        return replace(
-            out,
-            duration_s=time.monotonic() - start,
-            round_trips=run.trips,
-            bytes_sent=out.bytes_sent + run.command_bytes,
-        )
+        return run.report(report, start, **kw)
 
     try:
         root = spec.root_for(host)
