@@ -5,6 +5,7 @@ build, the artifact store and a progress artifact."""
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
 import shutil
 import threading
@@ -38,6 +39,7 @@ from quayside.scratch import BackgroundRemoval
 from quayside.source.mirror import Checkout, GitMirror
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class HostDeployFailed(DeployError):
@@ -211,10 +213,14 @@ def return_build_dir(mirror: GitMirror, build_dir: Path, removal: BackgroundRemo
     """After the run: a build directory that is the mirror's lent tree (see
     :func:`build_payload`) goes back to the mirror without the manifest file written into it,
     so the next release's export changes only what git changed; any other is deleted in the
-    background."""
-    (build_dir / MANIFEST_FILENAME).unlink(missing_ok=True)
-    if not mirror.give_back(build_dir):
-        removal.remove(build_dir)
+    background. Never raises: the mirror then checks out a fresh tree next time."""
+    try:
+        (build_dir / MANIFEST_FILENAME).unlink(missing_ok=True)
+        if mirror.give_back(build_dir):
+            return
+    except (OSError, QuaysideError) as e:  # after the run's outcome: must not replace it
+        log.warning("cannot give the build tree %s back to the mirror: %s", build_dir, e)
+    removal.remove(build_dir)
 
 
 def _known_entries(remembered: TreeManifest | None, checkout: Checkout) -> dict[str, Entry] | None:

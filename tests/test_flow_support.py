@@ -239,3 +239,25 @@ def test_the_remembered_tree_manifest_round_trips_and_anything_else_is_forgotten
     for bad in ("", "c" * 40, "c" * 40 + "\n{not json", "c" * 40 + '\n{"entries": 3}'):
         (mirror.tree_cache / "manifest").write_text(bad)
         assert remembered_manifest(mirror) is None, bad
+
+
+def test_a_build_tree_that_cannot_go_back_is_removed_and_the_run_is_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from quayside.errors import LockHeldError
+    from quayside.source.mirror import GitMirror
+    from tasks.deploy import return_build_dir
+
+    mirror = GitMirror(tmp_path / "mirrors", "https://git.example.com/web.git")
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "a").write_text("x")
+
+    def busy(dest: Path) -> bool:
+        raise LockHeldError("the mirror is still being synced")
+
+    monkeypatch.setattr(mirror, "give_back", busy)
+    removal = BackgroundRemoval()
+    return_build_dir(mirror, build, removal)  # no exception
+    removal.join()
+    assert not build.exists()
