@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from prefect import get_run_logger, task
@@ -38,7 +38,6 @@ from quayside.manifest import MANIFEST_FILENAME, Entry, Manifest, build_manifest
 from quayside.scratch import BackgroundRemoval
 from quayside.source.mirror import Checkout, GitMirror
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -219,7 +218,12 @@ def return_build_dir(mirror: GitMirror, build_dir: Path, removal: BackgroundRemo
         if mirror.give_back(build_dir):
             return
     except (OSError, QuaysideError) as e:  # after the run's outcome: must not replace it
-        log.warning("cannot give the build tree %s back to the mirror: %s", build_dir, e)
+        log.warning(
+            "cannot give the build tree %s back to the mirror (%s): it is deleted, and the "
+            "next deploy checks out a fresh tree",
+            build_dir,
+            e,
+        )
     removal.remove(build_dir)
 
 

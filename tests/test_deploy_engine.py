@@ -516,3 +516,53 @@ def test_a_release_replaced_before_its_copy_starts_is_not_copied(tmp_path: Path)
     _wait_for(root / f"{scripts.NEXT_PREFIX}{r2}")
     assert [p.name for p in root.glob(f"{scripts.NEXT_PREFIX}*")] == [f"{scripts.NEXT_PREFIX}{r2}"]
     assert (root / "releases" / r2 / "a").read_text() == "x"
+
+
+def test_the_facts_a_stage_prints_after_it_are_what_read_facts_prints(tmp_path: Path) -> None:
+    """The stage builds its facts with shell builtins (no readlink, no second hash), the
+    facts reader with the full ``facts`` function: the same text, or a guarded stage would
+    never match (or match the wrong state). Checked after a first and a guarded stage."""
+    from quayside.commands.release import read_facts
+
+    root = tmp_path / "root"
+    ex = LocalExecutor("local")
+    r1, r2, _ = RIDS
+    files = {"a": "1", "d/b": "2"}
+
+    def facts_now(spec: ReleaseSpec) -> str:
+        return ex.run(read_facts(str(root), spec.manifest_sha256())).stdout.rstrip("\n")
+
+    spec1 = _spec(_payload(tmp_path / "p1", files), root, r1, next_delay_s=0)
+    first = deploy_host(ex, "local", spec1)
+    assert first.status == "succeeded" and first.facts_after == facts_now(spec1)
+    spec2 = _spec(
+        _payload(tmp_path / "p2", {**files, "a": "x"}),
+        root,
+        r2,
+        known_manifest=_known(spec1),
+        expected_facts={"local": first.facts_after or ""},
+        next_delay_s=0,
+    )
+    second = deploy_host(ex, "local", spec2)
+    assert second.status == "succeeded" and second.round_trips == 1  # guarded
+    assert second.facts_after == facts_now(spec2)
+    assert f"manifest-same:{spec2.manifest_sha256()}" in (second.facts_after or "")
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"mode": "fresh", "guard": ("a" * 64, "current:")}, "guarded stage needs mode 'prev'"),
+        ({"guard": ("a" * 64, "hello")}, "not facts a host prints"),
+        ({"guard": ("a" * 64, "current:\0")}, "not facts a host prints"),
+        ({"guard": ("not-a-sha", "current:")}, "is not a sha256"),
+        ({"patch_middle": b"x"}, "patch middle needs a manifest patch"),
+        ({"manifest_patch": (1, 1, "a" * 64), "patch_middle": "é".encode()}, "as an argument"),
+        ({"manifest_patch": (1, 1, "a" * 64), "patch_middle": b"x\0y"}, "as an argument"),
+        ({"manifest_patch": (-1, 1, "a" * 64)}, "needs mode 'prev' and sizes"),
+    ],
+)
+def test_stage_refuses_what_it_cannot_place(kw: dict[str, object], message: str) -> None:
+    args: dict[str, object] = {"mode": "prev", "prev": RIDS[0], **kw}
+    with pytest.raises(InputError, match=message):
+        scripts.stage("/srv/a", RIDS[1], **args)  # type: ignore[arg-type]

@@ -345,8 +345,12 @@ def test_plans_applied_for_real_give_exact_releases(tmp_path: Path) -> None:
     second = deploy(R[1])
     upload = steps_of(second, Upload)[0]
     assert set(upload.files) == {
-        f"lib/{ODD[0]}", "run.sh", "swap", "swap/inner", "lib/new `x`.php",
-    }  # fmt: skip
+        f"lib/{ODD[0]}",
+        "run.sh",
+        "swap",
+        "swap/inner",
+        "lib/new `x`.php",
+    }
     check_release(R[1], build_manifest(src))
     check_release(R[0], v1)  # the previous release is untouched (no write through hard links)
     assert (Path(root) / "shared" / "logs" / "app.log").read_text() == "precious"

@@ -392,18 +392,40 @@ def test_bad_repo_urls_are_refused(url: str, tmp_path: Path) -> None:
 def test_argv_builders() -> None:
     base = ["git", "-c", "protocol.ext.allow=never", "--no-pager"]
     assert gitcmd.clone_mirror("https://h/x.git", "/m/x.git") == [
-        *base, "clone", "--mirror", "--quiet", "--", "https://h/x.git", "/m/x.git",
-    ]  # fmt: skip
+        *base,
+        "clone",
+        "--mirror",
+        "--quiet",
+        "--",
+        "https://h/x.git",
+        "/m/x.git",
+    ]
     assert gitcmd.fetch_mirror("/m/x.git") == [
-        *base, "--git-dir=/m/x.git", "fetch", "--prune", "--tags", "--force", "--quiet", "origin",
-    ]  # fmt: skip
+        *base,
+        "--git-dir=/m/x.git",
+        "fetch",
+        "--prune",
+        "--tags",
+        "--force",
+        "--quiet",
+        "origin",
+    ]
     assert gitcmd.rev_parse_commit("/m/x.git", "v1.2") == [
-        *base, "--git-dir=/m/x.git", "rev-parse", "--verify", "--quiet", "--end-of-options",
+        *base,
+        "--git-dir=/m/x.git",
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        "--end-of-options",
         "v1.2^{commit}",
-    ]  # fmt: skip
+    ]
     assert gitcmd.archive("/m/x.git", "a" * 40) == [
-        *base, "--git-dir=/m/x.git", "archive", "--format=tar", "a" * 40,
-    ]  # fmt: skip
+        *base,
+        "--git-dir=/m/x.git",
+        "archive",
+        "--format=tar",
+        "a" * 40,
+    ]
     assert gitcmd.log("/m", "abcd", "ef01", 5)[-3:] == [
         "--format=%H%x00%an%x00%s",
         "abcd..ef01",
