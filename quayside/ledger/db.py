@@ -26,6 +26,8 @@ from quayside.settings import load_settings
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 UPGRADE_HINT = "run `quayside db upgrade`"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+READ_ONLY = "quayside_read_only"
+"""Execution option of the engine :func:`read_scope` binds: its transactions only read."""
 
 
 class LedgerSession(Session):
@@ -51,7 +53,10 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     For SQLite the parent directory is created, and every connection gets WAL journaling,
     enforced foreign keys and a busy timeout; transactions start with ``BEGIN IMMEDIATE`` so
     that two writers queue on the busy timeout instead of failing when one upgrades a read
-    lock (SQLite's own transaction handling in the driver is turned off for this).
+    lock (SQLite's own transaction handling in the driver is turned off for this). The
+    transactions of :func:`read_scope` start with a plain ``BEGIN`` under ``PRAGMA
+    query_only`` instead (SQLite), or ``SET TRANSACTION READ ONLY`` (PostgreSQL): they never
+    wait for, or hold, the write lock.
 
     Args:
         url: SQLAlchemy URL; default :func:`default_url`.
@@ -80,7 +85,13 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         raise LedgerError(f"cannot use ledger database URL {parsed!r}: {e}") from e
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+    else:
+        _configure_server(engine)
     return engine
+
+
+def _read_only(connection: Any) -> bool:
+    return bool(connection.get_execution_options().get(READ_ONLY, False))
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -98,7 +109,19 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = _read_only(connection)
+        info = connection.connection.info  # lives as long as the DBAPI connection
+        if info.get(READ_ONLY, False) != read_only:
+            connection.exec_driver_sql(f"PRAGMA query_only={'ON' if read_only else 'OFF'}")
+            info[READ_ONLY] = read_only
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _configure_server(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        if _read_only(connection):
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
 
 
 @contextmanager
@@ -128,7 +151,35 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 
 @contextmanager
-def unit_of_work(db: Engine | Session) -> Iterator[Session]:
+def read_scope(engine: Engine) -> Iterator[Session]:
+    """One read-only transaction, rolled back when the block ends.
+
+    On SQLite it starts with a deferred ``BEGIN``: it reads a consistent snapshot (WAL) while
+    a writer works, and never takes or waits for the write lock that ``BEGIN IMMEDIATE``
+    takes; the database refuses writes in it (``PRAGMA query_only``). On PostgreSQL it is a
+    ``READ ONLY`` transaction.
+
+    Args:
+        engine: the ledger engine.
+
+    Yields:
+        A Session inside a read-only transaction; objects stay readable after it ends.
+
+    Raises:
+        LedgerError: the database refused a statement (a write among them, for instance).
+    """
+    session = LedgerSession(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+    try:
+        session.begin()
+        yield session
+    except (DBAPIError, StatementError) as e:
+        raise _ledger_error(e) from e
+    finally:
+        session.close()  # ends the transaction with a rollback; loaded objects stay readable
+
+
+@contextmanager
+def unit_of_work(db: Engine | Session, *, read_only: bool = False) -> Iterator[Session]:
     """The transaction a ledger function works in.
 
     Given an Engine, a new transaction that commits at the end (:func:`session_scope`). Given
@@ -138,6 +189,8 @@ def unit_of_work(db: Engine | Session) -> Iterator[Session]:
 
     Args:
         db: an Engine or a Session.
+        read_only: given an Engine, open a :func:`read_scope` instead (for functions that
+            only read: no write lock on SQLite). Ignored with a Session.
 
     Yields:
         The Session to use.
@@ -152,7 +205,7 @@ def unit_of_work(db: Engine | Session) -> Iterator[Session]:
         except (DBAPIError, StatementError) as e:
             raise _ledger_error(e) from e
         return
-    with session_scope(db) as session:
+    with read_scope(db) if read_only else session_scope(db) as session:
         yield session
 
 

@@ -187,8 +187,8 @@ def add_token(
 
 
 def get_token(db: Engine | Session, token_id: str) -> ApiToken | None:
-    """The stored token ``token_id`` (with its user), or None."""
-    with unit_of_work(db) as session:
+    """The stored token ``token_id`` (with its user), or None (a read-only transaction)."""
+    with unit_of_work(db, read_only=True) as session:
         query = select(ApiToken).where(ApiToken.token_id == token_id)
         return session.scalars(query).one_or_none()
 
