@@ -376,7 +376,7 @@ def test_reading_before_sync_says_what_to_do(tmp_path: Path) -> None:
 def test_credentials_never_appear_in_errors(tmp_path: Path) -> None:
     url = "https://deploy:s3cret-token@127.0.0.1:9/team/app.git"
     m = GitMirror(tmp_path / "mirrors", url, timeout=30)
-    assert m.display_url == "https://deploy:***@127.0.0.1:9/team/app.git"
+    assert m.display_url == "https://***@127.0.0.1:9/team/app.git"
     with pytest.raises(QuaysideError) as e:
         m.sync()
     text = str(e.value) + " ".join(getattr(e.value, "command", None) or [])

@@ -88,9 +88,61 @@ def check_repo_url(url: str) -> str:
     return url
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_PLAIN_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_HEX_SECRET = re.compile(r"[0-9a-f]{16,}")
+_TOKEN_PREFIXES = (
+    "glpat-",
+    "gldt-",
+    "glptt-",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+)
+REDACTED = "***"
+
+
 def redact_url(url: str) -> str:
-    """``https://user:token@host/x`` -> ``https://user:***@host/x`` (for messages and logs)."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", url)
+    """``url`` with its credentials replaced by ``***``, for messages and logs.
+
+    Scheme URLs lose their whole userinfo, user name included: ``https://user:tok@host/x``
+    and ``https://<token>@host/x`` both become ``https://***@host/x`` (a bare user name in a
+    scheme URL is often a token). Everything between ``://`` and the *last* ``@`` counts as
+    userinfo, so a password holding ``@``, ``/``, ``?`` or ``#`` (percent-encoded or not) is
+    hidden too; a URL whose path contains ``@`` loses more than its userinfo, never a secret.
+
+    Without a scheme (scp-like ``user@host:path``, or anything else with an ``@``) a plain
+    login name is kept: ``git@host:group/app.git`` is unchanged, since SSH never carries a
+    secret in the user name and the name helps to debug access. Anything else before the last
+    ``@`` -- a ``:`` (password), upper case, a known token prefix (``glpat-``, ``ghp_``, ...),
+    16 or more hex digits, more than 32 characters -- is replaced: ``***@host:path``.
+
+    Args:
+        url: a repository URL as configured or typed (not checked).
+
+    Returns:
+        The URL to show.
+    """
+    scheme = _SCHEME.match(url)
+    start = scheme.end() if scheme else 0
+    at = url.rfind("@", start)
+    if at < 0:
+        return url
+    userinfo = url[start:at]
+    if scheme is None and _plain_user(userinfo):
+        return url
+    return f"{url[:start]}{REDACTED}{url[at:]}"
+
+
+def _plain_user(userinfo: str) -> bool:
+    return (
+        _PLAIN_USER.fullmatch(userinfo) is not None
+        and not userinfo.startswith(_TOKEN_PREFIXES)
+        and _HEX_SECRET.search(userinfo) is None
+    )
 
 
 def _git(git_dir: Path | str, *args: str) -> list[str]:
