@@ -25,7 +25,12 @@ class DeploymentSpec:
         concurrency_limit: at most this many runs at once (None = unlimited).
         cron: optional cron schedules (each a cron string, UTC unless timezone is given).
         timezone: time zone of the cron schedules.
-        triggerable: may be started by the task API / chat (False = UI and CLI only).
+        triggerable: may be started by the task API, hooks and chat (False = UI and CLI only).
+        scope: what a run acts on, for authorization (``quayside.auth.run_scope``):
+            ``app-env`` (the ``app``/``env`` parameters: the app's space and project),
+            ``host-group`` (the ``group`` parameter: every space owning one of its hosts), or
+            ``none`` (SUPER only).
+        minimum_role: the lowest role that may start a run, on every place it acts on.
     """
 
     name: str
@@ -38,6 +43,8 @@ class DeploymentSpec:
     cron: tuple[str, ...] = ()
     timezone: str = "UTC"
     triggerable: bool = True
+    scope: str = "none"
+    minimum_role: str = "SUPER"
 
     @property
     def full_name(self) -> str:
@@ -61,6 +68,10 @@ CATALOGUE: tuple[DeploymentSpec, ...] = (
         description="Run one command on every host of a group over SSH and record a release.",
         parameters={"group": "demo", "command": ["uname", "-a"]},
         tags=("quayside", "hello"),
+        # an arbitrary command as the deploy user: never from the API, hooks or chat
+        triggerable=False,
+        scope="host-group",
+        minimum_role="SUPER",
     ),
     DeploymentSpec(
         name="approval-demo",
@@ -79,6 +90,8 @@ CATALOGUE: tuple[DeploymentSpec, ...] = (
         "atomic switch, batches, health checks, automatic rollback past the failure threshold.",
         parameters={},
         tags=("quayside", "deploy"),
+        scope="app-env",
+        minimum_role="DEVELOPER",
     ),
     DeploymentSpec(
         name="rollback",
@@ -88,7 +101,10 @@ CATALOGUE: tuple[DeploymentSpec, ...] = (
         "store if pruned); pauses automatic triggers for the app/env.",
         parameters={},
         tags=("quayside", "rollback"),
-        triggerable=False,
+        # on-call teams roll back from chat; the role and the approval policy apply as for
+        # a deploy (a policy may exempt rollbacks: ``rollback: false``)
+        scope="app-env",
+        minimum_role="DEVELOPER",
     ),
 )
 

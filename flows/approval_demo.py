@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from pydantic import Field
 
 from quayside.inventory.models import ApprovalPolicy
+from quayside.markdown_text import code
 from tasks.approval import approval_gate
 
 
@@ -24,7 +25,6 @@ def approval_demo(
     ),
     allow_self_approval: bool = False,
     timeout_hours: float = Field(24, gt=0, le=24 * 30),
-    approval_request_id: int | None = Field(None, description="a request asked at submit time"),
 ) -> dict[str, str]:
     """Ask for approval of a pretend release and return the approvers.
 
@@ -37,7 +37,6 @@ def approval_demo(
         role: minimum approver role.
         allow_self_approval: let the requester approve.
         timeout_hours: how long the request stays open.
-        approval_request_id: an approval request asked for at submit time.
 
     Returns:
         ``{"approved_by": names}``.
@@ -56,7 +55,7 @@ def approval_demo(
         [
             "| host | change |",
             "| --- | --- |",
-            f"| demo-1 | nothing, this is `{version}` of a demo |",
+            f"| demo-1 | nothing, this is {code(version, in_table=True)} of a demo |",
         ]
     )
     approver = approval_gate(
@@ -66,7 +65,6 @@ def approval_demo(
         summary_markdown=summary,
         requested_by=requested_by,
         policy=policy,
-        approval_request_id=approval_request_id,
     )
     get_run_logger().info("approved by %s", approver)
     return {"approved_by": approver}

@@ -41,6 +41,7 @@ from quayside.ledger.releases import (
     start_release,
 )
 from quayside.manifest import Manifest, human_bytes
+from quayside.markdown_text import code, code_block, inline
 from quayside.release_id import new_release_id
 from quayside.scratch import BackgroundRemoval, sweep_stale
 from quayside.settings import Settings, load_settings
@@ -59,6 +60,7 @@ from tasks.deploy import (
 from tasks.fanout import fan_out
 from tasks.ledger import current_flow_run_id, ledger_engine
 from tasks.params import opaque
+from tasks.run_authority import confirm_run_authority
 from tasks.source import resolve_ref
 from tasks.sync_body import run_sync_body
 
@@ -167,9 +169,6 @@ async def git_deploy(
     lock_wait_s: float = Field(
         0, ge=0, le=3600, description="wait this long for another deploy's lock (0 = refuse)"
     ),
-    approval_request_id: int | None = Field(
-        None, description="an approval asked for at submit time (a scheduled deploy)"
-    ),
 ) -> dict[str, Any]:
     """Deploy ``ref`` of ``app`` to ``env``.
 
@@ -200,8 +199,10 @@ async def git_deploy(
             environment's policy, or one MASTER, no self-approval). A required approval is
             asked for whatever this says.
         lock_wait_s: 0 refuses at once when another deploy of app/env runs; else wait so long.
-        approval_request_id: the ledger approval request opened when a scheduled deploy was
-            submitted; approved by the time the run starts, it does not wait at all.
+
+    A scheduled deploy's approval is asked when it is submitted; approved by the time the run
+    starts, it does not wait at all. A run submitted through a trigger checks first that its
+    submitter still has the right (and is recorded as requested by them).
 
     Returns:
         ``{"release": ledger id, "release_id": dir name, "commit": sha, "result": "deployed" |
@@ -229,7 +230,6 @@ async def git_deploy(
         requested_by=requested_by,
         approval=approval,
         lock_wait_s=lock_wait_s,
-        approval_request_id=approval_request_id,
     )
 
 
@@ -244,12 +244,14 @@ def deploy_release(
     requested_by: str,
     approval: bool,
     lock_wait_s: float,
-    approval_request_id: int | None,
 ) -> dict[str, Any]:
     """The body of :func:`git_deploy`, run in a thread by :func:`tasks.sync_body.run_sync_body`."""
     logger = get_run_logger()
     settings = load_settings()
     inventory = load_inventory(settings.inventory_path)
+    requested_by = confirm_run_authority(
+        inventory, {"app": app, "env": env, "hosts": hosts}, requested_by
+    )
     target = resolve_target(inventory, app, env, hosts)
     names = target.host_names
     size = batch_size(batch if batch is not None else target.env.batch, len(names))
@@ -315,7 +317,6 @@ def deploy_release(
                 requested_by=requested_by,
                 policy=policy,
                 release_id=release_row,
-                approval_request_id=approval_request_id,
             )
         except Exception:  # rejected or expired; a suspension (BaseException) passes through
             _finish_quietly(engine, release_row, ReleaseStatus.cancelled, "not approved")
@@ -506,15 +507,16 @@ def _dry_run(
     finally:
         return_build_dir(mirror, build_dir, BackgroundRemoval())
     reports = reports_of(result)
-    lines = [f"# Dry run: {target.app_name}/{target.env_name} to {ref} (`{sha[:12]}`)", ""]
+    where = f"{inline(target.app_name)}/{inline(target.env_name)}"
+    lines = [f"# Dry run: {where} to {inline(ref)} ({code(sha[:12])})", ""]
     for r in reports:
         text = r.plan_text if r.status == "planned" else f"cannot plan: [{r.step}] {r.message}"
-        lines += [f"## {r.host}", "", "```", text or "", "```", ""]
+        lines += [f"## {inline(r.host)}", "", code_block(text or ""), ""]
         logger.info("%s (dry run):\n%s", r.host, text)
     create_markdown_artifact(
         markdown="\n".join(lines),
         key=artifact_key("git-deploy-plan", target.app_name, target.env_name),
-        description=f"dry run of {target.app_name}/{target.env_name} to {ref}",
+        description=f"dry run of {where} to {inline(ref)}",
     )
     return {
         "release": None,
@@ -774,5 +776,6 @@ def _publish(target: Target, ref: str, reports: list[HostReport], skipped: list[
     create_table_artifact(
         table=rows,
         key=artifact_key("git-deploy", target.app_name, target.env_name),
-        description=f"git deploy of {target.app_name}/{target.env_name} to {ref}",
+        description=f"git deploy of {inline(target.app_name)}/{inline(target.env_name)} "
+        f"to {inline(ref)}",
     )

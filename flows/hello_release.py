@@ -20,10 +20,12 @@ from quayside.ledger.releases import (
     record_host_outcomes,
     start_release,
 )
+from quayside.markdown_text import cell, code, inline
 from quayside.settings import load_settings
 from tasks.fanout import map_hosts
 from tasks.hosts import run_command
 from tasks.ledger import current_flow_run_id, ledger_engine
+from tasks.run_authority import confirm_run_authority
 
 
 class HostsFailed(QuaysideError):
@@ -40,16 +42,16 @@ def _check_command(command: list[str]) -> None:
 
 def _report(group: str, command: list[str], rows: list[tuple[str, str, str]]) -> str:
     lines = [
-        f"# hello-release on `{group}`",
+        f"# hello-release on {code(group)}",
         "",
-        f"Command: `{shlex.join(command)}`",
+        f"Command: {code(shlex.join(command), limit=500)}",
         "",
         "| host | result | output |",
         "| --- | --- | --- |",
     ]
     for host, result, output in rows:
-        cell = output.strip().replace("|", "\\|").replace("\n", "<br>")[:300]
-        lines.append(f"| {host} | {result} | {cell} |")
+        shown = cell(output, limit=300, line_breaks=True)
+        lines.append(f"| {cell(host)} | {cell(result)} | {shown} |")
     return "\n".join(lines)
 
 
@@ -86,6 +88,7 @@ def hello_release(
     _check_command(command)
     settings = load_settings()
     inventory = load_inventory(settings.inventory_path)
+    requested_by = confirm_run_authority(inventory, {"group": group}, requested_by)
     hosts = group_hosts(inventory, group)
     engine = ledger_engine()
     release = start_release(
@@ -122,7 +125,7 @@ def hello_release(
     create_markdown_artifact(
         markdown=_report(group, command, rows),
         key=f"hello-release-{group.lower()}"[:100].replace(".", "-").replace("_", "-"),
-        description=f"hello-release on {group}",
+        description=f"hello-release on {inline(group)}",
     )
     if not result.ok:
         raise HostsFailed(result.summary())

@@ -36,12 +36,14 @@ from quayside.ledger.releases import (
     record_host_outcomes,
     start_release,
 )
+from quayside.markdown_text import inline
 from quayside.release_id import is_release_id
 from quayside.scratch import sweep_stale
 from quayside.settings import load_settings
 from tasks.deploy import PayloadCache, Progress, rollback_on_host
 from tasks.fanout import fan_out
 from tasks.ledger import current_flow_run_id, ledger_engine
+from tasks.run_authority import confirm_run_authority
 from tasks.sync_body import run_sync_body
 
 
@@ -121,9 +123,6 @@ async def rollback(
         description="ask for approval even where the environment's policy needs none for a "
         "rollback (an approval the policy requires is never skipped)",
     ),
-    approval_request_id: int | None = Field(
-        None, description="an approval asked for at submit time (a scheduled rollback)"
-    ),
 ) -> dict[str, Any]:
     """Roll ``app``/``env`` back to an earlier release.
 
@@ -142,7 +141,6 @@ async def rollback(
         approval: ask for approval even where the policy needs none for a rollback. Where the
             environment's policy requires approval, a rollback waits for it too, unless the
             policy says ``rollback: false`` (on-call emergencies).
-        approval_request_id: an approval request opened when the rollback was scheduled.
 
     Returns:
         ``{"release": ledger id, "to": ledger id, "release_id": dir, "hosts": {...}}``.
@@ -165,7 +163,6 @@ async def rollback(
         requested_by=requested_by,
         lock_wait_s=lock_wait_s,
         approval=approval,
-        approval_request_id=approval_request_id,
     )
 
 
@@ -177,12 +174,12 @@ def roll_back(
     requested_by: str,
     lock_wait_s: float,
     approval: bool,
-    approval_request_id: int | None,
 ) -> dict[str, Any]:
     """The body of :func:`rollback`, run in a thread by :func:`tasks.sync_body.run_sync_body`."""
     logger = get_run_logger()
     settings = load_settings()
     inventory = load_inventory(settings.inventory_path)
+    requested_by = confirm_run_authority(inventory, {"app": app, "env": env}, requested_by)
     target = resolve_target(inventory, app, env)
     engine = ledger_engine()
     run_id = current_flow_run_id()
@@ -210,7 +207,6 @@ def roll_back(
             ),
             requested_by=requested_by,
             policy=policy,
-            approval_request_id=approval_request_id,
         )
         logger.info("rollback approved by %s", approver)
     with ExitStack() as stack:
@@ -309,7 +305,7 @@ def roll_back(
                     for r in reports
                 ],
                 key=artifact_key("rollback", app, env),
-                description=f"rollback of {app}/{env} to {dest.version}",
+                description=f"rollback of {inline(app)}/{inline(env)} to {inline(dest.version)}",
             )
             # host rows, the outcome and the trigger pause: one transaction
             with unit_of_work(engine) as session:

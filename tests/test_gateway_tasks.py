@@ -19,10 +19,10 @@ pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
 
 def task(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "task_name": "hello via the task API",
-        "temp_id": "hello-release",
+        "task_name": "deploy via the task API",
+        "temp_id": "git-deploy",
         "schedule": "ready",
-        "args": "{'APP_NAME': 'web', 'requested_by': 'ignored-the-token-wins'}",
+        "args": "{'APP_NAME': 'web', 'ENV': 'test', 'TAG': 'qa-task-1'}",
         "details": "test",
     }
     body.update(overrides)
@@ -54,9 +54,7 @@ def test_task_refused_without_a_valid_token(
 
 
 def test_reporter_may_not_submit(gateway: Gateway) -> None:
-    response = gateway.post(
-        "/api/tasks", token=gateway.tokens["rep"], json=task(args={"app": "web"})
-    )
+    response = gateway.post("/api/tasks", token=gateway.tokens["rep"], json=task())
     assert response.status_code == 403
     assert "DEVELOPER" in response.json()["error"]
 
@@ -85,10 +83,12 @@ def test_unknown_fields_and_bad_values_are_listed(gateway: Gateway) -> None:
 
 def test_unknown_argument_for_the_deployment_is_refused(gateway: Gateway) -> None:
     response = gateway.post(
-        "/api/tasks", token=gateway.tokens["dev"], json=task(args={"app": "web", "colour": "blue"})
+        "/api/tasks",
+        token=gateway.tokens["dev"],
+        json=task(args={"app": "web", "env": "test", "ref": "qa-1", "colour": "blue"}),
     )
     assert response.status_code == 400
-    assert "colour: not a parameter of hello-release" in response.json()["error"]
+    assert "colour: not a parameter of git-deploy" in response.json()["error"]
 
 
 def test_malicious_literal_is_rejected_and_never_evaluated(
@@ -112,7 +112,9 @@ def test_seed_script_body_is_accepted_and_retries_start_one_run(gateway: Gateway
     seed = json.loads((FIXTURES / "tasks" / "seed_script.json").read_text(encoding="utf-8"))
     body = seed.get("body", seed)
     body = {k: v for k, v in body.items() if not k.startswith("_")}
-    body.update(temp_id="1", args="{'APP_NAME': 'web', 'requested_by': 'x'}", exec_time="")
+    body.update(temp_id="1", args="{'APP_NAME': 'web', 'ENV': 'test', 'TAG': 'qa-seed'}")
+    body.update(exec_time="", schedule="ready")
+    body.pop("hosts")  # the seed's IP addresses name no host of this inventory
     headers = {"Idempotency-Key": "test-task-retry-0001"}
     first = gateway.post("/api/tasks", token=gateway.tokens["dev"], json=body, headers=headers)
     assert first.status_code == 202, first.text
@@ -120,15 +122,12 @@ def test_seed_script_body_is_accepted_and_retries_start_one_run(gateway: Gateway
     assert second.status_code == 202
     assert first.json()["flow_run_id"] == second.json()["flow_run_id"]
     data = first.json()
-    assert data["deployment"] == "hello-release"
+    assert data["deployment"] == "git-deploy"
     assert data["status"] == "started"
     assert data["ui_url"].endswith(data["flow_run_id"])
     run = read_run(data["flow_run_id"])
     assert run.parameters["requested_by"] == "dev"  # the token's user, not the body
     assert "trigger:task-api" in run.tags
-    assert "app" in data["ignored_arguments"]  # hello-release takes no app; used for roles
-    if body.get("hosts"):
-        assert "hosts" in data["ignored_arguments"]
 
 
 def test_exec_time_becomes_a_scheduled_run_at_that_local_time(gateway: Gateway) -> None:
@@ -137,7 +136,7 @@ def test_exec_time_becomes_a_scheduled_run_at_that_local_time(gateway: Gateway) 
     response = gateway.post(
         "/api/tasks",
         token=gateway.tokens["dev"],
-        json=task(exec_time=local.strftime("%Y-%m-%d %H:%M:%S"), args={"app": "web"}),
+        json=task(exec_time=local.strftime("%Y-%m-%d %H:%M:%S")),
     )
     assert response.status_code == 202, response.text
     data = response.json()

@@ -225,6 +225,11 @@ def test_a_scheduled_deploy_approved_at_submit_time_never_waits(
     fleet = clean_ssh_fleet
     engine = ledger()
     tokens = requester_and_approver(engine, platform_inventory, fleet, repo, "sc")
+    handle = start_run(
+        "git-deploy",
+        {"app": "shop", "env": "test", "ref": "v2", "requested_by": "sc-dev"},
+        scheduled_at=datetime.now(UTC) + timedelta(hours=1),
+    )
     request = open_request(
         engine,
         app="shop",
@@ -233,19 +238,11 @@ def test_a_scheduled_deploy_approved_at_submit_time_never_waits(
         summary="Scheduled git-deploy of v2",
         requested_by="sc-dev",
         policy=ApprovalPolicy(required=1, role="MASTER"),
+        flow_run_id=handle.id,
+        version="v2",
     )
     assert decide(engine, request.id, token_text=tokens["sc-lead"], decision="approve").accepted
-    handle = start_run(
-        "git-deploy",
-        {
-            "app": "shop",
-            "env": "test",
-            "ref": "v2",
-            "requested_by": "sc-dev",
-            "approval_request_id": request.id,
-        },
-        scheduled_at=datetime.now(UTC) + timedelta(seconds=3),
-    )
+    reschedule_now(platform, handle.id)
     wait_for("the deploy", lambda: read_run(handle.id).final)
     assert read_run(handle.id).state_type == "COMPLETED", read_run(handle.id).message
 
@@ -318,7 +315,9 @@ def test_cli_deploy_at_asks_for_approval_now_and_starts_on_time(
     run_id = found.group(1)
     status = read_run(run_id)
     assert status.state_type == "SCHEDULED"
-    request_id = status.parameters["approval_request_id"]
+    found = find_for_run(engine, run_id)
+    assert found is not None
+    request_id = found.id
     request = approvals.get_request(engine, request_id)
     assert request.status is ApprovalStatus.pending and request.flow_run_id == run_id
     assert request.requested_by == "at-dev" and "v2" in request.summary

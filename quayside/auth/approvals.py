@@ -87,9 +87,11 @@ def open_request(
     policy: ApprovalPolicy,
     flow_run_id: str | None = None,
     release_id: int | None = None,
+    version: str | None = None,
+    plan_hash: str | None = None,
     now: datetime | None = None,
 ) -> ApprovalRequest:
-    """Open an approval request that remembers its policy.
+    """Open an approval request that remembers its policy and what it approves.
 
     Args:
         db: ledger Engine or Session.
@@ -102,6 +104,8 @@ def open_request(
             runs always needs an answer).
         flow_run_id: the flow run waiting for it.
         release_id: the release waiting for it.
+        version: the exact version it approves (a gate accepts it for nothing else).
+        plan_hash: the digest of the plan it shows (a gate voids it if the plan changes).
         now: creation time.
 
     Returns:
@@ -123,6 +127,8 @@ def open_request(
         request.space = space
         request.approver_role = policy.role
         request.allow_self_approval = policy.allow_self_approval
+        request.version = version
+        request.plan_hash = plan_hash
         return request
 
 
@@ -303,10 +309,42 @@ def _expire_release(db: Engine | Session, release_id: int | None, actor: str, at
         finish_release(db, release_id, ReleaseStatus.expired, actor=actor, at=at)
 
 
-def link_run(db: Engine | Session, request_id: int, flow_run_id: str) -> None:
-    """Name the flow run a request opened before its run existed (a scheduled run) is for;
-    a request already linked keeps its run."""
-    with unit_of_work(db) as session:
-        row = session.get(ApprovalRequest, request_id)
-        if row is not None and row.flow_run_id is None:
-            row.flow_run_id = flow_run_id
+def screen_answerer(
+    db: Engine | Session,
+    request_id: int,
+    *,
+    user: str,
+    decision: Decision | str,
+    comment: str = "",
+    now: datetime | None = None,
+) -> None:
+    """Check, before a suspended run is woken, that ``user`` may answer ``request_id`` at all
+    (the policy's role in the app's space or project, not a self-approval the policy forbids,
+    the request still open). A refusal is recorded like any refused answer and nothing is
+    resumed; the run's gate checks the accepted answer again.
+
+    Raises:
+        PermissionDenied: the user may not answer (recorded in the ledger).
+        NotFoundError: no such request.
+    """
+    at = now or utcnow()
+    request = approvals.get_request(db, request_id)
+    choice = Decision(decision)
+    reason: str | None = None
+    if request.status is not ApprovalStatus.pending:
+        reason = f"approval request {request_id} is already {request.status.value}"
+    else:
+        try:
+            check_approver(
+                db,
+                approver=user,
+                requester=request.requested_by,
+                space=request.space or DEFAULT_SPACE,
+                project=request.app,
+                policy=policy_of(request),
+            )
+        except PermissionDenied as refused:
+            reason = refused.message
+    if reason is not None:
+        _record_refused(db, request_id, user, choice, comment or None, reason, at)
+        raise PermissionDenied(reason, hint="the run keeps waiting for an approver with the role")

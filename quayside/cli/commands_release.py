@@ -70,13 +70,12 @@ def _follow(deployment: str, parameters: dict[str, Any], *, follow: bool, total:
 
 def _schedule(deployment: str, parameters: dict[str, Any], at: str) -> None:
     """Schedule ``deployment`` at ``at``; open its approval request now if policy needs one."""
-    from quayside.auth.approvals import link_run
     from quayside.auth.policy import policy_for
     from quayside.cli.at_time import parse_at
     from quayside.inventory import load_inventory
     from quayside.inventory.resolve import resolve_target
     from quayside.ledger.db import make_engine
-    from quayside.runs import start_run
+    from quayside.runs import delete_run, start_run
     from quayside.runs.scheduled_approval import open_for_scheduled_run
     from quayside.settings import load_settings
 
@@ -86,15 +85,23 @@ def _schedule(deployment: str, parameters: dict[str, Any], at: str) -> None:
     target = resolve_target(inventory, app_name, env)  # unknown app/env: refused before any write
     when = parse_at(at, inventory.timezone)
     policy = policy_for(inventory, app_name, env)
-    engine = make_engine(settings.database_url)
-    try:
-        request_id = None
-        if policy is not None:
+    handle = start_run(
+        deployment,
+        parameters,
+        scheduled_at=when,
+        tags=["trigger:cli", f"app:{app_name}", f"env:{env}"],
+    )
+    request_id = None
+    if policy is not None:
+        engine = make_engine(settings.database_url)
+        try:
             request_id = open_for_scheduled_run(
                 engine,
+                flow_run_id=handle.id,
                 deployment=deployment,
                 app=app_name,
                 env=env,
+                version=str(parameters.get("ref", "")),
                 space=target.app.space,
                 policy=policy,
                 scheduled_at=when,
@@ -103,17 +110,11 @@ def _schedule(deployment: str, parameters: dict[str, Any], at: str) -> None:
                 details=f"ref `{parameters.get('ref', '')}`, "
                 f"{len(parameters.get('hosts') or target.hosts)} host(s)",
             )
-            parameters["approval_request_id"] = request_id
-        handle = start_run(
-            deployment,
-            parameters,
-            scheduled_at=when,
-            tags=["trigger:cli", f"app:{app_name}", f"env:{env}"],
-        )
-        if request_id is not None:
-            link_run(engine, request_id, handle.id)
-    finally:
-        engine.dispose()
+        except BaseException:
+            delete_run(handle.id)  # a scheduled run without its approval request: undo it
+            raise
+        finally:
+            engine.dispose()
     local = when.astimezone(_zone(inventory.timezone))
     console.print(
         f"scheduled [bold]{handle.name}[/] ({deployment}) for "

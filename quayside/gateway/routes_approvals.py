@@ -1,9 +1,11 @@
 """``POST /api/approvals/{run_id}``: answer an approval gate with the caller's token.
 
-A paused run is resumed with ``{"decision", "comment", "token"}`` — the flow's gate verifies
-the token, the role and the policy itself; the gateway only forwards. A *scheduled* run that
-carries an ``approval_request_id`` (approval asked at submit time) is decided in the ledger
-through :func:`quayside.auth.approvals.decide`.
+The run's pending approval request is found in the ledger by the run's id (nothing the caller
+sends names a request). Before a suspended run is woken, the caller must be allowed to answer
+it (the policy's role in the app's space, no forbidden self-approval): a refusal is recorded
+and the run is not touched. An allowed answer resumes the run with ``{"decision", "comment",
+"token"}`` and the gate verifies it again. A *scheduled* run that has not started (approval
+asked at submit time) is decided in the ledger through :func:`quayside.auth.approvals.decide`.
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from quayside.auth.approvals import decide
+from quayside.auth.approvals import decide, find_for_run, screen_answerer
 from quayside.errors import InputError, NotFoundError
 from quayside.gateway.auth import CallerDep
+from quayside.gateway.auth_first import AuthFirstRoute
 from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.errors import Conflict
 from quayside.runs import read_run, resume_run
 from quayside.runs.scheduled_approval import pending_request_of
 
-router = APIRouter(tags=["approvals"])
+router = APIRouter(tags=["approvals"], route_class=AuthFirstRoute)
 CtxDep = Annotated[GatewayContext, Depends(context)]
 
 
@@ -56,7 +59,15 @@ def answer(
         status = read_run(run_id)
     except InputError:
         raise NotFoundError(f"no flow run {run_id[:64]!r}") from None
+    engine = ctx.engine()
     if status.paused:
+        request = find_for_run(engine, status.id)
+        if request is None:
+            raise Conflict(
+                f"run {status.id} is paused, but not for a Quayside approval",
+                hint="resume it from the Prefect UI",
+            )
+        screen_answerer(engine, request.id, user=user, decision=decision, comment=comment)
         result = resume_run(status.id, {"decision": decision, "comment": comment, "token": token})
         return ApprovalResult(
             flow_run_id=status.id,
@@ -64,11 +75,9 @@ def answer(
             status=result,
             detail="answer forwarded to the run's approval gate",
         )
-    request_id = pending_request_of(status)
+    request_id = pending_request_of(engine, status)
     if request_id is not None:
-        outcome = decide(
-            ctx.engine(), request_id, token_text=token, decision=decision, comment=comment
-        )
+        outcome = decide(engine, request_id, token_text=token, decision=decision, comment=comment)
         return ApprovalResult(
             flow_run_id=status.id,
             decision=decision,

@@ -25,7 +25,8 @@ from quayside.gateway.config import origin_of
 from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.errors import ServiceUnavailable
 from quayside.gateway.routes_approvals import answer
-from quayside.gateway.triggering import catalogue_entry, env_requires_approval, get_app, start
+from quayside.gateway.submitting import submission_scope, submit_run
+from quayside.gateway.triggering import catalogue_entry, env_requires_approval, get_app
 from quayside.triggers.chat import (
     HELP_TEXT,
     Approve,
@@ -162,7 +163,6 @@ def _carry_out(ctx: GatewayContext, user: str, command: Command, message: Outgoi
         app = get_app(inventory, command.app)
         if command.env not in app.environments:
             raise NotFoundError(f"app {command.app} has no environment {command.env!r}")
-        require(ctx, user, app.space, command.app, "DEVELOPER")
         from quayside.ledger.environments import auto_triggers_paused
 
         # a chat deploy is an automatic trigger; a rollback is not (after one rollback,
@@ -182,10 +182,16 @@ def _carry_out(ctx: GatewayContext, user: str, command: Command, message: Outgoi
             if command.to:
                 wanted["to"] = command.to
             verb = "回滚 / rollback"
+        spec = catalogue_entry(name)
+        if not spec.triggerable:  # the same rule as the task API: chat is a trigger
+            return (
+                f"未执行 / not started: {spec.name} cannot be started from chat; "
+                "use `quayside` on the platform host or the Prefect UI"
+            )
+        scope = submission_scope(ctx, user, spec, wanted)
         kind: RunKind = "deploy" if isinstance(command, Deploy) else "rollback"
         approval = env_requires_approval(inventory, command.app, command.env, kind=kind)
         wanted.update({"requested_by": user, "approval": approval})
-        spec = catalogue_entry(name)
         names = ctx.deployment_parameters(spec.full_name)
         missing = sorted(ctx.required_parameters(spec.full_name) - set(wanted))
         if missing:
@@ -193,10 +199,13 @@ def _carry_out(ctx: GatewayContext, user: str, command: Command, message: Outgoi
                 f"缺少参数 / missing: {', '.join(missing)}; "
                 f"e.g. deploy {command.app} to {command.env} <tag>"
             )
-        handle = start(
+        handle = submit_run(
             ctx,
-            spec.name,
+            user,
+            spec,
+            scope,
             {k: v for k, v in wanted.items() if k in names},
+            via="dingtalk",
             idempotency_key=f"{key_base}:{spec.name}" if key_base else _fresh_key(),
             tags=[f"app:{command.app}", f"env:{command.env}", "trigger:dingtalk"],
         )

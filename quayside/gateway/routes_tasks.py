@@ -10,27 +10,27 @@ from fastapi import APIRouter, Body, Depends, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from quayside.auth.approvals import link_run
 from quayside.auth.policy import policy_for
 from quayside.errors import InputError, NotFoundError
-from quayside.gateway.auth import CallerDep, require
+from quayside.gateway.auth import CallerDep
+from quayside.gateway.auth_first import AuthFirstRoute
 from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.errors import Forbidden
-from quayside.gateway.triggering import accepted_parameters, catalogue_entry, start
-from quayside.inventory import Inventory
+from quayside.gateway.submitting import submission_scope, submit_run, undo_on_failure
+from quayside.gateway.triggering import catalogue_entry
 from quayside.runs.scheduled_approval import open_for_scheduled_run
 from quayside.triggers.tasks_api import RunRequest, TaskSubmission, to_request
 
 log = logging.getLogger("quayside.gateway")
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], route_class=AuthFirstRoute)
 
 CtxDep = Annotated[GatewayContext, Depends(context)]
 
 ARG_ALIASES = {"APP_NAME": "app", "TAG": "ref", "ENV": "env", "VERSION": "ref"}
 """Upper-case argument names the older platform's scripts send, and the parameter they mean."""
-SCOPE_ARGS = frozenset({"app", "env"})
-"""Arguments that say which app/environment a task is about (for roles and policy), accepted
-even when the deployment takes no such parameter."""
+RESERVED_ARGS = frozenset({"requested_by", "approval", "approval_request_id"})
+"""Parameters Quayside sets itself: who asked (the token's user) and whether the run waits for
+approval (the environment's policy). A caller naming them is refused, never believed."""
 RUN_NOW_SLACK = timedelta(seconds=30)
 """An exec_time less than this far in the future (scripts send ``now()``) runs immediately."""
 
@@ -44,7 +44,25 @@ class TaskAccepted(BaseModel):
     status: str
     deployment: str
     approval_request_id: int | None = None
-    ignored_arguments: list[str] = []
+
+
+def _refuse_foreign_arguments(
+    deployment: str, params: dict[str, Any], names: frozenset[str]
+) -> None:
+    """Refuse what the deployment does not take and what Quayside sets itself, naming each."""
+    problems = [
+        f"{name}: set by Quayside (the token's user, the environment's policy), not by the caller"
+        for name in sorted(params)
+        if name in RESERVED_ARGS
+    ]
+    problems += [
+        f"{name}: not a parameter of {deployment}"
+        for name in sorted(params)
+        if name not in names and name not in RESERVED_ARGS
+    ]
+    if problems:
+        taken = ", ".join(sorted(n for n in names if n not in RESERVED_ARGS))
+        raise InputError("args: " + "; ".join(problems), hint=f"accepted parameters: {taken}")
 
 
 def _parameters(req: RunRequest) -> dict[str, Any]:
@@ -56,15 +74,6 @@ def _parameters(req: RunRequest) -> dict[str, Any]:
             continue  # the proper name was given too; it wins
         params[name] = value
     return params
-
-
-def _space_of(inventory: Inventory, app: str | None) -> tuple[str, str | None]:
-    if app is None:
-        return "default", None
-    found = inventory.apps.get(app)
-    if found is None:
-        raise NotFoundError(f"args.app: no app {app[:64]!r} in the inventory")
-    return found.space, app
 
 
 @router.post(
@@ -85,7 +94,9 @@ def submit_task(
     """Start (or schedule, with ``exec_time``) a run of the deployment named by ``temp_id``.
 
     ``args``/``hosts`` may be JSON objects or Python-literal strings (parsed, never evaluated).
-    The token's user is the submitter and needs DEVELOPER on the app's space. ``schedule:
+    The token's user is the submitter and needs the deployment's role (DEVELOPER for
+    git-deploy) on everything the run acts on; arguments the deployment does not take, and the
+    ones Quayside sets itself (``requested_by``, ``approval``), are refused. ``schedule:
     new`` requires approval; ``ready`` runs without one unless the environment's policy asks
     for it. A scheduled run that needs approval gets its ledger approval request now, so it can
     be approved before its time comes.
@@ -110,58 +121,55 @@ def submit_task(
     if not spec.triggerable:
         raise Forbidden(f"temp_id: deployment {spec.name!r} cannot be started through the API")
     params = _parameters(req)
-    app = params.get("app") or spec.parameters.get("app")
-    if app is not None and not isinstance(app, str):
-        raise InputError("args.app: must be a string")
-    env = params.get("env") or spec.parameters.get("env")
-    space, project = _space_of(inventory, app)
-    require(ctx, caller.name, space, project, "DEVELOPER")
+    names = ctx.deployment_parameters(spec.full_name)
+    _refuse_foreign_arguments(spec.name, params, names)
+    if req.hosts:
+        if "hosts" not in names:
+            raise InputError(f"hosts: {spec.name} does not take hosts")
+        params["hosts"] = req.hosts
+    scope = submission_scope(ctx, caller.name, spec, {**spec.parameters, **params})
+    app, env = scope.app, scope.env
 
     scheduled_at = (
         req.scheduled_at if req.scheduled_at and req.scheduled_at > now + RUN_NOW_SLACK else None
     )
-    policy = policy_for(
-        inventory, app, env if isinstance(env, str) else None, asked=req.require_approval
-    )
+    policy = policy_for(inventory, app, env, asked=req.require_approval)
     params["requested_by"] = caller.name
-    params["approval"] = policy is not None  # never skip a gate the environment asks for
-    if req.hosts:
-        params["hosts"] = req.hosts
-    names = ctx.deployment_parameters(spec.full_name)
-    request_id: int | None = None
-    if scheduled_at is not None and policy is not None and "approval_request_id" in names:
-        request_id = open_for_scheduled_run(
-            ctx.engine(),
-            deployment=spec.name,
-            app=str(app or spec.name),
-            env=str(env or "-"),
-            space=space,
-            policy=policy,
-            scheduled_at=scheduled_at,
-            requested_by=req.submitter or caller.name,
-            via="the task API",
-            details=f"Task: {req.task_name}\n\n{req.details}",
-            idempotency_key=req.idempotency_key,
-        )
-        params["approval_request_id"] = request_id
-    kept, dropped = accepted_parameters(ctx, spec, params)
-    user_args = {ARG_ALIASES.get(k, k) for k in req.parameters}
-    unknown = sorted(d for d in dropped if d in user_args and d not in SCOPE_ARGS)
-    if unknown:
+    if "approval" in names:
+        params["approval"] = policy is not None  # never skip a gate the environment asks for
+    elif policy is not None:
         raise InputError(
-            "args: " + ", ".join(f"{name}: not a parameter of {spec.name}" for name in unknown),
-            hint="accepted parameters: " + ", ".join(sorted(names)),
+            f"{spec.name} has no approval gate, but {app}/{env} requires approval",
+            hint="use a deployment with an approval gate (git-deploy)",
         )
-    handle = start(
+    handle = submit_run(
         ctx,
-        spec.name,
-        kept,
+        caller.name,
+        spec,
+        scope,
+        params,
+        via="task-api",
         idempotency_key=req.idempotency_key,
         scheduled_at=scheduled_at,
         tags=["trigger:task-api", *([f"app:{app}"] if app else [])],
     )
-    if request_id is not None:
-        link_run(ctx.engine(), request_id, handle.id)
+    request_id: int | None = None
+    if scheduled_at is not None and policy is not None and app is not None and env is not None:
+        with undo_on_failure(handle, scheduled=True):
+            request_id = open_for_scheduled_run(
+                ctx.engine(),
+                flow_run_id=handle.id,
+                deployment=spec.name,
+                app=app,
+                env=env,
+                version=str(params.get("ref") or params.get("version") or ""),
+                space=scope.places[0][0],
+                policy=policy,
+                scheduled_at=scheduled_at,
+                requested_by=caller.name,
+                via="the task API",
+                details=f"Task: {req.task_name}\n\n{req.details}",
+            )
     body = TaskAccepted(
         flow_run_id=handle.id,
         ui_url=handle.ui_url,
@@ -169,6 +177,5 @@ def submit_task(
         status="scheduled" if scheduled_at else "started",
         deployment=spec.name,
         approval_request_id=request_id,
-        ignored_arguments=[d for d in dropped if d not in user_args or d in SCOPE_ARGS],
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=202)

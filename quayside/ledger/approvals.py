@@ -258,3 +258,34 @@ def get_request(db: Engine | Session, request_id: int) -> ApprovalRequest:
         if found is None:
             raise NotFoundError(f"approval request {request_id} is not in the ledger")
         return found
+
+
+def void_request(
+    db: Engine | Session,
+    request_id: int,
+    reason: str,
+    *,
+    actor: str = "system",
+    now: datetime | None = None,
+) -> None:
+    """Close a request whose subject changed (another plan, version or run) as ``voided``;
+    its approvals no longer count for anything. A request already closed is left as it is.
+
+    Raises:
+        NotFoundError: no such request.
+    """
+    at = now or utcnow()
+    with unit_of_work(db) as session:
+        request = _get(session, request_id)
+        if request.status in (ApprovalStatus.approved, ApprovalStatus.pending):
+            before = request.status
+            request.status = ApprovalStatus.voided
+            request.decided_at = at
+            audit.record(
+                session,
+                actor,
+                "approval.voided",
+                "approval_request",
+                request.id,
+                {"status": "voided", "was": before.value, "reason": reason},
+            )

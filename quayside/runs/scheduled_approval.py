@@ -1,9 +1,11 @@
 """Approval for a scheduled run is asked when it is submitted, not when its time comes.
 
-The task API (``exec_time``) and ``quayside deploy --at`` both open the ledger approval request
-before they create the Prefect scheduled run, pass its id as the run's ``approval_request_id``
-parameter (the flow's gate returns at once if it was approved in the meantime) and link the
-request to the run once it exists. Until the run starts, answers go straight to the ledger.
+The task API (``exec_time``) and ``quayside deploy --at`` create the Prefect scheduled run
+first, then open the ledger approval request *for that run* (its flow run id, app, env and
+the exact version it releases), so the run's gate finds it when the run starts and returns
+at once if it was approved meanwhile. No run parameter names the request: the gate accepts
+only a request opened for its own run. Until the run starts, answers go straight to the
+ledger.
 """
 
 from __future__ import annotations
@@ -14,40 +16,36 @@ from sqlalchemy import Engine
 
 from quayside.auth import approvals
 from quayside.inventory.models import ApprovalPolicy
-from quayside.runs.client import RunStatus, find_run_by_key
+from quayside.runs.client import RunStatus
 
 
 def open_for_scheduled_run(
     engine: Engine,
     *,
+    flow_run_id: str,
     deployment: str,
     app: str,
     env: str,
+    version: str,
     space: str,
     policy: ApprovalPolicy,
     scheduled_at: datetime,
     requested_by: str,
     via: str,
     details: str = "",
-    idempotency_key: str | None = None,
 ) -> int:
-    """The approval request for a run scheduled at ``scheduled_at``.
-
-    A retried submission (a run already exists with ``idempotency_key``) gets the request that
-    run carries; otherwise a new one is opened under ``policy``.
+    """The approval request of scheduled run ``flow_run_id`` (a retried submission of the
+    same run gets the request it already has).
 
     Returns:
-        The ledger approval request id (pass it as the run's ``approval_request_id``).
+        The ledger approval request id.
     """
-    if idempotency_key:
-        existing = find_run_by_key(idempotency_key)
-        if existing is not None:
-            known = existing.parameters.get("approval_request_id")
-            if isinstance(known, int):
-                return known
+    existing = approvals.find_for_run(engine, flow_run_id, app=app, env=env)
+    if existing is not None:
+        return int(existing.id)
     summary = (
-        f"Scheduled **{deployment}** of {app}/{env} for {scheduled_at:%Y-%m-%d %H:%M} UTC, "
-        f"requested by {requested_by} through {via}."
+        f"Scheduled **{deployment}** of {app}/{env} ({version}) for "
+        f"{scheduled_at:%Y-%m-%d %H:%M} UTC, requested by {requested_by} through {via}."
     )
     if details:
         summary += f"\n\n{details}"
@@ -59,14 +57,16 @@ def open_for_scheduled_run(
         summary=summary,
         requested_by=requested_by,
         policy=policy,
+        flow_run_id=flow_run_id,
+        version=version,
     )
     return int(request.id)
 
 
-def pending_request_of(status: RunStatus) -> int | None:
-    """The approval request a scheduled run (not yet started) carries, if any: answers to it
-    go to the ledger, since there is no paused run to resume yet."""
-    value = status.parameters.get("approval_request_id")
-    if status.state_type == "SCHEDULED" and isinstance(value, int):
-        return value
-    return None
+def pending_request_of(engine: Engine, status: RunStatus) -> int | None:
+    """The approval request of a scheduled run that has not started yet, if it has one:
+    answers to it go to the ledger, since there is no paused run to resume yet."""
+    if status.state_type != "SCHEDULED":
+        return None
+    found = approvals.find_for_run(engine, status.id)
+    return int(found.id) if found is not None else None
