@@ -43,6 +43,7 @@ from quayside.ledger import approvals as ledger_approvals
 from quayside.ledger import audit
 from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import ApprovalRequest, ApprovalStatus, utcnow
+from quayside.markdown_text import cell, code, inline
 from quayside.settings import load_settings
 from tasks.ledger import current_flow_run_id, ledger_engine
 
@@ -162,22 +163,31 @@ def _describe(
     flow_run_id: str,
     last_refusal: str | None,
 ) -> str:
+    """The Markdown above the approval form: the request's table, then the plan.
+
+    Every value in the table and the lines around it (names, version, space, the refusal
+    reason) is escaped here, so none adds a row, a link or an image; ``summary_markdown`` is
+    Markdown its builder escaped (:mod:`quayside.deploy.summary`).
+    """
     policy = core.policy_of(request)
     approvers = core.valid_approvers(request)
     expires = request.expires_at.strftime("%Y-%m-%d %H:%M UTC") if request.expires_at else "—"
     rows = [
-        ("app", f"`{request.app}`"),
-        ("environment", f"`{request.env}`"),
-        ("version", f"`{version}`"),
-        ("requested by", request.requested_by or "—"),
+        ("app", code(request.app, in_table=True)),
+        ("environment", code(request.env, in_table=True)),
+        ("version", code(version, in_table=True)),
+        ("requested by", cell(request.requested_by) or "—"),
         ("approvals", f"{len(approvers)} of {request.required_approvals}"),
-        ("approvers", f"{policy.role} or higher in space `{request.space}`"),
+        (
+            "approvers",
+            f"{cell(policy.role)} or higher in space {code(request.space, in_table=True)}",
+        ),
         ("self-approval", "allowed" if policy.allow_self_approval else "not allowed"),
         ("expires", expires),
         ("approval request", f"#{request.id}"),
     ]
     lines = [
-        f"## Approve `{request.app}` {version} → `{request.env}`?",
+        f"## Approve {code(request.app)} {inline(version)} → {code(request.env)}?",
         "",
         "| | |",
         "| --- | --- |",
@@ -185,16 +195,16 @@ def _describe(
         "",
     ]
     if approvers:
-        lines += [f"Approved so far by: {', '.join(approvers)}.", ""]
+        lines += [f"Approved so far by: {', '.join(inline(a) for a in approvers)}.", ""]
     if last_refusal:
-        lines += [f"> The previous answer was refused: {last_refusal}", ""]
+        lines += [f"> The previous answer was refused: {inline(last_refusal, limit=500)}", ""]
     lines += [
         summary_markdown.strip(),
         "",
         "---",
         "Paste your personal token (`quayside tokens create`) into **token**; it is verified "
         "and then deleted. From a shell: "
-        f"`quayside approve {flow_run_id} [--reject] [-m COMMENT]`.",
+        f"{code(f'quayside approve {flow_run_id} [--reject] [-m COMMENT]')}.",
     ]
     return "\n".join(lines)
 

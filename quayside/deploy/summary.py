@@ -1,14 +1,20 @@
-"""Markdown for approvals and run artifacts (pure text, no I/O)."""
+"""Markdown for approvals and run artifacts (pure text, no I/O).
+
+Every value in it comes from outside the template — app, env, version, requester, commit
+subjects and authors, file names, host names — and goes through :mod:`quayside.markdown_text`,
+so a commit subject or a file name is shown as written and adds no row, link or image.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from quayside.markdown_text import cell, code, inline
 from quayside.source.mirror import Commit
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")[:200]
+def _names(values: Sequence[str]) -> str:
+    return ", ".join(inline(v) for v in values)
 
 
 def approval_markdown(
@@ -33,25 +39,29 @@ def approval_markdown(
     True
     """
     span = (
-        f"`{current_sha[:12]}` ({current_version or 'unknown'}) → `{commit_sha[:12]}`"
+        f"{code(current_sha[:12])} ({inline(current_version or 'unknown')}) → "
+        f"{code(commit_sha[:12])}"
         if current_sha
-        else f"first release: `{commit_sha[:12]}`"
+        else f"first release: {code(commit_sha[:12])}"
     )
     lines = [
-        f"## Deploy {app}/{env} to **{version}**",
+        f"## Deploy {inline(app)}/{inline(env)} to **{inline(version)}**",
         "",
-        f"- requested by: **{requested_by}**",
+        f"- requested by: **{inline(requested_by)}**",
         f"- commits: {span}",
-        f"- hosts ({len(hosts)}): {', '.join(hosts)}",
+        f"- hosts ({len(hosts)}): {_names(hosts)}",
         f"- files changed: {len(changed_files)}",
         "",
     ]
     if commits:
         lines += ["| commit | author | subject |", "| --- | --- | --- |"]
-        lines += [f"| `{c.sha[:12]}` | {_cell(c.author)} | {_cell(c.subject)} |" for c in commits]
+        lines += [
+            f"| {code(c.sha[:12], in_table=True)} | {cell(c.author)} | {cell(c.subject)} |"
+            for c in commits
+        ]
         lines.append("")
     if changed_files:
-        shown = [f"`{_cell(p)}`" for p in changed_files[:file_limit]]
+        shown = [code(p) for p in changed_files[:file_limit]]
         more = len(changed_files) - file_limit
         lines.append("Changed: " + ", ".join(shown) + (f" … and {more} more" if more > 0 else ""))
     return "\n".join(lines)
@@ -60,10 +70,15 @@ def approval_markdown(
 def table_markdown(title: str, rows: Sequence[dict[str, object]]) -> str:
     """A Markdown table of ``rows`` (keys of the first row are the columns)."""
     if not rows:
-        return f"# {title}\n\n(no hosts)"
+        return f"# {inline(title)}\n\n(no hosts)"
     cols = list(rows[0])
-    lines = [f"# {title}", "", "| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
-    lines += ["| " + " | ".join(_cell(str(r.get(c, ""))) for c in cols) + " |" for r in rows]
+    lines = [
+        f"# {inline(title)}",
+        "",
+        "| " + " | ".join(cell(c) for c in cols) + " |",
+        "|" + " --- |" * len(cols),
+    ]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -89,17 +104,17 @@ def rollback_markdown(
     """
 
     def name(release: tuple[int, str | None, str | None]) -> str:
-        sha = f" `{release[2][:12]}`" if release[2] else ""
-        return f"**{_cell(release[1] or '?')}** (release {release[0]}{sha})"
+        sha = f" {code(release[2][:12])}" if release[2] else ""
+        return f"**{inline(release[1] or '?')}** (release {release[0]}{sha})"
 
     return "\n".join(
         [
-            f"## Roll back {app}/{env} to {_cell(target[1] or '?')}",
+            f"## Roll back {inline(app)}/{inline(env)} to {inline(target[1] or '?')}",
             "",
-            f"- requested by: **{requested_by}**",
+            f"- requested by: **{inline(requested_by)}**",
             f"- from: {name(current)}",
-            f"- to: {name(target)}, directory `{_cell(release_dir)}`",
-            f"- hosts ({len(hosts)}): {', '.join(hosts)}",
+            f"- to: {name(target)}, directory {code(release_dir)}",
+            f"- hosts ({len(hosts)}): {_names(hosts)}",
             "",
             "Every host switches `current` back (restored from the artifact store where the "
             "release was pruned); automatic triggers of the app/env are paused afterwards.",
