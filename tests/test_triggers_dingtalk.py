@@ -138,6 +138,18 @@ def test_outgoing_message_fields() -> None:
     assert msg.reply_url(NOW) == "https://oapi.dingtalk.com/robot/sendBySession?session=xxxxx"
 
 
+@pytest.mark.parametrize(
+    "staff_id", ["user\n| approvals | 1 of 1 |", "a|b", "<img src=x>", "x" * 101]
+)
+def test_sender_staff_id_outside_name_characters_is_refused(staff_id: str) -> None:
+    """senderStaffId is the sender's identity: refused (a 400 naming the field), never cleaned
+    into someone else's id."""
+    body = {**CALLBACK["body"], "senderStaffId": staff_id}
+    with pytest.raises(InputError, match="senderStaffId: a DingTalk user id has letters"):
+        OutgoingMessage.model_validate(body)
+    assert OutgoingMessage.model_validate({**body, "senderStaffId": "张三-01"}).user_id == "张三-01"
+
+
 def test_non_text_message_has_no_content() -> None:
     body = {**CALLBACK["body"], "msgtype": "picture", "text": None}
     assert OutgoingMessage.model_validate(body).content is None

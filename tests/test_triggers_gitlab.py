@@ -78,7 +78,43 @@ def test_tag_without_username_uses_name() -> None:
     body = copy.deepcopy(load("tag_push.json")["body"])
     del body["user_username"]  # the documented tag example has only user_name
     decision = decide(parse_event(body, "Tag Push Hook"), RULES, app="web")
-    assert decision.user == "John Smith"
+    assert decision.user == "John.Smith"  # a display name, cut down to name characters
+
+
+FORGED_ROWS = "eve\n| approvals | 1 of 1 — pre-approved by boss |\n| self-approval | allowed |"
+
+
+@pytest.mark.parametrize(
+    "username", [FORGED_ROWS, "a|b", "![x](http://evil/t.png)", "x" * 101, "", "a b"]
+)
+def test_username_outside_name_characters_is_refused(username: str) -> None:
+    """user_username becomes the release's requester (compared with approvers): refused."""
+    body = copy.deepcopy(load("tag_push.json")["body"])
+    body["user_username"] = username
+    with pytest.raises(InputError, match="user_username: a user name has letters") as caught:
+        parse_event(body, "Tag Push Hook")
+    assert "approvals" not in str(caught.value) and "evil" not in str(caught.value)
+    pipeline = copy.deepcopy(load("pipeline_tag_success.json")["body"])
+    pipeline["user"]["username"] = username
+    with pytest.raises(InputError, match="user.username: a user name has letters"):
+        parse_event(pipeline, "Pipeline Hook")
+
+
+@pytest.mark.parametrize("username", ["jsmith", "zhang.san@corp", "张三", "o_b"])
+def test_name_characters_of_any_script_are_accepted(username: str) -> None:
+    body = copy.deepcopy(load("tag_push.json")["body"])
+    body["user_username"] = username
+    assert decide(parse_event(body, "Tag Push Hook"), RULES, app="web").user == username
+
+
+def test_display_name_is_cleaned_not_refused() -> None:
+    body = copy.deepcopy(load("tag_push.json")["body"])
+    del body["user_username"]
+    body["user_name"] = FORGED_ROWS
+    decision = decide(parse_event(body, "Tag Push Hook"), RULES, app="web")
+    assert decision.user == "eve.approvals.1.of.1.pre-approved.by.boss.self-approval.allowed"
+    body["user_name"] = "| |"
+    assert decide(parse_event(body, "Tag Push Hook"), RULES, app="web").user is None
 
 
 def test_tag_deletion_is_ignored() -> None:

@@ -60,6 +60,16 @@ def test_seed_script_body_with_executor() -> None:
     assert req.submitter == "githook-token-user"  # the token's user wins over the body
 
 
+def test_submitter_is_informational_so_cleaned_to_name_characters() -> None:
+    body = load("seed_example3.json")["body"]
+    forged = "eve\n| approvals | 1 of 1 |\n![x](http://evil/t.png)"
+    assert parse_submission({**body, "submitter": forged}).submitter == (
+        "eve.approvals.1.of.1.xhttpevilt.png"
+    )
+    assert parse_submission({**body, "submitter": "杨红飞"}).submitter == "杨红飞"
+    assert parse_submission({**body, "submitter": "| |"}).submitter is None
+
+
 def test_json_objects_and_iso_time() -> None:
     sub = parse_submission(load("json_objects.json")["body"])
     req = to_request(sub, ALIASES)

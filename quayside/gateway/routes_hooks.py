@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -27,6 +26,7 @@ from quayside.gateway.triggering import (
 )
 from quayside.runs.secrets import resolve_secret
 from quayside.triggers.gitlab import BRANCH_PREFIX, TAG_PREFIX, decide, parse_event, verify_token
+from quayside.user_names import UserName
 
 log = logging.getLogger("quayside.gateway")
 router = APIRouter(tags=["hooks"])
@@ -141,15 +141,16 @@ class GitPush(BaseModel):
     app: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="the Quayside app")
     ref: str = Field(min_length=1, max_length=255, description="the tag: 'refs/tags/v1' or 'v1'")
     commit: str = Field(pattern=r"^[0-9a-fA-F]{40}([0-9a-fA-F]{24})?$", description="commit SHA")
-    pusher: str | None = Field(default=None, max_length=100, description="who pushed")
+    pusher: UserName | None = Field(
+        default=None,
+        description="who pushed (GL_USERNAME): the release's requester, so a user name: "
+        "letters, digits, '.', '_', '-', '@'; anything else is refused",
+    )
     repo: str | None = Field(
         default=None,
         max_length=255,
         description="project path (GitLab's GL_PROJECT_PATH) for de-duplication with webhooks",
     )
-
-
-_PUSHER_RE = re.compile(r"[^\w.@+-]")
 
 
 @router.post(
@@ -171,7 +172,7 @@ def git_hook(push: GitPush, caller: CallerDep, ctx: CtxDep) -> JSONResponse:
         return _respond(Outcome(status="ignored", reason="branch pushes do not deploy"))
     tag = push.ref.removeprefix(TAG_PREFIX)
     repo = push.repo or (repo_path(app.repo) if app.repo else push.app)
-    pusher = _PUSHER_RE.sub("", push.pusher or "")[:100] or caller.name
+    pusher = push.pusher or caller.name
     return _respond(
         deploy_tag(
             ctx,

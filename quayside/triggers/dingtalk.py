@@ -24,11 +24,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from quayside.errors import InputError
 from quayside.triggers.errors import ReplayError, SendError, SignatureError, StaleTimestampError
+from quayside.user_names import RULE, is_name
 
 WINDOW_S = 3600
 """DingTalk's validity window for a signed timestamp: one hour."""
@@ -187,6 +188,16 @@ class OutgoingMessage(_Model):
     robot_code: str | None = None
     is_in_at_list: bool | None = None
     at_users: list[AtUser] = Field(default_factory=list)
+
+    @field_validator("sender_staff_id")
+    @classmethod
+    def _check_staff_id(cls, value: str | None) -> str | None:
+        # The sender's identity (mapped to a Quayside user, @-mentioned in the reply): refused
+        # unless name characters. InputError, not ValueError, so it leaves model_validate as
+        # itself and the gateway answers 400 naming the field.
+        if value is not None and value != "" and not is_name(value):
+            raise InputError(f"senderStaffId: a DingTalk user id has {RULE}")
+        return value
 
     @property
     def content(self) -> str | None:

@@ -16,9 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from quayside.errors import ConfigError, InputError
+from quayside.user_names import UserName, clean_name
 
 ZERO_SHA = "0" * 40
 TAG_PREFIX = "refs/tags/"
@@ -61,12 +62,16 @@ class GitlabRepository(_Model):
     git_ssh_url: str | None = None
 
 
+DisplayName = Annotated[str | None, AfterValidator(clean_name)]
+"""A GitLab display name ("John Smith"): informational, so cut down to name characters."""
+
+
 class GitlabUser(_Model):
     """The ``user`` object of pipeline payloads."""
 
     id: int | None = None
-    name: str | None = None
-    username: str | None = None
+    name: DisplayName = None
+    username: UserName | None = None
 
 
 class _RefPush(_Model):
@@ -75,8 +80,8 @@ class _RefPush(_Model):
     ref: str
     checkout_sha: str | None = None
     user_id: int | None = None
-    user_name: str | None = None
-    user_username: str | None = None
+    user_name: DisplayName = None
+    user_username: UserName | None = None
     project_id: int | None = None
     project: GitlabProject
     repository: GitlabRepository | None = None
@@ -94,7 +99,8 @@ class _RefPush(_Model):
 
     @property
     def user(self) -> str | None:
-        """Who pushed: the username if sent, else the display name."""
+        """Who pushed: the username if sent (refused unless name characters: it becomes the
+        release's requester), else the display name cut down to name characters."""
         return self.user_username or self.user_name
 
 

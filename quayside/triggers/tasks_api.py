@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from quayside.errors import InputError, NotFoundError
 from quayside.triggers.literal import Mapping_, Scalar, Value, parse_mapping
+from quayside.user_names import clean_name
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 """The older platform's scripts send ``exec_time`` as local time in this zone."""
@@ -137,7 +138,8 @@ class TaskSubmission(BaseModel):
     submitter: str | None = Field(
         default=None,
         max_length=100,
-        description="Accepted for compatibility; the API token's user is the submitter.",
+        description="Accepted for compatibility; the API token's user is the submitter "
+        "(kept only as name characters).",
     )
     executor: str | None = Field(
         default=None,
@@ -204,6 +206,13 @@ class TaskSubmission(BaseModel):
                         {"group": str(group)[:40]},
                     )
         return parsed
+
+    @field_validator("submitter")
+    @classmethod
+    def _clean_submitter(cls, value: str | None) -> str | None:
+        # informational (the token's user is the submitter), so cleaned rather than refused:
+        # the older platform's scripts send display names
+        return clean_name(value)
 
     @field_validator("associated_user", mode="before")
     @classmethod
