@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from quayside.inventory.models import ApprovalPolicy
 from quayside.ledger import approvals as ledger_approvals
 from quayside.ledger.db import make_engine, migrate
 from quayside.markdown_text import plain
+from quayside.runs.scheduled_approval import open_for_scheduled_run
 from quayside.source.mirror import Commit
 from tasks.approval import _describe
 from tests.harness.ui_markdown import Rendered
@@ -141,3 +143,29 @@ def test_the_ui_shows_every_value_as_written(
     assert FILE in result.code
     assert f"quayside approve {RUN_ID} [--reject] [-m COMMENT]" in result.code
     assert result.blocks.count("table") == 2
+
+
+def test_a_scheduled_request_summary_shows_its_details_as_text(
+    engine: Engine, ui_markdown: Callable[[str], Rendered]
+) -> None:
+    """The task API's free-text task name and remarks become plain lines of the summary."""
+    details = f"Task: {SUBJECT}\n\n# not a heading\n| a | b |\n| --- | --- |\n{REFUSAL}"
+    request_id = open_for_scheduled_run(
+        engine,
+        flow_run_id=RUN_ID,
+        deployment="git-deploy",
+        app="web",
+        env="prod",
+        version="release-[1](http://evil/v)",
+        space="team",
+        policy=POLICY,
+        scheduled_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+        requested_by=REQUESTER,
+        via="the task API",
+        details=details,
+    )
+    summary = ledger_approvals.get_request(engine, request_id).summary
+    result = ui_markdown(summary)
+    assert result.links == [] and result.images == [] and result.html == []
+    assert result.tables == [] and set(result.blocks) == {"paragraph"}
+    assert plain(REQUESTER) in summary.replace("\\", "")

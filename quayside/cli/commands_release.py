@@ -107,7 +107,7 @@ def _schedule(deployment: str, parameters: dict[str, Any], at: str) -> None:
                 scheduled_at=when,
                 requested_by=str(parameters["requested_by"]),
                 via="the CLI",
-                details=f"ref `{parameters.get('ref', '')}`, "
+                details=f"ref {parameters.get('ref', '')}, "
                 f"{len(parameters.get('hosts') or target.hosts)} host(s)",
             )
         except BaseException:

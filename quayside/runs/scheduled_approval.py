@@ -16,7 +16,11 @@ from sqlalchemy import Engine
 
 from quayside.auth import approvals
 from quayside.inventory.models import ApprovalPolicy
+from quayside.markdown_text import inline
 from quayside.runs.client import RunStatus
+
+DETAILS_LIMIT = 4000
+"""Characters of ``details`` kept in a summary."""
 
 
 def open_for_scheduled_run(
@@ -37,6 +41,9 @@ def open_for_scheduled_run(
     """The approval request of scheduled run ``flow_run_id`` (a retried submission of the
     same run gets the request it already has).
 
+    Its summary is Markdown in which every value, and each line of ``details`` (plain text,
+    such as a task's free-text remarks), is escaped: none adds a row, a link or an image.
+
     Returns:
         The ledger approval request id.
     """
@@ -44,11 +51,13 @@ def open_for_scheduled_run(
     if existing is not None:
         return int(existing.id)
     summary = (
-        f"Scheduled **{deployment}** of {app}/{env} ({version}) for "
-        f"{scheduled_at:%Y-%m-%d %H:%M} UTC, requested by {requested_by} through {via}."
+        f"Scheduled **{inline(deployment)}** of {inline(app)}/{inline(env)} "
+        f"({inline(version)}) for {scheduled_at:%Y-%m-%d %H:%M} UTC, requested by "
+        f"{inline(requested_by)} through {inline(via)}."
     )
-    if details:
-        summary += f"\n\n{details}"
+    lines = [inline(line, limit=None) for line in details[:DETAILS_LIMIT].splitlines()]
+    if any(lines):
+        summary += "\n\n" + "\n".join(line for line in lines if line)
     request = approvals.open_request(
         engine,
         app=app,
