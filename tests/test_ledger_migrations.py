@@ -40,6 +40,7 @@ TABLES = {
     "spaces",
     "role_grants",
     "run_submissions",
+    "seen_requests",
 }
 
 
@@ -70,7 +71,10 @@ def test_upgrade_downgrade_upgrade(empty_ledger_url: str) -> None:
         if engine.dialect.name == "postgresql":
             with engine.connect() as conn:
                 functions = conn.execute(
-                    text("SELECT count(*) FROM pg_proc WHERE proname = 'audit_events_append_only'")
+                    text(
+                        "SELECT count(*) FROM pg_proc WHERE proname IN "
+                        "('audit_events_append_only', 'audit_events_chain')"
+                    )
                 ).scalar_one()
             assert functions == 0
     finally:

@@ -1,8 +1,11 @@
 """The audit log: one event per state change, written in the same transaction as the change.
 
 Append-only twice over: the ORM refuses to update or delete an :class:`AuditEvent` (mapper
-events in :mod:`quayside.ledger.models`, bulk statements refused by ledger sessions) and the
-database refuses it too (triggers from migration 0001), so raw SQL cannot rewrite history.
+events in :mod:`quayside.ledger.models`, bulk and prefixed statements such as
+``INSERT OR REPLACE`` refused by ledger sessions) and the database refuses it too (triggers from
+migrations 0001 and 0003: no UPDATE, DELETE, TRUNCATE, overwriting or backdated INSERT), so
+raw SQL cannot rewrite history. Each event is chained to the one before it by a hash
+(:mod:`quayside.ledger.audit_chain`); ``quayside audit verify`` walks the chain.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from quayside.ledger.db import unit_of_work
-from quayside.ledger.models import AuditEvent, utcnow
+from quayside.ledger.models import AuditEvent
 
 
 def record(
@@ -38,19 +41,21 @@ def record(
         subject_type: kind of thing changed, e.g. ``release``, ``environment``.
         subject_id: its id or name.
         details: JSON-serializable facts worth keeping.
-        at: event time (default now, UTC).
+        at: event time, timezone-aware; default: when the event is written (UTC). A time
+            earlier than the last recorded event's is refused when the session flushes.
 
     Returns:
-        The pending AuditEvent (its id is set at flush).
+        The pending AuditEvent (its id, time and hashes are set at flush).
     """
     audit_event = AuditEvent(
-        at=at or utcnow(),
         actor=actor,
         action=action,
         subject_type=subject_type,
         subject_id=None if subject_id is None else str(subject_id),
         details=details,
     )
+    if at is not None:
+        audit_event.at = at
     session.add(audit_event)
     return audit_event
 

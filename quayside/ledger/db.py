@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
 from quayside.errors import LedgerError
+from quayside.ledger.audit_chain import chain_new_events
 from quayside.ledger.models import refuse_bulk_audit_changes
 from quayside.settings import load_settings
 
@@ -31,10 +32,12 @@ READ_ONLY = "quayside_read_only"
 
 
 class LedgerSession(Session):
-    """The session :func:`session_scope` opens; refuses bulk changes to the audit log."""
+    """The session :func:`session_scope` opens; refuses bulk changes to the audit log and
+    chains the audit events it writes (:mod:`quayside.ledger.audit_chain`)."""
 
 
 event.listen(LedgerSession, "do_orm_execute", refuse_bulk_audit_changes)
+event.listen(LedgerSession, "before_flush", chain_new_events)
 
 
 def default_url() -> str:

@@ -347,7 +347,12 @@ class ApprovalDecision(Base):
 
 class AuditEvent(Base):
     """Append-only: the ORM refuses to update or delete these rows
-    (:mod:`quayside.ledger.audit`) and so do database triggers created by the migration."""
+    (:mod:`quayside.ledger.audit`) and so do database triggers created by the migrations.
+
+    Each event is chained to the one before it (migration 0003): ``prev_hash`` is that event's
+    ``hash`` and ``hash`` covers this event's fields and ``prev_hash``
+    (:mod:`quayside.ledger.audit_chain`, which fills ``id``, ``at`` and both hashes at flush).
+    """
 
     __tablename__ = "audit_events"
 
@@ -358,6 +363,9 @@ class AuditEvent(Base):
     subject_type: Mapped[str] = mapped_column(String(50))
     subject_id: Mapped[str | None] = mapped_column(String(200))
     details: Mapped[dict[str, Any] | None]
+    # unique: two events can never follow the same one (no fork of the chain)
+    prev_hash: Mapped[str] = mapped_column(String(64), index=True, unique=True)
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 APPEND_ONLY_HINT = "audit events are append-only; record a new event instead"
@@ -371,14 +379,39 @@ def _refuse_audit_change(_mapper: Mapper[Any], _connection: Any, target: AuditEv
     )
 
 
+@event.listens_for(AuditEvent, "before_insert")
+def _refuse_unchained_insert(_mapper: Mapper[Any], _connection: Any, target: AuditEvent) -> None:
+    if target.hash is None or target.prev_hash is None:
+        raise LedgerError(
+            f"audit event {target.action!r} was not chained to the audit log",
+            hint="write audit events with quayside.ledger.audit.record in a ledger session "
+            "(quayside.ledger.db.session_scope), which chains them when it flushes",
+        )
+
+
 def refuse_bulk_audit_changes(state: ORMExecuteState) -> None:
-    """``do_orm_execute`` hook: refuse ORM bulk UPDATE/DELETE statements on AuditEvent
-    (installed on :class:`quayside.ledger.db.LedgerSession`)."""
-    if not (state.is_update or state.is_delete):
+    """``do_orm_execute`` hook: refuse ORM bulk UPDATE/DELETE statements on AuditEvent, and
+    every INSERT statement on it (``INSERT OR REPLACE`` and other prefixes would overwrite
+    events; any bulk insert would skip the hash chain) (installed on
+    :class:`quayside.ledger.db.LedgerSession`)."""
+    if not (state.is_update or state.is_delete or state.is_insert):
         return
     mapper = state.bind_mapper
-    if mapper is not None and mapper.class_ is AuditEvent:
+    on_audit = mapper is not None and mapper.class_ is AuditEvent
+    if not on_audit and getattr(state.statement, "table", None) is not AuditEvent.__table__:
+        return
+    if not state.is_insert:
         raise LedgerError("bulk UPDATE/DELETE of audit events refused", hint=APPEND_ONLY_HINT)
+    prefixes = " ".join(str(p) for p, _dialect in getattr(state.statement, "_prefixes", ()))
+    if prefixes:
+        raise LedgerError(
+            f"INSERT {prefixes} into the audit log refused: it could overwrite recorded events",
+            hint=APPEND_ONLY_HINT,
+        )
+    raise LedgerError(
+        "bulk INSERT into the audit log refused: it would skip the hash chain",
+        hint="record each event with quayside.ledger.audit.record",
+    )
 
 
 class DeployLock(Base):
@@ -476,3 +509,19 @@ class RoleGrant(Base):
 
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
     space: Mapped[Space] = relationship(lazy="joined", innerjoin=True)
+
+
+class SeenRequest(Base):
+    """A signed request (or a message id) a trigger already accepted, kept until it could no
+    longer be replayed (``expires_at``, the end of its signature window plus clock skew), so
+    every gateway process and a restarted one refuse it (:mod:`quayside.ledger.replays`).
+    ``digest`` is the SHA-256 of the value, unique per ``kind``."""
+
+    __tablename__ = "seen_requests"
+    __table_args__ = (UniqueConstraint("kind", "digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    digest: Mapped[str] = mapped_column(String(64))
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
