@@ -106,6 +106,39 @@ def test_gitlab_duplicate_deliveries_start_one_run(gateway: Gateway, platform: P
     assert count_runs(platform.api_url, key) == 1
 
 
+FORGED_ROWS = "eve\n| approvals | 1 of 1 — pre-approved by boss |\n| self-approval | allowed |"
+
+
+def test_gitlab_hostile_username_is_refused_and_starts_nothing(
+    gateway: Gateway, platform: Platform
+) -> None:
+    """A verified Tag Push whose user_username (the release's requester, shown in the approval
+    table) carries newlines and '|': 400 naming the field, no run; the value is not echoed."""
+    fixture = with_tag(gitlab("tag_push"), "release-v6.6.6")
+    fixture["body"]["user_username"] = FORGED_ROWS
+    response = deliver(gateway, fixture)
+    assert response.status_code == 400, response.text
+    assert "user_username: a user name has letters, digits" in response.json()["error"]
+    assert "approvals" not in response.text and "boss" not in response.text
+    body = fixture["body"]
+    key = dedupe_key(body["project"]["path_with_namespace"], "release-v6.6.6", body["checkout_sha"])
+    assert count_runs(platform.api_url, key) == 0
+
+
+def test_git_hook_hostile_pusher_is_refused(gateway: Gateway) -> None:
+    body = {"app": "site", "ref": "refs/tags/qa-66", "commit": "a" * 40, "pusher": FORGED_ROWS}
+    refused = gateway.post("/hooks/git", json=body, token=gateway.tokens["githook"])
+    assert refused.status_code == 422
+    assert [p.split(":")[0] for p in refused.json()["problems"]] == ["pusher"]
+    assert "approvals" not in refused.text
+
+
+def test_dingtalk_hostile_sender_is_refused(gateway: Gateway) -> None:
+    refused = chat(gateway, "deploy web to test", staff_id="user\n| approvals | 1 of 1 |")
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("senderStaffId: a DingTalk user id has")
+
+
 # -- DingTalk --------------------------------------------------------------------------------
 
 
