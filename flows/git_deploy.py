@@ -380,7 +380,8 @@ def deploy_release(
             spec = _spec(target, ref, sha, release_id, build_dir, manifest, known, expected)
             base = _delta_base(manifest, recall(_payload_index(settings, app, env), known))
             progress_key = artifact_key("git-deploy-progress", app, env)
-            with Progress(len(target.host_names), progress_key, f"{app}/{env} to {ref}") as bar:
+            title = f"{inline(app)}/{inline(env)} to {inline(ref)}"
+            with Progress(len(target.host_names), progress_key, title) as bar:
                 # closed last: the final progress update goes out while the ledger is written
                 return _deploy(
                     target, ref, sha, spec, release_row, key, size, limit, base, settings, bar

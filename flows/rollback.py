@@ -282,7 +282,9 @@ def roll_back(
         fetch = PayloadCache(details.get("artifact_key"), cache_dir / "payload")
         host_map = dict(target.hosts)
         progress = Progress(
-            len(host_map), artifact_key("rollback-progress", app, env), f"rollback {app}/{env}"
+            len(host_map),
+            artifact_key("rollback-progress", app, env),
+            f"rollback {inline(app)}/{inline(env)}",
         )
         try:
             result = fan_out(
