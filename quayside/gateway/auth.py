@@ -82,12 +82,35 @@ def authenticate(ctx: GatewayContext, token_text: str) -> tuple[str, bool]:
     return str(user.name), bool(user.is_super)
 
 
+def caller_from_request(request: Request) -> Caller:
+    """The caller behind ``request``'s ``Authorization: Bearer`` header, checked against the
+    ledger (blocking: call it in a worker thread). Sets ``request.state.user``.
+
+    Raises:
+        Unauthorized: no bearer token, or one that is not accepted.
+    """
+    scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("missing API token", hint="send 'Authorization: Bearer <token>'")
+    name, is_super = authenticate(context(request), token)
+    request.state.user = name
+    return Caller(name=name, is_super=is_super, token=token)
+
+
 def current_caller(
     request: Request,
     ctx: Annotated[GatewayContext, Depends(context)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    """FastAPI dependency: the authenticated caller (401 without a valid bearer token)."""
+    """FastAPI dependency: the authenticated caller (401 without a valid bearer token).
+
+    Routes of an :class:`quayside.gateway.auth_first.AuthFirstRoute` router have checked the
+    token before their body was read; the caller found then is used.
+    """
+    checked = getattr(request.state, "caller", None)
+    if isinstance(checked, Caller):
+        return checked
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("missing API token", hint="send 'Authorization: Bearer <token>'")
     name, is_super = authenticate(ctx, credentials.credentials)

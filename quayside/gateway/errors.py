@@ -1,5 +1,10 @@
 """Error responses: every failure becomes ``{"error", "hint", "request_id"}`` JSON with a 4xx/5xx
-status; validation failures list ``field: problem`` lines; no traceback ever reaches a client."""
+status; validation failures list ``field: problem`` lines; no traceback ever reaches a client.
+
+A body that cannot be parsed is always the client's error (4xx), however it fails: invalid
+JSON, bytes that are not UTF-8, or nesting too deep for the parser (``RecursionError``, which
+no route can prevent before parsing) -- answered with one line, logged with one line.
+"""
 
 from __future__ import annotations
 
@@ -93,6 +98,20 @@ def format_problems(error: RequestValidationError) -> list[str]:
     return lines
 
 
+BODY_HINT = "send one JSON object as documented at /docs"
+FASTAPI_PARSE_ERROR = "There was an error parsing the body"
+"""The detail of FastAPI's 400 when parsing a body raised something else than a JSON error."""
+
+
+def body_error_message(error: BaseException | None) -> str:
+    """What is wrong with a body the parser refused (``error`` is what the parser raised)."""
+    if isinstance(error, RecursionError):
+        return "the body is not acceptable JSON: nested too deeply"
+    if isinstance(error, UnicodeDecodeError):
+        return "the body is not valid JSON: not UTF-8 text"
+    return "the body is not valid JSON"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
@@ -106,10 +125,24 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        message, hint = str(exc.detail), getattr(exc, "hint", None)
+        if exc.status_code == 400 and exc.detail == FASTAPI_PARSE_ERROR:
+            message, hint = body_error_message(exc.__cause__), BODY_HINT
         return JSONResponse(
-            error_body(request, str(exc.detail)),
+            error_body(request, message, hint),
             status_code=exc.status_code,
             headers=dict(exc.headers or {}),
+        )
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        log.warning(
+            "request %s refused: %s",
+            getattr(request.state, "request_id", "?"),
+            body_error_message(exc),
+        )
+        return JSONResponse(
+            error_body(request, body_error_message(exc), BODY_HINT), status_code=400
         )
 
     @app.exception_handler(QuaysideError)

@@ -11,10 +11,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from quayside.errors import ConfigError, InputError
+from quayside.errors import InputError
 from quayside.gateway.auth import CallerDep, require
+from quayside.gateway.auth_first import AuthFirstRoute
 from quayside.gateway.context import GatewayContext, context
-from quayside.gateway.errors import ServiceUnavailable, Unauthorized
+from quayside.gateway.errors import Unauthorized, body_error_message
 from quayside.gateway.triggering import (
     Outcome,
     TagTrigger,
@@ -24,15 +25,14 @@ from quayside.gateway.triggering import (
     repo_path,
     rules_of,
 )
-from quayside.runs.secrets import resolve_secret
-from quayside.triggers.gitlab import BRANCH_PREFIX, TAG_PREFIX, decide, parse_event, verify_token
+from quayside.gateway.webhook_auth import NOT_ACCEPTED, apps_for_token
+from quayside.triggers.gitlab import BRANCH_PREFIX, TAG_PREFIX, decide, parse_event
 from quayside.user_names import UserName
 
 log = logging.getLogger("quayside.gateway")
-router = APIRouter(tags=["hooks"])
+router = APIRouter(tags=["hooks"], route_class=AuthFirstRoute)
 
 CtxDep = Annotated[GatewayContext, Depends(context)]
-NOT_ACCEPTED = "webhook not accepted: unknown project or wrong X-Gitlab-Token"
 
 
 def _respond(outcome: Outcome) -> JSONResponse:
@@ -42,11 +42,14 @@ def _respond(outcome: Outcome) -> JSONResponse:
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InputError("the body is not valid JSON") from None
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise InputError(body_error_message(e), hint=GITLAB_BODY_HINT) from None
     if not isinstance(data, dict):
-        raise InputError("the body must be a JSON object")
+        raise InputError("the body must be a JSON object", hint=GITLAB_BODY_HINT)
     return data
+
+
+GITLAB_BODY_HINT = "send a GitLab webhook payload (Tag Push, Push or Pipeline Hook)"
 
 
 def _project_urls(payload: dict[str, Any]) -> list[str | None]:
@@ -80,13 +83,18 @@ async def gitlab_hook(
     ] = None,
 ) -> JSONResponse:
     """Verify a GitLab delivery with the app's ``X-Gitlab-Token`` (constant time) and deploy a
-    new tag that matches one of the app's tag rules. Duplicate deliveries start one run."""
-    payload = _json_object(await request.body())
+    new tag that matches one of the app's tag rules. Duplicate deliveries start one run.
+
+    The token is checked before the body is read (:mod:`quayside.gateway.webhook_auth`): a
+    delivery without a valid one is refused whatever its body."""
     from starlette.concurrency import run_in_threadpool
 
-    outcome = await run_in_threadpool(
-        _handle_gitlab, ctx, payload, x_gitlab_event, x_gitlab_token, app
-    )
+    def check_token() -> frozenset[str]:
+        return apps_for_token(ctx.inventory(), app, x_gitlab_token)
+
+    matching = await run_in_threadpool(check_token)
+    payload = _json_object(await request.body())
+    outcome = await run_in_threadpool(_handle_gitlab, ctx, payload, x_gitlab_event, matching, app)
     return _respond(outcome)
 
 
@@ -94,25 +102,14 @@ def _handle_gitlab(
     ctx: GatewayContext,
     payload: dict[str, Any],
     event_header: str | None,
-    token: str | None,
+    matching: frozenset[str],
     app_name: str | None,
 ) -> Outcome:
     inventory = ctx.inventory()
     name = app_name if app_name else app_for_repo(inventory, _project_urls(payload))
     app = inventory.apps.get(name) if name else None
-    if name is None or app is None:
-        log.warning("gitlab hook: no app for this project (app=%r)", (app_name or "")[:64])
-        raise Unauthorized(NOT_ACCEPTED)
-    if app.webhook_secret is None:
-        log.warning("gitlab hook: app %s has no webhook_secret configured", name)
-        raise Unauthorized(NOT_ACCEPTED, hint=f"set apps.{name}.webhook_secret in quayside.yaml")
-    try:
-        expected = resolve_secret(app.webhook_secret, name=f"apps.{name}.webhook_secret")
-    except ConfigError as e:
-        log.warning("gitlab hook: %s", e.message)
-        raise ServiceUnavailable(f"the webhook secret of app {name!r} is not available") from None
-    if not verify_token(expected, token):
-        log.warning("gitlab hook: wrong X-Gitlab-Token for app %s", name)
+    if name is None or app is None or name not in matching:
+        log.warning("gitlab hook: the delivery's project is not an app its token is for")
         raise Unauthorized(NOT_ACCEPTED)
     event = parse_event(payload, event_header)
     decision = decide(event, rules_of(name, app), app=name)
