@@ -189,6 +189,9 @@ def gateway_fixture(
         dingtalk_app_secret=DINGTALK["app_secret"],
         dingtalk_reply_origins=(origin_of(receiver.url),),
         git_deploy_deployment=DEPLOY,
+        # every test here calls from 127.0.0.1: their refusals must not add up to a 429
+        # (the throttle itself is tested in test_gateway_hardening)
+        auth_failures=10_000,
     )
     os.environ["QS_TEST_GITLAB_SECRET"] = GITLAB_SECRET
     server = uvicorn.Server(

@@ -5,18 +5,15 @@ from __future__ import annotations
 import uvicorn
 
 from quayside.gateway.app import create_app
+from quayside.gateway.config import GatewayConfig
+from quayside.gateway.server import uvicorn_config
 from quayside.settings import load_settings
 
 
 def main() -> None:
     settings = load_settings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        log_level="info",
-        access_log=True,
-    )
+    config = GatewayConfig.from_env()
+    uvicorn.Server(uvicorn_config(create_app(settings, config), settings, config)).run()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from quayside.gateway.config import GatewayConfig
 from quayside.gateway.context import GatewayContext
 from quayside.gateway.errors import install_error_handlers
 from quayside.gateway.middleware import GatewayMiddleware
+from quayside.gateway.throttle import FailureThrottle
 from quayside.settings import Settings, load_settings
 
 
@@ -61,7 +62,8 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
     Args:
         settings: platform settings (data directory, ledger URL, inventory path); default from
             the environment.
-        config: gateway settings (body limit, DingTalk); default from the environment.
+        config: gateway settings (body limit and deadline, failed-authentication limit,
+            DingTalk); default from the environment.
 
     Returns:
         The FastAPI application, with OpenAPI at ``/docs``.
@@ -90,7 +92,12 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
     app.state.settings = settings
     app.state.context = gateway_context
     install_error_handlers(app)
-    app.add_middleware(GatewayMiddleware, max_body_bytes=config.max_body_bytes)
+    app.add_middleware(
+        GatewayMiddleware,
+        max_body_bytes=config.max_body_bytes,
+        body_timeout_s=config.body_timeout_s,
+        throttle=FailureThrottle(config.auth_failures, config.auth_window_s),
+    )
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:

@@ -3,6 +3,12 @@ environment once when the app is built.
 
 Environment variables:
     QUAYSIDE_GATEWAY_MAX_BODY       largest accepted request body in bytes (65536)
+    QUAYSIDE_GATEWAY_HEADER_TIMEOUT seconds a client has to send a request's headers (10)
+    QUAYSIDE_GATEWAY_BODY_TIMEOUT   seconds a client has to send a request's body (10)
+    QUAYSIDE_GATEWAY_KEEP_ALIVE     seconds an idle connection is kept open (5)
+    QUAYSIDE_GATEWAY_AUTH_FAILURES  failed authentications per client address or token id
+                                    that the window allows before answering 429 (20)
+    QUAYSIDE_GATEWAY_AUTH_WINDOW    the window of that limit in seconds (60)
     QUAYSIDE_DINGTALK_APP_SECRET    the DingTalk robot's appSecret (else the inventory secret
                                     ``dingtalk_app_secret``)
     QUAYSIDE_DINGTALK_REPLY_HOSTS   extra origins a callback's sessionWebhook may point at,
@@ -24,6 +30,11 @@ from urllib.parse import urlsplit
 from quayside.errors import ConfigError
 
 DEFAULT_MAX_BODY = 64 * 1024
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_BODY_TIMEOUT_S = 10.0
+DEFAULT_KEEP_ALIVE_S = 5
+DEFAULT_AUTH_FAILURES = 20
+DEFAULT_AUTH_WINDOW_S = 60.0
 
 
 def origin_of(url: str) -> str:
@@ -50,6 +61,11 @@ class GatewayConfig:
     """What the gateway needs beyond the platform settings."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    keep_alive_s: int = DEFAULT_KEEP_ALIVE_S
+    auth_failures: int = DEFAULT_AUTH_FAILURES
+    auth_window_s: float = DEFAULT_AUTH_WINDOW_S
     dingtalk_app_secret: str | None = field(default=None, repr=False)
     dingtalk_reply_origins: tuple[str, ...] = ()
     dingtalk_robot_name: str | None = None
@@ -80,9 +96,26 @@ class GatewayConfig:
             origins.append(origin)
         return cls(
             max_body_bytes=int(raw_max),
+            header_timeout_s=_whole(env, "QUAYSIDE_GATEWAY_HEADER_TIMEOUT", 10, 1, 300),
+            body_timeout_s=_whole(env, "QUAYSIDE_GATEWAY_BODY_TIMEOUT", 10, 1, 300),
+            keep_alive_s=_whole(env, "QUAYSIDE_GATEWAY_KEEP_ALIVE", 5, 1, 300),
+            auth_failures=_whole(env, "QUAYSIDE_GATEWAY_AUTH_FAILURES", 20, 1, 100_000),
+            auth_window_s=_whole(env, "QUAYSIDE_GATEWAY_AUTH_WINDOW", 60, 1, 86_400),
             dingtalk_app_secret=env.get("QUAYSIDE_DINGTALK_APP_SECRET") or None,
             dingtalk_reply_origins=tuple(origins),
             dingtalk_robot_name=env.get("QUAYSIDE_DINGTALK_ROBOT_NAME") or None,
             git_deploy_deployment=env.get("QUAYSIDE_GIT_DEPLOY_DEPLOYMENT") or "git-deploy",
             rollback_deployment=env.get("QUAYSIDE_ROLLBACK_DEPLOYMENT") or "rollback",
         )
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """A whole number (of seconds, or a count) from ``env[name]``, within ``low..high``.
+
+    Raises:
+        ConfigError: the value is not a whole number in range (the message names ``name``).
+    """
+    raw = env.get(name, "").strip() or str(default)
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ConfigError(f"{name}: a whole number from {low} to {high}, not {raw[:20]!r}")
+    return int(raw)
