@@ -1,5 +1,6 @@
 """What every request handler shares: settings, the ledger engine, the inventory (re-read when
-the file changes), the DingTalk replay guard and a cache of deployment parameter names."""
+the file changes), the DingTalk replay guard (backed by the ledger) and a cache of deployment
+parameter names."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from quayside.gateway.config import GatewayConfig
 from quayside.gateway.recent_runs import RecentRuns
 from quayside.inventory import Inventory, load_inventory
 from quayside.settings import Settings
-from quayside.triggers.dingtalk import ReplayGuard
+from quayside.triggers.replay import ReplayGuard
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -33,7 +34,6 @@ class GatewayContext:
     settings: Settings
     config: GatewayConfig
     clock_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
-    replay_guard: ReplayGuard = field(default_factory=ReplayGuard)
     recent_runs: RecentRuns = field(default_factory=RecentRuns)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _engine: Engine | None = None
@@ -41,6 +41,11 @@ class GatewayContext:
     _parameters: dict[str, tuple[float, frozenset[str], frozenset[str]]] = field(
         default_factory=dict
     )
+    replay_guard: ReplayGuard = field(init=False)
+    """Accepts each signed DingTalk callback once, for every gateway sharing this ledger."""
+
+    def __post_init__(self) -> None:
+        self.replay_guard = ReplayGuard(self.engine)
 
     def engine(self) -> Engine:
         """The ledger engine, created on first use."""

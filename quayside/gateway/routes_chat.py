@@ -1,8 +1,9 @@
 """``POST /chatops/dingtalk``: DingTalk outgoing-robot callbacks.
 
-The callback is verified (timestamp + HMAC-SHA256 sign, one-hour window, each signature once),
-the text parsed into a command, the sender (``senderStaffId``) mapped to a Quayside user whose
-role is checked, and the command carried out through ``quayside.runs``. The reply is POSTed to
+The callback is verified (timestamp + HMAC-SHA256 sign, one-hour window, each signature and each
+msgId once across every gateway process: :mod:`quayside.triggers.replay`), the text parsed
+into a command, the sender (``senderStaffId``) mapped to a Quayside user whose role is checked,
+and the command carried out through ``quayside.runs``. The reply is POSTed to
 the callback's ``sessionWebhook`` and also returned as the HTTP response (DingTalk shows a
 synchronous reply too). Nothing runs for a message that does not parse: the reply is the help.
 """
@@ -103,12 +104,14 @@ async def dingtalk(
     secret = await run_in_threadpool(app_secret, ctx)
     verify_signature(secret, timestamp, sign, now_ms)
     assert timestamp is not None and sign is not None
-    ctx.replay_guard.check(timestamp, sign, now_ms)
     raw = await request.body()
     try:
         message = OutgoingMessage.model_validate(json.loads(raw))
     except (ValueError, ValidationError):
         raise InputError("the body is not a DingTalk callback message") from None
+    # once per signature and per msgId, across every gateway sharing the ledger: the signature
+    # does not cover the body, so a replayed one could carry another sender or command
+    await run_in_threadpool(ctx.replay_guard.check, timestamp, sign, message.msg_id, now_ms)
     text = await run_in_threadpool(_reply_text, ctx, message)
     at = [message.sender_staff_id] if message.sender_staff_id else []
     payload = reply_payload(text, at)

@@ -5,7 +5,8 @@ DingTalk POSTs JSON to our URL with headers ``timestamp`` (ms) and ``sign`` =
 ``base64(HmacSHA256(key=appSecret, msg=timestamp + "\\n" + appSecret))``; a request whose
 timestamp differs from ours by more than one hour, or whose sign differs, is not from DingTalk.
 The signature covers only the timestamp, not the body, so a captured request could be replayed
-inside that hour: :class:`ReplayGuard` accepts each ``(timestamp, sign)`` pair once.
+inside that hour with any body: :class:`quayside.triggers.replay.ReplayGuard` accepts each
+``(timestamp, sign)`` pair and each ``msgId`` once, across every gateway sharing the ledger.
 
 Custom group robot with 加签 (https://open.dingtalk.com/document/group/custom-robot-access):
 the webhook URL gets ``&timestamp=<ms>&sign=<urlencode(base64(HmacSHA256(secret,
@@ -17,9 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import heapq
 import hmac
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -28,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from quayside.errors import InputError
-from quayside.triggers.errors import ReplayError, SendError, SignatureError, StaleTimestampError
+from quayside.triggers.errors import SendError, SignatureError, StaleTimestampError
 from quayside.user_names import RULE, is_name
 
 WINDOW_S = 3600
@@ -93,58 +92,6 @@ def verify_signature(
     expected = compute_signature(timestamp, app_secret)
     if not hmac.compare_digest(expected.encode("ascii"), sign_header.strip().encode("utf-8")):
         raise SignatureError("sign header does not match")
-
-
-class ReplayGuard:
-    """Remembers accepted ``(timestamp, sign)`` pairs until their window closes; thread-safe.
-
-    Call :meth:`check` only after :func:`verify_signature` succeeded, so that only genuinely
-    signed requests take memory. When ``max_entries`` live pairs are held, new ones are refused
-    (fail closed) rather than forgetting pairs that could then be replayed. Two genuine callbacks
-    signed in the same millisecond share a pair; the second is refused (DingTalk's scheme cannot
-    tell them apart).
-    """
-
-    def __init__(self, window_s: int = WINDOW_S, max_entries: int = 100_000) -> None:
-        """Create an empty guard.
-
-        Args:
-            window_s: how long a pair is remembered past its timestamp.
-            max_entries: the most pairs held at once.
-        """
-        self.window_ms = window_s * 1000
-        self.max_entries = max_entries
-        self._lock = threading.Lock()
-        self._seen: set[tuple[str, str]] = set()
-        self._expiry: list[tuple[int, tuple[str, str]]] = []
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._seen)
-
-    def check(self, timestamp: str, sign: str, now_ms: int) -> None:
-        """Accept a pair once; refuse it while it is remembered.
-
-        Args:
-            timestamp: the verified ``timestamp`` header.
-            sign: the verified ``sign`` header.
-            now_ms: the current time in ms.
-
-        Raises:
-            ReplayError: the pair was accepted before inside its window, or the guard is full.
-        """
-        key = (timestamp.strip(), sign.strip())
-        expires = int(key[0]) + self.window_ms if key[0].isdigit() else now_ms + self.window_ms
-        with self._lock:
-            while self._expiry and self._expiry[0][0] < now_ms:
-                _, old = heapq.heappop(self._expiry)
-                self._seen.discard(old)
-            if key in self._seen:
-                raise ReplayError("this signed request was already received")
-            if len(self._seen) >= self.max_entries:
-                raise ReplayError("too many signed requests in the last hour; try again later")
-            self._seen.add(key)
-            heapq.heappush(self._expiry, (max(expires, now_ms), key))
 
 
 class _Model(BaseModel):
