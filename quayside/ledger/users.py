@@ -96,26 +96,26 @@ def get_user(db: Engine | Session, name: str) -> User:
     Raises:
         NotFoundError: no such user.
     """
-    with unit_of_work(db) as session:
+    with unit_of_work(db, read_only=True) as session:
         return _user(session, name)
 
 
 def find_user(db: Engine | Session, name: str) -> User | None:
     """One user by name, or None."""
-    with unit_of_work(db) as session:
+    with unit_of_work(db, read_only=True) as session:
         return session.scalars(select(User).where(User.name == name)).one_or_none()
 
 
 def user_by_dingtalk_id(db: Engine | Session, dingtalk_id: str) -> User | None:
     """The user whose DingTalk senderStaffId is ``dingtalk_id``, or None."""
-    with unit_of_work(db) as session:
+    with unit_of_work(db, read_only=True) as session:
         query = select(User).where(User.dingtalk_id == dingtalk_id)
         return session.scalars(query).one_or_none()
 
 
 def list_users(db: Engine | Session) -> Sequence[User]:
     """All users, by name."""
-    with unit_of_work(db) as session:
+    with unit_of_work(db, read_only=True) as session:
         return session.scalars(select(User).order_by(User.name)).all()
 
 
@@ -195,7 +195,7 @@ def get_token(db: Engine | Session, token_id: str) -> ApiToken | None:
 
 def list_tokens(db: Engine | Session, user: str | None = None) -> Sequence[ApiToken]:
     """Stored tokens (never secrets), newest first, optionally of one user."""
-    with unit_of_work(db) as session:
+    with unit_of_work(db, read_only=True) as session:
         query = select(ApiToken).order_by(ApiToken.id.desc())
         if user is not None:
             query = query.where(ApiToken.user_id == _user(session, user).id)
@@ -355,7 +355,7 @@ def grants_for(
         ``(space_role, project_role)``; each None when not granted (``project_role`` is None
         when ``project`` is None).
     """
-    with unit_of_work(db) as session:
+    with unit_of_work(db, read_only=True) as session:
         query = (
             select(RoleGrant.project, RoleGrant.role)
             .join(User, RoleGrant.user_id == User.id)
@@ -374,7 +374,7 @@ def grants_for(
 
 def list_grants(db: Engine | Session, user: str | None = None) -> Sequence[RoleGrant]:
     """Role grants, optionally of one user."""
-    with unit_of_work(db) as session:
+    with unit_of_work(db, read_only=True) as session:
         query = select(RoleGrant).order_by(RoleGrant.id)
         if user is not None:
             query = query.where(RoleGrant.user_id == _user(session, user).id)
