@@ -169,7 +169,11 @@ def test_failed_authentications_are_throttled_per_address(gateway: GatewayProces
     with client(gateway, "127.0.0.21") as http:
         for attempt in range(300):
             token = f"qs_{attempt:012x}_" + "f" * 64
-            response = http.post("/api/tasks", headers={"Authorization": f"Bearer {token}"})
+            spoofed = f"10.9.{attempt // 256}.{attempt % 256}"  # no proxy is trusted: ignored
+            response = http.post(
+                "/api/tasks",
+                headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": spoofed},
+            )
             statuses.append(response.status_code)
             if response.status_code == 429:
                 retry_after.add(int(response.headers["retry-after"]))
@@ -189,6 +193,25 @@ def test_failed_authentications_are_throttled_per_address(gateway: GatewayProces
     with client(gateway, "127.0.0.22") as other:
         answer = other.post("/api/approvals/x", json={}, headers=valid)
         assert answer.status_code == 422  # checked (and the body refused), not throttled
+
+
+def test_uvicorn_settings() -> None:
+    from quayside.gateway.app import create_app
+    from quayside.gateway.config import GatewayConfig
+    from quayside.gateway.server import uvicorn_config
+    from quayside.settings import load_settings
+
+    settings = load_settings()
+    config = GatewayConfig()
+    served = uvicorn_config(create_app(settings, config), settings, config)
+    assert served.access_log is False
+    assert served.proxy_headers is False
+    assert served.timeout_keep_alive == 5
+    assert served.h11_max_incomplete_event_size == 16 * 1024
+    assert isinstance(served.http, type) and served.http.__name__ == "HeaderDeadlineProtocol"
+    proxied = GatewayConfig(trusted_proxies=("10.0.0.5",))
+    behind = uvicorn_config(create_app(settings, proxied), settings, proxied)
+    assert behind.proxy_headers is True and behind.forwarded_allow_ips == ["10.0.0.5"]
 
 
 def test_failed_authentications_are_throttled_per_token_id(gateway: GatewayProcess) -> None:

@@ -127,3 +127,14 @@ def test_bad_limit_settings_name_the_variable(value: str) -> None:
     assert raised.value.message == (
         f"QUAYSIDE_GATEWAY_BODY_TIMEOUT: a whole number from 1 to 300, not {value!r}"
     )
+
+
+def test_trusted_proxies() -> None:
+    assert GatewayConfig.from_env({}).trusted_proxies == ()
+    config = GatewayConfig.from_env({"QUAYSIDE_GATEWAY_TRUSTED_PROXIES": "10.0.0.5, fd00::/8"})
+    assert config.trusted_proxies == ("10.0.0.5", "fd00::/8")
+    with pytest.raises(ConfigError) as raised:
+        GatewayConfig.from_env({"QUAYSIDE_GATEWAY_TRUSTED_PROXIES": "10.0.0.5,proxy.local"})
+    assert raised.value.message.startswith(
+        "QUAYSIDE_GATEWAY_TRUSTED_PROXIES: 'proxy.local' is not an IP address or network"
+    )

@@ -9,6 +9,9 @@ Environment variables:
     QUAYSIDE_GATEWAY_AUTH_FAILURES  failed authentications per client address or token id
                                     that the window allows before answering 429 (20)
     QUAYSIDE_GATEWAY_AUTH_WINDOW    the window of that limit in seconds (60)
+    QUAYSIDE_GATEWAY_TRUSTED_PROXIES  addresses of reverse proxies whose X-Forwarded-For
+                                    names the client, comma separated (none: the client is
+                                    the address that connects, whatever a header says)
     QUAYSIDE_DINGTALK_APP_SECRET    the DingTalk robot's appSecret (else the inventory secret
                                     ``dingtalk_app_secret``)
     QUAYSIDE_DINGTALK_REPLY_HOSTS   extra origins a callback's sessionWebhook may point at,
@@ -22,6 +25,7 @@ Environment variables:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -66,6 +70,7 @@ class GatewayConfig:
     keep_alive_s: int = DEFAULT_KEEP_ALIVE_S
     auth_failures: int = DEFAULT_AUTH_FAILURES
     auth_window_s: float = DEFAULT_AUTH_WINDOW_S
+    trusted_proxies: tuple[str, ...] = ()
     dingtalk_app_secret: str | None = field(default=None, repr=False)
     dingtalk_reply_origins: tuple[str, ...] = ()
     dingtalk_robot_name: str | None = None
@@ -101,6 +106,7 @@ class GatewayConfig:
             keep_alive_s=_whole(env, "QUAYSIDE_GATEWAY_KEEP_ALIVE", 5, 1, 300),
             auth_failures=_whole(env, "QUAYSIDE_GATEWAY_AUTH_FAILURES", 20, 1, 100_000),
             auth_window_s=_whole(env, "QUAYSIDE_GATEWAY_AUTH_WINDOW", 60, 1, 86_400),
+            trusted_proxies=_addresses(env, "QUAYSIDE_GATEWAY_TRUSTED_PROXIES"),
             dingtalk_app_secret=env.get("QUAYSIDE_DINGTALK_APP_SECRET") or None,
             dingtalk_reply_origins=tuple(origins),
             dingtalk_robot_name=env.get("QUAYSIDE_DINGTALK_ROBOT_NAME") or None,
@@ -119,3 +125,21 @@ def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int)
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise ConfigError(f"{name}: a whole number from {low} to {high}, not {raw[:20]!r}")
     return int(raw)
+
+
+def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """IP addresses or networks from the comma-separated ``env[name]``.
+
+    Raises:
+        ConfigError: an item is neither (the message names ``name`` and the item).
+    """
+    items = [item.strip() for item in env.get(name, "").split(",") if item.strip()]
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{name}: {item[:60]!r} is not an IP address or network like 10.0.0.5 or "
+                "10.0.0.0/24"
+            ) from None
+    return tuple(items)

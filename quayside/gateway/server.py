@@ -82,10 +82,14 @@ def uvicorn_config(app: FastAPI, settings: Settings, config: GatewayConfig) -> u
     Args:
         app: the gateway app (:func:`quayside.gateway.app.create_app`).
         settings: where to listen (``gateway_host``, ``gateway_port``).
-        config: the timeouts (``header_timeout_s``, ``keep_alive_s``).
+        config: the timeouts (``header_timeout_s``, ``keep_alive_s``) and the reverse
+            proxies to trust.
 
     Returns:
-        A :class:`uvicorn.Config`: uvicorn's access log off, h11 with the head deadline.
+        A :class:`uvicorn.Config`: uvicorn's access log off, h11 with the head deadline,
+        ``X-Forwarded-For`` honoured only from ``config.trusted_proxies`` (uvicorn trusts
+        127.0.0.1 by default: any local process could pick the client address the throttle
+        counts against).
     """
     return uvicorn.Config(
         app,
@@ -97,4 +101,6 @@ def uvicorn_config(app: FastAPI, settings: Settings, config: GatewayConfig) -> u
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         timeout_keep_alive=config.keep_alive_s,
         server_header=False,
+        proxy_headers=bool(config.trusted_proxies),
+        forwarded_allow_ips=list(config.trusted_proxies),
     )
