@@ -51,6 +51,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_run_submissions_status"), table_name="run_submissions")
     op.drop_index(op.f("ix_run_submissions_principal"), table_name="run_submissions")
     op.drop_table("run_submissions")
-    with op.batch_alter_table("approval_requests") as batch:
-        batch.drop_column("plan_hash")
-        batch.drop_column("version")
+    # plain DROP COLUMN (SQLite >= 3.35, PostgreSQL): a batch copy of approval_requests would
+    # drop the table and, with foreign keys on, cascade-delete its decisions
+    for column in ("plan_hash", "version"):
+        op.execute(f"ALTER TABLE approval_requests DROP COLUMN {column}")
