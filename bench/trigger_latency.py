@@ -352,6 +352,7 @@ async def _hammer(
 
 def duplicates_run(bench: Bench, n: int, concurrency: int) -> dict[str, Any]:
     from quayside.triggers.gitlab import dedupe_key
+    from quayside.triggers.idempotency import TAG_TRIGGERS, scoped_key
 
     hook = delivery(bench.fixture, "qa-duplicate")
     first = bench.post(hook)
@@ -367,7 +368,15 @@ def duplicates_run(bench: Bench, n: int, concurrency: int) -> dict[str, Any]:
         if status != 202:
             refused[str(status)] += 1
     body = hook["body"]
-    key = dedupe_key(body["project"]["path_with_namespace"], "qa-duplicate", body["checkout_sha"])
+    key = scoped_key(  # the Prefect key: tag triggers share one principal
+        user=TAG_TRIGGERS,
+        deployment="git-deploy",
+        app="web",
+        env="test",
+        key=dedupe_key(
+            "web", body["project"]["path_with_namespace"], "qa-duplicate", body["checkout_sha"]
+        ),
+    )
     from tests.harness.platform import count_runs
 
     runs = count_runs(bench.platform.api_url, key)

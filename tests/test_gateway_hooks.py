@@ -14,6 +14,7 @@ import pytest
 
 from quayside.ledger.environments import ensure_app_env, pause_auto_triggers, resume_auto_triggers
 from quayside.triggers.gitlab import dedupe_key
+from quayside.triggers.idempotency import TAG_TRIGGERS, scoped_key
 from tests.harness import dingtalk
 from tests.harness.platform import Platform, count_runs
 from tests.test_gateway_server import DEPLOY, DINGTALK, FIXTURES, Gateway, gateway_fixture  # noqa: F401
@@ -81,8 +82,15 @@ def test_gitlab_paused_environment_starts_nothing(gateway: Gateway) -> None:
     assert response.json()["status"] == "paused"
     assert "freeze for audit" in response.json()["reason"]
     body = gitlab("tag_push")["body"]
-    key = dedupe_key(body["project"]["path_with_namespace"], "qa-paused", body["checkout_sha"])
+    key = tag_run_key(body, "qa-paused", "test")
     assert count_runs(gateway_api(gateway), key) == 0
+
+
+def tag_run_key(body: dict[str, Any], tag: str, env: str) -> str:
+    """The Prefect idempotency key of the deploy of ``tag`` a GitLab delivery for app web
+    starts (scoped: tag triggers share one principal)."""
+    key = dedupe_key("web", body["project"]["path_with_namespace"], tag, body["checkout_sha"])
+    return scoped_key(user=TAG_TRIGGERS, deployment=DEPLOY, app="web", env=env, key=key)
 
 
 def gateway_api(gateway: Gateway) -> str:
@@ -102,7 +110,7 @@ def test_gitlab_duplicate_deliveries_start_one_run(gateway: Gateway, platform: P
     first = answers[0].json()
     assert first["environment"] == "prod" and first["approval"] is True
     body = fixture["body"]
-    key = dedupe_key(body["project"]["path_with_namespace"], "release-v1.0.0", body["checkout_sha"])
+    key = tag_run_key(body, "release-v1.0.0", "prod")
     assert count_runs(platform.api_url, key) == 1
 
 
@@ -121,7 +129,7 @@ def test_gitlab_hostile_username_is_refused_and_starts_nothing(
     assert "user_username: a user name has letters, digits" in response.json()["error"]
     assert "approvals" not in response.text and "boss" not in response.text
     body = fixture["body"]
-    key = dedupe_key(body["project"]["path_with_namespace"], "release-v6.6.6", body["checkout_sha"])
+    key = tag_run_key(body, "release-v6.6.6", "prod")
     assert count_runs(platform.api_url, key) == 0
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from quayside.runs import read_run
 from quayside.triggers.gitlab import dedupe_key
+from quayside.triggers.idempotency import TAG_TRIGGERS, scoped_key
 from tests.harness.platform import PROJECT_DIR, count_runs, free_port
 from tests.harness.require import need_binary
 from tests.test_gateway_server import DEPLOY, Gateway, gateway_fixture  # noqa: F401
@@ -79,7 +80,13 @@ def test_git_push_of_a_tag_starts_the_deploy_run(gateway: Gateway, tmp_path: Pat
     status = read_run(run_id)
     assert status.parameters.get("requested_by") == "tess"
     assert "trigger:git-hook" in status.tags
-    key = dedupe_key("srv/git/site", "qa-1", commit)  # app site's repo path
+    key = scoped_key(
+        user=TAG_TRIGGERS,
+        deployment=DEPLOY,
+        app="site",
+        env="test",
+        key=dedupe_key("site", "srv/git/site", "qa-1", commit),  # app site's repo path
+    )
     api = os.environ["PREFECT_API_URL"]
     assert count_runs(api, key) == 1
     # pushing the same tag again (delete + re-push at the same commit) starts nothing new

@@ -57,7 +57,9 @@ def test_tag_push_deploys_with_approval() -> None:
     assert decision.requires_approval is True
     assert decision.repo == "jsmith/example"
     assert decision.user == "jsmith"
-    assert decision.dedupe_key == dedupe_key("jsmith/example", "release-v1.0.0", decision.commit)
+    assert decision.dedupe_key == dedupe_key(
+        "web", "jsmith/example", "release-v1.0.0", decision.commit
+    )
 
 
 def test_qa_tag_runs_without_approval() -> None:
@@ -233,8 +235,9 @@ def test_tag_rule_compile_where() -> None:
 
 
 def test_dedupe_key() -> None:
-    key = dedupe_key("Group/App", "v1", "ABC")
-    assert key == dedupe_key("group/app", "v1", "abc")
-    assert key != dedupe_key("group/app", "v2", "abc")
-    assert key != dedupe_key("group/app2", "v1", "abc")
+    key = dedupe_key("web", "Group/App", "v1", "ABC")
+    assert key == dedupe_key("web", "group/app", "v1", "abc")
+    assert key != dedupe_key("web", "group/app", "v2", "abc")
+    assert key != dedupe_key("web", "group/app2", "v1", "abc")
+    assert key != dedupe_key("api", "group/app", "v1", "abc")  # two apps from one repo
     assert key.startswith("git-tag:") and len(key) == 8 + 64

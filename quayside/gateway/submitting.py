@@ -84,6 +84,9 @@ def submit_run(
         spec.name,
         params,
         idempotency_key=idempotency_key,
+        user=user,
+        app=scope.app,
+        env=scope.env,
         scheduled_at=scheduled_at,
         tags=tags,
     )

@@ -17,6 +17,7 @@ from quayside.gateway.context import GatewayContext
 from quayside.inventory import App, Inventory
 from quayside.runs import RunHandle, start_run
 from quayside.triggers.gitlab import TAG_RE, TagRule, compile_rules, dedupe_key, match_tag
+from quayside.triggers.idempotency import TAG_TRIGGERS, scoped_key
 
 log = logging.getLogger("quayside.gateway")
 
@@ -127,19 +128,26 @@ def start(
     parameters: dict[str, Any],
     *,
     idempotency_key: str,
+    user: str,
+    app: str | None,
+    env: str | None,
     tags: list[str],
     scheduled_at: Any = None,
 ) -> RunHandle:
     """Start (or find, by idempotency key) a run of catalogue entry ``deployment``; a key this
-    gateway used recently is answered from memory (duplicate deliveries)."""
-    key = f"{deployment}:{idempotency_key}"
+    gateway used recently is answered from memory (duplicate deliveries).
+
+    The key is scoped (:func:`~quayside.triggers.idempotency.scoped_key`): the same
+    ``idempotency_key`` from another ``user``, or for another ``app`` or ``env``, is another run.
+    """
+    key = scoped_key(user=user, deployment=deployment, app=app, env=env, key=idempotency_key)
     known = ctx.recent_runs.get(key)
     if known is not None:
         return known
     handle = start_run(
         deployment,
         parameters,
-        idempotency_key=idempotency_key,
+        idempotency_key=key,
         scheduled_at=scheduled_at,
         tags=["quayside", *tags],
     )
@@ -150,7 +158,7 @@ def start(
 def deploy_tag(ctx: GatewayContext, trigger: TagTrigger) -> Outcome:
     """Apply the app's tag rules to a new tag and start ``git-deploy`` if one matches.
 
-    Duplicate deliveries (same repo, tag and commit) use the same idempotency key, so they
+    Duplicate deliveries (same app, repo, tag and commit) use the same idempotency key, so they
     start one run. A tag matching no rule, or an environment whose automatic triggers are
     paused, is acknowledged and nothing runs.
 
@@ -192,7 +200,10 @@ def deploy_tag(ctx: GatewayContext, trigger: TagTrigger) -> Outcome:
         ctx,
         spec.name,
         parameters,
-        idempotency_key=dedupe_key(trigger.repo, trigger.tag, trigger.commit),
+        idempotency_key=dedupe_key(trigger.app, trigger.repo, trigger.tag, trigger.commit),
+        user=TAG_TRIGGERS,  # content-keyed: one run per tag, whoever delivered it
+        app=trigger.app,
+        env=rule.environment,
         tags=[f"app:{trigger.app}", f"env:{rule.environment}", f"trigger:{trigger.via}"],
     )
     log.info(

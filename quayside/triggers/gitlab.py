@@ -4,7 +4,7 @@ Payloads follow GitLab's "Webhook events" documentation
 (https://docs.gitlab.com/user/project/integrations/webhook_events/). GitLab sends the event name
 in ``X-Gitlab-Event`` and the configured secret in ``X-Gitlab-Token`` (a plain shared secret, not
 an HMAC), so :func:`verify_token` compares it in constant time. Deliveries may repeat (retries,
-a tag push and the tag's pipeline): :func:`dedupe_key` keys one deploy per repo+tag+commit.
+a tag push and the tag's pipeline): :func:`dedupe_key` keys one deploy per app+repo+tag+commit.
 """
 
 from __future__ import annotations
@@ -290,10 +290,12 @@ def match_tag(rules: Iterable[TagRule], tag: str) -> TagRule | None:
     return None
 
 
-def dedupe_key(repo: str, tag: str, commit: str) -> str:
-    """A stable key for "deploy this commit of this repo as this tag", for idempotent runs.
+def dedupe_key(app: str, repo: str, tag: str, commit: str) -> str:
+    """A stable key for "deploy this commit of this repo as this tag to this app", for
+    idempotent runs (two apps built from one repo are two runs).
 
     Args:
+        app: the Quayside app the tag deploys.
         repo: the project path (``group/project``).
         tag: the tag name.
         commit: the commit SHA.
@@ -301,7 +303,7 @@ def dedupe_key(repo: str, tag: str, commit: str) -> str:
     Returns:
         ``git-tag:`` followed by a SHA-256 hex digest; the same inputs give the same key.
     """
-    material = "\x00".join((repo.strip().lower(), tag, commit.lower()))
+    material = "\x00".join((app, repo.strip().lower(), tag, commit.lower()))
     return "git-tag:" + hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
@@ -354,7 +356,7 @@ def _deploy_tag(
         requires_approval=rule.approval,
         repo=repo,
         user=user,
-        dedupe_key=dedupe_key(repo, tag, commit),
+        dedupe_key=dedupe_key(app, repo, tag, commit),
     )
 
 

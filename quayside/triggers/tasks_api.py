@@ -334,7 +334,9 @@ def to_request(
     JSON of what would run (deployment, parameters, hosts, approval, schedule, submitter — not
     the free-text task_name/details/associated_user). For an unscheduled request, passing
     ``now`` adds the current ``dedupe_window`` bucket, so a retry within minutes is a duplicate
-    while the same deploy requested again tomorrow is not.
+    while the same deploy requested again tomorrow is not. The gateway scopes the key by user,
+    deployment, app and environment before Prefect sees it
+    (:func:`quayside.triggers.idempotency.scoped_key`): another caller's key is never a match.
 
     Args:
         sub: the validated submission.
