@@ -87,7 +87,8 @@ POSTGRESQL_CHAIN_TRIGGER = [
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
         IF last_at IS NOT NULL AND NEW.at < last_at THEN
-            RAISE EXCEPTION '{INSERT_REFUSED}: at % is earlier than the last event''s % (backdated)',
+            RAISE EXCEPTION
+                '{INSERT_REFUSED}: at % is earlier than the last event''s % (backdated)',
                 NEW.at, last_at USING ERRCODE = 'insufficient_privilege';
         END IF;
         RETURN NEW;
