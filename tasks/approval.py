@@ -22,6 +22,7 @@ written by :func:`quayside.auth.approvals.expire_overdue` (the periodic sweep, o
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import datetime
 from typing import Any, Literal
@@ -36,12 +37,10 @@ from prefect.input.actions import delete_flow_run_input, read_flow_run_input
 from pydantic import Field, SecretStr, ValidationError
 
 from quayside.auth import approvals as core
-from quayside.errors import InputError, NotFoundError, QuaysideError
+from quayside.errors import InputError, QuaysideError
 from quayside.inventory import load_inventory
 from quayside.inventory.models import ApprovalPolicy
 from quayside.ledger import approvals as ledger_approvals
-from quayside.ledger import audit
-from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import ApprovalRequest, ApprovalStatus, utcnow
 from quayside.markdown_text import cell, code, inline
 from quayside.settings import load_settings
@@ -136,23 +135,30 @@ def _notify(app: str, env: str, event: str, text: str, version: str, actor: str)
         get_run_logger().warning("notification %s failed: %s", event, type(e).__name__)
 
 
-def _attach(request_id: int, flow_run_id: str) -> ApprovalRequest:
-    """Tie a request asked for at submit time to the run that waits for it."""
-    with unit_of_work(ledger_engine()) as session:
-        request = session.get(ApprovalRequest, request_id)
-        if request is None:
-            raise NotFoundError(f"approval request {request_id} is not in the ledger")
-        if request.flow_run_id is None:
-            request.flow_run_id = flow_run_id
-            audit.record(
-                session,
-                f"flow-run:{flow_run_id}",
-                "approval.attached",
-                "approval_request",
-                request_id,
-                {"flow_run_id": flow_run_id},
-            )
-        return request
+def plan_hash(summary_markdown: str) -> str:
+    """The digest an approval is bound to: the plan exactly as the approvers were shown it."""
+    return hashlib.sha256(summary_markdown.encode("utf-8")).hexdigest()
+
+
+def _bound_request(
+    engine: Any, flow_run_id: str, *, app: str, env: str, version: str, digest: str
+) -> ApprovalRequest | None:
+    """The request this run's gate may use: opened for this run (by this gate, or by the
+    trigger that scheduled the run), for this app and env, this exact version and - when the
+    gate opened it - this exact plan. Anything else is voided and None is returned: the gate
+    opens a new request. Nothing a caller sends can name a request."""
+    found = core.find_for_run(engine, flow_run_id, app=app, env=env)
+    if found is None or found.status is ApprovalStatus.voided:
+        return None
+    if found.version != version:
+        reason = f"this run now releases {version!r}, not {found.version!r}"
+    elif found.plan_hash is not None and found.plan_hash != digest:
+        reason = "the plan changed since it was shown to the approvers"
+    else:
+        return found
+    ledger_approvals.void_request(engine, found.id, reason, actor=f"flow-run:{flow_run_id}")
+    get_run_logger().warning("approval request #%s voided: %s", found.id, reason)
+    return None
 
 
 def _describe(
@@ -238,7 +244,6 @@ def approval_gate(
     requested_by: str,
     policy: ApprovalPolicy,
     release_id: int | None = None,
-    approval_request_id: int | None = None,
 ) -> str:
     """Wait until the release is approved under ``policy``; call it from a flow (not a task).
 
@@ -255,8 +260,12 @@ def approval_gate(
         requested_by: who asked; may not approve unless the policy allows it.
         policy: the environment's approval policy (``required`` below 1 counts as 1).
         release_id: the ledger release waiting for the approval.
-        approval_request_id: a request asked for at submit time (a scheduled run); if it is
-            already approved the gate returns at once.
+
+    The gate uses only a request opened for this flow run: by itself, or by the trigger that
+    scheduled the run (approval asked at submit time; if it was approved in the meantime the
+    gate returns at once). The request must be for this app, env and ``version``, and a
+    request the gate opened must show this exact plan (``summary_markdown``): otherwise it is
+    voided and a new one is opened.
 
     Returns:
         The approver name(s), comma-separated.
@@ -280,25 +289,25 @@ def approval_gate(
         raise InputError("approval_gate must be called inside a flow run")
     engine = ledger_engine()
 
-    if approval_request_id is not None:
-        request = _attach(approval_request_id, flow_run_id)
+    digest = plan_hash(summary_markdown)
+    found = _bound_request(engine, flow_run_id, app=app, env=env, version=version, digest=digest)
+    if found is None:
+        request = core.open_request(
+            engine,
+            app=app,
+            env=env,
+            space=_space_of(app),
+            summary=summary_markdown,
+            requested_by=requested_by,
+            policy=policy,
+            flow_run_id=flow_run_id,
+            release_id=release_id,
+            version=version,
+            plan_hash=digest,
+        )
+        logger.info("approval request #%s opened for %s → %s", request.id, app, env)
     else:
-        found = core.find_for_run(engine, flow_run_id, app=app, env=env)
-        if found is None:
-            request = core.open_request(
-                engine,
-                app=app,
-                env=env,
-                space=_space_of(app),
-                summary=summary_markdown,
-                requested_by=requested_by,
-                policy=policy,
-                flow_run_id=flow_run_id,
-                release_id=release_id,
-            )
-            logger.info("approval request #%s opened for %s → %s", request.id, app, env)
-        else:
-            request = found
+        request = found
 
     last_refusal: str | None = None
     while True:

@@ -144,6 +144,7 @@ class ApprovalStatus(StrEnum):
     approved = "approved"
     rejected = "rejected"
     expired = "expired"
+    voided = "voided"  # what it approved changed (another plan, version or run)
 
 
 class Decision(StrEnum):
@@ -316,6 +317,12 @@ class ApprovalRequest(Base):
     allow_self_approval: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # What the request approves (migration 0004): the gate accepts a request only for its own
+    # flow run, app, env and this exact version; ``plan_hash`` binds a gate-opened request to
+    # the plan it showed (a changed plan voids it). NULL on older rows: never accepted by a
+    # gate, which opens a new request instead.
+    version: Mapped[str | None] = mapped_column(String(200))
+    plan_hash: Mapped[str | None] = mapped_column(String(64))
 
     decisions: Mapped[list[ApprovalDecision]] = relationship(
         back_populates="request",
@@ -343,6 +350,42 @@ class ApprovalDecision(Base):
     reason: Mapped[str | None] = mapped_column(Text)
 
     request: Mapped[ApprovalRequest] = relationship(back_populates="decisions")
+
+
+class SubmissionStatus(StrEnum):
+    """Where a submitted run stands, as far as its authority goes."""
+
+    submitted = "submitted"
+    started = "started"
+    refused = "refused"
+    cancelled = "cancelled"
+
+
+class RunSubmission(Base):
+    """Who started a flow run through a trigger (gateway, chat, hooks, CLI with a token), and
+    what for (migration 0004). The run checks its submitter's rights again when it starts (a
+    scheduled run may start days later), and revoking a user's role cancels their pending
+    scheduled runs. The principal is the authenticated caller, never a name a caller sent."""
+
+    __tablename__ = "run_submissions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flow_run_id: Mapped[str] = mapped_column(String(64), unique=True)
+    deployment: Mapped[str] = mapped_column(String(200))
+    # the rule it was authorized under (the catalogue's scope and minimum role), applied again
+    # to the inventory and roles of the day when the run starts
+    scope_kind: Mapped[str] = mapped_column(String(16))
+    minimum_role: Mapped[str] = mapped_column(String(16))
+    principal: Mapped[str] = mapped_column(String(200), index=True)
+    via: Mapped[str] = mapped_column(String(50))
+    app: Mapped[str | None] = mapped_column(String(200))
+    env: Mapped[str | None] = mapped_column(String(200))
+    scheduled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[SubmissionStatus] = mapped_column(
+        _enum(SubmissionStatus, 16), default=SubmissionStatus.submitted, index=True
+    )
+    reason: Mapped[str | None] = mapped_column(Text)
 
 
 class AuditEvent(Base):
