@@ -78,7 +78,8 @@ def test_git_push_of_a_tag_starts_the_deploy_run(gateway: Gateway, tmp_path: Pat
     run_id = run_url.rsplit("/", 1)[1].strip()
     gateway.runs.append(run_id)
     status = read_run(run_id)
-    assert status.parameters.get("requested_by") == "tess"
+    assert status.parameters.get("requested_by") == "githook"  # the token user asks
+    assert "pusher:tess" in status.tags  # who the git server says pushed: information
     assert "trigger:git-hook" in status.tags
     key = scoped_key(
         user=TAG_TRIGGERS,

@@ -172,3 +172,17 @@ def test_chat_honours_triggerable(gateway: Gateway, monkeypatch: pytest.MonkeyPa
 def test_chat_refuses_another_spaces_app(gateway: Gateway) -> None:
     text = reply_text(chat(gateway, "deploy billing to prod v1"))
     assert "permission denied" in text and "team-b" in text
+
+
+def test_the_git_hooks_pusher_is_information_not_the_requester(gateway: Gateway) -> None:
+    """With a shared git account the hook's ``pusher`` is whatever the git server says: the
+    requester (compared by the self-approval rule) is the token's user; the pusher is a tag."""
+    response = gateway.post(
+        "/hooks/git",
+        token=gateway.tokens["githook"],
+        json={"app": "site", "ref": "refs/tags/qa-pusher-1", "commit": "b" * 40, "pusher": "boss"},
+    )
+    assert response.status_code == 202, response.text
+    run = read_run(response.json()["flow_run_id"])
+    assert run.parameters["requested_by"] == "githook"
+    assert "pusher:boss" in run.tags

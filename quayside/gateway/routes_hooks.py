@@ -140,8 +140,8 @@ class GitPush(BaseModel):
     commit: str = Field(pattern=r"^[0-9a-fA-F]{40}([0-9a-fA-F]{24})?$", description="commit SHA")
     pusher: UserName | None = Field(
         default=None,
-        description="who pushed (GL_USERNAME): the release's requester, so a user name: "
-        "letters, digits, '.', '_', '-', '@'; anything else is refused",
+        description="who pushed (GL_USERNAME), recorded as a run tag for information; the "
+        "release's requester is the token's user. Letters, digits, '.', '_', '-', '@'",
     )
     repo: str | None = Field(
         default=None,
@@ -169,7 +169,6 @@ def git_hook(push: GitPush, caller: CallerDep, ctx: CtxDep) -> JSONResponse:
         return _respond(Outcome(status="ignored", reason="branch pushes do not deploy"))
     tag = push.ref.removeprefix(TAG_PREFIX)
     repo = push.repo or (repo_path(app.repo) if app.repo else push.app)
-    pusher = push.pusher or caller.name
     return _respond(
         deploy_tag(
             ctx,
@@ -178,8 +177,9 @@ def git_hook(push: GitPush, caller: CallerDep, ctx: CtxDep) -> JSONResponse:
                 repo=repo,
                 tag=tag,
                 commit=push.commit.lower(),
-                user=pusher,
+                user=caller.name,  # the token's user asks; the pusher is information
                 via="git-hook",
+                reported_by=push.pusher,
             ),
         )
     )

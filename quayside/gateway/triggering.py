@@ -91,6 +91,8 @@ class TagTrigger:
     commit: str
     user: str | None
     via: str
+    reported_by: str | None = None
+    """who the sender says pushed (the git hook's pusher): a Prefect tag, never an identity"""
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,12 @@ def deploy_tag(ctx: GatewayContext, trigger: TagTrigger) -> Outcome:
         user=TAG_TRIGGERS,  # content-keyed: one run per tag, whoever delivered it
         app=trigger.app,
         env=rule.environment,
-        tags=[f"app:{trigger.app}", f"env:{rule.environment}", f"trigger:{trigger.via}"],
+        tags=[
+            f"app:{trigger.app}",
+            f"env:{rule.environment}",
+            f"trigger:{trigger.via}",
+            *([f"pusher:{trigger.reported_by}"] if trigger.reported_by else []),
+        ],
     )
     log.info(
         "trigger %s: tag %s of %s -> %s run %s",
