@@ -18,6 +18,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "quayside.cli.main", *args],
         env=env,
         cwd=PROJECT_DIR,
+        stdin=subprocess.DEVNULL,  # `approve` would ask for a token on a terminal
         capture_output=True,
         text=True,
         timeout=120,

@@ -13,6 +13,7 @@ import getpass
 import os
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -292,21 +293,24 @@ def approve(
     run_id: str = typer.Argument(..., help="the paused (or scheduled) flow run's id"),
     reject: bool = typer.Option(False, "--reject", help="reject instead of approve"),
     message: str = typer.Option("", "--message", "-m", help="comment for the ledger"),
-    token: str | None = typer.Option(
-        None, "--token", help="your token (default: the QUAYSIDE_TOKEN environment variable)"
+    token_file: Path | None = typer.Option(
+        None,
+        "--token-file",
+        help="file holding your token, readable by you only (default: the QUAYSIDE_TOKEN "
+        "environment variable, else a hidden prompt in a terminal)",
+        dir_okay=False,
     ),
     wait_s: float = typer.Option(90, "--wait", help="seconds to wait for the gate's verdict"),
 ) -> None:
-    """Answer a flow run waiting for approval; the run itself checks token, role and policy."""
+    """Answer a flow run waiting for approval; the run itself checks token, role and policy.
+
+    Your token never goes on the command line: --token-file, QUAYSIDE_TOKEN or the prompt.
+    """
+    from quayside.cli.token_input import read_token
     from quayside.runs import read_run, resume_run
     from quayside.runs.scheduled_approval import pending_request_of
 
-    secret = token or os.environ.get("QUAYSIDE_TOKEN")
-    if not secret:
-        raise InputError(
-            "no token: pass --token or set QUAYSIDE_TOKEN",
-            hint="create one on the platform host with `quayside tokens create USER`",
-        )
+    secret = read_token(token_file, os.environ)
     status = read_run(run_id)
     decision = "reject" if reject else "approve"
     request_id = pending_request_of(status)
