@@ -639,6 +639,7 @@ class Quayside:
             "PREFECT_SERVER_ANALYTICS_ENABLED",
         ):
             os.environ[key] = platform.env[key]
+        os.environ["PREFECT_API_AUTH_STRING"] = platform.auth_string
         os.environ.pop("QUAYSIDE_DATABASE_URL", None)
         os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
         # as the platform's flow runs have it (quayside.stack.api_tls)

@@ -276,9 +276,7 @@ class Bench:
     async def _states(self, run_id: str) -> tuple[str, list[tuple[str, datetime]]]:
         from uuid import UUID
 
-        from prefect.client.orchestration import PrefectClient
-
-        async with PrefectClient(api=self.platform.api_url) as client:
+        async with self.platform.client() as client:
             run = await client.read_flow_run(UUID(run_id))
             history = await client.read_flow_run_states(UUID(run_id))
         current = run.state.type.value if run.state else "PENDING"
@@ -379,7 +377,7 @@ def duplicates_run(bench: Bench, n: int, concurrency: int) -> dict[str, Any]:
     )
     from tests.harness.platform import count_runs
 
-    runs = count_runs(bench.platform.api_url, key)
+    runs = count_runs(bench.platform.api_url, key, bench.platform.auth_string)
     if wrong or runs != 1:
         raise RuntimeError(
             f"duplicates: {wrong} answers with another run than {run_id}; {runs} runs"

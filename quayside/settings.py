@@ -6,6 +6,9 @@ Environment variables:
     QUAYSIDE_INVENTORY       path of quayside.yaml (default ``./quayside.yaml``)
     QUAYSIDE_GATEWAY_HOST / QUAYSIDE_GATEWAY_PORT   gateway bind (127.0.0.1:8400)
     QUAYSIDE_PREFECT_PORT    Prefect server port for ``quayside up`` (4200)
+
+The data directory is private (0700; ``quayside up`` refuses one other users can reach): it
+holds Prefect's database with its Secret-block key, the ledger and the API auth string.
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ class Settings:
     @property
     def prefect_home(self) -> Path:
         return self.home / "prefect"
+
+    @property
+    def api_auth_path(self) -> Path:
+        """The Prefect API's auth string (``quayside.api_auth``), 0600."""
+        return self.home / "api-auth"
 
 
 def load_settings() -> Settings:

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import pytest
-from prefect.client.orchestration import PrefectClient
 from sqlalchemy import Engine
 
 from quayside.auth import service
@@ -24,7 +23,7 @@ from quayside.inventory.models import ApprovalPolicy
 from quayside.ledger import approvals
 from quayside.ledger.db import make_engine
 from quayside.ledger.models import ApprovalRequest, ApprovalStatus
-from quayside.runs import read_run, resume_run, start_run
+from quayside.runs import prefect_client, read_run, resume_run, start_run
 from tests.harness.platform import PROJECT_DIR, Platform
 
 pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
@@ -44,7 +43,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT_S) 
 
 
 async def _run_and_inputs(api: str, run_id: str) -> tuple[Any, dict[str, str]]:
-    async with PrefectClient(api=api) as client:
+    async with prefect_client(api) as client:
         run = await client.read_flow_run(UUID(run_id))
         found = await client.filter_flow_run_input(
             flow_run_id=UUID(run_id), key_prefix="", limit=200, exclude_keys=set()

@@ -139,11 +139,11 @@ def _setup_ledger(database_url: str) -> dict[str, str]:
 def wait_final(api_url: str, run_ids: list[str], timeout: float = 90) -> None:
     """Wait until the runs the tests started are final (so they do not overlap later tests);
     delete runs still scheduled for later."""
-    from prefect.client.orchestration import PrefectClient
+    from quayside.runs import prefect_client
 
     async def go() -> None:
         deadline = time.monotonic() + timeout
-        async with PrefectClient(api=api_url) as client:
+        async with prefect_client(api_url) as client:
             for run_id in run_ids:
                 while time.monotonic() < deadline:
                     run = await client.read_flow_run(run_id)  # type: ignore[arg-type]

@@ -260,11 +260,10 @@ def reschedule_now(platform: Platform, run_id: str) -> None:
     import asyncio
     from uuid import UUID
 
-    from prefect.client.orchestration import PrefectClient
     from prefect.states import Scheduled
 
     async def go() -> None:
-        async with PrefectClient(api=platform.api_url) as client:
+        async with platform.client() as client:
             await client.set_flow_run_state(UUID(run_id), Scheduled(), force=True)
 
     asyncio.run(go())
@@ -275,10 +274,8 @@ def run_states(platform: Platform, run_id: str) -> list[str]:
     import asyncio
     from uuid import UUID
 
-    from prefect.client.orchestration import PrefectClient
-
     async def go() -> list[str]:
-        async with PrefectClient(api=platform.api_url) as client:
+        async with platform.client() as client:
             states = await client.read_flow_run_states(UUID(run_id))
         return [s.name or "" for s in states]
 

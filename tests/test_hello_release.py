@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prefect.client.orchestration import PrefectClient
 
 from quayside.ledger.db import make_engine
 from quayside.ledger.models import HostStatus, ReleaseStatus
 from quayside.ledger.releases import list_releases
-from quayside.runs import follow_run, read_run, start_run
+from quayside.runs import follow_run, prefect_client, read_run, start_run
 from quayside.settings import load_settings
 from tests.harness.platform import Platform
 from tests.harness.sshd import SshdFleet
@@ -74,7 +73,7 @@ def test_hello_release_runs_on_every_host(
 async def _artifact_keys(api_url: str, run_id: str) -> list[str]:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    async with PrefectClient(api=api_url) as client:
+    async with prefect_client(api_url) as client:
         arts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
         )

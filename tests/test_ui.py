@@ -1,5 +1,6 @@
-"""The Prefect UI is the console: in headless Chromium, open the hello-release deployment
-that `quayside up` registered, press Run → Quick run → Run, and watch the run complete."""
+"""The Prefect UI is the console: in headless Chromium, log in with the API auth string
+`quayside up` generated (a wrong one is refused), open the hello-release deployment it
+registered, press Run → Quick run → Run, and watch the run complete."""
 
 from __future__ import annotations
 
@@ -8,17 +9,20 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from prefect.client.orchestration import PrefectClient
 
 from quayside.ledger.db import make_engine
 from quayside.ledger.models import ReleaseStatus
 from quayside.ledger.releases import list_releases
-from quayside.runs import read_run
+from quayside.runs import prefect_client, read_run
 from quayside.settings import load_settings
 from tests.harness.platform import Platform
 from tests.harness.require import missing, need_binary
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
 
@@ -34,7 +38,7 @@ CHROMIUM_ARGS = [
 
 def existing_runs(api_url: str) -> set[str]:
     async def read() -> set[str]:
-        async with PrefectClient(api=api_url) as client:
+        async with prefect_client(api_url) as client:
             return {str(run.id) for run in await client.read_flow_runs(limit=200)}
 
     # Playwright's sync API runs an event loop in this thread: use another one
@@ -57,6 +61,22 @@ def browser_page() -> Iterator[object]:
             browser.close()
 
 
+def log_in(page: Page, ui: str, auth_string: str, tmp_path: Path) -> None:
+    """Open the UI: Prefect's login page asks for the auth string; a wrong one stays there."""
+    page.goto(f"{ui}/deployments")
+    field = page.get_by_placeholder("admin:pass")
+    field.wait_for(timeout=30_000)
+    assert "/login" in page.url
+    field.fill("admin:not-the-secret")
+    page.get_by_role("button", name="Login").click()
+    page.get_by_text("Authentication failed.").first.wait_for(timeout=30_000)
+    assert "/login" in page.url
+    page.screenshot(path=str(tmp_path / "login.png"))
+    field.fill(auth_string)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_url(f"{ui}/deployments", timeout=30_000)
+
+
 def test_quick_run_from_the_ui(
     platform: Platform, platform_inventory: Path, browser_page: object, tmp_path: Path
 ) -> None:
@@ -68,7 +88,7 @@ def test_quick_run_from_the_ui(
         "hosts:\n  here: {address: 127.0.0.1, transport: local}\ngroups:\n  demo: [here]\n"
     )
     ui = platform.api_url.removesuffix("/api")
-    page.goto(f"{ui}/deployments")
+    log_in(page, ui, platform.auth_string, tmp_path)
     page.get_by_text("hello-release").first.click()
 
     def run_links() -> set[str]:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from quayside.ledger.db import make_engine
@@ -58,6 +59,7 @@ def test_up_runs_stops_cleanly_and_keeps_state(
     first.start()
     try:
         monkeypatch.setenv("PREFECT_API_URL", first.api_url)
+        monkeypatch.setenv("PREFECT_API_AUTH_STRING", first.auth_string)
         handle = start_run("hello-release", {"group": "demo", "command": ["true"]})
         for _ in follow_run(handle.id, poll_s=0.5, timeout_s=120):
             pass
@@ -68,17 +70,31 @@ def test_up_runs_stops_cleanly_and_keeps_state(
         assert second.returncode == 1
         assert f"already running on {home}" in second.stderr
         assert "Traceback" not in second.stderr
+        # the API auth string is not rotated under a running platform
+        busy = run_cli(["api-auth", "rotate"], first.env)
+        assert busy.returncode == 1 and f"`quayside up` is running on {home}" in busy.stderr
     finally:
         assert first.stop() == 0
     assert processes_with_home(home) == []
     output = first.output.read_text()
     assert "stopped" in output
 
+    old_auth = first.auth_string
+    rotated = run_cli(["api-auth", "rotate"], first.env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert first.auth_string != old_auth
+
     again = Platform(home, inventory)
     again.start()
     try:
         monkeypatch.setenv("PREFECT_API_URL", again.api_url)
+        monkeypatch.setenv("PREFECT_API_AUTH_STRING", again.auth_string)
         assert read_run(handle.id).state_type == "COMPLETED"
+        # the restarted platform takes the new string only
+        flows = f"{again.api_url}/flows/filter"
+        for auth, expected in ((old_auth, 401), (again.auth_string, 200)):
+            answer = httpx.post(flows, json={}, auth=httpx.BasicAuth(*auth.split(":", 1)))
+            assert answer.status_code == expected
         engine = make_engine(f"sqlite:///{home / 'ledger.db'}")
         release = next(
             r for r in list_releases(engine, "hello", "demo") if r.flow_run_id == handle.id
@@ -117,3 +133,20 @@ def test_up_refuses_a_task_run_flush_interval_that_would_spin_before_touching_an
     assert "1 or more" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "home").exists()
     assert processes_with_home(tmp_path / "home") == []
+
+
+def test_up_refuses_a_data_directory_other_users_can_read(tmp_path: Path) -> None:
+    """A data directory others can enter (0755, what `mkdir` gives) would expose Prefect's
+    database and its Secret-block key: `up` names it, its mode and the fix, starts nothing
+    and writes nothing into it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o755)
+    platform = Platform(home, tmp_path / "inv.yaml")
+    result = run_cli(["up"], platform.env)
+    assert result.returncode == 1
+    assert f"data directory {home} has mode 0755, open to other users" in result.stderr
+    assert f"chmod 700 {home}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(home.iterdir()) == []
+    assert processes_with_home(home) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from quayside.cli import (
+    commands_api_auth,  # noqa: F401  (registers commands)
     commands_audit,  # noqa: F401  (registers commands)
     commands_auth,  # noqa: F401  (registers commands)
     commands_platform,  # noqa: F401  (registers commands)

@@ -111,12 +111,12 @@ class GatewayContext:
 
 
 def _read_parameter_names(full_name: str) -> tuple[frozenset[str], frozenset[str]]:
-    from prefect.client.orchestration import PrefectClient, get_client
     from prefect.exceptions import ObjectNotFound
 
+    from quayside.runs import prefect_client
+
     async def go() -> dict[str, Any]:
-        url = os.environ.get("PREFECT_API_URL")
-        async with PrefectClient(api=url) if url else get_client() as client:
+        async with prefect_client() as client:
             deployment = await client.read_deployment_by_name(full_name)
             return dict(deployment.parameter_openapi_schema or {})
 

@@ -78,7 +78,8 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         raise LedgerError(f"invalid ledger database URL {url!r}: {e}") from e
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            # private, as `quayside up` wants its data directory (quayside.stack.data_dir)
+            Path(parsed.database).expanduser().parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
     else:
         kwargs.setdefault("pool_pre_ping", True)

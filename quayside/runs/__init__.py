@@ -4,8 +4,10 @@ resume it with input. The gateway, the CLI and chat all go through here."""
 from quayside.runs.client import (
     RunHandle,
     RunStatus,
+    api_url,
     find_run_by_key,
     follow_run,
+    prefect_client,
     read_run,
     resume_run,
     start_run,
@@ -15,8 +17,10 @@ from quayside.runs.client import (
 __all__ = [
     "RunHandle",
     "RunStatus",
+    "api_url",
     "find_run_by_key",
     "follow_run",
+    "prefect_client",
     "read_run",
     "resume_run",
     "start_run",

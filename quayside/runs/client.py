@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
-from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterIdempotencyKey,
@@ -26,7 +26,9 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Scheduled
 
 from deployments.catalogue import by_name
+from quayside.api_auth import APIAuthError, client_auth_string, refused_hint
 from quayside.errors import InputError, NotFoundError, QuaysideError
+from quayside.settings import load_settings
 
 T = TypeVar("T")
 
@@ -82,27 +84,65 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return _in_fresh_loop(coro)
     except PrefectHTTPStatusError as e:
+        if e.response is not None and e.response.status_code == 401:
+            url = api_url()
+            raise APIAuthError(
+                f"the Prefect API at {url} refused Quayside's credentials (401 Unauthorized)",
+                hint=refused_hint(url, load_settings()),
+            ) from e
         detail = e.response.text[:300] if e.response is not None else str(e)
         raise QuaysideError(f"Prefect API refused the request: {detail}") from e
     except OSError as e:
         raise PrefectUnavailable(f"Prefect API is not reachable ({e})") from e
     except Exception as e:
         if type(e).__name__ in {"ConnectError", "ConnectTimeout", "ReadTimeout"}:
-            url = os.environ.get("PREFECT_API_URL", "the configured PREFECT_API_URL")
-            raise PrefectUnavailable(f"Prefect API at {url} is not reachable") from e
+            raise PrefectUnavailable(f"Prefect API at {api_url()} is not reachable") from e
         raise
 
 
+def api_url() -> str:
+    """The Prefect API Quayside talks to: PREFECT_API_URL *now* (Prefect's own settings are
+    read once at import; the CLI, the gateway and tests may point elsewhere later), else
+    Prefect's configured one (its profile), else the platform's own (``quayside up``)."""
+    from prefect.settings import get_current_settings
+
+    return (
+        os.environ.get("PREFECT_API_URL")
+        or get_current_settings().api.url
+        or load_settings().prefect_api_url
+    )
+
+
+def prefect_client(url: str | None = None) -> PrefectClient:
+    """A Prefect client for ``url`` (default :func:`api_url`) that authenticates as
+    :func:`quayside.api_auth.client_auth_string` says (or with PREFECT_API_KEY).
+
+    Raises:
+        APIAuthError: the platform's auth string file exists but cannot be read.
+    """
+    from prefect.settings import get_current_settings
+
+    target = url or api_url()
+    configured = get_current_settings().api
+    auth = client_auth_string(
+        target,
+        load_settings(),
+        os.environ,
+        configured.auth_string.get_secret_value() if configured.auth_string else None,
+    )
+    key = os.environ.get("PREFECT_API_KEY") or (
+        configured.key.get_secret_value() if configured.key else None
+    )
+    return PrefectClient(api=target, auth_string=auth, api_key=key)
+
+
 def _client() -> PrefectClient:
-    """A client for the API named by PREFECT_API_URL *now* (Prefect's own settings are read
-    once at import; the CLI, the gateway and tests may point elsewhere later)."""
-    url = os.environ.get("PREFECT_API_URL")
-    return PrefectClient(api=url) if url else get_client()
+    return prefect_client()
 
 
 def ui_url_for(run_id: str) -> str:
     """The Prefect UI page of a flow run."""
-    api = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api").rstrip("/")
+    api = api_url().rstrip("/")
     base = os.environ.get("PREFECT_UI_URL") or api.removesuffix("/api")
     return f"{base}/runs/flow-run/{run_id}"
 

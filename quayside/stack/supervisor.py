@@ -60,6 +60,21 @@ def home_lock(home: Path) -> Iterator[None]:
         handle.close()
 
 
+def up_running(home: Path) -> bool:
+    """Whether a ``quayside up`` holds ``home`` now (:func:`home_lock`), without taking it."""
+    try:
+        handle = (home / "up.lock").open("rb")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
 class Supervisor:
     """Starts ProcessSpecs with a shared environment; ``stop()`` ends them all."""
 

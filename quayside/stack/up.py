@@ -1,5 +1,8 @@
 """``quayside up``: migrate the ledger, start Prefect server + UI, register the catalogue,
-start a worker and the gateway, print the URLs, and stop everything on Ctrl-C."""
+start a worker and the gateway, print the URLs, and stop everything on Ctrl-C.
+
+Everything runs with umask 077 in a private data directory (:mod:`quayside.stack.data_dir`),
+and the Prefect API requires its auth string (:mod:`quayside.api_auth`)."""
 
 from __future__ import annotations
 
@@ -11,9 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from quayside.api_auth import (
+    SERVER_SETTING,
+    auth_env,
+    operator_auth_string,
+    server_auth_string,
+)
 from quayside.executors.control import close_masters, control_dir
 from quayside.settings import Settings
 from quayside.stack.api_tls import CERT_FILE_SETTING, write_api_ca
+from quayside.stack.data_dir import PRIVATE_UMASK, prepare_data_dir
 from quayside.stack.processes import (
     api_ca_path,
     gateway_process,
@@ -60,9 +70,27 @@ def run_up(settings: Settings, project_dir: Path, say: Say) -> None:
     """Run the platform in the foreground until SIGINT/SIGTERM.
 
     Raises:
-        StackError: a port is taken, another ``up`` holds the data directory, or a
-            process failed to start or died.
+        StackError: the data directory is open to other users, a port is taken, another
+            ``up`` holds the data directory, or a process failed to start or died.
+        InputError: a setting is refused (before anything is created).
     """
+    env = platform_env(settings, project_dir, os.environ)  # refuses bad settings first
+    operator_auth = operator_auth_string(os.environ)
+    old_umask = os.umask(PRIVATE_UMASK)  # inherited by every process started below
+    try:
+        prepare_data_dir(settings.home)
+        _run_locked(settings, project_dir, env, operator_auth, say)
+    finally:
+        os.umask(old_umask)
+
+
+def _run_locked(
+    settings: Settings,
+    project_dir: Path,
+    env: dict[str, str],
+    operator_auth: str | None,
+    say: Say,
+) -> None:
     from quayside.ledger.db import migrate
 
     stop_requested = False
@@ -71,14 +99,16 @@ def run_up(settings: Settings, project_dir: Path, say: Say) -> None:
         nonlocal stop_requested
         stop_requested = True
 
-    env = platform_env(settings, project_dir, os.environ)  # refuses bad settings first
     with home_lock(settings.home):
         check_ports(settings)
+        env.update(auth_env(server_auth_string(settings, operator_auth)))
         (settings.home / "logs").mkdir(parents=True, exist_ok=True)
         settings.prefect_home.mkdir(parents=True, exist_ok=True)
         if env.get(CERT_FILE_SETTING) == str(api_ca_path(settings)):
             write_api_ca(api_ca_path(settings))
         say(f"data directory  {settings.home}")
+        source = f"{SERVER_SETTING}, copied to " if operator_auth else ""
+        say(f"API auth        {source}{settings.api_auth_path} (the UI's login asks for it)")
         migrate(settings.database_url)
         say("ledger          migrated")
         sup = Supervisor(env, project_dir)

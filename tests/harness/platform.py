@@ -16,9 +16,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -27,15 +31,24 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 PLATFORM_DINGTALK_SECRET = "platform-test-app-secret-not-real"
 
 
-def count_runs(api_url: str, idempotency_key: str) -> int:
-    """How many flow runs the Prefect API at ``api_url`` holds with ``idempotency_key``."""
+def count_runs(api_url: str, idempotency_key: str, auth_string: str | None = None) -> int:
+    """How many flow runs the Prefect API at ``api_url`` holds with ``idempotency_key``
+    (authenticating with ``auth_string``, else as :func:`quayside.runs.prefect_client` does:
+    PREFECT_API_AUTH_STRING)."""
     import asyncio
 
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
 
+    from quayside.runs import prefect_client
+
     async def go() -> int:
-        async with PrefectClient(api=api_url) as client:
+        client = (
+            PrefectClient(api=api_url, auth_string=auth_string)
+            if auth_string
+            else prefect_client(api_url)
+        )
+        async with client:
             runs = await client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(
                     idempotency_key=FlowRunFilterIdempotencyKey(any_=[idempotency_key])
@@ -74,9 +87,24 @@ class Platform:
         return f"http://127.0.0.1:{self.gateway_port}"
 
     @property
+    def auth_string(self) -> str:
+        """The Prefect API's auth string `up` generated into the data directory."""
+        return (self.home / "api-auth").read_text().strip()
+
+    def client(self) -> PrefectClient:
+        """A Prefect client of this platform's API, authenticated."""
+        from prefect.client.orchestration import PrefectClient
+
+        return PrefectClient(api=self.api_url, auth_string=self.auth_string)
+
+    @property
     def env(self) -> dict[str, str]:
-        """Environment for a client of this platform (CLI subprocesses, quayside.runs)."""
+        """Environment for a client of this platform (CLI subprocesses, quayside.runs): no
+        auth string (another platform's may be in os.environ); the CLI reads this one's from
+        the data directory, as on the platform host."""
         env = dict(os.environ)
+        env.pop("PREFECT_API_AUTH_STRING", None)
+        env.pop("PREFECT_SERVER_API_AUTH_STRING", None)
         env.update(
             {
                 "QUAYSIDE_HOME": str(self.home),
@@ -94,7 +122,9 @@ class Platform:
         return env
 
     def start(self, timeout: float = 240) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
+        # `up` refuses a data directory other users can reach; this one is the harness's own
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.home.chmod(0o700)
         out = self.output.open("ab")
         offset = out.tell()
         self.process = subprocess.Popen(
@@ -158,15 +188,18 @@ def platform_inventory(platform_home: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def platform(platform_home: Path, platform_inventory: Path) -> Iterator[Platform]:
-    """A running platform; ``PREFECT_API_URL`` points at it for in-process clients."""
+    """A running platform; ``PREFECT_API_URL`` and ``PREFECT_API_AUTH_STRING`` point at it for
+    in-process clients."""
     p = Platform(
         platform_home,
         platform_inventory,
         extra_env={"QUAYSIDE_DINGTALK_APP_SECRET": PLATFORM_DINGTALK_SECRET},
     )
     p.start()
-    old = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "QUAYSIDE_HOME", "QUAYSIDE_INVENTORY")}
+    keys = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "QUAYSIDE_HOME", "QUAYSIDE_INVENTORY")
+    old = {k: os.environ.get(k) for k in keys}
     os.environ["PREFECT_API_URL"] = p.api_url
+    os.environ["PREFECT_API_AUTH_STRING"] = p.auth_string
     os.environ["QUAYSIDE_HOME"] = str(p.home)
     os.environ["QUAYSIDE_INVENTORY"] = str(p.inventory)
     _refresh_prefect_settings()
