@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -189,8 +190,15 @@ def test_timeout_expires(platform: Platform, ledger: Engine) -> None:
 def test_pre_approved_request_does_not_suspend(
     platform: Platform, ledger: Engine, people: dict[str, str]
 ) -> None:
+    """A request opened for a scheduled run (its run id, app, env and version), approved
+    before the run's time: the run passes its gate without suspending."""
     from quayside.auth.approvals import decide
 
+    handle = start_run(
+        "approval-demo",
+        {"app": "gate-d", "requested_by": "gate-dev", "version": "v7"},
+        scheduled_at=datetime.now(UTC) + timedelta(hours=1),
+    )
     request = open_request(
         ledger,
         app="gate-d",
@@ -199,13 +207,112 @@ def test_pre_approved_request_does_not_suspend(
         summary="scheduled",
         requested_by="gate-dev",
         policy=ApprovalPolicy(required=1),
+        flow_run_id=handle.id,
+        version="v7",
     )
     assert decide(ledger, request.id, token_text=people["gate-lead"], decision="approve").accepted
-    handle = start_run(
-        "approval-demo",
-        {"app": "gate-d", "requested_by": "gate-dev", "approval_request_id": request.id},
-    )
+    start_now(platform, handle.id)
     assert final_state(handle.id) == "COMPLETED"
     run, _ = run_and_inputs(platform, handle.id)
     assert not run.empirical_policy.pause_keys
     assert approvals.get_request(ledger, request.id).flow_run_id == handle.id
+
+
+def test_an_approval_of_another_version_or_run_does_not_open_the_gate(
+    platform: Platform, ledger: Engine, people: dict[str, str]
+) -> None:
+    """The approval bypass of the security review: an approved request cannot open a gate
+    for another release. A run's parameters cannot name a request (Prefect refuses the
+    unknown parameter); a request of this run approved for another version is voided and the
+    gate waits for a new approval; another run's approved request is never looked at."""
+    from quayside.auth.approvals import decide
+
+    other = start_run(
+        "approval-demo",
+        {"app": "gate-e", "requested_by": "gate-dev", "version": "release-1"},
+        scheduled_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    foreign = open_request(
+        ledger, app="gate-e", env="prod", space="default", summary="release-1",
+        requested_by="gate-dev", policy=ApprovalPolicy(required=1), flow_run_id=other.id,
+        version="release-1",
+    )  # fmt: skip
+    assert decide(ledger, foreign.id, token_text=people["gate-lead"], decision="approve").accepted
+    with pytest.raises(Exception, match="approval_request_id"):
+        start_run(
+            "approval-demo",
+            {"app": "gate-e", "version": "release-2", "approval_request_id": foreign.id},
+        )
+    handle = start_run(
+        "approval-demo",
+        {"app": "gate-e", "requested_by": "gate-dev", "version": "release-2"},
+        scheduled_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    stale = open_request(
+        ledger, app="gate-e", env="prod", space="default", summary="release-1",
+        requested_by="gate-dev", policy=ApprovalPolicy(required=1), flow_run_id=handle.id,
+        version="release-1",
+    )  # fmt: skip
+    assert decide(ledger, stale.id, token_text=people["gate-lead"], decision="approve").accepted
+    start_now(platform, handle.id)
+    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 1))
+    assert approvals.get_request(ledger, stale.id).status is ApprovalStatus.voided
+    fresh = request_of(ledger, handle.id)
+    assert fresh.id not in (stale.id, foreign.id)
+    assert fresh.status is ApprovalStatus.pending and fresh.version == "release-2"
+    assert approvals.get_request(ledger, foreign.id).flow_run_id == other.id
+    asyncio.run(_delete(platform, other.id, handle.id))
+
+
+def test_a_reporter_cannot_wake_a_suspended_run(
+    platform: Platform, ledger: Engine, people: dict[str, str]
+) -> None:
+    """Before a suspended run is resumed, the answer's sender must be allowed to answer: a
+    REPORTER's answer through `quayside approve` and through the gateway, and the requester's
+    own approval, are refused and recorded, and the run stays suspended on the same key (it
+    was never woken to re-run from the top)."""
+    import httpx
+
+    handle = start_run("approval-demo", {"app": "gate-f", "requested_by": "gate-dev"})
+    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 1))
+    result = approve_cli(platform, handle.id, people["gate-rep"], "--reject")
+    assert result.returncode != 0
+    assert "REPORTER" in result.stderr + result.stdout and "Traceback" not in result.stderr
+    response = httpx.post(
+        f"{platform.gateway_url}/api/approvals/{handle.id}",
+        json={"decision": "reject", "comment": "wake up"},
+        headers={"Authorization": f"Bearer {people['gate-rep']}"},
+        timeout=30,
+    )
+    assert response.status_code == 403, response.text
+    assert "gate-rep needs MASTER or higher" in response.json()["error"]
+    self_approval = approve_cli(platform, handle.id, people["gate-dev"])
+    assert self_approval.returncode != 0 and "may not approve" in self_approval.stderr
+    request = request_of(ledger, handle.id)
+    assert [(d.user, d.valid) for d in request.decisions] == [
+        ("gate-rep", False),
+        ("gate-rep", False),
+        ("gate-dev", False),
+    ]
+    time.sleep(2)
+    assert waiting_on(platform, handle.id, 1)
+    run, _ = run_and_inputs(platform, handle.id)
+    assert run.empirical_policy.pause_keys == {f"approval-{request.id}-1"}
+    asyncio.run(_delete(platform, handle.id))
+
+
+def start_now(platform: Platform, run_id: str) -> None:
+    """Move a scheduled run's start to now (as "Scheduled", so the worker starts it)."""
+    from prefect.states import Scheduled
+
+    async def go() -> None:
+        async with platform.client() as client:
+            await client.set_flow_run_state(UUID(run_id), Scheduled(), force=True)
+
+    asyncio.run(go())
+
+
+async def _delete(platform: Platform, *run_ids: str) -> None:
+    async with platform.client() as client:
+        for run_id in run_ids:
+            await client.delete_flow_run(UUID(run_id))

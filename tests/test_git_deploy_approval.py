@@ -423,3 +423,71 @@ def test_a_chat_rollback_waits_for_approval_unless_the_policy_exempts_rollbacks(
     ], rows
     for h in fleet:  # rolling back the rollback undid it
         assert current_id(h) == dirs["v2"]
+
+
+def test_a_scheduled_deploy_does_not_outlive_its_submitters_role(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    """The security review's scheduled-run finding, end to end through the platform's gateway:
+    a DEVELOPER schedules a deploy with ``exec_time``; ``quayside roles revoke`` cancels it at
+    once (audit event ``run.cancelled``). A second one, whose role is taken away behind the
+    CLI's back (straight in the ledger, so nothing cancels it), is refused when it starts: it
+    touches no host and records no release, and the refusal is in the audit log."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    import httpx
+
+    from quayside.ledger.audit import list_events
+
+    fleet = clean_ssh_fleet
+    engine = ledger()
+    service.create_user(engine, "sr-dev")
+    service.grant_role(engine, "sr-dev", "DEVELOPER", space="default")
+    token = service.create_token(engine, "sr-dev")
+    write_inventory(platform_inventory, fleet, repo)
+    before = {h.name: current_id(h) for h in fleet}
+
+    def schedule(ref: str) -> str:
+        later = datetime.now(ZoneInfo("UTC")) + timedelta(hours=3)
+        response = httpx.post(
+            f"{platform.gateway_url}/api/tasks",
+            json={
+                "task_name": "nightly",
+                "temp_id": "git-deploy",
+                "args": {"app": "shop", "env": "test", "ref": ref},
+                "exec_time": later.strftime("%Y-%m-%d %H:%M:%S"),
+                "schedule": "ready",
+            },
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "scheduled"
+        run_id: str = response.json()["flow_run_id"]
+        return run_id
+
+    first = schedule("v1")
+    out = subprocess.run(
+        [sys.executable, "-m", "quayside.cli.main", "roles", "revoke", "sr-dev", "-s", "default"],
+        env=platform.env | {"COLUMNS": "200"},
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"scheduled run {first}" in out.stdout and "cancelled" in out.stdout, out.stdout
+    assert read_run(first).state_type == "CANCELLED"
+    cancelled = [e for e in list_events(engine) if e.action == "run.cancelled"]
+    assert [e.subject_id for e in cancelled] == [first]
+
+    service.grant_role(engine, "sr-dev", "DEVELOPER", space="default")
+    second = schedule("v2")
+    service.revoke_role(engine, "sr-dev", space="default")  # no CLI: nothing cancels it
+    reschedule_now(platform, second)
+    wait_for("the refused run", lambda: read_run(second).final)
+    final = read_run(second)
+    assert final.state_type == "FAILED"
+    assert "refused at start" in (final.message or ""), final.message
+    assert {h.name: current_id(h) for h in fleet} == before
+    assert not [r for r in list_releases(engine, "shop", "test") if r.flow_run_id == second]
+    refused = [e for e in list_events(engine) if e.action == "run.refused"]
+    assert [e.subject_id for e in refused] == [second]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import getpass
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -55,6 +57,16 @@ def _engine() -> Engine:
     engine = make_engine(load_settings().database_url)
     check_schema(engine)
     return engine
+
+
+@contextmanager
+def _ledger() -> Iterator[Engine]:
+    """The ledger engine for one command, disposed at the end."""
+    engine = _engine()
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @users_app.command("add")
@@ -218,12 +230,76 @@ def roles_revoke(
     """Remove a user's role in a space or project."""
     from quayside.auth import service
 
-    engine = _engine()
-    try:
+    with _ledger() as engine:
         removed = service.revoke_role(engine, user, space=space, project=project, actor=_actor())
-    finally:
-        engine.dispose()
-    console.print("role revoked" if removed else "no such grant; nothing changed", highlight=False)
+        console.print(
+            "role revoked" if removed else "no such grant; nothing changed", highlight=False
+        )
+        if removed:
+            _cancel_withdrawn_runs(engine, user)
+
+
+@users_app.command("disable")
+def users_disable(user: str = typer.Argument(..., help="the user to disable")) -> None:
+    """Disable a user: their tokens and roles stop working, their scheduled runs are cancelled."""
+    from quayside.ledger.users import set_disabled
+
+    with _ledger() as engine:
+        set_disabled(engine, user, True, actor=_actor())
+        console.print(f"{user} disabled", highlight=False)
+        _cancel_withdrawn_runs(engine, user)
+
+
+@users_app.command("enable")
+def users_enable(user: str = typer.Argument(..., help="the user to enable again")) -> None:
+    """Enable a disabled user (runs cancelled while they were disabled stay cancelled)."""
+    from quayside.ledger.users import set_disabled
+
+    with _ledger() as engine:
+        set_disabled(engine, user, False, actor=_actor())
+    console.print(f"{user} enabled", highlight=False)
+
+
+def _cancel_withdrawn_runs(engine: Engine, user: str) -> None:
+    """Cancel ``user``'s scheduled runs they may no longer start, each with an audit event.
+
+    A run the platform cannot be reached to cancel is still refused when it starts (it checks
+    its submitter again); the command says so.
+    """
+    from quayside.auth.run_start import withdrawn_submissions
+    from quayside.inventory import load_inventory
+    from quayside.ledger.models import SubmissionStatus
+    from quayside.ledger.submissions import mark_submission
+    from quayside.runs import cancel_run
+
+    try:
+        inventory = load_inventory(load_settings().inventory_path)
+    except QuaysideError as e:
+        err_console.print(
+            f"scheduled runs of {user} not checked now ({e.message}); each is checked again "
+            "when it starts",
+            highlight=False,
+        )
+        return
+    withdrawn = withdrawn_submissions(engine, inventory, user)
+    for submission, reason in withdrawn:
+        why = f"cancelled: {reason}"
+        try:
+            cancel_run(submission.flow_run_id, why)
+        except QuaysideError as e:
+            err_console.print(
+                f"could not cancel scheduled run {submission.flow_run_id} ({e.message}); "
+                "it will be refused when it starts",
+                highlight=False,
+            )
+        mark_submission(
+            engine, submission.flow_run_id, SubmissionStatus.cancelled, actor=_actor(), reason=why
+        )
+        console.print(
+            f"scheduled run {submission.flow_run_id} ({submission.deployment} "
+            f"{submission.app or ''}/{submission.env or ''}) cancelled: {reason}",
+            highlight=False,
+        )
 
 
 @approvals_app.command("expire")
@@ -288,6 +364,22 @@ def _answer_scheduled(
     )
 
 
+def _screen(run_id: str, token: str, decision: str, comment: str) -> None:
+    """Refuse (and record) an answer its sender may not give, before waking the run."""
+    from quayside.auth.approvals import find_for_run, screen_answerer
+    from quayside.auth.service import authenticate
+
+    with _ledger() as engine:
+        request = find_for_run(engine, run_id)
+        if request is None:
+            raise QuaysideError(
+                f"run {run_id} is paused, but not for a Quayside approval",
+                hint="resume it from the Prefect UI",
+            )
+        who = authenticate(engine, token)
+        screen_answerer(engine, request.id, user=who.name, decision=decision, comment=comment)
+
+
 @app.command()
 def approve(
     run_id: str = typer.Argument(..., help="the paused (or scheduled) flow run's id"),
@@ -313,7 +405,8 @@ def approve(
     secret = read_token(token_file, os.environ)
     status = read_run(run_id)
     decision = "reject" if reject else "approve"
-    request_id = pending_request_of(status)
+    with _ledger() as engine:
+        request_id = pending_request_of(engine, status)
     if request_id is not None:
         _answer_scheduled(status.id, request_id, secret.strip(), decision, message)
         return
@@ -323,6 +416,7 @@ def approve(
             hint="`quayside approve` answers runs in a Paused/Suspended state, and "
             "scheduled runs that carry an approval request",
         )
+    _screen(status.id, secret.strip(), decision, message)
     before = _ledger_state(run_id)
     result = resume_run(run_id, {"decision": decision, "comment": message, "token": secret.strip()})
     if result != "ACCEPT":

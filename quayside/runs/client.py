@@ -373,3 +373,34 @@ def follow_run(
                 hint=f"follow it in the UI: {ui_url_for(run_id)}",
             )
         time.sleep(poll_s)
+
+
+def cancel_run(run_id: str, message: str) -> str:
+    """Cancel flow run ``run_id`` (a scheduled run never starts; a running one is stopped by
+    its worker) with ``message`` as the state message.
+
+    Returns:
+        Prefect's orchestration status (``ACCEPT`` when it took effect).
+    """
+    from prefect.states import Cancelled
+
+    async def go() -> str:
+        async with _client() as client:
+            state: State[Any] = Cancelled(message=message)
+            result = await client.set_flow_run_state(_uuid(run_id), state, force=True)
+            return str(result.status.value)
+
+    return _run(go())
+
+
+def delete_run(run_id: str) -> None:
+    """Delete flow run ``run_id`` (a submission refused after its run was created, undone)."""
+
+    async def go() -> None:
+        async with _client() as client:
+            try:
+                await client.delete_flow_run(_uuid(run_id))
+            except ObjectNotFound:
+                return
+
+    _run(go())
