@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select, text
@@ -56,9 +57,13 @@ def test_last_used_is_written_at_most_once_a_minute(ledger_engine: Engine) -> No
     assert last_used(ledger_engine, who.token_id) == later
 
 
-def test_token_check_needs_no_write_lock(ledger_engine: Engine) -> None:
-    if ledger_engine.dialect.name != "sqlite":
-        pytest.skip("the write lock is SQLite's")
+def test_token_check_needs_no_write_lock(tmp_path: Path) -> None:
+    """SQLite's database-wide write lock (PostgreSQL has none to wait for)."""
+    from quayside.ledger.db import make_engine, migrate
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    migrate(url)
+    ledger_engine = make_engine(url)
     service.create_user(ledger_engine, "ann")
     token = service.create_token(ledger_engine, "ann")
     service.authenticate(ledger_engine, token)  # last_used_at is fresh now
@@ -73,6 +78,7 @@ def test_token_check_needs_no_write_lock(ledger_engine: Engine) -> None:
     finally:
         writer.rollback()
         writer.close()
+        ledger_engine.dispose()
 
 
 def test_single_use_token_counts_once_under_a_race(ledger_engine: Engine) -> None:
