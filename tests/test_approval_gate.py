@@ -222,9 +222,10 @@ def test_an_approval_of_another_version_or_run_does_not_open_the_gate(
     platform: Platform, ledger: Engine, people: dict[str, str]
 ) -> None:
     """The approval bypass of the security review: an approved request cannot open a gate
-    for another release. A run's parameters cannot name a request (Prefect refuses the
-    unknown parameter when the run starts); a request of this run approved for another version is voided and the
-    gate waits for a new approval; another run's approved request is never looked at."""
+    for another release. A run's parameters cannot name a request (the flow refuses the
+    unknown parameter when the run starts); a request of this run approved for another
+    version is voided and the gate waits for a new approval; another run's approved request
+    is never looked at."""
     from quayside.auth.approvals import decide
 
     other = start_run(
