@@ -62,23 +62,14 @@ def confirm_submitter(
             f"this run was {submission.status.value} before it started: "
             f"{submission.reason or 'no reason recorded'}"
         )
-    kind: ScopeKind = submission.scope_kind  # type: ignore[assignment]
-    try:
-        scope = scope_of_run(
-            inventory,
-            deployment=submission.deployment,
-            kind=kind,
-            minimum_role=submission.minimum_role,
-            params=params,
-        )
-        authorize_run(db, submission.principal, scope)
-    except (PermissionDenied, NotFoundError, InputError) as e:
-        reason = f"{submission.principal} may no longer start it: {e.message}"
+    refusal = _refusal(db, inventory, submission, params)
+    if refusal is not None:
+        reason = f"{submission.principal} may no longer start it: {refusal}"
         mark_submission(db, flow_run_id, SubmissionStatus.refused, actor=actor, reason=reason)
         raise RunNotAuthorized(
             f"run submitted by {submission.principal} through {submission.via} refused at "
-            f"start: {e.message}"
-        ) from None
+            f"start: {refusal}"
+        )
     mark_submission(db, flow_run_id, SubmissionStatus.started, actor=actor)
     return submission.principal
 
@@ -100,17 +91,29 @@ def withdrawn_submissions(
             continue
         if submission.scope_kind != "app-env":
             continue  # what it acts on is known only from its parameters: checked at start
-        kind: ScopeKind = submission.scope_kind  # type: ignore[assignment]
-        params = {"app": submission.app, "env": submission.env}
-        try:
-            scope = scope_of_run(
-                inventory,
-                deployment=submission.deployment,
-                kind=kind,
-                minimum_role=submission.minimum_role,
-                params=params,
-            )
-            authorize_run(db, principal, scope)
-        except (PermissionDenied, NotFoundError, InputError) as e:
-            out.append((submission, e.message))
+        refusal = _refusal(
+            db, inventory, submission, {"app": submission.app, "env": submission.env}
+        )
+        if refusal is not None:
+            out.append((submission, refusal))
     return out
+
+
+def _refusal(
+    db: Engine, inventory: Inventory, submission: RunSubmission, params: Mapping[str, Any]
+) -> str | None:
+    """Why ``submission``'s principal may not start it with ``params`` now (the rule it was
+    authorized under, applied to today's roles and inventory), or None if they may."""
+    kind: ScopeKind = submission.scope_kind  # type: ignore[assignment]
+    try:
+        scope = scope_of_run(
+            inventory,
+            deployment=submission.deployment,
+            kind=kind,
+            minimum_role=submission.minimum_role,
+            params=params,
+        )
+        authorize_run(db, submission.principal, scope)
+    except (PermissionDenied, NotFoundError, InputError) as e:
+        return e.message
+    return None
