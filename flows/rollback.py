@@ -53,12 +53,31 @@ def release_dir_of(release: Release) -> str | None:
     return value if isinstance(value, str) and is_release_id(value) else None
 
 
+SERVED = (ReleaseStatus.succeeded, ReleaseStatus.rolled_back)
+"""Statuses of a release that was live on the hosts (a rolled-back one served before)."""
+
+
+def _newest_that_served(engine: Any, app: str, env: str, version: str) -> Release | None:
+    """The newest release of ``version`` that put a release on the hosts and served there (a
+    later cancelled or failed run of the same version does not hide it)."""
+    for release in list_releases(engine, app, env, limit=500):
+        if (
+            release.version == version
+            and release.status in SERVED
+            and release.kind in (ReleaseKind.deploy, ReleaseKind.rollback)
+            and release_dir_of(release) is not None
+        ):
+            return release
+    return None
+
+
 def choose_target(engine: Any, app: str, env: str, to: str | None) -> tuple[Release, Release]:
     """The current release and the one to roll back to.
 
     ``to=None`` undoes the current release: a rollback is undone by going back to the release
     it replaced; otherwise the newest succeeded release older than the current one that put a
-    different release directory on the hosts is chosen. ``to`` names a ledger id or a version.
+    different release directory on the hosts is chosen. ``to`` names a ledger id or a version
+    (the newest release of that version that served).
 
     Raises:
         NotFoundError: nothing is deployed, or no such / no earlier release.
@@ -88,13 +107,15 @@ def choose_target(engine: Any, app: str, env: str, to: str | None) -> tuple[Rele
         if dest.app_name != app or dest.env_name != env:
             raise InputError(f"release {text} is a release of {dest.app_name}/{dest.env_name}")
     else:
-        dest = get_release(engine, text, app=app, env=env)
+        dest = _newest_that_served(engine, app, env, text) or get_release(
+            engine, text, app=app, env=env
+        )
     if release_dir_of(dest) is None or dest.kind not in (ReleaseKind.deploy, ReleaseKind.rollback):
         raise InputError(
             f"release {dest.id} ({dest.version}) did not put a release on the hosts",
             hint=f"pick a deployed release (see `quayside releases {app} {env}`)",
         )
-    if dest.status not in (ReleaseStatus.succeeded, ReleaseStatus.rolled_back):
+    if dest.status not in SERVED:
         raise InputError(
             f"release {dest.id} ({dest.version}) is {dest.status}; only a release that "
             "succeeded can be rolled back to"
