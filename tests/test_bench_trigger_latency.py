@@ -124,7 +124,8 @@ def test_launcher_without_a_fork_server_runs_the_engine_itself(tmp_path: Path) -
 
 def test_fork_server_relays_output_exit_code_and_kill(tmp_path: Path) -> None:
     """A fork server whose child runs a tiny stand-in for ``prefect.engine`` (a module on
-    PYTHONPATH): the launcher gets the child's output, exit code and forwards SIGTERM."""
+    PYTHONPATH): the launcher gets the child's output, exit code and forwards SIGTERM; a
+    child killed by SIGKILL ends the launcher by SIGKILL too."""
     fake = tmp_path / "fakeengine"
     (fake / "prefect").mkdir(parents=True)
     (fake / "prefect" / "__init__.py").write_text("")
@@ -133,7 +134,9 @@ def test_fork_server_relays_output_exit_code_and_kill(tmp_path: Path) -> None:
         "import os, sys, time\n"
         "if __name__ == '__main__':\n"
         "    print('engine for', os.environ['PREFECT__FLOW_RUN_ID'], os.getcwd(), flush=True)\n"
-        "    if os.environ.get('SLEEP'): time.sleep(60)\n"
+        "    if os.environ.get('SLEEP'):\n"
+        "        print('pid', os.getpid(), flush=True)\n"
+        "        time.sleep(60)\n"
         "    sys.exit(int(os.environ.get('CODE', '0')))\n"
     )
     (fake / "deployments").mkdir()
@@ -169,6 +172,16 @@ def test_fork_server_relays_output_exit_code_and_kill(tmp_path: Path) -> None:
         assert b"engine for" in sleeper.stdout.readline()
         sleeper.send_signal(signal.SIGTERM)
         assert sleeper.wait(timeout=30) == -signal.SIGTERM
+        # the run's process killed outright (an OOM kill): the launcher dies by the same
+        # signal and says so, instead of "status code 1"
+        victim = subprocess.Popen(
+            launch, env=dict(env, SLEEP="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert victim.stdout is not None and victim.stderr is not None
+        assert b"engine for" in victim.stdout.readline()
+        os.kill(int(victim.stdout.readline().split()[1]), signal.SIGKILL)
+        assert victim.wait(timeout=30) == -signal.SIGKILL
+        assert b"the flow run was killed by SIGKILL" in victim.stderr.read()
         # a preloaded project file changes: this run falls back to a fresh engine process
         # (new code) and the server reloads itself
         catalogue = fake / "deployments" / "catalogue.py"

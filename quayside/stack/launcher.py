@@ -85,10 +85,22 @@ def main(argv: list[str] | None = None) -> int:
         if "exit" in message:
             return int(message["exit"])
         if "signal" in message:
-            signum = int(message["signal"])
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return 128 + signum
+            return die_like_the_child(int(message["signal"]))
+
+
+def die_like_the_child(signum: int) -> int:
+    """End this process by the signal that ended the flow run, so the worker reports the
+    signal (an OOM kill shows as SIGKILL, not as "status code 1"); returns the shell-style
+    status if the signal does not end it."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    print(f"quayside launcher: the flow run was killed by {name}", file=sys.stderr, flush=True)
+    if signum not in (signal.SIGKILL, signal.SIGSTOP):  # those cannot be caught or reset
+        signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    return 128 + signum
 
 
 if __name__ == "__main__":
