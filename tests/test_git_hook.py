@@ -72,8 +72,8 @@ def test_git_push_of_a_tag_starts_the_deploy_run(gateway: Gateway, tmp_path: Pat
         env=push_env(),
     )
     commit = git("rev-parse", "HEAD", cwd=work).stdout.strip()
-    assert "qa-1: started" in done.stderr, done.stderr
-    assert "nightly-1: ignored" in done.stderr
+    assert "qa-1: started: " in done.stderr, done.stderr
+    assert "nightly-1: ignored: tag 'nightly-1' matches no tag rule" in done.stderr
     run_url = next(line for line in done.stderr.splitlines() if "qa-1: started" in line)
     run_id = run_url.rsplit("/", 1)[1].strip()
     gateway.runs.append(run_id)
@@ -90,10 +90,17 @@ def test_git_push_of_a_tag_starts_the_deploy_run(gateway: Gateway, tmp_path: Pat
     )
     api = os.environ["PREFECT_API_URL"]
     assert count_runs(api, key) == 1
-    # pushing the same tag again (delete + re-push at the same commit) starts nothing new
+    # pushing the same tag again (delete + re-push at the same commit) starts nothing new,
+    # and the pusher is told which run the tag already has
     git("push", "-q", "origin", ":refs/tags/qa-1", cwd=work, env=push_env())
     again = git("push", "-q", "origin", "qa-1", cwd=work, env=push_env())
-    assert "qa-1: started" in again.stderr
+    assert "qa-1: started" not in again.stderr
+    line = next(x for x in again.stderr.splitlines() if "qa-1: already" in x)
+    state = read_run(run_id).state_name
+    assert line.endswith(f"/runs/flow-run/{run_id} ({state})") or (
+        f"/runs/flow-run/{run_id} (" in line  # the run moved on between the two reads
+    ), line
+    assert "qa-1: already running: " in line or "qa-1: already ran: " in line
     assert count_runs(api, key) == 1
     assert DEPLOY in {"git-deploy", "hello-release"}
 

@@ -22,11 +22,11 @@ from quayside.gateway.triggering import (
     app_for_repo,
     deploy_tag,
     get_app,
-    repo_path,
     rules_of,
 )
 from quayside.gateway.webhook_auth import NOT_ACCEPTED, apps_for_token
 from quayside.triggers.gitlab import BRANCH_PREFIX, TAG_PREFIX, decide, parse_event
+from quayside.triggers.repos import repo_path
 from quayside.user_names import UserName
 
 log = logging.getLogger("quayside.gateway")
@@ -36,7 +36,8 @@ CtxDep = Annotated[GatewayContext, Depends(context)]
 
 
 def _respond(outcome: Outcome) -> JSONResponse:
-    return JSONResponse(outcome.as_dict(), status_code=202 if outcome.status == "started" else 200)
+    # 202 whenever the trigger has its run: started now, or started by an earlier delivery
+    return JSONResponse(outcome.as_dict(), status_code=202 if outcome.flow_run_id else 200)
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
@@ -69,7 +70,10 @@ def _project_urls(payload: dict[str, Any]) -> list[str | None]:
     summary="GitLab webhook: Tag Push, Push and Pipeline hooks",
     responses={
         200: {"description": "acknowledged; nothing started (the reason is in the body)"},
-        202: {"description": "a git-deploy run was started (or already existed)"},
+        202: {
+            "description": "a git-deploy run was started, or already existed (status "
+            "already_running / already_ran, with its state)"
+        },
         401: {"description": "unknown project or wrong X-Gitlab-Token"},
     },
 )
@@ -115,7 +119,9 @@ def _handle_gitlab(
     decision = decide(event, rules_of(name, app), app=name)
     if not decision.deploy:
         log.info("gitlab hook for %s ignored: %s", name, decision.reason)
-        return Outcome(status="ignored", reason=decision.reason)
+        return Outcome(
+            status="ignored", reason=decision.reason, message=f"ignored: {decision.reason}"
+        )
     assert decision.ref is not None and decision.commit is not None
     return deploy_tag(
         ctx,
@@ -155,7 +161,10 @@ class GitPush(BaseModel):
     summary="Server-side git hook: a new tag was pushed",
     responses={
         200: {"description": "acknowledged; nothing started (the reason is in the body)"},
-        202: {"description": "a git-deploy run was started (or already existed)"},
+        202: {
+            "description": "a git-deploy run was started, or already existed (status "
+            "already_running / already_ran, with its state)"
+        },
     },
 )
 def git_hook(push: GitPush, caller: CallerDep, ctx: CtxDep) -> JSONResponse:
@@ -166,7 +175,8 @@ def git_hook(push: GitPush, caller: CallerDep, ctx: CtxDep) -> JSONResponse:
     app = get_app(inventory, push.app)
     require(ctx, caller.name, app.space, push.app, "DEVELOPER")
     if push.ref.startswith(BRANCH_PREFIX):
-        return _respond(Outcome(status="ignored", reason="branch pushes do not deploy"))
+        reason = "branch pushes do not deploy"
+        return _respond(Outcome(status="ignored", reason=reason, message=f"ignored: {reason}"))
     tag = push.ref.removeprefix(TAG_PREFIX)
     repo = push.repo or (repo_path(app.repo) if app.repo else push.app)
     return _respond(

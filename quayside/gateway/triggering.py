@@ -4,20 +4,19 @@ triggers are paused, which parameters the deployment takes, and the idempotent s
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from deployments.catalogue import DeploymentSpec, by_name
 from quayside.auth.policy import RunKind, policy_for
-from quayside.errors import NotFoundError
+from quayside.errors import NotFoundError, QuaysideError
 from quayside.gateway.context import GatewayContext
 from quayside.inventory import App, Inventory
-from quayside.runs import RunHandle, start_run
+from quayside.runs import RunHandle, read_run, start_run
 from quayside.triggers.gitlab import TAG_RE, TagRule, compile_rules, dedupe_key, match_tag
 from quayside.triggers.idempotency import TAG_TRIGGERS, scoped_key
+from quayside.triggers.repos import same_project
 
 log = logging.getLogger("quayside.gateway")
 
@@ -34,35 +33,16 @@ def get_app(inventory: Inventory, name: str) -> App:
     return app
 
 
-def repo_path(url: str) -> str:
-    """``group/project`` of a git URL or path, lower case, without ``.git``.
-
-    ``git@host:group/project.git``, ``https://host/group/project.git``, ``ssh://git@host/group/
-    project`` and ``group/project`` all give ``group/project``; a local path gives its path.
-    """
-    text = url.strip()
-    if "://" in text:
-        text = urlsplit(text).path
-    elif re.match(r"^[\w.-]+@[\w.-]+:", text):
-        text = text.split(":", 1)[1]
-    return text.strip("/").removesuffix(".git").lower()
-
-
 def app_for_repo(inventory: Inventory, candidates: Iterable[str | None]) -> str | None:
     """The app whose ``repo`` names the same project as one of ``candidates`` (paths or URLs).
 
     An app's repo matches when its path equals the candidate's path or ends with
     ``/<candidate path>`` (``https://gitlab.example.com/web/site.git`` ~ ``web/site``).
     """
-    wanted = {repo_path(c) for c in candidates if c}
-    wanted.discard("")
+    wanted = [c for c in candidates if c]
     for name, app in sorted(inventory.apps.items()):
-        if not app.repo:
-            continue
-        path = repo_path(app.repo)
-        for candidate in wanted:
-            if path == candidate or path.endswith("/" + candidate):
-                return name
+        if app.repo and any(same_project(candidate, app.repo) for candidate in wanted):
+            return name
     return None
 
 
@@ -97,14 +77,20 @@ class TagTrigger:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the gateway did with a trigger; becomes the JSON response."""
+    """What the gateway did with a trigger; becomes the JSON response.
+
+    ``status`` is ``started``, ``already_running`` or ``already_ran`` (a run existed for the
+    trigger: a re-pushed tag, a duplicate delivery), ``ignored`` or ``paused``; ``message`` is
+    the one line a person reads (the git hook prints it to the pusher)."""
 
     status: str
     reason: str
+    message: str | None = None
     flow_run_id: str | None = None
     ui_url: str | None = None
     environment: str | None = None
     approval: bool | None = None
+    state: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The response body (``None`` fields left out)."""
@@ -137,7 +123,9 @@ def start(
     scheduled_at: Any = None,
 ) -> RunHandle:
     """Start (or find, by idempotency key) a run of catalogue entry ``deployment``; a key this
-    gateway used recently is answered from memory (duplicate deliveries).
+    gateway used recently is answered from memory (duplicate deliveries). The handle says
+    whether the run is new (``created``) and, for one that existed, its state then
+    (:func:`start_status` words it).
 
     The key is scoped (:func:`~quayside.triggers.idempotency.scoped_key`): the same
     ``idempotency_key`` from another ``user``, or for another ``app`` or ``env``, is another run.
@@ -145,7 +133,7 @@ def start(
     key = scoped_key(user=user, deployment=deployment, app=app, env=env, key=idempotency_key)
     known = ctx.recent_runs.get(key)
     if known is not None:
-        return known
+        return _as_it_is_now(known)
     handle = start_run(
         deployment,
         parameters,
@@ -155,6 +143,26 @@ def start(
     )
     ctx.recent_runs.put(key, handle)
     return handle
+
+
+def _as_it_is_now(known: RunHandle) -> RunHandle:
+    """A remembered run, which existed before this call, in its current state."""
+    try:
+        status = read_run(known.id)
+    except QuaysideError as e:
+        log.info("run %s: state not read (%s); answered from memory", known.id, e.message)
+        return replace(known, created=False)
+    return replace(known, created=False, state_type=status.state_type, state_name=status.state_name)
+
+
+def start_status(handle: RunHandle) -> tuple[str, str]:
+    """``(status, message)`` of a start: ``started``, or the run its key already had —
+    ``already running: <url> (Paused)`` / ``already ran: <url> (Completed)``."""
+    if handle.created:
+        return "started", f"started: {handle.ui_url}"
+    if handle.final:
+        return "already_ran", f"already ran: {handle.ui_url} ({handle.state_name})"
+    return "already_running", f"already running: {handle.ui_url} ({handle.state_name})"
 
 
 def deploy_tag(ctx: GatewayContext, trigger: TagTrigger) -> Outcome:
@@ -187,7 +195,12 @@ def deploy_tag(ctx: GatewayContext, trigger: TagTrigger) -> Outcome:
             rule.environment,
             paused,
         )
-        return Outcome(status="paused", reason=paused, environment=rule.environment)
+        return Outcome(
+            status="paused",
+            reason=paused,
+            message=f"paused: {paused}",
+            environment=rule.environment,
+        )
     spec = by_name(ctx.config.git_deploy_deployment)
     wanted = {
         "app": trigger.app,
@@ -213,23 +226,26 @@ def deploy_tag(ctx: GatewayContext, trigger: TagTrigger) -> Outcome:
             *([f"pusher:{trigger.reported_by}"] if trigger.reported_by else []),
         ],
     )
+    status, message = start_status(handle)
     log.info(
-        "trigger %s: tag %s of %s -> %s run %s",
-        trigger.via, trigger.tag, trigger.app, rule.environment, handle.id,
+        "trigger %s: tag %s of %s -> %s run %s (%s)",
+        trigger.via, trigger.tag, trigger.app, rule.environment, handle.id, status,
     )  # fmt: skip
     return Outcome(
-        status="started",
+        status=status,
         reason=f"tag {trigger.tag!r} matches {rule.pattern.pattern!r} -> {rule.environment}",
+        message=message,
         flow_run_id=handle.id,
         ui_url=handle.ui_url,
         environment=rule.environment,
         approval=bool(wanted["approval"]),
+        state=handle.state_name,
     )
 
 
 def _ignored(trigger: TagTrigger, reason: str) -> Outcome:
     log.info("trigger %s ignored: %s", trigger.via, reason)
-    return Outcome(status="ignored", reason=reason)
+    return Outcome(status="ignored", reason=reason, message=f"ignored: {reason}")
 
 
 def catalogue_entry(name: str) -> DeploymentSpec:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +15,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import DeploymentFlowRunCreate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterIdempotencyKey,
@@ -20,10 +23,10 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
     LogFilterTimestamp,
 )
-from prefect.client.schemas.objects import State
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.client.schemas.sorting import LogSort
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-from prefect.states import Scheduled
+from prefect.states import Scheduled, to_state_create
 
 from deployments.catalogue import by_name
 from quayside.api_auth import APIAuthError, client_auth_string, refused_hint
@@ -43,11 +46,27 @@ class PrefectUnavailable(QuaysideError):
 
 @dataclass(frozen=True)
 class RunHandle:
+    """A flow run :func:`start_run` created, or found for its idempotency key.
+
+    Attributes:
+        created: False when the idempotency key was known: the run existed before the call.
+        state_type: the run's state then (``SCHEDULED``, ``RUNNING``, ``COMPLETED``, ...).
+        state_name: its display name (``Scheduled``, ``Paused``, ``Completed``, ...).
+    """
+
     id: str
     name: str
     deployment: str
     ui_url: str
     scheduled_at: datetime | None
+    created: bool = True
+    state_type: str = "SCHEDULED"
+    state_name: str = "Scheduled"
+
+    @property
+    def final(self) -> bool:
+        """Whether the run had ended (completed, failed, crashed or cancelled)."""
+        return self.state_type in FINAL_STATES
 
 
 @dataclass(frozen=True)
@@ -90,6 +109,9 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
                 f"the Prefect API at {url} refused Quayside's credentials (401 Unauthorized)",
                 hint=refused_hint(url, load_settings()),
             ) from e
+        refused = parameter_error(e.response.text) if e.response is not None else None
+        if refused is not None:
+            raise refused from e
         detail = e.response.text[:300] if e.response is not None else str(e)
         raise QuaysideError(f"Prefect API refused the request: {detail}") from e
     except OSError as e:
@@ -98,6 +120,32 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         if type(e).__name__ in {"ConnectError", "ConnectTimeout", "ReadTimeout"}:
             raise PrefectUnavailable(f"Prefect API at {api_url()} is not reachable") from e
         raise
+
+
+_PARAMETER_REFUSAL = re.compile(
+    r"Validation failed(?: for field '(?P<field>[^']{1,100})')?\. "
+    r"Failure reason: (?P<why>.{1,300})",
+    re.S,
+)
+
+
+def parameter_error(body: str) -> InputError | None:
+    """Prefect's refusal of a run's parameters (its schema check, HTTP 409 ``Error creating
+    flow run: Validation failed for field 'x'. Failure reason: ...``) as an InputError naming
+    the field; None for any other answer."""
+    try:
+        detail = json.loads(body).get("detail")
+    except (ValueError, AttributeError):
+        return None
+    found = _PARAMETER_REFUSAL.search(detail) if isinstance(detail, str) else None
+    if found is None:
+        return None
+    field = found["field"] or "parameters"
+    return InputError(
+        f"{field}: {found['why'].strip()[:200]}",
+        hint="check the value's type against the deployment's parameters (Prefect UI: the "
+        "deployment's Parameters tab)",
+    )
 
 
 def api_url() -> str:
@@ -171,17 +219,35 @@ async def _start(
             f"deployment '{spec.full_name}' is not registered with Prefect",
             hint="`quayside up` registers the catalogue; is the platform running?",
         ) from None
-    state: State[Any] | None = Scheduled(scheduled_time=scheduled_at) if scheduled_at else None
-    run = await client.create_flow_run_from_deployment(
-        dep.id,
+    state: State[Any] = Scheduled(scheduled_time=scheduled_at) if scheduled_at else Scheduled()
+    # what PrefectClient.create_flow_run_from_deployment sends, keeping the status code: the
+    # server answers 201 for a new run and 200 with the existing one for a known idempotency key
+    request = DeploymentFlowRunCreate(
         parameters=parameters,
-        idempotency_key=idempotency_key,
-        state=state,
-        tags=tags,
+        context={},
+        state=to_state_create(state),
+        tags=list(tags),
         name=name,
+        idempotency_key=idempotency_key,
     )
+    response = await client.request(
+        "POST",
+        "/deployments/{id}/create_flow_run",
+        path_params={"id": dep.id},
+        json=request.model_dump(mode="json", exclude_unset=True),
+    )
+    run = FlowRun.model_validate(response.json())
     when = run.state.state_details.scheduled_time if run.state else None
-    return RunHandle(str(run.id), run.name, spec.full_name, ui_url_for(str(run.id)), when)
+    return RunHandle(
+        str(run.id),
+        run.name,
+        spec.full_name,
+        ui_url_for(str(run.id)),
+        when,
+        created=response.status_code == 201,
+        state_type=run.state.type.value if run.state else "PENDING",
+        state_name=(run.state.name or run.state.type.value) if run.state else "Pending",
+    )
 
 
 def start_run(
