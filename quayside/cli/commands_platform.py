@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from quayside.cli.app import app, console
+from quayside.cli.app import app, console, err_console
 from quayside.errors import ConfigError
 from quayside.inventory import load_inventory
 from quayside.settings import load_settings
@@ -37,9 +37,20 @@ def check(
         None, help="inventory file (default: QUAYSIDE_INVENTORY or ./quayside.yaml)"
     ),
 ) -> None:
-    """Validate quayside.yaml: every problem is printed with its key path."""
+    """Validate quayside.yaml: every problem is printed with its key path.
+
+    Task templates are checked against the flow catalogue (deployments, parameters); warnings
+    (a deprecated task_aliases, task templates without a timezone) do not fail the check.
+    """
+    from quayside.cli.inventory_checks import check_inventory
+
     target = path or load_settings().inventory_path
     inventory = load_inventory(target)
+    report = check_inventory(inventory)
+    for line in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {target}: {line}", highlight=False, soft_wrap=True)
+    if report.errors:
+        raise ConfigError("\n".join(f"{target}: {line}" for line in report.errors))
     apps = len(inventory.apps)
     envs = sum(len(a.environments) for a in inventory.apps.values())
     console.print(

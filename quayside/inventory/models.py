@@ -13,11 +13,20 @@ from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     field_validator,
     model_validator,
+)
+
+from quayside.inventory.default_refs import LATEST_TAG, default_ref_errors
+from quayside.inventory.task_templates import (
+    TaskTemplate,
+    TemplateId,
+    reference_errors,
+    template_keys,
 )
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
@@ -148,6 +157,25 @@ class Environment(Strict):
     )
     approval: ApprovalPolicy | None = None
     variables: dict[str, str] = Field(default_factory=dict)
+    default_ref: str | None = Field(
+        None,
+        description=f"the ref a deploy without one releases (chat: 'deploy web to dev'): a "
+        f"branch such as main, or '{LATEST_TAG}' for the newest tag matching one of the app's "
+        "tag rules for this environment",
+    )
+
+    @field_validator("default_ref")
+    @classmethod
+    def _safe_ref(cls, value: str | None) -> str | None:
+        if value is not None and value != LATEST_TAG:
+            from quayside.commands.git import check_ref
+            from quayside.errors import InputError
+
+            try:
+                check_ref(value)
+            except InputError as e:
+                raise ValueError(e.message) from None
+        return value
 
     @field_validator("batch", "failure_threshold")
     @classmethod
@@ -212,9 +240,22 @@ class Inventory(Strict):
     apps: dict[Name, App] = Field(default_factory=dict)
     secrets: dict[Name, SecretRef] = Field(default_factory=dict)
     task_aliases: dict[str, str] = Field(
-        default_factory=dict, description="numeric temp_id -> deployment name (task API)"
+        default_factory=dict,
+        description="deprecated: numeric temp_id -> deployment name (task API); write a "
+        "task template instead",
     )
-    timezone: str = Field("UTC", description="time zone of exec_time strings")
+    timezone: str = Field(
+        "UTC",
+        description="IANA time zone of the task API's exec_time and `deploy --at` times "
+        "without an offset (the older platform's scripts send local time)",
+    )
+    task_templates: Annotated[dict[TemplateId, TaskTemplate], BeforeValidator(template_keys)] = (
+        Field(
+            default_factory=dict,
+            description="numeric temp_id of the task API -> the deployment, fixed parameters "
+            "and argument mapping it stands for (the older platform's task templates)",
+        )
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Inventory:
@@ -238,6 +279,13 @@ class Inventory(Strict):
                         f"apps.{app_name}.tag_rules[{i}].environment: "
                         f"unknown environment '{rule.environment}'"
                     )
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+    @model_validator(mode="after")
+    def _template_and_default_ref_references(self) -> Inventory:
+        errors = [*reference_errors(self), *default_ref_errors(self)]
         if errors:
             raise ValueError("\n".join(errors))
         return self
