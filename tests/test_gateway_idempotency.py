@@ -100,12 +100,12 @@ def client(tmp_path: Path, prefect: FakePrefect) -> tuple[TestClient, dict[str, 
     )
     app = create_app(settings, GatewayConfig())
     spec = by_name("git-deploy")
-    required = frozenset({"app", "env", "ref"})
-    app.state.context._parameters[spec.full_name] = (
-        time.monotonic(),
-        GIT_DEPLOY_PARAMETERS,
-        required,
-    )
+    schema = {
+        "type": "object",
+        "properties": {name: {} for name in GIT_DEPLOY_PARAMETERS},
+        "required": ["app", "env", "ref"],
+    }
+    app.state.context._parameters[spec.full_name] = (time.monotonic(), schema)
     return TestClient(app), tokens
 
 

@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -162,15 +163,14 @@ def wait_final(api_url: str, run_ids: list[str], timeout: float = 90) -> None:
     asyncio.run(go())
 
 
-@pytest.fixture(scope="session", name="gateway")
-def gateway_fixture(
-    platform: Platform, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Gateway]:
-    """A gateway on a free port with users dev (DEVELOPER), rep (REPORTER), boss (MASTER) and
-    githook (DEVELOPER) in space ``team``, plus an expired and a revoked token of dev."""
-    home = tmp_path_factory.mktemp("gateway")
+@contextmanager
+def running_gateway(platform: Platform, home: Path, inventory_text: str) -> Iterator[Gateway]:
+    """A gateway on a free port reading ``inventory_text`` (``{home}`` replaced by its data
+    directory), with users dev (DEVELOPER), rep (REPORTER), boss (MASTER) and githook
+    (DEVELOPER) in space ``team``, plus an expired and a revoked token of dev; backed by the
+    session's Prefect platform. The runs its tests started are waited for when it stops."""
     inventory = home / "quayside.yaml"
-    inventory.write_text((FIXTURES / "gateway" / "inventory.yaml").read_text())
+    inventory.write_text(inventory_text.replace("{home}", str(home)))
     database_url = f"sqlite:///{home / 'ledger.db'}"
     tokens = _setup_ledger(database_url)
     receiver = Receiver()
@@ -220,6 +220,17 @@ def gateway_fixture(
             server.should_exit = True
             thread.join(timeout=10)
             receiver.close()
+
+
+@pytest.fixture(scope="session", name="gateway")
+def gateway_fixture(
+    platform: Platform, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """The gateway of tests/fixtures/gateway/inventory.yaml (see :func:`running_gateway`)."""
+    home = tmp_path_factory.mktemp("gateway")
+    text = (FIXTURES / "gateway" / "inventory.yaml").read_text(encoding="utf-8")
+    with running_gateway(platform, home, text) as gw:
+        yield gw
 
 
 def test_health_and_openapi(gateway: Gateway) -> None:

@@ -145,3 +145,29 @@ def test_exec_time_becomes_a_scheduled_run_at_that_local_time(gateway: Gateway) 
     assert datetime.fromisoformat(data["scheduled_at"]) == expected
     run = read_run(data["flow_run_id"])
     assert run.state_type == "SCHEDULED"
+
+
+def test_hosts_by_address_are_the_environments_hosts(gateway: Gateway) -> None:
+    """The older platform names hosts by IP address ({1: '127.0.0.98'}): the run gets the
+    inventory host's name; an address of another environment's host is refused at once."""
+    response = gateway.post(
+        "/api/tasks",
+        token=gateway.tokens["dev"],
+        json=task(
+            args="{'APP_NAME': 'Web', 'ENV': 'test', 'TAG': 'qa-by-ip'}", hosts="{1: '127.0.0.98'}"
+        ),
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["hosts"] == ["w-1"]
+    assert read_run(response.json()["flow_run_id"]).parameters["hosts"] == ["w-1"]
+    refused = gateway.post(
+        "/api/tasks",
+        token=gateway.tokens["dev"],
+        json=task(
+            args="{'APP_NAME': 'web', 'ENV': 'test', 'TAG': 'qa-by-ip-2'}",
+            hosts="{1: '127.0.0.99'}",
+        ),
+    )
+    assert refused.status_code == 404, refused.text
+    assert refused.json()["error"] == "hosts: 127.0.0.99 (b-web) not in web/test"
+    assert refused.json()["hint"] == "hosts of web/test: w-1 (127.0.0.98)"

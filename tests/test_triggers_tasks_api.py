@@ -177,10 +177,10 @@ def test_nonexistent_local_time_rejected() -> None:
         to_utc(datetime(2024, 3, 31, 2, 30), "Europe/Berlin")  # skipped by DST
 
 
-def test_numeric_alias_must_be_configured() -> None:
+def test_numeric_temp_id_must_be_a_configured_template_or_alias() -> None:
     sub = TaskSubmission.model_validate({**BASE, "temp_id": 7})
     assert sub.temp_id == "7"
-    with pytest.raises(NotFoundError, match="no deployment alias '7'"):
+    with pytest.raises(NotFoundError, match="temp_id: no task template '7' is configured"):
         to_request(sub, ALIASES)
     assert to_request(sub, {"7": "image-build/api"}).deployment == "image-build/api"
 

@@ -38,9 +38,7 @@ class GatewayContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _engine: Engine | None = None
     _inventory: tuple[float, Inventory] | None = None
-    _parameters: dict[str, tuple[float, frozenset[str], frozenset[str]]] = field(
-        default_factory=dict
-    )
+    _parameters: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     replay_guard: ReplayGuard = field(init=False)
     """Accepts each signed DingTalk callback once, for every gateway sharing this ledger."""
 
@@ -91,16 +89,26 @@ class GatewayContext:
         """Names of the parameters the deployment needs (no default)."""
         return self._schema(full_name)[1]
 
+    def parameter_schema(self, full_name: str) -> dict[str, Any]:
+        """The deployment's parameter JSON schema, as Prefect validates a new run against it."""
+        return self._read_schema(full_name)
+
     def _schema(self, full_name: str) -> tuple[frozenset[str], frozenset[str]]:
+        schema = self._read_schema(full_name)
+        properties = schema.get("properties") or {}
+        required = schema.get("required") or []
+        return frozenset(str(k) for k in properties), frozenset(str(k) for k in required)
+
+    def _read_schema(self, full_name: str) -> dict[str, Any]:
         now = time.monotonic()
         with self._lock:
             cached = self._parameters.get(full_name)
             if cached is not None and now - cached[0] < PARAMETER_CACHE_S:
-                return cached[1], cached[2]
-        names, required = _read_parameter_names(full_name)
+                return cached[1]
+        schema = _read_parameter_schema(full_name)
         with self._lock:
-            self._parameters[full_name] = (now, names, required)
-        return names, required
+            self._parameters[full_name] = (now, schema)
+        return schema
 
     def dispose(self) -> None:
         """Close the ledger engine's connections."""
@@ -110,7 +118,7 @@ class GatewayContext:
                 self._engine = None
 
 
-def _read_parameter_names(full_name: str) -> tuple[frozenset[str], frozenset[str]]:
+def _read_parameter_schema(full_name: str) -> dict[str, Any]:
     from prefect.exceptions import ObjectNotFound
 
     from quayside.runs import prefect_client
@@ -131,9 +139,7 @@ def _read_parameter_names(full_name: str) -> tuple[frozenset[str], frozenset[str
         from quayside.runs.client import PrefectUnavailable
 
         raise PrefectUnavailable(f"cannot read deployment '{full_name}' from Prefect") from e
-    properties = schema.get("properties") or {}
-    required = schema.get("required") or []
-    return frozenset(str(k) for k in properties), frozenset(str(k) for k in required)
+    return schema
 
 
 def context(request: Request) -> GatewayContext:

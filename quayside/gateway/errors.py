@@ -70,7 +70,8 @@ def status_for(error: QuaysideError) -> int:
 def error_body(
     request: Request, message: str, hint: str | None = None, **extra: Any
 ) -> dict[str, Any]:
-    """The JSON body of an error response."""
+    """The JSON body of an error response (``code``, when given, is the HTTP status: the older
+    task platform's scripts read ``code`` and treat anything but 0 as a failure)."""
     body: dict[str, Any] = {"error": message}
     if hint:
         body["hint"] = hint
@@ -119,7 +120,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = format_problems(exc)
         return JSONResponse(
-            error_body(request, "invalid request: " + "; ".join(problems), problems=problems),
+            error_body(
+                request, "invalid request: " + "; ".join(problems), problems=problems, code=422
+            ),
             status_code=422,
         )
 
@@ -129,7 +132,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and exc.detail == FASTAPI_PARSE_ERROR:
             message, hint = body_error_message(exc.__cause__), BODY_HINT
         return JSONResponse(
-            error_body(request, message, hint),
+            error_body(request, message, hint, code=exc.status_code),
             status_code=exc.status_code,
             headers=dict(exc.headers or {}),
         )
@@ -142,7 +145,7 @@ def install_error_handlers(app: FastAPI) -> None:
             body_error_message(exc),
         )
         return JSONResponse(
-            error_body(request, body_error_message(exc), BODY_HINT), status_code=400
+            error_body(request, body_error_message(exc), BODY_HINT, code=400), status_code=400
         )
 
     @app.exception_handler(QuaysideError)
@@ -157,5 +160,7 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(
-            error_body(request, exc.message, exc.hint), status_code=status, headers=headers
+            error_body(request, exc.message, exc.hint, code=status),
+            status_code=status,
+            headers=headers,
         )

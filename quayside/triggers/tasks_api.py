@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from quayside.errors import InputError, NotFoundError
+from quayside.inventory.task_templates import TaskTemplate
 from quayside.triggers.literal import Mapping_, Scalar, Value, parse_mapping
 from quayside.user_names import clean_name
 
@@ -125,15 +126,18 @@ class TaskSubmission(BaseModel):
         min_length=1, max_length=200, description="Free-text title shown with the run."
     )
     temp_id: str | int = Field(
-        description="A deployment name or a configured numeric alias (the old template id)."
+        description="A task template's number (task_templates in quayside.yaml, as on the "
+        "older platform) or a deployment name."
     )
     args: dict[str, Value] = Field(
         default_factory=dict,
-        description="Flow parameters: a JSON object or a Python dict literal string.",
+        description="The template's arguments ({'TAG': 'v1', 'APP_NAME': 'Web'}), or a "
+        "deployment's parameters; a JSON object or a Python dict literal string.",
     )
     hosts: dict[str | int, Value] = Field(
         default_factory=dict,
-        description="Target hosts by group, e.g. {1: '172.16.0.101'}; JSON or Python literal.",
+        description="Target hosts by group, e.g. {1: '172.16.0.101'}: inventory host addresses "
+        "or names, all in the run's environment; JSON or Python literal.",
     )
     submitter: str | None = Field(
         default=None,
@@ -246,10 +250,27 @@ class TaskSubmission(BaseModel):
 
 
 @dataclass(frozen=True)
-class RunRequest:
-    """What the gateway asks ``quayside.runs`` to start."""
+class ResolvedTemplate:
+    """What a ``temp_id`` stands for.
 
-    deployment: str
+    Attributes:
+        template: the task template (for a deployment name or a deprecated alias, the
+            implicit one: the older scripts' upper-case names mapped, others passed by name).
+        label: how messages name it (``task template 1``, ``deployment git-deploy``).
+        where: its key path in quayside.yaml, if it is configured there.
+    """
+
+    template: TaskTemplate
+    label: str
+    where: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the gateway asks ``quayside.runs`` to start (``parameters`` are the task's raw
+    ``args``: the template maps them)."""
+
+    template: ResolvedTemplate
     parameters: dict[str, Value]
     hosts: list[str]
     require_approval: bool
@@ -260,29 +281,47 @@ class RunRequest:
     submitter: str | None = None
     notify: dict[str | int, Value] = field(default_factory=dict)
 
+    @property
+    def deployment(self) -> str:
+        """The deployment the template starts."""
+        return self.template.template.deployment
 
-def resolve_deployment(temp_id: str | int, aliases: Mapping[str, str]) -> str:
-    """Map ``temp_id`` to a deployment name.
+
+def resolve_template(
+    temp_id: str | int,
+    templates: Mapping[str, TaskTemplate],
+    aliases: Mapping[str, str] | None = None,
+) -> ResolvedTemplate:
+    """What ``temp_id`` stands for: a task template, a (deprecated) alias, or a deployment.
 
     Args:
         temp_id: the submitted ``temp_id`` (already validated).
-        aliases: configured aliases, e.g. ``{"1": "git-deploy/web"}``.
+        templates: ``task_templates`` of the inventory.
+        aliases: ``task_aliases`` of the inventory (deprecated: a template with only a
+            deployment), e.g. ``{"7": "git-deploy"}``.
 
     Returns:
-        ``aliases[temp_id]`` if configured, else ``temp_id`` itself when it is a name.
+        The template and how to name it.
 
     Raises:
-        NotFoundError: ``temp_id`` is numeric and no alias is configured for it.
+        NotFoundError: ``temp_id`` is a number no template (or alias) is configured for.
     """
     key = str(temp_id)
-    if key in aliases:
-        return aliases[key]
+    if key in templates:
+        return ResolvedTemplate(templates[key], f"task template {key}", f"task_templates.{key}")
+    if aliases and key in aliases:
+        return ResolvedTemplate(
+            TaskTemplate.legacy(aliases[key]),
+            f"task alias {key} ({aliases[key]})",
+            f"task_aliases.{key}",
+        )
     if key.isdigit():
         raise NotFoundError(
-            f"temp_id: no deployment alias {key!r} is configured",
-            hint="use the deployment's name, or add the alias to the gateway's configuration",
+            f"temp_id: no task template {key!r} is configured",
+            hint="add it under task_templates in quayside.yaml (see the README's task "
+            "templates), or send a deployment name",
         )
-    return key
+    return ResolvedTemplate(TaskTemplate.legacy(key), f"deployment {key}")
 
 
 def hosts_list(hosts: Mapping[str | int, Value]) -> list[str]:
@@ -322,6 +361,7 @@ def to_request(
     aliases: Mapping[str, str],
     tz: str | ZoneInfo = DEFAULT_TIMEZONE,
     *,
+    templates: Mapping[str, TaskTemplate] | None = None,
     user: str | None = None,
     idempotency_key: str | None = None,
     now: datetime | None = None,
@@ -331,17 +371,18 @@ def to_request(
 
     The idempotency key is, in order of preference: ``idempotency_key`` (for example the
     ``Idempotency-Key`` header), the body's ``idempotency_key``, or ``sha256`` of the canonical
-    JSON of what would run (deployment, parameters, hosts, approval, schedule, submitter — not
-    the free-text task_name/details/associated_user). For an unscheduled request, passing
-    ``now`` adds the current ``dedupe_window`` bucket, so a retry within minutes is a duplicate
-    while the same deploy requested again tomorrow is not. The gateway scopes the key by user,
-    deployment, app and environment before Prefect sees it
+    JSON of what would run (temp_id, deployment, arguments, hosts, approval, schedule,
+    submitter — not the free-text task_name/details/associated_user). For an unscheduled
+    request, passing ``now`` adds the current ``dedupe_window`` bucket, so a retry within
+    minutes is a duplicate while the same deploy requested again tomorrow is not. The gateway
+    scopes the key by user, deployment, app and environment before Prefect sees it
     (:func:`quayside.triggers.idempotency.scoped_key`): another caller's key is never a match.
 
     Args:
         sub: the validated submission.
-        aliases: numeric ``temp_id`` aliases to deployment names.
+        aliases: numeric ``temp_id`` aliases to deployment names (deprecated).
         tz: the timezone of local ``exec_time`` strings (default ``Asia/Shanghai``).
+        templates: the inventory's task templates (numeric ``temp_id``).
         user: the authenticated user; wins over the body's ``submitter``.
         idempotency_key: a key the client sent out of band (header).
         now: the current time (aware), only used for the dedupe bucket.
@@ -351,11 +392,12 @@ def to_request(
         The :class:`RunRequest`.
 
     Raises:
-        NotFoundError: a numeric ``temp_id`` has no alias.
+        NotFoundError: a numeric ``temp_id`` has no template (or alias).
         InputError: unknown timezone, a local ``exec_time`` that does not exist there, or an
             invalid header idempotency key.
     """
-    deployment = resolve_deployment(sub.temp_id, aliases)
+    resolved = resolve_template(sub.temp_id, templates or {}, aliases)
+    deployment = resolved.template.deployment
     scheduled_at = to_utc(sub.exec_time, tz) if sub.exec_time is not None else None
     submitter = user or sub.submitter
     hosts = hosts_list(sub.hosts)
@@ -366,6 +408,7 @@ def to_request(
         raise InputError("Idempotency-Key: 8-200 characters: letters, digits, '.', '_', ':', '-'")
     if key is None:
         identity: dict[str, Any] = {
+            "temp_id": str(sub.temp_id),
             "deployment": deployment,
             "parameters": parameters,
             "hosts": hosts,
@@ -378,7 +421,7 @@ def to_request(
             identity["bucket"] = int(now.timestamp()) // window
         key = "task:" + hashlib.sha256(canonical_json(identity).encode()).hexdigest()
     return RunRequest(
-        deployment=deployment,
+        template=resolved,
         parameters=parameters,
         hosts=hosts,
         require_approval=require_approval,
@@ -439,6 +482,7 @@ def parse_submission(data: object) -> TaskSubmission:
 
 __all__ = [
     "DEFAULT_TIMEZONE",
+    "ResolvedTemplate",
     "RunRequest",
     "Scalar",
     "TaskSubmission",
@@ -447,7 +491,7 @@ __all__ = [
     "hosts_list",
     "parse_exec_time",
     "parse_submission",
-    "resolve_deployment",
+    "resolve_template",
     "to_request",
     "to_utc",
 ]
