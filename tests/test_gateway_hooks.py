@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from quayside.ledger.environments import ensure_app_env, pause_auto_triggers, resume_auto_triggers
+from quayside.runs import read_run
 from quayside.triggers.gitlab import dedupe_key
 from quayside.triggers.idempotency import TAG_TRIGGERS, scoped_key
 from tests.harness import dingtalk
 from tests.harness.platform import Platform, count_runs
+from tests.test_default_ref import make_tagged_repo
 from tests.test_gateway_server import DEPLOY, DINGTALK, FIXTURES, Gateway, gateway_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
@@ -223,6 +225,57 @@ def test_dingtalk_deploy_starts_a_run_and_status_answers(gateway: Gateway) -> No
     gateway.runs.append(run_id)
     status = reply_text(chat(gateway, "status web test"))
     assert status.startswith("web")
+
+
+def test_chat_deploy_without_a_ref_uses_the_environments_default_ref(gateway: Gateway) -> None:
+    """The README's headline command names no ref: docs/dev's default_ref is latest-tag (the
+    newest tag matching its tag rule ^dev-), docs/test's is the branch main; the reply says
+    which ref it chose, and the run deploys that ref."""
+    make_tagged_repo(
+        gateway.home / "git" / "docs.git",
+        [
+            ("dev-1", "2024-01-01T00:00:00Z", True),
+            ("dev-2", "2024-01-02T00:00:00Z", False),
+            ("qa-9", "2024-01-03T00:00:00Z", True),
+        ],
+    )
+    text = reply_text(chat(gateway, "执行dev环境docs流水线"))
+    assert "docs → dev @ dev-2 (newest tag matching ^dev-)" in text, text
+    assert "started: " in text and "/runs/flow-run/" in text
+    run_id = text.rsplit("/", 1)[1].strip()
+    gateway.runs.append(run_id)
+    assert read_run(run_id).parameters["ref"] == "dev-2"
+    text = reply_text(chat(gateway, "deploy docs to test"))
+    assert "docs → test @ main (default_ref of docs/test)" in text, text
+    run_id = text.rsplit("/", 1)[1].strip()
+    gateway.runs.append(run_id)
+    assert read_run(run_id).parameters["ref"] == "main"
+    # an explicit ref wins; an environment without a default still asks for one
+    assert "@ dev-1\n" in reply_text(chat(gateway, "deploy docs to dev dev-1"))
+    missing = reply_text(chat(gateway, "执行test环境web流水线"))
+    assert "missing: ref" in missing and "default_ref of apps.web.environments.test" in missing
+
+
+def test_a_re_pushed_tag_says_which_run_it_already_has(gateway: Gateway) -> None:
+    body = {"app": "site", "ref": "refs/tags/qa-again-1", "commit": "c" * 40}
+    first = gateway.post("/hooks/git", json=body, token=gateway.tokens["githook"])
+    assert first.status_code == 202, first.text
+    started = first.json()
+    assert started["status"] == "started"
+    assert started["message"] == f"started: {started['ui_url']}"
+    again = gateway.post("/hooks/git", json=body, token=gateway.tokens["githook"]).json()
+    assert again["flow_run_id"] == started["flow_run_id"]
+    assert again["status"] in {"already_running", "already_ran"}
+    deadline = time.monotonic() + 120
+    while not read_run(started["flow_run_id"]).final and time.monotonic() < deadline:
+        time.sleep(0.5)
+    state = read_run(started["flow_run_id"])
+    assert state.final, state
+    ran = gateway.post("/hooks/git", json=body, token=gateway.tokens["githook"])
+    assert ran.status_code == 202
+    assert ran.json()["status"] == "already_ran"
+    assert ran.json()["message"] == f"already ran: {started['ui_url']} ({state.state_name})"
+    assert ran.json()["state"] == state.state_name
 
 
 # -- approvals -------------------------------------------------------------------------------

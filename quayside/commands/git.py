@@ -171,6 +171,19 @@ def rev_parse_commit(git_dir: Path | str, ref: str) -> list[str]:
     )
 
 
+def list_tags(git_dir: Path | str) -> list[str]:
+    """Tag names, one a line, newest first: by creation date (the tagger's for an annotated
+    tag, the commit's for a lightweight one), then by version order (``v1.10`` after ``v1.9``)."""
+    return _git(
+        git_dir,
+        "for-each-ref",
+        "--sort=-v:refname",
+        "--sort=-creatordate",
+        "--format=%(refname:strip=2)",
+        "refs/tags/",
+    )
+
+
 def archive(git_dir: Path | str, sha: str) -> list[str]:
     """A tar stream of the tree at commit ``sha`` on stdout (no .git directory)."""
     return _git(git_dir, "archive", "--format=tar", check_commit(sha))

@@ -24,10 +24,16 @@ from quayside.errors import ConfigError, InputError, NotFoundError, QuaysideErro
 from quayside.gateway.auth import require, service
 from quayside.gateway.config import origin_of
 from quayside.gateway.context import GatewayContext, context
+from quayside.gateway.default_ref import ChosenRef, default_ref
 from quayside.gateway.errors import ServiceUnavailable
 from quayside.gateway.routes_approvals import answer
 from quayside.gateway.submitting import submission_scope, submit_run
-from quayside.gateway.triggering import catalogue_entry, env_requires_approval, get_app
+from quayside.gateway.triggering import (
+    catalogue_entry,
+    env_requires_approval,
+    get_app,
+    start_status,
+)
 from quayside.triggers.chat import (
     HELP_TEXT,
     Approve,
@@ -192,6 +198,11 @@ def _carry_out(ctx: GatewayContext, user: str, command: Command, message: Outgoi
                 "use `quayside` on the platform host or the Prefect UI"
             )
         scope = submission_scope(ctx, user, spec, wanted)
+        chosen: ChosenRef | None = None
+        if isinstance(command, Deploy) and not command.ref:
+            chosen = default_ref(ctx, command.app, command.env)
+            if chosen is not None:
+                wanted["ref"] = chosen.ref
         kind: RunKind = "deploy" if isinstance(command, Deploy) else "rollback"
         approval = env_requires_approval(inventory, command.app, command.env, kind=kind)
         wanted.update({"requested_by": user, "approval": approval})
@@ -200,7 +211,8 @@ def _carry_out(ctx: GatewayContext, user: str, command: Command, message: Outgoi
         if missing:
             return (
                 f"缺少参数 / missing: {', '.join(missing)}; "
-                f"e.g. deploy {command.app} to {command.env} <tag>"
+                f"e.g. deploy {command.app} to {command.env} <tag>, or set default_ref of "
+                f"apps.{command.app}.environments.{command.env} in quayside.yaml"
             )
         handle = submit_run(
             ctx,
@@ -212,7 +224,17 @@ def _carry_out(ctx: GatewayContext, user: str, command: Command, message: Outgoi
             idempotency_key=f"{key_base}:{spec.name}" if key_base else _fresh_key(),
             tags=[f"app:{command.app}", f"env:{command.env}", "trigger:dingtalk"],
         )
-        return f"{verb} {command.app} → {command.env} 已开始 / started: {handle.ui_url}"
+        what = f"{verb} {command.app} → {command.env}"
+        if chosen is not None:
+            what += f" @ {chosen.ref} ({chosen.why})"
+        elif isinstance(command, Deploy) and command.ref:
+            what += f" @ {command.ref}"
+        status, _ = start_status(handle)
+        if status == "already_ran":
+            return f"{what}\n已执行过 / already ran: {handle.ui_url} ({handle.state_name})"
+        if status == "already_running":
+            return f"{what}\n已在运行 / already running: {handle.ui_url} ({handle.state_name})"
+        return f"{what}\n已开始 / started: {handle.ui_url}"
     if isinstance(command, Approve):
         token = service().issue_approval_token(ctx.engine(), user)
         decision = "reject" if command.reject else "approve"

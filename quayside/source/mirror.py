@@ -185,6 +185,18 @@ class GitMirror:
             )
         return sha
 
+    def tags(self) -> list[str]:
+        """The mirror's tag names, newest first (creation date, then version order).
+
+        Raises:
+            NotFoundError: the mirror was never synced.
+            CommandFailed / CommandTimeout: git failed.
+        """
+        self._require()
+        with self._lock(exclusive=False):
+            out = self._git(gitcmd.list_tags(self.path), what="for-each-ref").stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
     def export(self, sha: str, dest: Path) -> Path:
         """Write the tree at commit ``sha`` into ``dest`` (created; must be empty or absent),
         without a .git directory. Returns ``dest``.
