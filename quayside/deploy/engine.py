@@ -514,7 +514,7 @@ def check_health(
 
 
 def _address(executor: Executor) -> str:
-    return executor.address if isinstance(executor, SSHExecutor) else "127.0.0.1"
+    return executor.address if isinstance(executor, SSHExecutor | LocalExecutor) else "127.0.0.1"
 
 
 def switch_back(

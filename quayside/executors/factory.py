@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from quayside.executors.base import Executor
 from quayside.executors.control import control_dir
-from quayside.executors.local import LocalExecutor
+from quayside.executors.local import LocalExecutor, login_env
 from quayside.executors.ssh import SSHExecutor
 from quayside.inventory.models import Host
 from quayside.settings import load_settings
 
 
 def executor_for(name: str, host: Host) -> Executor:
-    """The executor for inventory host ``name``: SSH, or local for ``transport: local``."""
+    """The executor for inventory host ``name``: SSH, or for ``transport: local`` this
+    machine, with a login environment (the platform's own variables stay out)."""
     if host.transport == "local":
-        return LocalExecutor(name)
+        return LocalExecutor(name, address=host.address, base_env=login_env(os.environ))
     return SSHExecutor(
         name=name,
         address=host.address,

@@ -25,6 +25,19 @@ COMMAND_DISPLAY_LIMIT = 200
 DEFAULT_FILE_MODE = 0o644
 
 
+#: The variables a command on a local host inherits: what a login session has (as over SSH),
+#: never the platform's own (its API auth string, ledger URL, Prefect settings).
+LOGIN_VARIABLES = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+def login_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The login variables of ``environ`` (PATH defaulted): the base environment of a
+    command on a ``transport: local`` host."""
+    out = {key: environ[key] for key in LOGIN_VARIABLES if key in environ}
+    out.setdefault("PATH", os.defpath)
+    return out
+
+
 def display_command(argv: Sequence[str]) -> str:
     """``argv`` as one shell-quoted line, shortened for error messages."""
     text = shlex.join(argv)
@@ -89,10 +102,22 @@ class LocalExecutor:
 
     Args:
         name: The host name used in results and error messages.
+        address: The address this host is reached at (health-check URLs' ``{address}``).
+        base_env: The environment every command starts from (``env`` is added to it); by
+            default this process's own. A ``transport: local`` host gets
+            :func:`login_env`, as an SSH session would.
     """
 
-    def __init__(self, name: str = "local") -> None:
+    def __init__(
+        self,
+        name: str = "local",
+        *,
+        address: str = "127.0.0.1",
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = name
+        self.address = address
+        self._base_env = dict(base_env) if base_env is not None else None
 
     def run(
         self,
@@ -128,7 +153,9 @@ class LocalExecutor:
         if not args:
             raise CommandFailed(self.name, "empty command")
         child_env = None
-        if env:
+        if self._base_env is not None:
+            child_env = {**self._base_env, **(env or {})}
+        elif env:
             child_env = {**os.environ, **env}
         start = time.monotonic()
         with ExitStack() as files:

@@ -57,13 +57,29 @@ class SecretRef(Strict):
         return self
 
 
-class Host(Strict):
-    """A machine Quayside deploys to."""
+#: Host settings that only an SSH host uses (refused on a ``transport: local`` host).
+SSH_ONLY_SETTINGS = frozenset(
+    {"port", "user", "key_file", "known_hosts", "verify_host_key", "connect_timeout", "persist_s"}
+)
 
-    address: str = Field(description="IP address or DNS name")
+
+class Host(Strict):
+    """A machine Quayside deploys to: over SSH, or this machine itself (``transport: local``)."""
+
+    address: str = Field(
+        description="IP address or DNS name (a local host: 127.0.0.1 unless given; its "
+        "health-check URLs use it as {address})"
+    )
     port: int = Field(22, ge=1, le=65535)
     user: str = Field("deploy", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
-    transport: Literal["ssh", "local"] = Field("ssh", description="'local' runs on this machine")
+    transport: Literal["ssh", "local"] = Field(
+        "ssh",
+        description="'ssh': commands run over SSH as `user`. 'local': this machine - the "
+        "same stage/switch/health commands run here through the local executor, as the "
+        "platform's user, with a login environment (PATH, HOME, LANG; none of the "
+        "platform's variables); give each local host its own directory with {host} in "
+        "deploy_root. For the demo and single-machine setups; SSH settings do not apply",
+    )
     key_file: str | None = Field(None, description="private key path (~ expanded)")
     known_hosts: str | None = Field(None, description="known_hosts file for this host")
     verify_host_key: bool = Field(
@@ -78,6 +94,24 @@ class Host(Strict):
         "for the next command or run (OpenSSH ControlPersist, as Ansible's default 60 s); "
         "0 opens one connection per task and closes it",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_address(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("transport") == "local" and "address" not in data:
+            return {**data, "address": "127.0.0.1"}
+        return data
+
+    @model_validator(mode="after")
+    def _local_without_ssh(self) -> Host:
+        given = sorted(SSH_ONLY_SETTINGS & self.model_fields_set)
+        if self.transport == "local" and given:
+            raise ValueError(
+                f"{', '.join(given)}: SSH settings, unused by a transport: local host (it runs "
+                "commands on this machine as the platform's user); remove them, or use "
+                "transport: ssh"
+            )
+        return self
 
 
 class HealthCheck(Strict):
@@ -273,6 +307,7 @@ class Inventory(Strict):
                 for i, group in enumerate(env.groups):
                     if group not in self.groups:
                         errors.append(f"{where}.groups[{i}]: unknown group '{group}'")
+                errors.extend(_shared_local_roots(self, where, app, env))
             for i, rule in enumerate(app.tag_rules):
                 if rule.environment not in app.environments:
                     errors.append(
@@ -289,3 +324,23 @@ class Inventory(Strict):
         if errors:
             raise ValueError("\n".join(errors))
         return self
+
+
+def _shared_local_roots(inventory: Inventory, where: str, app: App, env: Environment) -> list[str]:
+    """Local hosts share this machine's file system: two of one environment must not deploy
+    into the same directory (each needs ``{host}`` in the deploy root)."""
+    root = env.deploy_root or app.deploy_root
+    names = [*env.hosts, *(h for g in env.groups for h in inventory.groups.get(g, []))]
+    seen: dict[str, str] = {}
+    for name in dict.fromkeys(names):
+        host = inventory.hosts.get(name)
+        if host is None or host.transport != "local":
+            continue
+        path = root.replace("{host}", name)
+        if path in seen:
+            return [
+                f"{where}: local hosts '{seen[path]}' and '{name}' would both deploy into "
+                f"{path}; put {{host}} in deploy_root"
+            ]
+        seen[path] = name
+    return []
