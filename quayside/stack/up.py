@@ -91,6 +91,8 @@ def _run_locked(
     operator_auth: str | None,
     say: Say,
 ) -> None:
+    from quayside.demo.create import NEXT_STEP as DEMO_NEXT_STEP
+    from quayside.demo.create import first_run_demo
     from quayside.ledger.db import migrate
 
     stop_requested = False
@@ -111,6 +113,7 @@ def _run_locked(
         say(f"API auth        {source}{settings.api_auth_path} (the UI's login asks for it)")
         migrate(settings.database_url)
         say("ledger          migrated")
+        demo = first_run_demo(settings, say, actor="quayside up")  # no inventory: the demo
         sup = Supervisor(env, project_dir)
         old_int = signal.signal(signal.SIGINT, request_stop)
         old_term = signal.signal(signal.SIGTERM, request_stop)
@@ -125,6 +128,8 @@ def _run_locked(
             sup.wait_healthy(gateway, sup.start(gateway), timeout=60)
             say(f"gateway         {settings.gateway_url}")
             say(f"Quayside is up: UI {settings.prefect_ui_url}  gateway {settings.gateway_url}")
+            if demo:
+                say(DEMO_NEXT_STEP)
             say(f"logs in {settings.home / 'logs'}; press Ctrl-C to stop")
             sup.watch(lambda: stop_requested)
         finally:
