@@ -34,7 +34,6 @@ from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import (
     HostOutcome,
     current_release,
-    finish_release,
     list_releases,
     mark_running,
     record_host_outcomes,
@@ -60,6 +59,7 @@ from tasks.deploy import (
 from tasks.fanout import fan_out
 from tasks.ledger import current_flow_run_id, ledger_engine
 from tasks.params import opaque
+from tasks.release_finish import Announcement, finish_release_run
 from tasks.run_authority import confirm_run_authority
 from tasks.source import resolve_ref
 from tasks.sync_body import run_sync_body
@@ -289,6 +289,10 @@ def deploy_release(
     key = f"{app}/{env}/{release_id}"
     location = _store_location(key)
     release_row: int | None = None
+
+    def failed(why: str) -> Announcement:
+        return Announcement(app, env, "failed", ref, requested_by, inline(why))
+
     policy = effective_policy(target.env.approval, asked=approval)
     if policy is not None:
         from tasks.approval import approval_gate  # the approvals module; imported when needed
@@ -319,6 +323,7 @@ def deploy_release(
                 release_id=release_row,
             )
         except Exception:  # rejected or expired; a suspension (BaseException) passes through
+            # the gate has told the channels; the release only ends
             _finish_quietly(engine, release_row, ReleaseStatus.cancelled, "not approved")
             raise
         logger.info("approved by %s", approver)
@@ -365,7 +370,9 @@ def deploy_release(
         except BaseException as e:
             if release_row is None:
                 release_row = record(details={"release_id": release_id, "step": "build"})
-            _finish_quietly(engine, release_row, ReleaseStatus.failed, f"build: {e}")
+            _finish_quietly(
+                engine, release_row, ReleaseStatus.failed, f"build: {e}", failed(f"build: {e}")
+            )
             raise
         digest = manifest.with_shared(tuple(target.app.shared_paths)).digest()
         if release_row is None:
@@ -384,10 +391,12 @@ def deploy_release(
             with Progress(len(target.host_names), progress_key, title) as bar:
                 # closed last: the final progress update goes out while the ledger is written
                 return _deploy(
-                    target, ref, sha, spec, release_row, key, size, limit, base, settings, bar
+                    target, ref, sha, spec, release_row, key, size, limit, base, settings, bar,
+                    actor=requested_by,
                 )  # fmt: skip
         except BaseException as e:
-            _finish_quietly(engine, release_row, ReleaseStatus.failed, str(e).splitlines()[0])
+            why = (str(e) or type(e).__name__).splitlines()[0]
+            _finish_quietly(engine, release_row, ReleaseStatus.failed, why, failed(why))
             raise
 
 
@@ -435,14 +444,18 @@ def _store_location(key: str) -> str | None:
         return None
 
 
-def _finish_quietly(engine: Any, release_row: int | None, status: ReleaseStatus, why: str) -> None:
-    """Finish the ledger release if it has not finished yet (on the way out of an error)."""
-    if release_row is None:
-        return
-    try:
-        finish_release(engine, release_row, status, details={"error": why[:500]})
-    except QuaysideError:
-        pass  # already finished
+def _finish_quietly(
+    engine: Any,
+    release_row: int | None,
+    status: ReleaseStatus,
+    why: str,
+    announce: Announcement | None = None,
+) -> None:
+    """Finish the ledger release if it has not finished yet (on the way out of an error),
+    then send ``announce``."""
+    finish_release_run(
+        engine, release_row, status, details={"error": why[:500]}, announce=announce, quiet=True
+    )
 
 
 def _spec(
@@ -541,6 +554,8 @@ def _deploy(
     base: StoredPayload | None,
     settings: Settings,
     progress: Progress,
+    *,
+    actor: str,
 ) -> dict[str, Any]:
     logger = get_run_logger()
     engine = ledger_engine()
@@ -632,18 +647,22 @@ def _deploy(
         reports = _roll_back_switched(target, spec, reports, release_row)
         _publish(target, ref, reports, skipped)
         rows = [(r.host, r.step, r.message) for r in reports if r.status == "failed"]
-        finish_release(
+        error = ThresholdExceeded(
+            f"{failed} of {len(names)} host(s) failed ({limit} tolerated): stopped and switched "
+            f"every switched host back to its previous release",
+            rows,
+        )
+        finish_release_run(
             engine,
             release_row,
             ReleaseStatus.failed,
             summary={"failed": len(rows), "hosts": len(names), "rolled_back": True},
             details={"artifact_location": location, "failed_hosts": [h for h, _, _ in rows]},
+            announce=Announcement(
+                app, env, "rolled_back", ref, actor, _outcome_text(str(error), rows)
+            ),
         )
-        raise ThresholdExceeded(
-            f"{failed} of {len(names)} host(s) failed ({limit} tolerated): stopped and switched "
-            f"every switched host back to its previous release",
-            rows,
-        )
+        raise error
 
     assert publishing is not None
     bad = [r for r in reports if not r.ok]
@@ -662,7 +681,7 @@ def _deploy(
         "failed_hosts": [r.host for r in bad],
     }
     if not changed and not bad:
-        finish_release(
+        finish_release_run(  # nothing happened: nobody is told
             engine,
             release_row,
             ReleaseStatus.cancelled,
@@ -672,12 +691,23 @@ def _deploy(
         logger.info("no change: every host already runs this content")
         outcome = "no change"
     else:
-        finish_release(
+        text = f"{len(changed)} of {len(names)} host(s) now run {release_id}"
+        if bad:
+            text += f"; {len(bad)} failed ({limit} tolerated)"
+        finish_release_run(
             engine,
             release_row,
             ReleaseStatus.succeeded,
             summary={**summary, "result": "deployed"},
             details=details,
+            announce=Announcement(
+                app,
+                env,
+                "succeeded",
+                ref,
+                actor,
+                _outcome_text(text, [(r.host, r.step, r.message) for r in bad]),
+            ),
         )
         outcome = "deployed"
         if bad:
@@ -701,6 +731,17 @@ def _deploy(
         "failed": [r.host for r in bad],
         "bytes_sent": {r.host: r.bytes_sent for r in reports},
     }
+
+
+def _outcome_text(headline: str, failed: list[tuple[str, str, str]]) -> str:
+    """A notification's details: ``headline`` and one line per failed host (at most 10)."""
+    lines = [inline(headline)]
+    lines += [
+        f"- {inline(h)} [{inline(step)}]: {inline(msg)[:200]}" for h, step, msg in failed[:10]
+    ]
+    if len(failed) > 10:
+        lines.append(f"- … and {len(failed) - 10} more")
+    return "\n".join(lines)
 
 
 def _roll_back_switched(

@@ -15,7 +15,6 @@ from quayside.inventory import group_hosts, load_inventory
 from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import (
     HostOutcome,
-    finish_release,
     mark_running,
     record_host_outcomes,
     start_release,
@@ -25,6 +24,7 @@ from quayside.settings import load_settings
 from tasks.fanout import map_hosts
 from tasks.hosts import run_command
 from tasks.ledger import current_flow_run_id, ledger_engine
+from tasks.release_finish import Announcement, finish_release_run
 from tasks.run_authority import confirm_run_authority
 
 
@@ -117,10 +117,20 @@ def hello_release(
         rows.append(
             (outcome.host, "ok" if outcome.ok else "failed", outcome.value or message or "")
         )
-    record_host_outcomes(engine, release.id, outcomes)
     final = ReleaseStatus.succeeded if result.ok else ReleaseStatus.failed
-    finish_release(
-        engine, release.id, final, summary={"hosts": len(hosts), "failed": len(result.failed)}
+    text = f"{code(shlex.join(command), limit=200)} on {len(hosts)} host(s)"
+    if not result.ok:
+        text += f", failed on: {inline(', '.join(o.host for o in result.failed), limit=300)}"
+    finish_release_run(
+        engine,
+        release.id,
+        final,
+        summary={"hosts": len(hosts), "failed": len(result.failed)},
+        also=lambda session: record_host_outcomes(session, release.id, outcomes),
+        # told where an app "hello" in quayside.yaml lists channels (no warning otherwise)
+        announce=Announcement("hello", group, final.value, release.version, requested_by, text)
+        if "hello" in inventory.apps
+        else None,
     )
     create_markdown_artifact(
         markdown=_report(group, command, rows),

@@ -29,7 +29,6 @@ from quayside.ledger.models import HostStatus, Release, ReleaseKind, ReleaseStat
 from quayside.ledger.releases import (
     HostOutcome,
     current_release,
-    finish_release,
     get_release,
     list_releases,
     mark_running,
@@ -43,6 +42,7 @@ from quayside.settings import load_settings
 from tasks.deploy import PayloadCache, Progress, rollback_on_host
 from tasks.fanout import fan_out
 from tasks.ledger import current_flow_run_id, ledger_engine
+from tasks.release_finish import Announcement, finish_release_run
 from tasks.run_authority import confirm_run_authority
 from tasks.sync_body import run_sync_body
 
@@ -265,6 +265,11 @@ def roll_back(
             mark_running(session, row.id, actor=requested_by)
         paused = False
 
+        def announce(event: str, text: str) -> Announcement:
+            return Announcement(
+                app, env, event, f"rollback to {dest.version}", requested_by, inline(text)
+            )
+
         def pause(db: Any) -> None:
             pause_auto_triggers(
                 db,
@@ -330,8 +335,8 @@ def roll_back(
                 key=artifact_key("rollback", app, env),
                 description=f"rollback of {inline(app)}/{inline(env)} to {inline(dest.version)}",
             )
-            # host rows, the outcome and the trigger pause: one transaction
-            with unit_of_work(engine) as session:
+
+            def hosts_and_pause(session: Any) -> None:
                 record_host_outcomes(
                     session,
                     row.id,
@@ -347,20 +352,39 @@ def roll_back(
                         for r in reports
                     ],
                 )
-                finish_release(
-                    session,
-                    row.id,
-                    ReleaseStatus.failed if bad else ReleaseStatus.succeeded,
-                    summary={"hosts": len(reports), "failed": len(bad), "to": dest.id},
-                    details={"failed_hosts": [r.host for r in bad]},
-                )
                 pause(session)
+
+            moved = f"from {current.version} (release {current.id}) to {dest.version} "
+            moved += f"(release {dest.id}, {rid})"
+            if bad:
+                news = announce(
+                    "failed",
+                    f"rollback {moved}: {len(bad)} of {len(reports)} "
+                    "host(s) failed: " + ", ".join(r.host for r in bad),
+                )
+            else:
+                news = announce("rolled_back", f"rolled back {moved} on {len(reports)} host(s)")
+            # host rows, the outcome and the trigger pause: one transaction
+            finish_release_run(
+                engine,
+                row.id,
+                ReleaseStatus.failed if bad else ReleaseStatus.succeeded,
+                summary={"hosts": len(reports), "failed": len(bad), "to": dest.id},
+                details={"failed_hosts": [r.host for r in bad]},
+                also=hosts_and_pause,
+                announce=news,
+            )
             paused = True
         except BaseException as e:
-            try:
-                finish_release(engine, row.id, ReleaseStatus.failed, details={"error": str(e)})
-            except Exception:
-                pass
+            why = (str(e) or type(e).__name__).splitlines()[0]
+            finish_release_run(
+                engine,
+                row.id,
+                ReleaseStatus.failed,
+                details={"error": str(e)},
+                announce=announce("failed", f"rollback to {dest.version}: {why}"),
+                quiet=True,
+            )
             raise
         finally:
             progress.close()  # its last update went out while the ledger was written

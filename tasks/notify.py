@@ -48,13 +48,18 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 
 def _current_run_url() -> str | None:
+    """The UI page of the current flow run (``quayside.runs.ui_url_for``: Prefect 3.8's
+    ``prefect.runtime.flow_run.ui_url`` points at ``/flow-runs/flow-run/<id>``, a page the
+    UI does not have; the UI's own links are ``/runs/flow-run/<id>``)."""
     try:
         from prefect.runtime import flow_run
 
-        url = flow_run.ui_url
+        from quayside.runs import ui_url_for
+
+        run_id = flow_run.get_id()
+        return ui_url_for(str(run_id)) if run_id else None
     except Exception:  # noqa: BLE001 - the link is a nicety; never fail for it
         return None
-    return str(url) if url else None
 
 
 def _secret_values(block: Block) -> list[str]:
