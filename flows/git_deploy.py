@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
@@ -22,7 +23,6 @@ from quayside.auth.policy import effective_policy
 from quayside.deploy import expected_facts
 from quayside.deploy.engine import INLINE_MAX_BYTES, HostReport, ReleaseSpec, prepare_plans
 from quayside.deploy.errors import HostsFailed, ThresholdExceeded
-from quayside.deploy.lease import deploy_lock
 from quayside.deploy.policy import exceeded, failure_limit
 from quayside.deploy.scripts import host_deploy_root
 from quayside.deploy.summary import approval_markdown
@@ -60,9 +60,9 @@ from tasks.fanout import fan_out
 from tasks.ledger import current_flow_run_id, ledger_engine
 from tasks.params import opaque
 from tasks.release_finish import Announcement, finish_release_run
+from tasks.release_lock import NotRun, run_release_body, take_release_lock
 from tasks.run_authority import confirm_run_authority
 from tasks.source import resolve_ref
-from tasks.sync_body import run_sync_body
 
 #: environment variable: changes up to this many bytes travel inline (a tar in memory, over
 #: the executor's SSH session); larger ones as a tar file streamed through OpenSSH
@@ -169,7 +169,7 @@ async def git_deploy(
     lock_wait_s: float = Field(
         0, ge=0, le=3600, description="wait this long for another deploy's lock (0 = refuse)"
     ),
-) -> dict[str, Any]:
+) -> dict[str, Any] | State[Any]:
     """Deploy ``ref`` of ``app`` to ``env``.
 
     Resolves the ref in the app's mirror, exports and builds the payload, keeps it in the
@@ -182,7 +182,8 @@ async def git_deploy(
     pending). It ends ``succeeded`` when the release is live (failed hosts below the threshold
     are listed in its summary), ``failed`` when the build failed or the threshold was passed
     (switched hosts rolled back, their outcome ``rolled_back``), and ``cancelled`` with
-    ``summary.result == "no change"`` when every host already had this content - so a
+    ``summary.result == "no change"`` when every host already had this content (or
+    ``"not run"`` when another run held the deploy lock) - so a
     no-change re-run never becomes the "previous release" a rollback goes to. A dry run
     writes nothing to the ledger; its per-host plan is a Markdown artifact and the return value.
 
@@ -211,7 +212,9 @@ async def git_deploy(
     Raises:
         quayside.errors.InputError: an unsafe ref (nothing was run).
         quayside.errors.NotFoundError: unknown app, environment, host or ref.
-        quayside.errors.LockHeldError: another deploy of this app/env is running.
+        prefect.exceptions.CancelledRun: (called in-process) not run: another deploy of this
+            app/env holds the lock; the refusal is recorded as a ``cancelled`` release with
+            ``summary.result == "not run"``. Through a worker the run ends ``Cancelled``.
         quayside.deploy.errors.BuildError: the build failed.
         quayside.deploy.errors.ThresholdExceeded: too many hosts failed; switched hosts were
             rolled back.
@@ -219,7 +222,7 @@ async def git_deploy(
     Example:
         >>> asyncio.run(git_deploy("web", "prod", "v1.4.2", batch="25%"))  # an async flow
     """
-    return await run_sync_body(
+    return await run_release_body(
         deploy_release,
         app=app,
         env=env,
@@ -328,21 +331,29 @@ def deploy_release(
             raise
         logger.info("approved by %s", approver)
 
+    def refused() -> int:
+        if release_row is not None:
+            return release_row
+        return record(details={"release_id": release_id, "step": "lock"})
+
     with ExitStack() as stack:
         try:
-            stack.enter_context(
-                deploy_lock(
-                    engine,
-                    app,
-                    env,
-                    holder=holder,
-                    flow_run_id=run_id,
-                    version=ref,
-                    wait_s=lock_wait_s,
-                )
+            take_release_lock(
+                stack,
+                engine,
+                app,
+                env,
+                holder=holder,
+                flow_run_id=run_id,
+                version=ref,
+                wait_s=lock_wait_s,
+                record=refused,
             )
-        except BaseException:
-            _finish_quietly(engine, release_row, ReleaseStatus.cancelled, "deploy lock held")
+        except NotRun:
+            raise
+        except BaseException as e:  # the ledger failed: the release ends failed
+            why = (str(e) or type(e).__name__).splitlines()[0]
+            _finish_quietly(engine, release_row, ReleaseStatus.failed, f"lock: {why}")
             raise
         build_dir = _build_dir(settings, app, env, release_id)
         # the mirror's tree goes back to it; anything else is deleted by an rm process that

@@ -11,6 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
@@ -18,7 +19,6 @@ from flows.git_deploy import artifact_key, reports_of
 from quayside.auth.policy import effective_policy
 from quayside.deploy.engine import RollbackSpec
 from quayside.deploy.errors import HostsFailed
-from quayside.deploy.lease import deploy_lock
 from quayside.deploy.summary import rollback_markdown
 from quayside.errors import InputError, NotFoundError
 from quayside.inventory import load_inventory
@@ -43,8 +43,8 @@ from tasks.deploy import PayloadCache, Progress, rollback_on_host
 from tasks.fanout import fan_out
 from tasks.ledger import current_flow_run_id, ledger_engine
 from tasks.release_finish import Announcement, finish_release_run
+from tasks.release_lock import run_release_body, take_release_lock
 from tasks.run_authority import confirm_run_authority
-from tasks.sync_body import run_sync_body
 
 
 def release_dir_of(release: Release) -> str | None:
@@ -144,7 +144,7 @@ async def rollback(
         description="ask for approval even where the environment's policy needs none for a "
         "rollback (an approval the policy requires is never skipped)",
     ),
-) -> dict[str, Any]:
+) -> dict[str, Any] | State[Any]:
     """Roll ``app``/``env`` back to an earlier release.
 
     Every host switches ``current`` in parallel - one round trip where the release is still
@@ -168,7 +168,9 @@ async def rollback(
 
     Raises:
         quayside.errors.NotFoundError: nothing deployed, no earlier release, unknown names.
-        quayside.errors.LockHeldError: a deploy of this app/env is running.
+        prefect.exceptions.CancelledRun: (called in-process) not run: a deploy of this app/env
+            holds the lock; recorded as a ``cancelled`` rollback, ``summary.result == "not
+            run"``. Through a worker the run ends ``Cancelled``.
         quayside.deploy.errors.HostsFailed: some hosts could not be switched.
         tasks.approval.ApprovalRejected: the approval was refused (nothing was switched).
 
@@ -176,7 +178,7 @@ async def rollback(
         >>> asyncio.run(rollback("web", "prod"))  # to the previous release (an async flow)
         >>> asyncio.run(rollback("web", "prod", to="v1.4.1"))
     """
-    return await run_sync_body(
+    return await run_release_body(
         roll_back,
         app=app,
         env=env,
@@ -230,38 +232,42 @@ def roll_back(
             policy=policy,
         )
         logger.info("rollback approved by %s", approver)
+
+    def record(db: Any) -> Release:
+        return start_release(
+            db,
+            app,
+            env,
+            ReleaseKind.rollback,
+            requested_by=requested_by,
+            version=dest.version,
+            ref=dest.ref,
+            commit_sha=dest.commit_sha,
+            flow_run_id=run_id,
+            artifact_location=dest.artifact_location,
+            manifest_digest=dest.manifest_digest,
+            rollback_of_id=current.id,
+            details={
+                "release_id": rid,
+                "artifact_key": details.get("artifact_key"),
+                "target_release": dest.id,
+            },
+        )
+
     with ExitStack() as stack:
-        stack.enter_context(
-            deploy_lock(
-                engine,
-                app,
-                env,
-                holder=holder,
-                flow_run_id=run_id,
-                version=f"rollback to {dest.version}",
-                wait_s=lock_wait_s,
-            )
+        take_release_lock(
+            stack,
+            engine,
+            app,
+            env,
+            holder=holder,
+            flow_run_id=run_id,
+            version=f"rollback to {dest.version}",
+            wait_s=lock_wait_s,
+            record=lambda: int(record(engine).id),
         )
         with unit_of_work(engine) as session:  # recorded and running: one transaction
-            row = start_release(
-                session,
-                app,
-                env,
-                ReleaseKind.rollback,
-                requested_by=requested_by,
-                version=dest.version,
-                ref=dest.ref,
-                commit_sha=dest.commit_sha,
-                flow_run_id=run_id,
-                artifact_location=dest.artifact_location,
-                manifest_digest=dest.manifest_digest,
-                rollback_of_id=current.id,
-                details={
-                    "release_id": rid,
-                    "artifact_key": details.get("artifact_key"),
-                    "target_release": dest.id,
-                },
-            )
+            row = record(session)
             mark_running(session, row.id, actor=requested_by)
         paused = False
 

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect.exceptions import CancelledRun
 
 from flows.git_deploy import git_deploy
 from quayside.deploy.errors import BuildError, ThresholdExceeded
-from quayside.errors import InputError, LockHeldError, NotFoundError
+from quayside.errors import InputError, NotFoundError
+from quayside.ledger.audit import list_events
 from quayside.ledger.locks import acquire, current_lock, release
 from quayside.ledger.models import HostStatus, ReleaseStatus
 from quayside.ledger.releases import list_releases
@@ -195,13 +197,21 @@ def test_second_deploy_is_refused_while_one_runs(
     acquire(engine, "shop", "test", "carol (flow run x)", flow_run_id="other", version="v0")
     write_inventory(platform_inventory, fleet, repo)
     try:
-        with pytest.raises(LockHeldError, match="locked by carol"):
+        # not run: the run ends Cancelled (in-process: CancelledRun), not Failed
+        with pytest.raises(CancelledRun, match="not run: shop/test is locked by carol"):
             run_flow(git_deploy, "shop", "test", "v1")
     finally:
         release(engine, "shop", "test", flow_run_id="other")
+    refused = latest()  # the refusal is recorded: who holds the lock, for what
+    assert refused.status == ReleaseStatus.cancelled and refused.hosts == []
+    assert (refused.summary or {})["result"] == "not run"
+    assert "locked by carol (flow run x) deploying v0" in (refused.summary or {})["reason"]
+    events = list_events(engine, subject_type="release", subject_id=refused.id)
+    assert {e.action for e in events} >= {"release.started", "release.finished"}, events
+    assert all(release_ids(h) == [] for h in fleet)
 
     # a real run through the API and the worker holds it while a second one is refused
-    write_inventory(platform_inventory, fleet, repo, app={"hooks": {"pre_switch": ["sleep 3"]}})
+    write_inventory(platform_inventory, fleet, repo, app={"hooks": {"pre_switch": ["sleep 8"]}})
     handle = start_run(
         "git-deploy", {"app": "shop", "env": "test", "ref": "v1", "requested_by": "dave"}
     )
@@ -210,8 +220,15 @@ def test_second_deploy_is_refused_while_one_runs(
         assert time.monotonic() < deadline, read_run(handle.id)
         assert not read_run(handle.id).final, read_run(handle.id).message
         time.sleep(0.2)
-    with pytest.raises(LockHeldError, match="locked by dave"):
+    # refused through the API and the worker too: the run ends Cancelled, "not run"
+    second = start_run("git-deploy", {"app": "shop", "env": "test", "ref": "v2"})
+    with pytest.raises(CancelledRun, match="not run: shop/test is locked by dave"):
         run_flow(git_deploy, "shop", "test", "v2")
+    for _ in follow_run(second.id, poll_s=0.5, timeout_s=180):
+        pass
+    refused_run = read_run(second.id)
+    assert refused_run.state_type == "CANCELLED", refused_run
+    assert "not run" in (refused_run.message or "") and "locked by dave" in refused_run.message
     for _ in follow_run(handle.id, poll_s=0.5, timeout_s=180):
         pass
     assert read_run(handle.id).state_type == "COMPLETED"

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect.exceptions import CancelledRun
 
 from flows.git_deploy import git_deploy
 from flows.rollback import rollback
 from quayside.ledger.environments import auto_triggers_paused, resume_auto_triggers
+from quayside.ledger.locks import acquire, release
 from quayside.ledger.models import ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import get_release, list_releases
 from quayside.settings import load_settings
@@ -93,3 +95,16 @@ def test_rollback_to_previous_then_to_version_then_after_prune(
     for h in fleet:
         assert current_id(h) == ids["v2"]
         assert_complete(h)
+
+    # refused while another run holds the lock: recorded as not run, the run ends Cancelled
+    acquire(engine, "shop", "test", "carol (flow run x)", flow_run_id="other", version="v9")
+    try:
+        with pytest.raises(CancelledRun, match="not run: shop/test is locked by carol"):
+            run_flow(rollback, "shop", "test")
+    finally:
+        release(engine, "shop", "test", flow_run_id="other")
+    refused = list_releases(engine, "shop", "test", limit=1)[0]
+    assert refused.kind == ReleaseKind.rollback and refused.status == ReleaseStatus.cancelled
+    assert (refused.summary or {})["result"] == "not run" and refused.hosts == []
+    assert "locked by carol (flow run x) deploying v9" in (refused.summary or {})["reason"]
+    assert all(current_id(h) == ids["v2"] for h in fleet)
