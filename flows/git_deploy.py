@@ -4,14 +4,13 @@ in batches, with hooks, health checks and automatic rollback past a failure thre
 from __future__ import annotations
 
 import os
-import re
 import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.states import State
@@ -27,7 +26,7 @@ from quayside.deploy.policy import exceeded, failure_limit
 from quayside.deploy.scripts import host_deploy_root
 from quayside.deploy.summary import approval_markdown
 from quayside.errors import QuaysideError
-from quayside.fanout import GroupResult, batch_size, batches
+from quayside.fanout import batch_size, batches
 from quayside.inventory import load_inventory
 from quayside.inventory.resolve import Target, resolve_target
 from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
@@ -47,7 +46,6 @@ from quayside.settings import Settings, load_settings
 from quayside.source.mirror import GitMirror
 from tasks.background import InBackground
 from tasks.deploy import (
-    HostDeployFailed,
     Progress,
     build_payload,
     deploy_to_host,
@@ -59,33 +57,15 @@ from tasks.deploy import (
 from tasks.fanout import fan_out
 from tasks.ledger import current_flow_run_id, ledger_engine
 from tasks.params import opaque
-from tasks.release_finish import Announcement, finish_release_run
+from tasks.release_finish import Announcement, finish_quietly, finish_release_run
 from tasks.release_lock import NotRun, run_release_body, take_release_lock
+from tasks.release_report import artifact_key, publish_host_table, reports_of
 from tasks.run_authority import confirm_run_authority
 from tasks.source import resolve_ref
 
 #: environment variable: changes up to this many bytes travel inline (a tar in memory, over
 #: the executor's SSH session); larger ones as a tar file streamed through OpenSSH
 INLINE_ENV = "QUAYSIDE_DEPLOY_INLINE_MAX_BYTES"
-
-
-def artifact_key(*parts: str) -> str:
-    """A Prefect artifact key (lowercase letters, digits, dashes) from ``parts``."""
-    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:100]
-
-
-def report_of(outcome_error: BaseException | None, value: Any, host: str) -> HostReport:
-    """The HostReport of one fan-out outcome (a task that crashed becomes a failed report)."""
-    if isinstance(value, HostReport):
-        return value
-    if isinstance(outcome_error, HostDeployFailed):
-        return outcome_error.report
-    message = str(outcome_error) if outcome_error is not None else "no result"
-    return HostReport(host, "failed", "task", message.splitlines()[0] if message else "")
-
-
-def reports_of(result: GroupResult[Any]) -> list[HostReport]:
-    return [report_of(o.error, o.value, o.host) for o in result.outcomes]
 
 
 def _approval_summary(
@@ -122,19 +102,6 @@ def _build_dir(settings: Settings, app: str, env: str, release_id: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(path.parent)  # what crashed runs left
     return path
-
-
-def _rows(reports: list[HostReport]) -> list[dict[str, Any]]:
-    return [
-        {
-            "host": r.host,
-            "step": r.step,
-            "result": r.status if not r.message else f"{r.status}: {r.message}",
-            "duration": f"{r.duration_s:.2f}s",
-            "bytes": r.bytes_sent,
-        }
-        for r in reports
-    ]
 
 
 _LEDGER_STATUS = {
@@ -327,7 +294,7 @@ def deploy_release(
             )
         except Exception:  # rejected or expired; a suspension (BaseException) passes through
             # the gate has told the channels; the release only ends
-            _finish_quietly(engine, release_row, ReleaseStatus.cancelled, "not approved")
+            finish_quietly(engine, release_row, ReleaseStatus.cancelled, "not approved")
             raise
         logger.info("approved by %s", approver)
 
@@ -353,7 +320,7 @@ def deploy_release(
             raise
         except BaseException as e:  # the ledger failed: the release ends failed
             why = (str(e) or type(e).__name__).splitlines()[0]
-            _finish_quietly(engine, release_row, ReleaseStatus.failed, f"lock: {why}")
+            finish_quietly(engine, release_row, ReleaseStatus.failed, f"lock: {why}")
             raise
         build_dir = _build_dir(settings, app, env, release_id)
         # the mirror's tree goes back to it; anything else is deleted by an rm process that
@@ -381,7 +348,7 @@ def deploy_release(
         except BaseException as e:
             if release_row is None:
                 release_row = record(details={"release_id": release_id, "step": "build"})
-            _finish_quietly(
+            finish_quietly(
                 engine, release_row, ReleaseStatus.failed, f"build: {e}", failed(f"build: {e}")
             )
             raise
@@ -407,7 +374,7 @@ def deploy_release(
                 )  # fmt: skip
         except BaseException as e:
             why = (str(e) or type(e).__name__).splitlines()[0]
-            _finish_quietly(engine, release_row, ReleaseStatus.failed, why, failed(why))
+            finish_quietly(engine, release_row, ReleaseStatus.failed, why, failed(why))
             raise
 
 
@@ -453,20 +420,6 @@ def _store_location(key: str) -> str | None:
     except Exception as e:  # ImportError or a store configuration error
         get_run_logger().warning("artifact store unavailable: %s", e)
         return None
-
-
-def _finish_quietly(
-    engine: Any,
-    release_row: int | None,
-    status: ReleaseStatus,
-    why: str,
-    announce: Announcement | None = None,
-) -> None:
-    """Finish the ledger release if it has not finished yet (on the way out of an error),
-    then send ``announce``."""
-    finish_release_run(
-        engine, release_row, status, details={"error": why[:500]}, announce=announce, quiet=True
-    )
 
 
 def _spec(
@@ -822,13 +775,9 @@ def _roll_back_switched(
 
 
 def _publish(target: Target, ref: str, reports: list[HostReport], skipped: list[str]) -> None:
-    rows = _rows(reports) + [
-        {"host": h, "step": "not started", "result": "skipped", "duration": "", "bytes": 0}
-        for h in skipped
-    ]
-    create_table_artifact(
-        table=rows,
-        key=artifact_key("git-deploy", target.app_name, target.env_name),
-        description=f"git deploy of {inline(target.app_name)}/{inline(target.env_name)} "
-        f"to {inline(ref)}",
+    publish_host_table(
+        artifact_key("git-deploy", target.app_name, target.env_name),
+        f"git deploy of {inline(target.app_name)}/{inline(target.env_name)} to {inline(ref)}",
+        reports,
+        skipped,
     )

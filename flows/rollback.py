@@ -9,13 +9,11 @@ from contextlib import ExitStack
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from flows.git_deploy import artifact_key, reports_of
 from quayside.auth.policy import effective_policy
 from quayside.deploy.engine import RollbackSpec
 from quayside.deploy.errors import HostsFailed
@@ -44,6 +42,7 @@ from tasks.fanout import fan_out
 from tasks.ledger import current_flow_run_id, ledger_engine
 from tasks.release_finish import Announcement, finish_release_run
 from tasks.release_lock import run_release_body, take_release_lock
+from tasks.release_report import artifact_key, publish_host_table, reports_of
 from tasks.run_authority import confirm_run_authority
 
 
@@ -327,19 +326,10 @@ def roll_back(
             )
             reports = reports_of(result)
             bad = [r for r in reports if not r.ok]
-            create_table_artifact(
-                table=[
-                    {
-                        "host": r.host,
-                        "step": r.step,
-                        "result": r.status if not r.message else f"{r.status}: {r.message}",
-                        "duration": f"{r.duration_s:.2f}s",
-                        "bytes": r.bytes_sent,
-                    }
-                    for r in reports
-                ],
-                key=artifact_key("rollback", app, env),
-                description=f"rollback of {inline(app)}/{inline(env)} to {inline(dest.version)}",
+            publish_host_table(
+                artifact_key("rollback", app, env),
+                f"rollback of {inline(app)}/{inline(env)} to {inline(dest.version)}",
+                reports,
             )
 
             def hosts_and_pause(session: Any) -> None:

@@ -101,6 +101,20 @@ def finish_release_run(
     return True
 
 
+def finish_quietly(
+    engine: Engine,
+    release_id: int | None,
+    status: ReleaseStatus,
+    why: str,
+    announce: Announcement | None = None,
+) -> None:
+    """On the way out of an error: finish the release as ``status`` with ``why`` in its
+    details if it has not finished yet, then send ``announce``; never raises."""
+    finish_release_run(
+        engine, release_id, status, details={"error": why[:500]}, announce=announce, quiet=True
+    )
+
+
 def announce_release(announce: Announcement) -> int:
     """Send ``announce`` with the link to the current run; never raises (a failure is a
     WARNING).
