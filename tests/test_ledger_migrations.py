@@ -41,6 +41,7 @@ TABLES = {
     "role_grants",
     "run_submissions",
     "seen_requests",
+    "approval_codes",
 }
 
 
@@ -58,7 +59,7 @@ def test_upgrade_downgrade_upgrade(empty_ledger_url: str) -> None:
     assert _tables(empty_ledger_url) == TABLES
     engine = make_engine(empty_ledger_url)
     try:
-        assert current_revision(engine) == head_revision() == "0004"
+        assert current_revision(engine) == head_revision() == "0005"
         # downgrade with data in every kind of table, including the append-only audit log
         releases.start_release(engine, "web", "prod", ReleaseKind.deploy, requested_by="ann")
     finally:

@@ -1,17 +1,20 @@
-"""Answering approval requests: one path for the paused flow, the gateway, the CLI and chat.
+"""Answering approval requests: one path for the gateway, the CLI, chat and the gate.
 
 A request carries the policy it was opened under (space, minimum role, self-approval). An
 answer arrives as (token, decision, comment); :func:`decide` authenticates the token
 (single-use approval tokens are consumed), checks the approver's role and the policy, and
 records the decision — a refused answer is recorded too, ``valid=False`` with the reason, and
-never counts. The token itself is never stored or echoed: the ledger keeps the user it
-belonged to, or ``token qs_<id>_…`` when it belonged to nobody.
+never counts. An answer whose sender the caller authenticated otherwise (a chat user by the
+chat's signature, an approval code's user: :mod:`quayside.auth.approval_codes`) goes through
+:func:`decide_as`, the same checks without the token. The token itself is never stored or
+echoed: the ledger keeps the user it belonged to, or ``token qs_<id>_…`` when it belonged to
+nobody.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select
@@ -198,6 +201,13 @@ def _who(token_text: str) -> str:
     return f"token {tokens.display(token_id)}"
 
 
+def _choice(decision: Decision | str) -> Decision:
+    try:
+        return Decision(decision)
+    except ValueError:
+        raise InputError(f"decision must be approve or reject, not {decision!r}") from None
+
+
 def decide(
     db: Engine | Session,
     request_id: int,
@@ -229,46 +239,91 @@ def decide(
         InputError: ``decision`` is neither approve nor reject.
         NotFoundError: no such request.
     """
-    try:
-        choice = Decision(decision)
-    except ValueError:
-        raise InputError(f"decision must be approve or reject, not {decision!r}") from None
+    choice = _choice(decision)
     at = now or utcnow()
-    text = comment or None
-    request = approvals.get_request(db, request_id)
-    policy = policy_of(request)
-    space = request.space or DEFAULT_SPACE
-    user: str | None = None
+    approvals.get_request(db, request_id)  # NotFoundError before anything is recorded
     try:
         who = authenticate(db, token_text, now=at, allow_approval_once=True)
-        user = who.name
+    except AuthFailed as refused:
+        recorded = refuse(db, request_id, _who(token_text), choice, comment, str(refused), now=at)
+        return replace(recorded, user=None)  # the token identified nobody
+    return decide_as(db, request_id, user=who.name, decision=choice, comment=comment, now=at)
+
+
+def decide_as(
+    db: Engine | Session,
+    request_id: int,
+    *,
+    user: str,
+    decision: Decision | str,
+    comment: str = "",
+    now: datetime | None = None,
+) -> Resolution:
+    """Answer approval request ``request_id`` as ``user``, whom the caller authenticated
+    (a token checked by :func:`decide`, a DingTalk signature and linked staff id, a
+    single-use approval code).
+
+    Recorded like every answer; it counts only if ``user`` has the policy's role in the app's
+    space or project and the policy allows them to answer (self-approval, one vote per person,
+    the request still open).
+
+    Returns:
+        The Resolution.
+
+    Raises:
+        InputError: ``decision`` is neither approve nor reject.
+        NotFoundError: no such request.
+    """
+    choice = _choice(decision)
+    at = now or utcnow()
+    request = approvals.get_request(db, request_id)
+    policy = policy_of(request)
+    try:
         check_approver(
             db,
-            approver=who.name,
+            approver=user,
             requester=request.requested_by,
-            space=space,
+            space=request.space or DEFAULT_SPACE,
             project=request.app,
             policy=policy,
         )
-    except (AuthFailed, PermissionDenied) as refused:
-        _record_refused(db, request_id, user or _who(token_text), choice, text, str(refused), at)
-        current = approvals.resolve(db, request_id, now=at)
-        return Resolution(
-            request_id, current.status, user, False, str(refused), valid_approvers(current)
-        )
+    except PermissionDenied as refused:
+        return refuse(db, request_id, user, choice, comment, str(refused), now=at)
     row = approvals.record_decision(
         db,
         request_id,
-        who.name,
+        user,
         choice,
-        comment=text,
+        comment=comment or None,
         allow_self_approval=policy.allow_self_approval,
         now=at,
     )
     current = approvals.get_request(db, request_id)
     return Resolution(
-        request_id, current.status, who.name, row.valid, row.reason, valid_approvers(current)
+        request_id, current.status, user, row.valid, row.reason, valid_approvers(current)
     )
+
+
+def refuse(
+    db: Engine | Session,
+    request_id: int,
+    user: str,
+    decision: Decision | str,
+    comment: str,
+    reason: str,
+    *,
+    now: datetime | None = None,
+) -> Resolution:
+    """Record an answer that does not count (``valid=False`` with ``reason``) and return
+    the request's state after it.
+
+    Raises:
+        InputError: no such request, or a bad ``decision``.
+    """
+    at = now or utcnow()
+    _record_refused(db, request_id, user, _choice(decision), comment or None, reason, at)
+    current = approvals.resolve(db, request_id, now=at)
+    return Resolution(request_id, current.status, user, False, reason, valid_approvers(current))
 
 
 def expire_overdue(

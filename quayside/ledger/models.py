@@ -352,6 +352,26 @@ class ApprovalDecision(Base):
     request: Mapped[ApprovalRequest] = relationship(back_populates="decisions")
 
 
+class ApprovalCode(Base):
+    """A single-use approval code (migration 0005): lets ``user`` answer ``request_id`` once
+    in the Prefect UI's form without their long-lived token. Only a salted hash of the code is
+    stored; it expires with the request, is replaced by a newer code for the same user and
+    request, and is consumed by its first use (:mod:`quayside.ledger.approval_codes`)."""
+
+    __tablename__ = "approval_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("approval_requests.id", ondelete="CASCADE"), index=True
+    )
+    user: Mapped[str] = mapped_column(String(200))
+    code_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    replaced_at: Mapped[datetime | None]
+
+
 class SubmissionStatus(StrEnum):
     """Where a submitted run stands, as far as its authority goes."""
 
