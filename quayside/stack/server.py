@@ -1,6 +1,8 @@
 """``python -m quayside.stack.server ARGS``: ``prefect server start ARGS`` with its API app
 wrapped in :class:`quayside.stack.busy_retry.BusyRetry` (a request SQLite refused as busy is
-retried in the server within a few tenths of a second, instead of by the client after 2 s).
+retried in the server within a few tenths of a second, instead of by the client after 2 s) and
+:class:`quayside.stack.secure_delete.ForgetDeletedInputs` (a deleted flow-run input - an
+approval form's answer - leaves no bytes in ``prefect.db`` or its write-ahead log).
 
 Everything else is Prefect's own command: settings, services, UI, port checks. The wrap is
 applied where that command builds its app (``prefect.server.api.server.create_app``), in this
@@ -15,17 +17,23 @@ from typing import Any
 
 
 def install() -> None:
-    """Make ``prefect.server.api.server.create_app`` return its app wrapped in BusyRetry."""
+    """Make ``prefect.server.api.server.create_app`` return its app wrapped in BusyRetry and
+    ForgetDeletedInputs, and turn on SQLite's ``secure_delete`` for the server's database."""
     import prefect.server.api.server as prefect_server
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
 
+    from quayside.stack import secure_delete
     from quayside.stack.busy_retry import BusyRetry
 
     original = prefect_server.create_app
     if getattr(original, "quayside_busy_retry", False):
         return
+    secure_delete.install()
+    database = secure_delete.database_file(str(PREFECT_API_DATABASE_CONNECTION_URL.value()))
 
     def create_app(*args: Any, **kwargs: Any) -> Any:
-        return BusyRetry(original(*args, **kwargs))
+        app = secure_delete.ForgetDeletedInputs(original(*args, **kwargs), database)
+        return BusyRetry(app)
 
     create_app.quayside_busy_retry = True  # type: ignore[attr-defined]
     prefect_server.create_app = create_app  # type: ignore[assignment]
