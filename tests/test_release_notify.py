@@ -15,7 +15,9 @@ from pydantic import SecretStr
 from blocks.notify_dingtalk import DingTalkRobot
 from blocks.notify_wecom import WeComRobot
 from flows.git_deploy import git_deploy
+from flows.rollback import rollback
 from quayside.deploy.errors import BuildError, ThresholdExceeded
+from quayside.ledger.environments import resume_auto_triggers
 from quayside.ledger.models import ReleaseStatus
 from quayside.ledger.releases import list_releases
 from tests.harness.platform import Platform
@@ -137,3 +139,24 @@ def test_a_broken_notifier_does_not_fail_the_release(
     assert any("qs-release-broken" in w and "93000" in w for w in warnings), warnings
     assert any("qs-release-never-saved" in w for w in warnings), warnings
     assert_no_secrets(caplog.text)
+
+
+def test_a_rollback_is_announced_with_the_run_link(
+    run_flow: Any,
+    platform_inventory: Path,
+    clean_ssh_fleet: SshdFleet,
+    repo: Repo,
+    robots: Receivers,
+) -> None:
+    write_inventory(platform_inventory, clean_ssh_fleet, repo, app={"notify": [DING]})
+    ids = {v: run_flow(git_deploy, "shop", "test", v)["release_id"] for v in ("v1", "v2")}
+    robots.requests.clear()
+    try:
+        back = run_flow(rollback, "shop", "test", requested_by="carol")
+    finally:
+        resume_auto_triggers(ledger(), "shop", "test", actor="carol")
+    assert back["release_id"] == ids["v1"]
+    (told,) = sent(robots)
+    assert told["title"] == "[Quayside] shop test: 已回滚 / Rolled back"
+    assert "rollback to v1" in told["text"] and "carol" in told["text"]
+    run_link(told["text"])
