@@ -25,6 +25,13 @@ def approval_demo(
     ),
     allow_self_approval: bool = False,
     timeout_hours: float = Field(24, gt=0, le=24 * 30),
+    pause_s: float | None = Field(
+        None,
+        ge=0,
+        le=24 * 3600,
+        description="seconds to wait in the run's process before suspending it "
+        "(default: QUAYSIDE_APPROVAL_PAUSE_S, else 600)",
+    ),
 ) -> dict[str, str]:
     """Ask for approval of a pretend release and return the approvers.
 
@@ -37,6 +44,7 @@ def approval_demo(
         role: minimum approver role.
         allow_self_approval: let the requester approve.
         timeout_hours: how long the request stays open.
+        pause_s: how long to wait in the run's process before suspending it.
 
     Returns:
         ``{"approved_by": names}``.
@@ -65,6 +73,7 @@ def approval_demo(
         summary_markdown=summary,
         requested_by=requested_by,
         policy=policy,
+        pause_s=pause_s,
     )
     get_run_logger().info("approved by %s", approver)
     return {"approved_by": approver}

@@ -1,29 +1,40 @@
-"""The approval gate every flow uses: record a request, tell the approvers, suspend until a
-valid answer arrives.
+"""The approval gate every flow uses: record a request, tell the approvers, wait until the
+ledger says the release is approved or rejected.
 
-Suspend, not pause: ``suspend_flow_run`` takes the run off its worker (the process exits, no
-worker slot and no environment lock are held while a release waits a day for approval);
-answering resumes the run and Prefect runs the flow again *from the top*. So the gate is
-idempotent: the ledger request is found again by flow run id, and each suspension has its own
-key ``approval-<request id>-<n>``. Prefect records the keys that fired on the flow run
-(``empirical_policy.pause_keys``), which tells the gate which suspension was answered.
+The ledger is the only place answers count. Answers sent with a Quayside token (``quayside
+approve``, ``POST /api/approvals/{run}``) or by a signed chat user are verified where they
+arrive, recorded there (:func:`quayside.auth.approvals.decide`), and the run is then woken
+*without any input*: the gate re-reads its request, goes on if it is approved, raises if it was
+rejected, and waits again while more approvals are needed. No token passes through Prefect.
 
-Every answer — from the Prefect UI form, ``quayside approve``, the gateway or chat — arrives
-as the same :class:`ApprovalInput` (decision, comment, the approver's token). The gate reads
-it, deletes it from Prefect's database at once (the token must not stay there), and checks it
-with :func:`quayside.auth.approvals.decide`: token, role, policy. A refused answer is
-recorded (``valid=False`` with the reason) and the gate suspends again: it never fails open.
+The Prefect UI's answer form (:class:`ApprovalInput`) takes a single-use approval code instead
+of a token (``quayside approvals code RUN``): the gate takes the form's input, deletes it from
+Prefect at once, and has :func:`quayside.auth.approval_codes.decide_with_code` check the code
+(this request's, its user's newest, unused, unexpired), consume it and record the answer as the
+code's user. A refused answer is recorded (``valid=False`` with the reason) and the gate waits
+again: it never fails open.
 
-Timeout: the suspension carries the policy's timeout; when it passes, the Prefect server
-fails the run ("never resumed") without running any code, so the ledger's Expired record is
-written by :func:`quayside.auth.approvals.expire_overdue` (the periodic sweep, or
-``quayside approvals expire``) — or by this gate when the run does run again.
+Waiting: first in the run's own process (:mod:`tasks.approval_wait`, Prefect's ``Paused``
+state, polled every 0.5 s) for ``QUAYSIDE_APPROVAL_PAUSE_S`` (10 minutes), then suspended
+(``suspend_flow_run``: the process exits, no worker slot and no lock are held while a release
+waits a day; answering resumes the run and Prefect runs the flow again *from the top*). So the
+gate is idempotent: the ledger request is found again by flow run id, and each wait has its
+own key ``approval-<request id>-<n>``; Prefect records the keys on the flow run
+(``empirical_policy.pause_keys``), and the form's answer to a suspension is found by its key.
+
+Timeout: each wait carries the policy's remaining time. A suspended run whose request expires
+is failed by the Prefect server ("never resumed") without running any code, so the ledger's
+Expired record is written by :func:`quayside.auth.approvals.expire_overdue` (the periodic
+sweep, or ``quayside approvals expire``) — or by this gate when the run does run again, or
+when it is still waiting in its own process.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -33,10 +44,10 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import Pause
 from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
-from prefect.input.actions import delete_flow_run_input, read_flow_run_input
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, ValidationError
 
 from quayside.auth import approvals as core
+from quayside.auth.approval_codes import ANONYMOUS, decide_with_code
 from quayside.errors import InputError, QuaysideError
 from quayside.inventory import load_inventory
 from quayside.inventory.models import ApprovalPolicy
@@ -44,10 +55,14 @@ from quayside.ledger import approvals as ledger_approvals
 from quayside.ledger.models import ApprovalRequest, ApprovalStatus, utcnow
 from quayside.markdown_text import cell, code, inline
 from quayside.settings import load_settings
+from tasks.approval_wait import pause_for_answer, wait_settings
 from tasks.ledger import current_flow_run_id, ledger_engine
 
 KEY_PREFIX = "approval"
 SUSPENDED_STATE = "suspended"  # Prefect's keyset base is "<state name lower>-<pause key>"
+PAUSED_STATE = "paused"
+#: a wait in the process shorter than this is not worth it: the gate suspends instead
+MIN_PAUSE_S = 1.0
 
 
 class ApprovalRejected(QuaysideError):
@@ -60,15 +75,30 @@ class ApprovalExpired(QuaysideError):
     hint = "start the release again, and tell the approvers"
 
 
-class ApprovalInput(RunInput):
-    """The answer form of an approval gate (the Prefect UI shows it under the description)."""
+class ApprovalInterrupted(QuaysideError):
+    """The run stopped waiting for its approval without an answer (cancelled, failed)."""
 
-    decision: Literal["approve", "reject"] = Field(description="approve or reject the release")
-    comment: str = Field("", description="optional note, kept in the ledger")
-    token: SecretStr = Field(
-        description=(
-            "your personal Quayside token (qs_…); it is checked, then deleted from Prefect"
-        )
+
+class ApprovalInput(RunInput):
+    """The answer form of an approval gate (the Prefect UI shows it under the description).
+
+    Every field has a default: the CLI, the gateway and chat record their answer in the ledger
+    and resume the run with no input at all, which Prefect checks against this schema."""
+
+    code: str = Field(
+        "",
+        max_length=40,
+        description="needed to answer here: your single-use approval code for this run, "
+        "from `quayside approvals code RUN_ID` (never your token)",
+    )
+    decision: Literal["approve", "reject"] = Field(
+        "approve", description="approve or reject the release"
+    )
+    comment: str = Field("", max_length=1000, description="optional note, kept in the ledger")
+    approver: str = Field(
+        "",
+        max_length=200,
+        description="optional: your Quayside user name; the code is refused if it is not yours",
     )
 
 
@@ -87,13 +117,9 @@ def suspending(error: BaseException) -> bool:
 
 
 def pause_key(request_id: int, attempt: int) -> str:
-    """The suspension key of the ``attempt``-th wait on approval request ``request_id``."""
+    """The pause key of the ``attempt``-th wait on approval request ``request_id`` (the form's
+    answer to it is the flow run input ``<paused|suspended>-<key>-response``)."""
     return f"{KEY_PREFIX}-{request_id}-{attempt}"
-
-
-def response_key(request_id: int, attempt: int) -> str:
-    """Where Prefect stores the answer to that suspension (a flow run input key)."""
-    return f"{SUSPENDED_STATE}-{pause_key(request_id, attempt)}-response"
 
 
 def _space_of(app: str) -> str:
@@ -114,14 +140,29 @@ def _fired_attempts(flow_run_id: str, request_id: int) -> int:
     return max(attempts, default=0)
 
 
-def _take_answer(flow_run_id: str, key: str) -> dict[str, Any] | None:
-    """Read a stored answer and delete it at once (it holds a token)."""
+def _take_stored_answers(flow_run_id: str, request_id: int) -> list[dict[str, Any]]:
+    """The form answers stored for this request's waits (answers to a suspension wait for the
+    run to start again), oldest first, each deleted from Prefect at once."""
     run_id = UUID(flow_run_id)
-    value = read_flow_run_input(key, flow_run_id=run_id)
-    if value is None:
-        return None
-    delete_flow_run_input(key, flow_run_id=run_id)
-    return value if isinstance(value, dict) else {}
+    with get_client(sync_client=True) as client:
+        found = [
+            item
+            for state in (PAUSED_STATE, SUSPENDED_STATE)
+            for item in client.filter_flow_run_input(
+                flow_run_id=run_id,
+                key_prefix=f"{state}-{KEY_PREFIX}-{request_id}-",
+                limit=200,
+                exclude_keys=set(),
+            )
+            if item.key.endswith("-response")
+        ]
+        found.sort(key=lambda item: (item.created is None, str(item.created)))
+        answers = []
+        for item in found:
+            client.delete_flow_run_input(run_id, item.key)
+            value = item.decoded_value
+            answers.append(value if isinstance(value, dict) else {})
+        return answers
 
 
 def _notify(app: str, env: str, event: str, text: str, version: str, actor: str) -> None:
@@ -208,8 +249,9 @@ def _describe(
         summary_markdown.strip(),
         "",
         "---",
-        "Paste your personal token (`quayside tokens create`) into **token**; it is verified "
-        "and then deleted. From a shell: "
+        "To answer here, get your single-use approval code with "
+        f"{code(f'quayside approvals code {flow_run_id}')} and enter it in **code** (never "
+        "your token). From a shell: "
         f"{code(f'quayside approve {flow_run_id} [--reject] [-m COMMENT]')}.",
     ]
     return "\n".join(lines)
@@ -244,12 +286,15 @@ def approval_gate(
     requested_by: str,
     policy: ApprovalPolicy,
     release_id: int | None = None,
+    pause_s: float | None = None,
 ) -> str:
     """Wait until the release is approved under ``policy``; call it from a flow (not a task).
 
-    The flow run is suspended while it waits (it leaves its worker; on resume Prefect runs
-    the flow again from the top, so work before the gate should be cheap or cached, and must
-    not hold a deploy lock). Answers are verified here, whatever path they came by.
+    The run first waits in its own process (Paused, answers reach a verdict in about a
+    second) for ``pause_s``, then it is suspended (it leaves its worker; on resume Prefect
+    runs the flow again from the top, so work before the gate should be cheap or cached).
+    Either way it must not hold a deploy lock. Answers count only as recorded in the ledger;
+    the Prefect UI's form is checked here (a single-use approval code).
 
     Args:
         app: app name (roles are checked on this project of the app's space).
@@ -260,6 +305,8 @@ def approval_gate(
         requested_by: who asked; may not approve unless the policy allows it.
         policy: the environment's approval policy (``required`` below 1 counts as 1).
         release_id: the ledger release waiting for the approval.
+        pause_s: how long to wait in the run's process before suspending it (default
+            ``QUAYSIDE_APPROVAL_PAUSE_S``, else 600; 0 suspends at once).
 
     The gate uses only a request opened for this flow run: by itself, or by the trigger that
     scheduled the run (approval asked at submit time; if it was approved in the meantime the
@@ -273,7 +320,8 @@ def approval_gate(
     Raises:
         ApprovalRejected: a valid rejection was recorded.
         ApprovalExpired: the policy's timeout passed (recorded as Expired).
-        InputError: called outside a flow run.
+        ApprovalInterrupted: the run stopped waiting without an answer (cancelled).
+        InputError: called outside a flow run, or a bad ``QUAYSIDE_APPROVAL_*`` setting.
 
     Example:
         ```python
@@ -309,13 +357,28 @@ def approval_gate(
     else:
         request = found
 
+    settings = wait_settings()
+    window_s = settings.window_s if pause_s is None else max(0.0, pause_s)
     last_refusal: str | None = None
+    for raw in _take_stored_answers(flow_run_id, request.id):  # sent while it was suspended
+        last_refusal = _judge(request.id, raw, logger)
+    window_ends: float | None = None
+    left: str | None = None  # the state the run went to when it left a wait without an answer
     while True:
         request = ledger_approvals.resolve(engine, request.id, actor=f"flow-run:{flow_run_id}")
         try:
             done = _finish(request, app=app, env=env, version=version, requested_by=requested_by)
+            if left is not None:
+                raise ApprovalInterrupted(
+                    f"the run left its wait for approval request #{request.id} ({left})",
+                    hint="start the release again if it is still wanted",
+                )
         except ApprovalRejected as e:
+            logger.info("approval request #%s rejected", request.id)
             _notify(app, env, "rejected", str(e), version, requested_by)
+            raise
+        except ApprovalExpired:
+            logger.warning("approval request #%s expired", request.id)
             raise
         if done is not None:
             logger.info("approval request #%s approved by %s", request.id, done)
@@ -323,44 +386,73 @@ def approval_gate(
             return done
 
         attempt = _fired_attempts(flow_run_id, request.id)
-        if attempt > 0:
-            raw = _take_answer(flow_run_id, response_key(request.id, attempt))
-            if raw is not None:
-                last_refusal = _judge(request.id, raw, logger)
-                continue
         if attempt == 0:
-            _notify(app, env, "approval_needed", summary_markdown, version, requested_by)
+            how = (
+                f"Approve: `quayside approve {flow_run_id}` or, in the Prefect UI, with your "
+                f"own code from `quayside approvals code {flow_run_id}` (never post it here)."
+            )
+            text = f"{summary_markdown}\n\n{how}"
+            _notify(app, env, "approval_needed", text, version, requested_by)
         remaining = _remaining_s(request.expires_at)
-        description = _describe(
-            request,
-            version=version,
-            summary_markdown=summary_markdown,
-            flow_run_id=flow_run_id,
-            last_refusal=last_refusal,
+        form = ApprovalInput.with_initial_data(
+            description=_describe(
+                request,
+                version=version,
+                summary_markdown=summary_markdown,
+                flow_run_id=flow_run_id,
+                last_refusal=last_refusal,
+            )
         )
+        key = pause_key(request.id, attempt + 1)
+        if window_ends is None:
+            window_ends = time.monotonic() + window_s
+        here_s = min(window_ends - time.monotonic(), remaining)
+        if here_s >= MIN_PAUSE_S:
+            logger.info(
+                "waiting for approval of request #%s (wait %d, here for up to %ds, %ds left)",
+                request.id,
+                attempt + 1,
+                here_s,
+                remaining,
+            )
+            seen = _counted(request)
+            outcome = pause_for_answer(
+                flow_run_id=flow_run_id,
+                key=key,
+                form=form,
+                window_s=here_s,
+                poll_s=settings.poll_s,
+                changed=_ledger_news(engine, request.id, seen),
+            )
+            if outcome.answer is not None:
+                last_refusal = _judge(request.id, outcome.answer, logger)
+            elif outcome.ended == "answered":
+                logger.info("approval request #%s: woken to read the ledger", request.id)
+            if outcome.ended == "left":
+                left = outcome.state
+            continue
         logger.info(
-            "waiting for approval of request #%s (suspension %d, %ds left)",
+            "waiting for approval of request #%s (wait %d, suspended, %ds left)",
             request.id,
             attempt + 1,
             remaining,
         )
-        # Raises Pause (the process exits) the first time; returns only if this key already
-        # fired, i.e. Prefect answered the same suspension twice: treat it as an answer.
-        answer = suspend_flow_run(
-            wait_for_input=ApprovalInput.with_initial_data(description=description),
-            timeout=remaining,
-            key=pause_key(request.id, attempt + 1),
-        )
-        delete_flow_run_input(response_key(request.id, attempt + 1), flow_run_id=UUID(flow_run_id))
-        last_refusal = _judge(
-            request.id,
-            {
-                "decision": answer.decision,
-                "comment": answer.comment,
-                "token": answer.token.get_secret_value(),
-            },
-            logger,
-        )
+        # Raises Pause (the process exits); returns only if this key had fired already, i.e.
+        # Prefect answered the same suspension twice: read the ledger and the answers again.
+        suspend_flow_run(wait_for_input=form, timeout=remaining, key=key)
+        for raw in _take_stored_answers(flow_run_id, request.id):
+            last_refusal = _judge(request.id, raw, logger)
+
+
+def _ledger_news(engine: Any, request_id: int, seen: tuple[str, int]) -> Callable[[], bool]:
+    """Whether the request's status or valid decisions differ from ``seen``."""
+    return lambda: _counted(ledger_approvals.get_request(engine, request_id)) != seen
+
+
+def _counted(request: ApprovalRequest) -> tuple[str, int]:
+    """What the gate acts on: the request's status and its valid decisions (a refused answer
+    recorded elsewhere changes nothing for it)."""
+    return request.status.value, sum(1 for d in request.decisions if d.valid)
 
 
 def _remaining_s(expires_at: datetime | None) -> int:
@@ -370,32 +462,42 @@ def _remaining_s(expires_at: datetime | None) -> int:
 
 
 def _judge(request_id: int, raw: dict[str, Any], logger: Any) -> str | None:
-    """Check one answer; returns the refusal reason, or None if it counted."""
+    """Check one answer from the Prefect UI's form; returns the refusal reason, or None if
+    it counted. The code is never logged."""
     try:
         answer = ApprovalInput(**raw)
     except ValidationError:
         answer = None
     if answer is None:
-        resolution = core.decide(
-            ledger_engine(), request_id, token_text="", decision="reject", comment="malformed"
-        )
-    else:
-        resolution = core.decide(
+        resolution = core.refuse(
             ledger_engine(),
             request_id,
-            token_text=answer.token.get_secret_value(),
+            ANONYMOUS,
+            "reject",
+            "",
+            "the answer form's input was not understood",
+        )
+    else:
+        resolution = decide_with_code(
+            ledger_engine(),
+            request_id,
+            code_text=answer.code,
             decision=answer.decision,
             comment=answer.comment,
+            approver=answer.approver,
         )
     if resolution.accepted:
         logger.info(
-            "approval request #%s: %s accepted from %s", request_id, "answer", resolution.user
+            "approval request #%s: %s from %s accepted (approval code)",
+            request_id,
+            answer.decision if answer is not None else "answer",
+            resolution.user,
         )
         return None
     logger.warning(
         "approval request #%s: answer from %s refused: %s",
         request_id,
-        resolution.user or "an unknown token",
+        resolution.user or "an unknown code",
         resolution.reason,
     )
     return resolution.reason

@@ -1,12 +1,15 @@
-"""End to end: the approval gate on a real platform. A gated flow run is Suspended with the
-RunInput description; a wrong token and a REPORTER's token are recorded as refused and the
-run keeps waiting; a MASTER's `quayside approve` resumes it to completion; the answers (and
-their tokens) are gone from Prefect's database; rejection and timeout end the run and are
-recorded; a pre-approved request passes without suspending."""
+"""End to end: the approval gate on a real platform. A gated flow run waits in its own
+process (Paused) with the RunInput description and the code form; a wrong code and a
+REPORTER's answer are recorded as refused and the run keeps waiting; a MASTER's `quayside
+approve` (checked and recorded by the CLI, the run woken without input) lets it complete;
+nothing secret is left in Prefect; rejection and timeout end the run and are recorded; after
+its in-process window the gate suspends the run, and answers (a code from the UI form, the
+gateway) still reach it; a pre-approved request passes without waiting."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -56,12 +59,13 @@ def run_and_inputs(platform: Platform, run_id: str) -> tuple[Any, dict[str, str]
     return asyncio.run(_run_and_inputs(platform.api_url, run_id))
 
 
-def waiting_on(platform: Platform, run_id: str, attempt: int) -> bool:
+def waiting_on(platform: Platform, run_id: str, attempt: int, state_name: str = "Paused") -> bool:
+    """The run waits (``Paused`` in its process, or ``Suspended``) on its ``attempt``-th key."""
     run, _ = run_and_inputs(platform, run_id)
     state = run.state
     return bool(
         state is not None
-        and state.name == "Suspended"
+        and state.name == state_name
         and (state.state_details.pause_key or "").endswith(f"-{attempt}")
     )
 
@@ -123,27 +127,34 @@ def test_refused_answers_wait_again_then_master_approves(
     handle = start_run(
         "approval-demo", {"app": "gate-a", "version": "v7", "requested_by": "gate-dev"}
     )
-    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 1))
+    wait_for("Paused", lambda: waiting_on(platform, handle.id, 1))
     _, inputs = run_and_inputs(platform, handle.id)
     description = next(v for k, v in inputs.items() if k.endswith("-1-description"))
     for fact in ("gate-a", "`prod`", "`v7`", "gate-dev", "MASTER or higher", "demo-1"):
         assert fact in description
-    schema = next(v for k, v in inputs.items() if k.endswith("-1-schema"))
-    assert '"writeOnly":true' in schema.replace(" ", "")
+    assert f"quayside approvals code {handle.id}" in description
+    schema = json.loads(next(v for k, v in inputs.items() if k.endswith("-1-schema")))
+    assert set(schema["properties"]) == {"code", "decision", "comment", "approver"}
+    assert not schema.get("required")  # the CLI, gateway and chat wake it with no input
 
-    wrong = "qs_" + "0" * 12 + "_" + "1" * 64
-    assert resume_run(handle.id, {"decision": "approve", "token": wrong}) == "ACCEPT"
+    # the UI form's answer with a wrong code: refused and recorded, the run waits again
+    wrong = "ABCDE-FGHJK"
+    assert resume_run(handle.id, {"decision": "approve", "code": wrong}) == "ACCEPT"
     wait_for("the gate to wait again", lambda: waiting_on(platform, handle.id, 2))
-    assert resume_run(handle.id, {"decision": "approve", "token": people["gate-rep"]}) == "ACCEPT"
-    wait_for("the gate to wait again", lambda: waiting_on(platform, handle.id, 3))
+    # a REPORTER's answer is refused before the run is touched
+    refused = approve_cli(platform, handle.id, people["gate-rep"])
+    assert refused.returncode != 0 and "needs MASTER or higher" in refused.stderr
     request = approvals.get_request(ledger, request_of(ledger, handle.id).id)
     assert request.status is ApprovalStatus.pending
     assert [(d.user, d.valid) for d in request.decisions] == [
-        ("token qs_000000000000_…", False),
+        ("anonymous", False),
         ("gate-rep", False),
     ]
-    assert "unknown token" in (request.decisions[0].reason or "")
+    assert "wrong approval code" in (request.decisions[0].reason or "")
     assert "gate-rep needs MASTER or higher" in (request.decisions[1].reason or "")
+    assert waiting_on(platform, handle.id, 2)
+    _, inputs = run_and_inputs(platform, handle.id)
+    assert "wrong approval code" in inputs[next(k for k in inputs if k.endswith("-2-description"))]
 
     done = approve_cli(platform, handle.id, people["gate-lead"], "-m", "ship it")
     assert done.returncode == 0, done.stderr
@@ -156,16 +167,17 @@ def test_refused_answers_wait_again_then_master_approves(
     run, inputs = run_and_inputs(platform, handle.id)
     assert not [k for k in inputs if k.endswith("-response")]
     stored = " ".join(inputs.values())
-    for token in (wrong, *people.values()):
+    assert wrong not in stored
+    for token in people.values():
         assert token.rsplit("_", 1)[1] not in stored
-    assert {f"approval-{request.id}-{n}" for n in (1, 2, 3)} <= set(run.empirical_policy.pause_keys)
+    assert run.empirical_policy.pause_keys == {f"approval-{request.id}-{n}" for n in (1, 2)}
 
 
 def test_rejection_fails_the_run(
     platform: Platform, ledger: Engine, people: dict[str, str]
 ) -> None:
     handle = start_run("approval-demo", {"app": "gate-b", "requested_by": "gate-dev"})
-    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 1))
+    wait_for("Paused", lambda: waiting_on(platform, handle.id, 1))
     done = approve_cli(platform, handle.id, people["gate-lead"], "--reject", "-m", "not today")
     assert done.returncode == 0, done.stderr
     assert final_state(handle.id) == "FAILED"
@@ -174,17 +186,86 @@ def test_rejection_fails_the_run(
     assert request.status is ApprovalStatus.rejected
 
 
-def test_timeout_expires(platform: Platform, ledger: Engine) -> None:
-    # 0.003 h = 10.8 s: the Prefect server fails the suspended run when it passes
+def test_timeout_expires_while_waiting_in_the_process(platform: Platform, ledger: Engine) -> None:
+    # 0.003 h = 10.8 s, within the in-process window: the gate itself records Expired
     handle = start_run(
         "approval-demo", {"app": "gate-c", "requested_by": "gate-dev", "timeout_hours": 0.003}
     )
-    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 1))
+    wait_for("Paused", lambda: waiting_on(platform, handle.id, 1))
+    assert final_state(handle.id) == "FAILED"
+    assert "expired without enough approvals" in (read_run(handle.id).message or "")
+    assert request_of(ledger, handle.id).status is ApprovalStatus.expired
+
+
+def test_timeout_expires_while_suspended(platform: Platform, ledger: Engine) -> None:
+    # suspended at once: the Prefect server fails the run when 10.8 s have passed, without
+    # running any code; the sweep records Expired
+    handle = start_run(
+        "approval-demo",
+        {"app": "gate-c2", "requested_by": "gate-dev", "timeout_hours": 0.003, "pause_s": 0},
+    )
+    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 1, "Suspended"))
     assert final_state(handle.id) == "FAILED"
     assert "never resumed" in (read_run(handle.id).message or "")
     request = request_of(ledger, handle.id)
     assert request.id in expire_overdue(ledger)
     assert approvals.get_request(ledger, request.id).status is ApprovalStatus.expired
+
+
+def test_after_its_window_the_gate_suspends_and_answers_still_reach_it(
+    platform: Platform, ledger: Engine, people: dict[str, str]
+) -> None:
+    """Two approvals needed, 3 s in the process: the run is suspended (its process gone);
+    a code typed into the UI form (sent here as the UI sends it) restarts it, the gate takes
+    the answer, records it as the code's user, deletes it from Prefect and suspends again for
+    the second approval; the gateway's answer (recorded there, the run woken without input)
+    completes it."""
+    import httpx
+
+    service.create_user(ledger, "gate-lead2")
+    service.grant_role(ledger, "gate-lead2", "MASTER", space="default")
+    second = service.create_token(ledger, "gate-lead2")
+    handle = start_run(
+        "approval-demo",
+        {"app": "gate-g", "requested_by": "gate-dev", "required": 2, "pause_s": 3},
+    )
+    wait_for("Paused", lambda: waiting_on(platform, handle.id, 1))
+    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 2, "Suspended"))
+    code = httpx.post(
+        f"{platform.gateway_url}/api/approvals/{handle.id}/code",
+        headers={"Authorization": f"Bearer {people['gate-lead']}"},
+        timeout=30,
+    )
+    assert code.status_code == 200, code.text
+    assert code.json()["user"] == "gate-lead"
+    assert resume_run(handle.id, {"decision": "approve", "code": code.json()["code"]}) == "ACCEPT"
+    wait_for(
+        "the gate to wait again",
+        lambda: (
+            waiting_on(platform, handle.id, 3) or waiting_on(platform, handle.id, 4, "Suspended")
+        ),
+    )
+    request = request_of(ledger, handle.id)
+    assert request.status is ApprovalStatus.pending
+    assert [(d.user, d.valid) for d in request.decisions] == [("gate-lead", True)]
+    _, inputs = run_and_inputs(platform, handle.id)
+    assert not [k for k in inputs if k.endswith("-response")]
+    assert code.json()["code"] not in " ".join(inputs.values())
+
+    reply = httpx.post(
+        f"{platform.gateway_url}/api/approvals/{handle.id}",
+        json={"decision": "approve", "comment": "second"},
+        headers={"Authorization": f"Bearer {second}"},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["status"] == "APPROVED"
+    assert final_state(handle.id) == "COMPLETED"
+    decided = approvals.get_request(ledger, request.id)
+    assert [(d.user, d.valid) for d in decided.decisions] == [
+        ("gate-lead", True),
+        ("gate-lead2", True),
+    ]
 
 
 def test_pre_approved_request_does_not_suspend(
@@ -258,7 +339,7 @@ def test_an_approval_of_another_version_or_run_does_not_open_the_gate(
     )  # fmt: skip
     assert decide(ledger, stale.id, token_text=people["gate-lead"], decision="approve").accepted
     start_now(platform, handle.id)
-    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 1))
+    wait_for("Paused", lambda: waiting_on(platform, handle.id, 1))
     assert approvals.get_request(ledger, stale.id).status is ApprovalStatus.voided
     fresh = request_of(ledger, handle.id)
     assert fresh.id not in (stale.id, foreign.id)
@@ -270,14 +351,14 @@ def test_an_approval_of_another_version_or_run_does_not_open_the_gate(
 def test_a_reporter_cannot_wake_a_suspended_run(
     platform: Platform, ledger: Engine, people: dict[str, str]
 ) -> None:
-    """Before a suspended run is resumed, the answer's sender must be allowed to answer: a
+    """Before a waiting run is woken, the answer's sender must be allowed to answer: a
     REPORTER's answer through `quayside approve` and through the gateway, and the requester's
     own approval, are refused and recorded, and the run stays suspended on the same key (it
     was never woken to re-run from the top)."""
     import httpx
 
-    handle = start_run("approval-demo", {"app": "gate-f", "requested_by": "gate-dev"})
-    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 1))
+    handle = start_run("approval-demo", {"app": "gate-f", "requested_by": "gate-dev", "pause_s": 0})
+    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 1, "Suspended"))
     result = approve_cli(platform, handle.id, people["gate-rep"], "--reject")
     assert result.returncode != 0
     assert "REPORTER" in result.stderr + result.stdout and "Traceback" not in result.stderr
@@ -298,7 +379,7 @@ def test_a_reporter_cannot_wake_a_suspended_run(
         ("gate-dev", False),
     ]
     time.sleep(2)
-    assert waiting_on(platform, handle.id, 1)
+    assert waiting_on(platform, handle.id, 1, "Suspended")
     run, _ = run_and_inputs(platform, handle.id)
     assert run.empirical_policy.pause_keys == {f"approval-{request.id}-1"}
     asyncio.run(_delete(platform, handle.id))

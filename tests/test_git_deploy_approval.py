@@ -1,8 +1,8 @@
 """Issues 3 + 4 together: a git deploy to an environment whose policy needs a MASTER's
-approval, started through the Prefect API and run by the worker. It suspends before touching
-any host (holding no worker slot and no deploy lock), `quayside approve` with a MASTER's token
-resumes it, and the release lands on every host as ONE ledger release with the approval
-recorded."""
+approval, started through the Prefect API and run by the worker. It waits before touching any
+host (holding no deploy lock; first in its own process, then suspended), `quayside approve`
+with a MASTER's token records the approval and wakes it, and the release lands on every host
+as ONE ledger release with the approval recorded."""
 
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ from tests.test_deploy_support import (  # noqa: F401  (fixtures)
 pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect, pytest.mark.ssh]
 
 T = TypeVar("T")
+
+#: the gate waits Paused in its process, then Suspended
+WAITING = ("Paused", "Suspended")
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 240) -> T:
@@ -89,7 +92,7 @@ def test_gated_deploy_waits_then_deploys_once_approved(
     handle = start_run(
         "git-deploy", {"app": "shop", "env": "test", "ref": "v2", "requested_by": "gd-dev"}
     )
-    wait_for("the gate", lambda: read_run(handle.id).state_name == "Suspended")
+    wait_for("the gate", lambda: read_run(handle.id).state_name in WAITING)
     # waiting: nothing on the hosts, no deploy lock, the release awaits approval
     assert all(current_id(h) is None for h in fleet)
     assert current_lock(engine, "shop", "test") is None
@@ -138,7 +141,7 @@ def test_the_gateway_answers_the_same_gate_reject_then_approve(
         handle = start_run(
             "git-deploy", {"app": "shop", "env": "test", "ref": "v2", "requested_by": "gw-dev"}
         )
-        wait_for("the gate", lambda: read_run(handle.id).state_name == "Suspended")
+        wait_for("the gate", lambda: read_run(handle.id).state_name in WAITING)
         return handle.id
 
     def answer(run_id: str, token: str, decision: str) -> httpx.Response:
@@ -185,7 +188,8 @@ def test_a_chat_approval_resumes_the_same_gate(
 ) -> None:
     """``approve <run>`` in DingTalk (signed as DingTalk signs outgoing-robot callbacks)
     from the chat account of a MASTER: the platform's gateway answers the gate with a
-    token issued for that user, the run resumes and deploys, the ledger names the user."""
+    decision recorded for that user (no token involved), the run resumes and deploys, the
+    ledger names the user."""
     fleet = clean_ssh_fleet
     engine = ledger()
     requester_and_approver(engine, platform_inventory, fleet, repo, "ct")
@@ -195,7 +199,7 @@ def test_a_chat_approval_resumes_the_same_gate(
     handle = start_run(
         "git-deploy", {"app": "shop", "env": "test", "ref": "v2", "requested_by": "ct-dev"}
     )
-    wait_for("the gate", lambda: read_run(handle.id).state_name == "Suspended")
+    wait_for("the gate", lambda: read_run(handle.id).state_name in WAITING)
 
     reply = chat(platform, f" approve {handle.id}", "staff-ct-lead")
     assert handle.id[:8] in reply, reply
@@ -377,7 +381,7 @@ def test_a_chat_rollback_waits_for_approval_unless_the_policy_exempts_rollbacks(
         return reply.rstrip().rsplit("/", 1)[-1]
 
     run_id = rollback_from_chat()
-    wait_for("the gate", lambda: read_run(run_id).state_name == "Suspended")
+    wait_for("the gate", lambda: read_run(run_id).state_name in WAITING)
     assert all(current_id(h) == dirs["v2"] for h in fleet)
     assert current_lock(engine, "shop", "test") is None
     request = find_for_run(engine, run_id)
@@ -387,7 +391,7 @@ def test_a_chat_rollback_waits_for_approval_unless_the_policy_exempts_rollbacks(
 
     def refused() -> bool:
         decisions = approvals.get_request(engine, request.id).decisions
-        return bool(decisions) and read_run(run_id).state_name == "Suspended"
+        return bool(decisions) and read_run(run_id).state_name in WAITING
 
     wait_for("the refusal", refused)
     first = approvals.get_request(engine, request.id).decisions

@@ -2,9 +2,10 @@
 
 ``users``, ``tokens``, ``roles`` and ``approvals expire`` are operator commands for the
 platform host: they write the ledger directly (QUAYSIDE_DATABASE_URL, else the SQLite ledger
-in QUAYSIDE_HOME), with the operator's login recorded in the audit log. ``approve`` goes
-through Prefect like every other answer path: it resumes the paused run with the answer form
-(decision, comment, token) and the flow verifies the token, role and policy.
+in QUAYSIDE_HOME), with the operator's login recorded in the audit log. ``approve`` checks
+the approver's token, role and the policy against the ledger, records the decision there and
+wakes the waiting run without any input (the token never goes to Prefect);
+``approvals code`` gives an approver a single-use code for the Prefect UI's approval form.
 """
 
 from __future__ import annotations
@@ -315,74 +316,50 @@ def approvals_expire() -> None:
     console.print(f"{len(expired)} request(s) expired", highlight=False)
 
 
-def _ledger_state(run_id: str) -> tuple[int, str, str | None] | None:
-    """(number of decisions, status, last decision line) of the run's request, if readable."""
-    from quayside.auth.approvals import find_for_run
-    from quayside.ledger.db import make_engine
-
-    try:
-        engine = make_engine(load_settings().database_url)
-    except QuaysideError:
-        return None
-    try:
-        request = find_for_run(engine, run_id)
-        if request is None:
-            return None
-        last = request.decisions[-1] if request.decisions else None
-        line = None
-        if last is not None:
-            verdict = "accepted" if last.valid else f"refused: {last.reason}"
-            line = f"{last.decision.value} from {last.user} {verdict}"
-        return len(request.decisions), request.status.value, line
-    except QuaysideError:
-        return None
-    finally:
-        engine.dispose()
-
-
-def _answer_scheduled(
-    run_id: str, request_id: int, token: str, decision: str, comment: str
+@approvals_app.command("code")
+def approvals_code(
+    run_id: str = typer.Argument(..., help="the flow run waiting for approval"),
+    token_file: Path | None = typer.Option(
+        None,
+        "--token-file",
+        help="file holding your token, readable by you only (default: the QUAYSIDE_TOKEN "
+        "environment variable, else a hidden prompt in a terminal)",
+        dir_okay=False,
+    ),
 ) -> None:
-    """Decide the approval request a scheduled run carries (there is no gate to resume yet)."""
-    from quayside.auth.approvals import decide
-    from quayside.ledger.db import make_engine
+    """A single-use code to answer RUN_ID's approval in the Prefect UI's form (field code),
+    so your token never goes into the UI. Only someone who may answer gets one; a new code
+    replaces your previous one; it expires with the request."""
+    from quayside.auth.service import authenticate
+    from quayside.cli.token_input import read_token
+    from quayside.runs import ui_url_for
+    from quayside.runs.approval_answers import code_for_run, read_waiting_run
 
-    engine = make_engine(load_settings().database_url)
-    try:
-        outcome = decide(engine, request_id, token_text=token, decision=decision, comment=comment)
-    finally:
-        engine.dispose()
-    if not outcome.accepted:
-        raise QuaysideError(
-            f"the answer to approval request {request_id} does not count: {outcome.reason}",
-            hint="it was recorded; the request is still " + outcome.status.value,
-        )
+    secret = read_token(token_file, os.environ).strip()
+    read_waiting_run(run_id)  # an unknown run is named before the token is looked at
+    with _ledger() as engine:
+        who = authenticate(engine, secret)
+        issued = code_for_run(engine, run_id, user=who.name)
+    console.print(f"approval code: {issued.code}", highlight=False)
     console.print(
-        f"{decision} from {outcome.user} recorded on approval request {request_id} of "
-        f"scheduled run {run_id}; request is {outcome.status.value}",
+        f"for {issued.user} on approval request {issued.request_id} of run {run_id}; enter it "
+        f"in the run's approval form (field code): {ui_url_for(run_id)}\n"
+        f"it works once, until {issued.expires_at:%Y-%m-%d %H:%M} UTC; do not share it",
         highlight=False,
     )
 
 
-def _screen(run_id: str, token: str, decision: str, comment: str) -> None:
-    """Refuse (and record) an answer its sender may not give, before waking the run."""
-    from quayside.auth.approvals import find_for_run, screen_answerer
-    from quayside.auth.service import authenticate
-
-    with _ledger() as engine:
-        request = find_for_run(engine, run_id)
-        if request is None:
-            raise QuaysideError(
-                f"run {run_id} is paused, but not for a Quayside approval",
-                hint="resume it from the Prefect UI",
-            )
-        who = authenticate(engine, token)
-        screen_answerer(engine, request.id, user=who.name, decision=decision, comment=comment)
+_WAKE_TEXT = {
+    "woken": "run {run} woken",
+    "queued": "run {run} reads it when it starts",
+    "not waiting": "run {run} reads it before it waits again",
+    "ended": "run {run} has ended",
+}
 
 
 @app.command()
 def approve(
-    run_id: str = typer.Argument(..., help="the paused (or scheduled) flow run's id"),
+    run_id: str = typer.Argument(..., help="the waiting (or scheduled) flow run's id"),
     reject: bool = typer.Option(False, "--reject", help="reject instead of approve"),
     message: str = typer.Option("", "--message", "-m", help="comment for the ledger"),
     token_file: Path | None = typer.Option(
@@ -392,51 +369,58 @@ def approve(
         "environment variable, else a hidden prompt in a terminal)",
         dir_okay=False,
     ),
-    wait_s: float = typer.Option(90, "--wait", help="seconds to wait for the gate's verdict"),
+    wait_s: float = typer.Option(
+        90, "--wait", help="seconds to wait for the run to go on once it is decided"
+    ),
 ) -> None:
-    """Answer a flow run waiting for approval; the run itself checks token, role and policy.
+    """Answer a flow run waiting for approval: your token, role and the policy are checked
+    here, the decision is recorded in the ledger, and the run is woken to read it.
 
-    Your token never goes on the command line: --token-file, QUAYSIDE_TOKEN or the prompt.
+    Your token never goes on the command line (--token-file, QUAYSIDE_TOKEN or the prompt)
+    and never to Prefect.
     """
+    from quayside.auth.service import authenticate
     from quayside.cli.token_input import read_token
-    from quayside.runs import read_run, resume_run
-    from quayside.runs.scheduled_approval import pending_request_of
+    from quayside.runs.approval_answers import answer_run, read_waiting_run
 
-    secret = read_token(token_file, os.environ)
-    status = read_run(run_id)
+    secret = read_token(token_file, os.environ).strip()
     decision = "reject" if reject else "approve"
+    read_waiting_run(run_id)  # an unknown run is named before the token is looked at
     with _ledger() as engine:
-        request_id = pending_request_of(engine, status)
-    if request_id is not None:
-        _answer_scheduled(status.id, request_id, secret.strip(), decision, message)
-        return
-    if not status.paused:
-        raise QuaysideError(
-            f"run {run_id} is {status.state_name}, not waiting for approval",
-            hint="`quayside approve` answers runs in a Paused/Suspended state, and "
-            "scheduled runs that carry an approval request",
+        who = authenticate(engine, secret)
+        done = answer_run(
+            engine, run_id, user=who.name, decision=decision, comment=message, token=secret
         )
-    _screen(status.id, secret.strip(), decision, message)
-    before = _ledger_state(run_id)
-    result = resume_run(run_id, {"decision": decision, "comment": message, "token": secret.strip()})
-    if result != "ACCEPT":
-        raise QuaysideError(
-            f"Prefect did not resume run {run_id} (status {result})",
-            hint="is it still waiting? `quayside approve` needs the run in a Suspended state",
-        )
-    console.print(f"{decision} sent to run {run_id}", highlight=False)
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        now = _ledger_state(run_id)
-        if now is not None and (before is None or now[0] > before[0]):
-            _, request_status, line = now
-            console.print(f"{line}; request is {request_status}", highlight=False)
-            if line is not None and "refused" in line:
-                raise QuaysideError(f"the gate refused the answer: {line.split(': ', 1)[-1]}")
-            return
-        time.sleep(0.5)
+    outcome = done.resolution
     console.print(
-        f"no verdict within {wait_s:.0f}s (is the ledger on this host?); "
-        f"follow the run: quayside.runs / the Prefect UI",
+        f"{decision} from {outcome.user} accepted; request is {outcome.status.value} "
+        f"(approval request {done.request_id}); " + _WAKE_TEXT[done.wake].format(run=done.run_id),
         highlight=False,
     )
+    if outcome.status.value == "pending":
+        console.print(
+            f"{len(outcome.approvers)} approval(s) so far; the run keeps waiting for more",
+            highlight=False,
+        )
+    elif done.wake in ("woken", "not waiting"):
+        _follow(done.run_id, wait_s)
+
+
+def _follow(run_id: str, wait_s: float) -> None:
+    """Wait until the decided run has left its wait, and say where it is."""
+    from quayside.runs import read_run, ui_url_for
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        status = read_run(run_id)
+        if status.state_type not in ("PAUSED", "SCHEDULED", "PENDING"):
+            console.print(f"run {run_id} is {status.state_name}", highlight=False)
+            return
+        if time.monotonic() >= deadline:
+            console.print(
+                f"run {run_id} is still {status.state_name} after {wait_s:.0f}s; "
+                f"follow it in the Prefect UI: {ui_url_for(run_id)}",
+                highlight=False,
+            )
+            return
+        time.sleep(0.25)

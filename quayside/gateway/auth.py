@@ -50,7 +50,8 @@ def role(name: str) -> Any:
 @dataclass(frozen=True)
 class Caller:
     """An authenticated caller: the user's name and the token they presented (kept only to
-    forward it to an approval gate, which verifies it again)."""
+    record an approval decision with it, :func:`quayside.auth.approvals.decide`; it is never
+    sent on, to Prefect or anywhere else)."""
 
     name: str
     is_super: bool

@@ -42,6 +42,7 @@ _STATUS_BY_NAME = {
     "AuthFailed": 401,
     "PermissionDenied": 403,
     "PrefectUnavailable": 503,
+    "NotWaitingForApproval": 409,
 }
 
 
