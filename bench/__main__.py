@@ -30,6 +30,7 @@ from bench.harness import (
 BENCHMARKS: dict[str, str] = {
     "git_deploy": "bench.git_deploy",
     "trigger_latency": "bench.trigger_latency",
+    "approval_resume": "bench.approval_resume",
 }
 
 
