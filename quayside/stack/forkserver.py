@@ -9,9 +9,15 @@ takes the passed descriptors and environment, refreshes Prefect's settings from 
 environment and runs ``prefect.engine`` as ``__main__`` -- what ``python -m prefect.engine``
 would do, without paying for the imports (seconds on a loaded machine).
 
+The child ends with ``os._exit`` (it must not run the fork server's exit handlers), which
+skips what interpreter exit does for a Prefect process: sending the logs and events still
+queued in Prefect's background services. :func:`flush_prefect` does that first, so every
+run's last log lines (the engine's "Finished in state ..." included) reach the API.
+
 The handler waits for the child and sends its exit status back; a signal the launcher command
 receives (the worker cancelling the run) is forwarded to the child, and if the launcher
-command disappears (killed) the child is killed.
+command disappears (killed) the child is killed. Handlers and flow runs get SIGTERM when their
+parent dies (:mod:`quayside.stack.parent_death`): nothing outlives a killed fork server.
 
 Code changes: the flow's own file is executed per run (Prefect loads the entrypoint script),
 but the project modules it imports (``quayside``, ``tasks``, ``blocks``, ...) were imported
@@ -43,9 +49,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from quayside.stack.parent_death import die_with_parent
+
 #: Flow modules imported before serving (module names; failures are reported, not fatal).
 PRELOAD = ("prefect", "prefect.engine", "prefect.flow_engine")
 MAX_REQUEST = 1 << 20
+#: longest wait for each of Prefect's services to send what is queued when a run ends (Prefect's
+#: own ``APILogHandler.flush`` waits 5 s)
+FLUSH_TIMEOUT_S = 10.0
 
 
 def socket_path(env: Mapping[str, str] | None = None) -> Path:
@@ -138,6 +149,27 @@ def _send(conn: socket.socket, message: dict[str, Any]) -> None:
         conn.sendall(json.dumps(message).encode() + b"\n")
 
 
+def flush_prefect(timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+    """Send what Prefect's background services still hold -- the run's last log lines
+    (``APILogWorker``, batched every 2 s) and events (``EventsWorker``: task-run states) --
+    and wait for them, as Prefect does at interpreter exit (``threading._register_atexit``
+    drains every service). ``os._exit`` skips interpreter exit, so a forked run calls this
+    first. Services that were never imported or started are skipped; never raises.
+    """
+    for module_name, class_name in (
+        ("prefect.logging.handlers", "APILogWorker"),
+        ("prefect.events.worker", "EventsWorker"),
+    ):
+        module = sys.modules.get(module_name)
+        service = getattr(module, class_name, None) if module is not None else None
+        if service is None:
+            continue
+        try:
+            service.drain_all(timeout=timeout_s)
+        except Exception as e:  # the run's outcome is decided; report and go on
+            print(f"forkserver: could not flush {class_name}: {e!r}", file=sys.stderr)
+
+
 def _run_child(request: dict[str, Any], fds: list[int]) -> None:
     """In the flow-run child: become ``python -m prefect.engine`` (never returns)."""
     code = 1
@@ -177,22 +209,26 @@ def _run_child(request: dict[str, Any], fds: list[int]) -> None:
         traceback.print_exc()
         code = 1
     finally:
+        flush_prefect()
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
 
 
-def _handle(conn: socket.socket) -> None:
+def _handle(conn: socket.socket, server_pid: int) -> None:
     """In the handler: fork the flow run, relay signals and its exit status (never returns)."""
     code = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        die_with_parent(server_pid)
         request, fds = _recv_request(conn)
+        handler_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
             conn.close()
+            die_with_parent(handler_pid)
             _run_child(request, fds)
         for fd in fds:
             os.close(fd)
@@ -263,6 +299,7 @@ def serve(path: Path, snapshot: Mapping[str, int] | None = None) -> None:
                     flush=True,
                 )
                 os.execv(sys.executable, [sys.executable, "-m", "quayside.stack.forkserver"])
+            server_pid = os.getpid()
             try:
                 pid = os.fork()
             except OSError as e:
@@ -271,7 +308,7 @@ def serve(path: Path, snapshot: Mapping[str, int] | None = None) -> None:
                 continue
             if pid == 0:
                 server.close()
-                _handle(conn)
+                _handle(conn, server_pid)
             conn.close()
     finally:
         server.close()

@@ -3,6 +3,10 @@
 Each child gets its own process group, so stopping it also stops what it started (the
 worker's flow-run subprocesses). If one child exits on its own, the others are stopped and
 ``up`` exits non-zero naming it and its log file.
+
+If ``up`` dies without stopping them (SIGKILL), each child gets SIGTERM from the kernel
+(:mod:`quayside.stack.parent_death`), and the next ``up`` ends whatever is left from the
+record kept in the data directory (:mod:`quayside.stack.stale_children`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from typing import IO
 import httpx
 
 from quayside.errors import QuaysideError
+from quayside.stack.parent_death import preexec
 from quayside.stack.processes import ProcessSpec
+from quayside.stack.stale_children import Child, write_children
 
 
 class StackError(QuaysideError):
@@ -75,12 +81,31 @@ def up_running(home: Path) -> bool:
     return False
 
 
-class Supervisor:
-    """Starts ProcessSpecs with a shared environment; ``stop()`` ends them all."""
+def quiet_when_gone(say: Callable[[str], None]) -> Callable[[str], None]:
+    """``say`` that drops its line when the terminal is gone (a hung-up terminal answers
+    writes with EIO): a message must never keep ``up`` from stopping its children."""
 
-    def __init__(self, env: Mapping[str, str], cwd: Path) -> None:
+    def tolerant(line: str) -> None:
+        with contextlib.suppress(OSError):
+            say(line)
+
+    return tolerant
+
+
+class Supervisor:
+    """Starts ProcessSpecs with a shared environment; ``stop()`` ends them all.
+
+    Args:
+        env: every child's environment.
+        cwd: every child's working directory.
+        record: where the children are recorded while they run
+            (:func:`quayside.stack.stale_children.pid_file`), or None.
+    """
+
+    def __init__(self, env: Mapping[str, str], cwd: Path, record: Path | None = None) -> None:
         self.env = dict(env)
         self.cwd = cwd
+        self.record = record
         self.children: list[tuple[ProcessSpec, subprocess.Popen[bytes], IO[bytes]]] = []
 
     def start(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
@@ -94,8 +119,14 @@ class Supervisor:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=preexec(),  # SIGTERM when `up` dies, however it dies
         )
         self.children.append((spec, proc, log))
+        if self.record is not None:
+            write_children(
+                self.record,
+                [Child(s.name, p.pid, tuple(s.argv)) for s, p, _ in self.children],
+            )
         return proc
 
     def wait_healthy(
@@ -150,6 +181,9 @@ class Supervisor:
         for _, _, log in self.children:
             log.close()
         self.children.clear()
+        if self.record is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.record.unlink()
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:

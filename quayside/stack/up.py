@@ -24,6 +24,7 @@ from quayside.executors.control import close_masters, control_dir
 from quayside.settings import Settings
 from quayside.stack.api_tls import CERT_FILE_SETTING, write_api_ca
 from quayside.stack.data_dir import PRIVATE_UMASK, prepare_data_dir
+from quayside.stack.parent_death import preexec
 from quayside.stack.processes import (
     api_ca_path,
     gateway_process,
@@ -31,7 +32,14 @@ from quayside.stack.processes import (
     server_process,
     worker_process,
 )
-from quayside.stack.supervisor import StackError, Supervisor, home_lock, port_free
+from quayside.stack.stale_children import end_stale_children, pid_file
+from quayside.stack.supervisor import (
+    StackError,
+    Supervisor,
+    home_lock,
+    port_free,
+    quiet_when_gone,
+)
 
 Say = Callable[[str], None]
 
@@ -61,13 +69,14 @@ def register(env: dict[str, str], project_dir: Path, log_file: Path) -> None:
             stderr=subprocess.STDOUT,
             timeout=300,
             check=False,
+            preexec_fn=preexec(),
         )
     if done.returncode != 0:
         raise StackError("registering deployments failed", hint=f"see {log_file}")
 
 
 def run_up(settings: Settings, project_dir: Path, say: Say) -> None:
-    """Run the platform in the foreground until SIGINT/SIGTERM.
+    """Run the platform in the foreground until SIGINT/SIGTERM/SIGHUP (a closed terminal).
 
     Raises:
         StackError: the data directory is open to other users, a port is taken, another
@@ -75,6 +84,7 @@ def run_up(settings: Settings, project_dir: Path, say: Say) -> None:
         InputError: a setting is refused (before anything is created).
     """
     env = platform_env(settings, project_dir, os.environ)  # refuses bad settings first
+    say = quiet_when_gone(say)  # a closed terminal must not stop `up` from stopping
     operator_auth = operator_auth_string(os.environ)
     old_umask = os.umask(PRIVATE_UMASK)  # inherited by every process started below
     try:
@@ -102,6 +112,9 @@ def _run_locked(
         stop_requested = True
 
     with home_lock(settings.home):
+        stale = end_stale_children(settings.home)  # a previous `up` that was killed
+        if stale:
+            say(f"ended {len(stale)} process(es) a killed `quayside up` left running here")
         check_ports(settings)
         env.update(auth_env(server_auth_string(settings, operator_auth)))
         (settings.home / "logs").mkdir(parents=True, exist_ok=True)
@@ -114,9 +127,10 @@ def _run_locked(
         migrate(settings.database_url)
         say("ledger          migrated")
         demo = first_run_demo(settings, say, actor="quayside up")  # no inventory: the demo
-        sup = Supervisor(env, project_dir)
+        sup = Supervisor(env, project_dir, record=pid_file(settings.home))
         old_int = signal.signal(signal.SIGINT, request_stop)
         old_term = signal.signal(signal.SIGTERM, request_stop)
+        old_hup = signal.signal(signal.SIGHUP, request_stop)
         try:
             server = server_process(settings)
             sup.wait_healthy(server, sup.start(server), timeout=180)
@@ -138,4 +152,5 @@ def _run_locked(
             close_masters(control_dir(settings.home))  # the flow runs' persisted SSH connections
             signal.signal(signal.SIGINT, old_int)
             signal.signal(signal.SIGTERM, old_term)
+            signal.signal(signal.SIGHUP, old_hup)
             say("stopped")

@@ -2,7 +2,8 @@
 (:mod:`quayside.stack.forkserver`) next to the worker, then become ``prefect worker start ARGS``.
 
 The fork server stays a child of the worker, in its process group, so stopping the worker's
-group (what ``quayside up`` does) stops it too. ``QUAYSIDE_FORKSERVER=0`` starts no fork
+group (what ``quayside up`` does) stops it too; and it gets SIGTERM when the worker dies
+(:mod:`quayside.stack.parent_death`). ``QUAYSIDE_FORKSERVER=0`` starts no fork
 server (flow runs then start with Prefect's own ``python -m prefect.engine``).
 """
 
@@ -12,12 +13,16 @@ import os
 import subprocess
 import sys
 
+from quayside.stack.parent_death import preexec
+
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if os.environ.get("QUAYSIDE_FORKSERVER", "1") != "0":
         subprocess.Popen(
-            [sys.executable, "-m", "quayside.stack.forkserver"], stdin=subprocess.DEVNULL
+            [sys.executable, "-m", "quayside.stack.forkserver"],
+            stdin=subprocess.DEVNULL,
+            preexec_fn=preexec(),  # the parent stays this process: execv keeps the pid
         )
     os.execv(sys.executable, [sys.executable, "-m", "prefect", "worker", "start", *args])
 
