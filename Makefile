@@ -5,8 +5,11 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: up test lint typecheck pytest bench sync packages clean
 
+# --compile-bytecode: the installed packages' .pyc files are written once here (seconds, and
+# about 0.5 s when nothing changed), so no command compiles Prefect, SQLAlchemy or pydantic from
+# source at every start when Python may not write bytecode (PYTHONDONTWRITEBYTECODE).
 sync:
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 up: sync
 	$(UV) run quayside up

@@ -308,7 +308,7 @@ def test_cli_deploy_at_asks_for_approval_now_and_starts_on_time(
             cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
 
-    out = cli("deploy", "shop", "test", "v2", "--at", "+10m", "--as", "at-dev")
+    out = cli("deploy", "shop", "test", "v2", "--at", "+10m", token=tokens["at-dev"])
     assert out.returncode == 0, out.stdout + out.stderr
     assert "scheduled" in out.stdout and "approval request" in out.stdout, out.stdout
     found = re.search(r"run id: ([0-9a-f-]{36})", out.stdout)

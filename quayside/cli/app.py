@@ -1,15 +1,25 @@
-"""The typer application and the error boundary every command shares."""
+"""The typer application and the error boundary every command shares.
+
+Start-up time matters here (``quayside --help`` and ``check`` should answer at once on a busy
+machine): this module and the ``commands_*`` modules import only typer and the standard
+library at module level; rich, Prefect, SQLAlchemy and pydantic are imported by the commands
+that use them. ``tests/test_cli_startup.py`` checks it.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import traceback
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
-from rich.console import Console
 
 from quayside.errors import QuaysideError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     name="quayside",
@@ -17,9 +27,30 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain click help: typer's rich help imports rich's Markdown renderer (markdown-it), a
+    # third of a second of CPU before `--help` prints anything
+    rich_markup_mode=None,
 )
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+
+
+class _LazyConsole:
+    """A rich Console created on first use (importing rich costs ~0.1 s of CPU)."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+
+    @cached_property
+    def _console(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=self._stderr, soft_wrap=True)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._console, name)
+
+
+console = cast("Console", _LazyConsole(stderr=False))
+err_console = cast("Console", _LazyConsole(stderr=True))
 state = {"verbose": False}
 
 

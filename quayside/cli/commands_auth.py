@@ -10,21 +10,23 @@ wakes the waiting run without any input (the token never goes to Prefect);
 
 from __future__ import annotations
 
-import getpass
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
-from sqlalchemy import Engine
 
 from quayside.cli.app import app, console, err_console
+from quayside.cli.requester import operator_name
 from quayside.errors import InputError, QuaysideError
 from quayside.settings import load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 users_app = typer.Typer(
     help="Users (operator command on the platform host: writes the ledger directly).",
@@ -46,10 +48,7 @@ app.add_typer(approvals_app, name="approvals")
 
 
 def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no login name (containers)
-        return "cli"
+    return operator_name()
 
 
 def _engine() -> Engine:
@@ -102,6 +101,8 @@ def users_add(
 @users_app.command("list")
 def users_list() -> None:
     """List users with their roles."""
+    from rich.table import Table
+
     from quayside.auth import service
     from quayside.ledger import users
 
@@ -165,6 +166,8 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(user: str | None = typer.Argument(None, help="only this user's")) -> None:
     """List tokens (ids only, never secrets)."""
+    from rich.table import Table
+
     from quayside.auth import tokens
     from quayside.ledger import users
 
@@ -330,12 +333,15 @@ def approvals_code(
     """A single-use code to answer RUN_ID's approval in the Prefect UI's form (field code),
     so your token never goes into the UI. Only someone who may answer gets one; a new code
     replaces your previous one; it expires with the request."""
-    from quayside.auth.service import authenticate
+    from quayside.cli.prefect_target import require_platform
     from quayside.cli.token_input import read_token
+
+    secret = read_token(token_file, os.environ).strip()
+    require_platform()  # before seconds of Prefect imports
+    from quayside.auth.service import authenticate
     from quayside.runs import ui_url_for
     from quayside.runs.approval_answers import code_for_run, read_waiting_run
 
-    secret = read_token(token_file, os.environ).strip()
     read_waiting_run(run_id)  # an unknown run is named before the token is looked at
     with _ledger() as engine:
         who = authenticate(engine, secret)
@@ -379,11 +385,14 @@ def approve(
     Your token never goes on the command line (--token-file, QUAYSIDE_TOKEN or the prompt)
     and never to Prefect.
     """
-    from quayside.auth.service import authenticate
+    from quayside.cli.prefect_target import require_platform
     from quayside.cli.token_input import read_token
-    from quayside.runs.approval_answers import answer_run, read_waiting_run
 
     secret = read_token(token_file, os.environ).strip()
+    require_platform()  # before seconds of Prefect imports
+    from quayside.auth.service import authenticate
+    from quayside.runs.approval_answers import answer_run, read_waiting_run
+
     decision = "reject" if reject else "approve"
     read_waiting_run(run_id)  # an unknown run is named before the token is looked at
     with _ledger() as engine:

@@ -8,7 +8,6 @@ import typer
 
 from quayside.cli.app import app, console, err_console
 from quayside.errors import ConfigError
-from quayside.inventory import load_inventory
 from quayside.settings import load_settings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
@@ -43,6 +42,7 @@ def check(
     (a deprecated task_aliases, task templates without a timezone) do not fail the check.
     """
     from quayside.cli.inventory_checks import check_inventory
+    from quayside.inventory import load_inventory
 
     target = path or load_settings().inventory_path
     inventory = load_inventory(target)

@@ -1,17 +1,38 @@
 """Release commands: deploy, rollback, releases. deploy and rollback start the catalogue
-deployment through the Prefect API (so the run shows in the UI) and follow it to the end."""
+deployment through the Prefect API (so the run shows in the UI) and follow it to the end.
+
+Who asks is the authenticated principal (:mod:`quayside.cli.requester`): the token's user,
+checked and recorded like a gateway submission, or the platform operator (``cli:<login>``)
+without a token.
+"""
 
 from __future__ import annotations
 
+import os
 import re
-from datetime import UTC
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from quayside.cli.app import app, console
 from quayside.errors import InputError, QuaysideError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from quayside.cli.requester import Requester
+    from quayside.runs import RunHandle, RunStatus
+
+TOKEN_FILE_HELP = (
+    "file holding your token, readable by you only (default: the QUAYSIDE_TOKEN environment "
+    "variable); the run is then yours, checked against your role. Without a token the CLI is "
+    "the platform operator (cli:<login>)"
+)
+AS_HELP = "SUPER only: ask in the name of this user (you are recorded beside them)"
 
 
 class RunFailed(QuaysideError):
@@ -32,17 +53,99 @@ def _parse_batch(value: str | None) -> int | str | None:
     raise InputError(f"--batch {value!r} is not a number or a percentage like 25%")
 
 
-def _follow(deployment: str, parameters: dict[str, Any], *, follow: bool, total: int) -> None:
-    """Start ``deployment`` with ``parameters``, print its URL, follow logs and state."""
-    from quayside.runs import follow_run, read_run, start_run
+@contextmanager
+def _asking(
+    token_file: Path | None, as_name: str | None
+) -> Iterator[tuple[Requester, Engine | None]]:
+    """The requester of this command (:func:`quayside.cli.requester.who_asks`) and, with a
+    token, the ledger it was checked against (open while the command runs)."""
+    from quayside.cli.requester import given_token, who_asks
 
-    handle = start_run(deployment, parameters)
+    token = given_token(token_file, os.environ)
+    if token is None:
+        yield who_asks(None, None, as_name), None
+        return
+    from quayside.ledger.db import make_engine
+    from quayside.settings import load_settings
+
+    engine = make_engine(load_settings().database_url)
+    try:
+        yield who_asks(engine, token, as_name), engine
+    finally:
+        engine.dispose()
+
+
+def _tags(requester: Requester, parameters: dict[str, Any]) -> list[str]:
+    tags = ["trigger:cli", f"app:{parameters['app']}", f"env:{parameters['env']}"]
+    if requester.on_behalf_of is not None:
+        tags.append(f"on-behalf-of:{requester.on_behalf_of}")
+    return tags
+
+
+def _submit(
+    deployment: str,
+    parameters: dict[str, Any],
+    requester: Requester,
+    ledger: Engine | None,
+    *,
+    scheduled_at: datetime | None = None,
+) -> RunHandle:
+    """Create the run: for a token's user after checking their right on what it acts on (the
+    gateway's rule), recording the submission (via ``cli``); for the operator as it is."""
+    from quayside.runs import start_run
+
+    tags = _tags(requester, parameters)
+    if requester.principal is None or ledger is None:
+        return start_run(deployment, parameters, scheduled_at=scheduled_at, tags=tags)
+    from deployments.catalogue import by_name
+    from quayside.inventory import load_inventory
+    from quayside.runs.submission import authorized_scope, record
+    from quayside.settings import load_settings
+
+    spec = by_name(deployment)
+    inventory = load_inventory(load_settings().inventory_path)
+    scope = authorized_scope(
+        ledger, inventory, requester.principal, spec, {**spec.parameters, **parameters}
+    )
+    handle = start_run(deployment, parameters, scheduled_at=scheduled_at, tags=tags)
+    record(
+        ledger,
+        handle,
+        requester.principal,
+        spec,
+        scope,
+        via="cli",
+        scheduled_at=scheduled_at,
+        on_behalf_of=requester.on_behalf_of,
+    )
+    return handle
+
+
+def _follow(
+    deployment: str,
+    parameters: dict[str, Any],
+    requester: Requester,
+    ledger: Engine | None,
+    *,
+    follow: bool,
+    total: int,
+) -> None:
+    """Start ``deployment`` with ``parameters``, print its URL, follow logs and state; return
+    as soon as the run is final and its last log lines are in."""
+    # the ledger's modules are imported now, not after the final state (when the run's outcome
+    # is printed): the command returns right after the run ends
+    from quayside.ledger.releases import releases_of_run  # noqa: F401
+    from quayside.runs import follow_run
+
+    handle = _submit(deployment, parameters, requester, ledger)
     console.print(f"started [bold]{handle.name}[/] ({deployment}): {handle.ui_url}")
     if not follow:
         return
     done = 0
+    last: list[RunStatus] = []
 
-    def on_state(status: Any) -> None:
+    def on_state(status: RunStatus) -> None:
+        last[:] = [status]
         console.print(f"[dim]state:[/] {status.state_name}", highlight=False)
 
     for line in follow_run(handle.id, poll_s=0.5, on_state=on_state):
@@ -57,26 +160,32 @@ def _follow(deployment: str, parameters: dict[str, Any], *, follow: bool, total:
         stamp = line.timestamp.astimezone(UTC).strftime("%H:%M:%S")
         body = f"[{style}]{_escape(text)}[/]" if style else _escape(text)
         console.print(f"[dim]{stamp}[/] {body}", highlight=False, soft_wrap=True)
-    final = read_run(handle.id)
+    final = last[0]  # follow_run reports the final state before it returns
     if final.state_type != "COMPLETED":
         first = (final.message or final.state_name).splitlines()[0]
         raise RunFailed(
             f"run {handle.name} ended {final.state_name}: {first}",
             hint=f"details in the UI: {handle.ui_url}",
         )
-    _print_outcome(handle.id)
+    _print_outcome(handle.id, ledger)
     console.print(f"[green]done:[/] {handle.name} completed", highlight=False)
 
 
-def _schedule(deployment: str, parameters: dict[str, Any], at: str) -> None:
+def _schedule(
+    deployment: str,
+    parameters: dict[str, Any],
+    requester: Requester,
+    ledger: Engine | None,
+    at: str,
+) -> None:
     """Schedule ``deployment`` at ``at``; open its approval request now if policy needs one."""
     from quayside.auth.policy import policy_for
     from quayside.cli.at_time import parse_at
     from quayside.inventory import load_inventory
     from quayside.inventory.resolve import resolve_target
     from quayside.ledger.db import make_engine
-    from quayside.runs import delete_run, start_run
     from quayside.runs.scheduled_approval import open_for_scheduled_run
+    from quayside.runs.submission import undo_on_failure
     from quayside.settings import load_settings
 
     settings = load_settings()
@@ -85,34 +194,27 @@ def _schedule(deployment: str, parameters: dict[str, Any], at: str) -> None:
     target = resolve_target(inventory, app_name, env)  # unknown app/env: refused before any write
     when = parse_at(at, inventory.timezone)
     policy = policy_for(inventory, app_name, env)
-    handle = start_run(
-        deployment,
-        parameters,
-        scheduled_at=when,
-        tags=["trigger:cli", f"app:{app_name}", f"env:{env}"],
-    )
+    handle = _submit(deployment, parameters, requester, ledger, scheduled_at=when)
     request_id = None
     if policy is not None:
         engine = make_engine(settings.database_url)
         try:
-            request_id = open_for_scheduled_run(
-                engine,
-                flow_run_id=handle.id,
-                deployment=deployment,
-                app=app_name,
-                env=env,
-                version=str(parameters.get("ref", "")),
-                space=target.app.space,
-                policy=policy,
-                scheduled_at=when,
-                requested_by=str(parameters["requested_by"]),
-                via="the CLI",
-                details=f"ref {parameters.get('ref', '')}, "
-                f"{len(parameters.get('hosts') or target.hosts)} host(s)",
-            )
-        except BaseException:
-            delete_run(handle.id)  # a scheduled run without its approval request: undo it
-            raise
+            with undo_on_failure(handle, scheduled=True):  # no scheduled run without its request
+                request_id = open_for_scheduled_run(
+                    engine,
+                    flow_run_id=handle.id,
+                    deployment=deployment,
+                    app=app_name,
+                    env=env,
+                    version=str(parameters.get("ref", "")),
+                    space=target.app.space,
+                    policy=policy,
+                    scheduled_at=when,
+                    requested_by=requester.accountable,
+                    via="the CLI",
+                    details=f"ref {parameters.get('ref', '')}, "
+                    f"{len(parameters.get('hosts') or target.hosts)} host(s)",
+                )
         finally:
             engine.dispose()
     local = when.astimezone(_zone(inventory.timezone))
@@ -136,16 +238,16 @@ def _zone(name: str) -> Any:
     return ZoneInfo(name)
 
 
-def _print_outcome(run_id: str) -> None:
-    """Per-host result of the run, from the ledger (logs are best effort: Prefect can drop a
-    run's last log batch when its process exits)."""
+def _print_outcome(run_id: str, engine: Engine | None = None) -> None:
+    """Per-host result of the run, from the ledger (``engine``, else the settings' ledger)."""
     from rich.table import Table
 
     from quayside.ledger.db import make_engine
     from quayside.ledger.releases import releases_of_run
     from quayside.settings import load_settings
 
-    for release in releases_of_run(make_engine(load_settings().database_url), run_id):
+    ledger = engine or make_engine(load_settings().database_url)
+    for release in releases_of_run(ledger, run_id):
         table = Table("host", "result", "step", "bytes sent", "seconds", title=None)
         for row in sorted(release.hosts, key=lambda h: h.host):
             table.add_row(
@@ -189,7 +291,10 @@ def deploy(
     host: list[str] | None = typer.Option(None, "--host", help="only this host (repeatable)"),
     batch: str | None = typer.Option(None, "--batch", help="hosts per batch: N or N%"),
     follow: bool = typer.Option(True, "--follow/--no-follow", help="follow the run to its end"),
-    requested_by: str = typer.Option("cli", "--as", help="who is asking (recorded)"),
+    as_name: str | None = typer.Option(None, "--as", metavar="USER", help=AS_HELP),
+    token_file: Path | None = typer.Option(
+        None, "--token-file", help=TOKEN_FILE_HELP, dir_okay=False
+    ),
     at: str | None = typer.Option(
         None,
         "--at",
@@ -202,26 +307,34 @@ def deploy(
 
     With --at the run is scheduled in Prefect; where the environment needs approval, the
     request is opened now, so the approved deploy starts on time.
+
+    With your token (--token-file or QUAYSIDE_TOKEN) the deploy is yours: your role is checked
+    as the gateway checks it, and again when the run starts. Without one the CLI is the
+    platform operator (recorded as cli:<login>).
     """
+    from quayside.cli.prefect_target import require_platform
     from quayside.commands.git import check_ref
 
     check_ref(ref)
-    parameters: dict[str, Any] = {
-        "app": app_name,
-        "env": env,
-        "ref": ref,
-        "dry_run": dry_run,
-        "requested_by": requested_by,
-    }
-    if host:
-        parameters["hosts"] = list(host)
     parsed = _parse_batch(batch)
-    if parsed is not None:
-        parameters["batch"] = parsed
-    if at is not None:
-        _schedule("git-deploy", parameters, at)
-        return
-    _follow("git-deploy", parameters, follow=follow, total=_host_count(app_name, env, host or None))
+    require_platform()  # at once, before the ledger and seconds of Prefect imports
+    with _asking(token_file, as_name) as (requester, ledger):
+        parameters: dict[str, Any] = {
+            "app": app_name,
+            "env": env,
+            "ref": ref,
+            "dry_run": dry_run,
+            "requested_by": requester.name,
+        }
+        if host:
+            parameters["hosts"] = list(host)
+        if parsed is not None:
+            parameters["batch"] = parsed
+        if at is not None:
+            _schedule("git-deploy", parameters, requester, ledger, at)
+            return
+        total = _host_count(app_name, env, host or None)
+        _follow("git-deploy", parameters, requester, ledger, follow=follow, total=total)
 
 
 @app.command(name="rollback")
@@ -230,13 +343,24 @@ def rollback_command(
     env: str = typer.Argument(..., metavar="ENV", help="environment of the app"),
     to: str | None = typer.Option(None, "--to", help="release id or version (default previous)"),
     follow: bool = typer.Option(True, "--follow/--no-follow", help="follow the run to its end"),
-    requested_by: str = typer.Option("cli", "--as", help="who is asking (recorded)"),
+    as_name: str | None = typer.Option(None, "--as", metavar="USER", help=AS_HELP),
+    token_file: Path | None = typer.Option(
+        None, "--token-file", help=TOKEN_FILE_HELP, dir_okay=False
+    ),
 ) -> None:
-    """Roll APP in ENV back to the previous release (or --to a release id or version)."""
-    parameters: dict[str, Any] = {"app": app_name, "env": env, "requested_by": requested_by}
-    if to is not None:
-        parameters["to"] = to
-    _follow("rollback", parameters, follow=follow, total=_host_count(app_name, env, None))
+    """Roll APP in ENV back to the previous release (or --to a release id or version).
+
+    Who asks is decided as for `quayside deploy`: your token's user, or the platform operator.
+    """
+    from quayside.cli.prefect_target import require_platform
+
+    require_platform()  # at once, before the ledger and seconds of Prefect imports
+    with _asking(token_file, as_name) as (requester, ledger):
+        parameters: dict[str, Any] = {"app": app_name, "env": env, "requested_by": requester.name}
+        if to is not None:
+            parameters["to"] = to
+        total = _host_count(app_name, env, None)
+        _follow("rollback", parameters, requester, ledger, follow=follow, total=total)
 
 
 @app.command()
@@ -246,6 +370,8 @@ def releases(
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=500, help="how many"),
 ) -> None:
     """List the releases of APP in ENV, newest first; * marks the current one."""
+    from rich.table import Table
+
     from quayside.ledger.db import make_engine
     from quayside.ledger.releases import current_release, list_releases
     from quayside.settings import load_settings

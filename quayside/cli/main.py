@@ -3,11 +3,17 @@
 Usage errors are click's (exit 2, its own message); a ``QuaysideError`` prints one line per
 problem plus a hint (exit 1); anything else prints its type and message (exit 70). Tracebacks
 only with ``--verbose``.
+
+The process ends without the interpreter's teardown (:mod:`quayside.cli.process_exit`).
+
+Before any command runs, :func:`quayside.cli.prefect_target.point_at_platform` points Prefect
+at the platform of the same settings (never an ephemeral server). Nothing imported here
+imports Prefect: the commands that need it import it when they run.
 """
 
 from __future__ import annotations
 
-import sys
+import os
 
 from quayside.cli import (
     commands_api_auth,  # noqa: F401  (registers commands)
@@ -18,17 +24,27 @@ from quayside.cli import (
     commands_release,  # noqa: F401  (registers commands)
 )
 from quayside.cli.app import app, fail
+from quayside.cli.prefect_target import point_at_platform
+from quayside.cli.process_exit import exit_now
+
+
+def run() -> object:
+    """Run the command line; returns the exit code (``sys.exit``'s argument)."""
+    point_at_platform(os.environ)  # before anything imports Prefect
+    try:
+        app()
+    except SystemExit as e:
+        return e.code
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as e:  # the error boundary: a message, never a traceback
+        return fail(e)
+    return 0
 
 
 def main() -> None:
-    try:
-        app()
-    except SystemExit:
-        raise
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except BaseException as e:  # the error boundary: a message, never a traceback
-        sys.exit(fail(e))
+    """The ``quayside`` program: run, then exit without the interpreter's slow teardown."""
+    exit_now(run())
 
 
 if __name__ == "__main__":

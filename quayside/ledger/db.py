@@ -8,12 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, StatementError
@@ -23,6 +19,9 @@ from quayside.errors import LedgerError
 from quayside.ledger.audit_chain import chain_new_events
 from quayside.ledger.models import refuse_bulk_audit_changes
 from quayside.settings import load_settings
+
+if TYPE_CHECKING:  # alembic is imported by the functions that migrate (a CLI start-up cost)
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 UPGRADE_HINT = "run `quayside db upgrade`"
@@ -240,6 +239,8 @@ def alembic_config(url: str | None = None) -> Config:
     Returns:
         The Alembic Config.
     """
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if url is not None:
@@ -258,6 +259,8 @@ def migrate(url: str | None = None, revision: str = "head") -> None:
         LedgerError: the migration failed; the database is left at its previous revision
             where the backend has transactional DDL (PostgreSQL, SQLite).
     """
+    from alembic import command
+
     _run_alembic(url, lambda config: command.upgrade(config, revision))
 
 
@@ -271,6 +274,8 @@ def downgrade(url: str | None = None, revision: str = "base") -> None:
     Raises:
         LedgerError: the downgrade failed.
     """
+    from alembic import command
+
     _run_alembic(url, lambda config: command.downgrade(config, revision))
 
 
@@ -293,6 +298,8 @@ def head_revision() -> str | None:
     Returns:
         The revision id.
     """
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -305,6 +312,8 @@ def current_revision(engine: Engine) -> str | None:
     Returns:
         The revision id or None.
     """
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 

@@ -30,9 +30,13 @@ def record_submission(
     app: str | None = None,
     env: str | None = None,
     scheduled_at: datetime | None = None,
+    on_behalf_of: str | None = None,
 ) -> RunSubmission:
     """Record who submitted ``flow_run_id`` (idempotent: a retried submission of the same run
     keeps the first row).
+
+    ``on_behalf_of``: the name a SUPER user submitted it in the name of (the CLI's ``--as``);
+    the principal stays the authenticated user, the audit event names both.
 
     Returns:
         The submission row.
@@ -57,20 +61,16 @@ def record_submission(
         )
         session.add(row)
         session.flush()
-        audit.record(
-            session,
-            principal,
-            "run.submitted",
-            "flow_run",
-            flow_run_id,
-            {
-                "deployment": deployment,
-                "via": via,
-                "app": app,
-                "env": env,
-                "scheduled_at": scheduled_at.isoformat() if scheduled_at else None,
-            },
-        )
+        details: dict[str, str | None] = {
+            "deployment": deployment,
+            "via": via,
+            "app": app,
+            "env": env,
+            "scheduled_at": scheduled_at.isoformat() if scheduled_at else None,
+        }
+        if on_behalf_of is not None:
+            details["on_behalf_of"] = on_behalf_of
+        audit.record(session, principal, "run.submitted", "flow_run", flow_run_id, details)
         return row
 
 

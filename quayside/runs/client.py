@@ -41,7 +41,10 @@ FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 class PrefectUnavailable(QuaysideError):
     """The Prefect API did not answer."""
 
-    hint = "start the platform with `make up` (or `quayside up`), or set PREFECT_API_URL"
+    hint = (
+        "start the platform: `make up` (or `quayside up`) with the same QUAYSIDE_HOME and "
+        "QUAYSIDE_PREFECT_PORT; or set PREFECT_API_URL to the running platform's API"
+    )
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,13 @@ def _in_fresh_loop(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
+def _run(
+    coro: Coroutine[Any, Any, T], runner: Callable[[Coroutine[Any, Any, T]], T] = _in_fresh_loop
+) -> T:
+    """Run ``coro`` (with ``runner``: default, in an event loop of its own) and turn Prefect's
+    and the network's errors into Quayside's."""
     try:
-        return _in_fresh_loop(coro)
+        return runner(coro)
     except PrefectHTTPStatusError as e:
         if e.response is not None and e.response.status_code == 401:
             url = api_url()
@@ -115,10 +122,12 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         detail = e.response.text[:300] if e.response is not None else str(e)
         raise QuaysideError(f"Prefect API refused the request: {detail}") from e
     except OSError as e:
-        raise PrefectUnavailable(f"Prefect API is not reachable ({e})") from e
+        raise PrefectUnavailable(
+            f"the Prefect API at {api_url()} is not reachable ({e.strerror or e})"
+        ) from e
     except Exception as e:
         if type(e).__name__ in {"ConnectError", "ConnectTimeout", "ReadTimeout"}:
-            raise PrefectUnavailable(f"Prefect API at {api_url()} is not reachable") from e
+            raise PrefectUnavailable(f"the Prefect API at {api_url()} is not reachable") from e
         raise
 
 
@@ -366,8 +375,43 @@ class LogLine:
 LOG_LATENESS = timedelta(seconds=15)
 LOG_PAGE = 200
 #: after the final state, read until the engine's own "Finished in state" line for the flow
-#: run has arrived (it is shipped last), or for at most this long (a crashed run has none)
-END_GRACE_S = 30.0
+#: run has arrived (it is logged after the final state and shipped when the run's process
+#: ends: :func:`quayside.stack.forkserver.flush_prefect`), every END_POLL_S, for at most this
+#: long (a crashed run, or one logging below INFO, has no such line)
+END_GRACE_S = 0.8
+END_POLL_S = 0.15
+
+
+class _Session:
+    """One event loop, in one helper thread, and one Prefect client on it, for a sequence of
+    calls: a followed run is polled every half second, and a client per poll cost about 0.1 s
+    of CPU (mostly building its TLS context, even for an http:// URL)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quayside-follow")
+        self._loop = asyncio.new_event_loop()
+        self._client: PrefectClient | None = None
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the session's loop (from any thread, a running loop's too)."""
+        return self._pool.submit(self._loop.run_until_complete, coro).result()
+
+    async def client(self) -> PrefectClient:
+        if self._client is None:
+            client = _client()
+            await client.__aenter__()
+            self._client = client
+        return self._client
+
+    def close(self) -> None:
+        try:
+            if self._client is not None:
+                self.run(self._client.__aexit__(None, None, None))
+        except Exception:  # closing a broken connection: nothing left to do
+            pass
+        finally:
+            self._pool.submit(self._loop.close).result()
+            self._pool.shutdown()
 
 
 def follow_run(
@@ -378,11 +422,12 @@ def follow_run(
     on_state: Callable[[RunStatus], None] | None = None,
 ) -> Iterator[LogLine]:
     """Yield the run's log lines as they appear until it reaches a final state and its last
-    logs are in; ``on_state`` is called on every state change. Paused and suspended runs are
-    followed too (they wait for approval).
+    logs are in; ``on_state`` is called on every state change (the final state included,
+    before this returns). Paused and suspended runs are followed too (they wait for approval).
 
     Logs are read by time window (everything newer than the newest seen, minus a lateness
-    margin) and de-duplicated by id, so a late batch is never skipped.
+    margin) and de-duplicated by id, so a late batch is never skipped. One Prefect client
+    serves every poll.
 
     Raises:
         QuaysideError: still not final after ``timeout_s``.
@@ -392,53 +437,57 @@ def follow_run(
     flow_finished_logged = False
     last_state: tuple[str, str] | None = None
     deadline = time.monotonic() + timeout_s if timeout_s else None
+    session = _Session()
 
     async def poll() -> tuple[RunStatus, list[LogLine]]:
         nonlocal newest, flow_finished_logged
-        async with _client() as client:
-            status = await _read(client, run_id)
-            window = LogFilter(
-                flow_run_id=LogFilterFlowRunId(any_=[_uuid(run_id)]),
-                timestamp=(LogFilterTimestamp(after_=newest - LOG_LATENESS) if newest else None),
+        client = await session.client()
+        status = await _read(client, run_id)
+        window = LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=[_uuid(run_id)]),
+            timestamp=(LogFilterTimestamp(after_=newest - LOG_LATENESS) if newest else None),
+        )
+        lines: list[LogLine] = []
+        offset = 0
+        while True:
+            page = await client.read_logs(
+                log_filter=window, sort=LogSort.TIMESTAMP_ASC, limit=LOG_PAGE, offset=offset
             )
-            lines: list[LogLine] = []
-            offset = 0
-            while True:
-                page = await client.read_logs(
-                    log_filter=window, sort=LogSort.TIMESTAMP_ASC, limit=LOG_PAGE, offset=offset
-                )
-                for log in page:
-                    if str(log.id) in seen:
-                        continue
-                    seen.add(str(log.id))
-                    if log.task_run_id is None and log.message.startswith("Finished in state"):
-                        flow_finished_logged = True
-                    lines.append(LogLine(log.timestamp, log.level, log.message))
-                    newest = log.timestamp if newest is None else max(newest, log.timestamp)
-                if len(page) < LOG_PAGE:
-                    break
-                offset += LOG_PAGE
-            lines.sort(key=lambda line: line.timestamp)
-            return status, lines
+            for log in page:
+                if str(log.id) in seen:
+                    continue
+                seen.add(str(log.id))
+                if log.task_run_id is None and log.message.startswith("Finished in state"):
+                    flow_finished_logged = True
+                lines.append(LogLine(log.timestamp, log.level, log.message))
+                newest = log.timestamp if newest is None else max(newest, log.timestamp)
+            if len(page) < LOG_PAGE:
+                break
+            offset += LOG_PAGE
+        lines.sort(key=lambda line: line.timestamp)
+        return status, lines
 
     ended_at: float | None = None
-    while True:
-        status, lines = _run(poll())
-        yield from lines
-        if (status.state_type, status.state_name) != last_state:
-            last_state = (status.state_type, status.state_name)
-            if on_state is not None:
-                on_state(status)
-        if status.final:
-            ended_at = ended_at or time.monotonic()
-            if flow_finished_logged or time.monotonic() - ended_at > END_GRACE_S:
-                return
-        elif deadline is not None and time.monotonic() > deadline:
-            raise QuaysideError(
-                f"run {run_id} still {status.state_name} after {timeout_s:.0f}s",
-                hint=f"follow it in the UI: {ui_url_for(run_id)}",
-            )
-        time.sleep(poll_s)
+    try:
+        while True:
+            status, lines = _run(poll(), session.run)
+            yield from lines
+            if (status.state_type, status.state_name) != last_state:
+                last_state = (status.state_type, status.state_name)
+                if on_state is not None:
+                    on_state(status)
+            if status.final:
+                ended_at = ended_at or time.monotonic()
+                if flow_finished_logged or time.monotonic() - ended_at > END_GRACE_S:
+                    return
+            elif deadline is not None and time.monotonic() > deadline:
+                raise QuaysideError(
+                    f"run {run_id} still {status.state_name} after {timeout_s:.0f}s",
+                    hint=f"follow it in the UI: {ui_url_for(run_id)}",
+                )
+            time.sleep(END_POLL_S if ended_at is not None else poll_s)
+    finally:
+        session.close()
 
 
 def cancel_run(run_id: str, message: str) -> str:
