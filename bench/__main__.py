@@ -30,6 +30,8 @@ from bench.harness import (
 BENCHMARKS: dict[str, str] = {
     "git_deploy": "bench.git_deploy",
     "trigger_latency": "bench.trigger_latency",
+    "cli_startup": "bench.cli_startup",
+    "cli_deploy_tail": "bench.cli_deploy_tail",
     "approval_resume": "bench.approval_resume",
 }
 
