@@ -65,12 +65,13 @@ def authorized_scope(
 
 @contextmanager
 def undo_on_failure(handle: RunHandle, *, scheduled: bool) -> Iterator[None]:
-    """Delete the run ``handle`` if the block fails (only a run that has not started: a
-    scheduled one), so a refused submission leaves no run behind."""
+    """Delete the run ``handle`` if the block fails (only a run this submission created and
+    that has not started: a scheduled one), so a refused submission leaves no run behind; a
+    retried submission that found an existing run never deletes it."""
     try:
         yield
     except BaseException:
-        if scheduled:
+        if scheduled and handle.created:
             try:
                 delete_run(handle.id)
             except Exception as e:  # the original error is what the caller must see
