@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, str] = {
     "cli_startup": "bench.cli_startup",
     "cli_deploy_tail": "bench.cli_deploy_tail",
     "approval_resume": "bench.approval_resume",
+    "platform_start": "bench.platform_start",
 }
 
 
