@@ -151,11 +151,11 @@ def _require_super(db: Engine | Session, user: str, scope: RunScope) -> None:
     if effective_role(db, user, "default") is Role.SUPER:
         return
     what = (
-        f"host(s) {', '.join(scope.unowned_hosts)[:200]} that no app uses"
+        f"on host(s) {', '.join(scope.unowned_hosts)[:200]} that no app uses"
         if scope.unowned_hosts
-        else f"deployment {scope.deployment!r}"
+        else "(it names no app or hosts a role could be checked on)"
     )
     raise PermissionDenied(
-        f"{user} needs SUPER to start {scope.deployment} on {what}",
+        f"{user} needs SUPER to start {scope.deployment} {what}",
         hint="ask a SUPER user to run it, or add the hosts to an app's environment",
     )
