@@ -66,10 +66,14 @@ def test_expired_lease_is_taken_over(ledger_engine: Engine) -> None:
 def test_expiry_with_the_real_clock(ledger_engine: Engine) -> None:
     import time
 
-    locks.acquire(ledger_engine, "web", "prod", "ann", flow_run_id="run-1", lease_s=0.3)
+    # a lease long enough that the refusal below happens inside it on a loaded machine (0.3 s
+    # was not: with the audit chain's append, one acquire took longer than that on PostgreSQL)
+    lease_s = 2.0
+    locks.acquire(ledger_engine, "web", "prod", "ann", flow_run_id="run-1", lease_s=lease_s)
+    taken = time.monotonic()  # the lease ends at most lease_s after this
     with pytest.raises(LockHeldError):
         locks.acquire(ledger_engine, "web", "prod", "bob", flow_run_id="run-2")
-    time.sleep(0.4)
+    time.sleep(max(0.0, lease_s + 0.1 - (time.monotonic() - taken)))
     assert locks.acquire(ledger_engine, "web", "prod", "bob", flow_run_id="run-2").holder == "bob"
 
 
