@@ -246,7 +246,7 @@ def measure(bench: Bench, path: AnswerPath, n: int, rng: random.Random) -> list[
 
 @contextmanager
 def platform(work: Path) -> Iterator[Bench]:
-    from tests.harness.platform import Platform
+    from testbed.platform import Platform
 
     home = work / "home"
     home.mkdir(parents=True)

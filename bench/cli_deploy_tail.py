@@ -123,7 +123,7 @@ def make_repo(path: Path) -> None:
 
 
 def write_inventory(path: Path, fleet: Any, repo: Path) -> None:
-    from tests.test_deploy_support import host_entries
+    from testbed.release_fixtures import host_entries
 
     hosts = host_entries(fleet)
     app = {
@@ -225,8 +225,8 @@ def setup(options: Options) -> Iterator[tuple[Any, dict[str, str]]]:
     """Hosts, repository, a running platform and a DEVELOPER's token; the CLI's env."""
     from quayside.auth import service
     from quayside.ledger.db import make_engine
-    from tests.harness.platform import Platform
-    from tests.harness.sshd import SshdFleet
+    from testbed.platform import Platform
+    from testbed.sshd import SshdFleet
 
     options.work_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:

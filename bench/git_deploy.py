@@ -5,7 +5,7 @@ rsync loop, 20 parallel rsyncs, Ansible (default forks and forks=20) and paralle
 Three results: ``git_deploy_fanout`` (first deploy), ``git_deploy_incremental`` (a release with
 one changed file) and ``git_deploy_rollback`` (back to the previous release).
 
-Hosts are real sshd processes on 127.0.0.11, .12, ... (:class:`tests.harness.sshd.SshdFleet`).
+Hosts are real sshd processes on 127.0.0.11, .12, ... (:class:`testbed.sshd.SshdFleet`).
 They share this machine's filesystem, so each sshd runs in its own mount namespace where its
 own deploy root is bind-mounted over one common path (``DEPLOY_ROOT``): every tool, Quayside
 included, sees one ``deploy_root`` and twenty independent hosts, as in production.
@@ -88,8 +88,8 @@ FLOOR_NOTE = (
     "`prefect_flow_noop_task_per_host_s`: an async flow (as Quayside's) whose body submits "
     "one no-op task per host and waits for them, against the same server: what per-host task "
     "runs cost, which is why the release flows run a group of hosts in ONE task run "
-    "(tasks.fanout.fan_out). The release flow costs about the floor, an empty flow and its own "
-    "work (build, manifest, plan, ledger, artifacts)."
+    "(quayside.tasks.fanout.fan_out). The release flow costs about the floor, an empty flow "
+    "and its own work (build, manifest, plan, ledger, artifacts)."
 )
 PREPARED_NOTE = (
     "After a switch, each Quayside host makes a hard-link copy of the new release in the "
@@ -307,7 +307,7 @@ exec unshare --mount --propagation private /bin/sh -c \\
 
 def sshd_wrapper(path: Path, mount_point: Path) -> Path:
     """Write the namespacing sshd wrapper (an executable script) to ``path``."""
-    from tests.harness.sshd import SshdError, find_binary
+    from testbed.sshd import SshdError, find_binary
 
     sshd = find_binary("sshd")
     if sshd is None or shutil.which("unshare") is None:
@@ -648,7 +648,7 @@ class Quayside:
             os.environ["PREFECT_API_SSL_CERT_FILE"] = str(ca)
 
     def deploy(self, app: str, ref: str) -> Any:
-        from flows.git_deploy import git_deploy
+        from quayside.flows.git_deploy import git_deploy
 
         return asyncio.run(git_deploy(app=app, env=ENV, ref=ref, requested_by="bench"))
 
@@ -662,7 +662,7 @@ class Quayside:
         from prefect.futures import wait
         from prefect.task_runners import ThreadPoolTaskRunner
 
-        from tasks.sync_body import run_sync_body
+        from quayside.tasks.sync_body import run_sync_body
 
         @flow(name="bench-empty-async")
         async def empty_async() -> None:
@@ -699,7 +699,7 @@ class Quayside:
         return out
 
     def rollback(self, app: str) -> Any:
-        from flows.rollback import rollback
+        from quayside.flows.rollback import rollback
 
         return asyncio.run(rollback(app=app, env=ENV, requested_by="bench"))
 
@@ -875,7 +875,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
     entries by name. Incremental and rollback share their setup: per repetition the hosts get
     the first release (untimed), then the next release (timed: incremental), then the rollback
     to the first (timed: rollback)."""
-    from tests.harness.sshd import DEPLOY_USER, SshdFleet
+    from testbed.sshd import DEPLOY_USER, SshdFleet
 
     repeat = options.repeat
     load_start = round(os.getloadavg()[0], 2)
@@ -922,7 +922,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
         quayside: Quayside | None = None
         quayside_reason = flow_missing("git_deploy")
         if quayside_reason is None and "quayside" not in options.skip:
-            from tests.harness.platform import Platform
+            from testbed.platform import Platform
 
             apps = [f"{kind}-{i}" for kind in ("fanout", "incr", "cold") for i in range(repeat)]
             apps += ["worker-0", "warmup-0"]

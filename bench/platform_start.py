@@ -32,7 +32,7 @@ START_TIMEOUT_S = 300.0
 
 
 def _up_once(home: Path, inventory: Path) -> float:
-    from tests.harness.platform import Platform
+    from testbed.platform import Platform
 
     running = Platform(home, inventory)
     started = time.perf_counter()
@@ -44,7 +44,7 @@ def _up_once(home: Path, inventory: Path) -> float:
 
 
 def _prefect_server_once(work: Path) -> float:
-    from tests.harness.platform import free_port
+    from testbed.platform import free_port
 
     port = free_port()
     env = dict(

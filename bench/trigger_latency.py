@@ -56,7 +56,7 @@ NAME = "trigger_latency"
 COMMAND = reproduce_command(NAME)
 RESULTS = ("trigger_latency", "gateway_duplicate_hooks")
 
-FIXTURE = PROJECT_DIR / "tests" / "fixtures" / "gitlab" / "tag_push.json"
+FIXTURE = PROJECT_DIR / "testbed" / "fixtures" / "gitlab" / "tag_push.json"
 SECRET_ENV = "QS_BENCH_GITLAB_SECRET"
 #: triggers for the shipped configuration (QUAYSIDE_BENCH_TRIGGERS overrides)
 TRIGGERS = 50
@@ -375,7 +375,7 @@ def duplicates_run(bench: Bench, n: int, concurrency: int) -> dict[str, Any]:
             "web", body["project"]["path_with_namespace"], "qa-duplicate", body["checkout_sha"]
         ),
     )
-    from tests.harness.platform import count_runs
+    from testbed.platform import count_runs
 
     runs = count_runs(bench.platform.api_url, key, bench.platform.auth_string)
     if wrong or runs != 1:
@@ -399,7 +399,7 @@ START_TIMEOUT_S = 900.0
 
 @contextmanager
 def platform_for(work: Path, config: Config) -> Iterator[Bench]:
-    from tests.harness.platform import Platform
+    from testbed.platform import Platform
 
     fixture = json.loads(FIXTURE.read_text())
     env = {SECRET_ENV: fixture["headers"]["X-Gitlab-Token"], **config.env}

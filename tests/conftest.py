@@ -1,4 +1,4 @@
-"""Test configuration: every module in tests/harness/ is a pytest plugin (fixtures that start
+"""Test configuration: every module in testbed/ is a pytest plugin (fixtures that start
 real components on loopback)."""
 
 import os
@@ -9,7 +9,7 @@ from pathlib import Path
 os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "false"
 
 pytest_plugins = [
-    f"tests.harness.{p.stem}"
-    for p in sorted((Path(__file__).parent / "harness").glob("*.py"))
+    f"testbed.{p.stem}"
+    for p in sorted((Path(__file__).parent.parent / "testbed").glob("*.py"))
     if p.stem != "__init__"
 ]

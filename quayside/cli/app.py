@@ -3,7 +3,7 @@
 Start-up time matters here (``quayside --help`` and ``check`` should answer at once on a busy
 machine): this module and the ``commands_*`` modules import only typer and the standard
 library at module level; rich, Prefect, SQLAlchemy and pydantic are imported by the commands
-that use them. ``tests/test_cli_startup.py`` checks it.
+that use them. ``tests/unit/test_cli_startup.py`` checks it.
 """
 
 from __future__ import annotations

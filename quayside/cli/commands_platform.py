@@ -8,9 +8,8 @@ import typer
 
 from quayside.cli.app import app, console, err_console
 from quayside.errors import ConfigError
+from quayside.project_root import PROJECT_DIR
 from quayside.settings import load_settings
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 
 db_app = typer.Typer(help="The release ledger database.", no_args_is_help=True)
 deployments_app = typer.Typer(help="The flow catalogue.", no_args_is_help=True)
@@ -74,8 +73,8 @@ def db_upgrade() -> None:
 def deployments_render(
     write: bool = typer.Option(False, "--write", help="write prefect.yaml instead of printing"),
 ) -> None:
-    """Print (or write) prefect.yaml generated from deployments/catalogue.py."""
-    from deployments.render import render
+    """Print (or write) prefect.yaml generated from quayside/deployments/catalogue.py."""
+    from quayside.deployments.render import render
 
     text = render()
     if write:
@@ -90,7 +89,7 @@ def deployments_list() -> None:
     """List the catalogue."""
     from rich.table import Table
 
-    from deployments.catalogue import CATALOGUE
+    from quayside.deployments.catalogue import CATALOGUE
 
     table = Table("name", "flow", "entrypoint", "description")
     for spec in CATALOGUE:

@@ -97,7 +97,7 @@ def _submit(
     tags = _tags(requester, parameters)
     if requester.principal is None or ledger is None:
         return start_run(deployment, parameters, scheduled_at=scheduled_at, tags=tags)
-    from deployments.catalogue import by_name
+    from quayside.deployments.catalogue import by_name
     from quayside.inventory import load_inventory
     from quayside.runs.submission import authorized_scope, record
     from quayside.settings import load_settings

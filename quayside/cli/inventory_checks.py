@@ -3,7 +3,7 @@ against the flow catalogue (deployments and their parameters), and warnings abou
 that are valid but probably not what the operator means.
 
 No Prefect import: the catalogue is data and flow parameters are read from source
-(:mod:`deployments.parameters`), so ``check`` stays fast.
+(:mod:`quayside.deployments.parameters`), so ``check`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from deployments.catalogue import CATALOGUE, DeploymentSpec, by_name
-from deployments.parameters import FlowParameters, flow_parameters
+from quayside.deployments.catalogue import CATALOGUE, DeploymentSpec, by_name
+from quayside.deployments.parameters import FlowParameters, flow_parameters
 from quayside.errors import NotFoundError
 from quayside.inventory import Inventory
 from quayside.inventory.task_templates import RESERVED_PARAMETERS, TaskTemplate

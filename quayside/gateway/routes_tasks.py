@@ -10,8 +10,8 @@ from fastapi import APIRouter, Body, Depends, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from deployments.catalogue import DeploymentSpec
 from quayside.auth.policy import policy_for
+from quayside.deployments.catalogue import DeploymentSpec
 from quayside.errors import InputError, NotFoundError
 from quayside.gateway.auth import CallerDep
 from quayside.gateway.auth_first import AuthFirstRoute

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from deployments.catalogue import DeploymentSpec
+from quayside.deployments.catalogue import DeploymentSpec
 from quayside.errors import InputError
 from quayside.gateway.context import GatewayContext
 from quayside.inventory.task_templates import RESERVED_PARAMETERS

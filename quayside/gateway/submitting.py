@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from deployments.catalogue import DeploymentSpec
 from quayside.auth.run_scope import RunScope
+from quayside.deployments.catalogue import DeploymentSpec
 from quayside.gateway.context import GatewayContext
 from quayside.gateway.triggering import start
 from quayside.runs import RunHandle

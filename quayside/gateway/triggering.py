@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from deployments.catalogue import DeploymentSpec, by_name
 from quayside.auth.policy import RunKind, policy_for
+from quayside.deployments.catalogue import DeploymentSpec, by_name
 from quayside.errors import NotFoundError, QuaysideError
 from quayside.gateway.context import GatewayContext
 from quayside.inventory import App, Inventory

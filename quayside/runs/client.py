@@ -28,8 +28,8 @@ from prefect.client.schemas.sorting import LogSort
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Scheduled, to_state_create
 
-from deployments.catalogue import by_name
 from quayside.api_auth import APIAuthError, client_auth_string, refused_hint
+from quayside.deployments.catalogue import by_name
 from quayside.errors import InputError, NotFoundError, QuaysideError
 from quayside.settings import load_settings
 

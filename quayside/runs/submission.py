@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from deployments.catalogue import DeploymentSpec
 from quayside.auth.run_scope import RunScope, ScopeKind, authorize_run, scope_of_run
+from quayside.deployments.catalogue import DeploymentSpec
 from quayside.inventory import Inventory
 from quayside.ledger.submissions import record_submission
 from quayside.runs.client import RunHandle, delete_run

@@ -67,8 +67,8 @@ def socket_path(env: Mapping[str, str] | None = None) -> Path:
 
 
 def catalogue_modules() -> list[str]:
-    """Dotted module names of the catalogue's entrypoints (``flows.git_deploy``, ...)."""
-    from deployments.catalogue import CATALOGUE
+    """Dotted module names of the catalogue's entrypoints (``quayside.flows.git_deploy``, ...)."""
+    from quayside.deployments.catalogue import CATALOGUE
 
     names = []
     for spec in CATALOGUE:
@@ -324,9 +324,10 @@ def main() -> None:
     failed = preload([*PRELOAD, *catalogue_modules()])
     if failed:
         print(f"forkserver: runs of {', '.join(failed)} import them per run", file=sys.stderr)
-    import deployments
 
-    root = Path(next(iter(deployments.__path__))).resolve().parent
+    from quayside.project_root import PROJECT_DIR
+
+    root = PROJECT_DIR
     serve(socket_path(), project_files(root))
 
 

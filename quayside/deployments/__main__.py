@@ -1,0 +1,36 @@
+"""``python -m quayside.deployments register|render``: register the catalogue with the Prefect API
+named by PREFECT_API_URL, or print prefect.yaml."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from quayside.project_root import PROJECT_DIR
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "register"
+    if command == "render":
+        from quayside.deployments.render import render
+
+        sys.stdout.write(render())
+        return 0
+    if command == "register":
+        from quayside.deployments.register import ensure_work_pool, register_all, register_blocks
+
+        project = Path(os.environ.get("QUAYSIDE_PROJECT_DIR", PROJECT_DIR))
+        asyncio.run(ensure_work_pool())
+        for slug in asyncio.run(register_blocks()):
+            print(f"block type {slug}")
+        for name, dep_id in register_all(project.resolve()).items():
+            print(f"deployment {name} {dep_id}")
+        return 0
+    print(f"unknown command '{command}': use register or render", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,401 @@
+"""Rollback: switch every host of an app's environment back to an earlier recorded release,
+restoring it from the artifact store where it was pruned. A rollback is itself a release."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from contextlib import ExitStack
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.states import State
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
+
+from quayside.auth.policy import effective_policy
+from quayside.deploy.engine import RollbackSpec
+from quayside.deploy.errors import HostsFailed
+from quayside.deploy.summary import rollback_markdown
+from quayside.errors import InputError, NotFoundError
+from quayside.inventory import load_inventory
+from quayside.inventory.resolve import resolve_target
+from quayside.ledger.db import unit_of_work
+from quayside.ledger.environments import pause_auto_triggers
+from quayside.ledger.models import HostStatus, Release, ReleaseKind, ReleaseStatus
+from quayside.ledger.releases import (
+    HostOutcome,
+    current_release,
+    get_release,
+    list_releases,
+    mark_running,
+    record_host_outcomes,
+    start_release,
+)
+from quayside.markdown_text import inline
+from quayside.release_id import is_release_id
+from quayside.scratch import sweep_stale
+from quayside.settings import load_settings
+from quayside.tasks.deploy import PayloadCache, Progress, rollback_on_host
+from quayside.tasks.fanout import fan_out
+from quayside.tasks.ledger import current_flow_run_id, ledger_engine
+from quayside.tasks.release_finish import Announcement, finish_release_run
+from quayside.tasks.release_lock import run_release_body, take_release_lock
+from quayside.tasks.release_report import artifact_key, publish_host_table, reports_of
+from quayside.tasks.run_authority import confirm_run_authority
+
+
+def release_dir_of(release: Release) -> str | None:
+    """The release directory name (``<time>-<sha>``) a ledger release put on the hosts."""
+    value = (release.details or {}).get("release_id")
+    return value if isinstance(value, str) and is_release_id(value) else None
+
+
+SERVED = (ReleaseStatus.succeeded, ReleaseStatus.rolled_back)
+"""Statuses of a release that was live on the hosts (a rolled-back one served before)."""
+
+
+def _newest_that_served(engine: Any, app: str, env: str, version: str) -> Release | None:
+    """The newest release of ``version`` that put a release on the hosts and served there (a
+    later cancelled or failed run of the same version does not hide it)."""
+    for release in list_releases(engine, app, env, limit=500):
+        if (
+            release.version == version
+            and release.status in SERVED
+            and release.kind in (ReleaseKind.deploy, ReleaseKind.rollback)
+            and release_dir_of(release) is not None
+        ):
+            return release
+    return None
+
+
+def choose_target(engine: Any, app: str, env: str, to: str | None) -> tuple[Release, Release]:
+    """The current release and the one to roll back to.
+
+    ``to=None`` undoes the current release: a rollback is undone by going back to the release
+    it replaced; otherwise the newest succeeded release older than the current one that put a
+    different release directory on the hosts is chosen. ``to`` names a ledger id or a version
+    (the newest release of that version that served).
+
+    Raises:
+        NotFoundError: nothing is deployed, or no such / no earlier release.
+        InputError: the named release is not a deploy of this app/env with a release dir.
+    """
+    current = current_release(engine, app, env)
+    if current is None:
+        raise NotFoundError(
+            f"nothing is deployed in {app}/{env} yet", hint="deploy a release first"
+        )
+    here = release_dir_of(current)
+    if to is None and current.kind is ReleaseKind.rollback and current.rollback_of_id:
+        undone = get_release(engine, current.rollback_of_id)  # rolling back a rollback: undo it
+        if release_dir_of(undone) not in (None, here):
+            return current, undone
+    if to is None:
+        for older in list_releases(engine, app, env, limit=200, status=ReleaseStatus.succeeded):
+            if older.id < current.id and release_dir_of(older) not in (None, here):
+                return current, older
+        raise NotFoundError(
+            f"{app}/{env} has no earlier successful release to roll back to",
+            hint=f"name one with --to (see `quayside releases {app} {env}`)",
+        )
+    text = to.strip()
+    if text.isdigit():
+        dest = get_release(engine, int(text))
+        if dest.app_name != app or dest.env_name != env:
+            raise InputError(f"release {text} is a release of {dest.app_name}/{dest.env_name}")
+    else:
+        dest = _newest_that_served(engine, app, env, text) or get_release(
+            engine, text, app=app, env=env
+        )
+    if release_dir_of(dest) is None or dest.kind not in (ReleaseKind.deploy, ReleaseKind.rollback):
+        raise InputError(
+            f"release {dest.id} ({dest.version}) did not put a release on the hosts",
+            hint=f"pick a deployed release (see `quayside releases {app} {env}`)",
+        )
+    if dest.status not in SERVED:
+        raise InputError(
+            f"release {dest.id} ({dest.version}) is {dest.status}; only a release that "
+            "succeeded can be rolled back to"
+        )
+    return current, dest
+
+
+@flow(
+    name="rollback",
+    task_runner=ThreadPoolTaskRunner(max_workers=50),  # type: ignore[arg-type]
+    description="Switch every host back to an earlier release (restored from the artifact "
+    "store if pruned); pauses automatic triggers for the app/env.",
+)
+async def rollback(
+    app: str = Field(description="app name from quayside.yaml"),
+    env: str = Field(description="environment of the app"),
+    to: str | None = Field(
+        None, description="ledger release id or version (default: the previous release)"
+    ),
+    requested_by: str = Field("ui", description="who asked for this rollback"),
+    lock_wait_s: float = Field(
+        0, ge=0, le=3600, description="wait this long for another deploy's lock (0 = refuse)"
+    ),
+    approval: bool = Field(
+        False,
+        description="ask for approval even where the environment's policy needs none for a "
+        "rollback (an approval the policy requires is never skipped)",
+    ),
+) -> dict[str, Any] | State[Any]:
+    """Roll ``app``/``env`` back to an earlier release.
+
+    Every host switches ``current`` in parallel - one round trip where the release is still
+    on the host; where it was pruned, it is first restored from the artifact store. Then the
+    post-switch hooks and the health check run. The rollback is recorded as a release of kind
+    ``rollback`` (so it can itself be rolled back) and automatic triggers of the app/env are
+    paused until someone resumes them.
+
+    Args:
+        app: app name from quayside.yaml.
+        env: environment of the app.
+        to: a ledger release id or version label; default the previous successful release.
+        requested_by: recorded in the ledger.
+        lock_wait_s: 0 refuses at once when a deploy of app/env runs; else wait so long.
+        approval: ask for approval even where the policy needs none for a rollback. Where the
+            environment's policy requires approval, a rollback waits for it too, unless the
+            policy says ``rollback: false`` (on-call emergencies).
+
+    Returns:
+        ``{"release": ledger id, "to": ledger id, "release_id": dir, "hosts": {...}}``.
+
+    Raises:
+        quayside.errors.NotFoundError: nothing deployed, no earlier release, unknown names.
+        prefect.exceptions.CancelledRun: (called in-process) not run: a deploy of this app/env
+            holds the lock; recorded as a ``cancelled`` rollback, ``summary.result == "not
+            run"``. Through a worker the run ends ``Cancelled``.
+        quayside.deploy.errors.HostsFailed: some hosts could not be switched.
+        quayside.tasks.approval.ApprovalRejected: the approval was refused (nothing was switched).
+
+    Example:
+        >>> asyncio.run(rollback("web", "prod"))  # to the previous release (an async flow)
+        >>> asyncio.run(rollback("web", "prod", to="v1.4.1"))
+    """
+    return await run_release_body(
+        roll_back,
+        app=app,
+        env=env,
+        to=to,
+        requested_by=requested_by,
+        lock_wait_s=lock_wait_s,
+        approval=approval,
+    )
+
+
+def roll_back(
+    *,
+    app: str,
+    env: str,
+    to: str | None,
+    requested_by: str,
+    lock_wait_s: float,
+    approval: bool,
+) -> dict[str, Any]:
+    """The body of :func:`rollback`, run in a thread by
+    :func:`quayside.tasks.sync_body.run_sync_body`."""
+    logger = get_run_logger()
+    settings = load_settings()
+    inventory = load_inventory(settings.inventory_path)
+    requested_by = confirm_run_authority(inventory, {"app": app, "env": env}, requested_by)
+    target = resolve_target(inventory, app, env)
+    engine = ledger_engine()
+    run_id = current_flow_run_id()
+    holder = f"{requested_by} (flow run {flow_run.get_name() or 'local'})"
+    current, dest = choose_target(engine, app, env, to)
+    rid = release_dir_of(dest)
+    assert rid is not None
+    details = dest.details or {}
+    policy = effective_policy(target.env.approval, asked=approval, kind="rollback")
+    if policy is not None:  # before the lock: a pending approval holds nothing
+        from quayside.tasks.approval import approval_gate
+
+        approver = approval_gate(
+            app=app,
+            env=env,
+            version=f"rollback to {dest.version}",
+            summary_markdown=rollback_markdown(
+                app=app,
+                env=env,
+                current=(current.id, current.version, current.commit_sha),
+                target=(dest.id, dest.version, dest.commit_sha),
+                release_dir=rid,
+                hosts=target.host_names,
+                requested_by=requested_by,
+            ),
+            requested_by=requested_by,
+            policy=policy,
+        )
+        logger.info("rollback approved by %s", approver)
+
+    def record(db: Any) -> Release:
+        return start_release(
+            db,
+            app,
+            env,
+            ReleaseKind.rollback,
+            requested_by=requested_by,
+            version=dest.version,
+            ref=dest.ref,
+            commit_sha=dest.commit_sha,
+            flow_run_id=run_id,
+            artifact_location=dest.artifact_location,
+            manifest_digest=dest.manifest_digest,
+            rollback_of_id=current.id,
+            details={
+                "release_id": rid,
+                "artifact_key": details.get("artifact_key"),
+                "target_release": dest.id,
+            },
+        )
+
+    with ExitStack() as stack:
+        take_release_lock(
+            stack,
+            engine,
+            app,
+            env,
+            holder=holder,
+            flow_run_id=run_id,
+            version=f"rollback to {dest.version}",
+            wait_s=lock_wait_s,
+            record=lambda: int(record(engine).id),
+        )
+        with unit_of_work(engine) as session:  # recorded and running: one transaction
+            row = record(session)
+            mark_running(session, row.id, actor=requested_by)
+        paused = False
+
+        def announce(event: str, text: str) -> Announcement:
+            return Announcement(
+                app, env, event, f"rollback to {dest.version}", requested_by, inline(text)
+            )
+
+        def pause(db: Any) -> None:
+            pause_auto_triggers(
+                db,
+                app,
+                env,
+                actor=requested_by,
+                reason=f"rolled back from {current.version} to {dest.version} "
+                f"(rollback release {row.id}); resume when the fix is deployed",
+            )
+
+        logger.info(
+            "rolling %s/%s back from %s (release %d) to %s (release %d, %s)",
+            app,
+            env,
+            current.version,
+            current.id,
+            dest.version,
+            dest.id,
+            rid,
+        )
+        sweep_stale(settings.home / "restore")  # what crashed runs left
+        cache_dir = settings.home / "restore" / f"{rid}-{time.monotonic_ns()}"
+        stack.callback(shutil.rmtree, cache_dir, True)
+        spec = RollbackSpec(
+            app=app,
+            env=env,
+            release_id=rid,
+            commit_sha=dest.commit_sha or "",
+            ref=dest.ref or "",
+            deploy_root=target.deploy_root,
+            shared_paths=tuple(target.app.shared_paths),
+            hooks=target.app.hooks,
+            health=target.app.health_check,
+            variables=dict(target.env.variables),
+        )
+        fetch = PayloadCache(details.get("artifact_key"), cache_dir / "payload")
+        host_map = dict(target.hosts)
+        progress = Progress(
+            len(host_map),
+            artifact_key("rollback-progress", app, env),
+            f"rollback {inline(app)}/{inline(env)}",
+        )
+        try:
+            result = fan_out(
+                "rollback",
+                lambda h: rollback_on_host(h, host_map[h], spec, fetch, progress),
+                target.host_names,
+                target.env.max_parallel,
+            )
+            reports = reports_of(result)
+            bad = [r for r in reports if not r.ok]
+            publish_host_table(
+                artifact_key("rollback", app, env),
+                f"rollback of {inline(app)}/{inline(env)} to {inline(dest.version)}",
+                reports,
+            )
+
+            def hosts_and_pause(session: Any) -> None:
+                record_host_outcomes(
+                    session,
+                    row.id,
+                    [
+                        HostOutcome(
+                            r.host,
+                            HostStatus.succeeded if r.ok else HostStatus.failed,
+                            step=r.step,
+                            message=r.message or None,
+                            bytes_sent=r.bytes_sent,
+                            duration_s=r.duration_s,
+                        )
+                        for r in reports
+                    ],
+                )
+                pause(session)
+
+            moved = f"from {current.version} (release {current.id}) to {dest.version} "
+            moved += f"(release {dest.id}, {rid})"
+            if bad:
+                news = announce(
+                    "failed",
+                    f"rollback {moved}: {len(bad)} of {len(reports)} "
+                    "host(s) failed: " + ", ".join(r.host for r in bad),
+                )
+            else:
+                news = announce("rolled_back", f"rolled back {moved} on {len(reports)} host(s)")
+            # host rows, the outcome and the trigger pause: one transaction
+            finish_release_run(
+                engine,
+                row.id,
+                ReleaseStatus.failed if bad else ReleaseStatus.succeeded,
+                summary={"hosts": len(reports), "failed": len(bad), "to": dest.id},
+                details={"failed_hosts": [r.host for r in bad]},
+                also=hosts_and_pause,
+                announce=news,
+            )
+            paused = True
+        except BaseException as e:
+            why = (str(e) or type(e).__name__).splitlines()[0]
+            finish_release_run(
+                engine,
+                row.id,
+                ReleaseStatus.failed,
+                details={"error": str(e)},
+                announce=announce("failed", f"rollback to {dest.version}: {why}"),
+                quiet=True,
+            )
+            raise
+        finally:
+            progress.close()  # its last update went out while the ledger was written
+            if not paused:
+                pause(engine)
+    if bad:
+        raise HostsFailed(
+            f"rollback to {dest.version}: {len(bad)} of {len(reports)} host(s) failed",
+            [(r.host, r.step, r.message) for r in bad],
+        )
+    return {
+        "release": row.id,
+        "to": dest.id,
+        "release_id": rid,
+        "hosts": {r.host: r.status for r in reports},
+        "restored": [r.host for r in reports if "restored" in r.message],
+    }

@@ -1,0 +1,63 @@
+"""Which release ``quayside rollback --to`` goes to (quayside.flows.rollback.choose_target), on a
+real SQLite ledger: a version names the newest release of it that served, not the newest row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from quayside.errors import InputError
+from quayside.flows.rollback import choose_target
+from quayside.ledger.db import make_engine, migrate
+from quayside.ledger.models import ReleaseKind, ReleaseStatus
+from quayside.ledger.releases import finish_release, mark_running, start_release
+from quayside.release_id import new_release_id
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def release(engine: Engine, version: str, sha: str, status: ReleaseStatus, minute: int) -> int:
+    rid = new_release_id(sha * 40, datetime(2026, 12, 1, 10, minute, tzinfo=UTC))
+    row = start_release(
+        engine,
+        "web",
+        "prod",
+        ReleaseKind.deploy,
+        requested_by="ann",
+        version=version,
+        commit_sha=sha * 40,
+        details={"release_id": rid},
+    )
+    if status is not ReleaseStatus.cancelled:
+        mark_running(engine, row.id)
+    finish_release(engine, row.id, status)
+    return int(row.id)
+
+
+def test_a_version_names_its_newest_release_that_served(ledger: Engine) -> None:
+    served = release(ledger, "v1", "a", ReleaseStatus.succeeded, 1)
+    release(ledger, "v2", "b", ReleaseStatus.succeeded, 2)
+    release(ledger, "v1", "a", ReleaseStatus.cancelled, 3)  # a later run of v1 that never ran
+    release(ledger, "v1", "a", ReleaseStatus.failed, 4)
+    current = release(ledger, "v3", "c", ReleaseStatus.succeeded, 5)
+    now, dest = choose_target(ledger, "web", "prod", "v1")
+    assert (now.id, dest.id) == (current, served)
+
+
+def test_a_version_that_never_served_is_refused_with_its_status(ledger: Engine) -> None:
+    release(ledger, "v1", "a", ReleaseStatus.succeeded, 1)
+    release(ledger, "v9", "d", ReleaseStatus.failed, 2)
+    release(ledger, "v3", "c", ReleaseStatus.succeeded, 3)
+    with pytest.raises(InputError, match=r"\(v9\) is failed; only a release that succeeded"):
+        choose_target(ledger, "web", "prod", "v9")
