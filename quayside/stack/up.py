@@ -62,7 +62,7 @@ def register(env: dict[str, str], project_dir: Path, log_file: Path) -> None:
     uses exactly the platform's Prefect settings)."""
     with log_file.open("ab") as log:
         done = subprocess.run(
-            [sys.executable, "-m", "deployments", "register"],
+            [sys.executable, "-m", "quayside.deployments", "register"],
             env=env,
             cwd=project_dir,
             stdout=log,
