@@ -25,7 +25,11 @@ if TYPE_CHECKING:  # alembic is imported by the functions that migrate (a CLI st
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 UPGRADE_HINT = "run `quayside db upgrade`"
-SQLITE_BUSY_TIMEOUT_MS = 10_000
+BUSY_TIMEOUT_S = 10.0
+"""How long one ledger statement waits for another writer's lock (SQLite's busy timeout,
+PostgreSQL's lock_timeout) before the attempt fails as busy; :mod:`quayside.ledger.busy`
+then tries the transaction again within its budget."""
+SQLITE_BUSY_TIMEOUT_MS = int(BUSY_TIMEOUT_S * 1000)
 READ_ONLY = "quayside_read_only"
 """Execution option of the engine :func:`read_scope` binds: its transactions only read."""
 
@@ -49,7 +53,9 @@ def default_url() -> str:
     return load_settings().database_url
 
 
-def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S, **kwargs: Any
+) -> Engine:
     """Create an engine for the ledger.
 
     For SQLite the parent directory is created, and every connection gets WAL journaling,
@@ -58,10 +64,12 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     lock (SQLite's own transaction handling in the driver is turned off for this). The
     transactions of :func:`read_scope` start with a plain ``BEGIN`` under ``PRAGMA
     query_only`` instead (SQLite), or ``SET TRANSACTION READ ONLY`` (PostgreSQL): they never
-    wait for, or hold, the write lock.
+    wait for, or hold, the write lock. A statement waits at most ``busy_timeout_s`` for
+    another writer's lock (SQLite ``busy_timeout``, PostgreSQL ``lock_timeout``).
 
     Args:
         url: SQLAlchemy URL; default :func:`default_url`.
+        busy_timeout_s: how long one statement waits for a lock another writer holds.
         **kwargs: passed to :func:`sqlalchemy.create_engine`.
 
     Returns:
@@ -79,7 +87,7 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             # private, as `quayside up` wants its data directory (quayside.stack.data_dir)
             Path(parsed.database).expanduser().parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", busy_timeout_s)
     else:
         kwargs.setdefault("pool_pre_ping", True)
     try:
@@ -87,9 +95,9 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     except Exception as e:  # NoSuchModuleError, ArgumentError
         raise LedgerError(f"cannot use ledger database URL {parsed!r}: {e}") from e
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_s)
     else:
-        _configure_server(engine)
+        _configure_server(engine, busy_timeout_s)
     return engine
 
 
@@ -97,7 +105,7 @@ def _read_only(connection: Any) -> bool:
     return bool(connection.get_execution_options().get(READ_ONLY, False))
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, see below
@@ -106,7 +114,7 @@ def _configure_sqlite(engine: Engine) -> None:
             if engine.url.database not in (None, "", ":memory:"):
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         finally:
             cursor.close()
 
@@ -120,7 +128,20 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def _configure_server(engine: Engine) -> None:
+def _configure_server(engine: Engine, busy_timeout_s: float) -> None:
+    if engine.dialect.name == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # a row or table lock another session holds fails the statement after this long
+            # (SQLSTATE 55P03) instead of waiting forever; quayside.ledger.busy retries it
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"SET lock_timeout = {int(busy_timeout_s * 1000)}")
+            finally:
+                cursor.close()
+            dbapi_connection.commit()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         if _read_only(connection):

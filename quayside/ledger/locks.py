@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from quayside.errors import LedgerError, LockHeldError
 from quayside.ledger import audit
+from quayside.ledger.busy import retry_busy
 from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import DeployLock, utcnow
 
@@ -35,6 +36,7 @@ def _held_error(lock: DeployLock, app: str, env: str) -> LockHeldError:
     )
 
 
+@retry_busy
 def acquire(
     db: Engine | Session,
     app: str,
@@ -125,6 +127,7 @@ def acquire(
         return lock
 
 
+@retry_busy
 def renew(
     db: Engine | Session,
     app: str,
@@ -175,6 +178,7 @@ def renew(
         return lock
 
 
+@retry_busy
 def release(
     db: Engine | Session,
     app: str,
@@ -229,6 +233,120 @@ def release(
             f"{app}/{env}",
             details,
         )
+        return True
+
+
+@retry_busy
+def take_over(
+    db: Engine | Session,
+    app: str,
+    env: str,
+    *,
+    dead_flow_run_id: str,
+    holder: str,
+    flow_run_id: str | None,
+    version: str | None = None,
+    reason: str,
+    lease_s: float = DEFAULT_LEASE_S,
+    now: datetime | None = None,
+) -> DeployLock | None:
+    """Take over the lock of ``app``/``env`` from a holder whose run is known to be dead
+    (its Prefect run ended, or no longer exists), before its lease expires.
+
+    One guarded UPDATE: only a lock still held by ``dead_flow_run_id`` changes hands, so a
+    lock the dead run no longer holds (released, expired and taken by someone else) is left
+    alone. Audited as ``lock.taken_over`` naming the dead holder and why it is dead.
+
+    Args:
+        db: Engine or Session.
+        app: app name.
+        env: environment name.
+        dead_flow_run_id: the flow run that held the lock and is dead.
+        holder: the new holder.
+        flow_run_id: the new holder's flow run.
+        version: what the new holder releases.
+        reason: why the old holder is known to be dead (its run's state), for the audit log.
+        lease_s: the new lease, in seconds.
+        now: the current time (default now, UTC).
+
+    Returns:
+        The lock now held, or None if the dead run did not hold it any more.
+
+    Raises:
+        LedgerError: the database refused the change.
+    """
+    at = now or utcnow()
+    with unit_of_work(db) as session:
+        lock = session.scalars(
+            select(DeployLock)
+            .where(
+                DeployLock.app == app,
+                DeployLock.env == env,
+                DeployLock.flow_run_id == dead_flow_run_id,
+            )
+            .with_for_update()
+        ).one_or_none()
+        if lock is None:
+            return None
+        dead = {
+            "holder": lock.holder,
+            "flow_run_id": lock.flow_run_id,
+            "version": lock.version,
+            "acquired_at": lock.acquired_at.isoformat(),
+            "expires_at": lock.expires_at.isoformat(),
+        }
+        lock.holder = holder
+        lock.flow_run_id = flow_run_id
+        lock.version = version
+        lock.acquired_at = at
+        lock.expires_at = at + timedelta(seconds=lease_s)
+        audit.record(
+            session,
+            holder,
+            "lock.taken_over",
+            "deploy_lock",
+            f"{app}/{env}",
+            {"dead_holder": dead, "reason": reason, "flow_run_id": flow_run_id},
+        )
+        return lock
+
+
+@retry_busy
+def release_dead(
+    db: Engine | Session, app: str, env: str, *, dead_flow_run_id: str, actor: str, reason: str
+) -> bool:
+    """Free the lock of ``app``/``env`` if the dead run ``dead_flow_run_id`` still holds it
+    (a reconcile after the run died), audited as ``lock.released`` with the reason.
+
+    Returns:
+        True if the dead run held it and it is now free.
+    """
+    with unit_of_work(db) as session:
+        lock = session.scalars(
+            select(DeployLock)
+            .where(
+                DeployLock.app == app,
+                DeployLock.env == env,
+                DeployLock.flow_run_id == dead_flow_run_id,
+            )
+            .with_for_update()
+        ).one_or_none()
+        if lock is None:
+            return False
+        details = {
+            "holder": lock.holder,
+            "flow_run_id": lock.flow_run_id,
+            "version": lock.version,
+            "forced": True,
+            "reason": reason,
+        }
+        session.execute(
+            delete(DeployLock)
+            .where(DeployLock.app == app, DeployLock.env == env)
+            .execution_options(synchronize_session=False)
+        )
+        session.expunge(lock)
+        audit.record(session, actor, "lock.released", "deploy_lock", f"{app}/{env}", details)
         return True
 
 

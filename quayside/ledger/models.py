@@ -113,6 +113,9 @@ class ReleaseStatus(StrEnum):
     rolled_back = "rolled_back"
     cancelled = "cancelled"
     expired = "expired"
+    # its run died (crashed, killed, cancelled) before finishing it: the release's host rows
+    # say what each host served when it was reconciled (quayside.release.reconcile)
+    interrupted = "interrupted"
 
     @property
     def finished(self) -> bool:
@@ -126,6 +129,7 @@ TERMINAL_RELEASE_STATUSES = frozenset(
         ReleaseStatus.rolled_back,
         ReleaseStatus.cancelled,
         ReleaseStatus.expired,
+        ReleaseStatus.interrupted,
     }
 )
 
@@ -137,6 +141,9 @@ class HostStatus(StrEnum):
     failed = "failed"
     skipped = "skipped"
     rolled_back = "rolled_back"
+    # the host's ``current`` was found on this release after its run died: switched, never
+    # verified (health check, post-switch hooks) by the run
+    switched = "switched"
 
 
 class ApprovalStatus(StrEnum):
@@ -285,6 +292,9 @@ class ReleaseHost(Base):
     duration_s: Mapped[float | None] = mapped_column(Float)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # what the host's ``current`` pointed at when this row was written from the host's own
+    # facts (a release directory id; migration 0006): set by a reconcile, None otherwise
+    serves: Mapped[str | None] = mapped_column(String(200))
 
     release: Mapped[Release] = relationship(back_populates="hosts")
 
@@ -588,3 +598,6 @@ class SeenRequest(Base):
     digest: Mapped[str] = mapped_column(String(64))
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+from quayside.ledger import config_models  # noqa: E402, F401  (the config center's tables)
