@@ -13,7 +13,7 @@ import pytest
 
 from bench import __main__ as cli
 from bench import harness
-from bench.git_deploy import file_layout
+from bench.git_deploy.app import file_layout
 from bench.harness import (
     Timing,
     ToolResult,
