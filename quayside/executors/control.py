@@ -106,10 +106,12 @@ def close_masters(directory: Path, timeout_s: float = 5) -> int:
     does on its way out); returns how many were asked. Best effort."""
     import subprocess
 
+    from quayside.executors import local_processes
+
     asked = 0
     for sock in control_sockets(directory):
         try:
-            subprocess.run(close_argv(sock), capture_output=True, timeout=timeout_s, check=False)
+            local_processes.run(close_argv(sock), timeout=timeout_s)
         except (OSError, subprocess.TimeoutExpired):
             continue
         asked += 1
