@@ -12,12 +12,21 @@ import os
 import re
 import shlex
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from quayside.errors import InputError
-from quayside.executors.base import TransferStats
 
 RSYNC = "rsync"
+
+
+@dataclass
+class RsyncStats:
+    """What ``rsync --stats`` reported: regular files and bytes sent, and every other count."""
+
+    files_sent: int = 0
+    bytes_sent: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
 
 
 def rsync_push(
@@ -116,8 +125,8 @@ def _number(text: str) -> int:
     return int(re.sub(r"[^0-9]", "", text) or "0")
 
 
-def parse_rsync_stats(stdout: str) -> TransferStats:
-    """``TransferStats`` from ``rsync --stats`` output (rsync 3.0 – 3.4 wording; thousands
+def parse_rsync_stats(stdout: str) -> RsyncStats:
+    """``RsyncStats`` from ``rsync --stats`` output (rsync 3.0 – 3.4 wording; thousands
     separators allowed). ``files_sent`` counts regular files transferred; ``bytes_sent`` is
     "Total bytes sent"; every other numeric line lands in ``extra`` under a snake_case key."""
     values: dict[str, int] = {}
@@ -132,4 +141,4 @@ def parse_rsync_stats(stdout: str) -> TransferStats:
         "number_of_regular_files_transferred", values.pop("number_of_files_transferred", 0)
     )
     sent = values.pop("total_bytes_sent")
-    return TransferStats(files_sent=files, bytes_sent=sent, extra=values)
+    return RsyncStats(files_sent=files, bytes_sent=sent, extra=values)

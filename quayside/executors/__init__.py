@@ -1,6 +1,6 @@
 """Executors: the only code that touches a host (this machine, or one over SSH)."""
 
-from quayside.executors.base import CommandResult, Executor, OutputCallback, TransferStats
+from quayside.executors.base import CommandResult, Executor, OutputCallback, RemoteShell
 from quayside.executors.local import LocalExecutor
 from quayside.executors.ssh import SSHExecutor
 
@@ -10,5 +10,5 @@ __all__ = [
     "LocalExecutor",
     "OutputCallback",
     "SSHExecutor",
-    "TransferStats",
+    "RemoteShell",
 ]

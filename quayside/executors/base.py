@@ -7,7 +7,7 @@ own boundary (``shlex.join`` for SSH) and never receives a shell string built fr
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -29,18 +29,25 @@ class CommandResult:
         return self.exit_code == 0
 
 
-@dataclass
-class TransferStats:
-    files_sent: int = 0
-    bytes_sent: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+@dataclass(frozen=True)
+class RemoteShell:
+    """How a tool that takes a remote shell (``rsync -e``) reaches a host: the OpenSSH client
+    command with the host's credentials and options (without the destination), and who to log
+    in as where (``rsync_dest`` in :mod:`quayside.commands.rsync` joins them with a path)."""
+
+    argv: tuple[str, ...]
+    user: str
+    address: str
 
 
 @runtime_checkable
 class Executor(Protocol):
     """Runs argv commands on one host. Implementations reuse one connection per instance."""
 
+    #: The host name in results and error messages (``web-1``).
     name: str
+    #: Where the host is reached (IP address or DNS name): health-check URLs' ``{address}``.
+    address: str
 
     def run(
         self,
@@ -64,6 +71,11 @@ class Executor(Protocol):
 
     def put_bytes(self, data: bytes, remote: str, *, mode: int | None = None) -> None:
         """Write ``data`` to ``remote`` atomically."""
+        ...
+
+    def remote_shell(self) -> RemoteShell | None:
+        """How ``rsync -e`` (or another tool that takes a remote shell) reaches this host;
+        None when it is this machine and a local copy does."""
         ...
 
     def close(self) -> None:

@@ -1,10 +1,10 @@
-"""Run argv commands on this machine (the Quayside worker itself)."""
+"""Run argv commands on this machine (the Quayside worker itself), through the local process
+runner (:mod:`quayside.executors.local_processes`): each dies with the process that ran it."""
 
 from __future__ import annotations
 
 import os
 import shlex
-import signal
 import stat
 import subprocess
 import tempfile
@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from quayside.errors import CommandFailed, CommandTimeout
-from quayside.executors.base import CommandResult, OutputCallback
+from quayside.executors import local_processes
+from quayside.executors.base import CommandResult, OutputCallback, RemoteShell
+from quayside.executors.local_processes import kill_group
 
 #: How much of a command line an error message shows.
 COMMAND_DISPLAY_LIMIT = 200
@@ -179,14 +181,14 @@ class LocalExecutor:
         start: float,
     ) -> CommandResult:
         try:
-            proc = subprocess.Popen(
+            proc = local_processes.start(
                 args,
                 stdin=source,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=local_processes.PIPE,
+                stderr=local_processes.PIPE,
                 env=child_env,
                 cwd=cwd,
-                start_new_session=True,
+                new_session=True,
             )
         except OSError as e:
             raise CommandFailed(
@@ -327,6 +329,10 @@ class LocalExecutor:
             Path(tmp_name).unlink(missing_ok=True)
             raise
 
+    def remote_shell(self) -> RemoteShell | None:
+        """None: this machine is reached without a remote shell (rsync copies locally)."""
+        return None
+
     def close(self) -> None:
         """Nothing to release; present for the Executor interface."""
 
@@ -348,12 +354,3 @@ def feed_stdin(pipe: IO[bytes], data: bytes) -> None:
             pipe.write(data)
     except (BrokenPipeError, ValueError):
         pass
-
-
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the process group of ``proc`` (it was started in a new session) and reap it."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()

@@ -1,0 +1,194 @@
+"""The OpenSSH transport: commands run by the ``ssh`` client, for bulk standard input (C crypto
+outside this process) and for persisted master connections (``ControlPersist``, see
+:mod:`quayside.executors.control`).
+
+Each ``ssh`` is a local process of :mod:`quayside.executors.local_processes` (through
+:class:`~quayside.executors.local.LocalExecutor`): it dies with the process that started it, so
+a killed controller's connection closes and the remote command sees end-of-file on its input.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from quayside.errors import (
+    AuthError,
+    CommandFailed,
+    CommandTimeout,
+    ConnectError,
+    HostError,
+    HostKeyError,
+)
+from quayside.executors.base import CommandResult, OutputCallback
+from quayside.executors.local import LocalExecutor, display_command
+from quayside.executors.quoting import ssh_config_path
+from quayside.executors.ssh_target import SSHTarget
+
+#: Ciphers put first for bulk transfers through OpenSSH (``^``: ahead of the defaults).
+BULK_CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com"
+
+#: Key exchange put first for bulk transfers: what paramiko (the executor's own connections)
+#: uses. OpenSSH 9's default, the post-quantum hybrid sntrup761x25519, cost 0.17 CPU-seconds
+#: per connection here (20 hosts: 4.3 CPU-s against 0.8 s); the server's others stay acceptable.
+BULK_KEX = "curve25519-sha256,curve25519-sha256@libssh.org"
+
+#: Exit status of the OpenSSH client when it could not connect or the connection broke.
+OPENSSH_FAILED = 255
+
+
+class OpenSSHTransport:
+    """Runs commands on ``target`` through the OpenSSH client; with ``control_path``, on a
+    master connection kept open ``persist_s`` seconds after its last command."""
+
+    def __init__(
+        self, target: SSHTarget, control_path: Path | None = None, persist_s: float = 0
+    ) -> None:
+        self.target = target
+        self.control_path = control_path
+        self.persist_s = persist_s
+
+    def ssh_argv(self, *, bulk: bool = False) -> list[str]:
+        """The OpenSSH client command (without destination) with the host's credentials and
+        host-key policy, e.g. for ``rsync -e``.
+
+        Args:
+            bulk: for bulk transfers: prefer AES-GCM (hardware-accelerated on current CPUs,
+                measured 15-40% less CPU than the default ChaCha20 here) and the key exchange
+                paramiko uses (see ``BULK_KEX``), no compression; the server's other
+                algorithms remain acceptable.
+
+        Returns:
+            ``["ssh", "-i", key, "-p", port, "-o", ...]``; append the destination and the
+            remote command.
+        """
+        t = self.target
+        argv = ["ssh"]
+        if t.key_file is not None:
+            argv += ["-i", str(t.key_file).replace("%", "%%"), "-o", "IdentitiesOnly=yes"]
+        argv += ["-p", str(t.port)]
+        if not t.verify_host_key:
+            argv += ["-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no"]
+        else:
+            if t.known_hosts is not None:
+                argv += [
+                    "-o",
+                    f"UserKnownHostsFile={ssh_config_path(t.known_hosts)}",
+                    "-o",
+                    "GlobalKnownHostsFile=/dev/null",
+                ]
+            argv += ["-o", "StrictHostKeyChecking=yes"]
+        argv += [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={max(1, math.ceil(t.connect_timeout))}",
+            "-o",
+            "LogLevel=ERROR",
+        ]
+        if bulk or self.control_path is not None:
+            # a master connection carries bulk transfers too: it is made with their options
+            argv += ["-o", f"Ciphers=^{BULK_CIPHERS}", "-o", f"KexAlgorithms=^{BULK_KEX}"]
+            argv += ["-o", "Compression=no"]
+        if self.control_path is not None:
+            argv += [
+                "-o",
+                "ControlMaster=auto",
+                "-o",
+                f"ControlPath={ssh_config_path(self.control_path)}",
+                "-o",
+                f"ControlPersist={max(1, math.ceil(self.persist_s))}",
+                "-o",
+                "ServerAliveInterval=15",
+            ]
+        return argv
+
+    def check_credential_files(self) -> None:
+        """Refuse, as the paramiko transport does, a key file or known_hosts file that cannot
+        be read (OpenSSH would only say "Permission denied" or "Host key verification
+        failed")."""
+        t = self.target
+        if t.key_file is not None and not os.access(t.key_file, os.R_OK):
+            raise AuthError(t.name, f"cannot read key file {t.key_file}: not readable")
+        if (
+            t.verify_host_key
+            and t.known_hosts is not None
+            and not os.access(t.known_hosts, os.R_OK)
+        ):
+            raise HostKeyError(
+                t.name, f"cannot read known_hosts file {t.known_hosts}: not readable"
+            )
+
+    def run(
+        self,
+        args: Sequence[str],
+        command: str,
+        *,
+        stdin: bytes | Path | None,
+        timeout: float | None,
+        check: bool,
+        on_output: OutputCallback | None,
+    ) -> CommandResult:
+        """Run the remote command line ``command`` (``args`` quoted) through the OpenSSH
+        client with ``stdin`` as its standard input.
+
+        Raises:
+            CommandFailed: Non-zero exit (with ``check``).
+            CommandTimeout: Still running after ``timeout`` seconds (the client is killed).
+            ConnectError, AuthError, HostKeyError: ``ssh`` could not connect, or it broke.
+        """
+        t = self.target
+        args = list(args)
+        self.check_credential_files()
+        ssh = [*self.ssh_argv(bulk=True), t.destination(), command]
+        try:
+            local = LocalExecutor(t.name).run(
+                ssh, stdin=stdin, timeout=timeout, check=False, on_output=on_output
+            )
+        except CommandTimeout as e:
+            raise CommandTimeout(
+                t.name,
+                f"command timed out after {timeout or 0:g}s: {display_command(args)}",
+                command=args,
+                stderr=e.stderr_tail,
+            ) from None
+        except CommandFailed as e:  # the client itself could not start
+            raise ConnectError(t.name, e.message, command=args) from None
+        if local.exit_code == OPENSSH_FAILED:
+            reason = (local.stderr.strip().splitlines() or ["no reason given"])[-1]
+            kind = openssh_failure(local.stderr)
+            where = t.endpoint
+            if kind is AuthError:
+                text = f"authentication as {t.user!r} at {where} failed: {reason}"
+            elif kind is HostKeyError:
+                text = (
+                    f"host key of {where} was refused (checked against "
+                    f"{t.known_hosts_source}): {reason}"
+                )
+            else:
+                text = f"cannot connect to {where} as {t.user!r} (OpenSSH): {reason}"
+            raise kind(t.name, text, command=args, stderr=local.stderr)
+        result = replace(local, argv=tuple(args))
+        if check and result.exit_code != 0:
+            raise CommandFailed(
+                t.name,
+                f"command failed: {display_command(args)}",
+                command=args,
+                exit_code=result.exit_code,
+                stderr=result.stderr,
+            )
+        return result
+
+
+def openssh_failure(stderr: str) -> type[HostError]:
+    """The error an OpenSSH client failure (exit 255) stands for, from what it printed:
+    authentication, the host key, or else the connection."""
+    text = stderr.lower()
+    if "permission denied" in text or "too many authentication failures" in text:
+        return AuthError
+    if "host key" in text or "host identification has changed" in text:
+        return HostKeyError
+    return ConnectError
