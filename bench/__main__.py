@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, str] = {
     "trigger_latency": "bench.trigger_latency",
     "cli_startup": "bench.cli_startup",
     "cli_deploy_tail": "bench.cli_deploy_tail",
+    "cli_deploy_e2e": "bench.cli_deploy_e2e",
     "approval_resume": "bench.approval_resume",
     "platform_start": "bench.platform_start",
 }

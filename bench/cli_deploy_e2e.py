@@ -1,0 +1,314 @@
+"""What a user waits for: ``quayside deploy APP ENV REF`` of a one-file change to 20 hosts,
+from the command's start to its return with every host switched, next to 20 parallel
+``rsync --link-dest`` + symlink switch doing the same in the same run.
+
+One result, ``cli_deploy_e2e`` (issue 16): ``quayside_s`` (the command, end to end) and
+``ratio_vs_parallel_rsync_link_dest``. The command is the installed entry point
+(``.venv/bin/quayside``, what ``uv run quayside`` runs) as a subprocess, run by a DEVELOPER
+with a token, against a real ``quayside up`` (Prefect server, worker with the fork server,
+gateway): it checks the token, creates the run through the API, the worker picks it up and
+forks the run process, the flow deploys, and the CLI follows the run's logs and prints the
+per-host table. The payload, hosts and rsync baseline are those of ``git_deploy_incremental``
+(:mod:`bench.git_deploy`): 5,000 files / 50 MB, one file changed, sshd hosts on loopback.
+
+Each run's Prefect state history splits the wall time: command start -> Running (token check,
+run creation, the worker's poll, the run process), Running -> final (the flow), final ->
+exit (the CLI's tail, also measured on its own by ``cli_deploy_tail``).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.harness import (
+    PROJECT_DIR,
+    Options,
+    ToolResult,
+    log,
+    machine_info,
+    make_entry,
+    reproduce_command,
+)
+
+NAME = "cli_deploy_e2e"
+COMMAND = reproduce_command(NAME)
+RESULTS = ("cli_deploy_e2e",)
+#: Goal (issue 16): the command at least this many times faster than the rsync loop
+GOAL_RATIO = 3.0
+USER = "bench-dev"
+RSYNC_KEY = "parallel_rsync_link_dest"
+#: settings the benchmark sets for its own in-process flow calls, not a user's shell's
+IN_PROCESS_ONLY = ("PREFECT_LOGGING_LEVEL", "PREFECT_API_SSL_CERT_FILE", "PREFECT_API_AUTH_STRING")
+
+CONTEXT = {
+    "cli_deploy_e2e": (
+        f"Goal (issue 16): at least {GOAL_RATIO:g}x faster than the parallel rsync loop end to "
+        "end. Measured before: the flow body alone 0.74 s against 7.05 s for 20 parallel "
+        "`rsync --link-dest`, and the command over 30 s (the CLI then waited a fixed 30 s for "
+        "the run's last logs)."
+    )
+}
+
+
+@dataclass(frozen=True)
+class CliRun:
+    """One timed command: its output and the epoch seconds when it started and exited."""
+
+    stdout: str
+    started_at: float
+    ended_at: float
+
+
+def quayside_argv(*args: str, bin_dir: Path | None = None) -> list[str]:
+    """``quayside ARGS`` as a user runs it: the venv's entry point, else ``python -m``."""
+    entry = (bin_dir or Path(sys.executable).parent) / "quayside"
+    if entry.is_file():
+        return [str(entry), *args]
+    return [sys.executable, "-m", "quayside.cli.main", *args]
+
+
+def deploy_argv(app: str, env: str, ref: str, bin_dir: Path | None = None) -> list[str]:
+    """``quayside deploy APP ENV REF`` (following the run to its end, the default)."""
+    return quayside_argv("deploy", app, env, ref, bin_dir=bin_dir)
+
+
+def cli_env(platform_env: Mapping[str, str], token: str) -> dict[str, str]:
+    """The environment of a user's shell pointed at the platform, with their token: the
+    platform's settings, without what the benchmark set for its own in-process flow calls."""
+    env = {k: v for k, v in platform_env.items() if k not in IN_PROCESS_ONLY}
+    env["QUAYSIDE_TOKEN"] = token
+    env["COLUMNS"] = "500"
+    return env
+
+
+def run_id_of(stdout: str) -> str:
+    """The flow run id in the command's ``started ... <UI URL>`` line.
+
+    Raises:
+        ValueError: no run URL in the output.
+    """
+    found = re.search(r"/runs/flow-run/([0-9a-f-]{36})", stdout)
+    if found is None:
+        raise ValueError(f"no run URL in the command's output:\n{stdout[-1500:]}")
+    return found.group(1)
+
+
+def phases(
+    started_at: float, history: Sequence[tuple[str, float]], ended_at: float
+) -> dict[str, float | None]:
+    """Split one command's wall time with the run's state history ((type, epoch s), oldest
+    first): ``to_running_s`` (command start -> Running), ``run_s`` (Running -> final state),
+    ``after_final_s`` (final state -> exit)."""
+    running = next((ts for state, ts in history if state == "RUNNING"), None)
+    final = history[-1][1] if history else None
+    return {
+        "to_running_s": None if running is None else round(running - started_at, 3),
+        "run_s": None if running is None or final is None else round(final - running, 3),
+        "after_final_s": None if final is None else round(ended_at - final, 3),
+    }
+
+
+def median_phases(runs: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:
+    """Median of each phase over the runs that have it."""
+    keys = ("to_running_s", "run_s", "after_final_s")
+    out: dict[str, float | None] = {}
+    for key in keys:
+        values = [v for r in runs if (v := r.get(key)) is not None]
+        out[key] = round(statistics.median(values), 3) if values else None
+    return out
+
+
+def run_cli(argv: Sequence[str], env: Mapping[str, str], timeout: float = 900) -> CliRun:
+    """Run the command to its exit.
+
+    Raises:
+        RuntimeError: it exited non-zero (its output's tail in the message).
+    """
+    started_at = time.time()
+    done = subprocess.run(
+        list(argv),
+        env=dict(env),
+        cwd=PROJECT_DIR,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    ended_at = time.time()
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(argv[-4:])} exited with {done.returncode}: "
+            f"{done.stdout[-1500:]}{done.stderr[-1500:]}"
+        )
+    return CliRun(done.stdout, started_at, ended_at)
+
+
+def create_token(ledger_path: Path) -> str:
+    """A DEVELOPER's API token in the platform's ledger (the user who deploys)."""
+    from quayside.auth import service
+    from quayside.ledger.db import make_engine
+
+    engine = make_engine(f"sqlite:///{ledger_path}")
+    try:
+        service.create_user(engine, USER)
+        service.grant_role(engine, USER, "DEVELOPER", space="default")
+        return service.create_token(engine, USER)
+    finally:
+        engine.dispose()
+
+
+def build_entry(
+    tools: Sequence[ToolResult],
+    run_phases: Sequence[Mapping[str, float | None]],
+    *,
+    hosts: int,
+    files: int,
+    changed_file: str,
+    repeat: int,
+    notes: Sequence[str] = (),
+    machine: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``cli_deploy_e2e`` entry: the two tools, the goal, and the command's phases."""
+    by_key = {t.key: t for t in tools}
+    quayside, rsync = by_key.get("quayside"), by_key.get(RSYNC_KEY)
+    ratio: float | None = None
+    if quayside and quayside.timing and rsync and rsync.timing and quayside.timing.median_s > 0:
+        ratio = rsync.timing.median_s / quayside.timing.median_s
+    extra: dict[str, Any] = {
+        "hosts": hosts,
+        "changed_files": 1,
+        "goal_ratio": GOAL_RATIO,
+        "meets_goal": None if ratio is None else ratio >= GOAL_RATIO,
+        **median_phases(run_phases),
+        "phases_runs": [dict(p) for p in run_phases],
+    }
+    return make_entry(
+        tools,
+        title="CLI deploy end to end: `quayside deploy` of a one-file change",
+        description=(
+            f"`quayside deploy APP bench v1.0.1` typed by a DEVELOPER with a token, against a "
+            f"real `quayside up`, on {hosts} sshd hosts on loopback that hold the previous "
+            f"release ({files:,} files; {changed_file} changed), from the command's start to "
+            f"its return with every host switched; next to {hosts} parallel "
+            "`rsync --link-dest` + ssh symlink switch doing the same in the same run."
+        ),
+        command=COMMAND,
+        repeat=repeat,
+        extra=extra,
+        notes=notes,
+        machine=machine,
+    )
+
+
+NOTES = (
+    "`to_running_s`, `run_s`, `after_final_s` (medians; each run in `phases_runs`): the "
+    "command's start -> the run's Running state (token check, run created through the API, "
+    "the worker's poll, the fork server's run process), Running -> the final state (the "
+    "flow), the final state -> the command's exit (its last logs and the per-host table).",
+    "Before each timed command the hosts get the previous release from Quayside (untimed, "
+    "the flow called in-process) and make their background copy of it, as between two "
+    "deploys (see `git_deploy_incremental`); the run process reuses the SSH master "
+    "connections that release left open (ControlPersist 60 s).",
+    "Before the timed runs, one untimed release and the next go to another app of the same "
+    "repository, and one untimed `quayside deploy` warms the worker's fork server and the "
+    "CLI's files in the page cache.",
+    "The rsync baseline is the one of `git_deploy_incremental`: every host at once, "
+    "`rsync -a --link-dest=<previous release>` of the new tree into releases/<id>, then the "
+    "ssh symlink switch; its hosts hold the previous release from a parallel rsync (untimed).",
+)
+
+
+def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str, Any]]:
+    """Time ``quayside deploy`` and the rsync loop ``options.repeat`` times each."""
+    from bench.cli_deploy_tail import state_history
+    from bench.git_deploy.app import CHANGED_FILE, TAG_V1, TAG_V2
+    from bench.git_deploy.next_release import warm_mirror
+    from bench.git_deploy.quayside_runs import ENV, AppNames, app_names
+    from bench.git_deploy.recorder import Spec
+    from bench.git_deploy.session import open_session
+
+    apps = app_names(("e2e",), options.repeat, "warmup-0")
+    run_phases: list[dict[str, float | None]] = []
+    with ExitStack() as stack:
+        session = open_session(stack, options, NAME, apps)
+        quayside, roots, app = session.quayside, session.roots, session.app
+        hosts = session.fleet.hosts
+        env: dict[str, str] = {}
+        if quayside is not None:
+            env = cli_env(quayside.platform.env, create_token(quayside.platform.home / "ledger.db"))
+            warm_mirror(quayside, roots)
+            log("  (untimed: one `quayside deploy` to warm the worker and the CLI)")
+            roots.use("warmup-0")
+            try:
+                run_cli(deploy_argv("warmup-0", ENV, TAG_V1), env)
+            except RuntimeError as e:  # the timed runs will fail the same way and say so
+                log(f"  warm-up deploy FAILED: {e}")
+            roots.purge()
+        e2e_app = AppNames("e2e")
+
+        def quayside_setup() -> None:
+            assert quayside is not None
+            quayside.deploy(roots.use(e2e_app.next()).rsplit("/", 1)[1], TAG_V1)
+            roots.wait_prepared()
+
+        def quayside_deploy() -> CliRun:
+            return run_cli(deploy_argv(roots.label, ENV, TAG_V2), env)
+
+        def rsync_setup() -> None:
+            roots.new("linkdest")
+            session.rsync.parallel_v1()
+
+        q = session.recorder.tool(
+            Spec(
+                "quayside",
+                "`quayside deploy` (CLI, end to end)",
+                "the installed `quayside` command from process start to exit: token check, "
+                "run created through the API, the worker's poll (1 s), the fork server's run "
+                "process, the git_deploy flow on every host, the run's logs followed and the "
+                "per-host table printed",
+            ),
+            quayside_deploy,
+            setup=quayside_setup,
+            check=session.check(app.v2_tree),
+            unavailable=None if quayside else session.quayside_reason,
+        )
+        r = session.recorder.tool(
+            Spec(
+                RSYNC_KEY,
+                f"{len(hosts)} × `rsync --link-dest` in parallel",
+                "every host at once: `rsync -a --link-dest=<previous release>` of the new tree "
+                "into a new releases/<id> (unchanged files become hard links), then the ssh "
+                "symlink switch",
+            ),
+            session.rsync.parallel_v2_link_dest,
+            setup=rsync_setup,
+            check=session.check(app.v2_tree),
+        )
+        if quayside is not None and q.timing is not None:
+            for done in q.timing.outputs:
+                history = state_history(quayside.platform, run_id_of(done.stdout))
+                run_phases.append(phases(done.started_at, history, done.ended_at))
+        files = app.files
+    machine = machine_info()
+    return {
+        "cli_deploy_e2e": build_entry(
+            [q, r],
+            run_phases,
+            hosts=len(hosts),
+            files=files,
+            changed_file=CHANGED_FILE,
+            repeat=options.repeat,
+            notes=NOTES,
+            machine=machine,
+        )
+    }
