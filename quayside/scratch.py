@@ -4,18 +4,24 @@ the next time the same kind of scratch is made."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import threading
 import time
+import weakref
 from fnmatch import fnmatch
 from pathlib import Path
+
+from quayside.executors import local_processes
 
 #: a build or restore directory this old is no run's any more (deploys last minutes)
 STALE_AFTER_S = 24 * 3600
 #: a temporary file or directory of one store write or restore this old was abandoned
 TEMP_STALE_AFTER_S = 3600
+#: how long a process that ends waits for its background removals to finish
+EXIT_WAIT_S = 60.0
 
 
 def sweep_stale(
@@ -51,11 +57,14 @@ def sweep_stale(
 
 
 class BackgroundRemoval:
-    """Deletes directories in the background: an ``rm -rf`` process, which goes on after the
-    run (and its process) ends, instead of 5,000 unlinks on the run's critical path or a
-    Python loop taking the interpreter lock from its threads; :meth:`join` waits for it where
-    that matters (tests). Best effort, as :func:`sweep_stale`, which also finds what an
-    interrupted removal left."""
+    """Deletes directories in the background: an ``rm -rf`` process, instead of 5,000 unlinks
+    on the run's critical path or a Python loop taking the interpreter lock from its threads;
+    :meth:`join` waits for it where that matters (tests).
+
+    The process comes from the local process runner, so it dies with the run's process like
+    every other (:mod:`quayside.executors.local_processes`): a run that ends normally waits
+    for its removals at exit (at most ``EXIT_WAIT_S``); a run killed outright leaves the rest,
+    which :func:`sweep_stale` removes later. Best effort, as that sweep."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -70,17 +79,18 @@ class BackgroundRemoval:
             if not todo:
                 return
             try:
-                process = subprocess.Popen(
+                process = local_processes.start(
                     ["rm", "-rf", "--", *map(str, todo)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stdin=local_processes.DEVNULL,
+                    stdout=local_processes.DEVNULL,
+                    stderr=local_processes.DEVNULL,
                 )
             except OSError:  # no rm: delete here instead
                 for path in todo:
                     shutil.rmtree(path, ignore_errors=True)
                 return
             self._processes.append(process)
+            _UNFINISHED.add(self)
 
     def join(self, timeout_s: float | None = None) -> None:
         """Wait for every removal started so far."""
@@ -91,3 +101,18 @@ class BackgroundRemoval:
                 process.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 continue
+
+
+#: Removals that may still run when this process exits (weakly held: a finished or forgotten
+#: one costs nothing).
+_UNFINISHED: weakref.WeakSet[BackgroundRemoval] = weakref.WeakSet()
+
+
+def _finish_at_exit() -> None:
+    """Let started removals finish before the process (and with it every ``rm``) exits."""
+    deadline = time.monotonic() + EXIT_WAIT_S
+    for removal in list(_UNFINISHED):
+        removal.join(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(_finish_at_exit)

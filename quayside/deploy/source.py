@@ -1,13 +1,14 @@
 """The release payload: sync the mirror, resolve the ref, export the tree, run the build.
 
 Operator commands (build steps, hooks) are an argv list, run as is, or a string, run with
-``["sh", "-c", string]``; the release facts reach them as environment variables only.
+``["sh", "-c", string]``; the release facts reach them as environment variables only. Build
+steps run through the local process runner (:mod:`quayside.executors.local_processes`), each in
+a session of its own that a timeout kills whole, and die with the run.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import IO
 
 from quayside.deploy.errors import BuildError
 from quayside.errors import InputError, NotFoundError, tail
+from quayside.executors import local_processes
 from quayside.source.mirror import GitMirror
 
 OutputLine = Callable[[str], None]
@@ -123,14 +125,14 @@ def run_build(
                 on_line(line)
 
         try:
-            proc = subprocess.Popen(
+            proc = local_processes.start(
                 argv,
                 cwd=cwd,
                 env=full_env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                stdin=local_processes.DEVNULL,
+                stdout=local_processes.PIPE,
+                stderr=local_processes.STDOUT,
+                new_session=True,
             )
         except OSError as e:
             raise BuildError(f"build step {i + 1} ({shown}) could not start: {e}") from e
@@ -146,11 +148,7 @@ def run_build(
         try:
             code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+            local_processes.kill_group(proc)
             reader.join(5)
             raise BuildError(
                 f"build step {i + 1} ({shown}) ran past the build timeout of {timeout_s:g}s"

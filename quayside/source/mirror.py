@@ -3,6 +3,9 @@
 The mirror lives in ``<mirrors_dir>/<name>-<hash>.git``; syncs of the same mirror are serialised
 with an exclusive ``flock`` on ``<name>-<hash>.lock`` (reads take a shared lock), so many runs
 on one worker share one clone and never see a half-fetched mirror.
+
+git runs through the local process runner (:mod:`quayside.executors.local_processes`): a run
+killed outright takes its git with it (SIGTERM, on which git removes its lock files).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from quayside.errors import (
     NotFoundError,
     QuaysideError,
 )
+from quayside.executors import local_processes
 
 HOST = "localhost"
 
@@ -318,12 +322,8 @@ class GitMirror:
 
     def _link_copy(self, work: Path, dest: Path, sha: str) -> None:
         dest.mkdir(parents=True, exist_ok=True)
-        copied = subprocess.run(
-            ["cp", "-a", "-l", "-T", "--", str(work), str(dest)],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=self.local_timeout,
+        copied = local_processes.run(
+            ["cp", "-a", "-l", "-T", "--", str(work), str(dest)], timeout=self.local_timeout
         )
         if copied.returncode != 0:
             raise CommandFailed(
@@ -424,15 +424,12 @@ class GitMirror:
     ) -> subprocess.CompletedProcess[str]:
         limit = timeout if timeout is not None else self.local_timeout
         try:
-            result = subprocess.run(
+            result = local_processes.run(
                 argv,
-                capture_output=True,
-                text=True,
-                errors="replace",
                 env={**self._env(), **(env or {})},
                 timeout=limit,
-                stdin=subprocess.DEVNULL,
                 umask=umask,
+                death_signal=signal.SIGTERM,  # git removes its lock files on SIGTERM
             )
         except FileNotFoundError as e:
             raise QuaysideError(
@@ -461,12 +458,12 @@ class GitMirror:
         argv = gitcmd.archive(self.path, sha)
         with tempfile.TemporaryFile() as err:
             try:
-                proc = subprocess.Popen(
+                proc = local_processes.start(
                     argv,
-                    stdout=subprocess.PIPE,
+                    stdout=local_processes.PIPE,
                     stderr=err,
                     env=self._env(),
-                    stdin=subprocess.DEVNULL,
+                    stdin=local_processes.DEVNULL,
                 )
             except FileNotFoundError as e:
                 raise QuaysideError(

@@ -176,8 +176,8 @@ def test_hostile_refs_are_refused_before_git_runs(
         calls.append(args)
         raise AssertionError("git must not run for a refused ref")
 
-    monkeypatch.setattr(mirror_mod.subprocess, "run", no_git)
-    monkeypatch.setattr(mirror_mod.subprocess, "Popen", no_git)
+    monkeypatch.setattr(mirror_mod.local_processes, "run", no_git)
+    monkeypatch.setattr(mirror_mod.local_processes, "start", no_git)
     with pytest.raises(InputError) as e:
         mirror.resolve(ref)
     assert repr(ref)[:40].rstrip("'") in str(e.value) or len(ref) > 255
@@ -315,7 +315,7 @@ def test_concurrent_syncs_clone_once(
     origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[str] = []
-    real_run = subprocess.run
+    real_run = mirror_mod.local_processes.run
     lock = threading.Lock()
     active = [0]
     overlap = [False]
@@ -327,12 +327,12 @@ def test_concurrent_syncs_clone_once(
             active[0] += 1
             overlap[0] |= active[0] > 1
         try:
-            return real_run(argv, **kwargs)  # type: ignore[call-overload, no-any-return]
+            return real_run(argv, **kwargs)  # type: ignore[arg-type]
         finally:
             with lock:
                 active[0] -= 1
 
-    monkeypatch.setattr(mirror_mod.subprocess, "run", recording_run)
+    monkeypatch.setattr(mirror_mod.local_processes, "run", recording_run)
     mirrors = tmp_path / "mirrors"
     results: list[str] = []
     errors: list[BaseException] = []
