@@ -1,0 +1,95 @@
+"""Prefect's crash and cancellation hooks for release flows: the dead run's release is
+reconciled with what the hosts serve (:mod:`quayside.release.reconcile`) and its lock freed.
+
+What Prefect 3.8.8 does (read in its source, ``prefect/runner/_flow_run_executor.py`` and
+``_hook_runner.py``): when a worker's flow-run process exits non-zero without having reported
+an outcome - SIGKILL, an OOM kill - the worker proposes ``Crashed`` and then runs the flow's
+``on_crashed`` hooks itself, in the worker (the flow is loaded again from its entrypoint), so
+these hooks run even though the run's own process is gone. ``on_cancellation`` hooks run
+when a run is cancelled (in the run's process, or by the worker after it killed it). Neither
+runs when the worker dies with the run (the whole platform killed): the sweep at
+``quayside up`` (:mod:`quayside.stack.reconcile`) catches those.
+
+Attach both to every release flow::
+
+    @flow(name="git-deploy", on_crashed=[release_run_died], on_cancellation=[release_run_died])
+
+A hook never raises: a reconcile that fails here (a host unreachable, the ledger down) is
+logged, and the release is left for the next reconcile (the next deploy's lock take-over, or
+the sweep at ``quayside up``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from quayside.errors import QuaysideError
+
+ACTOR = "reconcile:crash-hook"
+
+
+def _reason(flow_run: Any, state: Any) -> str:
+    message = (getattr(state, "message", None) or "").strip().splitlines()
+    detail = f": {message[0][:200]}" if message else ""
+    name = getattr(state, "name", None) or getattr(state, "type", "ended")
+    return f"flow run {flow_run.id} is {name}{detail}"
+
+
+def _logger(flow_run: Any) -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        from prefect.logging.loggers import flow_run_logger
+
+        return flow_run_logger(flow_run)
+    except Exception:  # outside Prefect's logging setup
+        return logging.getLogger(__name__)
+
+
+def reconcile_dead_run(flow_run: Any, state: Any) -> list[str]:
+    """Reconcile the ``running`` releases of ``flow_run`` (its app/env parameters narrow the
+    search), reading the hosts; returns one line per release interrupted.
+
+    Raises:
+        QuaysideError: the inventory or the ledger could not be read or written.
+    """
+    from quayside.inventory import load_inventory
+    from quayside.release.reconcile import reconcile_dead
+    from quayside.settings import load_settings
+    from quayside.tasks.ledger import ledger_engine
+
+    run_id = str(flow_run.id)
+    reason = _reason(flow_run, state)
+    parameters = dict(getattr(flow_run, "parameters", None) or {})
+    app, env = parameters.get("app"), parameters.get("env")
+    narrowed = isinstance(app, str) and isinstance(env, str)
+    inventory = load_inventory(load_settings().inventory_path)
+    done = reconcile_dead(
+        ledger_engine(),
+        inventory,
+        lambda release: reason if release.flow_run_id == run_id else None,
+        actor=ACTOR,
+        app=app if narrowed else None,
+        env=env if narrowed else None,
+    )
+    return [r.line for r in done]
+
+
+def release_run_died(flow: Any, flow_run: Any, state: Any) -> None:
+    """``on_crashed`` / ``on_cancellation`` hook of a release flow (see the module docstring).
+
+    Args:
+        flow: the flow (unused; Prefect passes it).
+        flow_run: the run that crashed or was cancelled.
+        state: its Crashed or Cancelled/Cancelling state.
+    """
+    logger = _logger(flow_run)
+    try:
+        for line in reconcile_dead_run(flow_run, state):
+            logger.warning("%s", line)
+    except (QuaysideError, OSError) as e:
+        logger.error(
+            "could not reconcile the release of flow run %s (%s); the next deploy or "
+            "`quayside up` will",
+            flow_run.id,
+            e,
+        )
