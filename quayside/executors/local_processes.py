@@ -30,11 +30,16 @@ Two things shape how that is done:
   is missing or too old, :func:`quayside.executors.parent_death.preexec` does it (slower, same
   effect). Elsewhere than Linux nothing is requested.
 
-What this does not cover: a parent killed in the millisecond between the fork and ``setpriv``'s
-request (the child is then an orphan), and the children *of* a child (only the direct child
-gets the signal; ``ssh``'s own ``ControlPersist`` master is one of those, on purpose: it is a
-connection cache shared with later runs, which ``quayside up`` closes on its way out, and its
-sessions end when their client dies).
+The signal reaches only the direct child. A child started in a session of its own
+(``new_session``: build steps, :class:`~quayside.executors.local.LocalExecutor`'s commands, so
+``ssh`` clients and a local host's stage script) also has its whole process group killed when
+this process is gone, by this process's :mod:`~quayside.executors.group_guard`.
+
+Not covered: a parent killed in the instant (about a millisecond) between the fork and
+``setpriv``'s request, which leaves an orphan; and, on purpose, ``ssh``'s own
+``ControlPersist`` master, which leaves the client's session: it is a connection cache shared
+with later runs, which ``quayside up`` closes on its way out, and its sessions end when their
+client dies.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import IO, TypeVar
 
+from quayside.executors.group_guard import GroupGuard
 from quayside.executors.parent_death import preexec
 
 T = TypeVar("T")
@@ -116,8 +122,10 @@ class _Spawner:
 
 
 _SPAWNER = _Spawner()
+_GUARD = GroupGuard()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_SPAWNER.after_fork_in_child)
+    os.register_at_fork(after_in_child=_GUARD.after_fork_in_child)
 
 _setpriv_checked = False
 _setpriv: str | None = None
@@ -183,7 +191,8 @@ def start(
         cwd: Working directory.
         env: The complete environment (None: this process's).
         new_session: Start it in a session (and process group) of its own, so
-            :func:`kill_group` reaches what it starts.
+            :func:`kill_group` reaches what it starts; that whole group is killed when this
+            process is gone (:mod:`quayside.executors.group_guard`).
         umask: The child's umask (-1: this process's).
         death_signal: What the child gets when this process dies; SIGTERM for a program
             that must clean up (git removes its lock files).
@@ -222,6 +231,8 @@ def start(
 
     process = _SPAWNER.call(fork)
     process.args = args
+    if new_session and sys.platform.startswith("linux"):
+        _GUARD.watch(process.pid)
     return process
 
 
