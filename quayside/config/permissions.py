@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from quayside.auth.roles import PermissionDenied, Role, effective_role, require_role
+from quayside.errors import NotFoundError
 from quayside.inventory import Inventory
 
 EDIT_ROLE = Role.DEVELOPER
@@ -25,8 +26,29 @@ def project_place(inventory: Inventory, project: str) -> tuple[str, str] | None:
     return None if app is None else (app.space, project)
 
 
+def check_environment(inventory: Inventory, project: str, environment: str) -> None:
+    """Refuse an environment the project's app does not have (a project that is no app of the
+    inventory has no environments to check against).
+
+    Raises:
+        NotFoundError: naming the environment and the app's environments.
+    """
+    app = inventory.apps.get(project)
+    if app is not None and environment not in app.environments:
+        raise NotFoundError(
+            f"environment: '{environment}' is not an environment of app '{project}'",
+            hint=f"environments of {project}: {', '.join(sorted(app.environments)) or 'none'}",
+        )
+
+
 def _require(
-    db: Engine | Session, inventory: Inventory, user: str, project: str, minimum: Role, verb: str
+    db: Engine | Session,
+    inventory: Inventory,
+    user: str,
+    project: str,
+    minimum: Role,
+    verb: str,
+    environment: str | None,
 ) -> Role:
     place = project_place(inventory, project)
     if place is None:
@@ -37,22 +59,39 @@ def _require(
             "quayside.yaml, so only SUPER users may",
             hint=f"add an app '{project}' (with its space and environments) to quayside.yaml",
         )
-    return require_role(db, user, place[0], place[1], minimum)
+    role = require_role(db, user, place[0], place[1], minimum)
+    if environment is not None:  # after the role: the hint lists the app's environments
+        check_environment(inventory, project, environment)
+    return role
 
 
-def require_editor(db: Engine | Session, inventory: Inventory, user: str, project: str) -> Role:
+def require_editor(
+    db: Engine | Session,
+    inventory: Inventory,
+    user: str,
+    project: str,
+    environment: str | None = None,
+) -> Role:
     """Check that ``user`` may save drafts and variables of ``project`` (DEVELOPER+).
 
     Raises:
         PermissionDenied: naming the user, the role needed and the project.
+        NotFoundError: ``environment`` is not one of the app's.
     """
-    return _require(db, inventory, user, project, EDIT_ROLE, "edit")
+    return _require(db, inventory, user, project, EDIT_ROLE, "edit", environment)
 
 
-def require_reader(db: Engine | Session, inventory: Inventory, user: str, project: str) -> Role:
+def require_reader(
+    db: Engine | Session,
+    inventory: Inventory,
+    user: str,
+    project: str,
+    environment: str | None = None,
+) -> Role:
     """Check that ``user`` may read ``project``'s config (REPORTER+).
 
     Raises:
         PermissionDenied: naming the user, the role needed and the project.
+        NotFoundError: ``environment`` is not one of the app's.
     """
-    return _require(db, inventory, user, project, READ_ROLE, "read")
+    return _require(db, inventory, user, project, READ_ROLE, "read", environment)
