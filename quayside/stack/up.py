@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -40,6 +41,7 @@ from quayside.stack.supervisor import (
     port_free,
     quiet_when_gone,
 )
+from quayside.stack.sweep_process import BackgroundSweep, start_sweep
 
 Say = Callable[[str], None]
 
@@ -111,6 +113,7 @@ def _run_locked(
         nonlocal stop_requested
         stop_requested = True
 
+    started_at = datetime.now(UTC)  # runs Running from before this had no process of ours
     with home_lock(settings.home):
         stale = end_stale_children(settings.home)  # a previous `up` that was killed
         if stale:
@@ -131,6 +134,7 @@ def _run_locked(
         old_int = signal.signal(signal.SIGINT, request_stop)
         old_term = signal.signal(signal.SIGTERM, request_stop)
         old_hup = signal.signal(signal.SIGHUP, request_stop)
+        sweep: BackgroundSweep | None = None
         try:
             server = server_process(settings)
             sup.wait_healthy(server, sup.start(server), timeout=180)
@@ -142,12 +146,18 @@ def _run_locked(
             sup.wait_healthy(gateway, sup.start(gateway), timeout=60)
             say(f"gateway         {settings.gateway_url}")
             say(f"Quayside is up: UI {settings.prefect_ui_url}  gateway {settings.gateway_url}")
+            # releases whose runs died with a previous platform: reconciled in the background
+            sweep = start_sweep(
+                env, project_dir, settings.home / "logs" / "reconcile.log", started_at, say
+            )
             if demo:
                 say(DEMO_NEXT_STEP)
             say(f"logs in {settings.home / 'logs'}; press Ctrl-C to stop")
             sup.watch(lambda: stop_requested)
         finally:
             say("stopping ...")
+            if sweep is not None:
+                sweep.stop()
             sup.stop()
             close_masters(control_dir(settings.home))  # the flow runs' persisted SSH connections
             signal.signal(signal.SIGINT, old_int)

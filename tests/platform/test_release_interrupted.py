@@ -1,0 +1,265 @@
+"""Runs that die mid-release, for real (issue 15): a git-deploy run's process SIGKILLed while it
+holds the deploy lock, and the whole platform SIGKILLed mid-deploy. Afterwards the next deploy
+takes the dead run's lock over at once, the reconciling sweep marks the dead run's release
+``interrupted`` with what every host serves, a run Prefect still shows Running is set
+Crashed, and no lock is held by a dead run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from quayside.flows.git_deploy import git_deploy
+from quayside.inventory import load_inventory
+from quayside.ledger.audit import list_events
+from quayside.ledger.locks import acquire, current_lock
+from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
+from quayside.ledger.releases import get_release, mark_running, releases_of_run, start_release
+from quayside.runs import read_run, start_run
+from quayside.runs.liveness import run_life
+from quayside.stack.reconcile_sweep import CRASHED_MESSAGE, sweep
+from testbed.platform import Platform
+from testbed.release_fixtures import (  # noqa: F401  (fixtures)
+    Repo,
+    assert_complete,
+    current_id,
+    ledger,
+    repo_fixture,
+    run_flow_fixture,
+    write_inventory,
+)
+from testbed.sshd import SshdFleet
+
+pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect, pytest.mark.ssh]
+
+
+def run_processes(run_id: str) -> list[int]:
+    """Processes of this machine started for flow run ``run_id`` (the worker gives the run's
+    process its id in the environment)."""
+    wanted = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_for(check: Any, what: str, timeout_s: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def locked_by(engine: Engine, run_id: str) -> bool:
+    lock = current_lock(engine, "shop", "test")
+    return lock is not None and lock.flow_run_id == run_id
+
+
+def test_the_lock_of_a_killed_run_is_taken_over_and_its_release_reconciled(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    fleet = clean_ssh_fleet
+    engine = ledger()
+    hold = {"hooks": {"pre_switch": ["sleep 60"]}}  # the run waits on the hosts, lock held
+    write_inventory(platform_inventory, fleet, repo, app=hold)
+    handle = start_run(
+        "git-deploy", {"app": "shop", "env": "test", "ref": "v1", "requested_by": "dave"}
+    )
+    wait_for(lambda: locked_by(engine, handle.id), "the run to take the lock")
+    wait_for(lambda: releases_of_run(engine, handle.id), "the run's release")
+    victims = run_processes(handle.id)
+    assert victims, "no process of the run found"
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)  # an OOM kill of the run's process
+    wait_for(lambda: read_run(handle.id).final, "Prefect to see the run end")
+    assert read_run(handle.id).state_type == "CRASHED"
+
+    # the next deploy does not wait out the dead run's lease: its lock is free
+    write_inventory(platform_inventory, fleet, repo)
+    result = run_flow(git_deploy, "shop", "test", "v1")
+    for h in fleet:
+        assert current_id(h) == result["release_id"]
+        assert_complete(h)
+    taken = [
+        e
+        for e in list_events(engine, action="lock.taken_over", limit=20)
+        if (e.details or {})["dead_holder"]["flow_run_id"] == handle.id
+    ]
+    freed = [  # or a crash hook freed it first, reconciling the release
+        e
+        for e in list_events(engine, action="lock.released", limit=50)
+        if (e.details or {}).get("flow_run_id") == handle.id and e.actor.startswith("reconcile")
+    ]
+    assert taken or freed
+    if taken:
+        assert "is Crashed" in (taken[0].details or {})["reason"]
+
+    # the sweep (as at `quayside up`) reconciles the dead run's release with the hosts
+    sweep(engine, load_inventory(platform_inventory), started_at=datetime.now(UTC))
+    dead = releases_of_run(engine, handle.id)[0]
+    assert dead.status == ReleaseStatus.interrupted
+    assert {h.host: h.status for h in dead.hosts} == {h.name: HostStatus.skipped for h in fleet}
+    assert {h.serves for h in dead.hosts} == {result["release_id"]}
+    assert current_lock(engine, "shop", "test") is None
+
+
+def _prefect_run_in_state(state_type: str) -> str:
+    """A run of a real deployment, scheduled a day ahead (no worker takes it), then forced
+    into ``state_type`` as a run whose process vanished would be left."""
+    import asyncio
+
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import State
+
+    from quayside.runs import prefect_client
+
+    handle = start_run(
+        "hello-release",
+        {"app": "shop", "env": "test"},
+        scheduled_at=datetime.now(UTC) + timedelta(days=1),
+    )
+
+    async def force() -> None:
+        async with prefect_client() as client:
+            await client.set_flow_run_state(
+                handle.id, State(type=StateType(state_type)), force=True
+            )
+
+    asyncio.run(force())
+    return handle.id
+
+
+def test_the_sweep_crashes_runs_left_running_and_spares_live_ones(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    fleet = clean_ssh_fleet
+    write_inventory(platform_inventory, fleet, repo)
+    engine = ledger()
+    ghost = _prefect_run_in_state("RUNNING")  # left Running by a killed platform
+    started_at = datetime.now(UTC)
+    live = _prefect_run_in_state("RUNNING")  # started after this `up`: not the sweep's
+    rows = {}
+    for run_id in (ghost, live):
+        row = start_release(
+            engine, "shop", "test", ReleaseKind.deploy, requested_by="ann", version="v9",
+            flow_run_id=run_id, details={"release_id": "20260101T000000Z-cccccccccccc"},
+        )  # fmt: skip
+        mark_running(engine, row.id)
+        rows[run_id] = row.id
+    lock_owner = ghost
+    if current_lock(engine, "shop", "test") is None:
+        acquire(engine, "shop", "test", "ann (flow run ghost)", flow_run_id=lock_owner)
+
+    lines = sweep(engine, load_inventory(platform_inventory), started_at=started_at)
+
+    life = run_life(ghost)
+    assert life.state_type == "CRASHED"
+    assert read_run(ghost).message == CRASHED_MESSAGE
+    assert read_run(live).state_type == "RUNNING"
+    assert get_release(engine, rows[live]).status == ReleaseStatus.running
+    interrupted = get_release(engine, rows[ghost])
+    assert interrupted.status == ReleaseStatus.interrupted
+    assert len(interrupted.hosts) == len(fleet)  # every host's facts were read
+    assert any(str(rows[ghost]) in line and "set Crashed" in line for line in lines)
+    assert current_lock(engine, "shop", "test") is None
+    # the live one is left to its own run; end it for the tests after this one
+    from quayside.ledger.releases import finish_release
+
+    finish_release(engine, rows[live], ReleaseStatus.failed)
+
+
+def test_a_platform_killed_mid_deploy_is_reconciled_by_the_next_up(
+    tmp_path: Path, clean_ssh_fleet: SshdFleet, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every process of the platform SIGKILLed at once mid-deploy (a lost machine): Prefect
+    keeps the run Running, the ledger keeps the release running and the lock held. The next
+    `quayside up` sets the run Crashed, marks the release interrupted with what each host
+    serves (equal to the hosts), frees the lock, and says so in one line."""
+    from quayside.ledger.db import make_engine
+    from quayside.ledger.releases import list_releases
+    from testbed.platform import _refresh_prefect_settings
+    from tests.platform.test_up import processes_with_home
+
+    fleet = clean_ssh_fleet
+    home = tmp_path / "home"
+    inventory = tmp_path / "quayside.yaml"
+    write_inventory(inventory, fleet, repo, app={"hooks": {"pre_switch": ["sleep 5"]}})
+    first = Platform(home, inventory)
+    first.start()
+    engine = make_engine(f"sqlite:///{home / 'ledger.db'}")
+    for key, value in (
+        ("PREFECT_API_URL", first.api_url),
+        ("PREFECT_API_AUTH_STRING", first.auth_string),
+        ("QUAYSIDE_HOME", str(home)),
+        ("QUAYSIDE_INVENTORY", str(inventory)),
+    ):
+        monkeypatch.setenv(key, value)
+    _refresh_prefect_settings()
+    again: Platform | None = None
+    try:
+        handle = start_run(
+            "git-deploy", {"app": "shop", "env": "test", "ref": "v1", "requested_by": "erin"}
+        )
+
+        def running_release() -> Any:
+            rows = list_releases(engine, "shop", "test", limit=5)
+            return next(
+                (r for r in rows if r.flow_run_id == handle.id and r.status == "running"), None
+            )
+
+        release = wait_for(running_release, "the deploy to be running")
+        for pid in processes_with_home(home):  # everything at once: no hook, no handler runs
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert first.process is not None
+        first.process.wait(timeout=10)
+        wait_for(lambda: not processes_with_home(home), "the platform's processes to end")
+        first.process = None
+        assert get_release(engine, release.id).status == ReleaseStatus.running
+        assert locked_by(engine, handle.id)
+
+        again = Platform(home, inventory)
+        again.prefect_port, again.gateway_port = first.prefect_port, first.gateway_port
+        again.start()
+        done = wait_for(
+            lambda: get_release(engine, release.id).status != ReleaseStatus.running,
+            "the sweep to reconcile the release",
+        )
+        assert done
+        row = get_release(engine, release.id)
+        assert row.status == ReleaseStatus.interrupted
+        assert {h.host: h.serves for h in row.hosts} == {h.name: current_id(h) for h in fleet}
+        assert read_run(handle.id).state_type == "CRASHED"
+        assert read_run(handle.id).message == CRASHED_MESSAGE
+        assert current_lock(engine, "shop", "test") is None
+        told = wait_for(
+            lambda: f"reconcile       release {release.id} " in again.output.read_text(),
+            "up to say what it reconciled",
+            timeout_s=30,
+        )
+        assert told
+    finally:
+        if again is not None:
+            again.stop()
+        first.stop()
+        engine.dispose()
+        monkeypatch.undo()
+        _refresh_prefect_settings()
