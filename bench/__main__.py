@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -148,5 +149,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def exit_now_if_interrupted(code: int) -> None:
+    """After an interrupt, end the process without waiting for threads: a flow called
+    in-process whose host work hangs keeps a non-daemon worker thread that the interpreter
+    would otherwise wait for at exit, after every process the benchmark started was stopped."""
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    exit_now_if_interrupted(status)
+    sys.exit(status)
