@@ -16,7 +16,13 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from quayside.gateway import routes_approvals, routes_chat, routes_hooks, routes_tasks
+from quayside.gateway import (
+    routes_approvals,
+    routes_chat,
+    routes_config_pull,
+    routes_hooks,
+    routes_tasks,
+)
 from quayside.gateway.config import GatewayConfig
 from quayside.gateway.context import GatewayContext
 from quayside.gateway.errors import install_error_handlers
@@ -108,6 +114,7 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
     app.include_router(routes_hooks.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_approvals.router)
+    app.include_router(routes_config_pull.router)
     return app
 
 
