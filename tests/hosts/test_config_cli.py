@@ -14,6 +14,7 @@ import pytest
 from quayside.auth import service
 from quayside.ledger.db import make_engine
 from testbed.platform import PROJECT_DIR
+from testbed.vault import VAULT_TOKEN, FakeVault
 
 ITEM = "DNS/release/dnsmasq/dnsmasq_hosts"
 
@@ -139,3 +140,58 @@ def test_roles_with_a_token(env: dict[str, str], tmp_path: Path) -> None:
     assert peek.returncode == 1 and "DEVELOPER" in peek.stderr and "s3cret" not in peek.stdout
     for args in (("config", "restore", ITEM, "1"), ("vars", "set", "DNS/release", "x", "1")):
         assert cli(rep, *args).returncode == 1
+
+
+EDITOR_SCRIPT = """\
+import os, sys
+from pathlib import Path
+path = Path(sys.argv[-1])
+if os.environ.get("RACE"):  # someone saves while this editor is open
+    from quayside.config import items
+    from quayside.config.address import ItemAddress
+    from quayside.config.sql_store import SqlConfigStore
+    from quayside.ledger.db import make_engine
+    store = SqlConfigStore(make_engine(os.environ["QUAYSIDE_DATABASE_URL"]))
+    item = ItemAddress.parse(os.environ["RACE"])
+    items.save(store, item, "theirs\\n", author="bob",
+               base_version=items.latest_version_number(store, item))
+path.write_text(path.read_text() + "10.0.0.7 g\\n")
+"""
+
+
+def test_edit_saves_from_the_version_it_opened(env: dict[str, str], tmp_path: Path) -> None:
+    script = tmp_path / "editor.py"
+    script.write_text(EDITOR_SCRIPT)
+    editing = env | {"EDITOR": f"{sys.executable} {script}", "VISUAL": ""}
+    ok(cli(env, "config", "set", ITEM, stdin="10.0.0.1 a\n"))
+    done = ok(cli(editing, "config", "edit", ITEM, "-m", "add g"))
+    assert "saved version 2" in done.stderr
+    assert ok(cli(env, "config", "get", ITEM)).stdout == "10.0.0.1 a\n10.0.0.7 g\n"
+    raced = cli(editing | {"RACE": ITEM}, "config", "edit", ITEM)
+    assert raced.returncode == 1 and "you started from version 2" in raced.stderr
+    assert "latest is version 3 by bob" in raced.stderr
+    kept = raced.stderr.split("your edit is kept in ")[1].split()[0]
+    assert Path(kept).read_text() == "10.0.0.1 a\n10.0.0.7 g\n10.0.0.7 g\n"  # nothing lost
+    assert ok(cli(env, "config", "get", ITEM)).stdout == "theirs\n"
+    Path(kept).unlink()
+
+
+def test_the_vault_backend_from_the_cli(env: dict[str, str], fake_vault: FakeVault) -> None:
+    vault = env | {
+        "QUAYSIDE_CONFIG_BACKEND": "vault",
+        "VAULT_ADDR": fake_vault.url,
+        "VAULT_TOKEN": VAULT_TOKEN,
+    }
+    ok(cli(vault, "config", "set", ITEM, stdin="10.0.0.1 a\n"))
+    ok(cli(vault, "config", "set", ITEM, "--base", "1", stdin="10.0.0.2 b\n"))
+    assert ok(cli(vault, "config", "get", ITEM, "--version", "1")).stdout == "10.0.0.1 a\n"
+    assert "quayside/items/" + ITEM in fake_vault.keys
+    assert fake_vault.keys["quayside/items/" + ITEM].current_version == 2
+    fake_vault.handle("POST", "/v1/secret/data/dns/api", VAULT_TOKEN, {"data": {"k": "v-1"}})
+    ok(cli(vault, "vars", "set", "DNS/release", "api", "--vault", "secret/dns/api#k"))
+    missing = cli(vault, "vars", "set", "DNS/release", "x", "--vault", "secret/dns/none#k")
+    assert missing.returncode == 1 and "Vault path secret/dns/none does not exist" in missing.stderr
+    ok(cli(vault, "config", "set", "DNS/release/app/a.conf", "--template", stdin="{{ api }}\n"))
+    shown = ok(cli(vault, "config", "get", "DNS/release/app/a.conf", "--rendered")).stdout
+    assert shown == "•••• (v1)\n"
+    assert cli(env, "config", "get", ITEM).returncode == 1  # nothing went to the ledger
