@@ -70,6 +70,13 @@ class Center:
         check = require_editor if edit else require_reader
         check(self.engine, self.inventory, self.user, project, environment)
 
+    def require_project(self, project: str) -> None:
+        """Check that the user may read the project's config (any environment)."""
+        from quayside.config.permissions import require_reader
+
+        if not self.operator:
+            require_reader(self.engine, self.inventory, self.user, project)
+
 
 @contextmanager
 def _center(token_file: Path | None) -> Iterator[Center]:
@@ -266,6 +273,39 @@ def config_get(
     _say(f"{item} v{found.version} by {found.author} ({found.created_at:%Y-%m-%d %H:%M:%S} UTC)")
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+@config_app.command("list")
+def config_list(
+    where: str = typer.Argument(..., help="PROJECT or PROJECT/ENV"),
+    token_file: Path | None = TokenFile,
+) -> None:
+    """List a project's config files: latest draft and published version of each."""
+    from rich.table import Table
+
+    from quayside.config import items
+    from quayside.config.address import EnvAddress, check_name
+
+    project, _, environment = where.partition("/")
+    if environment:
+        EnvAddress(project, environment)
+    else:
+        check_name("project", project)
+    with _center(token_file) as center:
+        if environment:
+            center.require(project, environment, edit=False)
+        else:
+            center.require_project(project)
+        rows = items.states(center.store, project, environment or None)
+    if not rows:
+        _say(f"{where}: no config files")
+        return
+    table = Table("file", "latest", "published", "state")
+    for row in rows:
+        published = "-" if row.published is None else f"v{row.published.version}"
+        state = "unpublished draft" if row.unpublished else "published"
+        table.add_row(str(row.latest.address), f"v{row.latest.version}", published, state)
+    console.print(table)
 
 
 @config_app.command("history")

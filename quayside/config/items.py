@@ -205,3 +205,9 @@ def mark_published(
         VersionNotFound: no such item or version.
     """
     store.set_published(item, version, by=actor, at=at or datetime.now(UTC))
+
+
+def states(store: ConfigStore, project: str, environment: str | None = None) -> list[ItemState]:
+    """The latest draft and published marker of every item of a project (or one of its
+    environments), by address."""
+    return [state(store, address) for address in store.list_items(project, environment)]

@@ -74,6 +74,11 @@ def test_drafts_history_diff_restore_and_stale_saves(env: dict[str, str]) -> Non
     assert "restores v1" in history and "first" in history and "draft" in history
     never = cli(env, "config", "get", ITEM, "--published")
     assert never.returncode == 1 and "never published" in never.stderr
+    listed = ok(cli(env, "config", "list", "DNS/release")).stdout
+    assert ITEM in listed and "v3" in listed and "unpublished draft" in listed
+    assert ITEM in ok(cli(env, "config", "list", "DNS")).stdout
+    unknown = cli(env, "config", "list", "DNS/prod")
+    assert unknown.returncode == 1 and "'prod' is not an environment" in unknown.stderr
 
 
 @pytest.mark.parametrize(

@@ -170,6 +170,9 @@ def test_unknown_items_and_listing(store: ConfigStore) -> None:
     assert store.list_items("DNS") == sorted([HOSTS, CONF, other], key=str)
     assert store.list_items("DNS", "test") == [other]
     assert store.list_items("NONE") == []
+    items.mark_published(store, CONF, 1, actor="flow-run:r")
+    states = {str(s.latest.address): s.unpublished for s in items.states(store, "DNS", "release")}
+    assert states == {str(CONF): False, str(HOSTS): True}
 
 
 def test_variables_are_versioned_and_secrets_masked(store: ConfigStore, box: SecretBox) -> None:
