@@ -33,6 +33,11 @@ TOKEN_FILE_HELP = (
     "the platform operator (cli:<login>)"
 )
 AS_HELP = "SUPER only: ask in the name of this user (you are recorded beside them)"
+WAIT_LOCK_HELP = (
+    "when another run holds the deploy lock of APP/ENV, wait up to this many seconds (at most "
+    "3600) for it instead of ending 'not run' at once (the flow's lock_wait_s); a lock whose "
+    "run has ended is taken over without waiting"
+)
 
 
 class RunFailed(QuaysideError):
@@ -244,6 +249,7 @@ def _print_outcome(run_id: str, engine: Engine | None = None) -> None:
 
     from quayside.ledger.db import make_engine
     from quayside.ledger.releases import releases_of_run
+    from quayside.release.fleet_summary import fleet_line
     from quayside.settings import load_settings
 
     ledger = engine or make_engine(load_settings().database_url)
@@ -257,7 +263,9 @@ def _print_outcome(run_id: str, engine: Engine | None = None) -> None:
                 str(row.bytes_sent or 0),
                 f"{row.duration_s:.2f}" if row.duration_s is not None else "",
             )
-        console.print(f"release {release.id} ({release.version}): {release.status}")
+        fleet = fleet_line(release.summary) if release.status == "interrupted" else None
+        status = f"{release.status}: {fleet}" if fleet else str(release.status)
+        console.print(f"release {release.id} ({release.version}): {status}", highlight=False)
         if release.hosts:
             console.print(table)
 
@@ -291,6 +299,9 @@ def deploy(
     host: list[str] | None = typer.Option(None, "--host", help="only this host (repeatable)"),
     batch: str | None = typer.Option(None, "--batch", help="hosts per batch: N or N%"),
     follow: bool = typer.Option(True, "--follow/--no-follow", help="follow the run to its end"),
+    wait_lock: float | None = typer.Option(
+        None, "--wait-lock", metavar="SECONDS", min=0, max=3600, help=WAIT_LOCK_HELP
+    ),
     as_name: str | None = typer.Option(None, "--as", metavar="USER", help=AS_HELP),
     token_file: Path | None = typer.Option(
         None, "--token-file", help=TOKEN_FILE_HELP, dir_okay=False
@@ -330,6 +341,8 @@ def deploy(
             parameters["hosts"] = list(host)
         if parsed is not None:
             parameters["batch"] = parsed
+        if wait_lock is not None:
+            parameters["lock_wait_s"] = wait_lock
         if at is not None:
             _schedule("git-deploy", parameters, requester, ledger, at)
             return
@@ -343,6 +356,9 @@ def rollback_command(
     env: str = typer.Argument(..., metavar="ENV", help="environment of the app"),
     to: str | None = typer.Option(None, "--to", help="release id or version (default previous)"),
     follow: bool = typer.Option(True, "--follow/--no-follow", help="follow the run to its end"),
+    wait_lock: float | None = typer.Option(
+        None, "--wait-lock", metavar="SECONDS", min=0, max=3600, help=WAIT_LOCK_HELP
+    ),
     as_name: str | None = typer.Option(None, "--as", metavar="USER", help=AS_HELP),
     token_file: Path | None = typer.Option(
         None, "--token-file", help=TOKEN_FILE_HELP, dir_okay=False
@@ -359,6 +375,8 @@ def rollback_command(
         parameters: dict[str, Any] = {"app": app_name, "env": env, "requested_by": requester.name}
         if to is not None:
             parameters["to"] = to
+        if wait_lock is not None:
+            parameters["lock_wait_s"] = wait_lock
         total = _host_count(app_name, env, None)
         _follow("rollback", parameters, requester, ledger, follow=follow, total=total)
 
@@ -373,13 +391,18 @@ def releases(
     from rich.table import Table
 
     from quayside.ledger.db import make_engine
+    from quayside.ledger.models import ReleaseStatus
     from quayside.ledger.releases import current_release, list_releases
+    from quayside.release.fleet_summary import fleet_line
     from quayside.settings import load_settings
 
     engine = make_engine(load_settings().database_url)
     try:
-        rows = list_releases(engine, app_name, env, limit=limit)
-        current = current_release(engine, app_name, env)
+        rows = list_releases(engine, app_name, env, limit=limit, with_hosts=False)
+        # the newest succeeded release listed is the current one; else it is older than these
+        current = next((r for r in rows if r.status == ReleaseStatus.succeeded), None)
+        if current is None and rows:
+            current = current_release(engine, app_name, env)
     finally:
         engine.dispose()
     if not rows:
@@ -389,6 +412,10 @@ def releases(
     for r in rows:
         mark = "*" if current is not None and r.id == current.id else ""
         when = r.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if r.created_at else ""
+        status = r.status.value
+        fleet = fleet_line(r.summary) if r.status == ReleaseStatus.interrupted else None
+        if fleet:  # a fleet the dead run left mixed
+            status = f"{status}: {fleet}"
         table.add_row(
             mark,
             str(r.id),
@@ -397,6 +424,6 @@ def releases(
             (r.commit_sha or "")[:12],
             r.requested_by or "",
             when,
-            r.status.value,
+            _escape(status),
         )
     console.print(table)

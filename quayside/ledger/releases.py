@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, noload
 
 from quayside.errors import InputError, LedgerError, NotFoundError
 from quayside.ledger import audit
@@ -522,7 +522,7 @@ def current_release(db: Engine | Session, app: str, env: str) -> Release | None:
     Returns:
         The Release, or None if nothing has succeeded there.
     """
-    with unit_of_work(db) as session:
+    with unit_of_work(db, read_only=True) as session:
         return session.scalars(_current_query(app, env).limit(1)).unique().first()
 
 
@@ -572,8 +572,11 @@ def list_releases(
     limit: int = 20,
     *,
     status: ReleaseStatus | None = None,
+    with_hosts: bool = True,
 ) -> Sequence[Release]:
     """Releases of ``app`` in ``env``, newest first, with their per-host outcomes loaded.
+
+    Given an Engine it only reads (no write lock: a listing never waits for a busy writer).
 
     Args:
         db: Engine or Session.
@@ -581,6 +584,7 @@ def list_releases(
         env: environment name.
         limit: at most this many.
         status: only releases in this status.
+        with_hosts: load the per-host outcomes (False: ``hosts`` stays empty, one query).
 
     Returns:
         The releases.
@@ -588,7 +592,9 @@ def list_releases(
     query = _for_env(app, env).order_by(Release.id.desc()).limit(limit)
     if status is not None:
         query = query.where(Release.status == status)
-    with unit_of_work(db) as session:
+    if not with_hosts:
+        query = query.options(noload(Release.hosts))
+    with unit_of_work(db, read_only=True) as session:
         return session.scalars(query).unique().all()
 
 
@@ -603,7 +609,7 @@ def releases_of_run(db: Engine | Session, flow_run_id: str) -> Sequence[Release]
         The releases.
     """
     query = select(Release).where(Release.flow_run_id == flow_run_id).order_by(Release.id)
-    with unit_of_work(db) as session:
+    with unit_of_work(db, read_only=True) as session:
         return session.scalars(query).unique().all()
 
 

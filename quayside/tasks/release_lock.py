@@ -119,6 +119,7 @@ def take_release_lock(
         NotRun: the lock is held by another run; the refusal is recorded.
     """
     deadline = time.monotonic() + max(wait_s, 0.0)
+    waiting = False
     while True:
         try:
             stack.enter_context(
@@ -139,6 +140,10 @@ def take_release_lock(
             continue
         if time.monotonic() + LOCK_POLL_S > deadline:
             break
+        if not waiting:
+            waiting = True
+            left = max(deadline - time.monotonic(), 0.0)
+            _logger().info("waiting up to %.0fs for the deploy lock: %s", left, refusal)
         time.sleep(LOCK_POLL_S)
     _refuse(engine, refusal, record)
 

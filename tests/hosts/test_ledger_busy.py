@@ -137,3 +137,21 @@ def test_other_errors_fail_at_once(ledger_url: str) -> None:
             releases.mark_running(engine, 12345)
     finally:
         engine.dispose()
+
+
+def test_listings_read_while_another_writer_holds_the_ledger(ledger_url: str) -> None:
+    """`quayside releases` and the run outcome read without the write lock: they answer while
+    the other writer still holds it (on SQLite they used to queue behind it, then fail)."""
+    engine = with_budget(make_engine(ledger_url, busy_timeout_s=0.3), 0.5)
+    try:
+        row = releases.start_release(engine, "web", "prod", ReleaseKind.deploy, requested_by="a")
+        releases.mark_running(engine, row.id)
+        releases.finish_release(engine, row.id, ReleaseStatus.succeeded)
+        with held(ledger_url) as (holder, _):
+            listed = releases.list_releases(engine, "web", "prod", with_hosts=False)
+            assert [r.id for r in listed] == [row.id]
+            assert releases.current_release(engine, "web", "prod") is not None
+            assert [r.id for r in releases.releases_of_run(engine, "none")] == []
+            assert holder.poll() is None  # still holding: nothing waited for it
+    finally:
+        engine.dispose()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +27,7 @@ from quayside.ledger.releases import get_release, mark_running, releases_of_run,
 from quayside.runs import read_run, start_run
 from quayside.runs.liveness import run_life
 from quayside.stack.reconcile_sweep import CRASHED_MESSAGE, sweep
-from testbed.platform import Platform
+from testbed.platform import PROJECT_DIR, Platform
 from testbed.release_fixtures import (  # noqa: F401  (fixtures)
     Repo,
     assert_complete,
@@ -263,3 +265,64 @@ def test_a_platform_killed_mid_deploy_is_reconciled_by_the_next_up(
         engine.dispose()
         monkeypatch.undo()
         _refresh_prefect_settings()
+
+
+def quayside(platform: Platform, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "quayside.cli.main", *args],
+        env={**platform.env, "COLUMNS": "200"},
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_cli_waits_for_a_live_lock_and_lists_a_mixed_fleet(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    """`quayside deploy --wait-lock` waits for a live holder and then deploys; a release a
+    dead run left with the fleet split reads as such in `quayside releases`."""
+    from quayside.ledger.locks import release as release_lock
+
+    fleet = clean_ssh_fleet
+    write_inventory(platform_inventory, fleet, repo)
+    engine = ledger()
+    live = _prefect_run_in_state("RUNNING")  # a holder Prefect shows alive
+    acquire(engine, "shop", "test", "carol (flow run live)", flow_run_id=live, version="v0")
+    deploy = quayside(platform, "deploy", "shop", "test", "v1", "--wait-lock", "300")
+    assert deploy.stdout is not None
+    seen: list[str] = []
+    try:
+        for line in deploy.stdout:
+            seen.append(line)
+            if "waiting up to" in line and "locked by carol" in line:
+                break
+        else:
+            pytest.fail("the deploy did not wait for the lock:\n" + "".join(seen))
+    finally:
+        release_lock(engine, "shop", "test", flow_run_id=live)  # the holder finishes
+    rest, _ = deploy.communicate(timeout=300)
+    assert deploy.returncode == 0, "".join(seen) + rest
+    assert "completed" in rest
+    v1 = current_id(fleet[0])
+    assert v1 is not None and all(current_id(h) == v1 for h in fleet)
+
+    # a dead run's release, the fleet split between it and v1
+    rid = "20300101T000000Z-dddddddddddd"
+    (fleet[0].root / "releases" / rid).mkdir()
+    tmp = fleet[0].root / ".current.tmp"
+    tmp.symlink_to(f"releases/{rid}")
+    os.replace(tmp, fleet[0].root / "current")
+    dead_run = "5f1b7a52-0000-4000-8000-00000000dead"  # not a run Prefect knows
+    row = start_release(
+        engine, "shop", "test", ReleaseKind.deploy, requested_by="dan", version="v2",
+        flow_run_id=dead_run, details={"release_id": rid},
+    )  # fmt: skip
+    mark_running(engine, row.id)
+    sweep(engine, load_inventory(platform_inventory), started_at=datetime.now(UTC))
+    listing = quayside(platform, "releases", "shop", "test")
+    out, _ = listing.communicate(timeout=60)
+    assert listing.returncode == 0, out
+    line = next(x for x in out.splitlines() if f" {row.id} " in x)
+    assert "interrupted: 2 of 3 hosts on v1, 1 on v2" in line, out
