@@ -5,6 +5,8 @@ Modules:
     address       item and variable addresses, refused with the field named when malformed
     records       the version records every backend returns
     errors        what a user can act on: a stale save, a file too large, a template error
+    stale         the stale-save error both backends raise (both versions, secrets masked)
+    limits        size limits (a config file, a variable, a message)
     store         the storage interface (a Protocol) every backend implements
     sql_store     the ledger database backend (SQLite, PostgreSQL)
     vault_store   HashiCorp Vault KV v2 backend (hvac)

@@ -211,3 +211,12 @@ def states(store: ConfigStore, project: str, environment: str | None = None) -> 
     """The latest draft and published marker of every item of a project (or one of its
     environments), by address."""
     return [state(store, address) for address in store.list_items(project, environment)]
+
+
+def authors_since(store: ConfigStore, address: ItemAddress, version: int) -> set[str]:
+    """Who saved the versions after the published one up to ``version`` (all of them when
+    nothing was published): the people a "whoever edited it may not approve its publish"
+    policy excludes from approving the publish of ``version``."""
+    marker = store.published_marker(address)
+    after = marker.version if marker is not None else 0
+    return {v.author for v in store.item_versions(address) if after < v.version <= version}

@@ -223,9 +223,13 @@ class ResolvedVariables:
     values: dict[str, str] = field(repr=False)
     secret_versions: dict[str, int]
     """name → version of every secret variable."""
+    versions: dict[str, int] = field(default_factory=dict)
+    """name → version of every variable (what a rendering depended on: bind approvals to it)."""
 
     def __repr__(self) -> str:
-        return f"ResolvedVariables(names={sorted(self.values)}, secrets={self.secret_versions})"
+        return (
+            f"ResolvedVariables(versions={self.versions}, secrets={sorted(self.secret_versions)})"
+        )
 
     def redact(self, text: str) -> str:
         """``text`` with every secret value replaced by ``•••• (vN)`` (longest first, so a
@@ -249,9 +253,11 @@ def resolved(
     """
     values: dict[str, str] = {}
     secrets: dict[str, int] = {}
+    versions: dict[str, int] = {}
     for record in store.latest_variables(env):
         value = value_of(record, box, reader)
         values[record.name] = value.reveal() if isinstance(value, SecretText) else value
+        versions[record.name] = record.version
         if record.secret:
             secrets[record.name] = record.version
-    return ResolvedVariables(values, secrets)
+    return ResolvedVariables(values, secrets, versions)

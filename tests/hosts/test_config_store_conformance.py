@@ -239,3 +239,23 @@ def test_a_variable_pointing_at_an_unknown_vault_path_is_named(
         render_version(store, saved, box=box, reader=reader)
     with pytest.raises(UnknownVaultPath, match="has no key 'nokey'"):
         reader.read("secret/dns/api#nokey", what="x")
+
+
+def test_authors_since_the_published_version(store: ConfigStore) -> None:
+    items.save(store, CONF, "1\n", author="ann", base_version=0)
+    assert items.authors_since(store, CONF, 1) == {"ann"}
+    items.mark_published(store, CONF, 1, actor="flow-run:r")
+    items.save(store, CONF, "2\n", author="bob", base_version=1)
+    items.save(store, CONF, "3\n", author="cy", base_version=2)
+    items.save(store, CONF, "4\n", author="dee", base_version=3)
+    assert items.authors_since(store, CONF, 3) == {"bob", "cy"}
+
+
+def test_rendering_records_the_variable_versions(store: ConfigStore, box: SecretBox) -> None:
+    variables.set_value(store, box, ENV, "a", "1", author="ann")
+    variables.set_value(store, box, ENV, "a", "2", author="ann")
+    variables.set_value(store, box, ENV, "s", "pw-value", author="ann", secret=True)
+    saved = items.save(store, CONF, "{{ a }} {{ s }}\n", author="a", base_version=0, template=True)
+    rendered = render_version(store, saved, box=box)
+    assert rendered.variables.versions == {"a": 2, "s": 1}
+    assert "pw-value" not in repr(rendered.variables)
