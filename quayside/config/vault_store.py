@@ -132,6 +132,12 @@ class VaultConfigStore:
             if CAS_MISMATCH in str(e):
                 return None
             raise VaultUnavailable(f"Vault refused writing {self.mount}/{path}: {e}") from None
+        if answer is None:
+            raise VaultUnavailable(
+                f"Vault has no KV v2 engine at '{self.mount}' to write {path} in",
+                hint="enable one (vault secrets enable -path=secret -version=2 kv) or set "
+                "QUAYSIDE_CONFIG_VAULT_MOUNT",
+            )
         if base_version == 0:
             self._call(
                 f"setting max_versions of {self.mount}/{path}",

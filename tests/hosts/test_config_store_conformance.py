@@ -15,7 +15,7 @@ import pytest
 
 from quayside.config import items, variables
 from quayside.config.address import EnvAddress, ItemAddress
-from quayside.config.errors import StaleSave, UnknownVaultPath, VersionNotFound
+from quayside.config.errors import StaleSave, UnknownVaultPath, VaultUnavailable, VersionNotFound
 from quayside.config.masking import MASK
 from quayside.config.records import content_hash
 from quayside.config.render import render_version
@@ -259,3 +259,15 @@ def test_rendering_records_the_variable_versions(store: ConfigStore, box: Secret
     rendered = render_version(store, saved, box=box)
     assert rendered.variables.versions == {"a": 2, "s": 1}
     assert "pw-value" not in repr(rendered.variables)
+
+
+def test_vault_without_the_mount_or_with_a_wrong_token_is_named(fake_vault: FakeVault) -> None:
+    elsewhere = VaultConfigStore(hvac.Client(url=fake_vault.url, token=VAULT_TOKEN), mount="kv")
+    with pytest.raises(VaultUnavailable, match="no KV v2 engine at 'kv'"):
+        items.save(elsewhere, CONF, "x\n", author="a", base_version=0)
+    refused = VaultConfigStore(hvac.Client(url=fake_vault.url, token="s.wrong"))
+    with pytest.raises(VaultUnavailable, match="permission denied"):
+        items.history(refused, CONF)
+    gone = VaultConfigStore(hvac.Client(url="http://127.0.0.1:1", token=VAULT_TOKEN, timeout=2))
+    with pytest.raises(VaultUnavailable, match="cannot reach Vault"):
+        items.history(gone, CONF)
