@@ -10,26 +10,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from quayside.errors import InputError, QuaysideError
+from quayside.deploy.errors import HostsFailed
+from quayside.errors import InputError
 from quayside.inventory import group_hosts, load_inventory
 from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import (
-    HostOutcome,
-    mark_running,
-    record_host_outcomes,
-    start_release,
-)
+from quayside.ledger.releases import HostOutcome
 from quayside.markdown_text import cell, code, inline
 from quayside.settings import load_settings
 from quayside.tasks.fanout import map_hosts
 from quayside.tasks.hosts import run_command
-from quayside.tasks.ledger import current_flow_run_id, ledger_engine
-from quayside.tasks.release_finish import Announcement, finish_release_run
+from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.run_authority import confirm_run_authority
-
-
-class HostsFailed(QuaysideError):
-    """Some hosts failed; the message lists each with its reason."""
 
 
 def _check_command(command: list[str]) -> None:
@@ -90,53 +81,51 @@ def hello_release(
     inventory = load_inventory(settings.inventory_path)
     requested_by = confirm_run_authority(inventory, {"group": group}, requested_by)
     hosts = group_hosts(inventory, group)
-    engine = ledger_engine()
-    release = start_release(
-        engine,
+    request = ReleaseRequest(
         "hello",
         group,
         ReleaseKind.hello,
-        requested_by=requested_by,
         version=shlex.join(command)[:200],
-        flow_run_id=current_flow_run_id(),
-    )
-    mark_running(engine, release.id, actor=requested_by)
-    logger.info("release %s: %s on %d host(s)", release.id, shlex.join(command), len(hosts))
-
-    result = map_hosts(
-        lambda name: run_command.submit(name, inventory.hosts[name], command),
-        hosts,
-        max_parallel,
-    )
-    rows: list[tuple[str, str, str]] = []
-    outcomes: list[HostOutcome] = []
-    for outcome in result.outcomes:
-        status = HostStatus.succeeded if outcome.ok else HostStatus.failed
-        message = None if outcome.ok else outcome.message
-        outcomes.append(HostOutcome(outcome.host, status, step="command", message=message))
-        rows.append(
-            (outcome.host, "ok" if outcome.ok else "failed", outcome.value or message or "")
-        )
-    final = ReleaseStatus.succeeded if result.ok else ReleaseStatus.failed
-    text = f"{code(shlex.join(command), limit=200)} on {len(hosts)} host(s)"
-    if not result.ok:
-        text += f", failed on: {inline(', '.join(o.host for o in result.failed), limit=300)}"
-    finish_release_run(
-        engine,
-        release.id,
-        final,
-        summary={"hosts": len(hosts), "failed": len(result.failed)},
-        also=lambda session: record_host_outcomes(session, release.id, outcomes),
+        requested_by=requested_by,
         # told where an app "hello" in quayside.yaml lists channels (no warning otherwise)
-        announce=Announcement("hello", group, final.value, release.version, requested_by, text)
-        if "hello" in inventory.apps
-        else None,
+        announce="hello" in inventory.apps,
     )
+    with ReleaseLifecycle(request) as life:
+        release = life.start()
+        logger.info("release %s: %s on %d host(s)", release, shlex.join(command), len(hosts))
+        result = map_hosts(
+            lambda name: run_command.submit(name, inventory.hosts[name], command),
+            hosts,
+            max_parallel,
+        )
+        rows: list[tuple[str, str, str]] = []
+        outcomes: list[HostOutcome] = []
+        for outcome in result.outcomes:
+            status = HostStatus.succeeded if outcome.ok else HostStatus.failed
+            message = None if outcome.ok else outcome.message
+            outcomes.append(HostOutcome(outcome.host, status, step="command", message=message))
+            rows.append(
+                (outcome.host, "ok" if outcome.ok else "failed", outcome.value or message or "")
+            )
+        final = ReleaseStatus.succeeded if result.ok else ReleaseStatus.failed
+        text = f"{code(shlex.join(command), limit=200)} on {len(hosts)} host(s)"
+        if not result.ok:
+            text += f", failed on: {inline(', '.join(o.host for o in result.failed), limit=300)}"
+        life.record_hosts(outcomes)
+        life.finish(
+            final,
+            event=final.value,
+            text=text,
+            summary={"hosts": len(hosts), "failed": len(result.failed)},
+        )
     create_markdown_artifact(
         markdown=_report(group, command, rows),
         key=f"hello-release-{group.lower()}"[:100].replace(".", "-").replace("_", "-"),
         description=f"hello-release on {inline(group)}",
     )
     if not result.ok:
-        raise HostsFailed(result.summary())
-    return {"release_id": release.id, "hosts": {h: r for h, r, _ in rows}}
+        raise HostsFailed(
+            f"{len(result.failed)} of {len(result.outcomes)} host(s) failed",
+            [(o.host, "command", o.message) for o in result.failed],
+        )
+    return {"release_id": release, "hosts": {h: r for h, r, _ in rows}}

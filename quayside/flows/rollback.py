@@ -5,44 +5,32 @@ from __future__ import annotations
 
 import shutil
 import time
-from contextlib import ExitStack
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from quayside.auth.policy import effective_policy
 from quayside.deploy.engine import RollbackSpec
 from quayside.deploy.errors import HostsFailed
 from quayside.deploy.summary import rollback_markdown
 from quayside.errors import InputError, NotFoundError
 from quayside.inventory import load_inventory
 from quayside.inventory.resolve import resolve_target
-from quayside.ledger.db import unit_of_work
 from quayside.ledger.environments import pause_auto_triggers
-from quayside.ledger.models import HostStatus, Release, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import (
-    HostOutcome,
-    current_release,
-    get_release,
-    list_releases,
-    mark_running,
-    record_host_outcomes,
-    start_release,
-)
+from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
+from quayside.ledger.releases import current_release, get_release, list_releases
 from quayside.markdown_text import inline
+from quayside.release.host_outcomes import failed_rows
 from quayside.release_id import is_release_id
 from quayside.scratch import sweep_stale
 from quayside.settings import load_settings
 from quayside.tasks.deploy import PayloadCache, Progress, rollback_on_host
-from quayside.tasks.fanout import fan_out
-from quayside.tasks.ledger import current_flow_run_id, ledger_engine
-from quayside.tasks.release_finish import Announcement, finish_release_run
-from quayside.tasks.release_lock import run_release_body, take_release_lock
-from quayside.tasks.release_report import artifact_key, publish_host_table, reports_of
+from quayside.tasks.ledger import ledger_engine
+from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
+from quayside.tasks.release_lock import run_release_body
+from quayside.tasks.release_report import artifact_key, publish_host_table
 from quayside.tasks.run_authority import confirm_run_authority
 
 
@@ -204,22 +192,34 @@ def roll_back(
     inventory = load_inventory(settings.inventory_path)
     requested_by = confirm_run_authority(inventory, {"app": app, "env": env}, requested_by)
     target = resolve_target(inventory, app, env)
-    engine = ledger_engine()
-    run_id = current_flow_run_id()
-    holder = f"{requested_by} (flow run {flow_run.get_name() or 'local'})"
-    current, dest = choose_target(engine, app, env, to)
+    current, dest = choose_target(ledger_engine(), app, env, to)
     rid = release_dir_of(dest)
     assert rid is not None
     details = dest.details or {}
-    policy = effective_policy(target.env.approval, asked=approval, kind="rollback")
-    if policy is not None:  # before the lock: a pending approval holds nothing
-        from quayside.tasks.approval import approval_gate
-
-        approver = approval_gate(
-            app=app,
-            env=env,
-            version=f"rollback to {dest.version}",
-            summary_markdown=rollback_markdown(
+    request = ReleaseRequest(
+        app,
+        env,
+        ReleaseKind.rollback,
+        version=dest.version,
+        requested_by=requested_by,
+        shown=f"rollback to {dest.version}",
+        fields={
+            "ref": dest.ref,
+            "commit_sha": dest.commit_sha,
+            "artifact_location": dest.artifact_location,
+            "manifest_digest": dest.manifest_digest,
+            "rollback_of_id": current.id,
+        },
+        details={
+            "release_id": rid,
+            "artifact_key": details.get("artifact_key"),
+            "target_release": dest.id,
+        },
+        lock_wait_s=lock_wait_s,
+    )
+    with ReleaseLifecycle(request, target) as life:
+        life.approve(  # before the lock: a pending approval holds nothing
+            lambda: rollback_markdown(
                 app=app,
                 env=env,
                 current=(current.id, current.version, current.commit_sha),
@@ -228,53 +228,11 @@ def roll_back(
                 hosts=target.host_names,
                 requested_by=requested_by,
             ),
-            requested_by=requested_by,
-            policy=policy,
+            asked=approval,
+            policy_kind="rollback",
         )
-        logger.info("rollback approved by %s", approver)
-
-    def record(db: Any) -> Release:
-        return start_release(
-            db,
-            app,
-            env,
-            ReleaseKind.rollback,
-            requested_by=requested_by,
-            version=dest.version,
-            ref=dest.ref,
-            commit_sha=dest.commit_sha,
-            flow_run_id=run_id,
-            artifact_location=dest.artifact_location,
-            manifest_digest=dest.manifest_digest,
-            rollback_of_id=current.id,
-            details={
-                "release_id": rid,
-                "artifact_key": details.get("artifact_key"),
-                "target_release": dest.id,
-            },
-        )
-
-    with ExitStack() as stack:
-        take_release_lock(
-            stack,
-            engine,
-            app,
-            env,
-            holder=holder,
-            flow_run_id=run_id,
-            version=f"rollback to {dest.version}",
-            wait_s=lock_wait_s,
-            record=lambda: int(record(engine).id),
-        )
-        with unit_of_work(engine) as session:  # recorded and running: one transaction
-            row = record(session)
-            mark_running(session, row.id, actor=requested_by)
-        paused = False
-
-        def announce(event: str, text: str) -> Announcement:
-            return Announcement(
-                app, env, event, f"rollback to {dest.version}", requested_by, inline(text)
-            )
+        life.lock()
+        row = life.start()
 
         def pause(db: Any) -> None:
             pause_auto_triggers(
@@ -283,7 +241,7 @@ def roll_back(
                 env,
                 actor=requested_by,
                 reason=f"rolled back from {current.version} to {dest.version} "
-                f"(rollback release {row.id}); resume when the fix is deployed",
+                f"(rollback release {row}); resume when the fix is deployed",
             )
 
         logger.info(
@@ -298,7 +256,7 @@ def roll_back(
         )
         sweep_stale(settings.home / "restore")  # what crashed runs left
         cache_dir = settings.home / "restore" / f"{rid}-{time.monotonic_ns()}"
-        stack.callback(shutil.rmtree, cache_dir, True)
+        life.callback(shutil.rmtree, cache_dir, True)
         spec = RollbackSpec(
             app=app,
             env=env,
@@ -318,82 +276,47 @@ def roll_back(
             artifact_key("rollback-progress", app, env),
             f"rollback {inline(app)}/{inline(env)}",
         )
+        paused = False
         try:
-            result = fan_out(
-                "rollback",
-                lambda h: rollback_on_host(h, host_map[h], spec, fetch, progress),
+            applied = life.apply(
                 target.host_names,
-                target.env.max_parallel,
+                lambda h: rollback_on_host(h, host_map[h], spec, fetch, progress),
+                action="rollback",
             )
-            reports = reports_of(result)
-            bad = [r for r in reports if not r.ok]
+            reports, bad = applied.reports, applied.bad
             publish_host_table(
                 artifact_key("rollback", app, env),
                 f"rollback of {inline(app)}/{inline(env)} to {inline(dest.version)}",
                 reports,
             )
-
-            def hosts_and_pause(session: Any) -> None:
-                record_host_outcomes(
-                    session,
-                    row.id,
-                    [
-                        HostOutcome(
-                            r.host,
-                            HostStatus.succeeded if r.ok else HostStatus.failed,
-                            step=r.step,
-                            message=r.message or None,
-                            bytes_sent=r.bytes_sent,
-                            duration_s=r.duration_s,
-                        )
-                        for r in reports
-                    ],
-                )
-                pause(session)
-
             moved = f"from {current.version} (release {current.id}) to {dest.version} "
             moved += f"(release {dest.id}, {rid})"
             if bad:
-                news = announce(
-                    "failed",
-                    f"rollback {moved}: {len(bad)} of {len(reports)} "
-                    "host(s) failed: " + ", ".join(r.host for r in bad),
-                )
+                event = "failed"
+                text = f"rollback {moved}: {len(bad)} of {len(reports)} host(s) failed: "
+                text += ", ".join(r.host for r in bad)
             else:
-                news = announce("rolled_back", f"rolled back {moved} on {len(reports)} host(s)")
-            # host rows, the outcome and the trigger pause: one transaction
-            finish_release_run(
-                engine,
-                row.id,
+                event, text = "rolled_back", f"rolled back {moved} on {len(reports)} host(s)"
+            life.finish(  # the outcome and the trigger pause: one transaction
                 ReleaseStatus.failed if bad else ReleaseStatus.succeeded,
+                event=event,
+                text=inline(text),
                 summary={"hosts": len(reports), "failed": len(bad), "to": dest.id},
                 details={"failed_hosts": [r.host for r in bad]},
-                also=hosts_and_pause,
-                announce=news,
+                also=pause,
             )
             paused = True
-        except BaseException as e:
-            why = (str(e) or type(e).__name__).splitlines()[0]
-            finish_release_run(
-                engine,
-                row.id,
-                ReleaseStatus.failed,
-                details={"error": str(e)},
-                announce=announce("failed", f"rollback to {dest.version}: {why}"),
-                quiet=True,
-            )
-            raise
         finally:
             progress.close()  # its last update went out while the ledger was written
             if not paused:
-                pause(engine)
+                pause(life.engine)
     if bad:
         raise HostsFailed(
             f"rollback to {dest.version}: {len(bad)} of {len(reports)} host(s) failed",
-            [(r.host, r.step, r.message) for r in bad],
+            failed_rows(reports),
         )
     return {
-        "release": row.id,
+        "release": row,
         "to": dest.id,
         "release_id": rid,
         "hosts": {r.host: r.status for r in reports},

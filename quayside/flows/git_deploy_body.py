@@ -1,0 +1,395 @@
+"""What :func:`quayside.flows.git_deploy.git_deploy` does, step by step: resolve the ref,
+build the payload, plan per host, then the shared release lifecycle (approve, lock, apply in
+batches, restore past the threshold, finish) with git's own work - keeping the payload in the
+artifact store and the hosts' facts for the next deploy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.futures import PrefectFuture
+
+from quayside.artifacts.delta import StoredPayload, recall, remember
+from quayside.deploy import expected_facts
+from quayside.deploy.engine import HostReport, ReleaseSpec, prepare_plans
+from quayside.deploy.errors import HostsFailed
+from quayside.deploy.policy import failure_limit
+from quayside.deploy.scripts import host_deploy_root
+from quayside.deploy.summary import approval_markdown
+from quayside.errors import QuaysideError
+from quayside.fanout import batch_size
+from quayside.inventory import load_inventory
+from quayside.inventory.resolve import Target, resolve_target
+from quayside.ledger.models import ReleaseKind, ReleaseStatus
+from quayside.ledger.releases import current_release
+from quayside.manifest import Manifest, human_bytes
+from quayside.markdown_text import code, code_block, inline
+from quayside.release.host_outcomes import failed_rows, outcome_text
+from quayside.release_id import new_release_id
+from quayside.scratch import BackgroundRemoval
+from quayside.settings import Settings, load_settings
+from quayside.source.mirror import GitMirror
+from quayside.tasks.background import InBackground
+from quayside.tasks.deploy import (
+    Progress,
+    build_payload,
+    deploy_to_host,
+    remembered_manifest,
+    return_build_dir,
+    store_payload,
+    switch_back_host,
+)
+from quayside.tasks.fanout import fan_out
+from quayside.tasks.ledger import ledger_engine
+from quayside.tasks.params import opaque
+from quayside.tasks.payload_keeping import (
+    build_dir,
+    host_facts_path,
+    inline_max,
+    payload_index,
+    store_location,
+    stream_dir_of,
+    usable_delta_base,
+)
+from quayside.tasks.release_lifecycle import Applied, ReleaseLifecycle, ReleaseRequest
+from quayside.tasks.release_report import artifact_key, publish_host_table, reports_of
+from quayside.tasks.run_authority import confirm_run_authority
+from quayside.tasks.source import resolve_ref
+
+
+def deploy_release(
+    *,
+    app: str,
+    env: str,
+    ref: str,
+    hosts: list[str] | None,
+    batch: int | str | None,
+    dry_run: bool,
+    requested_by: str,
+    approval: bool,
+    lock_wait_s: float,
+) -> dict[str, Any]:
+    """The body of :func:`quayside.flows.git_deploy.git_deploy` (its docstring says what it
+    does and returns), run in a thread by :func:`quayside.tasks.sync_body.run_sync_body`."""
+    settings = load_settings()
+    inventory = load_inventory(settings.inventory_path)
+    requested_by = confirm_run_authority(
+        inventory, {"app": app, "env": env, "hosts": hosts}, requested_by
+    )
+    target = resolve_target(inventory, app, env, hosts)
+    names = target.host_names
+    size = batch_size(batch if batch is not None else target.env.batch, len(names))
+    limit = failure_limit(target.env.failure_threshold, len(names))
+    for name in names:
+        host_deploy_root(target.deploy_root, name)  # refuse a bad root before anything runs
+
+    source = resolve_ref(settings.mirrors_dir, target.app.repo, ref, app)
+    sha = source.commit_sha
+    release_id = new_release_id(sha)
+    if dry_run:
+        return _dry_run(target, source.mirror, ref, sha, release_id, settings)
+
+    key = f"{app}/{env}/{release_id}"
+    request = ReleaseRequest(
+        app,
+        env,
+        ReleaseKind.deploy,
+        version=ref,
+        requested_by=requested_by,
+        fields={"ref": ref, "commit_sha": sha, "artifact_location": store_location(key)},
+        details={"release_id": release_id, "artifact_key": key},
+        lock_wait_s=lock_wait_s,
+    )
+    with ReleaseLifecycle(request, target) as life:
+        life.approve(
+            lambda: _approval_summary(source.mirror, target, ref, sha, requested_by), asked=approval
+        )
+        # resumed after a suspension: keep the release directory the row was recorded with
+        release_id = life.recorded_details().get("release_id") or release_id
+        key = f"{app}/{env}/{release_id}"
+        life.lock()
+        build = build_dir(settings, app, env, release_id)
+        # the mirror's tree goes back to it; anything else is deleted by an rm process that
+        # may outlive the run (measured: deleting it while the run wrote its last ledger rows
+        # slowed those writes)
+        scratch = BackgroundRemoval()
+        life.callback(scratch.remove, stream_dir_of(build))
+        life.callback(return_build_dir, source.mirror, build, scratch)
+        # what the hosts probably run (read before the build replaces it): a host holding
+        # exactly this manifest need not send it back with its facts
+        remembered = None if target.app.build else remembered_manifest(source.mirror)
+        known = remembered.manifest if remembered is not None else None
+        life.step = "build"
+        manifest = build_payload(
+            source.mirror, app, target.app, env, release_id, sha, ref, build, opaque(remembered)
+        )
+        life.step = None
+        life.start(manifest_digest=manifest.with_shared(tuple(target.app.shared_paths)).digest())
+        expected = expected_facts.load(host_facts_path(settings, app, env))
+        spec = _spec(target, ref, sha, release_id, build, manifest, known, expected)
+        base = usable_delta_base(manifest, recall(payload_index(settings, app, env), known))
+        title = f"{inline(app)}/{inline(env)} to {inline(ref)}"
+        progress_key = artifact_key("git-deploy-progress", app, env)
+        with Progress(len(names), progress_key, title) as bar:
+            # closed last: the final progress update goes out while the ledger is written
+            return _deploy(life, spec, key, size, limit, base, settings, bar)
+
+
+def _deploy(
+    life: ReleaseLifecycle,
+    spec: ReleaseSpec,
+    key: str,
+    size: int,
+    limit: int,
+    base: StoredPayload | None,
+    settings: Settings,
+    progress: Progress,
+) -> dict[str, Any]:
+    logger = get_run_logger()
+    target = life.target
+    assert target is not None
+    app, env, ref = target.app_name, target.env_name, spec.ref
+    names = target.host_names
+    host_map = dict(target.hosts)
+    logger.info(
+        "release %s (%s): %d host(s) in batches of %d, %d failure(s) tolerated",
+        spec.release_id,
+        human_bytes(spec.manifest.total_bytes),
+        len(names),
+        size,
+        limit,
+    )
+    # a delta (a few changed files) is stored alongside the hosts; a whole payload after
+    # them, as packing it competes with the host sessions for the CPU and must never delay
+    # a switch (the ledger work below overlaps it)
+    stored: PrefectFuture[tuple[str, StoredPayload]] | None = None
+    if base is not None:
+        stored = store_payload.submit(key, spec.payload_dir, opaque(spec.manifest), opaque(base))
+    prepare_plans(spec, names)  # once per distinct facts, before the host tasks compete
+    applied = life.apply(
+        names,
+        lambda h: deploy_to_host(h, host_map[h], spec, progress=progress),
+        action="deploy",
+        batch_size=size,
+        failure_limit=limit,
+    )
+    facts_path = host_facts_path(settings, app, env)
+    if applied.stopped:
+        # switching back comes first: nothing on the failure path waits for the store
+        life.restore(applied, lambda r: _switch_back(target, spec, r))
+        expected_facts.save(facts_path, spec.expected_facts, {}, forget=names)
+        _publish(target, ref, applied)
+        raise life.fail_threshold(applied, details={"artifact_location": None})
+
+    if stored is None:
+        stored = store_payload.submit(key, spec.payload_dir, opaque(spec.manifest), None)
+    expected_facts.save(
+        facts_path,
+        spec.expected_facts,
+        {r.host: r.facts_after for r in applied.reports if r.ok and r.facts_after is not None},
+        forget=[r.host for r in applied.bad],
+    )
+    # the table artifact goes out while the ledger is written (joined before the end)
+    publishing = InBackground(_publish, target, ref, applied)
+    try:
+        location, kept = stored.result()
+        remember(payload_index(settings, app, env), kept)
+    except Exception as e:  # the deploy stands; a restore after pruning will not be possible
+        location = None
+        logger.warning("could not keep the payload in the artifact store: %s", e)
+    result = _finish(life, spec, key, base, location, applied, limit)
+    try:
+        publishing.join(60)
+    except Exception as e:  # the release stands without its table
+        logger.warning("could not publish the per-host table artifact: %s", e)
+    return result
+
+
+def _finish(
+    life: ReleaseLifecycle,
+    spec: ReleaseSpec,
+    key: str,
+    base: StoredPayload | None,
+    location: str | None,
+    applied: Applied,
+    limit: int,
+) -> dict[str, Any]:
+    """Finish a release that was not stopped: succeeded, or "no change" (cancelled, nobody
+    told) when every host already had this content."""
+    reports, bad, changed = applied.reports, applied.bad, applied.changed
+    total = len(reports) + len(applied.skipped)
+    summary = {
+        "hosts": total,
+        "failed": len(bad),
+        "changed": len(changed),
+        "bytes_sent": sum(r.bytes_sent for r in reports),
+    }
+    details: dict[str, Any] = {
+        "artifact_key": key if location else None,
+        "artifact_location": location,
+        "manifest_digest": spec.manifest.with_shared(spec.shared_paths).digest(),
+        "artifact_base": base.key if base is not None and location else None,
+        "failed_hosts": [r.host for r in bad],
+    }
+    if not changed and not bad:
+        life.finish(
+            ReleaseStatus.cancelled,
+            event=None,
+            summary={**summary, "result": "no change"},
+            details=details,
+        )
+        get_run_logger().info("no change: every host already runs this content")
+        outcome = "no change"
+    else:
+        text = f"{len(changed)} of {total} host(s) now run {spec.release_id}"
+        if bad:
+            text += f"; {len(bad)} failed ({limit} tolerated)"
+        life.finish(
+            ReleaseStatus.succeeded,
+            event="succeeded",
+            text=outcome_text(text, failed_rows(reports)),
+            summary={**summary, "result": "deployed"},
+            details=details,
+        )
+        outcome = "deployed"
+        if bad:
+            get_run_logger().error(
+                "%s",
+                HostsFailed(
+                    f"{len(bad)} host(s) failed ({limit} tolerated); the others run "
+                    f"{spec.release_id}",
+                    failed_rows(reports),
+                ),
+            )
+    return {
+        "release": life.row,
+        "release_id": spec.release_id,
+        "commit": spec.commit_sha,
+        "result": outcome,
+        "hosts": {r.host: r.status for r in reports},
+        "failed": [r.host for r in bad],
+        "bytes_sent": {r.host: r.bytes_sent for r in reports},
+    }
+
+
+def _switch_back(target: Target, spec: ReleaseSpec, report: HostReport) -> str:
+    """Switch one host that switched to the new release back to its previous one."""
+    root = spec.root_for(report.host)
+    return switch_back_host(
+        report.host,
+        dict(target.hosts)[report.host],
+        root,
+        report.previous,
+        list(spec.hooks.post_switch),
+        spec.env_for(report.host, root, report.previous),
+    )
+
+
+def _approval_summary(
+    mirror: GitMirror, target: Target, version: str, sha: str, requested_by: str
+) -> str:
+    current = current_release(ledger_engine(), target.app_name, target.env_name)
+    old = current.commit_sha if current is not None else None
+    try:
+        commits = mirror.log(old, sha)
+        changed = mirror.changed_files(old, sha)
+    except QuaysideError:  # the old commit is not in this repository (any more)
+        commits, changed, old = mirror.log(None, sha, limit=5), [], None
+    return approval_markdown(
+        app=target.app_name,
+        env=target.env_name,
+        version=version,
+        commit_sha=sha,
+        current_version=current.version if current is not None else None,
+        current_sha=old,
+        commits=commits,
+        changed_files=changed,
+        hosts=target.host_names,
+        requested_by=requested_by,
+    )
+
+
+def _spec(
+    target: Target,
+    ref: str,
+    sha: str,
+    release_id: str,
+    payload: Path,
+    manifest: Any,
+    known: Manifest | None = None,
+    expected: dict[str, str] | None = None,
+) -> ReleaseSpec:
+    shared = tuple(target.app.shared_paths)
+    return ReleaseSpec(
+        app=target.app_name,
+        env=target.env_name,
+        release_id=release_id,
+        commit_sha=sha,
+        ref=ref,
+        payload_dir=payload,
+        manifest=manifest,
+        deploy_root=target.deploy_root,
+        shared_paths=shared,
+        keep_releases=target.app.keep_releases,
+        hooks=target.app.hooks,
+        health=target.app.health_check,
+        variables=dict(target.env.variables),
+        inline_max_bytes=inline_max(),
+        known_manifest=known.with_shared(shared) if known is not None else None,
+        expected_facts=expected or {},
+        scratch_dir=stream_dir_of(payload),
+    )
+
+
+def _dry_run(
+    target: Target, mirror: GitMirror, ref: str, sha: str, release_id: str, settings: Settings
+) -> dict[str, Any]:
+    """Build and plan every host; report what would change. Nothing on the hosts changes, no
+    lock is taken, nothing is written to the ledger."""
+    logger = get_run_logger()
+    build = build_dir(settings, target.app_name, target.env_name, release_id)
+    try:
+        manifest = build_payload(
+            mirror, target.app_name, target.app, target.env_name, release_id, sha, ref, build
+        )
+        spec = _spec(target, ref, sha, release_id, build, manifest)
+        result = fan_out(
+            "plan",
+            lambda h: deploy_to_host(h, dict(target.hosts)[h], spec, dry_run=True),
+            target.host_names,
+            target.env.max_parallel,
+        )
+    finally:
+        return_build_dir(mirror, build, BackgroundRemoval())
+    reports = reports_of(result)
+    where = f"{inline(target.app_name)}/{inline(target.env_name)}"
+    lines = [f"# Dry run: {where} to {inline(ref)} ({code(sha[:12])})", ""]
+    for r in reports:
+        text = r.plan_text if r.status == "planned" else f"cannot plan: [{r.step}] {r.message}"
+        lines += [f"## {inline(r.host)}", "", code_block(text or ""), ""]
+        logger.info("%s (dry run):\n%s", r.host, text)
+    create_markdown_artifact(
+        markdown="\n".join(lines),
+        key=artifact_key("git-deploy-plan", target.app_name, target.env_name),
+        description=f"dry run of {where} to {inline(ref)}",
+    )
+    return {
+        "release": None,
+        "release_id": release_id,
+        "commit": sha,
+        "result": "planned",
+        "hosts": {r.host: r.plan_text if r.status == "planned" else r.message for r in reports},
+        "failed": [r.host for r in reports if not r.ok],
+    }
+
+
+def _publish(target: Target, ref: str, applied: Applied) -> None:
+    publish_host_table(
+        artifact_key("git-deploy", target.app_name, target.env_name),
+        f"git deploy of {inline(target.app_name)}/{inline(target.env_name)} to {inline(ref)}",
+        applied.reports,
+        applied.skipped,
+    )
