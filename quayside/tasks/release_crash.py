@@ -22,6 +22,7 @@ the sweep at ``quayside up``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from quayside.errors import QuaysideError
@@ -70,6 +71,49 @@ def reconcile_dead_run(flow_run: Any, state: Any) -> list[str]:
         actor=ACTOR,
         app=app if narrowed else None,
         env=env if narrowed else None,
+    )
+    return [r.line for r in done]
+
+
+def reconcile_left_over(
+    engine: Any,
+    app: str,
+    env: str,
+    *,
+    own_run_id: str | None,
+    why_dead: Callable[[str], str | None],
+) -> list[str]:
+    """At the start of a release, under its lock: reconcile the releases of ``app``/``env``
+    that other runs left ``running`` and that ``why_dead`` says are dead (a run killed
+    without hooks, or whose last ledger write failed): the ledger records what the hosts
+    serve before this release changes them. Returns one line per release interrupted.
+
+    Raises:
+        QuaysideError: the inventory or the ledger could not be read or written.
+    """
+    from quayside.inventory import load_inventory
+    from quayside.ledger.releases import running_releases
+    from quayside.release.reconcile import reconcile_dead
+    from quayside.settings import load_settings
+
+    others = [
+        r
+        for r in running_releases(engine, app=app, env=env)
+        if r.flow_run_id and r.flow_run_id != own_run_id
+    ]
+    if not others:
+        return []
+    reasons = {r.flow_run_id: why_dead(r.flow_run_id) for r in others if r.flow_run_id}
+    if not any(reasons.values()):
+        return []
+    inventory = load_inventory(load_settings().inventory_path)
+    done = reconcile_dead(
+        engine,
+        inventory,
+        lambda release: reasons.get(release.flow_run_id or ""),
+        actor=f"reconcile:flow-run:{own_run_id}",
+        app=app,
+        env=env,
     )
     return [r.line for r in done]
 

@@ -65,8 +65,14 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 def dead_holder(flow_run_id: str) -> str | None:
     """:data:`DeadHolder` from Prefect's own record of the run (:mod:`quayside.runs`)."""
+    from uuid import UUID
+
     from quayside.runs.liveness import run_life
 
+    try:
+        UUID(flow_run_id)
+    except ValueError:  # not a Prefect run (a lock taken by hand): nobody can tell
+        return None
     try:
         life = run_life(flow_run_id)
     except QuaysideError as e:  # Prefect unreachable: the holder may be alive
@@ -133,6 +139,7 @@ def take_release_lock(
                     wait_s=0,
                 )
             )
+            _reconcile_left_over(engine, app, env, flow_run_id, is_dead)
             return
         except LockHeldError as e:
             refusal = e
@@ -146,6 +153,21 @@ def take_release_lock(
             _logger().info("waiting up to %.0fs for the deploy lock: %s", left, refusal)
         time.sleep(LOCK_POLL_S)
     _refuse(engine, refusal, record)
+
+
+def _reconcile_left_over(
+    engine: Engine, app: str, env: str, flow_run_id: str | None, is_dead: DeadHolder
+) -> None:
+    """Under the lock, before anything changes: releases of app/env that dead runs left
+    ``running`` are reconciled with the hosts (one ledger query when there are none). A
+    reconcile that fails is a warning: the release goes on, the sweep at ``up`` retries."""
+    from quayside.tasks.release_crash import reconcile_left_over
+
+    try:
+        for line in reconcile_left_over(engine, app, env, own_run_id=flow_run_id, why_dead=is_dead):
+            _logger().warning("%s", line)
+    except QuaysideError as e:
+        _logger().warning("could not reconcile what earlier runs of %s/%s left: %s", app, env, e)
 
 
 def _took_over(

@@ -112,12 +112,14 @@ def test_the_lock_of_a_killed_run_is_taken_over_and_its_release_reconciled(
     if taken:
         assert "is Crashed" in (taken[0].details or {})["reason"]
 
-    # the sweep (as at `quayside up`) reconciles the dead run's release with the hosts
-    sweep(engine, load_inventory(platform_inventory), started_at=datetime.now(UTC))
+    # the dead run's release was reconciled with the hosts before the next deploy changed
+    # them (under its lock; or by a crash hook): nothing had switched, no host had a release
     dead = releases_of_run(engine, handle.id)[0]
     assert dead.status == ReleaseStatus.interrupted
     assert {h.host: h.status for h in dead.hosts} == {h.name: HostStatus.skipped for h in fleet}
-    assert {h.serves for h in dead.hosts} == {result["release_id"]}
+    assert {h.serves for h in dead.hosts} == {None}
+    again = sweep(engine, load_inventory(platform_inventory), started_at=datetime.now(UTC))
+    assert not any(f"release {dead.id} " in line for line in again)  # once is enough
     assert current_lock(engine, "shop", "test") is None
 
 
@@ -326,3 +328,30 @@ def test_cli_waits_for_a_live_lock_and_lists_a_mixed_fleet(
     assert listing.returncode == 0, out
     line = next(x for x in out.splitlines() if f" {row.id} " in x)
     assert "interrupted: 2 of 3 hosts on v1, 1 on v2" in line, out
+
+
+def test_the_next_deploy_records_what_a_dead_run_left_before_it_changes_anything(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    """A release left running by a run Prefect no longer has, with no lock held (its lock
+    release went through, its last ledger write did not): the next deploy, under its lock,
+    first records what the hosts serve for it, then deploys."""
+    fleet = clean_ssh_fleet
+    write_inventory(platform_inventory, fleet, repo)
+    engine = ledger()
+    first = run_flow(git_deploy, "shop", "test", "v1")
+    dead_run = "5f1b7a52-0000-4000-8000-0000000dead2"
+    row = start_release(
+        engine, "shop", "test", ReleaseKind.deploy, requested_by="dan", version="v2",
+        flow_run_id=dead_run, details={"release_id": "20300101T000000Z-eeeeeeeeeeee"},
+    )  # fmt: skip
+    mark_running(engine, row.id)
+    second = run_flow(git_deploy, "shop", "test", "v3")
+    left = get_release(engine, row.id)
+    assert left.status == ReleaseStatus.interrupted
+    # recorded before the new deploy switched: every host still on v1 then
+    assert {h.host: h.serves for h in left.hosts} == {h.name: first["release_id"] for h in fleet}
+    assert {h.status for h in left.hosts} == {HostStatus.skipped}
+    event = list_events(engine, subject_type="release", subject_id=row.id, limit=1)[0]
+    assert event.action == "release.interrupted" and event.actor.startswith("reconcile:flow-run:")
+    assert all(current_id(h) == second["release_id"] for h in fleet)
