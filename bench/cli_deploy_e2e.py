@@ -11,9 +11,9 @@ forks the run process, the flow deploys, and the CLI follows the run's logs and 
 per-host table. The payload, hosts and rsync baseline are those of ``git_deploy_incremental``
 (:mod:`bench.git_deploy`): 5,000 files / 50 MB, one file changed, sshd hosts on loopback.
 
-Each run's Prefect state history splits the wall time: command start -> Running (token check,
-run creation, the worker's poll, the run process), Running -> final (the flow), final ->
-exit (the CLI's tail, also measured on its own by ``cli_deploy_tail``).
+Each run's Prefect state history splits the wall time (:func:`phases`): submitting, the
+worker's pickup, the run process's start, the flow, and the CLI's tail after the final state
+(also measured on its own by ``cli_deploy_tail``).
 """
 
 from __future__ import annotations
@@ -102,26 +102,47 @@ def run_id_of(stdout: str) -> str:
     return found.group(1)
 
 
+PHASES = ("submit_s", "pickup_s", "start_s", "run_s", "after_final_s")
+
+
 def phases(
     started_at: float, history: Sequence[tuple[str, float]], ended_at: float
 ) -> dict[str, float | None]:
     """Split one command's wall time with the run's state history ((type, epoch s), oldest
-    first): ``to_running_s`` (command start -> Running), ``run_s`` (Running -> final state),
-    ``after_final_s`` (final state -> exit)."""
-    running = next((ts for state, ts in history if state == "RUNNING"), None)
+    first) into :data:`PHASES`, which add up to the wall time:
+
+    - ``submit_s``: command start -> the run's first state (Python start-up, imports, the
+      token check, the run created through the API);
+    - ``pickup_s``: first state -> Pending (the worker's poll);
+    - ``start_s``: Pending -> Running (the run's process: fork server, pull step, engine);
+    - ``run_s``: Running -> the final state (the flow);
+    - ``after_final_s``: the final state -> the command's exit (last logs, per-host table).
+
+    A phase whose states are missing is None.
+    """
+
+    def first(kind: str) -> float | None:
+        return next((ts for state, ts in history if state == kind), None)
+
+    def span(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round(b - a, 3)
+
+    created = history[0][1] if history else None
+    pending, running = first("PENDING"), first("RUNNING")
     final = history[-1][1] if history else None
     return {
-        "to_running_s": None if running is None else round(running - started_at, 3),
-        "run_s": None if running is None or final is None else round(final - running, 3),
-        "after_final_s": None if final is None else round(ended_at - final, 3),
+        "submit_s": span(started_at, created),
+        "pickup_s": span(created, pending),
+        "start_s": span(pending, running),
+        "run_s": span(running, final),
+        "after_final_s": span(final, ended_at),
     }
 
 
 def median_phases(runs: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:
     """Median of each phase over the runs that have it."""
-    keys = ("to_running_s", "run_s", "after_final_s")
     out: dict[str, float | None] = {}
-    for key in keys:
+    for key in PHASES:
         values = [v for r in runs if (v := r.get(key)) is not None]
         out[key] = round(statistics.median(values), 3) if values else None
     return out
@@ -211,10 +232,13 @@ def build_entry(
 
 
 NOTES = (
-    "`to_running_s`, `run_s`, `after_final_s` (medians; each run in `phases_runs`): the "
-    "command's start -> the run's Running state (token check, run created through the API, "
-    "the worker's poll, the fork server's run process), Running -> the final state (the "
-    "flow), the final state -> the command's exit (its last logs and the per-host table).",
+    "The command's wall time split by the run's state history (medians; each run in "
+    "`phases_runs`; they add up to the command's time): `submit_s` from the command's start "
+    "to the run's first state (Python start-up and imports, the token check, the run created "
+    "through the API), `pickup_s` to Pending (the worker's poll, every 1 s), `start_s` to "
+    "Running (the run's process: the fork server, the deployment's pull step, Prefect's "
+    "engine), `run_s` to the final state (the flow itself), `after_final_s` to the command's "
+    "exit (its last log lines and the per-host table).",
     "Before each timed command the hosts get the previous release from Quayside (untimed, "
     "the flow called in-process) and make their background copy of it, as between two "
     "deploys (see `git_deploy_incremental`); the run process reuses the SSH master "

@@ -13,6 +13,7 @@ from bench import __main__ as cli
 from bench.cli_deploy_e2e import (
     GOAL_RATIO,
     IN_PROCESS_ONLY,
+    PHASES,
     RSYNC_KEY,
     build_entry,
     cli_env,
@@ -71,25 +72,41 @@ def test_the_run_id_comes_from_the_started_line() -> None:
         run_id_of("quayside: error\n")
 
 
-def test_phases_split_the_wall_time_at_running_and_the_final_state() -> None:
+def test_phases_split_the_wall_time_at_each_state_and_add_up() -> None:
     history = [("SCHEDULED", 100.2), ("PENDING", 101.0), ("RUNNING", 101.5), ("COMPLETED", 102.3)]
-    assert phases(100.0, history, 102.7) == {
-        "to_running_s": 1.5,
+    split = phases(100.0, history, 102.7)
+    assert split == {
+        "submit_s": 0.2,
+        "pickup_s": 0.8,
+        "start_s": 0.5,
         "run_s": 0.8,
         "after_final_s": 0.4,
     }
-    assert phases(100.0, [("SCHEDULED", 100.2)], 101.0) == {
-        "to_running_s": None,
+    assert list(split) == list(PHASES)
+    assert sum(v for v in split.values() if v is not None) == pytest.approx(2.7)
+
+
+def test_a_phase_without_its_states_is_none() -> None:
+    assert phases(100.0, [("SCHEDULED", 100.2), ("FAILED", 100.9)], 101.0) == {
+        "submit_s": 0.2,
+        "pickup_s": None,
+        "start_s": None,
         "run_s": None,
-        "after_final_s": 0.8,
+        "after_final_s": 0.1,
     }
-    assert median_phases(
-        [
-            {"to_running_s": 1.0, "run_s": 1.0, "after_final_s": 0.2},
-            {"to_running_s": 3.0, "run_s": None, "after_final_s": 0.4},
-            {"to_running_s": 2.0, "run_s": 2.0, "after_final_s": 0.3},
-        ]
-    ) == {"to_running_s": 2.0, "run_s": 1.5, "after_final_s": 0.3}
+    assert set(phases(100.0, [], 101.0).values()) == {None}
+
+
+def test_median_phases_skip_runs_without_the_phase() -> None:
+    runs = [
+        {"submit_s": 1.0, "run_s": 1.0},
+        {"submit_s": 3.0, "run_s": None},
+        {"submit_s": 2.0, "run_s": 2.0},
+    ]
+    medians = median_phases(runs)
+    assert medians["submit_s"] == 2.0
+    assert medians["run_s"] == 1.5
+    assert medians["pickup_s"] is None
 
 
 def tool(key: str, seconds: float) -> ToolResult:
@@ -97,7 +114,7 @@ def tool(key: str, seconds: float) -> ToolResult:
 
 
 def test_the_entry_has_the_figures_issue_16_names() -> None:
-    run_phases = [{"to_running_s": 1.5, "run_s": 0.8, "after_final_s": 0.4}] * 3
+    run_phases = [{"submit_s": 0.4, "pickup_s": 0.6, "start_s": 0.5, "run_s": 0.8}] * 3
     entry = build_entry(
         [tool("quayside", 2.5), tool(RSYNC_KEY, 7.6)],
         run_phases,
@@ -111,7 +128,7 @@ def test_the_entry_has_the_figures_issue_16_names() -> None:
     assert entry["ratio_vs_parallel_rsync_link_dest"] == round(7.6 / 2.5, 2)
     assert entry["goal_ratio"] == GOAL_RATIO
     assert entry["meets_goal"] is True
-    assert entry["to_running_s"] == 1.5
+    assert entry["start_s"] == 0.5
     assert entry["phases_runs"] == run_phases
     assert entry["command"] == "uv run python -m bench cli_deploy_e2e"
     slow = build_entry(
@@ -124,7 +141,7 @@ def test_the_entry_has_the_figures_issue_16_names() -> None:
         machine={},
     )
     assert slow["meets_goal"] is False
-    assert slow["to_running_s"] is None
+    assert slow["submit_s"] is None
 
 
 def test_an_unmeasured_command_has_no_verdict() -> None:
