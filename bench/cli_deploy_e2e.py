@@ -29,6 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.cli_deploy_tail import state_history
+from bench.git_deploy.app import CHANGED_FILE, TAG_V1, TAG_V2
+from bench.git_deploy.next_release import warm_mirror
+from bench.git_deploy.quayside_runs import ENV, AppNames, app_names
+from bench.git_deploy.recorder import Spec
+from bench.git_deploy.session import open_session
 from bench.harness import (
     PROJECT_DIR,
     Options,
@@ -254,13 +260,6 @@ NOTES = (
 
 def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str, Any]]:
     """Time ``quayside deploy`` and the rsync loop ``options.repeat`` times each."""
-    from bench.cli_deploy_tail import state_history
-    from bench.git_deploy.app import CHANGED_FILE, TAG_V1, TAG_V2
-    from bench.git_deploy.next_release import warm_mirror
-    from bench.git_deploy.quayside_runs import ENV, AppNames, app_names
-    from bench.git_deploy.recorder import Spec
-    from bench.git_deploy.session import open_session
-
     apps = app_names(("e2e",), options.repeat, "warmup-0")
     run_phases: list[dict[str, float | None]] = []
     with ExitStack() as stack:
