@@ -4,7 +4,6 @@ parameter names."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
-from quayside.errors import ConfigError, NotFoundError
+from quayside.errors import ConfigError
 from quayside.gateway.config import GatewayConfig
 from quayside.gateway.recent_runs import RecentRuns
 from quayside.inventory import Inventory, load_inventory
@@ -105,7 +104,9 @@ class GatewayContext:
             cached = self._parameters.get(full_name)
             if cached is not None and now - cached[0] < PARAMETER_CACHE_S:
                 return cached[1]
-        schema = _read_parameter_schema(full_name)
+        from quayside.runs.parameter_schema import read_parameter_schema
+
+        schema = read_parameter_schema(full_name)
         with self._lock:
             self._parameters[full_name] = (now, schema)
         return schema
@@ -116,30 +117,6 @@ class GatewayContext:
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
-
-
-def _read_parameter_schema(full_name: str) -> dict[str, Any]:
-    from prefect.exceptions import ObjectNotFound
-
-    from quayside.runs import prefect_client
-
-    async def go() -> dict[str, Any]:
-        async with prefect_client() as client:
-            deployment = await client.read_deployment_by_name(full_name)
-            return dict(deployment.parameter_openapi_schema or {})
-
-    try:
-        schema = asyncio.run(go())
-    except ObjectNotFound:
-        raise NotFoundError(
-            f"deployment '{full_name}' is not registered with Prefect",
-            hint="`quayside up` registers the catalogue; is the platform running?",
-        ) from None
-    except Exception as e:
-        from quayside.runs.client import PrefectUnavailable
-
-        raise PrefectUnavailable(f"cannot read deployment '{full_name}' from Prefect") from e
-    return schema
 
 
 def context(request: Request) -> GatewayContext:

@@ -34,6 +34,7 @@ from quayside.gateway.triggering import (
     get_app,
     start_status,
 )
+from quayside.notify.errors import SendError
 from quayside.triggers.chat import (
     HELP_TEXT,
     Approve,
@@ -50,7 +51,7 @@ from quayside.triggers.dingtalk import (
     reply_payload,
     verify_signature,
 )
-from quayside.triggers.errors import ParseError, SendError
+from quayside.triggers.errors import ParseError
 
 log = logging.getLogger("quayside.gateway")
 router = APIRouter(tags=["chatops"])

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Final
 
-from quayside.triggers.errors import SendError
+from quayside.notify.errors import SendError
 
 MAX_RESPONSE_BYTES: Final = 64 * 1024
 """Robot answers are tiny JSON objects; more than this is not read."""

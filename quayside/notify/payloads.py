@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from quayside.triggers.errors import SendError
+from quayside.notify.errors import SendError
 
 WECOM_MARKDOWN_MAX_BYTES: Final = 4096
 """WeCom's documented limit for ``markdown.content``."""

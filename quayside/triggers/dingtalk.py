@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from quayside.errors import InputError
-from quayside.triggers.errors import SendError, SignatureError, StaleTimestampError
+from quayside.notify.errors import SendError
+from quayside.triggers.errors import SignatureError, StaleTimestampError
 from quayside.user_names import RULE, is_name
 
 WINDOW_S = 3600

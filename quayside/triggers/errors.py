@@ -1,12 +1,12 @@
 """Errors raised while checking requests that arrive at the trigger gateway.
 
-All are :class:`~quayside.errors.InputError` subclasses (the gateway answers them with a 4xx),
-except :class:`SendError`, which is about a message *we* sent.
+All are :class:`~quayside.errors.InputError` subclasses (the gateway answers them with a 4xx);
+errors of messages *we* send are in :mod:`quayside.notify.errors`.
 """
 
 from __future__ import annotations
 
-from quayside.errors import InputError, QuaysideError
+from quayside.errors import InputError
 
 
 class SignatureError(InputError):
@@ -33,11 +33,3 @@ class ParseError(InputError):
     def __init__(self, message: str, *, help_text: str) -> None:
         super().__init__(message, hint=help_text)
         self.help_text = help_text
-
-
-class SendError(QuaysideError):
-    """A chat platform refused a message we sent (for example DingTalk's non-zero errcode)."""
-
-    def __init__(self, message: str, *, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code

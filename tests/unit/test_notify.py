@@ -30,8 +30,8 @@ import quayside.tasks.notify
 from quayside.blocks.notify_dingtalk import DingTalkRobot
 from quayside.blocks.notify_wecom import WeComRobot
 from quayside.notify import ReleaseEvent, dingtalk_markdown, render, truncate_utf8, wecom_markdown
+from quayside.notify.errors import SendError
 from quayside.triggers.dingtalk import signed_webhook_url
-from quayside.triggers.errors import SendError
 from testbed import FIXTURES_DIR
 from testbed.platform import free_port
 

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from quayside.errors import InputError
+from quayside.notify.errors import SendError
 from quayside.triggers.dingtalk import (
     OutgoingMessage,
     check_send_response,
@@ -18,7 +19,7 @@ from quayside.triggers.dingtalk import (
     signed_webhook_url,
     verify_signature,
 )
-from quayside.triggers.errors import SendError, SignatureError, StaleTimestampError
+from quayside.triggers.errors import SignatureError, StaleTimestampError
 from testbed import FIXTURES_DIR
 
 FIXTURES = FIXTURES_DIR / "dingtalk"
