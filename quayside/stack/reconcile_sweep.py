@@ -7,6 +7,9 @@ with no live process (after a SIGKILL of the whole platform Prefect keeps showin
 Running forever; the sweep sets it Crashed through the API, with a message) is reconciled with
 what its hosts serve (:mod:`quayside.release.reconcile`) and its lock freed.
 
+It first makes sure the platform's heartbeat automation exists
+(:mod:`quayside.runs.heartbeats`: Prefect marks a run Crashed when its heartbeats stop).
+
 It runs in a child process with the platform's own settings (so ``up`` neither waits for it
 nor imports the deploy code), bounded by ``up``; it prints one line per release reconciled
 and always exits 0: a sweep that cannot finish is retried by the next ``up``, and the next
@@ -28,6 +31,7 @@ from quayside.inventory.models import Inventory
 from quayside.inventory.resolve import Target
 from quayside.ledger.models import Release
 from quayside.release.reconcile import HostFound, read_served, reconcile_dead
+from quayside.runs.heartbeats import WINDOW_S, ensure_zombie_automation
 from quayside.runs.liveness import RunLife, mark_crashed, runs_life
 
 ACTOR = "reconcile:up"
@@ -123,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         started_at = datetime.fromisoformat(args[0])
         settings = load_settings()
+        try:
+            if ensure_zombie_automation():
+                print(f"heartbeats: runs silent for {WINDOW_S}s are now marked Crashed by Prefect")
+        except QuaysideError as e:
+            print(f"heartbeat automation not installed: {e}")
         engine = make_engine(settings.database_url)
         try:
             inventory = load_inventory(settings.inventory_path)

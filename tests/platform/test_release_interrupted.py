@@ -355,3 +355,48 @@ def test_the_next_deploy_records_what_a_dead_run_left_before_it_changes_anything
     event = list_events(engine, subject_type="release", subject_id=row.id, limit=1)[0]
     assert event.action == "release.interrupted" and event.actor.startswith("reconcile:flow-run:")
     assert all(current_id(h) == second["release_id"] for h in fleet)
+
+
+def test_the_platform_crashes_runs_whose_heartbeats_stop(platform: Platform) -> None:
+    """`quayside up` keeps Prefect's heartbeat automation (a run silent for 3 default
+    heartbeat intervals is Crashed); the same automation, with a short window and scoped to
+    one run, crashes that run once its heartbeats stop on this server."""
+    import asyncio
+
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+
+    from quayside.runs import prefect_client
+    from quayside.runs.heartbeats import WINDOW_S, ZOMBIE_AUTOMATION, zombie_automation
+
+    async def installed() -> list[Any]:
+        async with prefect_client() as client:
+            return list(await client.read_automations_by_name(ZOMBIE_AUTOMATION))
+
+    found = wait_for(lambda: asyncio.run(installed()), "up to install the automation", 120)
+    assert len(found) == 1 and found[0].enabled
+    assert found[0].trigger.within == timedelta(seconds=WINDOW_S)
+    assert found[0].actions[0].state.value == "CRASHED"
+
+    silent = _prefect_run_in_state("RUNNING")  # a run whose process and worker are gone
+    probe = zombie_automation(10, name=f"test zombie {silent}", runs=f"prefect.flow-run.{silent}")
+
+    async def create() -> Any:
+        async with prefect_client() as client:
+            return await client.create_automation(probe)
+
+    async def delete(automation_id: Any) -> None:
+        async with prefect_client() as client:
+            await client.delete_automation(automation_id)
+
+    automation_id = asyncio.run(create())
+    try:
+        emit_event(  # its last heartbeat, as the engine sends it
+            "prefect.flow-run.heartbeat",
+            resource={"prefect.resource.id": f"prefect.flow-run.{silent}"},
+        )
+        EventsWorker.drain_all()
+        wait_for(lambda: read_run(silent).state_type == "CRASHED", "the silent run to crash", 120)
+        assert "no heartbeat" in (read_run(silent).message or "")
+    finally:
+        asyncio.run(delete(automation_id))
