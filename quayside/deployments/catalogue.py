@@ -106,6 +106,18 @@ CATALOGUE: tuple[DeploymentSpec, ...] = (
         scope="app-env",
         minimum_role="DEVELOPER",
     ),
+    DeploymentSpec(
+        name="config-publish",
+        flow_name="config-publish",
+        entrypoint="quayside/flows/config_publish.py:config_publish",
+        description="Publish config center files to a service's hosts: diff, approve, "
+        "validate the staged set, atomic swap, reload or restart, verify, restore on failure; "
+        "canary first when asked.",
+        parameters={},
+        tags=("quayside", "config"),
+        scope="app-env",
+        minimum_role="DEVELOPER",
+    ),
 )
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from quayside.inventory.config_services import ConfigService
 from quayside.inventory.default_refs import LATEST_TAG, default_ref_errors
 from quayside.inventory.task_templates import (
     TaskTemplate,
@@ -159,6 +160,15 @@ class ApprovalPolicy(Strict):
         description="rollbacks wait for the same approval; false lets a rollback (to a release "
         "that was approved when it was deployed) run at once, e.g. for on-call emergencies",
     )
+    unattributed: Literal["two_approvers", "refuse", "one_approver"] = Field(
+        "two_approvers",
+        description="a run nobody authenticated started (the Prefect UI or API: its "
+        "requested_by is a name someone typed) - two_approvers: it needs two approvers (at "
+        "least `required`), so the requester can never be the only one; refuse: it is refused "
+        "before anything is recorded (start it with a token: quayside deploy, the gateway, "
+        "chat); one_approver: one approver as for any run (for a one-person setup such as "
+        "the demo). The self-approval rule never compares with a typed name",
+    )
 
 
 class TagRule(Strict):
@@ -191,6 +201,11 @@ class Environment(Strict):
     )
     approval: ApprovalPolicy | None = None
     variables: dict[str, str] = Field(default_factory=dict)
+    config: dict[Name, ConfigService] = Field(
+        default_factory=dict,
+        description="config center services published to these hosts: service name -> "
+        "where its files go and how they are checked, reloaded and verified",
+    )
     default_ref: str | None = Field(
         None,
         description=f"the ref a deploy without one releases (chat: 'deploy web to dev'): a "
