@@ -4,12 +4,18 @@ deadline. Sleeps only between failed attempts, so a healthy release costs one pr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import httpx
 
 from quayside.deploy.errors import HealthCheckFailed
+from quayside.deploy.source import command_argv
+from quayside.errors import CommandTimeout
 from quayside.inventory.models import HealthCheck
+
+if TYPE_CHECKING:
+    from quayside.deploy.round_trips import RoundTrips
 
 #: one attempt: returns None when healthy, else why not
 Probe = Callable[[], str | None]
@@ -73,3 +79,37 @@ def wait_healthy(
             break
         sleep(check.interval_s)
     raise HealthCheckFailed(host, f"health check failed after {attempt} attempt(s): {why}")
+
+
+def check_health(
+    trips: RoundTrips,
+    check: HealthCheck,
+    *,
+    host: str,
+    address: str,
+    env: Mapping[str, str],
+    cwd: str,
+) -> int:
+    """Probe the host (by HTTP from here, or a command there) until healthy; returns the
+    attempts made.
+
+    Raises:
+        HealthCheckFailed: still unhealthy after the retries / deadline.
+    """
+    url = probe_url(check, host=host, address=address)
+    if url is not None:
+        return wait_healthy(check, http_probe(url, check.timeout_s), host=host)
+    assert check.command is not None
+    argv = command_argv(check.command)
+
+    def probe() -> str | None:
+        try:
+            result = trips.result(argv, env=env, cwd=cwd, timeout=check.timeout_s, check=False)
+        except CommandTimeout:
+            return f"command timed out after {check.timeout_s:g}s"
+        if result.ok:
+            return None
+        lines = result.stderr.strip().splitlines()
+        return f"exit {result.exit_code}: {lines[0]}" if lines else f"exit {result.exit_code}"
+
+    return wait_healthy(check, probe, host=host)

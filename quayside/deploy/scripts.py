@@ -1,23 +1,15 @@
 """argv builders for the deploy's combined host steps: each is ONE ``sh -c`` round trip.
 
-As in :mod:`quayside.commands.release`, every script is a constant that refers only to its
-positional parameters; release ids, paths and shared paths travel as separate argv elements
-and are validated here before they are placed. Nothing from a user is ever part of a script.
+The stage program is ``stage.sh`` in this package (read it for what it does, in order: guard,
+prepare, extract, link, seal, commit, switch, prune, next, facts); :func:`stage` turns a
+:class:`StageRequest` into its argv and ``STAGE_*`` environment values. As in
+:mod:`quayside.commands.release`, every script is constant text: release ids, paths and shared
+paths are validated here and travel as separate argv elements or environment values, never
+inside a script.
 
-``stage`` does, in one round trip and in this order (each part optional)::
-
-    prepare   the new release dir: a hard-link copy of the previous one (cp -al) minus the
-              paths that change, or a fresh empty dir, or keep it as it is
-    extract   a tar stream on stdin (changed files + the manifest as <manifest>.new), or just
-              the manifest on stdin
-    link      shared paths -> <deploy_root>/shared/<path>
-    seal      <manifest>.new -> <manifest> (a release with a manifest is complete)
-    switch    current -> releases/<new> (ln -sfn to a temp name + mv -T)
-    prune     rm -rf old release dirs (never the new one or the one current pointed at)
-    next      in the background, ``NEXT_DELAY_S`` after the switch and only if the release
-              still serves, at the lowest priority: a hard-link copy of the new release
-              (without its manifest), for the next deploy's "prepare" to rename instead of
-              copying (``NEXT_PREFIX``)
+A switching stage switches only on the controller's go, the line :func:`commit_line` that the
+controller itself writes after the payload (:func:`stage_stdin`): a controller that dies
+mid-transfer sends end-of-file instead, and the host removes what it staged.
 """
 
 from __future__ import annotations
@@ -25,8 +17,10 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
 
-from quayside.commands.release import FACTS_FUNCTION as _FACTS
 from quayside.commands.release import (
     SCRIPT_NAME,
     check_release_paths,
@@ -34,10 +28,8 @@ from quayside.commands.release import (
     current_link_text,
     release_dir,
     releases_dir,
-    shared_dir,
     temp_link,
 )
-from quayside.commands.release import UNDER_LINK_FUNCTION as _UNDER_LINK
 from quayside.errors import InputError
 from quayside.manifest import MANIFEST_FILENAME
 from quayside.release_id import validate_release_id
@@ -60,156 +52,81 @@ NEXT_PREFIX = ".quayside-next-"
 NEXT_DELAY_S = 3
 
 
-STAGE_SCRIPT = (
-    "set -eu\n"
-    + _UNDER_LINK
-    + _FACTS
-    + f"""\
-mode=$1 prev=$2 new=$3 shared=$4 extract=$5 switch=$6 link=$7 tmp=$8 cur=$9
-nrm=${{10}} nprune=${{11}} mpatch=${{12}} guard=${{13}} after=${{14}} spare=${{15}}
-expect=${{16}} lit=${{17}}
-shift 17
-M={MANIFEST_FILENAME}
-root=${{cur%/*}}
-fail() {{ echo "quayside: $*" >&2; exit 3; }}
-# known_facts ID SHA256 [CHECK]: the facts (as ``facts`` prints them) of a host whose current
-# is releases/ID with a manifest of that sha256, into $kf; with CHECK the link and the
-# manifest are verified first (returns 1 if they differ). Shell builtins and, with CHECK, one
-# sha256sum: the common case costs no readlink and no second pass over the manifest.
-known_facts() {{
-  kf="current:releases/$1"
-  if [ -n "${{3:-}}" ]; then
-    [ -L "$cur" ] && [ "$cur" -ef "$root/releases/$1" ] && [ -f "$root/releases/$1/$M" ] ||
-      return 1
-    sha256sum -c --status - 2>/dev/null <<KNOWN || return 1
-$2  $root/releases/$1/$M
-KNOWN
-  fi
-  for _kd in "$root"/releases/*; do
-    if [ -d "$_kd" ] && [ ! -L "$_kd" ]; then kf="$kf
-release:${{_kd##*/}}"; fi
-  done
-  kf="$kf
-manifest-same:$2"
-}}
-if [ -n "$guard" ]; then
-  # staged from the facts the caller expects: anything else, and nothing is touched
-  if ! known_facts "${{prev##*/}}" "$guard" check || [ "$kf" != "$expect" ]; then
-    cat > /dev/null
-    printf '%s\\n' {GUARD_MISMATCH}
-    facts "$root" "$guard"
-    exit {GUARD_EXIT}
-  fi
-fi
-{{ [ -d "${{new%/*}}" ] && [ -d "$shared" ]; }} || mkdir -p -- "${{new%/*}}" "$shared"
-gone() {{ [ ! -e "$1" ] && [ ! -L "$1" ]; }}
-case $mode in
-  prev)
-    [ -d "$prev" ] || fail "previous release $prev does not exist"
-    gone "$new" || rm -rf -- "$new"
-    # the hard-link copy of $prev the host made after the last deploy (without a manifest),
-    # else one made now; either way the new release has no manifest until it is sealed
-    next="$root/{NEXT_PREFIX}${{prev##*/}}"
-    if ! {{ [ -d "$next" ] && mv -T -- "$next" "$new" 2>/dev/null; }}; then
-      cp -al -T -- "$prev" "$new"
-    fi
-    gone "$new/$M" && gone "$new/$M.new" || rm -f -- "$new/$M" "$new/$M.new"
-    ;;
-  fresh) gone "$new" || rm -rf -- "$new"; mkdir -p -- "$new" ;;
-  keep) [ -d "$new" ] || fail "release $new does not exist" ;;
-esac
-cd -- "$new"
-while [ "$nrm" -gt 0 ]; do
-  if ! under_link "$1"; then rm -rf -- "$1"; fi
-  shift; nrm=$((nrm - 1))
-done
-pruned=
-while [ "$nprune" -gt 0 ]; do
-  pruned="$pruned $1"
-  shift; nprune=$((nprune - 1))
-done
-case $extract in
-  tar) tar -x -f - --no-same-owner -C "$new" ;;
-  manifest) cat > "$new/$M.new" ;;
-esac
-if [ -n "$mpatch" ]; then
-  # the new manifest = head of the previous one + the changed middle (an argument, or sent
-  # in the tar) + its tail; checked unless the guard has just checked the previous one
-  P=${{mpatch%%:*}} rest=${{mpatch#*:}}
-  S=${{rest%%:*}} sum=${{rest#*:}}
-  case $lit in
-    =*)
-      {{ head -c "$P" -- "$prev/$M"; printf '%s' "${{lit#=}}"; tail -c "$S" -- "$prev/$M"
-      }} > "$new/$M.new" ;;
-    *)
-      {{ head -c "$P" -- "$prev/$M"; cat -- "$new/$M.lit"; tail -c "$S" -- "$prev/$M"
-      }} > "$new/$M.new"
-      rm -f -- "$new/$M.lit" ;;
-  esac
-  if [ -z "$guard" ]; then
-    echo "$sum  $new/$M.new" | sha256sum -c --status - || fail "manifest patch did not apply"
-  fi
-fi
-for p do
-  if under_link "$p"; then
-    echo "quayside: cannot link shared path $p: a parent directory is a symlink" >&2
-    exit 4
-  fi
-  rm -rf -- "$p"
-  case $p in */*) mkdir -p -- "${{p%/*}}" "$shared/${{p%/*}}" ;; esac
-  ln -sfn -- "$shared/$p" "$p"
-done
-sealed=
-if [ -f "$new/$M.new" ]; then mv -f -- "$new/$M.new" "$new/$M"; sealed=1; fi
-if [ "$switch" = 1 ]; then
-  [ -f "$new/$M" ] || fail "release $new has no manifest; current not switched"
-  if [ -n "$guard" ]; then was="releases/${{prev##*/}}"  # checked by the guard
-  else was=$(readlink -- "$cur") || was=
-  fi
-  ln -sfn -- "$link" "$tmp"
-  mv -T -- "$tmp" "$cur"
-  echo "switched:$was"
-  cd /
-  for d in $pruned; do
-    case $d in "$new"|*/"${{was##*/}}") continue ;; esac
-    rm -rf -- "$d"
-  done
-  if [ -n "$spare" ]; then
-    # the next deploy's starting point, made in the background once this release has
-    # settled ($spare seconds: past the post-switch hooks and health check) and only if it
-    # still serves: a hard-link copy of it without the manifest, at the lowest priority,
-    # renamed into place when complete
-    ( trap '' HUP
-      sleep "$spare"
-      cd -- "$root" || exit 0
-      [ "$(readlink -- "$cur" 2>/dev/null)" = "$link" ] || exit 0
-      # Linux shares CPU time between sessions before nice applies within one (autogroups):
-      # this session (only this job is left in it) gets the lowest share too
-      {{ echo 19 > /proc/self/autogroup; }} 2>/dev/null || :
-      keep={NEXT_PREFIX}${{new##*/}}
-      for d in {NEXT_PREFIX}*; do
-        [ "$d" = "$keep" ] || nice -n 19 rm -rf -- "$d"
-      done
-      tmp=$keep.tmp-$$
-      if nice -n 19 cp -al -T -- "$new" "$tmp" && rm -f -- "$tmp/$M"; then
-        mv -T -- "$tmp" "$keep" || :
-      fi
-      rm -rf -- "$tmp"
-    ) </dev/null >/dev/null 2>&1 &
-  fi
-fi
-if [ -n "$after" ]; then
-  printf '%s\\n' {FACTS_AFTER}
-  if [ "$switch" = 1 ] && [ -n "$sealed" ]; then
-    known_facts "${{new##*/}}" "$after"  # the manifest this script has just sealed
-    printf '%s\\n' "$kf"
-  else
-    facts "$root" "$after"
-  fi
-fi
-exit 0
-"""
-)
+#: the host-side stage program (``stage.sh`` in this package, sent as the text of ``sh -c``)
+STAGE_SCRIPT = resources.files(__package__).joinpath("stage.sh").read_text(encoding="utf-8")
+#: what the controller writes after a switching stage's payload: the host's go
+COMMIT_PREFIX = "quayside-commit "
+#: a switching stage whose controller sent no go (it died, or changed its mind) exits with this
+NO_COMMIT_EXIT = 5
+
+StageMode = Literal["prev", "fresh", "keep"]
+Extract = Literal["tar", "manifest", "none"]
+
+
+@dataclass(frozen=True)
+class StageRequest:
+    """What one run of the stage script does on one host (see the module docstring).
+
+    Attributes:
+        deploy_root: the host's deploy root (absolute, normalised).
+        new: id of the release being staged.
+        mode: ``prev`` (hard-link copy of ``prev``), ``fresh`` (empty dir) or ``keep``.
+        prev: the previous release id (with ``mode="prev"``).
+        remove: relative paths to delete from the copy (never through a symlinked parent).
+        extract: what the payload on stdin is: ``tar`` (changed files and the manifest as
+            ``MANIFEST_NEW``), ``manifest`` (the manifest JSON) or ``none``.
+        payload_bytes: the payload's size; stdin continues with the go (:func:`stage_stdin`).
+        shared: relative shared paths to link into ``<deploy_root>/shared``.
+        switch: switch ``current`` to ``new`` at the end, once the controller's go follows
+            the payload (refused without a manifest).
+        prune: release ids to delete after the switch (never ``new`` or the old current).
+        manifest_patch: ``(head, tail, sha256)``: build the new manifest from the first
+            ``head`` and last ``tail`` bytes of the previous release's manifest around the
+            changed middle, and check its sha256 (with ``mode="prev"``; a guarded stage skips
+            the check, as its guard has just checked the previous manifest); a one-file change
+            then sends a few hundred bytes of manifest.
+        patch_middle: that middle as a value (at most ``PATCH_ARG_MAX`` bytes of ASCII without
+            NUL); None: it is in the tar as ``MANIFEST_LIT``.
+        guard: ``(known manifest sha256, the expected facts)``: first check that the host's
+            facts (as ``read_facts`` with that known sha256 prints them, without the last
+            newline) are the expected ones, with ``mode="prev"`` from the release they name
+            as current; if not, change nothing, drain stdin, print ``GUARD_MISMATCH`` and the
+            facts and exit ``GUARD_EXIT`` - the caller re-plans from them (no extra round
+            trip).
+        facts_after: a manifest sha256: at the end print ``FACTS_AFTER`` and the host's facts
+            (read with that sha256), what the next guarded stage may expect.
+        prepare_next: after the switch, have the host make ``<NEXT_PREFIX><new>`` in the
+            background: the hard-link copy the next deploy from ``new`` renames instead of
+            copying. ``mode="prev"`` uses such a copy of ``prev`` when there is one.
+        next_delay_s: how long after the switch that copy starts (0-600 s); it is not made
+            if ``current`` no longer points at ``new`` by then.
+    """
+
+    deploy_root: str
+    new: str
+    mode: StageMode
+    prev: str | None = None
+    remove: Sequence[str] = ()
+    extract: Extract = "none"
+    payload_bytes: int = 0
+    shared: Sequence[str] = ()
+    switch: bool = False
+    prune: Sequence[str] = ()
+    manifest_patch: tuple[int, int, str] | None = None
+    patch_middle: bytes | None = None
+    guard: tuple[str, str] | None = None
+    facts_after: str | None = None
+    prepare_next: bool = False
+    next_delay_s: int = NEXT_DELAY_S
+
+
+@dataclass(frozen=True)
+class HostCommand:
+    """An argv and the environment values it runs with (both travel as separate values)."""
+
+    argv: list[str]
+    env: dict[str, str]
+
 
 #: $1 release dir, $2 link text, $3 temp link, $4 current link. Switches only to a complete
 #: release (one with a manifest); prints ``switched:<previous link>`` or ``missing``.
@@ -234,122 +151,90 @@ def _script(script: str, *args: str) -> list[str]:
     return ["sh", "-c", script, SCRIPT_NAME, *args]
 
 
-def stage(
-    deploy_root: str,
-    new: str,
-    *,
-    mode: str,
-    prev: str | None = None,
-    remove: Sequence[str] = (),
-    extract: str = "none",
-    shared: Sequence[str] = (),
-    switch: bool = False,
-    prune: Sequence[str] = (),
-    manifest_patch: tuple[int, int, str] | None = None,
-    patch_middle: bytes | None = None,
-    guard: tuple[str, str] | None = None,
-    facts_after: str | None = None,
-    prepare_next: bool = False,
-    next_delay_s: int = NEXT_DELAY_S,
-) -> list[str]:
-    """ONE command doing the parts of a release step described in the module docstring.
-
-    Args:
-        deploy_root: the host's deploy root (absolute, normalised).
-        new: id of the release being staged.
-        mode: ``prev`` (hard-link copy of ``prev``), ``fresh`` (empty dir) or ``keep``.
-        prev: the previous release id (with ``mode="prev"``).
-        remove: relative paths to delete from the copy (never through a symlinked parent).
-        extract: ``tar`` (a tar stream on stdin), ``manifest`` (manifest JSON on stdin) or
-            ``none``.
-        shared: relative shared paths to link into ``<deploy_root>/shared``.
-        switch: switch ``current`` to ``new`` at the end (refused without a manifest).
-        prune: release ids to delete after the switch (never ``new`` or the old current).
-        manifest_patch: ``(head, tail, sha256)``: build the new manifest from the first
-            ``head`` and last ``tail`` bytes of the previous release's manifest around the
-            changed middle, and check its sha256 (with ``mode="prev"``; a guarded stage skips
-            the check, as its guard has just checked the previous manifest); a one-file change
-            then sends a few hundred bytes of manifest.
-        patch_middle: that middle as an argument (at most ``PATCH_ARG_MAX`` bytes of text
-            without NUL); None: it is in the tar as ``<manifest>.lit``.
-        guard: ``(known manifest sha256, the expected facts)``: first check that the host's
-            facts (as ``read_facts`` with that known sha256 prints them, without the last
-            newline) are the expected ones, with ``mode="prev"`` from the release they name
-            as current; if not, change nothing, drain stdin, print ``GUARD_MISMATCH`` and the
-            facts and exit ``GUARD_EXIT`` - the caller re-plans from them (no extra round
-            trip).
-        facts_after: a manifest sha256: at the end print ``FACTS_AFTER`` and the host's facts
-            (read with that sha256), what the next guarded stage may expect.
-        prepare_next: after the switch, have the host make ``<NEXT_PREFIX><new>`` in the
-            background: the hard-link copy the next deploy from ``new`` renames instead of
-            copying. ``mode="prev"`` uses such a copy of ``prev`` when there is one.
-        next_delay_s: how long after the switch that copy starts (0-600 s); it is not made
-            if ``current`` no longer points at ``new`` by then.
+def stage(request: StageRequest) -> HostCommand:
+    """ONE command doing the parts of a release step described in the module docstring: the
+    stage script, its values as ``STAGE_*`` environment values and its path lists as
+    arguments. Its stdin is :func:`stage_stdin`.
 
     Raises:
-        InputError: a bad mode, id or path.
+        InputError: a bad mode, id, path or value.
     """
-    if mode not in ("prev", "fresh", "keep"):
-        raise InputError(f"unknown stage mode {mode!r}")
-    if extract not in ("tar", "manifest", "none"):
-        raise InputError(f"unknown extract kind {extract!r}")
-    new_dir = release_dir(deploy_root, new)
-    prev_dir = ""
-    if mode == "prev":
-        if prev is None:
+    r = request
+    if r.mode not in ("prev", "fresh", "keep"):
+        raise InputError(f"unknown stage mode {r.mode!r}")
+    if r.extract not in ("tar", "manifest", "none"):
+        raise InputError(f"unknown extract kind {r.extract!r}")
+    root = releases_dir(r.deploy_root).rpartition("/")[0]  # validated
+    new = validate_release_id(r.new)
+    prev = ""
+    if r.mode == "prev":
+        if r.prev is None:
             raise InputError("stage mode 'prev' needs the previous release id")
-        if prev == new:
+        if r.prev == new:
             raise InputError(f"cannot prepare release {new!r} from itself")
-        prev_dir = release_dir(deploy_root, prev)
-    paths = check_release_paths(remove, "path to remove")
-    links = check_release_paths(shared, "shared path")
+        prev = validate_release_id(r.prev)
+    paths = check_release_paths(r.remove, "path to remove")
+    links = check_release_paths(r.shared, "shared path")
     for p in links:
         if p in (MANIFEST_FILENAME, MANIFEST_NEW):
             raise InputError(f"shared path {p!r} is reserved for the release manifest")
-    doomed = [release_dir(deploy_root, validate_release_id(r)) for r in prune if r != new]
+    doomed = [validate_release_id(i) for i in r.prune if i != new]
     patch = lit = ""
-    if manifest_patch is not None:
-        head, tail, digest = manifest_patch
-        if mode != "prev" or head < 0 or tail < 0:
+    if r.manifest_patch is not None:
+        head, tail, digest = r.manifest_patch
+        if r.mode != "prev" or head < 0 or tail < 0:
             raise InputError("a manifest patch needs mode 'prev' and sizes")
         patch = f"{int(head)}:{int(tail)}:{_sha256(digest)}"
-        if patch_middle is not None:
-            lit = "=" + _argument_text(patch_middle, "manifest patch")
-    elif patch_middle is not None:
+        if r.patch_middle is not None:
+            lit = "=" + _argument_text(r.patch_middle, "manifest patch")
+    elif r.patch_middle is not None:
         raise InputError("a patch middle needs a manifest patch")
     known = expect = ""
-    if guard is not None:
-        if mode != "prev":
+    if r.guard is not None:
+        if r.mode != "prev":
             raise InputError("a guarded stage needs mode 'prev'")
-        known, expect = _sha256(guard[0]), guard[1].rstrip("\n")
+        known, expect = _sha256(r.guard[0]), r.guard[1].rstrip("\n")
         if "\0" in expect or not expect.startswith("current:"):
             raise InputError("the expected facts are not facts a host prints")
-    after = _sha256(facts_after) if facts_after is not None else ""
-    if not 0 <= int(next_delay_s) <= 600:
-        raise InputError(f"next_delay_s must be 0-600 seconds, not {next_delay_s!r}")
-    return _script(
-        STAGE_SCRIPT,
-        mode,
-        prev_dir,
-        new_dir,
-        shared_dir(deploy_root),
-        extract,
-        "1" if switch else "0",
-        current_link_text(new),
-        temp_link(deploy_root, new),
-        current_link(deploy_root),
-        str(len(paths)),
-        str(len(doomed)),
-        patch,
-        known,
-        after,
-        str(int(next_delay_s)) if prepare_next and switch else "",
-        expect,
-        lit,
-        *paths,
-        *doomed,
-        *links,
-    )
+    after = _sha256(r.facts_after) if r.facts_after is not None else ""
+    if not 0 <= int(r.next_delay_s) <= 600:
+        raise InputError(f"next_delay_s must be 0-600 seconds, not {r.next_delay_s!r}")
+    if int(r.payload_bytes) < 0 or (r.extract == "none" and r.payload_bytes):
+        raise InputError(f"a payload of {r.payload_bytes!r} bytes with extract {r.extract!r}")
+    env = {
+        "STAGE_ROOT": root,
+        "STAGE_NEW": new,
+        "STAGE_MODE": r.mode,
+        "STAGE_PREV": prev,
+        "STAGE_EXTRACT": r.extract,
+        "STAGE_PAYLOAD_BYTES": str(int(r.payload_bytes)),
+        "STAGE_SWITCH": "1" if r.switch else "0",
+        "STAGE_REMOVE_COUNT": str(len(paths)),
+        "STAGE_PRUNE_COUNT": str(len(doomed)),
+        "STAGE_PATCH": patch,
+        "STAGE_PATCH_MIDDLE": lit,
+        "STAGE_GUARD": known,
+        "STAGE_EXPECT": expect,
+        "STAGE_FACTS_AFTER": after,
+        "STAGE_NEXT_DELAY": str(int(r.next_delay_s)) if r.prepare_next and r.switch else "",
+    }
+    return HostCommand(_script(STAGE_SCRIPT, *paths, *doomed, *links), env)
+
+
+def commit_line(release_id: str) -> bytes:
+    """The go a switching stage waits for after its payload."""
+    return f"{COMMIT_PREFIX}{validate_release_id(release_id)}\n".encode()
+
+
+def stage_stdin(request: StageRequest, payload: bytes = b"") -> bytes:
+    """The whole stdin of a stage whose payload is in memory: the payload, then - when it
+    switches - the go. The controller writes both itself: a controller that dies before the
+    end sends end-of-file instead, and the host switches nothing."""
+    if len(payload) != request.payload_bytes:
+        raise InputError(
+            f"the payload is {len(payload)} bytes, the request says {request.payload_bytes}"
+        )
+    return payload + commit_line(request.new) if request.switch else payload
 
 
 #: the most bytes of manifest patch passed as an argument (Linux allows 128 KiB per argument)

@@ -1,6 +1,7 @@
-"""Deploy steps around the core engine in ``quayside.deploy.engine``: the per-host functions
-(one SSH connection each; run for a group of hosts by ``quayside.tasks.fanout.fan_out``), the
-payload build, the artifact store and a progress artifact."""
+"""Deploy steps around the deploy core (``quayside.deploy.host_deploy`` and its neighbours):
+the per-host functions (one SSH connection each; run for a group of hosts by
+``quayside.tasks.fanout.fan_out``), the payload build, the artifact store and a progress
+artifact."""
 
 from __future__ import annotations
 
@@ -21,16 +22,13 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from quayside.artifacts.delta import StoredPayload, get_payload, put_payload
-from quayside.deploy.engine import (
-    HostReport,
-    ReleaseSpec,
-    RollbackSpec,
-    deploy_host,
-    rollback_host,
-    switch_back,
-)
 from quayside.deploy.errors import DeployError
+from quayside.deploy.host_deploy import deploy_host
+from quayside.deploy.host_report import HostReport
+from quayside.deploy.host_rollback import rollback_host
+from quayside.deploy.release_spec import ReleaseSpec, RollbackSpec
 from quayside.deploy.source import release_env, run_build
+from quayside.deploy.switch_back import switch_back
 from quayside.errors import QuaysideError
 from quayside.executors.factory import executor_for
 from quayside.inventory.models import App, Host

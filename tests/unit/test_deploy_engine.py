@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 
 from quayside.deploy import scripts
-from quayside.deploy.engine import (
-    HostReport,
-    ReleaseSpec,
-    RollbackSpec,
-    deploy_host,
-    rollback_host,
-    switch_back,
-)
 from quayside.deploy.errors import HealthCheckFailed
 from quayside.deploy.health import wait_healthy
+from quayside.deploy.host_deploy import deploy_host
+from quayside.deploy.host_plan import prepare_plans
+from quayside.deploy.host_report import HostReport
+from quayside.deploy.host_rollback import rollback_host
+from quayside.deploy.payload_tar import build_tar_file, manifest_patch
 from quayside.deploy.policy import exceeded, failure_limit
+from quayside.deploy.release_spec import ReleaseSpec, RollbackSpec
+from quayside.deploy.scripts import StageRequest
 from quayside.deploy.summary import approval_markdown
+from quayside.deploy.switch_back import switch_back
 from quayside.errors import InputError
 from quayside.executors.local import LocalExecutor
 from quayside.inventory.models import HealthCheck, Hooks
@@ -41,21 +41,27 @@ def test_failure_limit() -> None:
 
 def test_stage_script_is_constant_and_values_are_arguments() -> None:
     evil = "x; rm -rf / $(id) `id` 'q\""
-    argv = scripts.stage(
-        "/srv/app",
-        "20240501T120001Z-0123456789ab",
-        mode="prev",
-        prev="20240401T120001Z-0123456789ab",
-        remove=[evil],
-        shared=["storage/logs"],
-        switch=True,
+    command = scripts.stage(
+        StageRequest(
+            "/srv/app",
+            "20240501T120001Z-0123456789ab",
+            mode="prev",
+            prev="20240401T120001Z-0123456789ab",
+            remove=[evil],
+            shared=["storage/logs"],
+            switch=True,
+        )
     )
+    argv = command.argv
     assert argv[:2] == ["sh", "-c"] and argv[2] == scripts.STAGE_SCRIPT
-    assert evil in argv[4:]
+    assert evil in argv[4:] and evil not in command.env.values()
+    assert command.env["STAGE_PREV"] == "20240401T120001Z-0123456789ab"
     with pytest.raises(InputError):
-        scripts.stage("/srv/app", "20240501T120001Z-0123456789ab", mode="fresh", remove=["../x"])
+        scripts.stage(
+            StageRequest("/srv/app", "20240501T120001Z-0123456789ab", mode="fresh", remove=["../x"])
+        )
     with pytest.raises(InputError):
-        scripts.stage("/srv/app", "not-an-id", mode="fresh")
+        scripts.stage(StageRequest("/srv/app", "not-an-id", mode="fresh"))
     assert scripts.host_deploy_root("/srv/{host}/app", "web-1") == "/srv/web-1/app"
     with pytest.raises(InputError):
         scripts.host_deploy_root("/srv/{host}/app", "..")
@@ -215,8 +221,6 @@ def test_http_probe_against_a_real_server() -> None:
 
 
 def test_manifest_patch_sends_only_the_changed_middle() -> None:
-    from quayside.deploy.engine import manifest_patch
-
     old = '{"entries":{"a":{"sha256":"11"},"b":{"sha256":"22"},"c":{"sha256":"33"}}}'
     new = '{"entries":{"a":{"sha256":"11"},"b":{"sha256":"29"},"c":{"sha256":"33"}}}'
     head, tail, _, middle = manifest_patch(old, new)
@@ -243,8 +247,6 @@ def test_manifest_patch_falls_back_when_host_manifest_differs(tmp_path: Path) ->
 
 def test_manifest_patch_matches_a_bytewise_scan() -> None:
     import random
-
-    from quayside.deploy.engine import manifest_patch
 
     rng = random.Random(7)
     for _ in range(300):
@@ -329,16 +331,21 @@ def test_a_guard_that_expects_another_current_release_changes_nothing(tmp_path: 
         known_manifest=_known(spec1),
         expected_facts={"local": lie},
     )
-    argv = scripts.stage(
+    body = b"not a tar at all"
+    request = StageRequest(
         str(root),
         r2,
         mode="prev",
         prev="20240401T120001Z-eeeeeeeeeeee",
         extract="tar",
+        payload_bytes=len(body),
         switch=True,
         guard=(spec1.manifest_sha256(), lie),
     )
-    result = ex.run(argv, stdin=b"not a tar at all", check=False)
+    command = scripts.stage(request)
+    result = ex.run(
+        command.argv, env=command.env, stdin=scripts.stage_stdin(request, body), check=False
+    )
     assert result.exit_code == scripts.GUARD_EXIT
     assert result.stdout.startswith(scripts.GUARD_MISMATCH + "\n")
     assert f"current:releases/{r1}" in result.stdout
@@ -370,8 +377,6 @@ def test_tar_file_names_are_never_options(tmp_path: Path) -> None:
     archived as a file; owners are recorded as 0; the manifest goes in last."""
     import tarfile
 
-    from quayside.deploy.engine import build_tar_file
-
     evil = "--checkpoint-action=exec=touch pwned"
     payload = _payload(tmp_path / "p", {evil: "x", "dir/-C": "y", "a b/$(id)": "z"})
     out = build_tar_file(tmp_path / "s" / "t.tar", payload, [evil, "dir/-C", "a b/$(id)"], "{}")
@@ -386,7 +391,6 @@ def test_tar_file_names_are_never_options(tmp_path: Path) -> None:
 def test_plans_are_made_before_the_fan_out_once_per_distinct_facts(tmp_path: Path) -> None:
     """prepare_plans plans for the facts the last deploy left (one plan for hosts that look
     alike), without touching a host; the host's deploy then finds its plan made."""
-    from quayside.deploy.engine import _target, prepare_plans
     from quayside.plans.release import HostFacts, plan_release
 
     root = tmp_path / "root"
@@ -404,7 +408,7 @@ def test_plans_are_made_before_the_fan_out_once_per_distinct_facts(tmp_path: Pat
         known = spec2.known_manifest_sha256()
         assert known is not None and spec2.known_manifest is not None
         held = {known: spec2.known_manifest}
-        plan_release(HostFacts.from_output(clash, str(root), held), _target(spec2))
+        plan_release(HostFacts.from_output(clash, str(root), held), spec2.target())
     spec2 = replace(
         spec2,
         expected_facts={
@@ -485,17 +489,17 @@ def test_the_host_prepares_the_next_release_and_the_next_deploy_renames_it(
 
 def test_stage_asks_for_the_next_copy_only_when_it_switches() -> None:
     rid = RIDS[1]
-    argv = scripts.stage("/srv/a", rid, mode="keep", switch=True, prepare_next=True)
-    assert argv[4 + 14] == str(scripts.NEXT_DELAY_S)  # $15 (argv[4] is $1): the delay
-    argv = scripts.stage("/srv/a", rid, mode="keep", switch=True, prepare_next=True, next_delay_s=0)
-    assert argv[4 + 14] == "0"
-    argv = scripts.stage("/srv/a", rid, mode="keep", prepare_next=True)
-    assert argv[4 + 14] == ""  # no switch: no copy
+
+    def delay(**kw: object) -> str:
+        request = StageRequest("/srv/a", rid, mode="keep", prepare_next=True, **kw)  # type: ignore[arg-type]
+        return scripts.stage(request).env["STAGE_NEXT_DELAY"]
+
+    assert delay(switch=True) == str(scripts.NEXT_DELAY_S)
+    assert delay(switch=True, next_delay_s=0) == "0"
+    assert delay() == ""  # no switch: no copy
     for bad in (-1, 601):
         with pytest.raises(InputError, match="next_delay_s"):
-            scripts.stage(
-                "/srv/a", rid, mode="keep", switch=True, prepare_next=True, next_delay_s=bad
-            )
+            delay(switch=True, next_delay_s=bad)
 
 
 def test_a_release_replaced_before_its_copy_starts_is_not_copied(tmp_path: Path) -> None:
@@ -565,4 +569,4 @@ def test_the_facts_a_stage_prints_after_it_are_what_read_facts_prints(tmp_path: 
 def test_stage_refuses_what_it_cannot_place(kw: dict[str, object], message: str) -> None:
     args: dict[str, object] = {"mode": "prev", "prev": RIDS[0], **kw}
     with pytest.raises(InputError, match=message):
-        scripts.stage("/srv/a", RIDS[1], **args)  # type: ignore[arg-type]
+        scripts.stage(StageRequest("/srv/a", RIDS[1], **args))  # type: ignore[arg-type]

@@ -15,7 +15,9 @@ import pytest
 
 from quayside.demo.inventory import TEST_HOSTS, demo_inventory, deploy_root, repo_path
 from quayside.demo.site_repo import create_site_repo
-from quayside.deploy.engine import ReleaseSpec, RollbackSpec, deploy_host, rollback_host
+from quayside.deploy.host_deploy import deploy_host
+from quayside.deploy.host_rollback import rollback_host
+from quayside.deploy.release_spec import ReleaseSpec, RollbackSpec
 from quayside.errors import ConfigError
 from quayside.executors.factory import executor_for
 from quayside.executors.local import LocalExecutor

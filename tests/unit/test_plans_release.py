@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from quayside.commands import release as rc
 from quayside.commands.rsync import files_from_bytes, parse_rsync_stats, rsync_push
+from quayside.deploy import scripts
 from quayside.errors import InputError
 from quayside.manifest import MANIFEST_FILENAME, Entry, Manifest, build_manifest
 from quayside.plans.release import (
@@ -252,43 +252,62 @@ def test_describe_for_dry_runs() -> None:
 
 
 def apply_locally(plan: ReleasePlan, src: Path, root: str, tmp: Path) -> None:
-    """What the deploy flow does with a plan, with subprocess instead of an SSH executor."""
+    """What the deploy engine's rsync transport does with a plan, run here with ``sh`` and
+    ``rsync`` instead of an executor: the stage script prepares the release dir, rsync sends
+    the files, the stage script links, seals, switches (on its go) and prunes."""
 
-    def sh(argv: list[str]) -> None:
-        result = subprocess.run(["sh", "-c", shlex.join(argv)], capture_output=True, text=True)
-        assert result.returncode == 0, (argv[:4], result.stderr)
+    def stage(request: scripts.StageRequest, payload: bytes = b"") -> None:
+        command = scripts.stage(request)
+        result = subprocess.run(
+            command.argv,
+            env={**os.environ, **command.env},
+            input=scripts.stage_stdin(request, payload),
+            capture_output=True,
+        )
+        assert result.returncode == 0, result.stderr
 
-    sh(rc.make_layout(root))
-    for step in plan.steps:
-        if isinstance(step, CreateRelease):
-            if step.replace_existing:
-                sh(rc.remove_releases(root, [step.release_id]))
-            sh(rc.make_release_dir(root, step.release_id))
-        elif isinstance(step, PrepareFromPrevious):
-            for argv in rc.prepare_from_previous_commands(root, step.prev, step.new, step.remove):
-                sh(argv)
-        elif isinstance(step, Upload):
-            listing = tmp / f"files-{step.release_id}"
-            listing.write_bytes(files_from_bytes(step.files))
-            argv = rsync_push(
-                src,
-                rc.release_dir(root, step.release_id),
-                None,
-                files_from=listing,
-                link_dest=rc.release_dir(root, step.link_dest) if step.link_dest else None,
-            )
-            result = subprocess.run(argv, capture_output=True, text=True)
-            assert result.returncode == 0, result.stderr
-            stats = parse_rsync_stats(result.stdout)
-            assert stats.files_sent == len([p for p in step.files if (src / p).is_file()])
-        elif isinstance(step, LinkShared):
-            sh(rc.link_shared_script(root, step.release_id, step.paths))
-        elif isinstance(step, WriteManifest):
-            Path(rc.manifest_path(root, step.release_id)).write_text(step.content)
-        elif isinstance(step, Switch):
-            sh(rc.switch_current_script(root, step.new))
-        elif isinstance(step, Prune):
-            sh(rc.remove_releases(root, step.release_ids, protect=[plan.facts.current]))
+    new = plan.target.release_id
+    prepare = steps_of(plan, PrepareFromPrevious)
+    assert steps_of(plan, CreateRelease) or prepare
+    stage(
+        scripts.StageRequest(
+            root,
+            new,
+            mode="prev" if prepare else "fresh",
+            prev=prepare[0].prev if prepare else None,
+            remove=prepare[0].remove if prepare else (),
+        )
+    )
+    for step in steps_of(plan, Upload):
+        listing = tmp / f"files-{step.release_id}"
+        listing.write_bytes(files_from_bytes(step.files))
+        argv = rsync_push(
+            src,
+            rc.release_dir(root, step.release_id),
+            None,
+            files_from=listing,
+            link_dest=rc.release_dir(root, step.link_dest) if step.link_dest else None,
+        )
+        result = subprocess.run(argv, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        stats = parse_rsync_stats(result.stdout)
+        assert stats.files_sent == len([p for p in step.files if (src / p).is_file()])
+    (manifest,) = steps_of(plan, WriteManifest)
+    shared = [p for step in steps_of(plan, LinkShared) for p in step.paths]
+    pruned = [r for step in steps_of(plan, Prune) for r in step.release_ids]
+    assert steps_of(plan, Switch) == [Switch(new, plan.facts.current)]
+    body = manifest.content.encode()
+    seal = scripts.StageRequest(
+        root,
+        new,
+        mode="keep",
+        extract="manifest",
+        payload_bytes=len(body),
+        shared=shared,
+        switch=True,
+        prune=pruned,
+    )
+    stage(seal, body)
 
 
 def read_facts_locally(root: str) -> HostFacts:

@@ -1,0 +1,215 @@
+"""The host-side stage script (quayside/deploy/stage.sh) run directly with ``sh`` on local
+temporary directories, as a user could paste it: hostile names, paths that must never leave
+the release, the controller's go before any switch, and shellcheck."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from quayside.commands import release as rc
+from quayside.deploy import scripts
+from quayside.deploy.payload_tar import build_tar
+from quayside.deploy.scripts import StageRequest
+from quayside.manifest import MANIFEST_FILENAME, build_manifest
+
+SCRIPT = Path(scripts.__file__).with_name("stage.sh")
+R1 = "20240501T120000Z-aaaaaaaaaaaa"
+R2 = "20240502T120000Z-bbbbbbbbbbbb"
+R3 = "20240503T120000Z-cccccccccccc"
+HOSTILE = [
+    "with space.txt",
+    'it\'s "quoted".txt',
+    "$(touch PWNED)",
+    "`touch PWNED2`",
+    "new\nline.txt",
+    "-rf",
+    "semi;colon|pipe&amp*glob?.txt",
+    "ünï cødé.txt",
+]
+
+
+def run_stage(
+    request: StageRequest, stdin: bytes | None = None, *, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``sh stage.sh ARGS`` with the request's STAGE_* values; stdin defaults to what the
+    controller sends (payload, then the go when the stage switches)."""
+    command = scripts.stage(request)
+    assert command.argv[:4] == ["sh", "-c", SCRIPT.read_text(), rc.SCRIPT_NAME]
+    return subprocess.run(
+        ["sh", str(SCRIPT), *command.argv[4:]],
+        env={**os.environ, **command.env},
+        input=scripts.stage_stdin(request) if stdin is None else stdin,
+        capture_output=True,
+        cwd=cwd,
+    )
+
+
+def hostile_release(tmp_path: Path) -> tuple[str, Path]:
+    """A deploy root (with a hostile name) holding release R1 full of hostile names."""
+    root = tmp_path / "deploy root $(x) 'q'"
+    rel = root / "releases" / R1
+    (rel / "keep").mkdir(parents=True)
+    (root / "shared").mkdir()
+    for name in HOSTILE:
+        (rel / "keep" / name).write_text(name)
+        (rel / name).write_text(name)
+    (rel / "logs").mkdir()
+    (rel / "logs" / "old.log").write_text("in release")
+    return str(root), rel
+
+
+def test_the_file_starts_with_a_version_line_and_is_what_the_controller_sends() -> None:
+    lines = SCRIPT.read_text().splitlines()
+    assert lines[0] == "#!/bin/sh" and lines[1].startswith("# quayside stage script, version ")
+    assert scripts.STAGE_SCRIPT == SCRIPT.read_text()
+    # the names the controller and the script share
+    for name in (
+        MANIFEST_FILENAME,
+        scripts.NEXT_PREFIX,
+        scripts.GUARD_MISMATCH,
+        scripts.FACTS_AFTER,
+        scripts.COMMIT_PREFIX,
+        f"exit {scripts.GUARD_EXIT}",
+        f"exit {scripts.NO_COMMIT_EXIT}",
+    ):
+        assert name in scripts.STAGE_SCRIPT, name
+
+
+def test_shellcheck_finds_nothing() -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (make packages installs it)")
+    result = subprocess.run(
+        ["shellcheck", "--shell=sh", str(SCRIPT)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_prepare_hard_links_and_removes_hostile_names_never_outside(tmp_path: Path) -> None:
+    root, rel1 = hostile_release(tmp_path)
+    # the previous release links 'shared-logs' into shared/: removals under it must not escape
+    shared = Path(root) / "shared" / "shared-logs"
+    shared.mkdir()
+    (shared / "precious.log").write_text("keep me")
+    os.symlink(shared, rel1 / "shared-logs")
+    remove = [*HOSTILE[:5], "keep/-rf", "shared-logs/precious.log", "missing/file"]
+    request = StageRequest(root, R2, mode="prev", prev=R1, remove=remove)
+    result = run_stage(request, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rel2 = Path(root) / "releases" / R2
+    assert sorted(p.name for p in rel2.iterdir()) == sorted(
+        ["keep", "logs", "shared-logs", *HOSTILE[5:]]
+    )
+    assert sorted(p.name for p in (rel2 / "keep").iterdir()) == sorted(set(HOSTILE) - {"-rf"})
+    # hard links, not copies; the previous release is untouched
+    assert (rel2 / "keep" / HOSTILE[0]).stat().st_ino == (rel1 / "keep" / HOSTILE[0]).stat().st_ino
+    assert sorted(p.name for p in rel1.iterdir()) == sorted(
+        ["keep", "logs", "shared-logs", *HOSTILE]
+    )
+    assert (shared / "precious.log").read_text() == "keep me"
+    assert not list(tmp_path.rglob("PWNED*"))
+    # re-running (a retried task) starts again from the previous release
+    (rel2 / "stray").write_text("x")
+    assert run_stage(request, cwd=tmp_path).returncode == 0
+    assert not (rel2 / "stray").exists()
+
+
+def test_prepare_fails_clearly_without_the_previous_release(tmp_path: Path) -> None:
+    root, _ = hostile_release(tmp_path)
+    result = run_stage(StageRequest(root, R2, mode="prev", prev=R3))
+    assert result.returncode == 3 and b"does not exist" in result.stderr
+    assert not (Path(root) / "releases" / R2).exists()
+
+
+def test_shared_paths_are_linked_and_never_through_a_symlinked_parent(tmp_path: Path) -> None:
+    root, rel = hostile_release(tmp_path)
+    paths = ["logs", "storage/app uploads", ".env", "odd $(touch PWNED)\nname"]
+    keep = StageRequest(root, R1, mode="keep", shared=paths)
+    result = run_stage(keep, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for p in paths:
+        assert os.readlink(rel / p) == f"{root}/shared/{p}"
+    assert (Path(root) / "shared" / "storage").is_dir()
+    assert not list(tmp_path.rglob("PWNED*"))
+    assert run_stage(keep).returncode == 0  # idempotent
+    # a path under a symlinked parent is refused, not followed; the release is kept (keep)
+    os.symlink(tmp_path, rel / "escape")
+    result = run_stage(StageRequest(root, R1, mode="keep", shared=["escape/evil"]))
+    assert result.returncode == 4 and b"parent directory is a symlink" in result.stderr
+    assert not (tmp_path / "evil").exists()
+
+
+def _first_release(tmp_path: Path) -> tuple[str, StageRequest, bytes]:
+    """A deploy root, and a fresh stage of R1 that switches, with its tar payload."""
+    payload = tmp_path / "payload"
+    payload.mkdir()
+    (payload / "index.php").write_text("<?php echo 1;")
+    manifest = build_manifest(payload).to_json()
+    body = build_tar(payload, ["index.php"], manifest)
+    root = str(tmp_path / "root")
+    request = StageRequest(
+        root,
+        R1,
+        mode="fresh",
+        extract="tar",
+        payload_bytes=len(body),
+        switch=True,
+    )
+    return root, request, body
+
+
+def test_without_the_go_after_the_payload_nothing_switches_and_nothing_stays(
+    tmp_path: Path,
+) -> None:
+    """A controller that dies after (or during) the payload sends end-of-file instead of the
+    go: the host removes what it staged and exits 5, current untouched."""
+    root, request, body = _first_release(tmp_path)
+    for stdin in (body, body[: len(body) // 2], body + b"quayside-commit someone-else\n"):
+        result = run_stage(request, stdin)
+        assert result.returncode != 0
+        assert not (Path(root) / "current").exists()
+        assert os.listdir(Path(root) / "releases") == []
+    assert result.returncode == scripts.NO_COMMIT_EXIT
+    assert b"no go from the controller" in result.stderr and b"not switched" in result.stderr
+
+    result = run_stage(request, body + scripts.commit_line(R1))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"switched:\n"
+    assert os.readlink(Path(root) / "current") == f"releases/{R1}"
+    assert (Path(root) / "current" / "index.php").read_text() == "<?php echo 1;"
+    assert (Path(root) / "current" / MANIFEST_FILENAME).is_file()
+
+
+def test_a_stage_that_does_not_switch_needs_no_go(tmp_path: Path) -> None:
+    root, request, body = _first_release(tmp_path)
+    staged = StageRequest(root, R1, mode="fresh", extract="tar", payload_bytes=len(body))
+    result = run_stage(staged, body)
+    assert result.returncode == 0, result.stderr
+    assert (Path(root) / "releases" / R1 / MANIFEST_FILENAME).is_file()
+    assert not (Path(root) / "current").exists()
+    # the switch of a staged release waits for its go too (its whole stdin)
+    switch = StageRequest(root, R1, mode="keep", switch=True)
+    assert run_stage(switch, b"").returncode == scripts.NO_COMMIT_EXIT
+    assert not (Path(root) / "current").exists()
+    assert not (Path(root) / "releases" / R1).exists()
+
+
+def test_the_scripts_facts_are_what_read_facts_prints(tmp_path: Path) -> None:
+    """The stage script answers a guard mismatch with its own ``facts``: the same text as
+    ``read_facts`` (two copies of one function, held equal here)."""
+    root, request, body = _first_release(tmp_path)
+    assert run_stage(request, body + scripts.commit_line(R1)).returncode == 0
+    (Path(root) / "releases" / R2).mkdir()
+    known = "0" * 64
+    expected = subprocess.run(rc.read_facts(root, known), capture_output=True).stdout
+    guarded = StageRequest(
+        root, R3, mode="prev", prev=R1, switch=True, guard=(known, "current:releases/x")
+    )
+    result = run_stage(guarded)
+    assert result.returncode == scripts.GUARD_EXIT
+    assert result.stdout == scripts.GUARD_MISMATCH.encode() + b"\n" + expected
+    assert b"manifest:" in expected and not (Path(root) / "releases" / R3).exists()
