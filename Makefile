@@ -20,6 +20,9 @@ packages:
 lint: sync
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	@command -v shellcheck >/dev/null || \
+	  { echo "shellcheck is missing: make packages installs it (infra/apt-packages.txt)" >&2; exit 1; }
+	infra/scripts/shell-programs.sh | xargs -d '\n' shellcheck
 
 typecheck: sync
 	$(UV) run mypy
