@@ -19,6 +19,8 @@ from fastapi import FastAPI
 from quayside.gateway import (
     routes_approvals,
     routes_chat,
+    routes_config_login,
+    routes_config_pages,
     routes_config_pull,
     routes_hooks,
     routes_tasks,
@@ -115,6 +117,8 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
     app.include_router(routes_chat.router)
     app.include_router(routes_approvals.router)
     app.include_router(routes_config_pull.router)
+    app.include_router(routes_config_login.router)
+    app.include_router(routes_config_pages.router)
     return app
 
 

@@ -1,0 +1,98 @@
+"""The Publish button: start the catalogue's config publish deployment for a project's
+environment, as the logged-in user, through :mod:`quayside.runs` (the same authorized
+submission the task API uses: the deployment's role on the app/env is checked and the
+submission recorded, so the run checks its submitter again when it starts).
+
+The button never publishes anything itself: the flow diffs, asks for approval where the
+environment's policy says so, validates, swaps, reloads and verifies. Blocking (the ledger and
+the Prefect API are called).
+"""
+
+from __future__ import annotations
+
+import re
+
+from quayside.auth.policy import policy_for
+from quayside.deployments.catalogue import DeploymentSpec, by_name
+from quayside.errors import NotFoundError
+from quayside.gateway.context import GatewayContext
+from quayside.gateway.errors import ServiceUnavailable
+from quayside.gateway.submitting import submission_scope, submit_run
+from quayside.gateway.web_projects import require_editor
+from quayside.runs import RunHandle
+
+PUBLISH_DEPLOYMENT = "config-publish"
+"""The catalogue entry the button starts."""
+KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+"""The button's idempotency key (one per page shown): a double click starts one run."""
+
+
+def publish_spec(name: str = PUBLISH_DEPLOYMENT) -> DeploymentSpec:
+    """The publish deployment's catalogue entry.
+
+    Raises:
+        ServiceUnavailable: it is not in the catalogue (named, with what to do).
+    """
+    try:
+        return by_name(name)
+    except NotFoundError:
+        raise ServiceUnavailable(
+            f"cannot publish: the deployment '{name}' is not in this Quayside's flow "
+            "catalogue (quayside/deployments/catalogue.py)",
+            hint="your drafts are saved; publish once a Quayside version with the config "
+            "publish flow is installed and `quayside up` has registered it",
+        ) from None
+
+
+def start_publish(
+    ctx: GatewayContext,
+    user: str,
+    project: str,
+    environment: str,
+    key: str,
+    *,
+    deployment: str = PUBLISH_DEPLOYMENT,
+) -> RunHandle:
+    """Start a publish of ``project``/``environment`` for ``user``.
+
+    Args:
+        key: the form's idempotency key (a retried or double-clicked form starts one run).
+
+    Returns:
+        The run's handle (its ``ui_url`` links to the Prefect UI).
+
+    Raises:
+        PermissionDenied: ``user`` may not edit the project, or lacks the deployment's role.
+        ServiceUnavailable: the deployment is not in the catalogue.
+        NotFoundError: the deployment is not registered with Prefect, or an unknown
+            environment.
+        InputError: a malformed key.
+    """
+    from quayside.errors import InputError
+
+    if KEY_RE.fullmatch(key) is None:
+        raise InputError("the publish form is malformed: reload the page and press Publish again")
+    require_editor(ctx, user, project, environment)
+    spec = publish_spec(deployment)
+    names = ctx.deployment_parameters(spec.full_name)
+    wanted = {
+        "app": project,
+        "env": environment,
+        "project": project,
+        "environment": environment,
+        "requested_by": user,
+    }
+    params: dict[str, object] = {k: v for k, v in wanted.items() if k in names}
+    if "approval" in names and policy_for(ctx.inventory(), project, environment) is not None:
+        params["approval"] = True  # never skip a gate the environment asks for
+    scope = submission_scope(ctx, user, spec, {**spec.parameters, **params})
+    return submit_run(
+        ctx,
+        user,
+        spec,
+        scope,
+        params,
+        via="config-page",
+        idempotency_key=key,
+        tags=["trigger:config-page", f"app:{project}", f"env:{environment}"],
+    )
