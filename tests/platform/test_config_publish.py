@@ -1,0 +1,186 @@
+"""config-publish end to end: the flow in-process against the session platform's Prefect API,
+the config center in its ledger, and real dnsmasq servers reached through real sshd hosts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from quayside.auth import service
+from quayside.auth.approvals import decide
+from quayside.config import items
+from quayside.config.address import ItemAddress
+from quayside.config.backend import open_store
+from quayside.deploy.errors import ThresholdExceeded
+from quayside.flows.config_publish import config_publish
+from quayside.ledger.db import unit_of_work
+from quayside.ledger.models import (
+    ApprovalRequest,
+    ApprovalStatus,
+    HostStatus,
+    ReleaseKind,
+    ReleaseStatus,
+)
+from quayside.ledger.releases import list_releases
+from quayside.tasks.approval import ApprovalRejected
+from testbed.dnsmasq import DnsmasqFleet
+from testbed.release_fixtures import host_entries, ledger, run_flow_fixture  # noqa: F401
+from testbed.sshd import SshdFleet
+
+pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect, pytest.mark.ssh]
+
+OLD_HOSTS = "10.0.0.1 api.internal\n10.0.0.9 gone.internal\n"
+NEW_HOSTS = "10.0.0.2 api.internal\n10.0.0.3 new.internal\n"
+
+
+def setup(inventory: Path, fleet: SshdFleet, dns: DnsmasqFleet, app: str, **env: Any) -> Any:
+    """App ``app`` (environment ``release``) publishing dnsmasq files to every fleet host; the
+    servers started with OLD_HOSTS; the config store."""
+    environment = {"hosts": [h.name for h in fleet], "config": {"dnsmasq": dns.service()}}
+    environment.update(env)
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "hosts": host_entries(fleet),
+                "apps": {app: {"environments": {"release": environment}}},
+            }
+        )
+    )
+    dns.start(OLD_HOSTS)
+    return open_store(ledger())
+
+
+def save(store: Any, app: str, name: str, content: str) -> int:
+    address = ItemAddress(app, "release", "dnsmasq", name)
+    base = items.latest_version_number(store, address)
+    return items.save(store, address, content, author="alice", base_version=base).version
+
+
+def answers(dns: DnsmasqFleet, name: str = "api.internal") -> dict[str, Any]:
+    return {s.name: s.query(name) for s in dns}
+
+
+def test_publish_changes_the_answer_on_every_server_then_no_change(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, dnsmasq_fleet: DnsmasqFleet
+) -> None:
+    store = setup(platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-a")
+    version = save(store, "dns-a", "hosts", NEW_HOSTS)
+    dry = run_flow(config_publish, "dns-a", "release", "dnsmasq", dry_run=True)
+    assert dry["result"] == "planned"
+    assert "-10.0.0.1 api.internal" in dry["hosts"]["web-1"]
+    assert "+10.0.0.2 api.internal" in dry["hosts"]["web-1"]
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.1"} for h in clean_ssh_fleet}
+
+    out = run_flow(config_publish, "dns-a", "release", "dnsmasq", requested_by="alice")
+    assert out["result"] == "published" and out["marker_moved"] and not out["failed"]
+    assert out["hosts"] == {h.name: "succeeded" for h in clean_ssh_fleet}
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.2"} for h in clean_ssh_fleet}
+    assert answers(dnsmasq_fleet, "new.internal") == {h.name: {"10.0.0.3"} for h in clean_ssh_fleet}
+    published = items.published(store, ItemAddress("dns-a", "release", "dnsmasq", "hosts"))
+    assert published is not None and published.version == version
+
+    row = list_releases(ledger(), "dns-a", "release", limit=1)[0]
+    assert row.kind is ReleaseKind.config and row.status is ReleaseStatus.succeeded
+    assert row.details["files"]["hosts"]["version"] == version
+    assert {h.host: h.status for h in row.hosts} == {
+        h.name: HostStatus.succeeded for h in clean_ssh_fleet
+    }
+    again = run_flow(config_publish, "dns-a", "release", "dnsmasq")
+    assert again["result"] == "no change"
+    assert len(list_releases(ledger(), "dns-a", "release", limit=10)) == 1
+
+
+def test_a_broken_dnsmasq_conf_is_stopped_by_validation_everywhere(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, dnsmasq_fleet: DnsmasqFleet
+) -> None:
+    store = setup(platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-b")
+    conf = (dnsmasq_fleet.servers[0].conf / "dnsmasq.conf").read_text()
+    # one file for every host (web-1's listen address): its bad option fails every checker
+    save(store, "dns-b", "dnsmasq.conf", conf + "no-such-option=1\n")
+    with pytest.raises(ThresholdExceeded) as info:
+        run_flow(config_publish, "dns-b", "release", "dnsmasq")
+    assert "web-1 [check]" in str(info.value)
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.1"} for h in clean_ssh_fleet}
+    assert all(not s.conf.is_symlink() for s in dnsmasq_fleet)  # nothing live touched
+    address = ItemAddress("dns-b", "release", "dnsmasq", "dnsmasq.conf")
+    assert items.published(store, address) is None
+    row = list_releases(ledger(), "dns-b", "release", limit=1)[0]
+    assert row.status is ReleaseStatus.failed
+    assert {h.status for h in row.hosts} <= {HostStatus.failed, HostStatus.skipped}
+
+
+def test_a_host_whose_reload_fails_past_the_threshold_restores_every_switched_host(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, dnsmasq_fleet: DnsmasqFleet
+) -> None:
+    store = setup(platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-c")
+    broken = dnsmasq_fleet.server("web-2")
+    broken.ctl.write_text('#!/bin/sh\necho "reload: broken on purpose" >&2\nexit 1\n')
+    save(store, "dns-c", "hosts", NEW_HOSTS)
+    with pytest.raises(ThresholdExceeded) as info:
+        run_flow(config_publish, "dns-c", "release", "dnsmasq")
+    assert "web-2" in str(info.value)
+    # web-2 restored itself; web-1 and web-3 had switched and verified: restored past the
+    # threshold, answering the old records again
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.1"} for h in clean_ssh_fleet}
+    row = list_releases(ledger(), "dns-c", "release", limit=1)[0]
+    by_host = {h.host: h for h in row.hosts}
+    assert by_host["web-2"].status is HostStatus.failed
+    assert "reload: broken on purpose" in (by_host["web-2"].message or "")
+    assert by_host["web-1"].status is HostStatus.rolled_back
+    assert by_host["web-3"].status is HostStatus.rolled_back
+    assert items.published(store, ItemAddress("dns-c", "release", "dnsmasq", "hosts")) is None
+
+
+def test_a_canary_publish_stopped_after_the_canary_leaves_the_others_untouched(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, dnsmasq_fleet: DnsmasqFleet
+) -> None:
+    engine = ledger()
+    store = setup(platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-d")
+    service.create_user(engine, "dns-d-lead")
+    service.grant_role(engine, "dns-d-lead", "MASTER", space="default")
+    token = service.create_token(engine, "dns-d-lead")
+    version = save(store, "dns-d", "hosts", NEW_HOSTS)
+    rejected: list[int] = []
+
+    def reject_the_rest() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with unit_of_work(engine, read_only=True) as session:
+                found = session.scalars(
+                    select(ApprovalRequest).where(
+                        ApprovalRequest.app == "dns-d",
+                        ApprovalRequest.status == ApprovalStatus.pending,
+                    )
+                ).first()
+                request_id = found.id if found is not None else None
+            if request_id is not None:
+                # the canary is live before the gate asks about the rest
+                assert dnsmasq_fleet.server("web-1").query("api.internal") == {"10.0.0.2"}
+                assert decide(engine, request_id, token_text=token, decision="reject").accepted
+                rejected.append(request_id)
+                return
+            time.sleep(0.2)
+
+    rejecter = threading.Thread(target=reject_the_rest)
+    rejecter.start()
+    try:
+        with pytest.raises(ApprovalRejected):
+            run_flow(config_publish, "dns-d", "release", "dnsmasq", canary=1, requested_by="alice")
+    finally:
+        rejecter.join()
+    assert rejected
+    assert answers(dnsmasq_fleet) == {"web-1": {"10.0.0.2"}, "web-2": {"10.0.0.1"},
+                                      "web-3": {"10.0.0.1"}}  # fmt: skip
+    assert all(not s.conf.is_symlink() for s in dnsmasq_fleet.servers[1:])
+    published = items.published(store, ItemAddress("dns-d", "release", "dnsmasq", "hosts"))
+    assert published is not None and published.version == version  # the canary set succeeded
+    canary_row, rest_row = reversed(list_releases(engine, "dns-d", "release", limit=2))
+    assert canary_row.details["phase"] == "canary" and canary_row.status is ReleaseStatus.succeeded
+    assert [h.host for h in canary_row.hosts] == ["web-1"]
+    assert rest_row.details["phase"] == "rest" and rest_row.status is ReleaseStatus.cancelled
