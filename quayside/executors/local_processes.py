@@ -123,13 +123,21 @@ class _Spawner:
 
 _SPAWNER = _Spawner()
 _GUARD = GroupGuard()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_SPAWNER.after_fork_in_child)
-    os.register_at_fork(after_in_child=_GUARD.after_fork_in_child)
 
 _setpriv_checked = False
 _setpriv: str | None = None
 _setpriv_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _setpriv_lock
+    _SPAWNER.after_fork_in_child()
+    _GUARD.after_fork_in_child()
+    _setpriv_lock = threading.Lock()  # another thread may have held it during the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _setpriv_path() -> str | None:
