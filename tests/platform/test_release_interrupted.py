@@ -400,3 +400,65 @@ def test_the_platform_crashes_runs_whose_heartbeats_stop(platform: Platform) -> 
         assert "no heartbeat" in (read_run(silent).message or "")
     finally:
         asyncio.run(delete(automation_id))
+
+
+def test_a_deploy_rides_out_a_ledger_held_by_another_writer(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    """Another process holds the ledger's write lock (BEGIN IMMEDIATE) for longer than
+    SQLite's busy timeout while the hosts switch: the release's writes wait and retry, and the
+    ledger ends saying what the hosts serve, one row per host."""
+    import threading
+
+    from quayside.ledger.db import BUSY_TIMEOUT_S
+    from quayside.ledger.releases import list_releases
+    from quayside.settings import load_settings
+
+    fleet = clean_ssh_fleet
+    engine = ledger()
+    database = load_settings().database_url.removeprefix("sqlite:///")
+    if database == load_settings().database_url:
+        pytest.skip("the platform's ledger is not SQLite")
+    write_inventory(platform_inventory, fleet, repo, app={"hooks": {"pre_switch": ["sleep 2"]}})
+    hold_s = BUSY_TIMEOUT_S + 5  # past one attempt's wait: only a retry gets through
+    holder_script = (
+        "import sqlite3, sys, time\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('BEGIN IMMEDIATE')\n"
+        "print('held', flush=True)\n"
+        f"time.sleep({hold_s})\n"
+        "db.execute('ROLLBACK')\n"
+        "print('released', time.time(), flush=True)\n"
+    )
+    holder: list[subprocess.Popen[str]] = []
+
+    def hold_when_running() -> None:
+        def running() -> bool:
+            rows = list_releases(engine, "shop", "test", limit=1, with_hosts=False)
+            return bool(rows) and rows[0].status == ReleaseStatus.running
+
+        wait_for(running, "the deploy to run")
+        holder.append(
+            subprocess.Popen(
+                [sys.executable, "-c", holder_script, database], stdout=subprocess.PIPE, text=True
+            )
+        )
+
+    watcher = threading.Thread(target=hold_when_running)
+    watcher.start()
+    try:
+        result = run_flow(git_deploy, "shop", "test", "v1")
+    finally:
+        watcher.join(150)
+    assert holder, "the ledger was never held"
+    out, _ = holder[0].communicate(timeout=60)
+    words = out.split()
+    assert words[:2] == ["held", "released"]  # it held the ledger and let go by itself
+    row = list_releases(engine, "shop", "test", limit=1)[0]
+    assert row.status == ReleaseStatus.succeeded
+    assert row.finished_at is not None
+    assert row.finished_at.timestamp() >= float(words[2])  # its end was written after
+    assert {h.host: h.status for h in row.hosts} == {h.name: HostStatus.succeeded for h in fleet}
+    for h in fleet:
+        assert current_id(h) == result["release_id"]
+        assert_complete(h)
