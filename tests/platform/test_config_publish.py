@@ -184,3 +184,27 @@ def test_a_canary_publish_stopped_after_the_canary_leaves_the_others_untouched(
     assert canary_row.details["phase"] == "canary" and canary_row.status is ReleaseStatus.succeeded
     assert [h.host for h in canary_row.hosts] == ["web-1"]
     assert rest_row.details["phase"] == "rest" and rest_row.status is ReleaseStatus.cancelled
+
+
+def test_rollback_republishes_the_previous_config_release_as_a_new_release(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, dnsmasq_fleet: DnsmasqFleet
+) -> None:
+    from quayside.config.publish_rollback import rollback_parameters
+
+    store = setup(platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-e")
+    first = save(store, "dns-e", "hosts", NEW_HOSTS)
+    run_flow(config_publish, "dns-e", "release", "dnsmasq")
+    save(store, "dns-e", "hosts", "10.0.0.4 api.internal\n")
+    newer = run_flow(config_publish, "dns-e", "release", "dnsmasq")
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.4"} for h in clean_ssh_fleet}
+
+    params = rollback_parameters(ledger(), "dns-e", "release", requested_by="alice")
+    assert params["versions"] == {"hosts": first} and params["service"] == "dnsmasq"
+    assert params["rollback_of"] == newer["release"]
+    back = run_flow(config_publish, **params)
+    assert back["result"] == "published"
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.2"} for h in clean_ssh_fleet}
+    row = list_releases(ledger(), "dns-e", "release", limit=1)[0]
+    assert row.rollback_of_id == newer["release"] and row.kind is ReleaseKind.config
+    published = items.published(store, ItemAddress("dns-e", "release", "dnsmasq", "hosts"))
+    assert published is not None and published.version == first
