@@ -52,8 +52,19 @@ NEXT_PREFIX = ".quayside-next-"
 NEXT_DELAY_S = 3
 
 
-#: the host-side stage program (``stage.sh`` in this package, sent as the text of ``sh -c``)
-STAGE_SCRIPT = resources.files(__package__).joinpath("stage.sh").read_text(encoding="utf-8")
+def _as_sent(text: str) -> str:
+    """A shell program as it travels: its first two lines (the shebang and the version line,
+    which ``ps`` on the host then shows) and every line that is neither blank nor only a
+    comment. Half the bytes of every stage command line; the file stays the documentation."""
+    lines = text.splitlines(keepends=True)
+    kept = [line for line in lines[2:] if line.strip() and not line.lstrip().startswith("#")]
+    return "".join(lines[:2] + kept)
+
+
+#: the host-side stage program (``stage.sh`` in this package) as sent as the text of ``sh -c``
+STAGE_SCRIPT = _as_sent(
+    resources.files(__package__).joinpath("stage.sh").read_text(encoding="utf-8")
+)
 #: what the controller writes after a switching stage's payload: the host's go
 COMMIT_PREFIX = "quayside-commit "
 #: a switching stage whose controller sent no go (it died, or changed its mind) exits with this
