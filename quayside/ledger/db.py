@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from quayside.errors import LedgerError
 from quayside.ledger.audit_chain import chain_new_events
-from quayside.ledger.models import refuse_bulk_audit_changes
+from quayside.ledger.models import add_postgresql_options, refuse_bulk_audit_changes
 from quayside.settings import load_settings
 
 if TYPE_CHECKING:  # alembic is imported by the functions that migrate (a CLI start-up cost)
@@ -130,6 +130,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
 
 def _configure_server(engine: Engine, busy_timeout_s: float) -> None:
     if engine.dialect.name == "postgresql":
+        add_postgresql_options()
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:

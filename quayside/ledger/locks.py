@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from quayside.errors import LedgerError, LockHeldError
@@ -84,9 +83,13 @@ def acquire(
     with unit_of_work(db) as session:
         dialect = session.get_bind().dialect.name
         insert: Any
-        if dialect == "postgresql":
+        if dialect == "postgresql":  # imported here: the dialect is slow to import
+            from sqlalchemy.dialects import postgresql
+
             insert = postgresql.insert(DeployLock)
         elif dialect == "sqlite":
+            from sqlalchemy.dialects import sqlite
+
             insert = sqlite.insert(DeployLock)
         else:
             raise LedgerError(f"deploy locks are not implemented for {dialect}")
