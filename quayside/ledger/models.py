@@ -594,7 +594,7 @@ def add_postgresql_options() -> None:
     ``postgresql_`` option when the class is defined would load SQLAlchemy's PostgreSQL
     dialect and its drivers on every import: 0.06-0.08 s of CPU in every CLI command on a
     SQLite ledger (``quayside releases`` among them)."""
-    for index in RoleGrant.__table__.indexes:
+    for index in Base.metadata.tables["role_grants"].indexes:
         if index.name == "uq_role_grants_space_level" and (
             "postgresql_where" not in index.dialect_kwargs
         ):
