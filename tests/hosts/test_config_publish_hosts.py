@@ -4,6 +4,7 @@ read, plan, stage + check, swap + reload/restart, verify with DNS queries, resto
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from quayside.executors.factory import executor_for
 from quayside.inventory.config_services import ConfigService
 from quayside.inventory.models import Host
 from testbed.dnsmasq import DnsmasqFleet
+from testbed.nginx import NginxFleet
 from testbed.sshd import SshdFleet, SshdHost
 
 pytestmark = [pytest.mark.ssh]
@@ -140,3 +142,46 @@ def test_a_reload_that_does_nothing_fails_verify_and_restores(
     assert "restored the previous files" in report.message
     assert not Path(os.readlink(server.conf)).name.startswith("v1")
     assert server.query("api.internal") == {"10.0.0.1"}
+
+
+def _nginx_file(content: str) -> PublishFile:
+    address = ItemAddress("web", "prod", "nginx", "nginx.conf")
+    return PublishFile("nginx.conf", address, 2, content, content_hash(content), content)
+
+
+def test_nginx_config_is_checked_swapped_reloaded_and_probed(
+    nginx_fleet: NginxFleet, clean_ssh_fleet: SshdFleet
+) -> None:
+    nginx_fleet.start("v1")
+    h = clean_ssh_fleet[0]
+    server = nginx_fleet.server(h.name)
+    service = ConfigService(**nginx_fleet.service(verify_text="v2"))
+    action, report = _publish(h, service, [_nginx_file(server.config("v2"))], "v2")
+    assert action == "reload" and report.status == "succeeded", report.message
+    assert "HTTP" in report.message
+    assert server.get() == "v2"
+    # a config nginx -t refuses never goes live
+    broken = server.config("v3").replace("listen", "lisen")
+    service = ConfigService(**nginx_fleet.service(verify_text="v3"))
+    _, report = _publish(h, service, [_nginx_file(broken)], "v3")
+    assert report.status == "failed" and report.step == "check"
+    assert "lisen" in report.message
+    assert os.readlink(server.conf).endswith("/v2") and server.get() == "v2"
+
+
+def test_nginx_answering_the_old_text_fails_the_probe_and_restores(
+    nginx_fleet: NginxFleet, clean_ssh_fleet: SshdFleet
+) -> None:
+    nginx_fleet.start("v1")
+    h = clean_ssh_fleet[1]
+    server = nginx_fleet.server(h.name)
+    # the probe wants text the new config does not serve: verify fails, the host is restored
+    service = ConfigService(**nginx_fleet.service(verify_text="v9", verify_timeout_s=0.5))
+    _, report = _publish(h, service, [_nginx_file(server.config("v2"))], "v2")
+    assert report.status == "failed" and report.step == "verify"
+    assert "without 'v9'" in report.message and "restored the previous files" in report.message
+    assert not server.conf.is_symlink() or not os.readlink(server.conf).endswith("/v2")
+    deadline = time.monotonic() + 3
+    while server.get() != "v1" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.get() == "v1"
