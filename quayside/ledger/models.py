@@ -596,7 +596,7 @@ def add_postgresql_options() -> None:
     SQLite ledger (``quayside releases`` among them)."""
     for index in Base.metadata.tables["role_grants"].indexes:
         if index.name == "uq_role_grants_space_level" and (
-            "postgresql_where" not in index.dialect_kwargs
+            index.dialect_options["postgresql"]["where"] is None
         ):
             index.dialect_kwargs["postgresql_where"] = text(SPACE_LEVEL)
 

@@ -173,3 +173,22 @@ def test_database_url_from_environment(tmp_path: Path, monkeypatch: pytest.Monke
 def test_bad_url_is_a_ledger_error() -> None:
     with pytest.raises(LedgerError, match="invalid ledger database URL"):
         make_engine("not a url")
+
+
+def test_the_space_level_grant_index_is_partial_in_the_models_too(ledger_url: str) -> None:
+    """The PostgreSQL WHERE of the index is in the metadata once a PostgreSQL engine exists
+    (it is added then, not at import), and matches the migrated database."""
+    from quayside.ledger.models import SPACE_LEVEL
+
+    engine = make_engine(ledger_url)
+    try:
+        index = next(
+            i for i in Base.metadata.tables["role_grants"].indexes
+            if i.name == "uq_role_grants_space_level"
+        )  # fmt: skip
+        dialect = engine.dialect.name
+        assert str(index.dialect_kwargs[f"{dialect}_where"]) == SPACE_LEVEL
+        found = {i["name"]: i for i in inspect(engine).get_indexes("role_grants")}
+        assert found["uq_role_grants_space_level"]["unique"]
+    finally:
+        engine.dispose()
