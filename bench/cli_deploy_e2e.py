@@ -19,6 +19,7 @@ worker's pickup, the run process's start, the flow, and the CLI's tail after the
 from __future__ import annotations
 
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -67,11 +68,14 @@ CONTEXT = {
 
 @dataclass(frozen=True)
 class CliRun:
-    """One timed command: its output and the epoch seconds when it started and exited."""
+    """One timed command: its output, the epoch seconds when it started and exited, and the
+    CPU seconds its process used (user + system: unlike wall time, barely moved by other
+    work on the machine)."""
 
     stdout: str
     started_at: float
     ended_at: float
+    cpu_s: float = 0.0
 
 
 def quayside_argv(*args: str, bin_dir: Path | None = None) -> list[str]:
@@ -160,6 +164,7 @@ def run_cli(argv: Sequence[str], env: Mapping[str, str], timeout: float = 900) -
     Raises:
         RuntimeError: it exited non-zero (its output's tail in the message).
     """
+    cpu_before = children_cpu_s()
     started_at = time.time()
     done = subprocess.run(
         list(argv),
@@ -177,7 +182,13 @@ def run_cli(argv: Sequence[str], env: Mapping[str, str], timeout: float = 900) -
             f"{' '.join(argv[-4:])} exited with {done.returncode}: "
             f"{done.stdout[-1500:]}{done.stderr[-1500:]}"
         )
-    return CliRun(done.stdout, started_at, ended_at)
+    return CliRun(done.stdout, started_at, ended_at, round(children_cpu_s() - cpu_before, 3))
+
+
+def children_cpu_s() -> float:
+    """User + system CPU seconds of every child process this process has waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def create_token(ledger_path: Path) -> str:
@@ -198,6 +209,7 @@ def build_entry(
     tools: Sequence[ToolResult],
     run_phases: Sequence[Mapping[str, float | None]],
     *,
+    command_cpu_s: Sequence[float] = (),
     hosts: int,
     files: int,
     changed_file: str,
@@ -217,6 +229,7 @@ def build_entry(
         "goal_ratio": GOAL_RATIO,
         "meets_goal": None if ratio is None else ratio >= GOAL_RATIO,
         **median_phases(run_phases),
+        "command_cpu_s": round(statistics.median(command_cpu_s), 3) if command_cpu_s else None,
         "phases_runs": [dict(p) for p in run_phases],
     }
     return make_entry(
@@ -244,7 +257,9 @@ NOTES = (
     "through the API), `pickup_s` to Pending (the worker's poll, every 1 s), `start_s` to "
     "Running (the run's process: the fork server, the deployment's pull step, Prefect's "
     "engine), `run_s` to the final state (the flow itself), `after_final_s` to the command's "
-    "exit (its last log lines and the per-host table).",
+    "exit (its last log lines and the per-host table). `command_cpu_s`: the CPU time of the "
+    "command's own process (user + system, median), which other work on the machine "
+    "barely changes: on a busy machine `submit_s` is mostly that CPU time, stretched.",
     "Before each timed command the hosts get the previous release from Quayside (untimed, "
     "the flow called in-process) and make their background copy of it, as between two "
     "deploys (see `git_deploy_incremental`); the run process reuses the SSH master "
@@ -262,6 +277,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
     """Time ``quayside deploy`` and the rsync loop ``options.repeat`` times each."""
     apps = app_names(("e2e",), options.repeat, "warmup-0")
     run_phases: list[dict[str, float | None]] = []
+    cpu: list[float] = []
     with ExitStack() as stack:
         session = open_session(stack, options, NAME, apps)
         quayside, roots, app = session.quayside, session.roots, session.app
@@ -319,6 +335,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
         )
         if quayside is not None and q.timing is not None:
             for done in q.timing.outputs:
+                cpu.append(done.cpu_s)
                 history = state_history(quayside.platform, run_id_of(done.stdout))
                 run_phases.append(phases(done.started_at, history, done.ended_at))
         files = app.files
@@ -327,6 +344,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
         "cli_deploy_e2e": build_entry(
             [q, r],
             run_phases,
+            command_cpu_s=cpu,
             hosts=len(hosts),
             files=files,
             changed_file=CHANGED_FILE,

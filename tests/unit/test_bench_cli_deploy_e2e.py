@@ -16,11 +16,13 @@ from bench.cli_deploy_e2e import (
     PHASES,
     RSYNC_KEY,
     build_entry,
+    children_cpu_s,
     cli_env,
     deploy_argv,
     median_phases,
     phases,
     quayside_argv,
+    run_cli,
     run_id_of,
 )
 from bench.harness import Timing, ToolResult
@@ -118,6 +120,7 @@ def test_the_entry_has_the_figures_issue_16_names() -> None:
     entry = build_entry(
         [tool("quayside", 2.5), tool(RSYNC_KEY, 7.6)],
         run_phases,
+        command_cpu_s=[0.9, 1.1, 1.0],
         hosts=20,
         files=5000,
         changed_file="app/module_07/part_042.dat",
@@ -129,6 +132,7 @@ def test_the_entry_has_the_figures_issue_16_names() -> None:
     assert entry["goal_ratio"] == GOAL_RATIO
     assert entry["meets_goal"] is True
     assert entry["start_s"] == 0.5
+    assert entry["command_cpu_s"] == 1.0
     assert entry["phases_runs"] == run_phases
     assert entry["command"] == "uv run python -m bench cli_deploy_e2e"
     slow = build_entry(
@@ -142,6 +146,7 @@ def test_the_entry_has_the_figures_issue_16_names() -> None:
     )
     assert slow["meets_goal"] is False
     assert slow["submit_s"] is None
+    assert slow["command_cpu_s"] is None
 
 
 def test_an_unmeasured_command_has_no_verdict() -> None:
@@ -164,3 +169,16 @@ def test_an_unmeasured_command_has_no_verdict() -> None:
 
 def test_python_m_bench_knows_the_benchmark() -> None:
     assert cli.plan(["cli_deploy_e2e"]) == {"cli_deploy_e2e": ["cli_deploy_e2e"]}
+
+
+def test_children_cpu_counts_a_finished_command() -> None:
+    before = children_cpu_s()
+    run = run_cli([sys.executable, "-c", "sum(range(3_000_000))"], {"PATH": "/usr/bin:/bin"})
+    assert run.cpu_s > 0
+    assert children_cpu_s() >= before + run.cpu_s - 0.01
+    assert run.ended_at >= run.started_at
+
+
+def test_a_failing_command_is_an_error_with_its_output() -> None:
+    with pytest.raises(RuntimeError, match="exited with 3: boom"):
+        run_cli([sys.executable, "-c", "print('boom'); raise SystemExit(3)"], {})
