@@ -18,6 +18,7 @@ from quayside.deploy.round_trips import LogLine, RoundTrips
 from quayside.deploy.rsync_upload import rsync_files
 from quayside.executors.base import Executor
 from quayside.manifest import MANIFEST_FILENAME, Manifest
+from quayside.plans.release import prune_candidates
 
 
 def rollback_host(
@@ -37,7 +38,8 @@ def rollback_host(
     report = HostReport(host, "failed", "switch")
     try:
         root = spec.root_for(host)
-        out = trips.run(scripts.switch_if_complete(root, spec.release_id), timeout=120)
+        switch = scripts.switch_if_complete(root, spec.release_id, spec.keep_releases)
+        out = trips.run(switch, timeout=120)
         if out.strip() == "missing":
             report = replace(report, step="restore")
             out, sent = restore(trips, spec, root, fetch_payload())
@@ -78,6 +80,14 @@ def restore(trips: RoundTrips, spec: RollbackSpec, root: str, payload: Path) -> 
         link_dest=release_dir(root, facts.current) if facts.current else None,
     )
     body = manifest.with_shared(spec.shared_paths).to_json().encode()
+    prune: tuple[str, ...] = ()
+    if spec.keep_releases is not None:
+        prune = prune_candidates(
+            facts.releases,
+            new=spec.release_id,
+            current=facts.current,
+            keep_releases=spec.keep_releases,
+        )
     seal = scripts.StageRequest(
         root,
         spec.release_id,
@@ -86,6 +96,7 @@ def restore(trips: RoundTrips, spec: RollbackSpec, root: str, payload: Path) -> 
         payload_bytes=len(body),
         shared=sorted(spec.shared_paths),
         switch=True,
+        prune=prune,
     )
     command = scripts.stage(seal)
     out = trips.run(command.argv, env=command.env, stdin=scripts.stage_stdin(seal, body))

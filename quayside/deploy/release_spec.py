@@ -118,6 +118,9 @@ class RollbackSpec:
     hooks: Hooks = field(default_factory=Hooks)
     health: HealthCheck | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
+    #: the app's keep_releases: exactly that many release dirs stay after the switch (the
+    #: release, the one it replaced, the newest others); None prunes nothing
+    keep_releases: int | None = None
 
     def root_for(self, host: str) -> str:
         return scripts.host_deploy_root(self.deploy_root, host)

@@ -23,12 +23,11 @@ from typing import Literal
 
 from quayside.commands.release import (
     SCRIPT_NAME,
+    check_deploy_root,
     check_release_paths,
     current_link,
-    current_link_text,
     release_dir,
     releases_dir,
-    temp_link,
 )
 from quayside.errors import InputError
 from quayside.manifest import MANIFEST_FILENAME
@@ -61,10 +60,15 @@ def _as_sent(text: str) -> str:
     return "".join(lines[:2] + kept)
 
 
+def _package_script(name: str) -> str:
+    """A shell program shipped in this package, as sent."""
+    return _as_sent(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+
+
 #: the host-side stage program (``stage.sh`` in this package) as sent as the text of ``sh -c``
-STAGE_SCRIPT = _as_sent(
-    resources.files(__package__).joinpath("stage.sh").read_text(encoding="utf-8")
-)
+STAGE_SCRIPT = _package_script("stage.sh")
+#: a rollback's switch to a release the host still has (``rollback_switch.sh``)
+ROLLBACK_SWITCH_SCRIPT = _package_script("rollback_switch.sh")
 #: what the controller writes after a switching stage's payload: the host's go
 COMMIT_PREFIX = "quayside-commit "
 #: a switching stage whose controller sent no go (it died, or changed its mind) exits with this
@@ -138,17 +142,6 @@ class HostCommand:
     argv: list[str]
     env: dict[str, str]
 
-
-#: $1 release dir, $2 link text, $3 temp link, $4 current link. Switches only to a complete
-#: release (one with a manifest); prints ``switched:<previous link>`` or ``missing``.
-SWITCH_IF_COMPLETE_SCRIPT = f"""\
-set -eu
-if [ ! -f "$1/{MANIFEST_FILENAME}" ]; then echo missing; exit 0; fi
-was=$(readlink -- "$4") || was=
-ln -sfn -- "$2" "$3"
-mv -T -- "$3" "$4"
-echo "switched:$was"
-"""
 
 #: $1 current link: remove it (the host had no release before the one being undone).
 UNSWITCH_SCRIPT = """\
@@ -270,16 +263,18 @@ def _sha256(value: str) -> str:
     return value
 
 
-def switch_if_complete(deploy_root: str, release_id: str) -> list[str]:
+def switch_if_complete(
+    deploy_root: str, release_id: str, keep_releases: int | None = None
+) -> list[str]:
     """ONE command: switch ``current`` to ``release_id`` if that release is complete on the
-    host; prints ``switched:<old link>`` or ``missing``."""
-    return _script(
-        SWITCH_IF_COMPLETE_SCRIPT,
-        release_dir(deploy_root, release_id),
-        current_link_text(release_id),
-        temp_link(deploy_root, release_id),
-        current_link(deploy_root),
-    )
+    host, then (with ``keep_releases``) prune to exactly that many release dirs; prints
+    ``switched:<old link>`` or ``missing``. See ``rollback_switch.sh``."""
+    args = [check_deploy_root(deploy_root), validate_release_id(release_id)]
+    if keep_releases is not None:
+        if int(keep_releases) < 1:
+            raise InputError(f"keep_releases must be at least 1, got {keep_releases}")
+        args.append(str(int(keep_releases)))
+    return _script(ROLLBACK_SWITCH_SCRIPT, *args)
 
 
 def unswitch(deploy_root: str) -> list[str]:

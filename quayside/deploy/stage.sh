@@ -20,7 +20,9 @@
 #             "quayside-commit <STAGE_NEW>" right after the payload on stdin. Anything else
 #             (a controller that died sends end-of-file) removes the new release dir and exits 5
 #   switch    current -> releases/<new> (a temp link renamed over it)
-#   prune     old release dirs (never the new one or the one current pointed at)
+#   prune     old release dirs (never the new one or the one current pointed at) and their
+#             next-deploy copies; release dirs never sealed and temp links that interrupted
+#             runs left
 #   next      in the background, STAGE_NEXT_DELAY seconds after the switch and only if the
 #             release still serves, at the lowest priority: a hard-link copy of the new release
 #             without its manifest, which the next deploy renames instead of copying
@@ -44,7 +46,7 @@
 #   STAGE_FACTS_AFTER    a manifest sha256: print the facts at the end
 #   STAGE_NEXT_DELAY     seconds before the next-deploy copy; empty: no copy
 # Arguments: the paths to delete, the release ids to prune, then the shared paths.
-# Exit status: 0 done, 3 refused, 4 a shared path under a symlink, 5 no go from the
+# Exit status: 0 done, 3 refused (e.g. current is not a symlink), 4 a shared path under a symlink, 5 no go from the
 # controller, 10 the facts differ from STAGE_EXPECT (nothing touched).
 set -eu
 M=.quayside-manifest.json
@@ -142,6 +144,17 @@ manifest-same:$2"
 
 gone() { [ ! -e "$1" ] && [ ! -L "$1" ]; }
 
+# is_release_id NAME: whether NAME looks like a release id (only those are ever deleted)
+is_release_id() {
+  case $1 in
+    [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z-[0-9a-f]*)
+      case ${1#*Z-} in *[!0-9a-f]*) return 1 ;; esac
+      [ "${#1}" -ge 24 ] && [ "${#1}" -le 29 ]
+      ;;
+    *) return 1 ;;
+  esac
+}
+
 # -- guard ------------------------------------------------------------------------------------
 if [ -n "$STAGE_GUARD" ]; then
   # staged from the facts the caller expects: anything else, and nothing is touched
@@ -151,6 +164,14 @@ if [ -n "$STAGE_GUARD" ]; then
     facts "$root" "$STAGE_GUARD"
     exit 10
   fi
+fi
+
+# -- current must be a symlink this script can replace ------------------------------------------
+if [ -e "$cur" ] && [ ! -L "$cur" ]; then
+  what="not a symlink"
+  if [ -d "$cur" ]; then what="a directory, not a symlink"; fi
+  fail "current is $what (made by hand?): move it away (cd $root &&" \
+    "mv current current.by-hand) and deploy again; nothing was changed"
 fi
 
 # -- prepare ----------------------------------------------------------------------------------
@@ -266,7 +287,18 @@ if [ "$STAGE_SWITCH" = 1 ]; then
   cd /
   for id in $pruned; do
     case $id in "$STAGE_NEW" | "${was##*/}") continue ;; esac
-    rm -rf -- "$root/releases/$id"
+    rm -rf -- "$root/releases/$id" "$root/${NEXT:?}$id"
+  done
+  # what interrupted runs left: release dirs never sealed (no manifest) and temp links
+  for d in "$root"/releases/*; do
+    id=${d##*/}
+    case $id in "$STAGE_NEW" | "${was##*/}") continue ;; esac
+    if is_release_id "$id" && [ -d "$d" ] && [ ! -L "$d" ] && [ ! -e "$d/$M" ]; then
+      rm -rf -- "$d" "$root/${NEXT:?}$id"
+    fi
+  done
+  for d in "$root"/.current.tmp-*; do
+    if [ -L "$d" ]; then rm -f -- "$d"; fi
   done
   if [ -n "$STAGE_NEXT_DELAY" ]; then
     # the next deploy's starting point, made in the background once this release has settled

@@ -173,22 +173,18 @@ def under_any(roots: Collection[str]) -> Callable[[str], bool]:
 def prune_candidates(
     releases: Sequence[str], *, new: str, current: str | None, keep_releases: int
 ) -> tuple[str, ...]:
-    """Releases to delete once ``new`` is current: everything beyond the newest
-    ``keep_releases`` (``new`` counted), never ``new``, the current one (which becomes the
-    previous) or the one before it. Oldest first."""
+    """Releases to delete once ``new`` is current, so that exactly ``keep_releases`` remain
+    (as Capistrano and Walle count them): ``new``, the current one (which becomes the
+    previous: a failed verification switches back to it, so it stays even with
+    ``keep_releases: 1``), then the newest others. Oldest first."""
     if keep_releases < 1:
         raise InputError(f"keep_releases must be at least 1, got {keep_releases}")
     every = sorted({r for r in releases if is_release_id(r)} | {new})
-    keep = set(every[-keep_releases:]) | {new}
-    if current is not None:
-        keep.add(current)
-        older = [r for r in every if r < current]
-        if older:
-            keep.add(older[-1])
-    else:
-        older = [r for r in every if r < new]
-        if older:
-            keep.add(older[-1])
+    keep = {new} | ({current} if current is not None else set())
+    for r in reversed(every):
+        if len(keep) >= keep_releases:
+            break
+        keep.add(r)
     return tuple(r for r in every if r not in keep)
 
 

@@ -313,7 +313,7 @@ def test_a_host_as_the_last_deploy_left_it_is_staged_in_one_guarded_round_trip(
     assert third.round_trips == 2  # the guarded try, then the stage
     assert os.readlink(root / "current") == f"releases/{r3}"
     assert (root / "current" / "b").read_text() == "4"
-    assert stray.is_dir()
+    assert not stray.exists()  # never sealed: what an interrupted run leaves, removed
 
 
 def test_a_guard_that_expects_another_current_release_changes_nothing(tmp_path: Path) -> None:
@@ -570,3 +570,38 @@ def test_stage_refuses_what_it_cannot_place(kw: dict[str, object], message: str)
     args: dict[str, object] = {"mode": "prev", "prev": RIDS[0], **kw}
     with pytest.raises(InputError, match=message):
         scripts.stage(StageRequest("/srv/a", RIDS[1], **args))  # type: ignore[arg-type]
+
+
+def test_keep_releases_keeps_exactly_that_many_on_deploy_and_rollback(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    ex = LocalExecutor("local")
+    rids = [f"2024050{d}T120000Z-{c * 12}" for d, c in zip(range(1, 6), "abcde", strict=True)]
+    for i, rid in enumerate(rids[:4]):
+        payload = _payload(tmp_path / f"p{i}", {"a": str(i)})
+        report = deploy_host(ex, "local", _spec(payload, root, rid, keep_releases=2))
+        assert report.status == "succeeded", report
+        assert sorted(p.name for p in (root / "releases").iterdir()) == rids[max(0, i - 1) : i + 1]
+    # a rollback to the previous release prunes to two as well: nothing to prune here
+    spec = RollbackSpec("web", "test", rids[2], "c", "v", str(root), keep_releases=2)
+    back = rollback_host(ex, "local", spec, fetch_payload=lambda: pytest.fail("no restore"))
+    assert back.status == "succeeded", back
+    assert sorted(p.name for p in (root / "releases").iterdir()) == rids[2:4]
+    # one more deploy from there (current rids[2]), then a rollback that has to prune
+    payload = _payload(tmp_path / "p4", {"a": "4"})
+    assert deploy_host(ex, "local", _spec(payload, root, rids[4], keep_releases=3)).ok
+    assert sorted(p.name for p in (root / "releases").iterdir()) == rids[2:5]
+    spec = RollbackSpec("web", "test", rids[3], "d", "v", str(root), keep_releases=2)
+    back = rollback_host(ex, "local", spec, fetch_payload=lambda: pytest.fail("no restore"))
+    assert back.status == "succeeded", back
+    assert sorted(p.name for p in (root / "releases").iterdir()) == rids[3:5]
+    assert os.readlink(root / "current") == f"releases/{rids[3]}"
+
+
+def test_a_current_made_by_hand_fails_with_the_cause_and_the_next_step(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "current").mkdir(parents=True)
+    ex = LocalExecutor("local")
+    report = deploy_host(ex, "local", _spec(_payload(tmp_path / "p", {"a": "1"}), root, RIDS[0]))
+    assert report.status == "failed" and report.step == "stage"
+    assert "current is a directory, not a symlink (made by hand?): move it away" in report.message
+    assert (root / "current").is_dir() and not (root / "releases" / RIDS[0]).exists()

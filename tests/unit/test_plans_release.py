@@ -199,20 +199,28 @@ def test_bad_targets_are_refused(bad: ReleaseTarget) -> None:
         plan_release(HostFacts(None), bad)
 
 
-def test_prune_keeps_n_and_never_current_or_previous() -> None:
+def test_prune_keeps_exactly_n_and_never_new_or_current() -> None:
     existing = tuple(R[:6])
     facts = HostFacts(R[5], OLD, existing)
     plan = plan_release(facts, target(keep=3))
     assert steps_of(plan, Prune) == [Prune((R[0], R[1], R[2], R[3]))]
     assert plan.prune == (R[0], R[1], R[2], R[3])
-    # keep=1 still keeps the new, the current (becoming previous) and the one before it
-    assert prune_candidates(existing, new=NEW, current=R[5], keep_releases=1) == tuple(R[:4])
-    # current rolled back to an old release: it and its predecessor survive
-    assert prune_candidates(existing, new=NEW, current=R[1], keep_releases=2) == (R[2], R[3], R[4])
+    # exactly keep_releases stay: the new, the current (becoming previous), the newest others
+    assert prune_candidates(existing, new=NEW, current=R[5], keep_releases=2) == tuple(R[:5])
+    # keep=1 still keeps the current (a failed verification switches back to it)
+    assert prune_candidates(existing, new=NEW, current=R[5], keep_releases=1) == tuple(R[:5])
+    # current rolled back to an old release: it survives, then the newest others
+    assert prune_candidates(existing, new=NEW, current=R[1], keep_releases=3) == (
+        R[0],
+        R[2],
+        R[3],
+        R[4],
+    )
     # nothing to prune
     assert prune_candidates(existing[:2], new=NEW, current=R[1], keep_releases=5) == ()
     # names that are not release ids are never candidates
-    assert prune_candidates(("junk", "../x", R[0]), new=NEW, current=None, keep_releases=1) == ()
+    assert prune_candidates(("junk", "../x", R[0]), new=NEW, current=None, keep_releases=2) == ()
+    assert prune_candidates(("junk", R[0]), new=NEW, current=None, keep_releases=1) == (R[0],)
     with pytest.raises(InputError):
         prune_candidates(existing, new=NEW, current=None, keep_releases=0)
 
@@ -239,7 +247,8 @@ def test_describe_for_dry_runs() -> None:
     assert "    + lib/new.php" in lines and "    ~ index.php" in lines
     assert "    - lib/gone.php" in lines
     assert "  send 6 path(s), 51 B" in lines
-    assert lines[-1] == f"  prune 2 old release(s): {R[0]}, {R[3]}"
+    # keep 3: the new, the current (rolled back to R2) and the newest other, R5
+    assert lines[-1] == f"  prune 4 old release(s): {R[0]}, {R[1]}, {R[3]}, {R[4]}"
     first = describe(plan_release(HostFacts(None), target()))
     assert first.splitlines()[0] == f"release {NEW} (first release)"
     same = plan_release(HostFacts(R[1], NEW_M.with_shared(["logs"])), target())
@@ -384,12 +393,13 @@ def test_plans_applied_for_real_give_exact_releases(tmp_path: Path) -> None:
     assert again.no_change
     # a third release prunes nothing that is current or previous
     (src / "lib" / "third.php").write_text("3")
-    third = deploy(R[2])
-    assert third.prune == ()
+    third = deploy(R[2])  # keep_releases 2: exactly two stay, the new and the previous
+    assert third.prune == (R[0],)
+    assert read_facts_locally(root).releases == (R[1], R[2])
     (src / "lib" / "fourth.php").write_text("4")
     fourth = deploy(R[3])
-    assert fourth.prune == (R[0],)
-    assert read_facts_locally(root).releases == (R[1], R[2], R[3])
+    assert fourth.prune == (R[1],)
+    assert read_facts_locally(root).releases == (R[2], R[3])
     assert not list(tmp_path.rglob("PWNED*"))
     assert first.steps[0] == CreateRelease(R[0])
 

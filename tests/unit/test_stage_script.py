@@ -216,3 +216,115 @@ def test_the_scripts_facts_are_what_read_facts_prints(tmp_path: Path) -> None:
     assert result.returncode == scripts.GUARD_EXIT
     assert result.stdout == scripts.GUARD_MISMATCH.encode() + b"\n" + expected
     assert b"manifest:" in expected and not (Path(root) / "releases" / R3).exists()
+
+
+def test_a_current_that_is_not_a_symlink_is_refused_and_nothing_changes(tmp_path: Path) -> None:
+    root, request, body = _first_release(tmp_path)
+    (Path(root) / "current").mkdir(parents=True)
+    (Path(root) / "current" / "index.html").write_text("by hand")
+    result = run_stage(request, body + scripts.commit_line(R1))
+    assert result.returncode == 3
+    assert b"current is a directory, not a symlink" in result.stderr
+    assert b"move it away" in result.stderr and b"nothing was changed" in result.stderr
+    assert not (Path(root) / "releases" / R1).exists()
+    assert (Path(root) / "current" / "index.html").read_text() == "by hand"
+    rollback = subprocess.run(
+        ["sh", str(ROLLBACK), root, R1], capture_output=True, env=dict(os.environ)
+    )
+    assert rollback.returncode == 3 and b"is not a symlink" in rollback.stderr
+
+
+def test_the_next_switch_removes_what_interrupted_runs_left(tmp_path: Path) -> None:
+    """Release dirs never sealed, temp links and next-deploy copies of pruned releases go;
+    a directory that is not named like a release is never touched."""
+    root, request, body = _first_release(tmp_path)
+    assert run_stage(request, body + scripts.commit_line(R1)).returncode == 0
+    base = Path(root)
+    (base / "releases" / R2).mkdir()  # an interrupted stage: no manifest
+    (base / "releases" / R2 / "half.php").write_text("x")
+    (base / "releases" / "notes").mkdir()
+    old = "20240401T120000Z-dddddddddddd"
+    (base / "releases" / old).mkdir()
+    (base / "releases" / old / MANIFEST_FILENAME).write_text("{}")
+    (base / f"{scripts.NEXT_PREFIX}{old}").mkdir()
+    os.symlink(f"releases/{R2}", base / f".current.tmp-{R2}")
+    staged = StageRequest(
+        root,
+        R3,
+        mode="prev",
+        prev=R1,
+        extract="manifest",
+        payload_bytes=2,
+        switch=True,
+        prune=[old],
+    )
+    result = run_stage(staged, b"{}" + scripts.commit_line(R3))
+    assert result.returncode == 0, result.stderr
+    assert os.readlink(base / "current") == f"releases/{R3}"
+    assert sorted(p.name for p in (base / "releases").iterdir()) == sorted([R1, R3, "notes"])
+    assert not list(base.glob(".current.tmp-*"))
+    assert not list(base.glob(f"{scripts.NEXT_PREFIX}*"))
+
+
+def _releases(root: Path, *ids: str) -> None:
+    for rid in ids:
+        (root / "releases" / rid).mkdir(parents=True)
+        (root / "releases" / rid / MANIFEST_FILENAME).write_text("{}")
+        (root / f"{scripts.NEXT_PREFIX}{rid}").mkdir()
+
+
+ROLLBACK = Path(scripts.__file__).with_name("rollback_switch.sh")
+RIDS = [f"2024050{d}T120000Z-{c * 12}" for d, c in zip(range(1, 7), "abcdef", strict=True)]
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "keep", "left"),
+    [
+        (5, 3, 3, [3, 4, 5]),  # the target, the one it replaces, the newest other
+        (5, 0, 2, [0, 5]),
+        (5, 0, 1, [0, 5]),  # the replaced release stays for a switch back
+        (2, 4, 4, [2, 3, 4, 5]),
+        (5, 3, None, [0, 1, 2, 3, 4, 5]),  # no keep: nothing pruned
+    ],
+)
+def test_a_rollback_keeps_exactly_keep_releases(
+    tmp_path: Path, current: int, target: int, keep: int | None, left: list[int]
+) -> None:
+    root = tmp_path / "root"
+    _releases(root, *RIDS)
+    (root / "releases" / "notes").mkdir()
+    os.symlink(f"releases/{RIDS[current]}", root / "current")
+    argv = scripts.switch_if_complete(str(root), RIDS[target], keep)
+    assert argv[2] == scripts.ROLLBACK_SWITCH_SCRIPT
+    result = subprocess.run(["sh", str(ROLLBACK), *argv[4:]], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"switched:releases/{RIDS[current]}\n"
+    assert os.readlink(root / "current") == f"releases/{RIDS[target]}"
+    names = sorted(p.name for p in (root / "releases").iterdir())
+    assert names == sorted([RIDS[i] for i in left] + ["notes"])
+    # only the serving release keeps its next-deploy copy
+    assert [p.name for p in root.glob(f"{scripts.NEXT_PREFIX}*")] == [
+        f"{scripts.NEXT_PREFIX}{RIDS[target]}"
+    ]
+
+
+def test_a_rollback_to_a_release_the_host_lacks_says_missing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _releases(root, RIDS[0])
+    os.symlink(f"releases/{RIDS[0]}", root / "current")
+    (root / "releases" / RIDS[1]).mkdir()  # never sealed
+    for rid in (RIDS[1], RIDS[2]):
+        result = subprocess.run(
+            ["sh", str(ROLLBACK), str(root), rid, "2"], capture_output=True, text=True
+        )
+        assert (result.returncode, result.stdout) == (0, "missing\n")
+    assert os.readlink(root / "current") == f"releases/{RIDS[0]}"
+
+
+def test_the_rollback_switch_passes_shellcheck() -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (make packages installs it)")
+    result = subprocess.run(
+        ["shellcheck", "--shell=sh", str(ROLLBACK)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout

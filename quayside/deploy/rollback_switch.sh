@@ -1,0 +1,73 @@
+#!/bin/sh
+# quayside rollback switch script, version 1
+#
+# A rollback on a host that still has the release, in one round trip. The controller sends this
+# text as `sh -c <text> quayside ROOT RELEASE_ID [KEEP]` (quayside.deploy.scripts
+# .switch_if_complete); run it as `sh rollback_switch.sh ROOT RELEASE_ID [KEEP]`.
+#
+#   ROOT        the deploy root (absolute, normalised)
+#   RELEASE_ID  the release to serve again
+#   KEEP        keep_releases: afterwards exactly KEEP release dirs stay - this release, the one
+#               current pointed at (a failed verification switches back to it), then the
+#               newest others; empty: nothing is pruned
+#
+# Prints "switched:<what current pointed at>", or "missing" when the release is not complete on
+# the host (no manifest): the controller then restores it from the artifact store. The
+# next-deploy copies (.quayside-next-<id>) of releases that no longer serve are removed.
+# Exit status: 0 switched or missing, 3 current is not a symlink (nothing changed).
+set -eu
+root=$1 id=$2 keep=${3:-}
+M=.quayside-manifest.json
+NEXT=.quayside-next-
+cur=$root/current
+
+# is_release_id NAME: whether NAME looks like a release id (only those are ever deleted)
+is_release_id() {
+  case $1 in
+    [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z-[0-9a-f]*)
+      case ${1#*Z-} in *[!0-9a-f]*) return 1 ;; esac
+      [ "${#1}" -ge 24 ] && [ "${#1}" -le 29 ]
+      ;;
+    *) return 1 ;;
+  esac
+}
+
+if [ -e "$cur" ] && [ ! -L "$cur" ]; then
+  echo "quayside: current is not a symlink (made by hand?): move it away (cd $root &&" \
+    "mv current current.by-hand) and roll back again; nothing was changed" >&2
+  exit 3
+fi
+if [ ! -f "$root/releases/$id/$M" ]; then
+  echo missing
+  exit 0
+fi
+was=$(readlink -- "$cur") || was=
+ln -sfn -- "releases/$id" "$root/.current.tmp-$id"
+mv -T -- "$root/.current.tmp-$id" "$cur"
+echo "switched:$was"
+
+for d in "$root/$NEXT"*; do
+  if [ "$d" != "$root/$NEXT$id" ]; then rm -rf -- "$d"; fi
+done
+[ -n "$keep" ] || exit 0
+old=${was##*/}
+kept=1
+if [ -n "$old" ] && [ "$old" != "$id" ] && [ -d "$root/releases/$old" ]; then kept=2; fi
+others=0
+for d in "$root"/releases/*; do
+  r=${d##*/}
+  case $r in "$id" | "$old") continue ;; esac
+  if is_release_id "$r" && [ -d "$d" ] && [ ! -L "$d" ]; then others=$((others + 1)); fi
+done
+room=$((keep - kept))
+if [ "$room" -lt 0 ]; then room=0; fi
+drop=$((others - room))
+for d in "$root"/releases/*; do # oldest first
+  [ "$drop" -gt 0 ] || break
+  r=${d##*/}
+  case $r in "$id" | "$old") continue ;; esac
+  if is_release_id "$r" && [ -d "$d" ] && [ ! -L "$d" ]; then
+    rm -rf -- "$d"
+    drop=$((drop - 1))
+  fi
+done
