@@ -41,7 +41,12 @@ from quayside.gateway.web_diff import side_by_side
 from quayside.gateway.web_forms import Form, read_form
 from quayside.gateway.web_pages import SECURITY_HEADERS, render
 from quayside.gateway.web_projects import readable_projects, require_editor, require_reader
-from quayside.gateway.web_publish import start_publish
+from quayside.gateway.web_publish import (
+    decode_versions,
+    encode_versions,
+    publishable_services,
+    start_publish,
+)
 
 router = APIRouter(tags=["config pages"], route_class=PageRoute, include_in_schema=False)
 Caller = Depends(page_session)
@@ -100,15 +105,21 @@ def _tree(ctx: GatewayContext, user: str) -> list[dict[str, Any]]:
             by_env[address.environment][address.service].append(state)
         envs = []
         for env in sorted(set(access.environments) | set(by_env)):
-            services = sorted(by_env.get(env, {}).items())
-            envs.append(
+            publishable = publishable_services(ctx, access.name, env)
+            services = [
                 {
-                    "name": env,
-                    "services": services,
-                    "unpublished": sum(s.unpublished for _, ss in services for s in ss),
+                    "name": service,
+                    "states": states,
+                    "unpublished": sum(s.unpublished for s in states),
+                    "publishable": service in publishable,
+                    "versions": encode_versions(
+                        {s.latest.address.filename: s.latest.version for s in states}
+                    ),
                     "publish_key": secrets.token_urlsafe(24),
                 }
-            )
+                for service, states in sorted(by_env.get(env, {}).items())
+            ]
+            envs.append({"name": env, "services": services})
         projects.append({"name": access.name, "can_edit": access.can_edit, "environments": envs})
     return projects
 
@@ -162,8 +173,9 @@ def _stale_values(
     current = items.get(_store(ctx), address, error.current_version)
     return {
         "address": address,
-        "message": error.message,
-        "hint": error.hint,
+        "message": error.message.split("\n", 1)[0],  # the diff is shown side by side
+        "hint": f"nothing was lost: your text is below; merge it with version "
+        f"{error.current_version} and save again",
         "current": current,
         "attempted": attempted,
         "rows": side_by_side(current.content, attempted),
@@ -425,29 +437,36 @@ async def restore_item(request: Request, address: str, caller: PageCaller = Call
 # --- publish -----------------------------------------------------------------------------
 
 
-@router.post(PREFIX + "/publish/{project}/{environment}")
+@router.post(PREFIX + "/publish/{project}/{environment}/{service}")
 async def publish(
-    request: Request, project: str, environment: str, caller: PageCaller = Caller
+    request: Request, project: str, environment: str, service: str, caller: PageCaller = Caller
 ) -> Response:
-    """Start the publish flow for ``project``/``environment`` and link to its run."""
+    """Start the publish flow for ``service`` of ``project``/``environment`` with the versions
+    the page showed, and link to its run."""
     form = await _posted(request, caller)
     check_name("project", project)
     check_name("environment", environment)
+    check_name("service", service)
+    versions = decode_versions(form.text("versions"))
     handle = await run_in_threadpool(
         start_publish,
         gateway_context(request),
         caller.user,
         project,
         environment,
+        service,
+        versions,
         form.text("publish_key"),
     )
     return _page(
         caller,
         "published.html",
         202 if handle.created else 200,
-        title=f"Publish {project}/{environment}",
+        title=f"Publish {project}/{environment}/{service}",
         project=project,
         environment=environment,
+        service=service,
+        versions=sorted(versions.items()),
         status_word="started" if handle.created else f"already started ({handle.state_name})",
         ui_url=handle.ui_url,
         run_name=handle.name,

@@ -33,7 +33,9 @@ apps:
   DNS:
     space: ops
     environments:
-      release: {}
+      release:
+        config:
+          dnsmasq: {kind: dnsmasq, dir: /etc/dnsmasq.d, main_file: dnsmasq.conf}
   WEB:
     space: web
     environments:
@@ -210,14 +212,14 @@ def test_login_goes_back_only_to_a_config_page(site: Site) -> None:
         "/config/items/DNS/release/dnsmasq/dnsmasq.conf",
         "/config/new/DNS/release",
         "/config/restore/DNS/release/dnsmasq/dnsmasq.conf",
-        "/config/publish/DNS/release",
+        "/config/publish/DNS/release/dnsmasq",
         "/config/logout",
     ],
 )
 def test_every_post_needs_the_sessions_csrf_token(site: Site, path: str) -> None:
     client, csrf = log_in(site, "dev")
     fields = {"content": "port=1\n", "base_version": "1", "version": "1", "service": "s",
-              "filename": "f", "publish_key": "k" * 20}  # fmt: skip
+              "filename": "f", "publish_key": "k" * 20, "versions": "dnsmasq.conf=1"}  # fmt: skip
     missing = client.post(path, data=fields)
     assert missing.status_code == 403 and "CSRF token" in missing.text
     wrong = client.post(path, data={**fields, "csrf_token": csrf[:-2] + "xx"})
@@ -242,6 +244,7 @@ def test_a_reporter_reads_but_has_no_forms_and_every_post_is_403(site: Site) -> 
     tree = client.get("/config/")
     assert "dnsmasq.conf" in tree.text and "read only" in tree.text
     assert "/config/publish/" not in tree.text and "New file" not in tree.text
+    assert "Publish" not in tree.text
     item = client.get("/config/items/DNS/release/dnsmasq/dnsmasq.conf")
     assert item.status_code == 200 and "port=53" in item.text
     assert "<textarea" not in item.text and "Save draft" not in item.text
@@ -252,7 +255,10 @@ def test_a_reporter_reads_but_has_no_forms_and_every_post_is_403(site: Site) -> 
         "/config/items/DNS/release/dnsmasq/dnsmasq.conf": {"content": "x", "base_version": "1"},
         "/config/new/DNS/release": {"service": "s", "filename": "f", "content": "x"},
         "/config/restore/DNS/release/dnsmasq/dnsmasq.conf": {"version": "1", "base_version": "1"},
-        "/config/publish/DNS/release": {"publish_key": "k" * 20},
+        "/config/publish/DNS/release/dnsmasq": {
+            "publish_key": "k" * 20,
+            "versions": "dnsmasq.conf=1",
+        },
     }
     for path, fields in posts.items():
         refused = client.post(path, data={**fields, "csrf_token": csrf})
@@ -440,6 +446,15 @@ def test_logout_ends_the_session(site: Site) -> None:
     assert fresh.get("/config/").status_code == 303  # the old id is worthless
 
 
+def publish_form(client: TestClient, service: str = "dnsmasq") -> dict[str, str]:
+    tree = client.get("/config/")
+    block = re.search(rf'action="/config/publish/DNS/release/{service}".*?</form>', tree.text, re.S)
+    assert block, tree.text
+    fields = dict(re.findall(r'name="([a-z_]+)" value="([^"]*)"', block.group(0)))
+    assert set(fields) == {"csrf_token", "publish_key", "versions"}
+    return fields
+
+
 def test_publish_names_a_deployment_missing_from_the_catalogue(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -448,18 +463,57 @@ def test_publish_names_a_deployment_missing_from_the_catalogue(
     monkeypatch.setattr(
         catalogue, "CATALOGUE", tuple(s for s in catalogue.CATALOGUE if s.name != "config-publish")
     )
-    client, csrf = log_in(site, "dev")
-    tree = client.get("/config/")
-    key = re.search(r'name="publish_key" value="([^"]+)"', tree.text)
-    assert key
-    page = client.post(
-        "/config/publish/DNS/release", data={"csrf_token": csrf, "publish_key": key.group(1)}
-    )
+    client, _ = log_in(site, "dev")
+    fields = publish_form(client)
+    assert fields["versions"] == "dnsmasq.conf=1"  # what the page showed
+    page = client.post("/config/publish/DNS/release/dnsmasq", data=fields)
     assert page.status_code == 503
     assert "the deployment &#39;config-publish&#39; is not in this Quayside" in page.text
     assert "your drafts are saved" in page.text and "Traceback" not in page.text
-    bad_key = client.post("/config/publish/DNS/release", data={"csrf_token": csrf})
-    assert bad_key.status_code == 400 and "publish form is malformed" in bad_key.text
+
+
+def test_publish_without_prefect_is_a_page_not_a_traceback(site: Site) -> None:
+    client, _ = log_in(site, "dev")
+    page = client.post("/config/publish/DNS/release/dnsmasq", data=publish_form(client))
+    assert page.status_code == 503, page.text
+    assert "the Prefect API at" in page.text and "not reachable" in page.text
+    assert "Traceback" not in page.text
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "message"),
+    [
+        ({"publish_key": "short"}, 400, "publish form is malformed"),
+        ({"versions": ""}, 400, "publish form is malformed"),
+        ({"versions": "../../etc/passwd=1"}, 400, "path traversal"),
+        ({"versions": "dnsmasq.conf=0"}, 400, "dnsmasq.conf: expected a version number"),
+        ({"versions": "dnsmasq.conf=x"}, 400, "dnsmasq.conf: expected a version number"),
+    ],
+)
+def test_bad_publish_forms_are_refused(
+    site: Site, change: dict[str, str], status: int, message: str
+) -> None:
+    client, _ = log_in(site, "dev")
+    page = client.post(
+        "/config/publish/DNS/release/dnsmasq", data={**publish_form(client), **change}
+    )
+    assert page.status_code == status and message in page.text
+
+
+def test_a_service_not_set_up_for_publishing_has_no_button_and_is_refused(site: Site) -> None:
+    client, csrf = log_in(site, "dev")
+    made = client.post(
+        "/config/new/DNS/release",
+        data={"csrf_token": csrf, "service": "nginx", "filename": "nginx.conf", "content": "x"},
+    )
+    assert made.status_code == 303
+    tree = client.get("/config/")
+    assert "/config/publish/DNS/release/nginx" not in tree.text
+    assert "apps.DNS.environments.release.config.nginx" in tree.text
+    fields = {**publish_form(client), "versions": "nginx.conf=1"}
+    page = client.post("/config/publish/DNS/release/nginx", data=fields)
+    assert page.status_code == 400
+    assert "service &#39;nginx&#39; is not set up for publishing" in page.text
 
 
 def test_the_stylesheet_is_served(site: Site) -> None:
