@@ -46,9 +46,11 @@ def decode_versions(text: str) -> dict[str, int]:
     if not parts or len(parts) > MAX_FILES:
         raise InputError("the publish form is malformed: reload the page and press Publish again")
     for part in parts:
-        name, sep, number = part.rpartition("=")
+        name, sep, number = part.partition("=")
+        if not sep:
+            raise InputError(f"versions: {part[:80]!r}: expected FILE=VERSION")
         check_filename(name, "versions")
-        if not sep or not number.isdigit() or len(number) > 12 or int(number) < 1:
+        if not number.isdigit() or len(number) > 12 or int(number) < 1:
             raise InputError(f"versions: {name}: expected a version number")
         out[name] = int(number)
     return out

@@ -1,5 +1,6 @@
 """The config pages' small pieces: CSRF comparison and the same-site check, form parsing,
-where a login may go back to, and the side-by-side diff rows."""
+where a login may go back to, the side-by-side diff rows, and the versions a Publish form
+carries."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from quayside.gateway.routes_config_login import safe_next
 from quayside.gateway.web_csrf import CsrfRefused, check_same_site, check_token, tokens_match
 from quayside.gateway.web_diff import DiffRow, side_by_side
 from quayside.gateway.web_forms import MAX_FIELDS, parse_form
+from quayside.gateway.web_publish import MAX_FILES, decode_versions, encode_versions
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -128,3 +130,29 @@ def test_side_by_side_added_removed_and_equal() -> None:
     assert side_by_side("a\n", "a") == [
         DiffRow("changed", None, "(ends with a newline)", None, "(no newline at end of file)")
     ]
+
+
+def test_publish_versions_travel_in_one_field() -> None:
+    versions = {"hosts": 3, "conf.d/web.conf": 12, "a@b+c": 1}
+    text = encode_versions(versions)
+    assert text == "a@b+c=1;conf.d/web.conf=12;hosts=3"
+    assert decode_versions(text) == versions
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "malformed"),
+        (";", "malformed"),
+        (";".join(f"f{i}=1" for i in range(MAX_FILES + 1)), "malformed"),
+        ("hosts", "expected FILE=VERSION"),
+        ("hosts=x", "expected a version number"),
+        ("hosts=0", "expected a version number"),
+        ("hosts=-1", "expected a version number"),
+        ("../x=1", "path traversal"),
+        ("/etc/hosts=1", "is absolute"),
+    ],
+)
+def test_bad_publish_versions_are_refused(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        decode_versions(text)

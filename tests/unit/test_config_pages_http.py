@@ -161,6 +161,30 @@ def test_a_bad_token_is_refused_401_without_a_session(site: Site) -> None:
     assert client.get("/config/").status_code == 303  # still logged out: back to the login
 
 
+def test_repeated_failed_logins_are_throttled(site: Site) -> None:
+    client = site.client()
+    nonce = csrf_of(client.get("/config/login").text)
+    statuses = []
+    for i in range(GatewayConfig().auth_failures + 1):
+        answer = client.post(
+            "/config/login", data={"csrf_token": nonce, "token": f"qs_{i:012x}_" + "0" * 64}
+        )
+        statuses.append(answer.status_code)
+        if answer.status_code == 401:
+            nonce = csrf_of(answer.text)  # the form comes back with a fresh nonce
+    assert statuses[:-1] == [401] * GatewayConfig().auth_failures
+    assert statuses[-1] == 429  # the gateway's failed-authentication throttle counts them
+    good = client.post("/config/login", data={"csrf_token": nonce, "token": site.tokens["dev"]})
+    assert good.status_code == 429 and SESSION_COOKIE not in client.cookies
+
+
+def test_a_logged_in_browser_skips_the_login_form(site: Site) -> None:
+    client, _ = log_in(site, "dev")
+    again = client.get("/config/login?next=/config/history/DNS/release/dnsmasq/dnsmasq.conf")
+    assert again.status_code == 303
+    assert again.headers["location"] == "/config/history/DNS/release/dnsmasq/dnsmasq.conf"
+
+
 def test_the_login_form_needs_its_nonce(site: Site) -> None:
     client = site.client()
     client.get("/config/login")
