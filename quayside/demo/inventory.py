@@ -73,7 +73,10 @@ apps:
         groups: [demo-test]
       prod:
         groups: [demo-prod]
-        approval: {{required: 1, role: MASTER}}  # one MASTER, not the requester
+        # one MASTER, not the requester; a deploy started from the Prefect UI names nobody
+        # (its requested_by is typed): the demo lets one MASTER approve it - a team sets
+        # two_approvers (the default) or refuse
+        approval: {{required: 1, role: MASTER, unattributed: one_approver}}
 """
 
 

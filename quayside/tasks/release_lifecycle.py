@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Literal
 
@@ -41,10 +41,12 @@ from prefect.logging.loggers import get_run_logger
 from prefect.runtime import flow_run
 
 from quayside.auth.policy import effective_policy
+from quayside.auth.unattributed import for_unattributed
 from quayside.deploy.engine import HostReport
 from quayside.deploy.errors import ThresholdExceeded
 from quayside.deploy.policy import exceeded
 from quayside.fanout import batches
+from quayside.inventory.models import ApprovalPolicy
 from quayside.inventory.resolve import Target
 from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import HostStatus, Release, ReleaseKind, ReleaseStatus
@@ -55,6 +57,7 @@ from quayside.ledger.releases import (
     record_host_outcomes,
     start_release,
 )
+from quayside.ledger.submissions import submission_of_run
 from quayside.release.host_outcomes import failed_rows, host_outcomes, outcome_text
 from quayside.tasks.fanout import fan_out
 from quayside.tasks.ledger import current_flow_run_id, ledger_engine
@@ -240,6 +243,7 @@ class ReleaseLifecycle:
             return None
         from quayside.tasks.approval import approval_gate, suspending
 
+        policy = self._policy_for_who_asked(policy)
         waiting = self.waiting_release()
         if waiting is not None:  # resumed: Prefect ran the flow again from the top
             self.row = int(waiting.id)
@@ -267,6 +271,32 @@ class ReleaseLifecycle:
             raise
         get_run_logger().info("approved by %s", approver)
         return approver
+
+    def _policy_for_who_asked(self, policy: ApprovalPolicy) -> ApprovalPolicy:
+        """``policy``, or what the environment says for a run nobody authenticated (started
+        from the Prefect UI or API: no submission recorded) - recorded as such, so the
+        self-approval rule never compares an approver with a typed name.
+
+        Raises:
+            quayside.auth.unattributed.UnattributedRunRefused: the policy refuses such runs.
+        """
+        if self.run_id is None or submission_of_run(self.engine, self.run_id) is not None:
+            return policy
+        r = self.request
+        unattributed = for_unattributed(policy, r.requested_by, f"{r.app}/{r.env}")
+        self.request = replace(
+            r,
+            requested_by=unattributed.requested_by,
+            details={**r.details, "unattributed": policy.unattributed},
+        )
+        get_run_logger().warning(
+            "nobody authenticated this run (requested_by %r was typed): %s",
+            r.requested_by,
+            "two approvers needed"
+            if policy.unattributed == "two_approvers"
+            else "approved as any run (approval.unattributed: one_approver)",
+        )
+        return unattributed.policy
 
     def recorded_details(self) -> dict[str, Any]:
         """The details of the release this run recorded (after a resume: what it recorded

@@ -69,16 +69,25 @@ def chat(platform: Platform, text: str, staff_id: str) -> str:
 
 
 def requester_and_approver(
-    engine: Any, inventory: Path, fleet: SshdFleet, repo: Repo, prefix: str
+    engine: Any,
+    inventory: Path,
+    fleet: SshdFleet,
+    repo: Repo,
+    prefix: str,
+    unattributed: str = "one_approver",
 ) -> dict[str, str]:
-    """Users ``<prefix>-dev`` (DEVELOPER) and ``<prefix>-lead`` (MASTER) with their tokens,
-    and the inventory's test environment needing one MASTER's approval."""
+    """Users ``<prefix>-dev`` (DEVELOPER), ``<prefix>-lead`` and ``<prefix>-lead2`` (MASTER)
+    with their tokens, and the inventory's test environment needing one MASTER's approval
+    (``unattributed``: what runs started through the Prefect API, as these tests start them,
+    need - one approver unless a test says otherwise)."""
     tokens = {}
-    for name, role in ((f"{prefix}-dev", "DEVELOPER"), (f"{prefix}-lead", "MASTER")):
+    users = ((f"{prefix}-dev", "DEVELOPER"), (f"{prefix}-lead", "MASTER"))
+    for name, role in (*users, (f"{prefix}-lead2", "MASTER")):
         service.create_user(engine, name)
         service.grant_role(engine, name, role, space="default")
         tokens[name] = service.create_token(engine, name)
-    write_inventory(inventory, fleet, repo, env={"approval": {"required": 1, "role": "MASTER"}})
+    policy = {"required": 1, "role": "MASTER", "unattributed": unattributed}
+    write_inventory(inventory, fleet, repo, env={"approval": policy})
     return tokens
 
 
@@ -124,6 +133,66 @@ def test_gated_deploy_waits_then_deploys_once_approved(
         ("gd-lead", True, "ship it")
     ]
     assert current_lock(engine, "shop", "test") is None
+
+
+def approve_with_cli(platform: Platform, run_id: str, token: str) -> None:
+    answer = subprocess.run(
+        [sys.executable, "-m", "quayside.cli.main", "approve", run_id, "--wait", "240"],
+        env=platform.env | {"QUAYSIDE_TOKEN": token},
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stdout + answer.stderr
+
+
+def test_a_run_nobody_authenticated_needs_two_approvers_and_is_recorded_as_such(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    """Started through the Prefect API (as from its UI) with a typed ``requested_by`` of an
+    approver: the default ``unattributed: two_approvers`` - that approver's approval counts
+    (the typed name is nobody's), but one is not enough; the second deploys."""
+    fleet = clean_ssh_fleet
+    engine = ledger()
+    tokens = requester_and_approver(
+        engine, platform_inventory, fleet, repo, "ua", unattributed="two_approvers"
+    )
+    handle = start_run(
+        "git-deploy", {"app": "shop", "env": "test", "ref": "v2", "requested_by": "ua-lead"}
+    )
+    wait_for("the gate", lambda: read_run(handle.id).state_name in WAITING)
+    request = find_for_run(engine, handle.id)
+    assert request is not None and request.requested_by == "unattributed (typed: ua-lead)"
+    approve_with_cli(platform, handle.id, tokens["ua-lead"])
+    time.sleep(3)  # the gate re-reads the request; one approval of two must not open it
+    assert read_run(handle.id).state_name in WAITING
+    assert all(current_id(h) is None for h in fleet)
+    approve_with_cli(platform, handle.id, tokens["ua-lead2"])
+    wait_for("the deploy", lambda: read_run(handle.id).final)
+    assert read_run(handle.id).state_type == "COMPLETED", read_run(handle.id).message
+    (row,) = [r for r in list_releases(engine, "shop", "test") if r.flow_run_id == handle.id]
+    assert row.requested_by == "unattributed (typed: ua-lead)"
+    assert row.details["unattributed"] == "two_approvers"
+    decided = approvals.get_request(engine, request.id)
+    assert sorted(d.user for d in decided.decisions if d.valid) == ["ua-lead", "ua-lead2"]
+
+
+def test_an_environment_can_refuse_runs_nobody_authenticated(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    engine = ledger()
+    requester_and_approver(
+        engine, platform_inventory, clean_ssh_fleet, repo, "ur", unattributed="refuse"
+    )
+    before = len(list_releases(engine, "shop", "test", limit=500))
+    handle = start_run(
+        "git-deploy", {"app": "shop", "env": "test", "ref": "v2", "requested_by": "ur-dev"}
+    )
+    wait_for("the refusal", lambda: read_run(handle.id).final)
+    status = read_run(handle.id)
+    assert status.state_type == "FAILED"
+    assert "refuses runs nobody authenticated" in (status.message or "")
+    assert find_for_run(engine, handle.id) is None  # no approval request opened
+    assert len(list_releases(engine, "shop", "test", limit=500)) == before  # nothing recorded
+    assert all(current_id(h) is None for h in clean_ssh_fleet)
 
 
 def test_the_gateway_answers_the_same_gate_reject_then_approve(
