@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from quayside.commands.rsync import remote_dest, rsync_push
 from quayside.errors import (
     AuthError,
     CommandFailed,
@@ -523,6 +524,24 @@ def test_ssh_argv_works_with_the_real_ssh_client(ssh: SSHExecutor, host: SshdHos
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout == "via-openssh\n"
     assert ssh.destination() == f"{host.user}@{host.address}"
+
+
+def test_remote_shell_carries_rsync_to_the_host(
+    ssh: SSHExecutor, host: SshdHost, tmp_path: Path
+) -> None:
+    need_binary("rsync", "rsync")
+    shell = ssh.remote_shell()
+    assert shell is not None
+    assert list(shell.argv) == ssh.ssh_argv(bulk=True)
+    assert (shell.user, shell.address) == (host.user, host.address)
+    source = tmp_path / "payload"
+    source.mkdir()
+    (source / "a file").write_text("through rsync -e")
+    dest = host.root / "copied"
+    argv = rsync_push(source, remote_dest(shell.user, shell.address, str(dest)), shell.argv)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (dest / "a file").read_text() == "through rsync -e"
 
 
 def test_ssh_argv_rejects_a_mismatched_host_key(host: SshdHost, tmp_path: Path) -> None:

@@ -35,6 +35,12 @@ def test_implements_the_executor_protocol(local: LocalExecutor) -> None:
     assert local.name == "local"
 
 
+def test_this_machine_needs_no_remote_shell_and_has_an_address() -> None:
+    local = LocalExecutor("web-local", address="127.0.0.5")
+    assert local.remote_shell() is None  # rsync copies locally
+    assert local.address == "127.0.0.5"
+
+
 def test_runs_a_command_and_returns_output_and_exit_code(local: LocalExecutor) -> None:
     result = local.run(["echo", "hello"])
     assert isinstance(result, CommandResult)
