@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, str] = {
     "cli_deploy_e2e": "bench.cli_deploy_e2e",
     "approval_resume": "bench.approval_resume",
     "platform_start": "bench.platform_start",
+    "config_publish": "bench.config_publish",
 }
 
 

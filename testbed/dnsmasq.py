@@ -67,11 +67,14 @@ def free_udp_port(addresses: Sequence[str]) -> int:
     raise RuntimeError("no port free on every address")
 
 
-def dnsmasq_conf(address: str, port: int, base: Path, extra: str = "") -> str:
-    """The config of the server at ``base`` (reads its hosts through the live ``conf`` path)."""
+def dnsmasq_conf(
+    address: str, port: int, base: Path, extra: str = "", user: str | None = None
+) -> str:
+    """The config of the server at ``base`` (reads its hosts through the live ``conf`` path;
+    runs as ``user``, default the current one)."""
     return (
         f"listen-address={address}\nport={port}\nbind-interfaces\nno-resolv\nno-hosts\n"
-        f"user={getpass.getuser()}\npid-file={base / 'dnsmasq.pid'}\n"
+        f"user={user or getpass.getuser()}\npid-file={base / 'dnsmasq.pid'}\n"
         f"addn-hosts={base / 'conf' / 'hosts'}\n{extra}"
     )
 
@@ -85,6 +88,8 @@ class DnsmasqServer:
     port: int
     base: Path
     binary: str
+    user: str | None = None
+    """Who owns the files and runs dnsmasq (the sshd hosts' login; default the current user)."""
 
     @property
     def conf(self) -> Path:
@@ -102,11 +107,18 @@ class DnsmasqServer:
         self.base.mkdir(parents=True, exist_ok=True)
         self.conf.mkdir(exist_ok=True)
         (self.conf / "dnsmasq.conf").write_text(
-            dnsmasq_conf(self.address, self.port, self.base, extra_conf)
+            dnsmasq_conf(self.address, self.port, self.base, extra_conf, self.user)
         )
         (self.conf / "hosts").write_text(hosts)
         self.ctl.write_text(CTL_SCRIPT)
         self.ctl.chmod(0o755)
+        if self.user is not None and self.user != getpass.getuser():
+            import pwd
+            import shutil
+
+            entry = pwd.getpwnam(self.user)
+            for path in [self.base, *self.base.rglob("*")]:
+                shutil.chown(path, entry.pw_uid, entry.pw_gid)
 
     def start(self) -> None:
         env = {**os.environ, "DNSMASQ": self.binary}
@@ -143,10 +155,16 @@ class DnsmasqServer:
 class DnsmasqFleet:
     """A dnsmasq per ``(name, address)``, under ``base/<name>``, all on one port."""
 
-    def __init__(self, base: Path, hosts: Sequence[tuple[str, str]], binary: str) -> None:
+    def __init__(
+        self,
+        base: Path,
+        hosts: Sequence[tuple[str, str]],
+        binary: str,
+        user: str | None = None,
+    ) -> None:
         self.base = base
         self.port = free_udp_port([a for _, a in hosts])
-        self.servers = [DnsmasqServer(n, a, self.port, base / n, binary) for n, a in hosts]
+        self.servers = [DnsmasqServer(n, a, self.port, base / n, binary, user) for n, a in hosts]
 
     def start(self, hosts: str, extra_conf: str = "") -> None:
         for server in self.servers:
@@ -166,6 +184,8 @@ class DnsmasqFleet:
             "kind": "dnsmasq",
             "dir": str(self.base / "{host}" / "conf"),
             "main_file": "dnsmasq.conf",
+            # the binary's path: /usr/sbin is not on a deploy login's PATH
+            "check": [self.servers[0].binary, "--test", "--conf-file={main}"],
             "reload": ["sh", str(self.base / "{host}" / "ctl.sh"), "reload"],
             "restart": [
                 "env",
