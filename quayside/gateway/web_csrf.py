@@ -7,14 +7,15 @@ Every form carries a CSRF token, checked on every POST with a constant-time comp
   ``SameSite=Strict`` cookie when the form is shown (a double submit: another site can neither
   read the cookie nor make the browser send it).
 
-A POST whose ``Origin`` header names another origin, or that the browser marks
-``Sec-Fetch-Site: cross-site``, is refused before the token is looked at.
+A POST whose ``Origin`` header names another host than the one it was sent to, or that the
+browser marks ``Sec-Fetch-Site: cross-site``, is refused before the token is looked at.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
@@ -43,20 +44,44 @@ def tokens_match(expected: str | None, submitted: str | None) -> bool:
     return hmac.compare_digest(expected.encode("utf-8"), submitted.encode("utf-8", "replace"))
 
 
-def own_origin(request: Request) -> str:
-    """``scheme://host[:port]`` as the browser addressed this gateway."""
-    return f"{request.url.scheme}://{request.url.netloc}".lower()
+def _host_port(netloc: str) -> tuple[str, int | None]:
+    parts = urlsplit(f"//{netloc.strip()}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # never equal to a real port
+    return (parts.hostname or "").lower(), port
+
+
+def same_host(origin: str, host_header: str) -> bool:
+    """Whether ``origin`` (an ``Origin`` header) names the host the request was sent to.
+
+    The scheme is not compared: behind a TLS-terminating proxy the gateway sees http while the
+    browser says https. Ports are compared when both sides name one.
+    """
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+        return False
+    origin_host, origin_port = _host_port(parts.netloc)
+    host, port = _host_port(host_header)
+    if not host or origin_host != host:
+        return False
+    return origin_port is None or port is None or origin_port == port
 
 
 def check_same_site(request: Request) -> None:
     """Refuse a request another site made the browser send.
 
     Raises:
-        CsrfRefused: ``Origin`` names another origin, or ``Sec-Fetch-Site`` says cross-site.
+        CsrfRefused: ``Origin`` names another host, or ``Sec-Fetch-Site`` says cross-site.
     """
     origin = request.headers.get("origin")
-    if origin is not None and origin.lower() != own_origin(request):
-        raise CsrfRefused("form refused: it was sent from another site")
+    if origin is not None and not same_host(origin, request.headers.get("host", "")):
+        raise CsrfRefused(
+            "form refused: it was sent from another site",
+            hint="open the page from the gateway's own address; behind a reverse proxy, pass "
+            "the Host header on (nginx: proxy_set_header Host $http_host)",
+        )
     if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
         raise CsrfRefused("form refused: it was sent from another site")
 

@@ -40,11 +40,18 @@ def test_same_site_check_refuses_other_origins() -> None:
     check_same_site(request({"Origin": "http://gw:8400"}))
     check_same_site(request({"Origin": "HTTP://GW:8400", "Sec-Fetch-Site": "same-origin"}))
     check_same_site(request({"Origin": "https://gw"}, scheme="https", host="gw"))
+    # behind a TLS-terminating proxy: the browser says https, the gateway sees http
+    check_same_site(request({"Origin": "https://config.example"}, host="config.example"))
+    check_same_site(request({"Origin": "https://[::1]:8400"}, host="[::1]:8400"))
     for headers in (
         {"Origin": "http://evil.example"},
         {"Origin": "http://gw:8401"},
-        {"Origin": "https://gw:8400"},
+        {"Origin": "http://gw.evil.example:8400"},
+        {"Origin": "http://evil.example@gw:8400"},
         {"Origin": "null"},
+        {"Origin": ""},
+        {"Origin": "file://gw:8400"},
+        {"Origin": "http://gw:x"},
         {"Sec-Fetch-Site": "cross-site"},
     ):
         with pytest.raises(CsrfRefused, match="another site"):
