@@ -27,6 +27,9 @@ class RoundTrips:
         self.on_line = on_line
         self.trips = 0
         self.command_bytes = 0
+        #: the stdin bytes of the last command sent (what a connection lost during it was
+        #: carrying)
+        self.in_flight = 0
         self.started = time.monotonic()
 
     def count(
@@ -57,10 +60,18 @@ class RoundTrips:
         timeout: float | None = STAGE_TIMEOUT_S,
         check: bool = True,
         stream: bool = False,
+        stdin_bytes: int | None = None,
     ) -> CommandResult:
         """Run ``argv`` (one round trip); with ``stream``, its output lines go to ``on_line``
-        as ``<host> <stream>: <line>``."""
+        as ``<host> <stream>: <line>``. ``stdin_bytes``: the size of a ``stdin`` file that
+        cannot be measured (a FIFO)."""
         self.count(argv, env=env, cwd=cwd)
+        if stdin_bytes is not None:
+            self.in_flight = stdin_bytes
+        elif isinstance(stdin, bytes):
+            self.in_flight = len(stdin)
+        else:
+            self.in_flight = stdin.stat().st_size if isinstance(stdin, Path) else 0
         callback = None
         if stream and self.on_line is not None:
             out = self.on_line
@@ -81,8 +92,15 @@ class RoundTrips:
         cwd: str | None = None,
         timeout: float | None = STAGE_TIMEOUT_S,
         stream: bool = False,
+        stdin_bytes: int | None = None,
     ) -> str:
         """Run ``argv`` (one round trip, raising for a non-zero exit); returns its stdout."""
         return self.result(
-            argv, stdin=stdin, env=env, cwd=cwd, timeout=timeout, stream=stream
+            argv,
+            stdin=stdin,
+            env=env,
+            cwd=cwd,
+            timeout=timeout,
+            stream=stream,
+            stdin_bytes=stdin_bytes,
         ).stdout

@@ -202,7 +202,7 @@ def stage_streamed(job: StageJob, scratch: Path) -> Staged:
     command = scripts.stage(request)
     go = scripts.commit_line(request.new) if request.switch else b""
     with file_then_go(tar_file, go, scratch) as stdin:
-        out = job.trips.run(command.argv, env=command.env, stdin=stdin)
+        out = job.trips.run(command.argv, env=command.env, stdin=stdin, stdin_bytes=size + len(go))
     return Staged(out, size, len(files))
 
 

@@ -1,0 +1,94 @@
+"""A host whose connection dies mid-transfer (its sshd killed): the report says the connection
+was lost during the stage and how much input was on its way, and the next deploy removes the
+partial release directory (issue 15 item 3)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from quayside.deploy.host_deploy import deploy_host
+from quayside.deploy.host_report import HostReport
+from quayside.deploy.release_spec import ReleaseSpec
+from quayside.executors import SSHExecutor
+from quayside.manifest import build_manifest
+from testbed.sshd import SshdFleet, SshdHost
+
+pytestmark = pytest.mark.ssh
+
+V1 = "20240501T120000Z-aaaaaaaaaaaa"
+V2 = "20240502T120000Z-bbbbbbbbbbbb"
+V3 = "20240503T120000Z-cccccccccccc"
+
+
+def _spec(host: SshdHost, payload: Path, rid: str, **kw: object) -> ReleaseSpec:
+    return ReleaseSpec(
+        app="web",
+        env="prod",
+        release_id=rid,
+        commit_sha=rid[-12:] * 3,
+        ref=rid,
+        payload_dir=payload,
+        manifest=build_manifest(payload),
+        deploy_root=str(host.root),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _deploy(host: SshdHost, spec: ReleaseSpec) -> HostReport:
+    with SSHExecutor(
+        name=host.name,
+        address=host.address,
+        port=host.port,
+        user=host.user,
+        key_file=host.key_file,
+        known_hosts=host.known_hosts,
+    ) as ex:
+        return deploy_host(ex, host.name, spec)
+
+
+def test_a_connection_lost_mid_transfer_is_reported_and_cleaned_up_later(
+    clean_ssh_fleet: SshdFleet, tmp_path: Path
+) -> None:
+    host = clean_ssh_fleet[0]
+    v1 = tmp_path / "v1"
+    v1.mkdir()
+    (v1 / "index.php").write_text("v1")
+    assert _deploy(host, _spec(host, v1, V1)).status == "succeeded"
+
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "index.php").write_text("v2")
+    with open(v2 / "big.bin", "wb") as out:
+        for _ in range(96):
+            out.write(os.urandom(1024 * 1024))
+    spec = _spec(host, v2, V2, scratch_dir=tmp_path / "scratch", inline_max_bytes=1024 * 1024)
+    reports: list[HostReport] = []
+    worker = threading.Thread(target=lambda: reports.append(_deploy(host, spec)))
+    worker.start()
+    staging = host.root / "releases" / V2
+    deadline = time.monotonic() + 120
+    while not staging.exists():
+        assert worker.is_alive() and time.monotonic() < deadline, reports
+        time.sleep(0.005)
+    host.stop()  # sshd and every connection it serves: the host is gone mid-transfer
+    worker.join(120)
+    (report,) = reports
+    assert report.status == "failed" and report.step == "stage", report
+    assert report.message.startswith("connection lost during the stage (")
+    assert "bytes of input sent or in flight" in report.message
+    assert os.readlink(host.root / "current") == f"releases/{V1}"
+
+    # back up: the next deploy serves and removes what the broken one left
+    host.start()
+    v3 = tmp_path / "v3"
+    v3.mkdir()
+    (v3 / "index.php").write_text("v3")
+    third = _deploy(host, _spec(host, v3, V3))
+    assert third.status == "succeeded", third
+    assert os.readlink(host.root / "current") == f"releases/{V3}"
+    assert sorted(p.name for p in (host.root / "releases").iterdir()) == [V1, V3]
