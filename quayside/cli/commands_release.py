@@ -168,6 +168,10 @@ def _follow(
     final = last[0]  # follow_run reports the final state before it returns
     if final.state_type != "COMPLETED":
         first = (final.message or final.state_name).splitlines()[0]
+        try:  # what the ledger says each host did (or serves, for a run that died)
+            _print_outcome(handle.id, ledger, ended=final.state_name)
+        except QuaysideError:
+            pass  # the run's own message below still says what happened
         raise RunFailed(
             f"run {handle.name} ended {final.state_name}: {first}",
             hint=f"details in the UI: {handle.ui_url}",
@@ -243,8 +247,10 @@ def _zone(name: str) -> Any:
     return ZoneInfo(name)
 
 
-def _print_outcome(run_id: str, engine: Engine | None = None) -> None:
-    """Per-host result of the run, from the ledger (``engine``, else the settings' ledger)."""
+def _print_outcome(run_id: str, engine: Engine | None = None, *, ended: str | None = None) -> None:
+    """Per-host result of the run, from the ledger (``engine``, else the settings' ledger);
+    ``ended``: the state of a run that did not complete (its release may still read
+    ``running`` until it is reconciled with the hosts)."""
     from rich.table import Table
 
     from quayside.ledger.db import make_engine
@@ -265,6 +271,11 @@ def _print_outcome(run_id: str, engine: Engine | None = None) -> None:
             )
         fleet = fleet_line(release.summary) if release.status == "interrupted" else None
         status = f"{release.status}: {fleet}" if fleet else str(release.status)
+        if ended is not None and release.status == "running":
+            status = (
+                f"left running by a run that ended {ended}; what each host serves is recorded "
+                "by the next deploy or rollback of it, or by `quayside up`"
+            )
         console.print(f"release {release.id} ({release.version}): {status}", highlight=False)
         if release.hosts:
             console.print(table)

@@ -7,6 +7,7 @@ Crashed, and no lock is held by a dead run."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -462,3 +463,19 @@ def test_a_deploy_rides_out_a_ledger_held_by_another_writer(
     for h in fleet:
         assert current_id(h) == result["release_id"]
         assert_complete(h)
+
+
+def test_cli_names_the_hosts_of_a_run_that_did_not_complete(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    """A deploy that ends Failed prints what the ledger recorded per host before its error
+    line: the host that failed is named."""
+    fleet = clean_ssh_fleet
+    hook = {"pre_switch": ['test "$QUAYSIDE_HOST" != web-2']}
+    write_inventory(platform_inventory, fleet, repo, app={"hooks": hook})
+    deploy = quayside(platform, "deploy", "shop", "test", "v1")
+    out, _ = deploy.communicate(timeout=300)
+    assert deploy.returncode == 1, out
+    assert re.search(r"release \d+ \(v1\): (failed|rolled_back)", out), out
+    assert re.search(r"web-2\W+failed\W", out), out
+    assert "ended Failed" in out
