@@ -54,6 +54,7 @@ def reconcile_dead_run(flow_run: Any, state: Any) -> list[str]:
         QuaysideError: the inventory or the ledger could not be read or written.
     """
     from quayside.inventory import load_inventory
+    from quayside.ledger.releases import running_releases
     from quayside.release.reconcile import reconcile_dead
     from quayside.settings import load_settings
     from quayside.tasks.ledger import ledger_engine
@@ -63,9 +64,13 @@ def reconcile_dead_run(flow_run: Any, state: Any) -> list[str]:
     parameters = dict(getattr(flow_run, "parameters", None) or {})
     app, env = parameters.get("app"), parameters.get("env")
     narrowed = isinstance(app, str) and isinstance(env, str)
+    engine = ledger_engine()
+    left = running_releases(engine, app=app if narrowed else None, env=env if narrowed else None)
+    if not any(r.flow_run_id == run_id for r in left):
+        return []  # the run finished its release itself (or never recorded one)
     inventory = load_inventory(load_settings().inventory_path)
     done = reconcile_dead(
-        ledger_engine(),
+        engine,
         inventory,
         lambda release: reason if release.flow_run_id == run_id else None,
         actor=ACTOR,
