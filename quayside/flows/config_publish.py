@@ -40,7 +40,9 @@ async def config_publish(
         le=86400,
         description="after the canary, wait this long and go on; unset: an approval gate",
     ),
-    batch: int | str | None = Field(None, description="hosts per batch (unused: the env's)"),
+    batch: int | str | None = Field(
+        None, description="hosts per batch, N or 'N%' (default: the environment's)"
+    ),
     dry_run: bool = Field(False, description="show the diff per host; touch nothing"),
     requested_by: str = Field("ui", description="who asked for this publish"),
     approval: bool = Field(
@@ -83,7 +85,7 @@ async def config_publish(
         hosts: only these hosts (default all of the environment).
         canary: N (the first N hosts) or a list of hosts published first.
         canary_wait_s: after the canary, wait so long and continue; unset: approval gate.
-        batch: unused (the environment's ``batch`` applies).
+        batch: hosts per batch, ``N`` or ``"N%"`` (default the environment's ``batch``).
         dry_run: plan only; nothing changes, nothing is recorded.
         requested_by: recorded in the ledger and shown to approvers.
         approval: ask for approval even where the policy requires none.

@@ -63,6 +63,7 @@ class Publish:
     lock_wait_s: float
     rollback_of: int | None
     version_id: str
+    batch: int | str | None = None
 
     @property
     def label(self) -> str:
@@ -127,7 +128,7 @@ def publish_config(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     pub = Publish(
         target, service, svc, store, rendered, digest, requested_by, lock_wait_s, rollback_of,
-        f"{stamp}-{digest[:10]}",
+        f"{stamp}-{digest[:10]}", batch,
     )  # fmt: skip
     canary_hosts = _canary_hosts(target, canary)
     plans = _plan(pub, target.host_names, redact)
@@ -245,7 +246,7 @@ def _phase(
     """One lifecycle over ``plans``' hosts: approve, lock, re-check the plan, apply, finish."""
     target = pub.target
     names = list(plans)
-    size = batch_size(target.env.batch, len(names))
+    size = batch_size(pub.batch if pub.batch is not None else target.env.batch, len(names))
     limit = 0 if phase == "canary" else failure_limit(target.env.failure_threshold, len(names))
     request = ReleaseRequest(
         target.app_name,
