@@ -5,9 +5,10 @@ and an append-only audit log. SQLAlchemy 2 models, Alembic migrations shipped in
 Modules:
     models        declarative models and status enums
     db            engines, migrations, transactions, schema-version check
-    releases      release lifecycle and queries
+    releases      release lifecycle and queries (interrupted releases included)
     approvals     approval requests and decisions
-    locks         per app+environment deploy lock (lease)
+    locks         per app+environment deploy lock (lease; taken over from a dead holder)
+    busy          busy writes tried again for a bounded time, then named
     environments  apps, environments, pausing automatic triggers
     audit         the one way to write an audit event
 """
