@@ -209,3 +209,20 @@ def test_rollback_republishes_the_previous_config_release_as_a_new_release(
     assert row.rollback_of_id == newer["release"] and row.kind is ReleaseKind.config
     published = items.published(store, ItemAddress("dns-e", "release", "dnsmasq", "hosts"))
     assert published is not None and published.version == first
+
+
+def test_a_publish_through_the_api_and_the_worker(
+    platform: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, dnsmasq_fleet: DnsmasqFleet
+) -> None:
+    from quayside.runs import read_run, start_run
+
+    store = setup(platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-f")
+    save(store, "dns-f", "hosts", NEW_HOSTS)
+    handle = start_run("config-publish", {"app": "dns-f", "env": "release", "service": "dnsmasq"})
+    deadline = time.monotonic() + 240
+    while not (status := read_run(handle.id)).final and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert status.state_type == "COMPLETED", status.message
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.2"} for h in clean_ssh_fleet}
+    row = list_releases(ledger(), "dns-f", "release", limit=1)[0]
+    assert row.kind is ReleaseKind.config and row.flow_run_id == handle.id
