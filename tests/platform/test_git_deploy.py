@@ -153,8 +153,8 @@ def test_batches_and_prune(
     versions = ("v1", "v2", "v3", "v1")
     ids = [run_flow(git_deploy, "shop", "test", v)["release_id"] for v in versions]
     for h in fleet:
-        # keep_releases=2 plus the one before the previous: only the oldest is pruned
-        assert release_ids(h) == ids[1:]
+        # keep_releases=2: exactly two stay, the new release and the one it replaced
+        assert release_ids(h) == ids[2:]
         assert current_id(h) == ids[3]
         assert_complete(h)
 
