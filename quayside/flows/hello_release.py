@@ -19,6 +19,7 @@ from quayside.markdown_text import cell, code, inline
 from quayside.settings import load_settings
 from quayside.tasks.fanout import map_hosts
 from quayside.tasks.hosts import run_command
+from quayside.tasks.release_crash import release_run_died
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.run_authority import confirm_run_authority
 
@@ -48,6 +49,9 @@ def _report(group: str, command: list[str], rows: list[tuple[str, str, str]]) ->
 
 @flow(
     name="hello-release",
+    # a run killed (SIGKILL, OOM) or cancelled: its release is reconciled with the hosts
+    on_crashed=[release_run_died],
+    on_cancellation=[release_run_died],
     task_runner=ThreadPoolTaskRunner(max_workers=20),  # type: ignore[arg-type]
     description="Run one command on every host of a group over SSH and record a release.",
 )

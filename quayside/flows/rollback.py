@@ -28,6 +28,7 @@ from quayside.scratch import sweep_stale
 from quayside.settings import load_settings
 from quayside.tasks.deploy import PayloadCache, Progress, rollback_on_host
 from quayside.tasks.ledger import ledger_engine
+from quayside.tasks.release_crash import release_run_died
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.release_lock import run_release_body
 from quayside.tasks.release_report import artifact_key, publish_host_table
@@ -112,6 +113,9 @@ def choose_target(engine: Any, app: str, env: str, to: str | None) -> tuple[Rele
 
 @flow(
     name="rollback",
+    # a run killed (SIGKILL, OOM) or cancelled: its release is reconciled with the hosts
+    on_crashed=[release_run_died],
+    on_cancellation=[release_run_died],
     task_runner=ThreadPoolTaskRunner(max_workers=50),  # type: ignore[arg-type]
     description="Switch every host back to an earlier release (restored from the artifact "
     "store if pruned); pauses automatic triggers for the app/env.",

@@ -45,6 +45,7 @@ from quayside.auth.unattributed import for_unattributed
 from quayside.deploy.engine import HostReport
 from quayside.deploy.errors import ThresholdExceeded
 from quayside.deploy.policy import exceeded
+from quayside.errors import LedgerError
 from quayside.fanout import batches
 from quayside.inventory.models import ApprovalPolicy
 from quayside.inventory.resolve import Target
@@ -140,6 +141,8 @@ class ReleaseLifecycle:
         self._stack = ExitStack()
         self._locked = False
         self._suspended = False
+        self._applying = False
+        """True from the first host change on (apply, restore)."""
 
     # -- the with block -------------------------------------------------------------------
 
@@ -165,6 +168,19 @@ class ReleaseLifecycle:
             return
         if self.row is None and not self._locked:
             return  # refused before anything was recorded (bad input, no approval row)
+        if isinstance(error, LedgerError) and self._applying:
+            # the ledger stayed busy past its retries while hosts were switching: writing
+            # "failed" now (if it frees up) would contradict hosts that serve the release.
+            # Left running, the next release's lock (or the sweep at `quayside up`) reads
+            # what the hosts serve and records that (quayside.release.reconcile).
+            get_run_logger().error(
+                "the ledger could not record this release's hosts (%s); the next release "
+                "of %s/%s or `quayside up` records what each host serves",
+                str(error).splitlines()[0],
+                self.request.app,
+                self.request.env,
+            )
+            return
         why = (str(error) or type(error).__name__).splitlines()[0]
         if self.step:
             why = f"{self.step}: {why}"
@@ -378,6 +394,7 @@ class ReleaseLifecycle:
 
         A host whose ``work`` raises is a failed host (its report says why).
         """
+        self._applying = True
         names = list(hosts)
         size = batch_size or len(names) or 1
         parallel = max_parallel or (self.target.env.max_parallel if self.target else 10)
