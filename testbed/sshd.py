@@ -248,6 +248,11 @@ def host_config(host: SshdHost, authorized_keys: Path) -> str:
             "MaxStartups 200",
             "MaxSessions 100",
             "Subsystem sftp internal-sftp",
+            # bash reads the login user's ~/.bashrc for every ssh command; where that runs
+            # `pyenv init -` (this machine's root), a rehash killed mid-way (a fleet stopped,
+            # a test timed out) leaves pyenv's lock file and every later command waited 60 s
+            # for it: give up on the rehash after 1 s instead (the commands never need it)
+            "SetEnv PYENV_REHASH_TIMEOUT=1",
             "LogLevel ERROR",
             "",
         ]
