@@ -73,6 +73,11 @@ def json_response_messages(
     return start, {"type": "http.response.body", "body": payload}
 
 
+CONFIG_PAGES = "/config/"
+CONFIG_PAGE_MAX_BODY = 3 * 1024 * 1024
+"""The config center's pages post whole files (up to the core's 1 MiB limit), form-encoded:
+up to about three times their size. Other paths keep the gateway's limit."""
+
 UNTHROTTLED_PATHS = frozenset({"/health"})
 """Answered even for a throttled client: the supervisor's liveness probe comes from 127.0.0.1."""
 
@@ -121,6 +126,9 @@ class GatewayMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        limit = self.max_body_bytes
+        if str(scope.get("path", "")).startswith(CONFIG_PAGES):
+            limit = max(limit, CONFIG_PAGE_MAX_BODY)
         received = 0
         loop = asyncio.get_running_loop()
         deadline: float | None = None
@@ -137,8 +145,8 @@ class GatewayMiddleware:
                 raise BodyTimeout(self.body_timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
+                if received > limit:
+                    raise BodyTooLarge(limit)
                 body_pending = bool(message.get("more_body", False))
             else:
                 body_pending = False
@@ -164,8 +172,8 @@ class GatewayMiddleware:
                 ):
                     await send_wrapper(message)
                 return
-            if declared is not None and declared > self.max_body_bytes:
-                raise BodyTooLarge(self.max_body_bytes)
+            if declared is not None and declared > limit:
+                raise BodyTooLarge(limit)
             await self.app(scope, receive_wrapper, send_wrapper)
         except (BodyTooLarge, BodyTimeout) as e:
             if not response_started:
