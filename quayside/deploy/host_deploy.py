@@ -23,14 +23,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from quayside.commands.release import current_link, read_facts, release_dir
-from quayside.deploy import scripts
+from quayside.deploy import scripts, stage_transport
 from quayside.deploy.health import check_health
 from quayside.deploy.hooks import run_hooks
 from quayside.deploy.host_plan import FactsDiffer, guardable, plan_from, split_facts_after
 from quayside.deploy.host_report import HostReport, failure_message
 from quayside.deploy.release_spec import ReleaseSpec
 from quayside.deploy.round_trips import LogLine, RoundTrips
-from quayside.deploy.stage_transport import StageJob, stage, switch_after_hooks
+from quayside.deploy.stage_transport import StageJob
 from quayside.deploy.switch_back import switch_back
 from quayside.errors import ConnectError, HostError
 from quayside.executors.base import Executor
@@ -140,7 +140,7 @@ class HostDeploy:
 
     def stage(self, job: StageJob) -> str:
         self.step("stage")
-        staged = stage(job, self.step)
+        staged = stage_transport.stage(job, self.step)
         self.report = replace(
             self.report, bytes_sent=staged.bytes_sent, files_sent=staged.files_sent
         )
@@ -151,7 +151,7 @@ class HostDeploy:
         new_dir = release_dir(self.root, self.spec.release_id)
         run_hooks(self.trips, self.spec.hooks.pre_switch, self.env, new_dir, "pre-switch")
         self.step("switch")
-        return switch_after_hooks(job)
+        return stage_transport.switch_after_hooks(job)
 
     def confirm_switch(self, out: str) -> None:
         out, after = split_facts_after(out)
