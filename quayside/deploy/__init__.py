@@ -10,6 +10,7 @@ Modules:
     round_trips      commands to one host, counted
     stage_transport  the stage round trip: inline tar, streamed tar file, or rsync
     stage.sh         the host-side stage program; scripts builds its argv (StageRequest)
+    rollback_switch.sh  a rollback's switch to a release the host still has, and its prune
     scripts          argv builders for the combined one-round-trip host steps
     payload_tar      tar packing of the changed files, the manifest patch
     rsync_upload     changed files by rsync
