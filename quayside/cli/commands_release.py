@@ -279,6 +279,8 @@ def _print_outcome(run_id: str, engine: Engine | None = None, *, ended: str | No
         console.print(f"release {release.id} ({release.version}): {status}", highlight=False)
         if release.hosts:
             console.print(table)
+        for warning in (release.summary or {}).get("warnings") or []:
+            console.print(f"[yellow]warning:[/] {_escape(str(warning))}", highlight=False)
 
 
 def _escape(text: str) -> str:

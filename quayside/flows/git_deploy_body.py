@@ -23,7 +23,7 @@ from quayside.errors import QuaysideError
 from quayside.fanout import batch_size
 from quayside.inventory import load_inventory
 from quayside.inventory.resolve import Target, resolve_target
-from quayside.ledger.models import ReleaseKind, ReleaseStatus
+from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import current_release
 from quayside.manifest import Manifest, human_bytes
 from quayside.markdown_text import code, code_block, inline
@@ -194,13 +194,19 @@ def _deploy(
     )
     # the table artifact goes out while the ledger is written (joined before the end)
     publishing = InBackground(_publish, target, ref, applied)
+    store_error: str | None = None
     try:
         location, kept = stored.result()
         remember(payload_index(settings, app, env), kept)
     except Exception as e:  # the deploy stands; a restore after pruning will not be possible
-        location = None
-        logger.warning("could not keep the payload in the artifact store: %s", e)
-    result = _finish(life, spec, key, base, location, applied, limit)
+        location, store_error = None, (str(e) or type(e).__name__).splitlines()[0]
+        logger.warning(
+            "not restorable: the payload could not be kept in the artifact store (%s); once "
+            "its release directories are pruned from the hosts, this release cannot be rolled "
+            "back to",
+            store_error,
+        )
+    result = _finish(life, spec, key, base, location, applied, limit, store_error)
     try:
         publishing.join(60)
     except Exception as e:  # the release stands without its table
@@ -216,12 +222,15 @@ def _finish(
     location: str | None,
     applied: Applied,
     limit: int,
+    store_error: str | None = None,
 ) -> dict[str, Any]:
     """Finish a release that was not stopped: succeeded, or "no change" (cancelled, nobody
-    told) when every host already had this content."""
+    told) when every host already had this content. A payload the artifact store could not
+    keep (``store_error``) makes the release not restorable: its ``artifact_location`` is
+    cleared, and ``details.restorable`` and ``summary.warnings`` say so."""
     reports, bad, changed = applied.reports, applied.bad, applied.changed
     total = len(reports) + len(applied.skipped)
-    summary = {
+    summary: dict[str, Any] = {
         "hosts": total,
         "failed": len(bad),
         "changed": len(changed),
@@ -233,13 +242,24 @@ def _finish(
         "manifest_digest": spec.manifest.with_shared(spec.shared_paths).digest(),
         "artifact_base": base.key if base is not None and location else None,
         "failed_hosts": [r.host for r in bad],
+        "restorable": location is not None,
     }
+    also = None
+    if store_error is not None:
+        summary["warnings"] = [f"not restorable: the artifact store failed ({store_error[:200]})"]
+        details["store_error"] = store_error[:500]
+        row = life.record()
+
+        def also(session: Any) -> None:  # the column said where the payload would be
+            session.get(Release, row).artifact_location = None
+
     if not changed and not bad:
         life.finish(
             ReleaseStatus.cancelled,
             event=None,
             summary={**summary, "result": "no change"},
             details=details,
+            also=also,
         )
         get_run_logger().info("no change: every host already runs this content")
         outcome = "no change"
@@ -253,6 +273,7 @@ def _finish(
             text=outcome_text(text, failed_rows(reports)),
             summary={**summary, "result": "deployed"},
             details=details,
+            also=also,
         )
         outcome = "deployed"
         if bad:

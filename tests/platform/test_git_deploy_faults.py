@@ -158,6 +158,39 @@ def test_disk_full_on_one_host(
     assert "No space left" in message, message
 
 
+def test_an_artifact_store_on_a_full_disk_leaves_the_release_not_restorable(
+    run_flow: Any,
+    platform_inventory: Path,
+    clean_ssh_fleet: SshdFleet,
+    repo: Repo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store (a 1 MiB tmpfs) cannot take a 3 MiB payload: the hosts serve the release,
+    the ledger says it is not restorable (no artifact location) with a warning, not that a
+    payload is kept where nothing is."""
+    fleet = clean_ssh_fleet
+    store = tmp_path / "store"
+    store.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(store)], check=True)
+    try:
+        monkeypatch.setenv("QUAYSIDE_ARTIFACTS_URL", f"file://{store}")
+        write_inventory(platform_inventory, fleet, repo)
+        repo.commit({"big.bin": os.urandom(3 * 1024 * 1024)}, tag="big")
+        result = run_flow(git_deploy, "shop", "test", "big")
+    finally:
+        subprocess.run(["umount", "-l", str(store)], check=False)
+    assert result["result"] == "deployed"
+    all_at(fleet, result["release_id"])
+    row = latest()
+    assert row.status == ReleaseStatus.succeeded
+    assert row.artifact_location is None
+    assert row.details["restorable"] is False and row.details["artifact_key"] is None
+    assert "No space left" in row.details["store_error"]
+    (warning,) = row.summary["warnings"]
+    assert warning.startswith("not restorable: the artifact store failed")
+
+
 def test_host_dies_mid_release(
     run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
 ) -> None:
