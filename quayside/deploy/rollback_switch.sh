@@ -13,7 +13,8 @@
 #
 # Prints "switched:<what current pointed at>", or "missing" when the release is not complete on
 # the host (no manifest): the controller then restores it from the artifact store. The
-# next-deploy copies (.quayside-next-<id>) of releases that no longer serve are removed.
+# next-deploy copies (.quayside-next-<id>) of releases that no longer serve are removed. Both
+# the pruning and that removal happen in the background, after the answer.
 # Exit status: 0 switched or missing, 3 current is not a symlink (nothing changed).
 set -eu
 root=$1 id=$2 keep=${3:-}
@@ -46,28 +47,33 @@ ln -sfn -- "releases/$id" "$root/.current.tmp-$id"
 mv -T -- "$root/.current.tmp-$id" "$cur"
 echo "switched:$was"
 
-for d in "$root/$NEXT"*; do
-  if [ "$d" != "$root/$NEXT$id" ]; then rm -rf -- "$d"; fi
-done
-[ -n "$keep" ] || exit 0
-old=${was##*/}
-kept=1
-if [ -n "$old" ] && [ "$old" != "$id" ] && [ -d "$root/releases/$old" ]; then kept=2; fi
-others=0
-for d in "$root"/releases/*; do
-  r=${d##*/}
-  case $r in "$id" | "$old") continue ;; esac
-  if is_release_id "$r" && [ -d "$d" ] && [ ! -L "$d" ]; then others=$((others + 1)); fi
-done
-room=$((keep - kept))
-if [ "$room" -lt 0 ]; then room=0; fi
-drop=$((others - room))
-for d in "$root"/releases/*; do # oldest first
-  [ "$drop" -gt 0 ] || break
-  r=${d##*/}
-  case $r in "$id" | "$old") continue ;; esac
-  if is_release_id "$r" && [ -d "$d" ] && [ ! -L "$d" ]; then
-    rm -rf -- "$d"
-    drop=$((drop - 1))
-  fi
-done
+# the cleanup runs in the background, at the lowest priority: a rollback returns as soon as the
+# release serves (a next-deploy copy or a release dir can be thousands of files)
+(
+  trap '' HUP
+  for d in "$root/$NEXT"*; do
+    if [ "$d" != "$root/$NEXT$id" ]; then nice -n 19 rm -rf -- "$d"; fi
+  done
+  [ -n "$keep" ] || exit 0
+  old=${was##*/}
+  kept=1
+  if [ -n "$old" ] && [ "$old" != "$id" ] && [ -d "$root/releases/$old" ]; then kept=2; fi
+  others=0
+  for d in "$root"/releases/*; do
+    r=${d##*/}
+    case $r in "$id" | "$old") continue ;; esac
+    if is_release_id "$r" && [ -d "$d" ] && [ ! -L "$d" ]; then others=$((others + 1)); fi
+  done
+  room=$((keep - kept))
+  if [ "$room" -lt 0 ]; then room=0; fi
+  drop=$((others - room))
+  for d in "$root"/releases/*; do # oldest first
+    [ "$drop" -gt 0 ] || break
+    r=${d##*/}
+    case $r in "$id" | "$old") continue ;; esac
+    if is_release_id "$r" && [ -d "$d" ] && [ ! -L "$d" ]; then
+      nice -n 19 rm -rf -- "$d"
+      drop=$((drop - 1))
+    fi
+  done
+) </dev/null >/dev/null 2>&1 &

@@ -593,6 +593,11 @@ def test_keep_releases_keeps_exactly_that_many_on_deploy_and_rollback(tmp_path: 
     spec = RollbackSpec("web", "test", rids[3], "d", "v", str(root), keep_releases=2)
     back = rollback_host(ex, "local", spec, fetch_payload=lambda: pytest.fail("no restore"))
     assert back.status == "succeeded", back
+    import time
+
+    deadline = time.monotonic() + 20  # a rollback prunes in the background, after switching
+    while len(list((root / "releases").iterdir())) > 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert sorted(p.name for p in (root / "releases").iterdir()) == rids[3:5]
     assert os.readlink(root / "current") == f"releases/{rids[3]}"
 

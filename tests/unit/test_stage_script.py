@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -300,12 +301,17 @@ def test_a_rollback_keeps_exactly_keep_releases(
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"switched:releases/{RIDS[current]}\n"
     assert os.readlink(root / "current") == f"releases/{RIDS[target]}"
-    names = sorted(p.name for p in (root / "releases").iterdir())
-    assert names == sorted([RIDS[i] for i in left] + ["notes"])
-    # only the serving release keeps its next-deploy copy
-    assert [p.name for p in root.glob(f"{scripts.NEXT_PREFIX}*")] == [
-        f"{scripts.NEXT_PREFIX}{RIDS[target]}"
-    ]
+    # pruned in the background, after the answer; only the serving release keeps its copy
+    wanted = (sorted([RIDS[i] for i in left] + ["notes"]), [f"{scripts.NEXT_PREFIX}{RIDS[target]}"])
+
+    def state() -> tuple[list[str], list[str]]:
+        names = sorted(p.name for p in (root / "releases").iterdir())
+        return names, [p.name for p in root.glob(f"{scripts.NEXT_PREFIX}*")]
+
+    deadline = time.monotonic() + 20
+    while state() != wanted and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state() == wanted
 
 
 def test_a_rollback_to_a_release_the_host_lacks_says_missing(tmp_path: Path) -> None:
