@@ -226,3 +226,60 @@ def test_a_publish_through_the_api_and_the_worker(
     assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.2"} for h in clean_ssh_fleet}
     row = list_releases(ledger(), "dns-f", "release", limit=1)[0]
     assert row.kind is ReleaseKind.config and row.flow_run_id == handle.id
+
+
+def test_the_approval_shows_the_masked_diff_and_the_content_digest(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, dnsmasq_fleet: DnsmasqFleet
+) -> None:
+    from quayside.config import variables
+    from quayside.config.address import EnvAddress
+    from quayside.config.secret_box import SecretBox
+    from quayside.settings import load_settings
+
+    engine = ledger()
+    policy = {"approval": {"required": 1, "role": "MASTER"}}
+    store = setup(platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-g", **policy)
+    tokens = []
+    for lead in ("dns-g-lead", "dns-g-lead2"):  # a run nobody authenticated needs two
+        service.create_user(engine, lead)
+        service.grant_role(engine, lead, "MASTER", space="default")
+        tokens.append(service.create_token(engine, lead))
+    box = SecretBox.from_home(load_settings().home)
+    env = EnvAddress("dns-g", "release")
+    variables.set_value(store, box, env, "API_IP", "10.0.0.2", author="alice")
+    variables.set_value(store, box, env, "TOKEN", "s3cret-token", author="alice", secret=True)
+    address = ItemAddress("dns-g", "release", "dnsmasq", "hosts")
+    template = "{{ API_IP }} api.internal\n# token {{ TOKEN }}\n"
+    items.save(store, address, template, author="alice", base_version=0, template=True)
+    shown: list[str] = []
+
+    def approve() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with unit_of_work(engine, read_only=True) as session:
+                found = session.scalars(
+                    select(ApprovalRequest).where(ApprovalRequest.app == "dns-g")
+                ).first()
+                if found is not None:
+                    shown.append(found.summary or "")
+                    request_id = found.id
+                    break
+            time.sleep(0.2)
+        else:
+            return
+        for token in tokens:
+            assert decide(engine, request_id, token_text=token, decision="approve").accepted
+
+    approver = threading.Thread(target=approve)
+    approver.start()
+    try:
+        out = run_flow(config_publish, "dns-g", "release", "dnsmasq", requested_by="alice")
+    finally:
+        approver.join()
+    assert out["result"] == "published"
+    [summary] = shown
+    assert out["digest"] in summary and "+10.0.0.2 api.internal" in summary
+    assert "s3cret-token" not in summary and "+# token •••• (v1)" in summary
+    for s in dnsmasq_fleet:  # the hosts get the real value
+        assert (s.conf / "hosts").read_text() == "10.0.0.2 api.internal\n# token s3cret-token\n"
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.2"} for h in clean_ssh_fleet}
