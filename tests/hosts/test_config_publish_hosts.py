@@ -185,3 +185,21 @@ def test_nginx_answering_the_old_text_fails_the_probe_and_restores(
     while server.get() != "v1" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.get() == "v1"
+
+
+def test_old_versions_are_pruned_but_never_the_live_one(
+    dnsmasq_fleet: DnsmasqFleet, clean_ssh_fleet: SshdFleet
+) -> None:
+    dnsmasq_fleet.start(OLD_HOSTS)
+    service = ConfigService(**dnsmasq_fleet.service(keep_versions=2))
+    h = clean_ssh_fleet[0]
+    server = dnsmasq_fleet.server(h.name)
+    for i in range(1, 5):
+        content = f"10.0.0.{10 + i} api.internal\n"
+        _, report = _publish(h, service, [_file("hosts", content)], f"2026010{i}T000000Z-v")
+        assert report.status == "succeeded", report.message
+        assert server.query("api.internal") == {f"10.0.0.{10 + i}"}
+    versions = sorted(p.name for p in Path(str(server.conf) + ".versions").iterdir())
+    # the newest two: the live one and the previous one (the backup a restore needs)
+    assert versions == ["20260103T000000Z-v", "20260104T000000Z-v"]
+    assert os.readlink(server.conf).endswith("/20260104T000000Z-v")
