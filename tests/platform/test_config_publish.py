@@ -18,6 +18,7 @@ from quayside.config import items
 from quayside.config.address import ItemAddress
 from quayside.config.backend import open_store
 from quayside.deploy.errors import ThresholdExceeded
+from quayside.errors import InputError
 from quayside.flows.config_publish import config_publish
 from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import (
@@ -283,3 +284,23 @@ def test_the_approval_shows_the_masked_diff_and_the_content_digest(
     for s in dnsmasq_fleet:  # the hosts get the real value
         assert (s.conf / "hosts").read_text() == "10.0.0.2 api.internal\n# token s3cret-token\n"
     assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.2"} for h in clean_ssh_fleet}
+
+
+def test_a_canary_host_list_with_a_delay_goes_on_to_the_rest(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, dnsmasq_fleet: DnsmasqFleet
+) -> None:
+    store = setup(platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-h")
+    save(store, "dns-h", "hosts", NEW_HOSTS)
+    out = run_flow(
+        config_publish, "dns-h", "release", "dnsmasq", canary=["web-2"], canary_wait_s=0.5
+    )
+    assert out["canary"] == ["web-2"] and out["canary_release"]["hosts"] == {"web-2": "succeeded"}
+    assert out["phase"] == "rest" and out["hosts"] == {"web-1": "succeeded", "web-3": "succeeded"}
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.2"} for h in clean_ssh_fleet}
+    rest, canary = list_releases(ledger(), "dns-h", "release", limit=2)
+    assert canary.details["phase"] == "canary" and rest.details["phase"] == "rest"
+    assert canary.status is rest.status is ReleaseStatus.succeeded
+    with pytest.raises(InputError, match="canary: web-9 not among the hosts"):
+        run_flow(config_publish, "dns-h", "release", "dnsmasq", canary=["web-9"])
+    with pytest.raises(InputError, match="canary: 3 host"):
+        run_flow(config_publish, "dns-h", "release", "dnsmasq", canary=3)
