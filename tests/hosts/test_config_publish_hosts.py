@@ -203,3 +203,23 @@ def test_old_versions_are_pruned_but_never_the_live_one(
     # the newest two: the live one and the previous one (the backup a restore needs)
     assert versions == ["20260103T000000Z-v", "20260104T000000Z-v"]
     assert os.readlink(server.conf).endswith("/20260104T000000Z-v")
+
+
+def test_served_versions_name_each_hosts_live_version_for_a_reconcile(
+    dnsmasq_fleet: DnsmasqFleet, clean_ssh_fleet: SshdFleet
+) -> None:
+    from quayside.config.publish_served import served_versions
+
+    dnsmasq_fleet.start(OLD_HOSTS)
+    service = ConfigService(**dnsmasq_fleet.service())
+    first, second, third = clean_ssh_fleet
+    _, report = _publish(first, service, [_file("hosts", NEW_HOSTS)], "20260105T000000Z-abc")
+    assert report.status == "succeeded", report.message
+    third.stop()
+    try:
+        found = served_versions({h.name: _host(h) for h in clean_ssh_fleet}, service)
+    finally:
+        third.start()
+    assert found[0] == (first.name, "20260105T000000Z-abc", None)
+    assert found[1] == (second.name, None, None)  # never published: a plain directory
+    assert found[2][0] == third.name and found[2][1] is None and found[2][2]
