@@ -376,22 +376,85 @@ def rollback_command(
     token_file: Path | None = typer.Option(
         None, "--token-file", help=TOKEN_FILE_HELP, dir_okay=False
     ),
+    kind: str | None = typer.Option(
+        None,
+        "--kind",
+        metavar="git|config",
+        help="what to roll back: the code (git) or the config files (config); default the "
+        "kind of the newest release (or of --to)",
+    ),
 ) -> None:
     """Roll APP in ENV back to the previous release (or --to a release id or version).
 
-    Who asks is decided as for `quayside deploy`: your token's user, or the platform operator.
+    Every release kind rolls back: code releases go back to an earlier release directory
+    (the `rollback` deployment), config releases republish the versions an earlier config
+    release published (`config-publish`). Who asks is decided as for `quayside deploy`: your
+    token's user, or the platform operator.
     """
     from quayside.cli.prefect_target import require_platform
 
     require_platform()  # at once, before the ledger and seconds of Prefect imports
     with _asking(token_file, as_name) as (requester, ledger):
-        parameters: dict[str, Any] = {"app": app_name, "env": env, "requested_by": requester.name}
-        if to is not None:
-            parameters["to"] = to
+        if _rolls_back_config(app_name, env, to, kind, ledger):
+            parameters = _config_rollback(app_name, env, to, requester.name, ledger)
+            deployment = "config-publish"
+        else:
+            parameters = {"app": app_name, "env": env, "requested_by": requester.name}
+            if to is not None:
+                parameters["to"] = to
+            deployment = "rollback"
         if wait_lock is not None:
             parameters["lock_wait_s"] = wait_lock
         total = _host_count(app_name, env, None)
-        _follow("rollback", parameters, requester, ledger, follow=follow, total=total)
+        _follow(deployment, parameters, requester, ledger, follow=follow, total=total)
+
+
+def _ledger(ledger: Engine | None) -> Engine:
+    from quayside.ledger.db import make_engine
+    from quayside.settings import load_settings
+
+    return ledger if ledger is not None else make_engine(load_settings().database_url)
+
+
+def _rolls_back_config(
+    app_name: str, env: str, to: str | None, kind: str | None, ledger: Engine | None
+) -> bool:
+    """Whether this rollback is of config files: ``--kind``, else the kind of release ``--to``
+    names (an id), else of the newest succeeded release of APP/ENV."""
+    from quayside.errors import InputError
+    from quayside.ledger.models import ReleaseKind
+    from quayside.ledger.releases import current_release, get_release
+
+    if kind is not None:
+        if kind not in ("git", "config"):
+            raise InputError(f"--kind: {kind!r} is neither git nor config")
+        return kind == "config"
+    engine = _ledger(ledger)
+    if to is not None and to.strip().isdigit():
+        return get_release(engine, int(to)).kind is ReleaseKind.config
+    newest = current_release(engine, app_name, env)
+    return newest is not None and newest.kind is ReleaseKind.config
+
+
+def _config_rollback(
+    app_name: str, env: str, to: str | None, requested_by: str, ledger: Engine | None
+) -> dict[str, Any]:
+    """The config-publish parameters that republish the earlier config release's versions."""
+    from quayside.config.publish_rollback import rollback_parameters
+    from quayside.errors import InputError
+
+    if to is not None and not to.strip().isdigit():
+        raise InputError(
+            f"--to {to!r}: a config rollback goes to a release id",
+            hint=f"see the ids in `quayside releases {app_name} {env}`",
+        )
+    return rollback_parameters(
+        _ledger(ledger),
+        app_name,
+        env,
+        to=int(to) if to is not None else None,
+        requested_by=requested_by,
+    )
 
 
 @app.command()

@@ -312,7 +312,12 @@ def _switch_back(target: Target, spec: ReleaseSpec, report: HostReport) -> str:
 def _approval_summary(
     mirror: GitMirror, target: Target, version: str, sha: str, requested_by: str
 ) -> str:
-    current = current_release(ledger_engine(), target.app_name, target.env_name)
+    current = current_release(
+        ledger_engine(),
+        target.app_name,
+        target.env_name,
+        kinds=(ReleaseKind.deploy, ReleaseKind.rollback),
+    )
     old = current.commit_sha if current is not None else None
     try:
         commits = mirror.log(old, sha)

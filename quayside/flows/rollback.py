@@ -41,6 +41,10 @@ def release_dir_of(release: Release) -> str | None:
     return value if isinstance(value, str) and is_release_id(value) else None
 
 
+GIT_KINDS = (ReleaseKind.deploy, ReleaseKind.rollback)
+"""The kinds that put a release directory on the hosts (config releases go their own way:
+``quayside.config.publish_rollback``)."""
+
 SERVED = (ReleaseStatus.succeeded, ReleaseStatus.rolled_back)
 """Statuses of a release that was live on the hosts (a rolled-back one served before)."""
 
@@ -52,7 +56,7 @@ def _newest_that_served(engine: Any, app: str, env: str, version: str) -> Releas
         if (
             release.version == version
             and release.status in SERVED
-            and release.kind in (ReleaseKind.deploy, ReleaseKind.rollback)
+            and release.kind in GIT_KINDS
             and release_dir_of(release) is not None
         ):
             return release
@@ -71,7 +75,7 @@ def choose_target(engine: Any, app: str, env: str, to: str | None) -> tuple[Rele
         NotFoundError: nothing is deployed, or no such / no earlier release.
         InputError: the named release is not a deploy of this app/env with a release dir.
     """
-    current = current_release(engine, app, env)
+    current = current_release(engine, app, env, kinds=GIT_KINDS)
     if current is None:
         raise NotFoundError(
             f"nothing is deployed in {app}/{env} yet", hint="deploy a release first"
@@ -98,7 +102,7 @@ def choose_target(engine: Any, app: str, env: str, to: str | None) -> tuple[Rele
         dest = _newest_that_served(engine, app, env, text) or get_release(
             engine, text, app=app, env=env
         )
-    if release_dir_of(dest) is None or dest.kind not in (ReleaseKind.deploy, ReleaseKind.rollback):
+    if release_dir_of(dest) is None or dest.kind not in GIT_KINDS:
         raise InputError(
             f"release {dest.id} ({dest.version}) did not put a release on the hosts",
             hint=f"pick a deployed release (see `quayside releases {app} {env}`)",

@@ -511,19 +511,27 @@ def _current_query(app: str, env: str) -> Select[Release]:
     )
 
 
-def current_release(db: Engine | Session, app: str, env: str) -> Release | None:
-    """What runs in ``app``/``env`` now: its latest succeeded release.
+def current_release(
+    db: Engine | Session, app: str, env: str, *, kinds: Iterable[ReleaseKind] | None = None
+) -> Release | None:
+    """What runs in ``app``/``env`` now: its latest succeeded release (of ``kinds``: an app's
+    code and its config files are released separately, so what its hosts serve is the latest
+    of the git kinds, and its config the latest ``config`` release).
 
     Args:
         db: Engine or Session.
         app: app name.
         env: environment name.
+        kinds: only releases of these kinds (default any).
 
     Returns:
         The Release, or None if nothing has succeeded there.
     """
+    query = _current_query(app, env)
+    if kinds is not None:
+        query = query.where(Release.kind.in_(list(kinds)))
     with unit_of_work(db, read_only=True) as session:
-        return session.scalars(_current_query(app, env).limit(1)).unique().first()
+        return session.scalars(query.limit(1)).unique().first()
 
 
 def previous_successful(

@@ -61,3 +61,38 @@ def test_a_version_that_never_served_is_refused_with_its_status(ledger: Engine) 
     release(ledger, "v3", "c", ReleaseStatus.succeeded, 3)
     with pytest.raises(InputError, match=r"\(v9\) is failed; only a release that succeeded"):
         choose_target(ledger, "web", "prod", "v9")
+
+
+def config_release(engine: Engine, minute: int) -> int:
+    row = start_release(
+        engine,
+        "web",
+        "prod",
+        ReleaseKind.config,
+        requested_by="ann",
+        version=f"dnsmasq {minute}",
+        details={"service": "dnsmasq", "files": {"hosts": {"version": minute}}},
+    )
+    mark_running(engine, row.id)
+    finish_release(engine, row.id, ReleaseStatus.succeeded)
+    return int(row.id)
+
+
+def test_a_config_release_after_a_deploy_does_not_hide_the_code_s_current_release(
+    ledger: Engine,
+) -> None:
+    """The code's rollback goes back from the code's current release, whatever config was
+    published since; `quayside rollback` picks the kind from the newest release or --to."""
+    from quayside.cli.commands_release import _rolls_back_config
+
+    v1 = release(ledger, "v1", "a", ReleaseStatus.succeeded, 1)
+    v2 = release(ledger, "v2", "b", ReleaseStatus.succeeded, 2)
+    conf = config_release(ledger, 3)
+    now, dest = choose_target(ledger, "web", "prod", None)
+    assert (now.id, dest.id) == (v2, v1)
+    assert _rolls_back_config("web", "prod", None, None, ledger)  # the newest is config
+    assert not _rolls_back_config("web", "prod", str(v1), None, ledger)
+    assert _rolls_back_config("web", "prod", str(conf), None, ledger)
+    assert not _rolls_back_config("web", "prod", None, "git", ledger)
+    with pytest.raises(InputError, match="neither git nor config"):
+        _rolls_back_config("web", "prod", None, "image", ledger)
