@@ -12,11 +12,16 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from quayside.flows.config_publish_body import publish_config
+from quayside.tasks.release_crash import release_run_died
 from quayside.tasks.release_lock import run_release_body
 
 
 @flow(
     name="config-publish",
+    # a run killed or cancelled: its release is marked interrupted and its lock freed (the
+    # hosts' served config versions are not read back yet: see quayside.release.reconcile)
+    on_crashed=[release_run_died],
+    on_cancellation=[release_run_died],
     task_runner=ThreadPoolTaskRunner(max_workers=50),  # type: ignore[arg-type]
     description="Publish config center files to a service's hosts: diff, approve, validate "
     "the staged set, atomic swap, reload or restart, verify, restore on failure; canary first "
