@@ -29,10 +29,10 @@ from quayside.commands.config_files import (
 from quayside.config.publish_plan import HostFacts, HostPlan, PublishFile, parse_facts
 from quayside.config.publish_verify import VerifyFailed, verify_dns, verify_http
 from quayside.config.service_commands import HostCommands, fill, host_commands, live_dir
-from quayside.deploy.engine import HostReport
 from quayside.errors import QuaysideError
 from quayside.executors.base import CommandResult, Executor
 from quayside.inventory.config_services import ConfigService
+from quayside.release.host_report import HostReport
 
 COMMAND_TIMEOUT_S = 120
 INITIAL_VERSION = "00000000T000000Z-initial"

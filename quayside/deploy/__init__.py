@@ -6,7 +6,6 @@ Modules:
     host_deploy      one host's deploy as named steps (deploy_host)
     host_rollback    one host's rollback, restoring a pruned release first (rollback_host)
     host_plan        facts and plans per host, once per distinct facts; the guarded stage
-    host_report      what happened on a host (HostReport) and the one-line failure message
     round_trips      commands to one host, counted
     stage_transport  the stage round trip: inline tar, streamed tar file, or rsync
     stage.sh         the host-side stage program; scripts builds its argv (StageRequest)
@@ -17,10 +16,12 @@ Modules:
     hooks            pre/post-switch hooks
     health           HTTP / command health checks with retries and a deadline
     switch_back      a host back on its previous release
-    engine           the names flows and tasks import, from where they used to live
     source           mirror sync + ref resolution, build commands
     policy           failure threshold
     lease            the deploy lock held for a block, lease renewed in the background
     summary          approval and report Markdown
     errors           DeployError and friends
+
+What happened on a host (HostReport), the same for every release kind, is in
+quayside.release.host_report.
 """

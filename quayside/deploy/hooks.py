@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from quayside.deploy.host_report import failure_message
 from quayside.deploy.round_trips import RoundTrips
 from quayside.deploy.source import command_argv
 from quayside.errors import CommandFailed, CommandTimeout, HookError
+from quayside.release.host_report import failure_message
 
 HOOK_TIMEOUT_S = 600.0
 

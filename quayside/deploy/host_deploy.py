@@ -27,7 +27,6 @@ from quayside.deploy import scripts, stage_transport
 from quayside.deploy.health import check_health
 from quayside.deploy.hooks import run_hooks
 from quayside.deploy.host_plan import FactsDiffer, guardable, plan_from, split_facts_after
-from quayside.deploy.host_report import HostReport, failure_message
 from quayside.deploy.release_spec import ReleaseSpec
 from quayside.deploy.round_trips import LogLine, RoundTrips
 from quayside.deploy.stage_transport import StageJob
@@ -35,6 +34,7 @@ from quayside.deploy.switch_back import switch_back
 from quayside.errors import ConnectError, HostError
 from quayside.executors.base import Executor
 from quayside.plans.release import ReleasePlan, describe
+from quayside.release.host_report import HostReport, failure_message
 
 
 def deploy_host(

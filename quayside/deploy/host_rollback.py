@@ -12,13 +12,13 @@ from quayside.deploy import scripts
 from quayside.deploy.health import check_health
 from quayside.deploy.hooks import run_hooks
 from quayside.deploy.host_plan import read_host_facts
-from quayside.deploy.host_report import HostReport, failure_message
 from quayside.deploy.release_spec import RollbackSpec, host_env
 from quayside.deploy.round_trips import LogLine, RoundTrips
 from quayside.deploy.rsync_upload import rsync_files
 from quayside.executors.base import Executor
 from quayside.manifest import MANIFEST_FILENAME, Manifest
 from quayside.plans.release import prune_candidates
+from quayside.release.host_report import HostReport, failure_message
 
 
 def rollback_host(

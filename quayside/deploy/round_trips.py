@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from quayside.deploy.host_report import HostReport
 from quayside.executors.base import CommandResult, Executor
 from quayside.executors.quoting import remote_command
+from quayside.release.host_report import HostReport
 
 #: a stage round trip may carry a large payload
 STAGE_TIMEOUT_S = 1800.0

@@ -14,9 +14,10 @@ from prefect.futures import PrefectFuture
 
 from quayside.artifacts.delta import StoredPayload, recall, remember
 from quayside.deploy import expected_facts
-from quayside.deploy.engine import HostReport, ReleaseSpec, prepare_plans
 from quayside.deploy.errors import HostsFailed
+from quayside.deploy.host_plan import prepare_plans
 from quayside.deploy.policy import failure_limit
+from quayside.deploy.release_spec import ReleaseSpec
 from quayside.deploy.scripts import host_deploy_root
 from quayside.deploy.summary import approval_markdown
 from quayside.errors import QuaysideError
@@ -28,6 +29,7 @@ from quayside.ledger.releases import current_release
 from quayside.manifest import Manifest, human_bytes
 from quayside.markdown_text import code, code_block, inline
 from quayside.release.host_outcomes import failed_rows, outcome_text
+from quayside.release.host_report import HostReport
 from quayside.release_id import new_release_id
 from quayside.scratch import BackgroundRemoval
 from quayside.settings import Settings, load_settings

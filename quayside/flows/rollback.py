@@ -12,8 +12,8 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from quayside.deploy.engine import RollbackSpec
 from quayside.deploy.errors import HostsFailed
+from quayside.deploy.release_spec import RollbackSpec
 from quayside.deploy.summary import rollback_markdown
 from quayside.errors import InputError, NotFoundError
 from quayside.inventory import load_inventory
@@ -276,6 +276,7 @@ def roll_back(
             hooks=target.app.hooks,
             health=target.app.health_check,
             variables=dict(target.env.variables),
+            keep_releases=target.app.keep_releases,
         )
         fetch = PayloadCache(details.get("artifact_key"), cache_dir / "payload")
         host_map = dict(target.hosts)

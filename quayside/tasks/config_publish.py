@@ -12,12 +12,12 @@ from prefect import get_run_logger
 
 from quayside.config.host_publish import HostJob, publish_host, read_host, restore_host
 from quayside.config.publish_plan import HostFacts
-from quayside.deploy.engine import HostReport
 from quayside.errors import QuaysideError
 from quayside.executors.factory import executor_for
 from quayside.fanout import GroupResult
 from quayside.inventory.config_services import ConfigService
 from quayside.inventory.models import Host
+from quayside.release.host_report import HostReport
 from quayside.tasks.fanout import fan_out
 
 

@@ -24,7 +24,6 @@ from prefect.cache_policies import NO_CACHE
 from quayside.artifacts.delta import StoredPayload, get_payload, put_payload
 from quayside.deploy.errors import DeployError
 from quayside.deploy.host_deploy import deploy_host
-from quayside.deploy.host_report import HostReport
 from quayside.deploy.host_rollback import rollback_host
 from quayside.deploy.release_spec import ReleaseSpec, RollbackSpec
 from quayside.deploy.source import release_env, run_build
@@ -33,6 +32,7 @@ from quayside.errors import QuaysideError
 from quayside.executors.factory import executor_for
 from quayside.inventory.models import App, Host
 from quayside.manifest import MANIFEST_FILENAME, Entry, Manifest, build_manifest
+from quayside.release.host_report import HostReport
 from quayside.scratch import BackgroundRemoval
 from quayside.source.mirror import Checkout, GitMirror
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from prefect.logging.loggers import get_run_logger
 
 from quayside.artifacts.delta import StoredPayload, delta_base
-from quayside.deploy.engine import INLINE_MAX_BYTES
+from quayside.deploy.release_spec import INLINE_MAX_BYTES
 from quayside.manifest import Manifest
 from quayside.scratch import sweep_stale
 from quayside.settings import Settings

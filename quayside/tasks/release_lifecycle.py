@@ -42,7 +42,6 @@ from prefect.runtime import flow_run
 
 from quayside.auth.policy import effective_policy
 from quayside.auth.unattributed import for_unattributed
-from quayside.deploy.engine import HostReport
 from quayside.deploy.errors import ThresholdExceeded
 from quayside.deploy.policy import exceeded
 from quayside.errors import LedgerError
@@ -60,6 +59,7 @@ from quayside.ledger.releases import (
 )
 from quayside.ledger.submissions import submission_of_run
 from quayside.release.host_outcomes import failed_rows, host_outcomes, outcome_text
+from quayside.release.host_report import HostReport
 from quayside.tasks.fanout import fan_out
 from quayside.tasks.ledger import current_flow_run_id, ledger_engine
 from quayside.tasks.release_finish import Announcement, finish_quietly, finish_release_run

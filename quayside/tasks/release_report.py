@@ -9,8 +9,8 @@ from typing import Any
 
 from prefect.artifacts import create_table_artifact
 
-from quayside.deploy.engine import HostReport
 from quayside.fanout import GroupResult
+from quayside.release.host_report import HostReport
 from quayside.tasks.deploy import HostDeployFailed
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from quayside.deploy.host_deploy import deploy_host
-from quayside.deploy.host_report import HostReport
 from quayside.deploy.release_spec import ReleaseSpec
 from quayside.executors import SSHExecutor
 from quayside.manifest import build_manifest
+from quayside.release.host_report import HostReport
 from testbed.sshd import SshdFleet, SshdHost
 
 pytestmark = pytest.mark.ssh

@@ -14,7 +14,6 @@ from quayside.deploy.errors import HealthCheckFailed
 from quayside.deploy.health import wait_healthy
 from quayside.deploy.host_deploy import deploy_host
 from quayside.deploy.host_plan import prepare_plans
-from quayside.deploy.host_report import HostReport
 from quayside.deploy.host_rollback import rollback_host
 from quayside.deploy.payload_tar import build_tar_file, manifest_patch
 from quayside.deploy.policy import exceeded, failure_limit
@@ -26,6 +25,7 @@ from quayside.errors import InputError
 from quayside.executors.local import LocalExecutor
 from quayside.inventory.models import HealthCheck, Hooks
 from quayside.manifest import MANIFEST_FILENAME, Manifest, build_manifest
+from quayside.release.host_report import HostReport
 from quayside.source.mirror import Commit
 
 
