@@ -62,7 +62,10 @@ def migrated_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def site(tmp_path: Path, migrated_ledger: Path) -> Iterator[Site]:
+def site(tmp_path: Path, migrated_ledger: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    # no Prefect here, whatever platform a test before this one left PREFECT_API_URL naming
+    # in this worker (the session platform sets it for its in-process clients)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
     (home / "quayside.yaml").write_text(INVENTORY)
