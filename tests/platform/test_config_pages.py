@@ -69,8 +69,11 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    """A gateway serving the pages, with a DEVELOPER pair and a REPORTER on app DNS."""
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    """A gateway serving the pages, with a DEVELOPER pair and a REPORTER on app DNS; no
+    Prefect answers it (PREFECT_API_URL, which the session platform sets for in-process
+    clients, names a port nothing listens on)."""
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
     (home / "quayside.yaml").write_text(INVENTORY)
