@@ -96,25 +96,38 @@ def verify_dns(
         time.sleep(POLL_S)
 
 
-def verify_http(url: str, text: str | None = None, *, timeout_s: float = 5) -> None:
-    """GET ``url`` until it answers 2xx/3xx (containing ``text`` when given).
+STEADY_ANSWERS = 3
+
+
+def verify_http(
+    url: str, text: str | None = None, *, timeout_s: float = 5, steady: int = STEADY_ANSWERS
+) -> None:
+    """GET ``url`` until it answers 2xx/3xx (containing ``text`` when given) ``steady`` times
+    in a row: after a reload, nginx's old workers keep accepting for a moment and answer
+    with the old configuration, so one good answer does not mean every answer is.
 
     Raises:
         VerifyFailed: past ``timeout_s``, with the last status or error.
     """
     deadline = time.monotonic() + timeout_s
     last = ""
+    good = 0
     while True:
+        good += 1
         try:
             with urllib.request.urlopen(url, timeout=min(2.0, timeout_s)) as reply:  # noqa: S310
                 body = reply.read(1_000_000).decode("utf-8", errors="replace")
                 if text is None or text in body:
-                    return
+                    if good >= steady:
+                        return
+                    time.sleep(POLL_S * 2)
+                    continue
                 last = f"HTTP {reply.status} without {text[:60]!r}"
         except urllib.error.HTTPError as e:
             last = f"HTTP {e.code}"
         except (OSError, ValueError) as e:
             last = f"{type(e).__name__}: {e}"[:200]
+        good = 0
         if time.monotonic() >= deadline:
             raise VerifyFailed(f"HTTP verify of {url}: {last}")
         time.sleep(POLL_S * 5)

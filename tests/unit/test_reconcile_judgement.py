@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -62,6 +63,10 @@ def test_a_runs_process_is_recognised_by_the_run_id_in_its_environment() -> None
         env={**os.environ, "PREFECT__FLOW_RUN_ID": "run-a"},
     )
     try:
+        # between fork and exec /proc shows the parent's environment: wait for the exec
+        deadline = time.monotonic() + 10
+        while not pid_runs(str(child.pid), "run-a") and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert pid_runs(str(child.pid), "run-a")
         assert not pid_runs(str(child.pid), "run-b")  # a reused pid is not the run's
     finally:
