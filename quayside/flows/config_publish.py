@@ -18,8 +18,8 @@ from quayside.tasks.release_lock import run_release_body
 
 @flow(
     name="config-publish",
-    # a run killed or cancelled: its release is marked interrupted and its lock freed (the
-    # hosts' served config versions are not read back yet: see quayside.release.reconcile)
+    # a run killed or cancelled: its release is marked interrupted with the config version
+    # each host serves (quayside.release.served) and its lock freed
     on_crashed=[release_run_died],
     on_cancellation=[release_run_died],
     task_runner=ThreadPoolTaskRunner(max_workers=50),  # type: ignore[arg-type]

@@ -2,12 +2,13 @@
 
 A run killed mid-release (SIGKILL, OOM, a lost machine, the whole platform killed) leaves its
 ledger release ``running`` and its lock held, while some hosts may have switched and others
-not. Reconciling reads each host's ``current`` (the deploy code's own fact reading, through
-an executor), then in one ledger transaction writes one row per host saying what it serves
-(``switched`` to this release, or ``skipped`` still on another), marks the release
-``interrupted`` with the fleet's split in its summary (``3 of 5 hosts on v2, 2 on v1``), and
-records one audit event; the dead run's lock is freed. The next deploy or rollback converges
-the fleet.
+not. Reconciling reads what each host serves, the way its kind says
+(:data:`quayside.release.served.SERVED_BY`: a git release's ``current``, a config release's
+live version directory), through an executor, then in one ledger transaction writes one row
+per host saying what it serves (``switched`` to this release, or ``skipped`` still on
+another), marks the release ``interrupted`` with the fleet's split in its summary (``3 of 5
+hosts on v2, 2 on v1``), and records one audit event; the dead run's lock is freed. The next
+deploy, publish or rollback converges the fleet.
 
 Callers decide that a run is dead (Prefect's crash and cancellation hooks,
 ``quayside.tasks.release_crash``; the sweep at ``quayside up``, ``quayside.stack.reconcile``;
@@ -22,9 +23,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from quayside.errors import QuaysideError
-from quayside.fanout import run_on_hosts
 from quayside.inventory.models import Inventory
-from quayside.inventory.resolve import Target, resolve_target
+from quayside.inventory.resolve import resolve_target
 from quayside.ledger import locks
 from quayside.ledger.models import HostStatus, Release
 from quayside.ledger.releases import (
@@ -34,20 +34,11 @@ from quayside.ledger.releases import (
     running_releases,
 )
 from quayside.release.fleet_summary import NO_RELEASE, UNKNOWN, fleet_counts, fleet_line
+from quayside.release.served import SERVED_BY, HostFound, Reader, ServedBy
 
 Reason = Callable[[Release], str | None]
 """Given a ``running`` release: why its run is dead (``flow run … is Crashed``), or None
 while it may still be working."""
-
-
-@dataclass(frozen=True)
-class HostFound:
-    """What one host's facts say: the release directory ``current`` points at (None: no
-    release of this layout), or why they could not be read."""
-
-    host: str
-    current: str | None
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,40 +55,16 @@ class Reconciled:
     lock_freed: bool
 
 
-def read_served(target: Target) -> list[HostFound]:
-    """Each host's ``current``, read through its executor with the deploy code's fact reading
-    (one round trip per host, ``max_parallel`` at once); unreachable hosts are reported, not
-    raised."""
-    from quayside.deploy.host_plan import read_host_facts
-    from quayside.deploy.scripts import host_deploy_root
-    from quayside.executors.factory import executor_for
-
-    hosts = dict(target.hosts)
-
-    def current(name: str) -> str | None:
-        executor = executor_for(name, hosts[name])
-        try:
-            facts = read_host_facts(executor, host_deploy_root(target.deploy_root, name))
-        finally:
-            executor.close()
-        return facts.current
-
-    result = run_on_hosts(target.host_names, current, max_parallel=target.env.max_parallel)
-    return [
-        HostFound(o.host, o.value) if o.ok else HostFound(o.host, None, _first_line(o.message))
-        for o in result.outcomes
-    ]
-
-
-def _first_line(text: str) -> str:
-    return (text.strip().splitlines() or [""])[0][:300]
-
-
-def _labels(engine: Engine, app: str, env: str) -> dict[str, str]:
-    """Release directory id -> the version the ledger knows it by (its oldest release)."""
-    labels: dict[str, str] = {}
+def _labels(engine: Engine, app: str, env: str, served_by: ServedBy | None) -> dict[str, str]:
+    """What hosts point at -> the version the ledger knows it by (its oldest release of the
+    kinds naming such directories)."""
+    if served_by is None:
+        return {}
+    labels: dict[str, str] = dict(served_by.named)
     for row in reversed(list_releases(engine, app, env, limit=500)):
-        rid = (row.details or {}).get("release_id")
+        if row.kind not in served_by.kinds:
+            continue
+        rid = (row.details or {}).get(served_by.key)
         if isinstance(rid, str) and rid not in labels:
             labels[rid] = row.version or rid
     return labels
@@ -117,7 +84,8 @@ def reconcile_release(
     Args:
         engine: the ledger.
         release: a release its run left ``running``.
-        found: each host's facts, as read from the hosts (:func:`read_served`).
+        found: what each host serves, as read from the hosts (its kind's reader in
+            :data:`~quayside.release.served.SERVED_BY`).
         actor: who reconciles (``reconcile:crash-hook``, ``reconcile:up``, ...).
         reason: why its run is known to be dead.
 
@@ -128,8 +96,10 @@ def reconcile_release(
         LedgerError: the ledger refused the writes (after its busy retries).
     """
     app, env = release.app_name, release.env_name
-    rid = (release.details or {}).get("release_id")
-    labels = _labels(engine, app, env)
+    served_by = SERVED_BY.get(release.kind)
+    rid = (release.details or {}).get(served_by.key) if served_by is not None else None
+    nothing = served_by.nothing if served_by is not None else NO_RELEASE
+    labels = _labels(engine, app, env, served_by)
     this = release.version or str(rid)
     rows: list[HostServing] = []
     serving: list[str] = []
@@ -144,7 +114,7 @@ def reconcile_release(
             serving.append(UNKNOWN)
             unreadable.append(host.host)
             continue
-        label = labels.get(host.current, host.current) if host.current else NO_RELEASE
+        label = labels.get(host.current, host.current) if host.current else nothing
         serving.append(label)
         if rid is not None and host.current == rid:
             rows.append(
@@ -157,7 +127,7 @@ def reconcile_release(
             )
             switched.append(host.host)
         else:
-            where = f"{label} ({host.current})" if host.current else NO_RELEASE
+            where = f"{label} ({host.current})" if host.current else nothing
             rows.append(
                 HostServing(
                     host.host,
@@ -201,21 +171,24 @@ def reconcile_run(
     *,
     actor: str,
     reason: str,
-    read: Callable[[Target], list[HostFound]] = read_served,
+    read: Reader | None = None,
 ) -> Reconciled | None:
-    """Read the hosts of ``release``'s app/environment and :func:`reconcile_release` it.
+    """Read what the hosts of ``release`` serve (its kind's reader, or ``read``) and
+    :func:`reconcile_release` it.
 
-    A release whose app or environment is no longer in the inventory, or that names no
-    release directory (nothing was put on hosts), is marked interrupted with no host rows.
+    A release of a kind with no host reading, whose app or environment is no longer in the
+    inventory, or that names nothing it put on hosts (no release directory, no config
+    version), is marked interrupted with no host rows.
     """
     hosts: list[HostFound] = []
-    if (release.details or {}).get("release_id"):
+    served_by = SERVED_BY.get(release.kind)
+    if served_by is not None and (release.details or {}).get(served_by.key):
         try:
             target = resolve_target(inventory, release.app_name, release.env_name)
         except QuaysideError:
             target = None
         if target is not None:
-            hosts = read(target)
+            hosts = (read or served_by.read)(target, release)
     return reconcile_release(engine, release, hosts, actor=actor, reason=reason)
 
 
@@ -227,10 +200,11 @@ def reconcile_dead(
     actor: str,
     app: str | None = None,
     env: str | None = None,
-    read: Callable[[Target], list[HostFound]] = read_served,
+    read: Reader | None = None,
 ) -> list[Reconciled]:
     """Reconcile every ``running`` release (of ``app``/``env`` if given) whose run
     ``why_dead`` says is dead; releases it cannot reconcile now are left for next time.
+    ``read`` replaces every kind's own host reading (tests).
 
     Returns:
         What was recorded, one entry per release interrupted here.

@@ -28,9 +28,8 @@ from sqlalchemy import Engine
 
 from quayside.errors import QuaysideError
 from quayside.inventory.models import Inventory
-from quayside.inventory.resolve import Target
 from quayside.ledger.models import Release
-from quayside.release.reconcile import HostFound, read_served, reconcile_dead
+from quayside.release.reconcile import reconcile_dead
 from quayside.runs.heartbeats import WINDOW_S, ensure_zombie_automation
 from quayside.runs.liveness import RunLife, mark_crashed, runs_life
 
@@ -97,7 +96,6 @@ def sweep(
     inventory: Inventory,
     *,
     started_at: datetime,
-    read: Callable[[Target], list[HostFound]] = read_served,
 ) -> list[str]:
     """Reconcile every release whose run died (see the module docstring).
 
@@ -114,7 +112,7 @@ def sweep(
         return []
     lives = runs_life(r.flow_run_id for r in running if r.flow_run_id)
     judge = why_dead(lives, started_at)
-    return [r.line for r in reconcile_dead(engine, inventory, judge, actor=ACTOR, read=read)]
+    return [r.line for r in reconcile_dead(engine, inventory, judge, actor=ACTOR)]
 
 
 def main(argv: list[str] | None = None) -> int:
