@@ -5,7 +5,13 @@ Environment variables:
     QUAYSIDE_DATABASE_URL    ledger database (default SQLite in the data directory)
     QUAYSIDE_INVENTORY       path of quayside.yaml (default ``./quayside.yaml``)
     QUAYSIDE_GATEWAY_HOST / QUAYSIDE_GATEWAY_PORT   gateway bind (127.0.0.1:8400)
+    QUAYSIDE_PREFECT_HOST    where clients reach the Prefect API (127.0.0.1)
     QUAYSIDE_PREFECT_PORT    Prefect server port for ``quayside up`` (4200)
+    QUAYSIDE_PREFECT_LISTEN  the address ``quayside up`` serves the UI and API on (``--listen``;
+                             default QUAYSIDE_PREFECT_HOST). Off loopback it needs an auth
+                             string the operator chose (:mod:`quayside.stack.listen`)
+    QUAYSIDE_PREFECT_AUTH_STRING_FILE   a file holding the Prefect API's auth string
+                             (:mod:`quayside.api_auth`)
 
 The data directory is private (0700; ``quayside up`` refuses one other users can reach): it
 holds Prefect's database with its Secret-block key, the ledger and the API auth string.
@@ -27,6 +33,13 @@ class Settings:
     gateway_port: int
     prefect_host: str
     prefect_port: int
+    #: the address the Prefect server binds (``quayside up --listen``); "" means prefect_host
+    prefect_listen: str = ""
+
+    @property
+    def prefect_bind(self) -> str:
+        """The address ``quayside up`` serves the Prefect UI and API on."""
+        return self.prefect_listen or self.prefect_host
 
     @property
     def prefect_api_url(self) -> str:
@@ -80,4 +93,5 @@ def load_settings() -> Settings:
         gateway_port=int(os.environ.get("QUAYSIDE_GATEWAY_PORT", "8400")),
         prefect_host=os.environ.get("QUAYSIDE_PREFECT_HOST", "127.0.0.1"),
         prefect_port=int(os.environ.get("QUAYSIDE_PREFECT_PORT", "4200")),
+        prefect_listen=os.environ.get("QUAYSIDE_PREFECT_LISTEN", "").strip(),
     )

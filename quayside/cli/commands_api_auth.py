@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from quayside.api_auth import SERVER_SETTING, new_auth_string, write_auth_file
+from quayside.api_auth import FILE_SETTING, SERVER_SETTING, new_auth_string, write_auth_file
 from quayside.cli.app import app, console
 from quayside.errors import QuaysideError
 from quayside.settings import load_settings
@@ -25,9 +25,10 @@ def rotate() -> None:
     from quayside.stack.supervisor import up_running
 
     settings = load_settings()
-    if os.environ.get(SERVER_SETTING):
+    chosen = next((name for name in (FILE_SETTING, SERVER_SETTING) if os.environ.get(name)), None)
+    if chosen:
         raise QuaysideError(
-            f"{SERVER_SETTING} is set here: the platform takes its string from there",
+            f"{chosen} is set here: the platform takes its string from there",
             hint=f"change it where it is set and restart `quayside up` (which copies it to "
             f"{settings.api_auth_path})",
         )

@@ -18,15 +18,42 @@ app.add_typer(deployments_app, name="deployments")
 
 
 @app.command()
-def up() -> None:
+def up(
+    listen: str | None = typer.Option(
+        None,
+        "--listen",
+        metavar="ADDRESS",
+        help="address to serve the Prefect UI and API on (default QUAYSIDE_PREFECT_LISTEN, "
+        "else 127.0.0.1); off loopback (0.0.0.0) it needs an auth string you chose",
+    ),
+    auth_string_file: Path | None = typer.Option(
+        None,
+        "--auth-string-file",
+        metavar="FILE",
+        help="file holding the Prefect API's user:password auth string (default "
+        "QUAYSIDE_PREFECT_AUTH_STRING_FILE; else PREFECT_SERVER_API_AUTH_STRING, else one "
+        "generated into QUAYSIDE_HOME/api-auth)",
+    ),
+) -> None:
     """Run the platform in the foreground: Prefect server + UI, a worker and the gateway.
 
     State lives in QUAYSIDE_HOME (default ~/.quayside); a second `up` on the same data
     directory finds every earlier run and release. Ctrl-C stops everything it started.
     """
+    from quayside.stack.listen import with_listen
     from quayside.stack.up import run_up
 
-    run_up(load_settings(), PROJECT_DIR, lambda line: console.print(line, highlight=False))
+    settings = load_settings()
+    if listen is not None:
+        settings = with_listen(settings, listen)
+    elif settings.prefect_listen:
+        settings = with_listen(settings, settings.prefect_listen)
+    run_up(
+        settings,
+        PROJECT_DIR,
+        lambda line: console.print(line, highlight=False),
+        auth_string_file=auth_string_file,
+    )
 
 
 @app.command()

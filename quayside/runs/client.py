@@ -114,7 +114,7 @@ def _run(
             url = api_url()
             raise APIAuthError(
                 f"the Prefect API at {url} refused Quayside's credentials (401 Unauthorized)",
-                hint=refused_hint(url, load_settings()),
+                hint=refused_hint(url, load_settings(), os.environ),
             ) from e
         refused = parameter_error(e.response.text) if e.response is not None else None
         if refused is not None:

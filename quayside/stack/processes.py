@@ -15,6 +15,12 @@ from quayside.stack.api_tls import CERT_FILE_SETTING, needs_api_ca
 WORK_POOL = "quayside"
 TASK_RUN_BATCH = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"
 TASK_RUN_FLUSH = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL"
+UI_API_URL = "PREFECT_UI_API_URL"
+UI_URL = "PREFECT_UI_URL"
+#: what the UI is told to call: its own origin's /api, so it works however the browser reached
+#: it (127.0.0.1, a LAN address, a TLS reverse proxy); Prefect's default names the API URL
+#: the server's clients use, which a browser on another machine cannot reach
+UI_API_DEFAULT = "/api"
 
 
 #: seconds between the task-run recorder's writes (see :func:`task_run_flush_interval`)
@@ -54,14 +60,20 @@ class ProcessSpec:
 
 
 def platform_env(settings: Settings, project_dir: Path, base: Mapping[str, str]) -> dict[str, str]:
-    """Environment shared by every process of the platform (and the flow runs it starts)."""
+    """Environment shared by every process of the platform (and the flow runs it starts).
+
+    The operator's ``PREFECT_UI_URL`` (the console's address behind a reverse proxy: run
+    links) and ``PREFECT_UI_API_URL`` are kept."""
     env = dict(base)
     env.update(
         {
             "PREFECT_HOME": str(settings.prefect_home),
             "PREFECT_API_URL": settings.prefect_api_url,
-            "PREFECT_UI_URL": settings.prefect_ui_url,
-            "PREFECT_SERVER_API_HOST": settings.prefect_host,
+            UI_URL: base.get(UI_URL) or settings.prefect_ui_url,
+            UI_API_URL: base.get(UI_API_URL)
+            or base.get("PREFECT_SERVER_UI_API_URL")
+            or UI_API_DEFAULT,
+            "PREFECT_SERVER_API_HOST": settings.prefect_bind,
             "PREFECT_SERVER_API_PORT": str(settings.prefect_port),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
@@ -105,7 +117,7 @@ def server_process(settings: Settings) -> ProcessSpec:
         name="prefect-server",
         argv=[
             sys.executable, "-m", "quayside.stack.server",
-            "--host", settings.prefect_host, "--port", str(settings.prefect_port),
+            "--host", settings.prefect_bind, "--port", str(settings.prefect_port),
             "--analytics-off",
         ],
         health_url=f"{settings.prefect_api_url}/health",

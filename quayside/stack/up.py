@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from quayside.api_auth import (
+    FILE_SETTING,
     SERVER_SETTING,
     auth_env,
     operator_auth_string,
@@ -25,6 +26,7 @@ from quayside.executors.control import close_masters, control_dir
 from quayside.settings import Settings
 from quayside.stack.api_tls import CERT_FILE_SETTING, write_api_ca
 from quayside.stack.data_dir import PRIVATE_UMASK, prepare_data_dir
+from quayside.stack.listen import refuse_unprotected
 from quayside.stack.parent_death import preexec
 from quayside.stack.processes import (
     api_ca_path,
@@ -48,7 +50,7 @@ Say = Callable[[str], None]
 
 def check_ports(settings: Settings) -> None:
     for what, host, port in (
-        ("Prefect server", settings.prefect_host, settings.prefect_port),
+        ("Prefect server", settings.prefect_bind, settings.prefect_port),
         ("gateway", settings.gateway_host, settings.gateway_port),
     ):
         if not port_free(host, port):
@@ -77,23 +79,42 @@ def register(env: dict[str, str], project_dir: Path, log_file: Path) -> None:
         raise StackError("registering deployments failed", hint=f"see {log_file}")
 
 
-def run_up(settings: Settings, project_dir: Path, say: Say) -> None:
+def run_up(
+    settings: Settings, project_dir: Path, say: Say, auth_string_file: Path | None = None
+) -> None:
     """Run the platform in the foreground until SIGINT/SIGTERM/SIGHUP (a closed terminal).
+
+    Args:
+        auth_string_file: the operator's file holding the Prefect API's auth string
+            (``--auth-string-file``; else ``QUAYSIDE_PREFECT_AUTH_STRING_FILE``).
 
     Raises:
         StackError: the data directory is open to other users, a port is taken, another
             ``up`` holds the data directory, or a process failed to start or died.
-        InputError: a setting is refused (before anything is created).
+        InputError: a setting is refused, or the console would face the network without an
+            auth string the operator chose (before anything is created).
+        APIAuthError: the auth string file cannot be read.
     """
     env = platform_env(settings, project_dir, os.environ)  # refuses bad settings first
     say = quiet_when_gone(say)  # a closed terminal must not stop `up` from stopping
-    operator_auth = operator_auth_string(os.environ)
+    operator_auth = operator_auth_string(os.environ, auth_string_file)
+    refuse_unprotected(settings, operator_auth)
+    auth_source = _auth_source(auth_string_file) if operator_auth else ""
     old_umask = os.umask(PRIVATE_UMASK)  # inherited by every process started below
     try:
         prepare_data_dir(settings.home)
-        _run_locked(settings, project_dir, env, operator_auth, say)
+        _run_locked(settings, project_dir, env, operator_auth, auth_source, say)
     finally:
         os.umask(old_umask)
+
+
+def _auth_source(auth_string_file: Path | None) -> str:
+    """Where the operator's string came from, for the start-up lines (never the string)."""
+    if auth_string_file is not None:
+        return f"{auth_string_file}"
+    if os.environ.get(FILE_SETTING):
+        return f"{os.environ[FILE_SETTING]} ({FILE_SETTING})"
+    return SERVER_SETTING
 
 
 def _run_locked(
@@ -101,6 +122,7 @@ def _run_locked(
     project_dir: Path,
     env: dict[str, str],
     operator_auth: str | None,
+    auth_source: str,
     say: Say,
 ) -> None:
     from quayside.demo.create import NEXT_STEP as DEMO_NEXT_STEP
@@ -125,7 +147,7 @@ def _run_locked(
         if env.get(CERT_FILE_SETTING) == str(api_ca_path(settings)):
             write_api_ca(api_ca_path(settings))
         say(f"data directory  {settings.home}")
-        source = f"{SERVER_SETTING}, copied to " if operator_auth else ""
+        source = f"{auth_source}, copied to " if operator_auth else ""
         say(f"API auth        {source}{settings.api_auth_path} (the UI's login asks for it)")
         migrate(settings.database_url)
         say("ledger          migrated")
@@ -138,7 +160,12 @@ def _run_locked(
         try:
             server = server_process(settings)
             sup.wait_healthy(server, sup.start(server), timeout=180)
-            say(f"Prefect server  {settings.prefect_ui_url}")
+            listening = (
+                f" (listening on {settings.prefect_bind})"
+                if settings.prefect_bind != settings.prefect_host
+                else ""
+            )
+            say(f"Prefect server  {settings.prefect_ui_url}{listening}")
             register(env, project_dir, settings.home / "logs" / "register.log")
             say("deployments     registered")
             sup.start(worker_process(settings))
