@@ -21,14 +21,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from quayside.auth import codes
-from quayside.auth.approvals import (
-    DEFAULT_SPACE,
-    Resolution,
-    decide_as,
-    policy_of,
-    refuse,
-)
-from quayside.auth.roles import PermissionDenied, check_approver
+from quayside.auth.approvals import Resolution, check_answerer, decide_as, refuse
+from quayside.auth.roles import PermissionDenied
 from quayside.ledger import approval_codes, approvals
 from quayside.ledger.models import ApprovalCode, ApprovalStatus, Decision, utcnow
 
@@ -81,14 +75,7 @@ def issue_code(
             f"approval request {request_id} is already {request.status.value}",
             hint="codes are only issued for requests still waiting for an answer",
         )
-    check_approver(
-        db,
-        approver=user,
-        requester=request.requested_by,
-        space=request.space or DEFAULT_SPACE,
-        project=request.app,
-        policy=policy_of(request),
-    )
+    check_answerer(db, request, user)
     if any(d.valid and d.user == user for d in request.decisions):
         raise PermissionDenied(
             f"{user} has already decided approval request {request_id}",

@@ -13,7 +13,7 @@ nobody.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -79,6 +79,29 @@ def policy_of(request: ApprovalRequest) -> ApprovalPolicy:
     )
 
 
+def excluded_of(request: ApprovalRequest) -> dict[str, str]:
+    """Who may not answer ``request`` beyond its requester, user -> why (the rule)."""
+    return {str(k): str(v) for k, v in (request.excluded_approvers or {}).items()}
+
+
+def check_answerer(db: Engine | Session, request: ApprovalRequest, user: str) -> Role:
+    """Check that ``user`` may answer ``request`` under the policy it was opened under: the
+    role, self-approval and the excluded approvers (every answer path calls this).
+
+    Raises:
+        PermissionDenied: naming the rule that refuses ``user``.
+    """
+    return check_approver(
+        db,
+        approver=user,
+        requester=request.requested_by,
+        space=request.space or DEFAULT_SPACE,
+        project=request.app,
+        policy=policy_of(request),
+        excluded=excluded_of(request),
+    )
+
+
 def open_request(
     db: Engine | Session,
     *,
@@ -92,6 +115,7 @@ def open_request(
     release_id: int | None = None,
     version: str | None = None,
     plan_hash: str | None = None,
+    excluded_approvers: Mapping[str, str] | None = None,
     now: datetime | None = None,
 ) -> ApprovalRequest:
     """Open an approval request that remembers its policy and what it approves.
@@ -109,6 +133,8 @@ def open_request(
         release_id: the release waiting for it.
         version: the exact version it approves (a gate accepts it for nothing else).
         plan_hash: the digest of the plan it shows (a gate voids it if the plan changes).
+        excluded_approvers: who else may not approve it, user -> why (e.g. the editors of
+            the versions a config publish releases, under ``allow_editor_approval: false``).
         now: creation time.
 
     Returns:
@@ -132,6 +158,7 @@ def open_request(
         request.allow_self_approval = policy.allow_self_approval
         request.version = version
         request.plan_hash = plan_hash
+        request.excluded_approvers = dict(excluded_approvers) if excluded_approvers else None
         return request
 
 
@@ -279,14 +306,7 @@ def decide_as(
     request = approvals.get_request(db, request_id)
     policy = policy_of(request)
     try:
-        check_approver(
-            db,
-            approver=user,
-            requester=request.requested_by,
-            space=request.space or DEFAULT_SPACE,
-            project=request.app,
-            policy=policy,
-        )
+        check_answerer(db, request, user)
     except PermissionDenied as refused:
         return refuse(db, request_id, user, choice, comment, str(refused), now=at)
     row = approvals.record_decision(
@@ -390,14 +410,7 @@ def screen_answerer(
         reason = f"approval request {request_id} is already {request.status.value}"
     else:
         try:
-            check_approver(
-                db,
-                approver=user,
-                requester=request.requested_by,
-                space=request.space or DEFAULT_SPACE,
-                project=request.app,
-                policy=policy_of(request),
-            )
+            check_answerer(db, request, user)
         except PermissionDenied as refused:
             reason = refused.message
     if reason is not None:

@@ -7,6 +7,7 @@ space: the project grant, when set, overrides the space grant (higher or lower).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
 
 from sqlalchemy import Engine
@@ -115,6 +116,7 @@ def check_approver(
     space: str,
     project: str | None,
     policy: ApprovalPolicy,
+    excluded: Mapping[str, str] | None = None,
 ) -> Role:
     """Check that ``approver`` may answer an approval request under ``policy``.
 
@@ -125,17 +127,26 @@ def check_approver(
         space: the app's space.
         project: the app name.
         policy: the environment's approval policy.
+        excluded: who else may not answer, user -> why (the rule that excludes them; e.g.
+            the editors of the config versions a publish releases), as the request keeps it.
 
     Returns:
         The approver's role.
 
     Raises:
-        PermissionDenied: a self-approval the policy forbids, or a role below ``policy.role``.
+        PermissionDenied: a self-approval the policy forbids, an excluded approver, or a
+            role below ``policy.role``.
     """
     if not policy.allow_self_approval and requester is not None and approver == requester:
         raise PermissionDenied(
             f"{approver} requested this release and may not approve it "
             f"(policy of {where(space, project)})",
             hint="ask another approver",
+        )
+    why = (excluded or {}).get(approver)
+    if why is not None:
+        raise PermissionDenied(
+            f"{approver} may not approve this release: {why} (policy of {where(space, project)})",
+            hint="ask an approver who did not edit it",
         )
     return require_role(db, approver, space, project, policy.role)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from quayside.config import items
 from quayside.config.address import EnvAddress
 from quayside.config.backend import open_reader, open_store
 from quayside.config.host_publish import HostJob
+from quayside.config.publish_editors import editors_of
 from quayside.config.publish_files import choose_items, rendered_files, secret_masker
 from quayside.config.publish_plan import (
     HostPlan,
@@ -37,7 +38,7 @@ from quayside.fanout import batch_size
 from quayside.inventory import load_inventory
 from quayside.inventory.config_services import ConfigService
 from quayside.inventory.resolve import Target, resolve_target
-from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
+from quayside.ledger.models import HostStatus, Release, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import HostOutcome, releases_of_run
 from quayside.markdown_text import inline
 from quayside.release.host_outcomes import failed_rows, outcome_text
@@ -64,6 +65,10 @@ class Publish:
     rollback_of: int | None
     version_id: str
     batch: int | str | None = None
+    editors: dict[str, str] = field(default_factory=dict)
+    """Who edited the versions since their published ones, user -> what (kept in the
+    release's details: after the canary moved the published marker, the rest's gate still
+    excludes them)."""
 
     @property
     def label(self) -> str:
@@ -81,6 +86,7 @@ class Publish:
             "phase": phase,
             "hosts": list(hosts),
             "version_dir": self.version_id,
+            "editors": self.editors,
         }
 
 
@@ -128,9 +134,12 @@ def publish_config(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     pub = Publish(
         target, service, svc, store, rendered, digest, requested_by, lock_wait_s, rollback_of,
-        f"{stamp}-{digest[:10]}", batch,
+        f"{stamp}-{digest[:10]}", batch, editors_of(store, rendered),
     )  # fmt: skip
     canary_hosts = _canary_hosts(target, canary)
+    canary_row = _canary_done(pub) if canary_hosts else None
+    if canary_row is not None:  # resumed after the canary moved the published marker
+        pub.editors = dict((canary_row.details or {}).get("editors") or {})
     plans = _plan(pub, target.host_names, redact)
     markdown = plan_markdown(
         project=project, env=env, service=service, files=rendered, digest=digest,
@@ -154,7 +163,7 @@ def publish_config(
     if not canary_hosts:
         return {**base, **_phase(pub, plans, redact, "all", markdown, approval)}
     out: dict[str, Any] = {**base, "canary": canary_hosts}
-    if not _canary_done(pub):
+    if canary_row is None:
         canary_plans = {h: plans[h] for h in canary_hosts}
         out["canary_release"] = _phase(pub, canary_plans, redact, "canary", markdown, approval)
         if canary_wait_s is not None:
@@ -191,18 +200,20 @@ def _canary_hosts(target: Target, canary: int | list[str] | None) -> list[str]:
     return [h for h in names if h in canary]
 
 
-def _canary_done(pub: Publish) -> bool:
-    """True when this flow run already published to its canary hosts (Prefect runs a resumed
+def _canary_done(pub: Publish) -> Release | None:
+    """The canary release this flow run already published, if any (Prefect runs a resumed
     run again from the top: the canary is not published twice)."""
     run_id = current_flow_run_id()
     if run_id is None:
-        return False
-    return any(
-        (r.details or {}).get("phase") == "canary"
-        and (r.details or {}).get("content_digest") == pub.digest
-        and r.status is ReleaseStatus.succeeded
-        for r in releases_of_run(ledger_engine(), run_id)
-    )
+        return None
+    for r in releases_of_run(ledger_engine(), run_id):
+        if (
+            (r.details or {}).get("phase") == "canary"
+            and (r.details or {}).get("content_digest") == pub.digest
+            and r.status is ReleaseStatus.succeeded
+        ):
+            return r
+    return None
 
 
 def _plan(pub: Publish, names: Sequence[str], redact: Any) -> dict[str, HostPlan]:
@@ -261,7 +272,7 @@ def _phase(
     )
     host_map = dict(target.hosts)
     with ReleaseLifecycle(request, target) as life:
-        life.approve(markdown, asked=asked)
+        life.approve(markdown, asked=asked, editors=pub.editors)
         life.lock()
         life.step = "plan"
         now = _plan(pub, names, redact)  # under the lock: what was approved is still true

@@ -154,6 +154,12 @@ class ApprovalPolicy(Strict):
         "MASTER", description="minimum role of an approver"
     )
     allow_self_approval: bool = False
+    allow_editor_approval: bool = Field(
+        True,
+        description="false: whoever edited a version being published (a config file saved "
+        "since its last published version) may not approve its publish - the gate refuses "
+        "their answers, records why and keeps waiting for another approver",
+    )
     timeout_hours: float = Field(24, gt=0, le=24 * 30)
     rollback: bool = Field(
         True,

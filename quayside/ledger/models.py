@@ -333,6 +333,10 @@ class ApprovalRequest(Base):
     # gate, which opens a new request instead.
     version: Mapped[str | None] = mapped_column(String(200))
     plan_hash: Mapped[str | None] = mapped_column(String(64))
+    # Who may not approve beyond the requester, user -> why (migration 0008): the authors of
+    # the config versions a publish releases when the policy says
+    # ``allow_editor_approval: false``. NULL: nobody but the requester.
+    excluded_approvers: Mapped[dict[str, Any] | None] = mapped_column(JSON())
 
     decisions: Mapped[list[ApprovalDecision]] = relationship(
         back_populates="request",

@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -182,7 +182,14 @@ def plan_hash(summary_markdown: str) -> str:
 
 
 def _bound_request(
-    engine: Any, flow_run_id: str, *, app: str, env: str, version: str, digest: str
+    engine: Any,
+    flow_run_id: str,
+    *,
+    app: str,
+    env: str,
+    version: str,
+    digest: str,
+    excluded: dict[str, str],
 ) -> ApprovalRequest | None:
     """The request this run's gate may use: opened for this run (by this gate, or by the
     trigger that scheduled the run), for this app and env, this exact version and - when the
@@ -195,6 +202,8 @@ def _bound_request(
         reason = f"this run now releases {version!r}, not {found.version!r}"
     elif found.plan_hash is not None and found.plan_hash != digest:
         reason = "the plan changed since it was shown to the approvers"
+    elif set(core.excluded_of(found)) != set(excluded):
+        reason = "who may not approve it changed (the versions' editors)"
     else:
         return found
     ledger_approvals.void_request(engine, found.id, reason, actor=f"flow-run:{flow_run_id}")
@@ -218,6 +227,7 @@ def _describe(
     """
     policy = core.policy_of(request)
     approvers = core.valid_approvers(request)
+    excluded = sorted(core.excluded_of(request))
     expires = request.expires_at.strftime("%Y-%m-%d %H:%M UTC") if request.expires_at else "—"
     rows = [
         ("app", code(request.app, in_table=True)),
@@ -230,6 +240,11 @@ def _describe(
             f"{cell(policy.role)} or higher in space {code(request.space, in_table=True)}",
         ),
         ("self-approval", "allowed" if policy.allow_self_approval else "not allowed"),
+        *(
+            [("may not approve (editors)", ", ".join(cell(u) for u in excluded))]
+            if excluded
+            else []
+        ),
         ("expires", expires),
         ("approval request", f"#{request.id}"),
     ]
@@ -287,6 +302,7 @@ def approval_gate(
     policy: ApprovalPolicy,
     release_id: int | None = None,
     pause_s: float | None = None,
+    excluded_approvers: Mapping[str, str] | None = None,
 ) -> str:
     """Wait until the release is approved under ``policy``; call it from a flow (not a task).
 
@@ -307,6 +323,9 @@ def approval_gate(
         release_id: the ledger release waiting for the approval.
         pause_s: how long to wait in the run's process before suspending it (default
             ``QUAYSIDE_APPROVAL_PAUSE_S``, else 600; 0 suspends at once).
+        excluded_approvers: who else may not approve, user -> why (the rule that excludes
+            them), beside the requester: kept on the request, so every answer path (CLI,
+            gateway, chat, the UI's code) refuses them, records why, and the gate waits on.
 
     The gate uses only a request opened for this flow run: by itself, or by the trigger that
     scheduled the run (approval asked at submit time; if it was approved in the meantime the
@@ -338,7 +357,16 @@ def approval_gate(
     engine = ledger_engine()
 
     digest = plan_hash(summary_markdown)
-    found = _bound_request(engine, flow_run_id, app=app, env=env, version=version, digest=digest)
+    excluded = dict(excluded_approvers or {})
+    found = _bound_request(
+        engine,
+        flow_run_id,
+        app=app,
+        env=env,
+        version=version,
+        digest=digest,
+        excluded=excluded,
+    )
     if found is None:
         request = core.open_request(
             engine,
@@ -352,6 +380,7 @@ def approval_gate(
             release_id=release_id,
             version=version,
             plan_hash=digest,
+            excluded_approvers=excluded,
         )
         logger.info("approval request #%s opened for %s → %s", request.id, app, env)
     else:

@@ -31,7 +31,7 @@ Example (a whole release flow body, see docs/architecture.md)::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -120,6 +120,26 @@ class Applied:
     @property
     def changed(self) -> list[HostReport]:
         return [r for r in self.reports if r.status == "succeeded"]
+
+
+EDITOR_RULE = (
+    "whoever edited a version may not approve its publish (approval.allow_editor_approval: false)"
+)
+
+
+def excluded_editors(policy: ApprovalPolicy, editors: Mapping[str, str] | None) -> dict[str, str]:
+    """The approvers ``policy`` excludes for having edited what is released, user -> why
+    (naming the rule); none where the policy allows editors to approve.
+
+    >>> strict = ApprovalPolicy(allow_editor_approval=False)
+    >>> excluded_editors(strict, {"bo": "hosts v2"})["bo"].startswith("bo edited hosts v2, and")
+    True
+    >>> excluded_editors(ApprovalPolicy(), {"bo": "hosts v2"})
+    {}
+    """
+    if policy.allow_editor_approval or not editors:
+        return {}
+    return {user: f"{user} edited {what}, and {EDITOR_RULE}" for user, what in editors.items()}
 
 
 class ReleaseLifecycle:
@@ -236,6 +256,7 @@ class ReleaseLifecycle:
         *,
         asked: bool = False,
         policy_kind: Literal["deploy", "rollback"] = "deploy",
+        editors: Mapping[str, str] | None = None,
     ) -> str | None:
         """The approval gate, where the environment's policy requires one or ``asked``.
 
@@ -244,6 +265,9 @@ class ReleaseLifecycle:
                 only when an approval is needed).
             asked: the caller asked for an approval the policy does not require.
             policy_kind: ``rollback`` where the policy may exempt rollbacks.
+            editors: who edited what this release publishes, user -> what they edited
+                (``hosts v3``); under ``allow_editor_approval: false`` none of them may
+                approve it (the gate refuses and records their answers).
 
         Returns:
             Who approved, or None when no approval was needed.
@@ -276,6 +300,7 @@ class ReleaseLifecycle:
                 requested_by=self.request.requested_by,
                 policy=policy,
                 release_id=self.row,
+                excluded_approvers=excluded_editors(policy, editors),
             )
         except BaseException as e:
             if suspending(e) or not isinstance(e, Exception):

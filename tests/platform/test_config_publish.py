@@ -20,6 +20,7 @@ from quayside.config.backend import open_store
 from quayside.deploy.errors import ThresholdExceeded
 from quayside.errors import InputError
 from quayside.flows.config_publish import config_publish
+from quayside.ledger import approvals
 from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import (
     ApprovalRequest,
@@ -304,3 +305,75 @@ def test_a_canary_host_list_with_a_delay_goes_on_to_the_rest(
         run_flow(config_publish, "dns-h", "release", "dnsmasq", canary=["web-9"])
     with pytest.raises(InputError, match="canary: 3 host"):
         run_flow(config_publish, "dns-h", "release", "dnsmasq", canary=3)
+
+
+def wait_for_pending(engine: Any, app: str, after: int = 0) -> ApprovalRequest:
+    """The first pending approval request of ``app`` with an id above ``after``."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with unit_of_work(engine, read_only=True) as session:
+            found = session.scalars(
+                select(ApprovalRequest).where(
+                    ApprovalRequest.app == app,
+                    ApprovalRequest.status == ApprovalStatus.pending,
+                    ApprovalRequest.id > after,
+                )
+            ).first()
+        if found is not None:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"no pending approval request of {app}")
+
+
+def test_whoever_edited_the_version_may_not_approve_its_publish(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, dnsmasq_fleet: DnsmasqFleet
+) -> None:
+    engine = ledger()
+    policy = {
+        "approval": {
+            "required": 1,
+            "role": "MASTER",
+            "allow_editor_approval": False,
+            "unattributed": "one_approver",
+        }
+    }
+    store = setup(platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-i", **policy)
+    tokens = {}
+    for name in ("dns-i-editor", "dns-i-lead"):
+        service.create_user(engine, name)
+        service.grant_role(engine, name, "MASTER", space="default")
+        tokens[name] = service.create_token(engine, name)
+    address = ItemAddress("dns-i", "release", "dnsmasq", "hosts")
+    items.save(store, address, NEW_HOSTS, author="dns-i-editor", base_version=0)
+    seen: dict[str, Any] = {}
+
+    def answer() -> None:
+        request = wait_for_pending(engine, "dns-i")
+        editor = decide(engine, request.id, token_text=tokens["dns-i-editor"], decision="approve")
+        seen["editor"] = editor
+        seen["excluded"] = request.excluded_approvers
+        time.sleep(1.5)  # the gate has read the refusal and waits on
+        seen["still"] = approvals.get_request(engine, request.id).status
+        lead = tokens["dns-i-lead"]
+        seen["lead"] = decide(engine, request.id, token_text=lead, decision="approve")
+
+    approver = threading.Thread(target=answer)
+    approver.start()
+    try:
+        out = run_flow(config_publish, "dns-i", "release", "dnsmasq", requested_by="alice")
+    finally:
+        approver.join()
+    assert set(seen["excluded"]) == {"dns-i-editor"}
+    editor = seen["editor"]
+    assert not editor.accepted and editor.status is ApprovalStatus.pending
+    assert "dns-i-editor may not approve this release: dns-i-editor edited hosts up to v1" in (
+        editor.reason or ""
+    )
+    assert "allow_editor_approval: false" in (editor.reason or "")
+    assert seen["still"] is ApprovalStatus.pending
+    assert seen["lead"].accepted and seen["lead"].status is ApprovalStatus.approved
+    assert out["result"] == "published"
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.2"} for h in clean_ssh_fleet}
+    row = list_releases(engine, "dns-i", "release", limit=1)[0]
+    assert row.status is ReleaseStatus.succeeded
+    assert row.details["editors"] == {"dns-i-editor": "hosts up to v1"}
