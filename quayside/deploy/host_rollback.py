@@ -38,7 +38,9 @@ def rollback_host(
     report = HostReport(host, "failed", "switch")
     try:
         root = spec.root_for(host)
-        switch = scripts.switch_if_complete(root, spec.release_id, spec.keep_releases)
+        switch = scripts.switch_if_complete(
+            root, spec.release_id, spec.keep_releases, spec.protected
+        )
         out = trips.run(switch, timeout=120)
         if out.strip() == "missing":
             report = replace(report, step="restore")
@@ -87,6 +89,7 @@ def restore(trips: RoundTrips, spec: RollbackSpec, root: str, payload: Path) -> 
             new=spec.release_id,
             current=facts.current,
             keep_releases=spec.keep_releases,
+            protected=spec.protected,
         )
     seal = scripts.StageRequest(
         root,

@@ -52,6 +52,9 @@ class ReleaseSpec:
     deploy_root: str
     shared_paths: tuple[str, ...] = ()
     keep_releases: int = 5
+    #: release ids the prune never deletes (nor counts): the hosts hold the only copy of
+    #: those releases (``quayside.ledger.sole_copies``)
+    protected: frozenset[str] = frozenset()
     hooks: Hooks = field(default_factory=Hooks)
     health: HealthCheck | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
@@ -76,7 +79,9 @@ class ReleaseSpec:
 
     def target(self) -> ReleaseTarget:
         """What the plan compares each host's facts with."""
-        return ReleaseTarget(self.release_id, self.manifest, self.shared_paths, self.keep_releases)
+        return ReleaseTarget(
+            self.release_id, self.manifest, self.shared_paths, self.keep_releases, self.protected
+        )
 
     def manifest_json(self) -> str:
         """The manifest as recorded on the hosts (payload + shared paths), computed once."""
@@ -121,6 +126,8 @@ class RollbackSpec:
     #: the app's keep_releases: exactly that many release dirs stay after the switch (the
     #: release, the one it replaced, the newest others); None prunes nothing
     keep_releases: int | None = None
+    #: release ids the prune never deletes (nor counts): the only copy of their release
+    protected: frozenset[str] = frozenset()
 
     def root_for(self, host: str) -> str:
         return scripts.host_deploy_root(self.deploy_root, host)

@@ -1,15 +1,17 @@
 #!/bin/sh
-# quayside rollback switch script, version 1
+# quayside rollback switch script, version 2
 #
 # A rollback on a host that still has the release, in one round trip. The controller sends this
-# text as `sh -c <text> quayside ROOT RELEASE_ID [KEEP]` (quayside.deploy.scripts
-# .switch_if_complete); run it as `sh rollback_switch.sh ROOT RELEASE_ID [KEEP]`.
+# text as `sh -c <text> quayside ROOT RELEASE_ID [KEEP [PROTECTED...]]` (quayside.deploy
+# .scripts.switch_if_complete); run it as `sh rollback_switch.sh ROOT RELEASE_ID [KEEP ...]`.
 #
 #   ROOT        the deploy root (absolute, normalised)
 #   RELEASE_ID  the release to serve again
 #   KEEP        keep_releases: afterwards exactly KEEP release dirs stay - this release, the one
 #               current pointed at (a failed verification switches back to it), then the
 #               newest others; empty: nothing is pruned
+#   PROTECTED   release ids whose dirs are the only copy of their release (the artifact store
+#               has no payload for them): never pruned, and not counted in KEEP
 #
 # Prints "switched:<what current pointed at>", or "missing" when the release is not complete on
 # the host (no manifest): the controller then restores it from the artifact store. The
@@ -18,6 +20,10 @@
 # Exit status: 0 switched or missing, 3 current is not a symlink (nothing changed).
 set -eu
 root=$1 id=$2 keep=${3:-}
+shift 2
+if [ "$#" -gt 0 ]; then shift; fi
+# the protected ids, each between spaces (release ids contain none)
+protected=" $* "
 M=.quayside-manifest.json
 NEXT=.quayside-next-
 cur=$root/current
@@ -56,12 +62,16 @@ echo "switched:$was"
   done
   [ -n "$keep" ] || exit 0
   old=${was##*/}
-  kept=1
-  if [ -n "$old" ] && [ "$old" != "$id" ] && [ -d "$root/releases/$old" ]; then kept=2; fi
+  kept=0
+  case $protected in *" $id "*) ;; *) kept=1 ;; esac
+  if [ -n "$old" ] && [ "$old" != "$id" ] && [ -d "$root/releases/$old" ]; then
+    case $protected in *" $old "*) ;; *) kept=$((kept + 1)) ;; esac
+  fi
   others=0
   for d in "$root"/releases/*; do
     r=${d##*/}
     case $r in "$id" | "$old") continue ;; esac
+    case $protected in *" $r "*) continue ;; esac
     if is_release_id "$r" && [ -d "$d" ] && [ ! -L "$d" ]; then others=$((others + 1)); fi
   done
   room=$((keep - kept))
@@ -71,6 +81,7 @@ echo "switched:$was"
     [ "$drop" -gt 0 ] || break
     r=${d##*/}
     case $r in "$id" | "$old") continue ;; esac
+    case $protected in *" $r "*) continue ;; esac
     if is_release_id "$r" && [ -d "$d" ] && [ ! -L "$d" ]; then
       nice -n 19 rm -rf -- "$d"
       drop=$((drop - 1))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
@@ -264,16 +264,21 @@ def _sha256(value: str) -> str:
 
 
 def switch_if_complete(
-    deploy_root: str, release_id: str, keep_releases: int | None = None
+    deploy_root: str,
+    release_id: str,
+    keep_releases: int | None = None,
+    protected: Collection[str] = (),
 ) -> list[str]:
     """ONE command: switch ``current`` to ``release_id`` if that release is complete on the
-    host, then (with ``keep_releases``) prune to exactly that many release dirs; prints
+    host, then (with ``keep_releases``) prune to exactly that many release dirs besides the
+    ``protected`` ones (never deleted, not counted: the only copy of their release); prints
     ``switched:<old link>`` or ``missing``. See ``rollback_switch.sh``."""
     args = [check_deploy_root(deploy_root), validate_release_id(release_id)]
     if keep_releases is not None:
         if int(keep_releases) < 1:
             raise InputError(f"keep_releases must be at least 1, got {keep_releases}")
         args.append(str(int(keep_releases)))
+        args += sorted({validate_release_id(r) for r in protected})
     return _script(ROLLBACK_SWITCH_SCRIPT, *args)
 
 

@@ -5,6 +5,7 @@ artifact store and the hosts' facts for the next deploy."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
 
 from quayside.artifacts.delta import StoredPayload, recall, remember
+from quayside.commands.release import parse_facts
 from quayside.deploy import expected_facts
 from quayside.deploy.errors import HostsFailed
 from quayside.deploy.host_plan import prepare_plans
@@ -26,6 +28,7 @@ from quayside.inventory import load_inventory
 from quayside.inventory.resolve import Target, resolve_target
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import current_release
+from quayside.ledger.sole_copies import SOLE_COPY_REASON, sole_copies
 from quayside.manifest import Manifest, human_bytes
 from quayside.markdown_text import code, code_block, inline
 from quayside.release.host_outcomes import failed_rows, outcome_text
@@ -131,7 +134,9 @@ def deploy_release(
         life.step = None
         life.start(manifest_digest=manifest.with_shared(tuple(target.app.shared_paths)).digest())
         expected = expected_facts.load(host_facts_path(settings, app, env))
-        spec = _spec(target, ref, sha, release_id, build, manifest, known, expected)
+        # read under the lock: no other release of app/env changes what is stored meanwhile
+        protected = sole_copies(life.engine, app, env)
+        spec = _spec(target, ref, sha, release_id, build, manifest, known, expected, protected)
         base = usable_delta_base(manifest, recall(payload_index(settings, app, env), known))
         title = f"{inline(app)}/{inline(env)} to {inline(ref)}"
         progress_key = artifact_key("git-deploy-progress", app, env)
@@ -178,6 +183,13 @@ def _deploy(
         batch_size=size,
         failure_limit=limit,
     )
+    sole_kept = kept_sole_copies(applied.reports, spec.protected)
+    if sole_kept:
+        logger.info(
+            "not pruned: %s - %s",
+            ", ".join(f"{rid} (on {', '.join(hosts)})" for rid, hosts in sole_kept.items()),
+            SOLE_COPY_REASON,
+        )
     facts_path = host_facts_path(settings, app, env)
     if applied.stopped:
         # switching back comes first: nothing on the failure path waits for the store
@@ -208,7 +220,7 @@ def _deploy(
             "back to",
             store_error,
         )
-    result = _finish(life, spec, key, base, location, applied, limit, store_error)
+    result = _finish(life, spec, key, base, location, applied, limit, store_error, sole_kept)
     try:
         publishing.join(60)
     except Exception as e:  # the release stands without its table
@@ -225,11 +237,14 @@ def _finish(
     applied: Applied,
     limit: int,
     store_error: str | None = None,
+    kept: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Finish a release that was not stopped: succeeded, or "no change" (cancelled, nobody
     told) when every host already had this content. A payload the artifact store could not
     keep (``store_error``) makes the release not restorable: its ``artifact_location`` is
-    cleared, and ``details.restorable`` and ``summary.warnings`` say so."""
+    cleared, and ``details.restorable`` and ``summary.warnings`` say so. ``kept`` (release id
+    -> hosts) names the directories the prune left because they are the only copy of their
+    release (``summary.kept``)."""
     reports, bad, changed = applied.reports, applied.bad, applied.changed
     total = len(reports) + len(applied.skipped)
     summary: dict[str, Any] = {
@@ -238,6 +253,8 @@ def _finish(
         "changed": len(changed),
         "bytes_sent": sum(r.bytes_sent for r in reports),
     }
+    if kept:
+        summary["kept"] = {"releases": kept, "why": SOLE_COPY_REASON}
     details: dict[str, Any] = {
         "artifact_key": key if location else None,
         "artifact_location": location,
@@ -298,6 +315,24 @@ def _finish(
     }
 
 
+def kept_sole_copies(
+    reports: Sequence[HostReport], protected: Collection[str]
+) -> dict[str, list[str]]:
+    """Release id -> the hosts that still have its directory after their prune, for the
+    ``protected`` ids (the only copy of their release), from the facts each host printed
+    after its switch."""
+    kept: dict[str, list[str]] = {}
+    if not protected:
+        return kept
+    for report in reports:
+        if report.facts_after is None:
+            continue
+        for rid in parse_facts(report.facts_after).releases:
+            if rid in protected:
+                kept.setdefault(rid, []).append(report.host)
+    return dict(sorted(kept.items()))
+
+
 def _switch_back(target: Target, spec: ReleaseSpec, report: HostReport) -> str:
     """Switch one host that switched to the new release back to its previous one."""
     root = spec.root_for(report.host)
@@ -349,6 +384,7 @@ def _spec(
     manifest: Any,
     known: Manifest | None = None,
     expected: dict[str, str] | None = None,
+    protected: frozenset[str] = frozenset(),
 ) -> ReleaseSpec:
     shared = tuple(target.app.shared_paths)
     return ReleaseSpec(
@@ -362,6 +398,7 @@ def _spec(
         deploy_root=target.deploy_root,
         shared_paths=shared,
         keep_releases=target.app.keep_releases,
+        protected=protected,
         hooks=target.app.hooks,
         health=target.app.health_check,
         variables=dict(target.env.variables),
@@ -383,7 +420,8 @@ def _dry_run(
         manifest = build_payload(
             mirror, target.app_name, target.app, target.env_name, release_id, sha, ref, build
         )
-        spec = _spec(target, ref, sha, release_id, build, manifest)
+        protected = sole_copies(ledger_engine(), target.app_name, target.env_name)
+        spec = _spec(target, ref, sha, release_id, build, manifest, protected=protected)
         result = fan_out(
             "plan",
             lambda h: deploy_to_host(h, dict(target.hosts)[h], spec, dry_run=True),

@@ -21,6 +21,7 @@ from quayside.inventory.resolve import resolve_target
 from quayside.ledger.environments import pause_auto_triggers
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import current_release, get_release, list_releases
+from quayside.ledger.sole_copies import SOLE_COPY_REASON, sole_copies
 from quayside.markdown_text import inline
 from quayside.release.host_outcomes import failed_rows
 from quayside.release_id import is_release_id
@@ -184,6 +185,15 @@ async def rollback(
     )
 
 
+def _summary(hosts: int, failed: int, to: int, protected: frozenset[str]) -> dict[str, Any]:
+    """The rollback's ledger summary; ``kept`` names the directories its prune leaves alone
+    (the only copy of their release) where the hosts have them."""
+    summary: dict[str, Any] = {"hosts": hosts, "failed": failed, "to": to}
+    if protected:
+        summary["kept"] = {"releases": sorted(protected), "why": SOLE_COPY_REASON}
+    return summary
+
+
 def roll_back(
     *,
     app: str,
@@ -241,6 +251,14 @@ def roll_back(
         )
         life.lock()
         row = life.start()
+        # read under the lock; the hosts prune in the background, after they answer
+        protected = sole_copies(life.engine, app, env)
+        if protected:
+            logger.info(
+                "not pruned where the hosts have them: %s - %s",
+                ", ".join(sorted(protected)),
+                SOLE_COPY_REASON,
+            )
 
         def pause(db: Any) -> None:
             pause_auto_triggers(
@@ -277,6 +295,7 @@ def roll_back(
             health=target.app.health_check,
             variables=dict(target.env.variables),
             keep_releases=target.app.keep_releases,
+            protected=protected,
         )
         fetch = PayloadCache(details.get("artifact_key"), cache_dir / "payload")
         host_map = dict(target.hosts)
@@ -310,7 +329,7 @@ def roll_back(
                 ReleaseStatus.failed if bad else ReleaseStatus.succeeded,
                 event=event,
                 text=inline(text),
-                summary={"hosts": len(reports), "failed": len(bad), "to": dest.id},
+                summary=_summary(len(reports), len(bad), dest.id, protected),
                 details={"failed_hosts": [r.host for r in bad]},
                 also=pause,
             )

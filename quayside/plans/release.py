@@ -71,6 +71,9 @@ class ReleaseTarget:
     manifest: Manifest
     shared_paths: tuple[str, ...] = ()
     keep_releases: int = 5
+    #: release ids never pruned and not counted in ``keep_releases``: their directories are
+    #: the only copy of a release (``quayside.ledger.sole_copies``)
+    protected: frozenset[str] = frozenset()
 
     def recorded_manifest(self) -> Manifest:
         """The manifest as written to the host: the payload plus the shared paths."""
@@ -171,21 +174,34 @@ def under_any(roots: Collection[str]) -> Callable[[str], bool]:
 
 
 def prune_candidates(
-    releases: Sequence[str], *, new: str, current: str | None, keep_releases: int
+    releases: Sequence[str],
+    *,
+    new: str,
+    current: str | None,
+    keep_releases: int,
+    protected: Collection[str] = (),
 ) -> tuple[str, ...]:
     """Releases to delete once ``new`` is current, so that exactly ``keep_releases`` remain
     (as Capistrano and Walle count them): ``new``, the current one (which becomes the
     previous: a failed verification switches back to it, so it stays even with
-    ``keep_releases: 1``), then the newest others. Oldest first."""
+    ``keep_releases: 1``), then the newest others. Oldest first.
+
+    ``protected`` ids (directories that are the only copy of their release) are never
+    deleted and do not count: ``keep_releases`` of the others stay besides them.
+    """
     if keep_releases < 1:
         raise InputError(f"keep_releases must be at least 1, got {keep_releases}")
+    shielded = set(protected)
     every = sorted({r for r in releases if is_release_id(r)} | {new})
     keep = {new} | ({current} if current is not None else set())
+    counted = len(keep - shielded)
     for r in reversed(every):
-        if len(keep) >= keep_releases:
+        if counted >= keep_releases:
             break
-        keep.add(r)
-    return tuple(r for r in every if r not in keep)
+        if r not in keep and r not in shielded:
+            keep.add(r)
+            counted += 1
+    return tuple(r for r in every if r not in keep and r not in shielded)
 
 
 def plan_release(facts: HostFacts, target: ReleaseTarget) -> ReleasePlan:
@@ -245,7 +261,11 @@ def plan_release(facts: HostFacts, target: ReleaseTarget) -> ReleasePlan:
     steps.append(WriteManifest(new, recorded.to_json()))
     steps.append(Switch(new, current))
     prune = prune_candidates(
-        facts.releases, new=new, current=current, keep_releases=target.keep_releases
+        facts.releases,
+        new=new,
+        current=current,
+        keep_releases=target.keep_releases,
+        protected=target.protected,
     )
     if prune:
         steps.append(Prune(prune))
