@@ -5,9 +5,10 @@ transaction, a ``sqlite3`` shell, a backup), or a PostgreSQL row or table lock o
 lock timeout, or a serializable transaction lost a conflict. Each attempt already waits the
 connection's own busy timeout (:data:`quayside.ledger.db.BUSY_TIMEOUT_S`: SQLite's
 ``busy_timeout``, PostgreSQL's ``lock_timeout``); :func:`retry_busy` then tries the whole
-transaction again with a short backoff until :data:`BUSY_BUDGET_S` has passed since the first
-attempt, and fails with a message that names the ledger and, where the database can say, who
-holds it. A failed attempt's transaction was rolled back, so trying again is safe.
+transaction again with a short backoff until its budget (:func:`busy_budget_s`: default
+:data:`BUSY_BUDGET_S`) has passed since the first attempt, and fails with a message that names
+the ledger and, where the database can say, who holds it. A failed attempt's transaction was
+rolled back, so trying again is safe.
 
 Only functions given an Engine retry: given a Session, the transaction is the caller's, and
 only the caller can run it again.
@@ -32,7 +33,10 @@ T = TypeVar("T")
 BUSY_BUDGET_S = 30.0
 """How long a ledger write keeps trying while the database is busy (from its first attempt)."""
 BUDGET_OPTION = "quayside_busy_budget_s"
-"""Execution option of an Engine overriding :data:`BUSY_BUDGET_S` for calls given it."""
+"""Execution option of an Engine overriding the budget for calls given it (:func:`with_budget`)."""
+BUDGET_ENV = "QUAYSIDE_LEDGER_BUSY_BUDGET_S"
+"""Environment variable overriding :data:`BUSY_BUDGET_S` for every engine of the process
+(seconds; a test that must outlast the budget, a site whose ledger backups hold it longer)."""
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
 """Sleeps between attempts (the last one repeats)."""
 
@@ -71,7 +75,7 @@ def retry_busy(fn: Callable[P, T]) -> Callable[P, T]:
         db = args[0] if args else None
         if not isinstance(db, Engine):
             return fn(*args, **kwargs)
-        budget = float(db.get_execution_options().get(BUDGET_OPTION, BUSY_BUDGET_S))
+        budget = busy_budget_s(db)
         started = time.monotonic()
         attempt = 0
         while True:
@@ -87,6 +91,31 @@ def retry_busy(fn: Callable[P, T]) -> Callable[P, T]:
                 time.sleep(pause)
 
     return wrapper
+
+
+def busy_budget_s(engine: Engine) -> float:
+    """How long ``engine``'s busy writes keep trying: its :data:`BUDGET_OPTION`, else
+    :data:`BUDGET_ENV`, else :data:`BUSY_BUDGET_S` (the one place the budget is read).
+
+    Raises:
+        LedgerError: :data:`BUDGET_ENV` is set to something other than seconds >= 0.
+    """
+    option = engine.get_execution_options().get(BUDGET_OPTION)
+    if option is not None:
+        return float(option)
+    raw = os.environ.get(BUDGET_ENV, "").strip()
+    if not raw:
+        return BUSY_BUDGET_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise LedgerError(
+            f"{BUDGET_ENV}={raw!r} is not a number of seconds",
+            hint=f"set it to seconds >= 0 (default {BUSY_BUDGET_S:.0f}) or unset it",
+        )
+    return value
 
 
 def busy_error(engine: Engine, what: str, waited_s: float, attempts: int) -> LedgerError:

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from quayside.errors import QuaysideError
+from quayside.ledger.busy import retry_busy
 from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import ReleaseStatus
 from quayside.ledger.releases import finish_release
@@ -83,10 +84,7 @@ def finish_release_run(
     if release_id is None:
         return False
     try:
-        with unit_of_work(engine) as session:
-            if also is not None:
-                also(session)
-            finish_release(session, release_id, status, summary=summary, details=details)
+        _finish_in_ledger(engine, release_id, status, summary, details, also)
     except QuaysideError:
         if not quiet:
             raise
@@ -99,6 +97,23 @@ def finish_release_run(
     if announce is not None:
         announce_release(announce)
     return True
+
+
+@retry_busy
+def _finish_in_ledger(
+    engine: Engine,
+    release_id: int,
+    status: ReleaseStatus,
+    summary: dict[str, Any] | None,
+    details: dict[str, Any] | None,
+    also: Callable[[Session], object] | None,
+) -> None:
+    """The finish and ``also``'s writes in one transaction, tried again while the ledger is
+    busy (within its budget: :mod:`quayside.ledger.busy`)."""
+    with unit_of_work(engine) as session:
+        if also is not None:
+            also(session)
+        finish_release(session, release_id, status, summary=summary, details=details)
 
 
 def finish_quietly(

@@ -60,6 +60,7 @@ from quayside.ledger.releases import (
 from quayside.ledger.submissions import submission_of_run
 from quayside.release.host_outcomes import failed_rows, host_outcomes, outcome_text
 from quayside.release.host_report import HostReport
+from quayside.release.ledger_behind import LedgerBehindHosts
 from quayside.tasks.fanout import fan_out
 from quayside.tasks.ledger import current_flow_run_id, ledger_engine
 from quayside.tasks.release_finish import Announcement, finish_quietly, finish_release_run
@@ -163,6 +164,8 @@ class ReleaseLifecycle:
         self._suspended = False
         self._applying = False
         """True from the first host change on (apply, restore)."""
+        self._reports: list[HostReport] = []
+        """What each host worked on so far did (what it serves, if the ledger cannot say)."""
 
     # -- the with block -------------------------------------------------------------------
 
@@ -193,13 +196,8 @@ class ReleaseLifecycle:
             # "failed" now (if it frees up) would contradict hosts that serve the release.
             # Left running, the next release's lock (or the sweep at `quayside up`) reads
             # what the hosts serve and records that (quayside.release.reconcile).
-            get_run_logger().error(
-                "the ledger could not record this release's hosts (%s); the next release "
-                "of %s/%s or `quayside up` records what each host serves",
-                str(error).splitlines()[0],
-                self.request.app,
-                self.request.env,
-            )
+            behind = self._behind(error)
+            get_run_logger().error("%s; %s", behind, behind.hint)
             return
         why = (str(error) or type(error).__name__).splitlines()[0]
         if self.step:
@@ -403,6 +401,24 @@ class ReleaseLifecycle:
         if outcomes:
             record_host_outcomes(self.engine, self.record(), list(outcomes))
 
+    def _behind(self, error: BaseException) -> LedgerBehindHosts:
+        """The error for a ledger write that failed after hosts changed: names the hosts."""
+        if isinstance(error, LedgerBehindHosts):
+            return error
+        r = self.request
+        return LedgerBehindHosts(self._reports, version=r.label, app=r.app, env=r.env, cause=error)
+
+    def _record_applied(self, outcomes: Sequence[HostOutcome]) -> None:
+        """:meth:`record_hosts` after hosts changed.
+
+        Raises:
+            LedgerBehindHosts: the ledger refused (busy past its budget): the hosts named.
+        """
+        try:
+            self.record_hosts(outcomes)
+        except LedgerError as e:
+            raise self._behind(e) from e
+
     def apply(
         self,
         hosts: Sequence[str],
@@ -436,7 +452,8 @@ class ReleaseLifecycle:
             )
             batch_reports = reports_of(result)
             reports += batch_reports
-            self.record_hosts(host_outcomes(batch_reports))
+            self._reports = list(reports)
+            self._record_applied(host_outcomes(batch_reports))
             failed += sum(1 for r in batch_reports if not r.ok)
             if exceeded(failed, limit):
                 get_run_logger().error(
@@ -447,7 +464,7 @@ class ReleaseLifecycle:
         done = {r.host for r in reports}
         skipped = [h for h in names if h not in done]
         if skipped:
-            self.record_hosts(
+            self._record_applied(
                 [HostOutcome(h, HostStatus.skipped, step="not started") for h in skipped]
             )
         return Applied(reports, skipped, failed, limit, stopped)
@@ -495,7 +512,8 @@ class ReleaseLifecycle:
         mine = [r for r in out if r.host in switched]
         for r in mine:
             logger.warning("%s: %s", r.host, r.message)
-        self.record_hosts(host_outcomes(mine))
+        self._reports = list(out)
+        self._record_applied(host_outcomes(mine))
         applied.reports = out
         return out
 
@@ -517,16 +535,26 @@ class ReleaseLifecycle:
         also: Callable[[Any], object] | None = None,
     ) -> None:
         """Finish the release as ``status`` (with ``also``'s ledger writes in the same
-        transaction), then send ``event`` (None: nobody is told, e.g. no change)."""
-        finish_release_run(
-            self.engine,
-            self.record(),
-            status,
-            summary=summary,
-            details=details,
-            also=also,
-            announce=self.announcement(event, text) if event else None,
-        )
+        transaction), then send ``event`` (None: nobody is told, e.g. no change).
+
+        Raises:
+            LedgerBehindHosts: after hosts changed, the ledger refused (busy past its
+                budget): the release is left running, the hosts named.
+        """
+        try:
+            finish_release_run(
+                self.engine,
+                self.record(),
+                status,
+                summary=summary,
+                details=details,
+                also=also,
+                announce=self.announcement(event, text) if event else None,
+            )
+        except LedgerError as e:
+            if self._applying:
+                raise self._behind(e) from e
+            raise
         self.finished = True
 
     def fail_threshold(
