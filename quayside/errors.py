@@ -83,6 +83,17 @@ class ConnectError(HostError):
     hint = "check that the host is up and that address and port in quayside.yaml are right"
 
 
+class ConnectionLost(ConnectError):
+    """The connection to a host broke while a command ran there (it was connected, and the
+    command had started): the command may have done part of its work. A ConnectError, so
+    whatever handles an unreachable host handles this too."""
+
+    hint = (
+        "the command may have run in part: check that the host is up, then run the "
+        "release again (a partial release directory is removed by the next deploy)"
+    )
+
+
 class AuthError(HostError):
     """The host refused our credentials."""
 

@@ -31,7 +31,7 @@ from quayside.deploy.release_spec import ReleaseSpec
 from quayside.deploy.round_trips import LogLine, RoundTrips
 from quayside.deploy.stage_transport import StageJob
 from quayside.deploy.switch_back import switch_back
-from quayside.errors import ConnectError, HostError
+from quayside.errors import ConnectionLost, HostError
 from quayside.executors.base import Executor
 from quayside.plans.release import ReleasePlan, describe
 from quayside.release.host_report import HostReport, failure_message
@@ -174,14 +174,9 @@ class HostDeploy:
     def fail(self, error: Exception) -> HostReport:
         """The failed report; a switched host is switched back, a staged release removed."""
         message = failure_message(error, self.host)
-        step = self.report.step
-        if isinstance(error, ConnectError) and step in ("stage", "upload", "switch"):
-            # OpenSSH says "cannot connect" for a connection that broke mid-command too
-            sent = self.trips.in_flight
-            message = (
-                f"connection lost during the {step} ({sent} bytes of input sent or in "
-                f"flight): {message}"
-            )
+        if isinstance(error, ConnectionLost) and self.trips.in_flight:
+            # the executor says the connection broke under the command; what it carried
+            message += f" ({self.trips.in_flight} bytes of input were sent or in flight)"
         executor, previous = self.trips.executor, self.report.previous
         if self.report.switched:
             try:

@@ -20,8 +20,10 @@ from quayside.errors import (
     CommandFailed,
     CommandTimeout,
     ConnectError,
+    ConnectionLost,
     HostError,
     HostKeyError,
+    tail,
 )
 from quayside.executors.base import CommandResult, OutputCallback
 from quayside.executors.local import LocalExecutor, display_command
@@ -138,7 +140,8 @@ class OpenSSHTransport:
         Raises:
             CommandFailed: Non-zero exit (with ``check``).
             CommandTimeout: Still running after ``timeout`` seconds (the client is killed).
-            ConnectError, AuthError, HostKeyError: ``ssh`` could not connect, or it broke.
+            ConnectionLost: the connection broke while the command ran (a ConnectError).
+            ConnectError, AuthError, HostKeyError: ``ssh`` could not connect.
         """
         t = self.target
         args = list(args)
@@ -158,10 +161,16 @@ class OpenSSHTransport:
         except CommandFailed as e:  # the client itself could not start
             raise ConnectError(t.name, e.message, command=args) from None
         if local.exit_code == OPENSSH_FAILED:
-            reason = (local.stderr.strip().splitlines() or ["no reason given"])[-1]
-            kind = openssh_failure(local.stderr)
+            received = len(local.stdout.encode())
+            kind = openssh_failure(local.stderr, received)
+            reason = (local.stderr.strip().splitlines() or [NO_REASON])[-1]
             where = t.endpoint
-            if kind is AuthError:
+            if kind is ConnectionLost:
+                text = (
+                    f"connection to {where} lost during the command (after {received} bytes "
+                    f"of output): {reason}"
+                )
+            elif kind is AuthError:
                 text = f"authentication as {t.user!r} at {where} failed: {reason}"
             elif kind is HostKeyError:
                 text = (
@@ -170,7 +179,9 @@ class OpenSSHTransport:
                 )
             else:
                 text = f"cannot connect to {where} as {t.user!r} (OpenSSH): {reason}"
-            raise kind(t.name, text, command=args, stderr=local.stderr)
+            error = kind(t.name, text, command=args)
+            error.stderr_tail = tail(local.stderr)  # kept, not repeated after the reason
+            raise error
         result = replace(local, argv=tuple(args))
         if check and result.exit_code != 0:
             raise CommandFailed(
@@ -183,12 +194,61 @@ class OpenSSHTransport:
         return result
 
 
-def openssh_failure(stderr: str) -> type[HostError]:
-    """The error an OpenSSH client failure (exit 255) stands for, from what it printed:
-    authentication, the host key, or else the connection."""
-    text = stderr.lower()
+#: the reason given when OpenSSH printed nothing: it does so when a shared (ControlMaster)
+#: connection's master ends mid-command - or when the remote command itself exits 255
+NO_REASON = (
+    "OpenSSH gave no reason (a shared connection's master ended, or the command itself exited 255)"
+)
+
+#: lines OpenSSH prints when it never got a session: the TCP connection or the handshake
+#: failed (checked before the lost-connection lines: "kex_exchange_identification:
+#: Connection closed by remote host" is a handshake the server refused)
+_NOT_CONNECTED = (
+    "ssh: connect to host",
+    "ssh: could not resolve hostname",
+    "kex_exchange_identification",
+    "ssh_exchange_identification",
+    "banner exchange",
+    "connection timed out during banner exchange",
+    "unable to negotiate",
+    "connection closed by ",  # "Connection closed by <addr> port <n>": before the session
+    "control socket connect",
+)
+#: lines OpenSSH prints when an established connection broke under a running command
+#: (seen here with sshd killed mid-command: "Connection to <addr> closed by remote host."
+#: for a command printing or reading slowly, "client_loop: send disconnect: Broken pipe"
+#: while sending bulk input)
+_LOST = (
+    "closed by remote host",
+    "client_loop:",
+    "broken pipe",
+    "connection reset",
+    "packet_write_wait",
+    "timeout, server",
+)
+
+
+def openssh_failure(stderr: str, output_bytes: int = 0) -> type[HostError]:
+    """The error an OpenSSH client failure (exit 255) stands for, from what it printed and
+    how much output the remote command had sent: a connection lost under a command that had
+    started (:class:`ConnectionLost`), else authentication, the host key, or a connection that
+    could not be made (:class:`ConnectError`).
+
+    >>> openssh_failure("Connection to 10.0.0.5 closed by remote host.").__name__
+    'ConnectionLost'
+    >>> openssh_failure("ssh: connect to host 10.0.0.5 port 22: Connection refused").__name__
+    'ConnectError'
+    """
+    if output_bytes > 0:  # the command ran: any failure now is the connection breaking
+        return ConnectionLost
+    lines = [line.strip().lower() for line in stderr.splitlines() if line.strip()]
+    text = "\n".join(lines)
     if "permission denied" in text or "too many authentication failures" in text:
         return AuthError
     if "host key" in text or "host identification has changed" in text:
         return HostKeyError
+    if any(mark in line for line in lines for mark in _NOT_CONNECTED):
+        return ConnectError
+    if not lines or any(mark in line for line in lines for mark in _LOST):
+        return ConnectionLost
     return ConnectError

@@ -26,6 +26,7 @@ from quayside.errors import (
     CommandFailed,
     CommandTimeout,
     ConnectError,
+    ConnectionLost,
     HostError,
     HostKeyError,
 )
@@ -261,7 +262,8 @@ class ParamikoTransport:
         Raises:
             CommandFailed: Non-zero exit (with ``check``), or killed by a signal.
             CommandTimeout: Still running after ``timeout`` seconds (sent SIGKILL, closed).
-            ConnectError, AuthError, HostKeyError: Connecting failed, or the connection broke.
+            ConnectionLost: The connection broke while the command ran (a ConnectError).
+            ConnectError, AuthError, HostKeyError: Connecting failed.
         """
         t = self.target
         args = list(args)
@@ -302,9 +304,11 @@ class ParamikoTransport:
             exit_code = channel.recv_exit_status()
         transport = channel.get_transport()
         if exit_code == -1 and (transport is None or not transport.is_active()):
-            raise ConnectError(
+            received = len(out.text().encode()) + len(err.text().encode())
+            raise ConnectionLost(
                 t.name,
-                f"connection to {t.endpoint} lost while running {display_command(args)}",
+                f"connection to {t.endpoint} lost during the command (after {received} bytes "
+                f"of output): {display_command(args)}",
                 command=args,
                 stderr=err.text(),
             )

@@ -189,7 +189,9 @@ class SSHExecutor:
             InputError: Empty argv or an invalid env var name.
             CommandFailed: Non-zero exit (with ``check``), or killed by a signal.
             CommandTimeout: Still running after ``timeout`` seconds.
-            ConnectError, AuthError, HostKeyError: Connecting failed, or the connection broke.
+            ConnectionLost: The connection broke while the command ran (a ConnectError: the
+                command may have done part of its work).
+            ConnectError, AuthError, HostKeyError: Connecting failed.
         """
         args = list(argv)
         command = remote_command(args, env=env, cwd=cwd)

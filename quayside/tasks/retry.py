@@ -5,9 +5,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from quayside.errors import AuthError, HostKeyError, InputError, NotFoundError, QuaysideError
+from quayside.errors import (
+    AuthError,
+    ConnectionLost,
+    HostKeyError,
+    InputError,
+    NotFoundError,
+    QuaysideError,
+)
 
-PERMANENT: tuple[type[Exception], ...] = (AuthError, HostKeyError, InputError, NotFoundError)
+#: not retried. A connection lost under a running command is among them: the command may have
+#: done part of its work (running it again is not safe to do blindly), and a retry's failure
+#: ("cannot connect" to a host that is down now) would replace what happened first
+PERMANENT: tuple[type[Exception], ...] = (
+    AuthError,
+    HostKeyError,
+    InputError,
+    NotFoundError,
+    ConnectionLost,
+)
 
 
 def transient_only(task: Any, task_run: Any, state: Any) -> bool:

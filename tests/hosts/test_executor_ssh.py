@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from quayside.errors import (
     CommandFailed,
     CommandTimeout,
     ConnectError,
+    ConnectionLost,
     HostError,
     HostKeyError,
     InputError,
@@ -400,15 +402,26 @@ def test_stopped_host_raises_connect_error_naming_the_address(
         executor.close()
 
 
-def test_host_dying_mid_command_raises_connect_error(clean_ssh_fleet: SshdFleet) -> None:
+def test_host_dying_mid_command_raises_connection_lost(clean_ssh_fleet: SshdFleet) -> None:
     host = clean_ssh_fleet[2]
     executor = executor_for(host)
-    killer = threading.Timer(0.5, host.stop)
+    marker = host.root / "started"
+
+    def kill_once_started() -> None:
+        deadline = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # the output line reaches this side
+        host.stop()
+
+    killer = threading.Thread(target=kill_once_started)
     try:
         executor.run(["true"])
         killer.start()
-        with pytest.raises(ConnectError, match=f"{host.address}:{host.port} lost while running"):
-            executor.run(["sleep", "5"], timeout=20)
+        lost = f"connection to {host.address}:{host.port} lost during the command "
+        with pytest.raises(ConnectionLost, match=lost + r"\(after 6 bytes of output\)"):
+            script = 'echo hello; touch "$1"; sleep 20'
+            executor.run(["sh", "-c", script, "sh", str(marker)], timeout=60)
     finally:
         killer.join()
         host.start()

@@ -5,6 +5,9 @@ partial release directory (issue 15 item 3)."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -13,6 +16,7 @@ import pytest
 
 from quayside.deploy.host_deploy import deploy_host
 from quayside.deploy.release_spec import ReleaseSpec
+from quayside.errors import ConnectError, ConnectionLost
 from quayside.executors import SSHExecutor
 from quayside.manifest import build_manifest
 from quayside.release.host_report import HostReport
@@ -39,15 +43,20 @@ def _spec(host: SshdHost, payload: Path, rid: str, **kw: object) -> ReleaseSpec:
     )
 
 
-def _deploy(host: SshdHost, spec: ReleaseSpec) -> HostReport:
-    with SSHExecutor(
+def _executor(host: SshdHost, **kw: object) -> SSHExecutor:
+    return SSHExecutor(
         name=host.name,
         address=host.address,
         port=host.port,
         user=host.user,
         key_file=host.key_file,
         known_hosts=host.known_hosts,
-    ) as ex:
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _deploy(host: SshdHost, spec: ReleaseSpec) -> HostReport:
+    with _executor(host) as ex:
         return deploy_host(ex, host.name, spec)
 
 
@@ -79,8 +88,11 @@ def test_a_connection_lost_mid_transfer_is_reported_and_cleaned_up_later(
     worker.join(120)
     (report,) = reports
     assert report.status == "failed" and report.step == "stage", report
-    assert report.message.startswith("connection lost during the stage (")
-    assert "bytes of input sent or in flight" in report.message
+    # what happened first: the connection broke under the stage, not "cannot connect"
+    where = f"{host.address}:{host.port}"
+    assert report.message.startswith(f"connection to {where} lost during the command"), report
+    assert re.search(r"\(\d+ bytes of input were sent or in flight\)$", report.message)
+    assert "cannot connect" not in report.message
     assert os.readlink(host.root / "current") == f"releases/{V1}"
 
     # back up: the next deploy serves and removes what the broken one left
@@ -92,3 +104,51 @@ def test_a_connection_lost_mid_transfer_is_reported_and_cleaned_up_later(
     assert third.status == "succeeded", third
     assert os.readlink(host.root / "current") == f"releases/{V3}"
     assert sorted(p.name for p in (host.root / "releases").iterdir()) == [V1, V3]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own-connection", "control-master"])
+def test_openssh_tells_a_lost_connection_from_one_never_made(
+    clean_ssh_fleet: SshdFleet, tmp_path: Path, shared: bool
+) -> None:
+    """Through the OpenSSH client (a file as stdin), on its own connection or a shared
+    ControlMaster one: sshd killed while the command runs is a lost connection after the
+    output it had sent; the host down before the command is a connection never made."""
+    host = clean_ssh_fleet[1]
+    sockets = Path(tempfile.mkdtemp(prefix="qs-", dir="/tmp"))  # short: a socket path
+    kw = {"control_dir": sockets, "persist_s": 60} if shared else {}
+    stdin = tmp_path / "stdin"
+    stdin.write_bytes(b"x")
+    marker = host.root / "started"
+    try:
+        with _executor(host, **kw) as ex:
+            argv = ["sh", "-c", 'echo started; touch "$1"; sleep 30', "sh", str(marker)]
+            errors: list[BaseException] = []
+
+            def run() -> None:
+                try:
+                    ex.run(argv, stdin=stdin, timeout=60)
+                except BaseException as e:  # noqa: BLE001 - handed to the test thread
+                    errors.append(e)
+
+            worker = threading.Thread(target=run)
+            worker.start()
+            deadline = time.monotonic() + 30
+            while not marker.exists():
+                assert worker.is_alive() and time.monotonic() < deadline, errors
+                time.sleep(0.01)
+            time.sleep(0.2)  # the output line reaches the client
+            host.stop()
+            worker.join(60)
+            (lost,) = errors
+            assert isinstance(lost, ConnectionLost), lost
+            where = f"{host.address}:{host.port}"
+            text = f"{host.name}: connection to {where} lost during the command (after 8 bytes"
+            assert str(lost).startswith(text), lost
+            assert "cannot connect" not in str(lost)
+
+            with pytest.raises(ConnectError, match=f"cannot connect to {where}") as down:
+                ex.run(["true"], stdin=stdin, timeout=60)
+            assert not isinstance(down.value, ConnectionLost)
+    finally:
+        host.start()
+        shutil.rmtree(sockets, ignore_errors=True)
