@@ -38,6 +38,9 @@ from quayside.ledger.models import (
 from quayside.ledger.releases import finish_release, get_release
 
 DEFAULT_SPACE = "default"
+DEFAULT_GATE = "release"
+"""The key of a run's first (usually only) approval gate; a run with more gates (a canary
+publish: before the canary, then ``rest``) keys each, so each has its own request."""
 # Requests from before migration 0002 carry no policy: judge them by the production default.
 FALLBACK_POLICY = ApprovalPolicy(required=1, role="MASTER", allow_self_approval=False)
 
@@ -116,6 +119,7 @@ def open_request(
     version: str | None = None,
     plan_hash: str | None = None,
     excluded_approvers: Mapping[str, str] | None = None,
+    gate: str = DEFAULT_GATE,
     now: datetime | None = None,
 ) -> ApprovalRequest:
     """Open an approval request that remembers its policy and what it approves.
@@ -135,6 +139,7 @@ def open_request(
         plan_hash: the digest of the plan it shows (a gate voids it if the plan changes).
         excluded_approvers: who else may not approve it, user -> why (e.g. the editors of
             the versions a config publish releases, under ``allow_editor_approval: false``).
+        gate: which gate of the run it answers (:data:`DEFAULT_GATE` for the first).
         now: creation time.
 
     Returns:
@@ -159,13 +164,30 @@ def open_request(
         request.version = version
         request.plan_hash = plan_hash
         request.excluded_approvers = dict(excluded_approvers) if excluded_approvers else None
+        request.gate = gate
         return request
 
 
 def find_for_run(
-    db: Engine | Session, flow_run_id: str, *, app: str | None = None, env: str | None = None
+    db: Engine | Session,
+    flow_run_id: str,
+    *,
+    app: str | None = None,
+    env: str | None = None,
+    gate: str | None = None,
 ) -> ApprovalRequest | None:
-    """The latest approval request of a flow run (optionally for one app+env), or None."""
+    """The latest approval request of a flow run, or None.
+
+    Args:
+        db: ledger Engine or Session.
+        flow_run_id: the flow run.
+        app: only for this app.
+        env: only for this environment.
+        gate: only this gate's (a gate looks up its own request: a run with two gates never
+            takes one's request, codes or decisions for the other's). None: the run's latest
+            request of any gate - the one it waits on now (gates come one after the other),
+            which is what the CLI, the gateway and chat answer.
+    """
     with unit_of_work(db) as session:
         query = (
             select(ApprovalRequest)
@@ -176,6 +198,8 @@ def find_for_run(
             query = query.where(ApprovalRequest.app == app)
         if env is not None:
             query = query.where(ApprovalRequest.env == env)
+        if gate is not None:
+            query = query.where(ApprovalRequest.gate == gate)
         return session.scalars(query).first()
 
 

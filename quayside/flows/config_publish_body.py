@@ -15,6 +15,7 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from quayside.auth.approvals import DEFAULT_GATE
 from quayside.config import items
 from quayside.config.address import EnvAddress
 from quayside.config.backend import open_reader, open_store
@@ -48,6 +49,9 @@ from quayside.tasks.ledger import current_flow_run_id, ledger_engine
 from quayside.tasks.release_lifecycle import Applied, ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.release_report import artifact_key, publish_host_table
 from quayside.tasks.run_authority import confirm_run_authority
+
+REST_GATE = "rest"
+"""The approval gate before the rest of a canary publish (the canary's is the run's first)."""
 
 
 @dataclass
@@ -272,7 +276,9 @@ def _phase(
     )
     host_map = dict(target.hosts)
     with ReleaseLifecycle(request, target) as life:
-        life.approve(markdown, asked=asked, editors=pub.editors)
+        # the rest's gate is a gate of its own: answering one never answers the other
+        gate = REST_GATE if phase == "rest" else DEFAULT_GATE
+        life.approve(markdown, asked=asked, editors=pub.editors, gate=gate)
         life.lock()
         life.step = "plan"
         now = _plan(pub, names, redact)  # under the lock: what was approved is still true

@@ -337,6 +337,10 @@ class ApprovalRequest(Base):
     # the config versions a publish releases when the policy says
     # ``allow_editor_approval: false``. NULL: nobody but the requester.
     excluded_approvers: Mapped[dict[str, Any] | None] = mapped_column(JSON())
+    # Which gate of its run the request answers (migration 0009): a canary publish asks
+    # before the canary (``release``, every run's first gate) and before the rest (``rest``);
+    # each gate has its own request, codes and decisions.
+    gate: Mapped[str] = mapped_column(String(64), default="release", server_default="release")
 
     decisions: Mapped[list[ApprovalDecision]] = relationship(
         back_populates="request",

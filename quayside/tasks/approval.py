@@ -190,12 +190,14 @@ def _bound_request(
     version: str,
     digest: str,
     excluded: dict[str, str],
+    gate: str,
 ) -> ApprovalRequest | None:
-    """The request this run's gate may use: opened for this run (by this gate, or by the
-    trigger that scheduled the run), for this app and env, this exact version and - when the
-    gate opened it - this exact plan. Anything else is voided and None is returned: the gate
-    opens a new request. Nothing a caller sends can name a request."""
-    found = core.find_for_run(engine, flow_run_id, app=app, env=env)
+    """The request this run's gate may use: opened for this run and this gate (by the gate,
+    or - the first gate - by the trigger that scheduled the run), for this app and env, this
+    exact version and - when the gate opened it - this exact plan. Anything else is voided
+    and None is returned: the gate opens a new request. Nothing a caller sends can name a
+    request, and another gate's request (approved or not) is never this gate's."""
+    found = core.find_for_run(engine, flow_run_id, app=app, env=env, gate=gate)
     if found is None or found.status is ApprovalStatus.voided:
         return None
     if found.version != version:
@@ -303,6 +305,7 @@ def approval_gate(
     release_id: int | None = None,
     pause_s: float | None = None,
     excluded_approvers: Mapping[str, str] | None = None,
+    gate: str = core.DEFAULT_GATE,
 ) -> str:
     """Wait until the release is approved under ``policy``; call it from a flow (not a task).
 
@@ -326,6 +329,9 @@ def approval_gate(
         excluded_approvers: who else may not approve, user -> why (the rule that excludes
             them), beside the requester: kept on the request, so every answer path (CLI,
             gateway, chat, the UI's code) refuses them, records why, and the gate waits on.
+        gate: which gate of the run this is, for a run with more than one (a canary publish:
+            ``release`` before the canary, ``rest`` after it): each gate has its own request,
+            codes and decisions, and answering one never answers the other.
 
     The gate uses only a request opened for this flow run: by itself, or by the trigger that
     scheduled the run (approval asked at submit time; if it was approved in the meantime the
@@ -366,6 +372,7 @@ def approval_gate(
         version=version,
         digest=digest,
         excluded=excluded,
+        gate=gate,
     )
     if found is None:
         request = core.open_request(
@@ -381,8 +388,9 @@ def approval_gate(
             version=version,
             plan_hash=digest,
             excluded_approvers=excluded,
+            gate=gate,
         )
-        logger.info("approval request #%s opened for %s → %s", request.id, app, env)
+        logger.info("approval request #%s opened for %s → %s (gate %s)", request.id, app, env, gate)
     else:
         request = found
 

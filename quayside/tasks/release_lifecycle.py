@@ -40,6 +40,7 @@ from typing import Any, Literal
 from prefect.logging.loggers import get_run_logger
 from prefect.runtime import flow_run
 
+from quayside.auth.approvals import DEFAULT_GATE
 from quayside.auth.policy import effective_policy
 from quayside.auth.unattributed import for_unattributed
 from quayside.deploy.errors import ThresholdExceeded
@@ -255,6 +256,7 @@ class ReleaseLifecycle:
         asked: bool = False,
         policy_kind: Literal["deploy", "rollback"] = "deploy",
         editors: Mapping[str, str] | None = None,
+        gate: str = DEFAULT_GATE,
     ) -> str | None:
         """The approval gate, where the environment's policy requires one or ``asked``.
 
@@ -264,8 +266,10 @@ class ReleaseLifecycle:
             asked: the caller asked for an approval the policy does not require.
             policy_kind: ``rollback`` where the policy may exempt rollbacks.
             editors: who edited what this release publishes, user -> what they edited
-                (``hosts v3``); under ``allow_editor_approval: false`` none of them may
+                (``hosts up to v3``); under ``allow_editor_approval: false`` none of them may
                 approve it (the gate refuses and records their answers).
+            gate: which gate of the run this is (a run that asks twice, such as a canary
+                publish, names its later gates: each has its own approval request).
 
         Returns:
             Who approved, or None when no approval was needed.
@@ -299,6 +303,7 @@ class ReleaseLifecycle:
                 policy=policy,
                 release_id=self.row,
                 excluded_approvers=excluded_editors(policy, editors),
+                gate=gate,
             )
         except BaseException as e:
             if suspending(e) or not isinstance(e, Exception):

@@ -377,3 +377,72 @@ def test_whoever_edited_the_version_may_not_approve_its_publish(
     row = list_releases(engine, "dns-i", "release", limit=1)[0]
     assert row.status is ReleaseStatus.succeeded
     assert row.details["editors"] == {"dns-i-editor": "hosts up to v1"}
+
+
+def test_a_canary_publish_asks_each_gate_with_a_request_of_its_own(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, dnsmasq_fleet: DnsmasqFleet
+) -> None:
+    from quayside.runs.approval_answers import answer_run
+
+    engine = ledger()
+    policy = {"approval": {"required": 1, "role": "MASTER", "unattributed": "one_approver"}}
+    store = setup(platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-j", **policy)
+    service.create_user(engine, "dns-j-lead")
+    service.grant_role(engine, "dns-j-lead", "MASTER", space="default")
+    token = service.create_token(engine, "dns-j-lead")
+    save(store, "dns-j", "hosts", NEW_HOSTS)
+    seen: dict[str, Any] = {}
+
+    def answer_both_gates() -> None:
+        first = wait_for_pending(engine, "dns-j")
+        seen["first"] = first
+        seen["before the first"] = answers(dnsmasq_fleet)
+        # as `quayside approve RUN` does: the run's request is looked up by its run id
+        seen["first answer"] = answer_run(
+            engine, first.flow_run_id or "", user="dns-j-lead", decision="approve", token=token
+        )
+        second = wait_for_pending(engine, "dns-j", after=first.id)
+        seen["second"] = second
+        seen["before the second"] = answers(dnsmasq_fleet)
+        seen["first meanwhile"] = approvals.get_request(engine, first.id).status
+        seen["second answer"] = answer_run(
+            engine, second.flow_run_id or "", user="dns-j-lead", decision="approve", token=token
+        )
+
+    answerer = threading.Thread(target=answer_both_gates)
+    answerer.start()
+    try:
+        out = run_flow(config_publish, "dns-j", "release", "dnsmasq", canary=1, requested_by="a")
+    finally:
+        answerer.join()
+    first, second = seen["first"], seen["second"]
+    assert seen["before the first"] == {h.name: {"10.0.0.1"} for h in clean_ssh_fleet}
+    assert seen["first answer"].request_id == first.id and seen["first answer"].wake == "woken"
+    # the second gate opened a request of its own, with no decisions: the first's approval
+    # is not reused, and the first stays approved (not voided by the second)
+    assert (first.gate, second.gate) == ("release", "rest")
+    assert first.flow_run_id == second.flow_run_id and second.id != first.id
+    assert not second.decisions and second.status is ApprovalStatus.pending
+    assert seen["first meanwhile"] is ApprovalStatus.approved
+    assert seen["before the second"] == {"web-1": {"10.0.0.2"}, "web-2": {"10.0.0.1"},
+                                         "web-3": {"10.0.0.1"}}  # fmt: skip
+    assert seen["second answer"].request_id == second.id
+    assert seen["second answer"].resolution.accepted
+
+    assert out["canary_release"]["hosts"] == {"web-1": "succeeded"}
+    assert out["phase"] == "rest" and out["hosts"] == {"web-2": "succeeded", "web-3": "succeeded"}
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.2"} for h in clean_ssh_fleet}
+    with unit_of_work(engine, read_only=True) as session:
+        rows = session.scalars(
+            select(ApprovalRequest)
+            .where(ApprovalRequest.flow_run_id == first.flow_run_id)
+            .order_by(ApprovalRequest.id)
+        ).all()
+        got = [(r.gate, r.status, [(d.user, d.valid) for d in r.decisions]) for r in rows]
+    assert got == [
+        ("release", ApprovalStatus.approved, [("dns-j-lead", True)]),
+        ("rest", ApprovalStatus.approved, [("dns-j-lead", True)]),
+    ]
+    rest, canary = list_releases(engine, "dns-j", "release", limit=2)
+    assert (canary.details["phase"], rest.details["phase"]) == ("canary", "rest")
+    assert canary.status is rest.status is ReleaseStatus.succeeded
