@@ -7,7 +7,8 @@ is the ledger unless ``QUAYSIDE_CONFIG_BACKEND=vault`` (see :mod:`quayside.confi
 
 ``config get`` and ``config diff`` print the file or the diff alone on stdout (pipe them);
 everything else goes to stderr. A secret never goes on the command line: ``vars set --secret``
-asks for it (hidden) or reads ``--from-file``. Publishing comes with the publish flow.
+asks for it (hidden) or reads ``--from-file``. ``config publish`` (starting the publish flow)
+is in :mod:`quayside.cli.commands_config_publish`.
 """
 
 from __future__ import annotations

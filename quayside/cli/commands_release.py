@@ -134,9 +134,9 @@ def _follow(
     *,
     follow: bool,
     total: int,
-) -> None:
+) -> RunHandle:
     """Start ``deployment`` with ``parameters``, print its URL, follow logs and state; return
-    as soon as the run is final and its last log lines are in."""
+    the run as soon as it is final and its last log lines are in."""
     # the ledger's modules are imported now, not after the final state (when the run's outcome
     # is printed): the command returns right after the run ends
     from quayside.ledger.releases import releases_of_run  # noqa: F401
@@ -145,7 +145,7 @@ def _follow(
     handle = _submit(deployment, parameters, requester, ledger)
     console.print(f"started [bold]{handle.name}[/] ({deployment}): {handle.ui_url}")
     if not follow:
-        return
+        return handle
     done = 0
     last: list[RunStatus] = []
 
@@ -178,6 +178,7 @@ def _follow(
         )
     _print_outcome(handle.id, ledger)
     console.print(f"[green]done:[/] {handle.name} completed", highlight=False)
+    return handle
 
 
 def _schedule(
