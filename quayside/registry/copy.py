@@ -114,24 +114,34 @@ def plan_copy(
     digest: str,
     max_parallel: int = 8,
 ) -> CopyPlan:
-    """Read the source's manifests, then ask the target about every blob (``HEAD``, in
-    parallel): present, mountable (same registry, another repository) or to upload."""
+    """Read the source's manifests, then decide per blob: present, mount (same registry,
+    another repository) or upload.
+
+    The target is asked about each blob (``HEAD``, in parallel) only when that can change
+    what happens: when it already holds the manifest, it holds every blob (a registry
+    refuses a manifest whose blobs are missing); a mount is asked for directly (it succeeds
+    whether or not the blob is already linked)."""
     manifests = read_manifests(source, source_repository, digest)
     unique: dict[str, Descriptor] = {}
     for item in manifests:
         for blob in item.blobs:
             unique.setdefault(blob.digest, blob)
+    manifest_present = target.manifest_digest(target_repository, digest) == digest
     same_registry = source.settings.url == target.settings.url
     mountable = same_registry and source_repository != target_repository
-    with ThreadPoolExecutor(max_workers=max_parallel) as pool:
-        present = list(
-            pool.map(lambda d: target.blob_exists(target_repository, d.digest), unique.values())
-        )
+    if manifest_present or (same_registry and not mountable):
+        present = [True] * len(unique)
+    elif mountable:
+        present = [False] * len(unique)
+    else:
+        with ThreadPoolExecutor(max_workers=max_parallel) as pool:
+            present = list(
+                pool.map(lambda d: target.blob_exists(target_repository, d.digest), unique.values())
+            )
     steps = tuple(
         BlobStep(d, "present" if have else ("mount" if mountable else "upload"))
         for d, have in zip(unique.values(), present, strict=True)
     )
-    manifest_present = target.manifest_digest(target_repository, digest) == digest
     return CopyPlan(digest, manifests, steps, manifest_present)
 
 
