@@ -9,12 +9,22 @@ from quayside.runs.client import (
     delete_run,
     find_run_by_key,
     follow_run,
-    prefect_client,
     read_run,
     resume_run,
     start_run,
     ui_url_for,
 )
+
+
+def __getattr__(name: str) -> object:
+    """``prefect_client`` on demand: it imports Prefect (seconds), which the CLI's release
+    commands never need."""
+    if name == "prefect_client":
+        from quayside.runs.prefect_sdk import prefect_client
+
+        return prefect_client
+    raise AttributeError(name)
+
 
 __all__ = [
     "RunHandle",

@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from quayside.runs.client import _client, _run
+from quayside.runs.prefect_sdk import _client, _run
 
 if TYPE_CHECKING:
     from prefect.events.schemas.automations import AutomationCore

@@ -13,7 +13,8 @@ from uuid import UUID
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from quayside.errors import QuaysideError
-from quayside.runs.client import FINAL_STATES, _client, _run, _uuid
+from quayside.runs.client import FINAL_STATES, _uuid
+from quayside.runs.prefect_sdk import _client, _run
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from quayside.errors import NotFoundError
-from quayside.runs.client import _client, _run
+from quayside.runs.prefect_sdk import _client, _run
 
 
 def read_parameter_schema(full_name: str) -> dict[str, Any]:

@@ -1,0 +1,119 @@
+"""The plain-HTTP Prefect client's answers to each kind of reply, against a loopback server
+that answers as Prefect's API does (status codes and bodies of its REST API); the calls
+themselves run against a real Prefect server in tests/platform."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from quayside.api_auth import APIAuthError
+from quayside.errors import InputError, NotFoundError, QuaysideError
+from quayside.runs.prefect_http import PrefectHTTP, PrefectUnavailable
+
+
+class _Scripted(ThreadingHTTPServer):
+    replies: list[tuple[int, object]]
+    seen: list[tuple[str, str, dict[str, str], bytes]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Scripted
+
+    def _answer(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.append((self.command, self.path, dict(self.headers), body))
+        status, payload = self.server.replies.pop(0) if self.server.replies else (200, {})
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Scripted]:
+    server = _Scripted(("127.0.0.1", 0), _Handler)
+    server.replies, server.seen = [], []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{server.server_address[1]}/api")
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:s3cret")
+    monkeypatch.setattr("quayside.runs.prefect_http.RETRY_BACKOFF_S", 0.01)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_calls_send_prefects_auth_header_and_json(api: _Scripted) -> None:
+    api.replies = [(201, {"id": "r1"})]
+    with PrefectHTTP() as http:
+        assert http.call("POST", "/flow_runs/filter", {"limit": 1}) == {"id": "r1"}
+        assert http.last_status == 201
+    method, path, headers, body = api.seen[0]
+    assert (method, path, json.loads(body)) == ("POST", "/api/flow_runs/filter", {"limit": 1})
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"admin:s3cret").decode()
+
+
+def test_a_refused_parameter_names_the_field(api: _Scripted) -> None:
+    detail = (
+        "Error creating flow run: Validation failed for field 'batch'. "
+        "Failure reason: 'x' is not valid under any of the given schemas"
+    )
+    api.replies = [(409, {"detail": detail})]
+    with PrefectHTTP() as http, pytest.raises(InputError, match=r"^batch: 'x' is not valid"):
+        http.call("POST", "/deployments/d/create_flow_run", {})
+
+
+def test_401_names_the_api_and_what_to_set(api: _Scripted) -> None:
+    api.replies = [(401, {"detail": "Unauthorized"})]
+    with PrefectHTTP() as http, pytest.raises(APIAuthError, match="refused .* credentials"):
+        http.call("GET", "/flow_runs/x")
+
+
+def test_404_is_none_when_asked_else_not_found(api: _Scripted) -> None:
+    api.replies = [(404, {"detail": "nope"}), (404, {"detail": "nope"})]
+    with PrefectHTTP() as http:
+        assert http.call("GET", "/flow_runs/x", missing_ok=True) is None
+        with pytest.raises(NotFoundError, match="flow_runs/x"):
+            http.call("GET", "/flow_runs/x")
+
+
+def test_busy_answers_are_retried_then_reported(api: _Scripted) -> None:
+    api.replies = [(503, {}), (429, {}), (200, {"ok": True})]
+    with PrefectHTTP() as http:
+        assert http.call("GET", "/health") == {"ok": True}
+    assert len(api.seen) == 3
+    api.replies = [(503, {"detail": "down"})] * 10
+    with PrefectHTTP() as http, pytest.raises(QuaysideError, match="refused the request"):
+        http.call("GET", "/health")
+
+
+def test_nothing_listening_is_unavailable_naming_the_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    with PrefectHTTP() as http, pytest.raises(PrefectUnavailable, match=r"127\.0\.0\.1:9/api"):
+        http.call("GET", "/health")
+
+
+def test_the_release_path_never_imports_prefect() -> None:
+    code = (
+        "import sys, quayside.runs, quayside.runs.client, quayside.cli.commands_release; "
+        "print(sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
