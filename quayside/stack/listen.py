@@ -25,16 +25,18 @@ LOOPBACK = "127.0.0.1"
 
 
 def listen_address(value: str) -> IPv4Address:
-    """``value`` as the IPv4 address the server binds.
+    """``value`` as the IPv4 address the server binds (``localhost`` is 127.0.0.1).
 
     Raises:
         InputError: not an IPv4 address (a host name would hide which interfaces it means).
     """
+    text = value.strip()
     try:
-        return IPv4Address(value.strip())
+        return IPv4Address(LOOPBACK if text == "localhost" else text)
     except AddressValueError:
         raise InputError(
-            f"--listen {value!r} is not an IPv4 address",
+            f"the Prefect server's listen address {value!r} (--listen, QUAYSIDE_PREFECT_LISTEN "
+            "or QUAYSIDE_PREFECT_HOST) is not an IPv4 address",
             hint="give 127.0.0.1 (this machine only), 0.0.0.0 (every interface) or one of this "
             "machine's addresses",
         ) from None
