@@ -23,6 +23,7 @@ from pydantic import (
 
 from quayside.inventory.config_services import ConfigService
 from quayside.inventory.default_refs import LATEST_TAG, default_ref_errors
+from quayside.inventory.image_models import AppImage, DockerEndpoint, RegistryRef
 from quayside.inventory.task_templates import (
     TaskTemplate,
     TemplateId,
@@ -87,6 +88,10 @@ class Host(Strict):
         True, description="verify the host key against known_hosts; false is an explicit opt-out"
     )
     connect_timeout: float = Field(10, gt=0, le=300)
+    docker: DockerEndpoint | None = Field(
+        None,
+        description="the host's Docker engine, for image apps (quayside/inventory/image_models.py)",
+    )
     persist_s: float = Field(
         60,
         ge=0,
@@ -212,6 +217,9 @@ class Environment(Strict):
         description="config center services published to these hosts: service name -> "
         "where its files go and how they are checked, reloaded and verified",
     )
+    registry: RegistryRef | None = Field(
+        None, description="image apps: this environment's registry and repository"
+    )
     default_ref: str | None = Field(
         None,
         description=f"the ref a deploy without one releases (chat: 'deploy web to dev'): a "
@@ -268,6 +276,9 @@ class App(Strict):
     notify: list[str] = Field(
         default_factory=list,
         description="Prefect notification blocks, 'block-type-slug/name', told about releases",
+    )
+    image: AppImage | None = Field(
+        None, description="released as a container image (build, push, release, promote)"
     )
     environments: dict[Name, Environment]
 
