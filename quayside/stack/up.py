@@ -2,7 +2,8 @@
 start a worker and the gateway, print the URLs, and stop everything on Ctrl-C.
 
 Everything runs with umask 077 in a private data directory (:mod:`quayside.stack.data_dir`),
-and the Prefect API requires its auth string (:mod:`quayside.api_auth`)."""
+and the Prefect API requires its auth string (:mod:`quayside.api_auth`); served off loopback
+(``--listen``) only with a string the operator gave (:mod:`quayside.stack.listen`)."""
 
 from __future__ import annotations
 
