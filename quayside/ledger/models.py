@@ -99,6 +99,9 @@ class ReleaseKind(StrEnum):
     deploy = "deploy"
     rollback = "rollback"
     image = "image"
+    # an image built and pushed to a registry (quayside.flows.image_build): not something a
+    # host serves; its rows keep each app's image versions (quayside.ledger.image_builds)
+    image_build = "image-build"
     config = "config"
     plugin = "plugin"
     hello = "hello"
