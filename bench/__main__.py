@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, str] = {
     "approval_resume": "bench.approval_resume",
     "platform_start": "bench.platform_start",
     "config_publish": "bench.config_publish",
+    "image_promote": "bench.image_promote",
 }
 
 

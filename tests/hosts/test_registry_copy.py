@@ -84,14 +84,20 @@ def locations(pair: RegistryPair, source_repo: str, target_repo: str) -> tuple[A
 def test_copy_single_platform_image_keeps_the_digest(registries: RegistryPair) -> None:
     name = repo("shop")
     image = push_test_image(registries.source.settings(), name, [40 * KB, 300 * KB, 5 * KB])
-    source, target = locations(registries, name, name)
+    source = ImageLocation(registries.source.settings(), name)
+    target = ImageLocation(registries.target.settings(chunk_size=64 * KB), name)
     mark = registries.target.log_mark()
 
     result = copy_image(source, target, image.digest, tag="1.0.0")
 
     assert result.digest == image.digest
     assert len(result.uploaded) == 4 and result.present == [] and result.mounted == []
-    assert len(blob_uploads(registries.target.requests_since(mark))) == 4
+    logged = registries.target.requests_since(mark)
+    assert len(blob_uploads(logged)) == 4
+    sizes = _blob_sizes(registries.source, name, image)
+    patches = [line for line in logged if line.method == "PATCH" and line.status == 202]
+    assert len(patches) == sum(-(-size // (64 * KB)) for size in sizes)  # chunks of 64 KiB
+    assert result.bytes_uploaded == sum(sizes)
     assert skopeo_raw_digest(registries.target, f"{name}@{image.digest}") == image.digest
     inspected = json.loads(
         skopeo(registries.target, f"docker://{registries.target.host}/{name}:1.0.0")
@@ -168,6 +174,11 @@ def _blob_digests(server: RegistryServer, name: str, image: Descriptor) -> list[
     raw = skopeo(server, "--raw", f"docker://{server.host}/{name}@{image.digest}")
     manifest = json.loads(raw)
     return [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
+
+
+def _blob_sizes(server: RegistryServer, name: str, image: Descriptor) -> list[int]:
+    manifest = json.loads(skopeo(server, "--raw", f"docker://{server.host}/{name}@{image.digest}"))
+    return [manifest["config"]["size"], *(layer["size"] for layer in manifest["layers"])]
 
 
 def test_wrong_credentials_name_the_registry_and_the_user(registries: RegistryPair) -> None:
