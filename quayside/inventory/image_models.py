@@ -74,6 +74,42 @@ class ImageBuild(_Strict):
     timeout_s: float = Field(1800, gt=0, le=6 * 3600)
 
 
+SLOT_PATTERN = r"^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]|localhost):\d{1,5}$"
+"""A release slot: ``address:port`` a container of the app listens on (or is published to)."""
+
+
+class ImageTraffic(_Strict):
+    """The nginx on each Docker host that sends the app's traffic to the serving container.
+
+    Quayside writes ``upstream_file`` (an ``upstream <upstream> { server <slot>; }`` block)
+    into ``dir`` and publishes it exactly as config publish publishes files (stage beside the
+    live set, ``check``, swap a symlink, ``reload``, probe ``url``, restore on failure); the
+    main file includes it (``include upstream.conf;`` in the ``http`` block, resolved beside
+    the main file, so the check sees the staged one) and proxies to ``http://<upstream>``.
+    """
+
+    dir: str = Field(description="nginx's config directory on the host ({host} allowed)")
+    main_file: str = Field("nginx.conf", description="the main file nginx -t is given")
+    upstream_file: str = Field("upstream.conf", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    upstream: str = Field(
+        "app", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$", description="upstream name"
+    )
+    check: list[str] | None = Field(None, description="default: nginx -t -q -c {main}")
+    reload: list[str] | None = Field(None, description="default: nginx -s reload")
+    url: str = Field(
+        description="a URL through nginx that must answer 2xx after the switch ({address}: "
+        "the host's address)"
+    )
+    drain_s: float = Field(
+        1.0,
+        ge=0,
+        le=300,
+        description="seconds the old container keeps running after the "
+        "switch, for requests nginx's old workers still send it",
+    )
+    keep_versions: int = Field(5, ge=2, le=100)
+
+
 class ImageRun(_Strict):
     """How the app's container runs on a Docker host."""
 
@@ -93,6 +129,49 @@ class ImageRun(_Strict):
     log_driver: str | None = None
     log_options: dict[str, str] = Field(default_factory=dict)
     keep_images: int = Field(5, ge=2, le=100, description="images kept per host for rollback")
+    network: Literal["bridge", "host"] = Field(
+        "bridge",
+        description="bridge: the slot's address:port is published to the container's port; "
+        "host: the container shares the host's network and listens on the slot itself "
+        "(told through listen_env)",
+    )
+    slots: tuple[str, str] = Field(
+        ("127.0.0.1:18080", "127.0.0.1:18081"),
+        description="the two address:port pairs new and old containers take in turn (the new "
+        "one starts beside the old one, on the other slot)",
+    )
+    listen_env: str | None = Field(
+        "QUAYSIDE_LISTEN",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable telling the container its slot (address:port)",
+    )
+    health_timeout_s: float = Field(
+        30, gt=0, le=3600, description="how long a new container may take to answer"
+    )
+    config_dir: str = Field(
+        "/var/lib/quayside/images/{host}",
+        description="directory on the host holding each container's rendered config files",
+    )
+    traffic: ImageTraffic | None = Field(
+        None, description="the nginx fronting the app on each host (none: no switch)"
+    )
+
+    @field_validator("slots")
+    @classmethod
+    def _slots(cls, value: tuple[str, str]) -> tuple[str, str]:
+        for slot in value:
+            if not re.fullmatch(SLOT_PATTERN, slot):
+                raise ValueError(f"expected address:port, got '{slot}'")
+        if value[0] == value[1]:
+            raise ValueError("the two slots must differ")
+        return value
+
+    @field_validator("config_dir")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/") or ".." in value.split("/") or any(ord(c) < 32 for c in value):
+            raise ValueError(f"must be an absolute path without '..', got '{value}'")
+        return value.rstrip("/")
 
 
 class AppImage(_Strict):

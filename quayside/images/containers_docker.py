@@ -1,0 +1,310 @@
+"""The app's containers on one Docker host, through the host's engine API (the ``docker``
+SDK): connect, pull by digest, create and start, wait until a container answers, read a
+file's sha256 out of it, list, stop, remove, logs, restart, prune images. The only module of
+an image release that talks to an engine; what it creates comes from
+:mod:`quayside.images.containers_spec`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from quayside.errors import QuaysideError
+from quayside.images.containers_spec import (
+    LABEL_CONFIG,
+    LABEL_DIGEST,
+    LABEL_SLOT,
+    LABEL_VERSION,
+    ContainerSpec,
+    app_filter,
+    slot_of,
+)
+from quayside.inventory.image_models import DockerEndpoint
+
+POLL_S = 0.05
+
+
+class ContainerError(QuaysideError):
+    """A container of a release did not come up, or the engine refused a step."""
+
+
+class ChecksumMismatch(ContainerError):
+    """The artifact inside the new container is not the one the build recorded."""
+
+    hint = "release the digest the build recorded, or build again from the right source"
+
+
+def connect(host: str, endpoint: DockerEndpoint, timeout_s: float = 120) -> Any:
+    """A ``docker.DockerClient`` for ``host``'s engine (``unix://``, ``ssh://`` through
+    paramiko, or TLS ``tcp://`` with the endpoint's certificate files).
+
+    Raises:
+        ContainerError: the engine does not answer (the host and URL named).
+    """
+    import docker
+    from docker.tls import TLSConfig
+
+    tls: Any = False
+    if endpoint.tls_cert and endpoint.tls_key:
+        tls = TLSConfig(
+            client_cert=(endpoint.tls_cert, endpoint.tls_key),
+            ca_cert=endpoint.tls_ca,
+            verify=endpoint.tls_ca is not None,
+        )
+    try:
+        client = docker.DockerClient(base_url=endpoint.url, timeout=int(timeout_s), tls=tls)
+        client.ping()
+    except Exception as e:
+        raise ContainerError(
+            f"{host}: the Docker engine at {endpoint.url} does not answer "
+            f"({type(e).__name__}: {str(e)[:200]})",
+            hint=f"check hosts.{host}.docker.url in quayside.yaml and that the engine runs",
+        ) from e
+    return client
+
+
+@dataclass(frozen=True)
+class Running:
+    """One container of the app on a host, as its labels and the engine describe it."""
+
+    name: str
+    version: str
+    digest: str
+    config_version: str
+    slot: int | None
+    status: str
+    health: str | None
+    container: Any
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+def app_containers(client: Any, app: str, env: str) -> list[Running]:
+    """Every container of ``app``/``env`` on the engine (running or not), oldest first."""
+    found = []
+    for c in client.containers.list(all=True, filters=app_filter(app, env)):
+        labels = c.labels or {}
+        state = c.attrs.get("State") or {}
+        found.append(
+            Running(
+                c.name,
+                labels.get(LABEL_VERSION, "?"),
+                labels.get(LABEL_DIGEST, "?"),
+                labels.get(LABEL_CONFIG, "?"),
+                slot_of(labels),
+                str(state.get("Status") or c.status),
+                (state.get("Health") or {}).get("Status"),
+                c,
+            )
+        )
+    return sorted(found, key=lambda r: str(r.container.attrs.get("Created", "")))
+
+
+def pull(client: Any, spec: ContainerSpec, auth: dict[str, str] | None) -> bool:
+    """Make ``spec.image`` (``repo@sha256:...``) present; True when it had to be pulled.
+
+    Raises:
+        ContainerError: the registry refused or does not have the digest (named).
+    """
+    try:
+        client.images.get(spec.image)
+        return False
+    except Exception:  # not here: pull it
+        pass
+    repository = spec.image.split("@", 1)[0]
+    try:
+        client.api.pull(repository, tag=spec.digest, auth_config=auth)
+        client.images.get(spec.image)
+    except Exception as e:
+        raise ContainerError(
+            f"pull of {spec.image} failed: {str(e)[:300]}",
+            hint="check that the digest exists in the environment's registry and its credentials",
+        ) from e
+    return True
+
+
+def start(client: Any, arguments: dict[str, Any]) -> Any:
+    """Create and start a container from :func:`containers_spec.create_arguments`.
+
+    Raises:
+        ContainerError: the engine refused (the container is removed again).
+    """
+    try:
+        container = client.containers.create(**arguments)
+    except Exception as e:
+        raise ContainerError(f"create {arguments['name']}: {str(e)[:300]}") from e
+    try:
+        container.start()
+    except Exception as e:
+        remove(container)
+        raise ContainerError(f"start {arguments['name']}: {str(e)[:300]}") from e
+    return container
+
+
+def wait_ready(container: Any, url: str, timeout_s: float) -> str:
+    """Wait until ``container`` runs (healthy, where its image has a health check) and
+    ``url`` answers 2xx; returns what was checked.
+
+    Raises:
+        ContainerError: past ``timeout_s`` (what it last was), or it exited (its log tail).
+    """
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    while True:
+        container.reload()
+        state = container.attrs.get("State") or {}
+        health = (state.get("Health") or {}).get("Status")
+        if state.get("Status") in ("exited", "dead"):
+            tail = logs_tail(container, 5)
+            raise ContainerError(
+                f"{container.name} exited with {state.get('ExitCode')}"
+                + (f": {tail}" if tail else "")
+            )
+        if state.get("Status") == "running" and health in (None, "healthy"):
+            try:
+                with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310
+                    if 200 <= reply.status < 300:
+                        return f"running{', healthy' if health else ''}, {url} answered"
+                    last = f"{url} answered HTTP {reply.status}"
+            except urllib.error.HTTPError as e:
+                last = f"{url} answered HTTP {e.code}"
+            except OSError as e:
+                last = f"{url}: {type(e).__name__}"
+        else:
+            last = f"state {state.get('Status')}" + (f", health {health}" if health else "")
+        if time.monotonic() >= deadline:
+            raise ContainerError(f"{container.name} not ready after {timeout_s:g} s: {last}")
+        time.sleep(POLL_S)
+
+
+def file_sha256(container: Any, path: str) -> str:
+    """The sha256 of ``path`` inside ``container``, read through the engine's archive API
+    (no tool needed in the image).
+
+    Raises:
+        ContainerError: no such file (or not a regular file).
+    """
+    try:
+        stream, _stat = container.get_archive(path)
+    except Exception as e:
+        raise ContainerError(f"{container.name}: cannot read {path}: {str(e)[:200]}") from e
+    reader = _ChunkReader(stream)
+    with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+        for member in tar:
+            if member.isfile():
+                handle = tar.extractfile(member)
+                assert handle is not None
+                digest = hashlib.sha256()
+                while piece := handle.read(1 << 20):
+                    digest.update(piece)
+                return digest.hexdigest()
+    raise ContainerError(f"{container.name}: {path} is not a regular file")
+
+
+class _ChunkReader:
+    """A file object over the engine's archive chunks (tarfile's stream mode reads it)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            piece = next(self._chunks, None)
+            if piece is None:
+                break
+            self._buffer += piece
+        if size < 0:
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+
+def check_artifact(container: Any, path: str, expected: str) -> str:
+    """Refuse the container unless ``path`` inside it has the build's sha256.
+
+    Raises:
+        ChecksumMismatch: naming both checksums.
+    """
+    found = file_sha256(container, path)
+    want = expected.removeprefix("sha256:").lower()
+    if found != want:
+        raise ChecksumMismatch(
+            f"{container.name}: {path} has sha256 {found}, the build recorded {want}; refused"
+        )
+    return f"{path} sha256 {found[:12]} as built"
+
+
+def stop(container: Any, timeout_s: int = 10) -> None:
+    """Stop ``container`` (SIGTERM, SIGKILL after ``timeout_s``); gone already is fine."""
+    try:
+        container.stop(timeout=timeout_s)
+    except Exception as e:
+        if "404" not in str(e) and "No such container" not in str(e):
+            raise ContainerError(f"stop {container.name}: {str(e)[:200]}") from e
+
+
+def remove(container: Any) -> None:
+    """Remove ``container`` (forced: stopped first); gone already is fine."""
+    try:
+        container.remove(force=True)
+    except Exception as e:
+        if "404" not in str(e) and "No such container" not in str(e):
+            raise ContainerError(f"remove {container.name}: {str(e)[:200]}") from e
+
+
+def logs_tail(container: Any, lines: int) -> str:
+    try:
+        raw = container.logs(tail=lines)
+    except Exception:
+        return ""
+    return " | ".join(raw.decode(errors="replace").strip().splitlines()[-lines:])[:400]
+
+
+def stream_logs(container: Any, *, follow: bool, tail: int | str) -> Iterator[bytes]:
+    """The container's output (stdout and stderr), its last ``tail`` lines then, with
+    ``follow``, what it writes until it stops."""
+    if follow:
+        yield from container.logs(stream=True, follow=True, tail=tail)
+    else:
+        yield container.logs(tail=tail)
+
+
+def prune_images(
+    client: Any, repository: str, keep: int, protected: Collection[str], in_use: Collection[str]
+) -> list[str]:
+    """Remove the oldest images of ``repository`` beyond ``keep``, never one whose digest is
+    ``protected`` (a kept release references it) or ``in_use`` by a container.
+
+    Returns:
+        The digests removed.
+    """
+    images = []
+    for image in client.images.list(name=repository):
+        digests = [d.split("@", 1)[1] for d in image.attrs.get("RepoDigests") or [] if "@" in d]
+        images.append((str(image.attrs.get("Created", "")), image, digests))
+    images.sort(key=lambda t: t[0], reverse=True)
+    removed = []
+    for _created, image, digests in images[keep:]:
+        if any(d in protected or d in in_use for d in digests):
+            continue
+        try:
+            client.images.remove(image.id)
+        except Exception:  # a container we do not know of uses it: keep it
+            continue
+        removed += digests
+    return removed
+
+
+def slot_label(container: Any) -> str | None:
+    return (container.labels or {}).get(LABEL_SLOT)
