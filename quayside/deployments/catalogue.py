@@ -118,6 +118,19 @@ CATALOGUE: tuple[DeploymentSpec, ...] = (
         scope="app-env",
         minimum_role="DEVELOPER",
     ),
+    DeploymentSpec(
+        name="image-build",
+        flow_name="image-build",
+        entrypoint="quayside/flows/image_build.py:image_build",
+        description="Build an image app's git ref with the Docker engine (layer cache "
+        "reused), version it (the tag's semver, else the next patch), push it to the build "
+        "environment's registry and record its digest and artifact checksum.",
+        # the build environment: the one whose registry receives new images
+        parameters={"env": "test"},
+        tags=("quayside", "image"),
+        scope="app-env",
+        minimum_role="DEVELOPER",
+    ),
 )
 
 
