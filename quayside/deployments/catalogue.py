@@ -131,6 +131,19 @@ CATALOGUE: tuple[DeploymentSpec, ...] = (
         scope="app-env",
         minimum_role="DEVELOPER",
     ),
+    DeploymentSpec(
+        name="image-release",
+        flow_name="image-release",
+        entrypoint="quayside/flows/image_release.py:image_release",
+        description="Run an app's image (version or digest) on its environment's Docker "
+        "hosts with the environment's config: new container beside the old, checked (health, "
+        "HTTP, artifact checksum), traffic switched through nginx, old removed; old kept on "
+        "failure.",
+        parameters={},
+        tags=("quayside", "image"),
+        scope="app-env",
+        minimum_role="DEVELOPER",
+    ),
 )
 
 

@@ -100,16 +100,18 @@ class Switched:
     upstream: HostJob | None
 
 
-def read_state(client: Any, executor: Executor | None, job: ImageJob) -> HostState:
+def read_state(
+    client: Any, executor: Executor | None, run: ImageRun, app: str, env: str
+) -> HostState:
     """The app's containers on the host and the slot nginx sends traffic to."""
-    containers = engine.app_containers(client, job.app, job.env)
+    containers = engine.app_containers(client, app, env)
     upstream_slot = None
-    if job.run.traffic is not None and executor is not None:
-        facts = read_upstream(executor, job.run.traffic)
-        upstream_slot = slot_in_upstream(facts.files.get(job.run.traffic.upstream_file))
+    if run.traffic is not None and executor is not None:
+        facts = read_upstream(executor, run.traffic)
+        upstream_slot = slot_in_upstream(facts.files.get(run.traffic.upstream_file))
     serving = None
     for c in containers:
-        if c.slot is not None and job.run.slots[c.slot] == upstream_slot and c.running:
+        if c.slot is not None and run.slots[c.slot] == upstream_slot and c.running:
             serving = c
     if serving is None:
         running = [c for c in containers if c.running]
@@ -151,7 +153,7 @@ def release_on_host(
         host, what a restore or the finish needs.
     """
     started = time.monotonic()
-    state = read_state(client, executor, job)
+    state = read_state(client, executor, job.run, job.app, job.env)
     serving = state.serving
     if (
         serving is not None

@@ -7,7 +7,10 @@ directory (``<dir>``) to a version directory and names it in ``details.version_d
 hosts in ``details.hosts``. Each entry says which details key names what a host serving the
 release points at, which kinds' releases name the same things (to label what the other hosts
 serve), and how to read it from the hosts (through their executors, one round trip per host).
-A kind without an entry (image, plugin, hello) is reconciled without host rows.
+An image release runs a container per host and names what it serves in ``details.serves``
+(``<digest> config <config version>``); a host serves what the container its nginx upstream
+sends traffic to runs. A kind without an entry (plugin, hello) is reconciled without host
+rows.
 """
 
 from __future__ import annotations
@@ -105,6 +108,41 @@ def read_config_versions(target: Target, release: Release) -> list[HostFound]:
     ]
 
 
+def read_image_serving(target: Target, release: Release) -> list[HostFound]:
+    """What each Docker host serves: the digest and config version of the container its
+    nginx upstream sends traffic to (else its newest running container of the app)."""
+    from quayside.executors.factory import executor_for
+    from quayside.images.containers_docker import connect
+    from quayside.images.containers_spec import serves_label
+    from quayside.images.image_release_host import read_state
+
+    hosts = dict(target.hosts)
+    image = target.app.image
+    if image is None:
+        why = f"{target.app_name} is no longer an image app"
+        return [HostFound(h, None, why) for h in target.host_names]
+
+    def serving(name: str) -> str | None:
+        host = hosts[name]
+        if host.docker is None:
+            raise ValueError(f"hosts.{name}.docker is not set")
+        client = connect(name, host.docker, timeout_s=30)
+        executor = executor_for(name, host)
+        try:
+            state = read_state(client, executor, image.run, target.app_name, target.env_name)
+        finally:
+            client.close()
+            executor.close()
+        s = state.serving
+        return None if s is None else serves_label(s.digest, s.config_version)
+
+    result = run_on_hosts(target.host_names, serving, max_parallel=target.env.max_parallel)
+    return [
+        HostFound(o.host, o.value) if o.ok else HostFound(o.host, None, _first_line(o.message))
+        for o in result.outcomes
+    ]
+
+
 GIT = ServedBy(
     key="release_id",
     kinds=frozenset({ReleaseKind.deploy, ReleaseKind.rollback}),
@@ -120,9 +158,18 @@ CONFIG = ServedBy(
     named={INITIAL_VERSION: "files from before the first publish"},
 )
 
+IMAGE = ServedBy(
+    key="serves",
+    kinds=frozenset({ReleaseKind.image}),
+    read=read_image_serving,
+    nothing="no container",
+    named={},
+)
+
 SERVED_BY: Mapping[ReleaseKind, ServedBy] = {
     ReleaseKind.deploy: GIT,
     ReleaseKind.rollback: GIT,
     ReleaseKind.config: CONFIG,
+    ReleaseKind.image: IMAGE,
 }
 """Release kind -> how its hosts are read back (kinds not listed have no host reading)."""
