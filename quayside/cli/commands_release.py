@@ -380,8 +380,9 @@ def rollback_command(
     kind: str | None = typer.Option(
         None,
         "--kind",
-        metavar="git|config",
-        help="what to roll back: the code (git) or the config files (config); default the "
+        metavar="git|config|image",
+        help="what to roll back: the code (git), the config files (config) or an image app's "
+        "container (image: the previous digest with the config it ran with); default the "
         "kind of the newest release (or of --to)",
     ),
 ) -> None:
@@ -389,14 +390,19 @@ def rollback_command(
 
     Every release kind rolls back: code releases go back to an earlier release directory
     (the `rollback` deployment), config releases republish the versions an earlier config
-    release published (`config-publish`). Who asks is decided as for `quayside deploy`: your
-    token's user, or the platform operator.
+    release published (`config-publish`), image apps run the previously recorded digest
+    with the config versions that served with it again (`image-release`). Who asks is
+    decided as for `quayside deploy`: your token's user, or the platform operator.
     """
     from quayside.cli.prefect_target import require_platform
 
     require_platform()  # at once, before the ledger and seconds of Prefect imports
     with _asking(token_file, as_name) as (requester, ledger):
-        if _rolls_back_config(app_name, env, to, kind, ledger):
+        what = _rollback_kind(app_name, env, to, kind, ledger)
+        if what == "image":
+            parameters = _image_rollback(app_name, env, to, requester.name, ledger)
+            deployment = "image-release"
+        elif what == "config":
             parameters = _config_rollback(app_name, env, to, requester.name, ledger)
             deployment = "config-publish"
         else:
@@ -417,24 +423,37 @@ def _ledger(ledger: Engine | None) -> Engine:
     return ledger if ledger is not None else make_engine(load_settings().database_url)
 
 
-def _rolls_back_config(
+def _rollback_kind(
     app_name: str, env: str, to: str | None, kind: str | None, ledger: Engine | None
-) -> bool:
-    """Whether this rollback is of config files: ``--kind``, else the kind of release ``--to``
-    names (an id), else of the newest succeeded release of APP/ENV."""
+) -> str:
+    """What this rollback rolls back (``git``, ``config`` or ``image``): ``--kind``, else the
+    kind of release ``--to`` names (an id), else of the newest succeeded release of APP/ENV."""
     from quayside.errors import InputError
     from quayside.ledger.models import ReleaseKind
     from quayside.ledger.releases import current_release, get_release
 
+    named = {ReleaseKind.config: "config", ReleaseKind.image: "image"}
     if kind is not None:
-        if kind not in ("git", "config"):
-            raise InputError(f"--kind: {kind!r} is neither git nor config")
-        return kind == "config"
+        if kind not in ("git", "config", "image"):
+            raise InputError(f"--kind: {kind!r} is neither git, config nor image")
+        return kind
     engine = _ledger(ledger)
     if to is not None and to.strip().isdigit():
-        return get_release(engine, int(to)).kind is ReleaseKind.config
-    newest = current_release(engine, app_name, env)
-    return newest is not None and newest.kind is ReleaseKind.config
+        return named.get(get_release(engine, int(to)).kind, "git")
+    newest = current_release(
+        engine, app_name, env,
+        kinds=[k for k in ReleaseKind if k is not ReleaseKind.image_build],
+    )  # fmt: skip
+    return named.get(newest.kind, "git") if newest is not None else "git"
+
+
+def _image_rollback(
+    app_name: str, env: str, to: str | None, requested_by: str, ledger: Engine | None
+) -> dict[str, Any]:
+    """The image-release parameters that run the earlier digest with its config again."""
+    from quayside.images.image_release_target import rollback_parameters
+
+    return rollback_parameters(_ledger(ledger), app_name, env, to=to, requested_by=requested_by)
 
 
 def _config_rollback(

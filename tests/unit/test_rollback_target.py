@@ -83,16 +83,17 @@ def test_a_config_release_after_a_deploy_does_not_hide_the_code_s_current_releas
 ) -> None:
     """The code's rollback goes back from the code's current release, whatever config was
     published since; `quayside rollback` picks the kind from the newest release or --to."""
-    from quayside.cli.commands_release import _rolls_back_config
+    from quayside.cli.commands_release import _rollback_kind
 
     v1 = release(ledger, "v1", "a", ReleaseStatus.succeeded, 1)
     v2 = release(ledger, "v2", "b", ReleaseStatus.succeeded, 2)
     conf = config_release(ledger, 3)
     now, dest = choose_target(ledger, "web", "prod", None)
     assert (now.id, dest.id) == (v2, v1)
-    assert _rolls_back_config("web", "prod", None, None, ledger)  # the newest is config
-    assert not _rolls_back_config("web", "prod", str(v1), None, ledger)
-    assert _rolls_back_config("web", "prod", str(conf), None, ledger)
-    assert not _rolls_back_config("web", "prod", None, "git", ledger)
-    with pytest.raises(InputError, match="neither git nor config"):
-        _rolls_back_config("web", "prod", None, "image", ledger)
+    assert _rollback_kind("web", "prod", None, None, ledger) == "config"  # the newest
+    assert _rollback_kind("web", "prod", str(v1), None, ledger) == "git"
+    assert _rollback_kind("web", "prod", str(conf), None, ledger) == "config"
+    assert _rollback_kind("web", "prod", None, "git", ledger) == "git"
+    assert _rollback_kind("web", "prod", None, "image", ledger) == "image"
+    with pytest.raises(InputError, match="neither git, config nor image"):
+        _rollback_kind("web", "prod", None, "plugin", ledger)
