@@ -13,13 +13,12 @@ from typing import Any
 
 from prefect import get_run_logger
 
-from quayside.errors import ConfigError
 from quayside.images.build_image import BuildSpec, summary_fields
+from quayside.images.build_target import build_target
 from quayside.images.engine_build import build_engine_url
 from quayside.images.registry_access import registry_of, registry_settings
 from quayside.images.versions import VersionChoice, already_built, choose_version, parse_version
 from quayside.inventory import load_inventory
-from quayside.inventory.resolve import resolve_target
 from quayside.ledger.image_builds import BuiltImage, built_images
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
 from quayside.registry.names import check_repository
@@ -40,16 +39,10 @@ def build_release(
     settings = load_settings()
     inventory = load_inventory(settings.inventory_path)
     requested_by = confirm_run_authority(inventory, {"app": app, "env": env}, requested_by)
-    target = resolve_target(inventory, app, env)
-    if target.app.image is None:
-        raise ConfigError(
-            f"quayside.yaml: apps.{app}.image: not set; {app} is not released as an image",
-            hint="add image: {build: {dockerfile: Dockerfile}} to the app, or deploy it with "
-            "git-deploy",
-        )
+    config, image = build_target(inventory, app, env)
     repository = check_repository(registry_of(inventory, app, env).repository)
     registry = registry_settings(inventory, app, env)  # a missing secret refuses here
-    source = resolve_ref(settings.mirrors_dir, target.app.repo, ref, app)
+    source = resolve_ref(settings.mirrors_dir, config.repo, ref, app)
     sha = source.commit_sha
     is_tag = ref in source.mirror.tags()
 
@@ -66,7 +59,7 @@ def build_release(
         announce=False,  # a build changes nothing that serves: release and promote tell
     )
     logger = get_run_logger()
-    with ReleaseLifecycle(request, target) as life:
+    with ReleaseLifecycle(request) as life:  # no hosts: no approval, no apply
         life.lock()  # one build of app/env at a time: the version sequence is read under it
         built = built_images(life.engine, app)
         choice = choose_version(ref, ref_is_tag=is_tag, recorded=[b.version for b in built])
@@ -81,7 +74,7 @@ def build_release(
             source_url=source.mirror.display_url,
             version=choice.tag,
             repository=repository,
-            build=target.app.image.build,
+            build=image.build,
             registry=registry,
         )
         life.request = replace(life.request, version=choice.tag, shown=f"{choice.tag} ({ref})")
