@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
@@ -190,6 +191,8 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
     options.work_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="image-promote-", dir=options.work_dir))
+        if not options.keep:  # ~600 MB of registry storage and build context
+            stack.callback(shutil.rmtree, work, True)
         bench = Bench(stack, work)
 
         def quayside_cold() -> Any:
