@@ -23,12 +23,17 @@ def _names(hosts: Sequence[str]) -> str:
     return ", ".join(hosts[:NAMED]) + (f", ... ({len(hosts)} hosts)" if len(hosts) > NAMED else "")
 
 
+def _serves(report: HostReport) -> bool:
+    return report.switched or report.status == "no_change"
+
+
 class LedgerBehindHosts(LedgerError):
     """Hosts switched (or not) while the ledger could not record it; the release is left
     ``running`` for a reconcile.
 
     Attributes:
-        serving: the hosts that serve the release (switched, not switched back).
+        serving: the hosts that serve the release (switched and not switched back, or had it
+            already).
         not_serving: the hosts worked on that do not (never switched, or switched back).
     """
 
@@ -41,18 +46,19 @@ class LedgerBehindHosts(LedgerError):
         env: str,
         cause: BaseException,
     ) -> None:
-        self.serving = tuple(r.host for r in reports if r.switched)
-        self.not_serving = tuple(r.host for r in reports if not r.switched)
+        # a host that had the release already ("no change") serves it without switching
+        self.serving = tuple(r.host for r in reports if _serves(r))
+        self.not_serving = tuple(r.host for r in reports if not _serves(r))
         why = ((str(cause) or type(cause).__name__).splitlines() or [""])[0]
         if self.serving:
             verb = "serves" if len(self.serving) == 1 else "serve"
             told = f"{_names(self.serving)} {verb} {version} of {app}/{env}"
             if self.not_serving:
                 told += f" ({_names(self.not_serving)} not)"
+        elif self.not_serving:  # never switched, or switched back
+            told = f"none of {_names(self.not_serving)} serves {version} of {app}/{env}"
         else:
             told = f"no host serves {version} of {app}/{env}"
-            if self.not_serving:
-                told += f" ({_names(self.not_serving)} did not switch)"
         super().__init__(
             f"{told}, but the ledger could not record it: {why}",
             hint=f"the release stays running in the ledger until what each host serves is "

@@ -114,6 +114,11 @@ class Applied:
     failed: int
     limit: int
     stopped: bool
+    #: the ledger refused a batch's host rows while the threshold stopped the release: the
+    #: hosts are switched back first (:meth:`ReleaseLifecycle.restore` records them then)
+    ledger_behind: LedgerBehindHosts | None = None
+    #: the hosts of the batch whose rows the ledger refused
+    unrecorded: tuple[str, ...] = ()
 
     @property
     def bad(self) -> list[HostReport]:
@@ -447,6 +452,8 @@ class ReleaseLifecycle:
         reports: list[HostReport] = []
         failed = 0
         stopped = False
+        behind: LedgerBehindHosts | None = None
+        unrecorded: tuple[str, ...] = ()
         limit = len(names) if failure_limit is None else failure_limit
         for number, group in enumerate(batches(names, size), start=1):
             result = fan_out(
@@ -458,7 +465,11 @@ class ReleaseLifecycle:
             batch_reports = reports_of(result)
             reports += batch_reports
             self._reports = list(reports)
-            self._record_applied(host_outcomes(batch_reports))
+            try:
+                self._record_applied(host_outcomes(batch_reports))
+            except LedgerBehindHosts as e:
+                behind = e  # decided below: past the threshold, switching back comes first
+                unrecorded = tuple(r.host for r in batch_reports)
             failed += sum(1 for r in batch_reports if not r.ok)
             if exceeded(failed, limit):
                 get_run_logger().error(
@@ -466,13 +477,15 @@ class ReleaseLifecycle:
                 )
                 stopped = True
                 break
+            if behind is not None:
+                raise behind  # no new batch while the ledger cannot say what the hosts do
         done = {r.host for r in reports}
         skipped = [h for h in names if h not in done]
-        if skipped:
+        if skipped and behind is None:
             self._record_applied(
                 [HostOutcome(h, HostStatus.skipped, step="not started") for h in skipped]
             )
-        return Applied(reports, skipped, failed, limit, stopped)
+        return Applied(reports, skipped, failed, limit, stopped, behind, unrecorded)
 
     def restore(
         self, applied: Applied, back: Callable[[HostReport], object], *, action: str = "switch back"
@@ -485,6 +498,12 @@ class ReleaseLifecycle:
         """
         switched = {r.host: r for r in applied.reports if r.switched and r.status == "succeeded"}
         if not switched:
+            if applied.unrecorded:  # the rows the ledger refused, once more
+                wanted = set(applied.unrecorded)
+                self._record_applied(
+                    host_outcomes([r for r in applied.reports if r.host in wanted])
+                )
+                applied.ledger_behind, applied.unrecorded = None, ()
             return applied.reports
         parallel = self.target.env.max_parallel if self.target else 10
         result = fan_out(action, lambda h: back(switched[h]), list(switched), parallel)
@@ -518,8 +537,11 @@ class ReleaseLifecycle:
         for r in mine:
             logger.warning("%s: %s", r.host, r.message)
         self._reports = list(out)
-        self._record_applied(host_outcomes(mine))
         applied.reports = out
+        # with the switched hosts, the rows of a batch the ledger refused
+        wanted = set(switched) | set(applied.unrecorded)
+        self._record_applied(host_outcomes([r for r in out if r.host in wanted]))
+        applied.ledger_behind, applied.unrecorded = None, ()
         return out
 
     def announcement(self, event: str, text: str) -> Announcement | None:

@@ -52,24 +52,11 @@ HOLDER = (
 )
 
 
-def test_a_ledger_held_past_the_budget_during_the_switch_ends_equal_to_the_hosts(
-    run_flow: Any,
-    platform_inventory: Path,
-    clean_ssh_fleet: SshdFleet,
-    repo: Repo,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    fleet = clean_ssh_fleet
-    engine = ledger()
-    database = load_settings().database_url.removeprefix("sqlite:///")
-    if database == load_settings().database_url:
-        pytest.skip("the platform's ledger is not SQLite")
-    # the run's ledger writes give up after one attempt (the default budget stays 30 s)
-    monkeypatch.setenv(BUDGET_ENV, "1")
-    # the hosts wait 2 s before switching: the other writer holds the ledger by then
-    write_inventory(platform_inventory, fleet, repo, app={"hooks": {"pre_switch": ["sleep 2"]}})
-    before = list_releases(engine, "shop", "test", limit=1, with_hosts=False)
-    last_id = before[0].id if before else 0
+def hold_once_running(
+    engine: Any, database: str, last_id: int
+) -> tuple[threading.Thread, list[subprocess.Popen[str]]]:
+    """A thread that, once a release newer than ``last_id`` of shop/test is running, starts
+    a second process holding SQLite's write lock on ``database`` (until told on its stdin)."""
     holder: list[subprocess.Popen[str]] = []
 
     def hold_when_running() -> None:
@@ -89,6 +76,28 @@ def test_a_ledger_held_past_the_budget_during_the_switch_ends_equal_to_the_hosts
 
     watcher = threading.Thread(target=hold_when_running)
     watcher.start()
+    return watcher, holder
+
+
+def test_a_ledger_held_past_the_budget_during_the_switch_ends_equal_to_the_hosts(
+    run_flow: Any,
+    platform_inventory: Path,
+    clean_ssh_fleet: SshdFleet,
+    repo: Repo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet = clean_ssh_fleet
+    engine = ledger()
+    database = load_settings().database_url.removeprefix("sqlite:///")
+    if database == load_settings().database_url:
+        pytest.skip("the platform's ledger is not SQLite")
+    # the run's ledger writes give up after one attempt (the default budget stays 30 s)
+    monkeypatch.setenv(BUDGET_ENV, "1")
+    # the hosts wait 2 s before switching: the other writer holds the ledger by then
+    write_inventory(platform_inventory, fleet, repo, app={"hooks": {"pre_switch": ["sleep 2"]}})
+    before = list_releases(engine, "shop", "test", limit=1, with_hosts=False)
+    last_id = before[0].id if before else 0
+    watcher, holder = hold_once_running(engine, database, last_id)
     try:
         with pytest.raises(LedgerError) as raised:
             run_flow(git_deploy, "shop", "test", "v1")
@@ -131,4 +140,60 @@ def test_a_ledger_held_past_the_budget_during_the_switch_ends_equal_to_the_hosts
     assert fleet_line(done.summary) == f"{len(fleet)} of {len(fleet)} hosts on v1"
     told = next(x for x in lines if f"release {row.id} " in x)
     assert all(h.name in told for h in fleet), told
+    assert current_lock(engine, "shop", "test") is None
+
+
+def test_past_the_threshold_switched_hosts_go_back_though_the_ledger_is_held(
+    run_flow: Any,
+    platform_inventory: Path,
+    clean_ssh_fleet: SshdFleet,
+    repo: Repo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One host fails (threshold 0) in the batch whose rows the held ledger refuses: the
+    hosts that switched go back to v1 first, and the run then says the ledger is behind."""
+    fleet = clean_ssh_fleet
+    engine = ledger()
+    database = load_settings().database_url.removeprefix("sqlite:///")
+    if database == load_settings().database_url:
+        pytest.skip("the platform's ledger is not SQLite")
+    write_inventory(platform_inventory, fleet, repo)
+    run_flow(git_deploy, "shop", "test", "v1")
+    v1 = {h.name: current_id(h) for h in fleet}
+    monkeypatch.setenv(BUDGET_ENV, "1")
+    failing = fleet[1].name
+    hook = {"pre_switch": ["sleep 2", f'test "$QUAYSIDE_HOST" != {failing}']}
+    write_inventory(
+        platform_inventory, fleet, repo, app={"hooks": hook}, env={"failure_threshold": 0}
+    )
+    last_id = list_releases(engine, "shop", "test", limit=1, with_hosts=False)[0].id
+    watcher, holder = hold_once_running(engine, database, last_id)
+    try:
+        with pytest.raises(LedgerError) as raised:
+            run_flow(git_deploy, "shop", "test", "v2")
+    finally:
+        watcher.join(150)
+        assert holder, "the ledger was never held"
+    process = holder[0]
+    try:
+        # every host is back on v1 (the failed one never left it), complete
+        assert {h.name: current_id(h) for h in fleet} == v1
+        for h in fleet:
+            assert_complete(h)
+        line = str(raised.value).splitlines()[0]
+        assert line.startswith("none of ") and "serves v2 of shop/test" in line, line
+        assert all(h.name in line for h in fleet), line
+    finally:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write("\n")
+        process.stdin.flush()
+        assert process.stdout.readline().strip() == "released"
+        process.wait(timeout=30)
+    row = list_releases(engine, "shop", "test", limit=1)[0]
+    assert row.id > last_id and row.status == ReleaseStatus.running
+    # one reconcile: no host serves the release, and the ledger says so
+    sweep(engine, load_inventory(platform_inventory), started_at=datetime.now(UTC))
+    done = get_release(engine, row.id)
+    assert done.status == ReleaseStatus.interrupted
+    assert all(h.status is not HostStatus.switched for h in done.hosts), done.hosts
     assert current_lock(engine, "shop", "test") is None

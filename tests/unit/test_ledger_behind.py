@@ -52,7 +52,13 @@ def test_the_line_names_the_hosts_that_serve_the_release_and_those_that_do_not()
     nothing = LedgerBehindHosts(
         [report("web-1", False)], version="v2", app="shop", env="prod", cause=cause
     )
-    assert str(nothing).startswith("no host serves v2 of shop/prod (web-1 did not switch), but")
+    assert str(nothing).startswith("none of web-1 serves v2 of shop/prod, but")
+    # a host that had the release already serves it, though it did not switch
+    had_it = HostReport("web-2", "no_change", "plan")
+    rerun = LedgerBehindHosts(
+        [had_it, report("web-1", False)], version="v2", app="shop", env="prod", cause=cause
+    )
+    assert str(rerun).startswith("web-2 serves v2 of shop/prod (web-1 not), but")
     many = LedgerBehindHosts(
         [report(f"web-{i}", True) for i in range(12)], version="v2", app="a", env="b", cause=cause
     )
