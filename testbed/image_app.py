@@ -49,7 +49,7 @@ def app_dockerfile() -> str:
 
 def start_script(healthy: bool) -> str:
     if healthy:  # serve the version, and the mounted config under /www/config
-        return 'exec /bin/busybox httpd -f -p "$QUAYSIDE_LISTEN" -h /www\n'
+        return 'exec /bin/busybox httpd -f -v -p "$QUAYSIDE_LISTEN" -h /www\n'
     return "exec /bin/busybox sleep 100000\n"
 
 

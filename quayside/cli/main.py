@@ -21,6 +21,7 @@ from quayside.cli import (
     commands_auth,  # noqa: F401  (registers commands)
     commands_config,  # noqa: F401  (registers commands)
     commands_config_publish,  # noqa: F401  (registers commands)
+    commands_containers,  # noqa: F401  (registers commands)
     commands_demo,  # noqa: F401  (registers commands)
     commands_platform,  # noqa: F401  (registers commands)
     commands_release,  # noqa: F401  (registers commands)
