@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from quayside.deployments.catalogue import by_name
 from quayside.errors import InputError, NotFoundError, QuaysideError
@@ -123,6 +123,10 @@ def _start(
             hint="`quayside up` registers the catalogue; is the platform running?",
         )
     when = (scheduled_at or datetime.now(UTC)).isoformat()
+    # without a caller's key, one of our own: a request sent again after its answer was lost
+    # then finds the run it created instead of starting the release twice
+    own_key = idempotency_key is None
+    idempotency_key = idempotency_key or f"quayside:{uuid4()}"
     # what PrefectClient.create_flow_run_from_deployment sends; the server answers 201 for a
     # new run and 200 with the existing one for a known idempotency key
     request = {
@@ -142,7 +146,7 @@ def _start(
         spec.full_name,
         ui_url_for(status.id),
         _when(details.get("scheduled_time")),
-        created=api.last_status == 201,
+        created=own_key or api.last_status == 201,
         state_type=status.state_type,
         state_name=status.state_name,
     )

@@ -176,10 +176,16 @@ class PrefectHTTP:
                     f"the Prefect API at {self.url} is not reachable ({e})"
                 ) from None
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ReadTimeout) as e:
+                # a request whose answer was lost is sent again: run creation carries an
+                # idempotency key (quayside.runs.client.start_run), so it never doubles
                 if attempt == RETRIES:
                     raise PrefectUnavailable(
                         f"the Prefect API at {self.url} stopped answering ({type(e).__name__})"
                     ) from None
+            except httpx.HTTPError as e:  # a write that failed, a URL httpx cannot use, ...
+                raise PrefectUnavailable(
+                    f"the Prefect API at {self.url} cannot be used ({type(e).__name__}: {e})"
+                ) from None
             else:
                 if response.status_code not in RETRY_STATUS or attempt == RETRIES:
                     return response
@@ -205,4 +211,11 @@ class PrefectHTTP:
             raise QuaysideError(f"Prefect API refused the request: {response.text[:300]}")
         if not response.content:
             return None
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            raise QuaysideError(
+                f"the Prefect API at {self.url} answered {path} with something that is not "
+                f"JSON: {response.text[:120]!r}",
+                hint="is PREFECT_API_URL the API (ending in /api), not the UI?",
+            ) from None

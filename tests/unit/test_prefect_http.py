@@ -16,6 +16,7 @@ import pytest
 
 from quayside.api_auth import APIAuthError
 from quayside.errors import InputError, NotFoundError, QuaysideError
+from quayside.runs.client import start_run
 from quayside.runs.prefect_http import PrefectHTTP, PrefectUnavailable
 
 
@@ -31,7 +32,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.seen.append((self.command, self.path, dict(self.headers), body))
         status, payload = self.server.replies.pop(0) if self.server.replies else (200, {})
-        data = json.dumps(payload).encode()
+        if status == 0:  # the answer is lost: the connection closes without one
+            self.close_connection = True
+            return
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -117,3 +121,29 @@ def test_the_release_path_never_imports_prefect() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_run_whose_answer_was_lost_is_asked_for_again_under_the_same_key(
+    api: _Scripted,
+) -> None:
+    run = {
+        "id": "3f1c2a9e-1d2b-4c5d-8e9f-0a1b2c3d4e5f",
+        "name": "brave-fox",
+        "parameters": {"app": "shop"},
+        "tags": [],
+        "state": {"type": "SCHEDULED", "name": "Scheduled", "state_details": {}},
+    }
+    api.replies = [(200, {"id": "dep-1"}), (0, {}), (200, run)]
+    handle = start_run("hello-release", {"app": "shop"})
+    assert handle.id == run["id"] and handle.created
+    posts = [json.loads(body) for method, _, _, body in api.seen if method == "POST"]
+    assert len(posts) == 2  # sent again after the lost answer ...
+    key = posts[0]["idempotency_key"]
+    assert key and posts[1]["idempotency_key"] == key  # ... as the same run
+
+
+def test_an_answer_that_is_not_json_names_the_likely_mistake(api: _Scripted) -> None:
+    api.replies = [(200, b"<html>the UI</html>")]
+    with PrefectHTTP() as http, pytest.raises(QuaysideError, match="not JSON") as raised:
+        http.call("GET", "/flow_runs/x")
+    assert raised.value.hint and "/api" in raised.value.hint
