@@ -85,13 +85,22 @@ def load_settings() -> Settings:
     home = Path(os.environ.get("QUAYSIDE_HOME", "~/.quayside")).expanduser().resolve()
     db = os.environ.get("QUAYSIDE_DATABASE_URL") or f"sqlite:///{home / 'ledger.db'}"
     inventory = Path(os.environ.get("QUAYSIDE_INVENTORY", "quayside.yaml")).expanduser()
+    listen = os.environ.get("QUAYSIDE_PREFECT_LISTEN", "").strip()
     return Settings(
         home=home,
         database_url=db,
         inventory_path=inventory,
         gateway_host=os.environ.get("QUAYSIDE_GATEWAY_HOST", "127.0.0.1"),
         gateway_port=int(os.environ.get("QUAYSIDE_GATEWAY_PORT", "8400")),
-        prefect_host=os.environ.get("QUAYSIDE_PREFECT_HOST", "127.0.0.1"),
+        prefect_host=os.environ.get("QUAYSIDE_PREFECT_HOST") or _client_host(listen),
         prefect_port=int(os.environ.get("QUAYSIDE_PREFECT_PORT", "4200")),
-        prefect_listen=os.environ.get("QUAYSIDE_PREFECT_LISTEN", "").strip(),
+        prefect_listen=listen,
     )
+
+
+def _client_host(listen: str) -> str:
+    """Where clients reach a Prefect server bound to ``listen`` (QUAYSIDE_PREFECT_LISTEN, as
+    ``quayside up --listen`` is given it): every address and loopback are reached on
+    127.0.0.1, one address on that address. So ``quayside deploy`` in a shell with the same
+    settings as ``up`` finds the server (quayside.stack.listen.connect_host, for ``up``)."""
+    return "127.0.0.1" if listen in ("", "0.0.0.0", "localhost") else listen

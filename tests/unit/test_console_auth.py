@@ -204,3 +204,17 @@ def test_up_listen_everywhere_refuses_in_one_line_before_creating_anything(
     )
     assert done.returncode == 1 and "no file" in done.stderr, done.stderr
     assert not home.exists()
+
+
+def test_the_cli_reaches_a_server_on_one_address_with_the_same_settings_as_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from quayside.settings import load_settings
+
+    monkeypatch.delenv("QUAYSIDE_PREFECT_HOST", raising=False)
+    monkeypatch.setenv("QUAYSIDE_PREFECT_PORT", "4999")
+    for listen, host in (("10.0.0.5", "10.0.0.5"), ("0.0.0.0", "127.0.0.1"), ("", "127.0.0.1")):
+        monkeypatch.setenv("QUAYSIDE_PREFECT_LISTEN", listen)
+        assert load_settings().prefect_api_url == f"http://{host}:4999/api", listen
+    monkeypatch.setenv("QUAYSIDE_PREFECT_HOST", "127.0.0.9")  # said outright, it wins
+    assert load_settings().prefect_api_url == "http://127.0.0.9:4999/api"
