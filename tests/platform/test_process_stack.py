@@ -1,0 +1,186 @@
+"""Releases across workers on the production stack run as processes (testbed/process_stack.py:
+the compose file's commands and settings, PostgreSQL for Prefect and the ledger, Redis, the
+API server --no-services, Prefect's services apart, two workers taking one run at a time, the
+gateway), on real sshd hosts (issue 19).
+
+Releases of two apps run on the two workers at the same time; two releases of one app and
+environment never overlap, whichever workers take them: the second is recorded not run, or
+waits for the ledger's lease and then runs after the first."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+import pytest
+import yaml
+from sqlalchemy import Engine
+
+from quayside.ledger.db import make_engine
+from quayside.ledger.models import ReleaseStatus
+from quayside.ledger.releases import releases_of_run
+from quayside.runs import read_run, start_run
+from testbed.platform import _refresh_prefect_settings
+from testbed.process_stack import ProcessStack
+from testbed.release_fixtures import (  # noqa: F401  (fixtures)
+    Repo,
+    assert_complete,
+    host_entries,
+    repo_fixture,
+)
+from testbed.sshd import SshdFleet
+
+pytestmark = [
+    pytest.mark.xdist_group("process-stack"),
+    pytest.mark.prefect,
+    pytest.mark.ssh,
+    pytest.mark.postgres,
+]
+
+WORKER_LABEL = "prefect.worker.name"
+
+
+@pytest.fixture(scope="module")
+def stack(process_stack: ProcessStack) -> Iterator[ProcessStack]:
+    """The process stack, with this process's Prefect and Quayside clients pointed at it."""
+    changes = {
+        k: v
+        for k, v in process_stack.client_env().items()
+        if k.startswith(("PREFECT_", "QUAYSIDE_"))
+    }
+    old = {k: os.environ.get(k) for k in changes}
+    os.environ.update(changes)
+    _refresh_prefect_settings()
+    try:
+        yield process_stack
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _refresh_prefect_settings()
+
+
+@pytest.fixture
+def ledger_engine_of(stack: ProcessStack) -> Iterator[Engine]:
+    engine = make_engine(stack.ledger_url())
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def write_apps(stack: ProcessStack, fleet: SshdFleet, repo: Repo, hold: str) -> None:
+    """Apps ``shop`` and ``cart`` (the same repository, their own deploy roots), environment
+    ``test`` on every fleet host; each release waits ``hold`` on the hosts before its switch."""
+
+    def app(root: str) -> dict[str, Any]:
+        return {
+            "repo": str(repo.path),
+            "deploy_root": str(fleet.base_dir / "{host}" / root),
+            "environments": {"test": {"hosts": [h.name for h in fleet]}},
+            "hooks": {"pre_switch": [f"sleep {hold}"]},
+        }
+
+    stack.inventory.write_text(
+        yaml.safe_dump(
+            {"hosts": host_entries(fleet), "apps": {"shop": app("root"), "cart": app("cart")}}
+        )
+    )
+
+
+def wait_final(run_id: str, timeout_s: float = 240) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = read_run(run_id)
+        if status.final:
+            return status.state_type
+        assert time.monotonic() < deadline, f"run {run_id} still {status.state_type}"
+        time.sleep(0.5)
+
+
+def worker_of(stack: ProcessStack, run_id: str) -> str:
+    """The worker that started the run (the label Prefect's worker gives the run)."""
+    from prefect.client.orchestration import PrefectClient
+
+    async def read() -> str:
+        async with PrefectClient(api=stack.api_url, auth_string=stack.auth_string) as client:
+            run = await client.read_flow_run(UUID(run_id))
+            return str(run.labels.get(WORKER_LABEL, ""))
+
+    return asyncio.run(read())
+
+
+def deploy(app: str, ref: str, **extra: Any) -> str:
+    return start_run(
+        "git-deploy", {"app": app, "env": "test", "ref": ref, "requested_by": "ops", **extra}
+    ).id
+
+
+def test_releases_of_two_apps_run_on_two_workers_at_once(
+    stack: ProcessStack, clean_ssh_fleet: SshdFleet, repo: Repo, ledger_engine_of: Engine
+) -> None:
+    fleet = clean_ssh_fleet
+    write_apps(stack, fleet, repo, hold="3")
+    shop, cart = deploy("shop", "v1"), deploy("cart", "v2")
+    assert wait_final(shop) == "COMPLETED"
+    assert wait_final(cart) == "COMPLETED"
+
+    # each worker took one (a worker takes one run at a time here), and they overlapped
+    assert {worker_of(stack, shop), worker_of(stack, cart)} == set(stack.worker_names())
+    (shop_release,) = releases_of_run(ledger_engine_of, shop)
+    (cart_release,) = releases_of_run(ledger_engine_of, cart)
+    for release in (shop_release, cart_release):
+        assert release.status == ReleaseStatus.succeeded
+        assert release.started_at is not None and release.finished_at is not None
+    assert shop_release.started_at < cart_release.finished_at  # type: ignore[operator]
+    assert cart_release.started_at < shop_release.finished_at  # type: ignore[operator]
+    for host in fleet:
+        assert (host.root / "current" / "index.php").read_text() == "<?php echo 'v1';\n"
+        assert_complete(host)
+        cart_current = fleet.base_dir / host.name / "cart" / "current" / "index.php"
+        assert cart_current.read_text() == "<?php echo 'v2';\n"
+
+
+def test_two_releases_of_one_app_never_overlap_across_workers(
+    stack: ProcessStack, clean_ssh_fleet: SshdFleet, repo: Repo, ledger_engine_of: Engine
+) -> None:
+    fleet = clean_ssh_fleet
+    write_apps(stack, fleet, repo, hold="4")
+
+    # refused: the second run, on the other worker, finds the lease held and does not run
+    first, second = deploy("shop", "v1"), deploy("shop", "v2")
+    states = {first: wait_final(first), second: wait_final(second)}
+    assert sorted(states.values()) == ["CANCELLED", "COMPLETED"], states
+    assert {worker_of(stack, first), worker_of(stack, second)} == set(stack.worker_names())
+    ran = next(r for r, s in states.items() if s == "COMPLETED")
+    refused = next(r for r, s in states.items() if s == "CANCELLED")
+    (done,) = releases_of_run(ledger_engine_of, ran)
+    (not_run,) = releases_of_run(ledger_engine_of, refused)
+    assert done.status == ReleaseStatus.succeeded
+    assert not_run.status == ReleaseStatus.cancelled
+    assert not_run.summary["result"] == "not run"
+    assert ran in not_run.summary["reason"]  # it names the run that held the lease
+    for host in fleet:
+        assert_complete(host)
+
+    # waiting: both run, one after the other
+    third, fourth = deploy("shop", "v2", lock_wait_s=120), deploy("shop", "v3", lock_wait_s=120)
+    assert wait_final(third) == "COMPLETED"
+    assert wait_final(fourth) == "COMPLETED"
+    assert {worker_of(stack, third), worker_of(stack, fourth)} == set(stack.worker_names())
+    (a,) = releases_of_run(ledger_engine_of, third)
+    (b,) = releases_of_run(ledger_engine_of, fourth)
+    earlier, later = sorted((a, b), key=lambda r: r.started_at)  # type: ignore[arg-type,return-value]
+    assert earlier.status == later.status == ReleaseStatus.succeeded
+    assert earlier.finished_at <= later.started_at  # type: ignore[operator]
+    for host in fleet:
+        assert (host.root / "current" / "index.php").read_text() == (
+            f"<?php echo '{later.version}';\n"
+        )
+        assert_complete(host)
