@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, str] = {
     "platform_start": "bench.platform_start",
     "config_publish": "bench.config_publish",
     "image_promote": "bench.image_promote",
+    "image_build": "bench.image_build",
 }
 
 
