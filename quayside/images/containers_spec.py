@@ -152,6 +152,8 @@ def create_arguments(run: ImageRun, spec: ContainerSpec, host: str) -> dict[str,
     }
     if run.restart == "on-failure":
         args["restart_policy"]["MaximumRetryCount"] = 5
+    if run.init:
+        args["init"] = True
     if run.network == "host":
         args["network_mode"] = "host"
     else:

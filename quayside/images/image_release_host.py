@@ -200,7 +200,7 @@ def release_on_host(
                 raise QuaysideError(f"traffic switch: {report.message}")
             time.sleep(job.run.traffic.drain_s)
         if serving is not None:
-            engine.stop(serving.container)
+            engine.stop(serving.container, job.run.stop_timeout_s)
     except Exception as e:
         why = failure_message(e, job.host)
         if new is not None:

@@ -155,6 +155,14 @@ class ImageRun(_Strict):
     traffic: ImageTraffic | None = Field(
         None, description="the nginx fronting the app on each host (none: no switch)"
     )
+    init: bool = Field(
+        False,
+        description="run an init process as PID 1 that forwards signals (docker --init): an "
+        "app that ignores SIGTERM as PID 1 then stops at once instead of after stop_timeout_s",
+    )
+    stop_timeout_s: int = Field(
+        10, ge=0, le=3600, description="seconds from SIGTERM to SIGKILL when stopping"
+    )
 
     @field_validator("slots")
     @classmethod

@@ -73,6 +73,7 @@ def _run(front: FrontNginx, tmp_path: Path, **more: Any) -> ImageRun:
     slots = tuple(f"{APP_ADDRESS}:{p}" for p in sorted(ports))
     values: dict[str, Any] = {
         "network": "host",
+        "init": True,  # busybox httpd as PID 1 ignores SIGTERM
         "slots": slots,
         "health_path": "/health",
         "health_timeout_s": 5,

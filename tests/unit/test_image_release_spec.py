@@ -77,7 +77,7 @@ def test_create_arguments_bridge_network_with_limits_restart_logs_and_config() -
         "labels": spec(slot=1).labels(),
         "environment": {"JAVA_OPTS": "-Xmx256m", "QUAYSIDE_LISTEN": "0.0.0.0:8080"},
         "restart_policy": {"Name": "on-failure", "MaximumRetryCount": 5},
-        "ports": {"8080/tcp": ("127.0.0.1", 18081)},
+        "ports": {"8080/tcp": ("127.0.0.1", 18081)},  # no "init": not asked for
         "volumes": {"/srv/qs/web-1/shop-prod-v1.2.0-b": {"bind": "/etc/shop", "mode": "ro"}},
         "mem_limit": "512m",
         "nano_cpus": 1_500_000_000,
@@ -87,9 +87,12 @@ def test_create_arguments_bridge_network_with_limits_restart_logs_and_config() -
 
 
 def test_create_arguments_host_network_listen_on_the_slot_without_config() -> None:
-    run = ImageRun(network="host", slots=("127.0.0.5:9001", "127.0.0.5:9002"), listen_env="PORT_AT")
+    run = ImageRun(
+        network="host", slots=("127.0.0.5:9001", "127.0.0.5:9002"), listen_env="PORT_AT",
+        init=True,
+    )  # fmt: skip
     args = create_arguments(run, spec(slot=0), "web-1")
-    assert args["network_mode"] == "host" and "ports" not in args
+    assert args["network_mode"] == "host" and "ports" not in args and args["init"] is True
     assert args["environment"] == {"PORT_AT": "127.0.0.5:9001"}
     assert "volumes" not in args and "mem_limit" not in args and "log_config" not in args
     assert args["restart_policy"] == {"Name": "unless-stopped"}
