@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, str] = {
     "config_publish": "bench.config_publish",
     "image_promote": "bench.image_promote",
     "image_build": "bench.image_build",
+    "image_release": "bench.image_release",
 }
 
 
