@@ -87,15 +87,22 @@ class ProcessStack:
         worker_args: added to each worker's command after ``--name``: the fixture's
             ``--limit 1`` makes two runs at once go to two workers (an unlimited worker
             takes every run it sees in one poll).
+        worker_env: added to each worker's environment (and so its flow runs').
     """
 
     def __init__(
-        self, base: Path, inventory: Path, workers: int = 2, worker_args: list[str] | None = None
+        self,
+        base: Path,
+        inventory: Path,
+        workers: int = 2,
+        worker_args: list[str] | None = None,
+        worker_env: Mapping[str, str] | None = None,
     ) -> None:
         self.base = base
         self.inventory = inventory
         self.worker_count = workers
         self.worker_args = list(worker_args or [])
+        self.worker_env = dict(worker_env or {})
         self.prefect_port = free_port()
         self.gateway_port = free_port()
         self.redis_port = free_port()
@@ -223,6 +230,7 @@ class ProcessStack:
         self.wait_healthy("prefect-server", f"{self.api_url}/health", 180)
         self.start_service("prefect-services")
         self.run_once("register")
+        self.run_once("reconcile")
         for name in self.worker_names():
             self.start_worker(name)
         self.start_service("gateway")
@@ -281,10 +289,13 @@ class ProcessStack:
         return path
 
     def _popen(self, name: str, service: str, extra: list[str] | None = None) -> None:
+        env = self.env(service, self.home(name))
+        if service == "worker":
+            env.update(self.worker_env)
         log = (self.logs / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             self.argv(service, extra),
-            env=self.env(service, self.home(name)),
+            env=env,
             cwd=PROJECT_DIR,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -362,15 +373,23 @@ class ProcessStack:
 
 @pytest.fixture(scope="module")
 def process_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessStack]:
-    """The production stack as processes (two workers taking one run at a time), for one test
-    module; its inventory (``stack.inventory``) starts empty."""
+    """The production stack as processes (two workers taking one run at a time, their runs
+    beating every 30 s), for one test module; its inventory (``stack.inventory``) starts
+    empty."""
     from testbed.require import need_binary
 
     need_binary("redis-server", "redis-server")
     base = tmp_path_factory.mktemp("process-stack")
     inventory = base / "quayside.yaml"
     inventory.write_text("hosts: {}\n")
-    stack = ProcessStack(base, inventory, workers=2, worker_args=["--limit", "1"])
+    stack = ProcessStack(
+        base,
+        inventory,
+        workers=2,
+        worker_args=["--limit", "1"],
+        # Prefect's shortest heartbeat interval: a test can see a dead run's heartbeats stop
+        worker_env={"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
+    )
     try:
         stack.start()
     except BaseException:

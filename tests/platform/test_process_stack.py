@@ -5,25 +5,33 @@ gateway), on real sshd hosts (issue 19).
 
 Releases of two apps run on the two workers at the same time; two releases of one app and
 environment never overlap, whichever workers take them: the second is recorded not run, or
-waits for the ledger's lease and then runs after the first."""
+waits for the ledger's lease and then runs after the first. A worker SIGKILLed with its run's
+processes mid-release: its heartbeats stop, Prefect's automation (through the services process
+and Redis) marks the run Crashed, and the next release takes the lease over, records the dead
+one interrupted and completes on every host."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 import yaml
 from sqlalchemy import Engine
 
 from quayside.ledger.db import make_engine
+from quayside.ledger.locks import current_lock
 from quayside.ledger.models import ReleaseStatus
 from quayside.ledger.releases import releases_of_run
 from quayside.runs import read_run, start_run
+from quayside.runs.heartbeats import ZOMBIE_AUTOMATION, zombie_automation
 from testbed.platform import _refresh_prefect_settings
 from testbed.process_stack import ProcessStack
 from testbed.release_fixtures import (  # noqa: F401  (fixtures)
@@ -183,4 +191,117 @@ def test_two_releases_of_one_app_never_overlap_across_workers(
         assert (host.root / "current" / "index.php").read_text() == (
             f"<?php echo '{later.version}';\n"
         )
+        assert_complete(host)
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def run_processes(run_id: str) -> list[int]:
+    """Processes of this machine started for flow run ``run_id`` (its id is in their
+    environment: the run's process and the ssh it started)."""
+    wanted = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def heartbeats(stack: ProcessStack, run_id: str) -> int:
+    """How many heartbeat events of the run the API has stored (the services process
+    persists what the API server publishes to Redis)."""
+    answer = httpx.post(
+        f"{stack.api_url}/events/filter",
+        json={
+            "filter": {
+                "event": {"name": ["prefect.flow-run.heartbeat"]},
+                "resource": {"id": [f"prefect.flow-run.{run_id}"]},
+            },
+            "limit": 10,
+        },
+        auth=httpx.BasicAuth(*stack.auth_string.split(":", 1)),
+        timeout=10,
+    )
+    answer.raise_for_status()
+    return len(answer.json()["events"])
+
+
+def automation_names(stack: ProcessStack) -> set[str]:
+    from prefect.client.orchestration import PrefectClient
+
+    async def read() -> set[str]:
+        async with PrefectClient(api=stack.api_url, auth_string=stack.auth_string) as client:
+            return {a.name for a in await client.read_automations()}
+
+    return asyncio.run(read())
+
+
+def watch_heartbeats_of(stack: ProcessStack, run_id: str, window_s: float) -> None:
+    """The platform's zombie automation with a window this test can wait out, for one run."""
+    from prefect.client.orchestration import PrefectClient
+
+    automation = zombie_automation(
+        window_s, name=f"test: crash {run_id}", runs=f"prefect.flow-run.{run_id}"
+    )
+
+    async def create() -> None:
+        async with PrefectClient(api=stack.api_url, auth_string=stack.auth_string) as client:
+            await client.create_automation(automation)
+
+    asyncio.run(create())
+
+
+def test_a_killed_worker_s_release_ends_crashed_and_the_next_completes(
+    stack: ProcessStack, clean_ssh_fleet: SshdFleet, repo: Repo, ledger_engine_of: Engine
+) -> None:
+    fleet = clean_ssh_fleet
+    engine = ledger_engine_of
+    # the stack's reconcile step installed Prefect's heartbeat automation (a 9-minute window)
+    assert ZOMBIE_AUTOMATION in automation_names(stack)
+    write_apps(stack, fleet, repo, hold="300")  # the run waits on the hosts, lease held
+    run = deploy("shop", "v1")
+    watch_heartbeats_of(stack, run, window_s=70)
+    wait_for(lambda: releases_of_run(engine, run), "the run's release")
+    wait_for(
+        lambda: (lock := current_lock(engine, "shop", "test")) and lock.flow_run_id == run,
+        "the run to take the lease",
+    )
+    wait_for(lambda: heartbeats(stack, run) >= 2, "two heartbeats of the run", 120)
+
+    worker = worker_of(stack, run)
+    assert worker in stack.worker_names()
+    victims = run_processes(run)
+    assert victims, "no process of the run found"
+    stack.stop_process(worker, signal.SIGKILL)  # the worker and its fork server
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)  # an OOM kill of the run's process and its ssh
+        except ProcessLookupError:
+            pass
+
+    # nobody is left to report the run: its heartbeats stop and Prefect crashes it
+    wait_for(lambda: read_run(run).final, "Prefect to mark the run ended", 240)
+    assert read_run(run).state_type == "CRASHED"
+    stack.start_worker(worker)
+
+    write_apps(stack, fleet, repo, hold="0")
+    retried = deploy("shop", "v2")
+    assert wait_final(retried) == "COMPLETED"
+    (dead,) = releases_of_run(engine, run)
+    assert dead.status == ReleaseStatus.interrupted
+    assert current_lock(engine, "shop", "test") is None
+    for host in fleet:
+        assert (host.root / "current" / "index.php").read_text() == "<?php echo 'v2';\n"
         assert_complete(host)
