@@ -23,6 +23,7 @@ from quayside.ledger.releases import finish_release, mark_running, start_release
 from quayside.ledger.sole_copies import sole_copies
 from quayside.manifest import build_manifest
 from testbed.release_fixtures import release_ids
+from testbed.rollback_prune import wait_for_rollback_prune
 from testbed.sshd import SshdFleet, SshdHost
 
 pytestmark = pytest.mark.ssh
@@ -68,7 +69,7 @@ def executor(host: SshdHost) -> SSHExecutor:
 
 
 def deploy(
-    fleet: list[SshdHost], tmp_path: Path, rid: str, protected: frozenset[str]
+    fleet: list[SshdHost], tmp_path: Path, rid: str, protected: frozenset[str], keep: int = 2
 ) -> list[tuple[str, str | None]]:
     payload = tmp_path / rid
     payload.mkdir()
@@ -84,7 +85,7 @@ def deploy(
             payload_dir=payload,
             manifest=build_manifest(payload),
             deploy_root=str(host.root),
-            keep_releases=2,
+            keep_releases=keep,
             protected=protected,
         )
         with executor(host) as ex:
@@ -113,14 +114,21 @@ def test_a_release_only_the_hosts_hold_survives_deploys_and_rollbacks(
         for _, facts in reports:  # what the run reads back to name the kept directories
             assert facts is not None and f"release:{IDS[1]}" in facts
 
-    # a rollback to IDS[3]: its prune (in the background) keeps IDS[1] too
+    # one more release while keep_releases is 3: IDS[3] stays on, so the rollback below must
+    # prune an unprotected directory
+    deploy(fleet, tmp_path, IDS[5], sole_copies(ledger, "web", "prod"), keep=3)
+    record(ledger, IDS[5], stored=True)
+    for host in fleet:
+        assert release_ids(host) == sorted([IDS[1], IDS[3], IDS[4], IDS[5]]), host.name
+
+    # a rollback to IDS[4]: its prune (in the background) deletes IDS[3] and keeps IDS[1]
     for host in fleet:
         spec = RollbackSpec(
             app="web",
             env="prod",
-            release_id=IDS[3],
-            commit_sha=IDS[3][-12:] * 3,
-            ref=IDS[3],
+            release_id=IDS[4],
+            commit_sha=IDS[4][-12:] * 3,
+            ref=IDS[4],
             deploy_root=str(host.root),
             keep_releases=2,
             protected=sole_copies(ledger, "web", "prod"),
@@ -128,15 +136,17 @@ def test_a_release_only_the_hosts_hold_survives_deploys_and_rollbacks(
         with executor(host) as ex:
             report = rollback_host(ex, host.name, spec, fetch_payload=lambda: tmp_path)
         assert report.status == "succeeded", report
-    wanted = sorted([IDS[1], IDS[3], IDS[4]])
+    # the prune deletes oldest first: were IDS[1] unprotected, it would go before IDS[3]
     deadline = time.monotonic() + 30
-    while any(release_ids(h) != wanted for h in fleet) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert [release_ids(h) for h in fleet] == [wanted, wanted]
+    while any(IDS[3] in release_ids(h) for h in fleet) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    wait_for_rollback_prune(h.root for h in fleet)
+    for host in fleet:
+        assert release_ids(host) == sorted([IDS[1], IDS[4], IDS[5]]), host.name
 
     # once the ledger names a stored payload for it, it is pruned like any other
     record(ledger, IDS[1], stored=True)
     assert sole_copies(ledger, "web", "prod") == frozenset()
-    deploy(fleet, tmp_path, IDS[5], frozenset())
+    deploy(fleet, tmp_path, IDS[6], frozenset())
     for host in fleet:
-        assert release_ids(host) == sorted([IDS[3], IDS[5]])
+        assert release_ids(host) == sorted([IDS[4], IDS[6]])

@@ -1,7 +1,9 @@
 """A release the artifact store could not keep lives only in its directories on the hosts:
 later deploys and rollbacks prune to exactly keep_releases of the others and leave it, and
 the run says so (issue 15 item 3). Real sshd hosts, the real flows, the store on a full
-tmpfs for that one release."""
+tmpfs for that one release. Each rollback starts from a state its prune must change (a
+directory to delete, or one that only stays because the protected release is not counted) and
+the test waits for the prune to end before it looks."""
 
 from __future__ import annotations
 
@@ -28,18 +30,19 @@ from testbed.release_fixtures import (  # noqa: F401  (fixtures)
     run_flow_fixture,
     write_inventory,
 )
+from testbed.rollback_prune import wait_for_rollback_prune
 from testbed.sshd import SshdFleet
 
 pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect, pytest.mark.ssh]
 
 
-def _wait_for_releases(fleet: SshdFleet, wanted: list[str]) -> None:
-    """A rollback prunes in the background after the hosts answered: poll for the result."""
+def _wait_for_prune(fleet: SshdFleet, gone: str | None = None) -> None:
+    """A rollback prunes in the background after the hosts answered: wait until ``gone`` has
+    been deleted on every host, then until the prune has ended there."""
     deadline = time.monotonic() + 30
-    while any(release_ids(h) != wanted for h in fleet) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for h in fleet:
-        assert release_ids(h) == wanted, h.name
+    while gone and any(gone in release_ids(h) for h in fleet) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    wait_for_rollback_prune(h.root for h in fleet)
 
 
 def test_a_release_without_a_stored_payload_survives_every_prune(
@@ -82,17 +85,31 @@ def test_a_release_without_a_stored_payload_survives_every_prune(
     kept = row.summary["kept"]
     assert kept == {"releases": {ids["big"]: [h.name for h in fleet]}, "why": SOLE_COPY_REASON}
 
-    # a rollback prunes too (in the background): to v5, then to the protected release itself
+    # one more release while keep_releases is 3 (v5 stays on), so that the rollback's prune
+    # (in the background, after the hosts answered) has an unprotected directory to delete
+    write_inventory(platform_inventory, fleet, repo, app={"keep_releases": 3})
+    repo.commit({"index.php": "<?php echo 'v7';\n"}, tag="v7")
+    ids["v7"] = run_flow(git_deploy, "shop", "test", "v7")["release_id"]
+    for h in fleet:
+        assert release_ids(h) == sorted([ids["big"], ids["v5"], ids["v6"], ids["v7"]]), h.name
+    write_inventory(platform_inventory, fleet, repo, app={"keep_releases": 2})
+
     back = run_flow(rollback, "shop", "test", requested_by="bob")
-    assert back["release_id"] == ids["v5"]
-    _wait_for_releases(fleet, sorted([ids["big"], ids["v5"], ids["v6"]]))
+    assert back["release_id"] == ids["v6"]
+    # the prune deletes oldest first: were big unprotected, it would go before v5
+    _wait_for_prune(fleet, gone=ids["v5"])
+    for h in fleet:
+        assert release_ids(h) == sorted([ids["big"], ids["v6"], ids["v7"]]), h.name
     resume_auto_triggers(engine, "shop", "test", actor="bob")
     summary = get_release(engine, back["release"]).summary
     assert summary["kept"] == {"releases": [ids["big"]], "why": SOLE_COPY_REASON}
 
+    # to the protected release itself: it is not counted in keep_releases either, so beside it
+    # v6 (what current pointed at) and one other (v7) stay; counted, v7 would be deleted
     to_big = run_flow(rollback, "shop", "test", to="big", requested_by="bob")
     assert to_big["restored"] == []  # served from the hosts' own copy
-    _wait_for_releases(fleet, sorted([ids["big"], ids["v5"], ids["v6"]]))
+    _wait_for_prune(fleet)
     for h in fleet:
+        assert release_ids(h) == sorted([ids["big"], ids["v6"], ids["v7"]]), h.name
         assert current_id(h) == ids["big"]
         assert_complete(h)
