@@ -186,11 +186,13 @@ async def rollback(
 
 
 def _summary(hosts: int, failed: int, to: int, protected: frozenset[str]) -> dict[str, Any]:
-    """The rollback's ledger summary; ``kept`` names the directories its prune leaves alone
-    (the only copy of their release) where the hosts have them."""
+    """The rollback's ledger summary; ``protected`` lists the release ids its prune was told
+    to keep (the ledger's sole copies, read under the lock), whether or not a host holds them:
+    the hosts answer before they prune, so what each keeps is not read back (a deploy's
+    ``kept`` is, from the hosts' facts)."""
     summary: dict[str, Any] = {"hosts": hosts, "failed": failed, "to": to}
     if protected:
-        summary["kept"] = {"releases": sorted(protected), "why": SOLE_COPY_REASON}
+        summary["protected"] = {"releases": sorted(protected), "why": SOLE_COPY_REASON}
     return summary
 
 
