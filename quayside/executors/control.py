@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from quayside.errors import InputError
+from quayside.executors.quoting import ssh_config_path
 
 #: OpenSSH appends up to 17 characters to a control path while it creates the socket, and a
 #: Unix socket path has at most 107 bytes on Linux: control directories longer than this fall
@@ -99,6 +100,18 @@ def control_sockets(directory: Path) -> list[Path]:
 def close_argv(socket: Path) -> list[str]:
     """``ssh -O exit`` for the master listening on ``socket`` (the destination is not used)."""
     return ["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "quayside-control"]
+
+
+def check_argv(socket: Path) -> list[str]:
+    """``ssh -O check`` for the master listening on ``socket``: exit 0 while it runs."""
+    return [
+        "ssh",
+        "-o",
+        f"ControlPath={ssh_config_path(socket)}",
+        "-O",
+        "check",
+        "quayside-control",
+    ]
 
 
 def close_masters(directory: Path, timeout_s: float = 5) -> int:

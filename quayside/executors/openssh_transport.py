@@ -26,6 +26,7 @@ from quayside.errors import (
     tail,
 )
 from quayside.executors.base import CommandResult, OutputCallback
+from quayside.executors.control import check_argv
 from quayside.executors.local import LocalExecutor, display_command
 from quayside.executors.quoting import ssh_config_path
 from quayside.executors.ssh_target import SSHTarget
@@ -124,6 +125,20 @@ class OpenSSHTransport:
                 t.name, f"cannot read known_hosts file {t.known_hosts}: not readable"
             )
 
+    def master_alive(self) -> bool | None:
+        """Whether the shared connection's master still runs (``ssh -O check`` on its control
+        socket); None without one (each command has its own connection). A master that does
+        not answer within 10 s counts as gone."""
+        if self.control_path is None:
+            return None
+        try:
+            checked = LocalExecutor(self.target.name).run(
+                check_argv(self.control_path), timeout=10, check=False
+            )
+        except (CommandTimeout, CommandFailed):
+            return False
+        return checked.exit_code == 0
+
     def run(
         self,
         args: Sequence[str],
@@ -138,7 +153,8 @@ class OpenSSHTransport:
         client with ``stdin`` as its standard input.
 
         Raises:
-            CommandFailed: Non-zero exit (with ``check``).
+            CommandFailed: Non-zero exit (with ``check``), 255 included when the command itself
+                exited so (see :func:`client_failed`).
             CommandTimeout: Still running after ``timeout`` seconds (the client is killed).
             ConnectionLost: the connection broke while the command ran (a ConnectError).
             ConnectError, AuthError, HostKeyError: ``ssh`` could not connect.
@@ -160,7 +176,7 @@ class OpenSSHTransport:
             ) from None
         except CommandFailed as e:  # the client itself could not start
             raise ConnectError(t.name, e.message, command=args) from None
-        if local.exit_code == OPENSSH_FAILED:
+        if local.exit_code == OPENSSH_FAILED and client_failed(local.stderr, self.master_alive()):
             received = len(local.stdout.encode())
             kind = openssh_failure(local.stderr, received)
             reason = (local.stderr.strip().splitlines() or [NO_REASON])[-1]
@@ -195,10 +211,68 @@ class OpenSSHTransport:
 
 
 #: the reason given when OpenSSH printed nothing: it does so when a shared (ControlMaster)
-#: connection's master ends mid-command - or when the remote command itself exits 255
-NO_REASON = (
-    "OpenSSH gave no reason (a shared connection's master ended, or the command itself exited 255)"
+#: connection's master ends mid-command
+NO_REASON = "OpenSSH gave no reason (the shared connection's master ended)"
+
+#: how the lines OpenSSH prints (at LogLevel=ERROR) when it fails begin, lower-cased; on the
+#: client's own connection such a line comes last, after the remote command's stderr
+_CLIENT_LINE_STARTS = (
+    "ssh: ",  # "ssh: connect to host ...", "ssh: Could not resolve hostname ..."
+    "connection to ",  # "Connection to X closed by remote host."
+    "connection closed by ",
+    "connection reset by ",
+    "connection timed out during banner exchange",
+    "kex_exchange_identification:",
+    "ssh_exchange_identification:",
+    "banner exchange:",
+    "client_loop:",
+    "packet_write_wait:",
+    "ssh_dispatch_run_fatal:",
+    "read from remote host ",
+    "write failed:",
+    "timeout, server ",
+    "received disconnect from ",
+    "disconnected from ",
+    "unable to negotiate with ",
+    "host key verification failed",
+    "bad owner or permissions on ",
+    "mux_client",  # a shared connection's session could not be opened
+    "muxclient:",
+    "control socket connect",
+    "controlsocket ",
 )
+#: what OpenSSH's authentication failures say ("user@host: Permission denied (publickey).")
+_CLIENT_LINE_PARTS = ("permission denied (", "too many authentication failures")
+#: what OpenSSH prints, lower-cased, when a session could not be opened on a master that runs
+_MUX_LINE_STARTS = ("mux_client", "muxclient:", "control socket connect", "controlsocket ")
+
+
+def client_failed(stderr: str, master_alive: bool | None) -> bool:
+    """Whether an exit 255 of the OpenSSH client is its own failure (it could not connect, or
+    the connection broke) rather than the remote command's exit status, which ssh passes
+    through unchanged (a hook ending ``exit 255``).
+
+    Args:
+        stderr: what the client printed: the remote command's stderr, then ssh's own reason.
+        master_alive: on a shared connection, whether its master still runs after the command
+            (:meth:`OpenSSHTransport.master_alive`): gone means the connection was lost (the
+            client prints nothing then); running means the connection is fine, so the exit is
+            the command's unless ssh says the session could not be opened. None: the client's
+            own connection, where ssh's reason is the last line it printed.
+
+    >>> client_failed("Connection to 10.0.0.5 closed by remote host.", None)
+    True
+    >>> client_failed("hook: giving up", None), client_failed("", None)
+    (False, False)
+    >>> client_failed("", False), client_failed("", True)
+    (True, False)
+    """
+    lines = [line.strip().lower() for line in stderr.splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if master_alive is not None:
+        return not master_alive or last.startswith(_MUX_LINE_STARTS)
+    return last.startswith(_CLIENT_LINE_STARTS) or any(p in last for p in _CLIENT_LINE_PARTS)
+
 
 #: lines OpenSSH prints when it never got a session: the TCP connection or the handshake
 #: failed (checked before the lost-connection lines: "kex_exchange_identification:
@@ -229,17 +303,18 @@ _LOST = (
 
 
 def openssh_failure(stderr: str, output_bytes: int = 0) -> type[HostError]:
-    """The error an OpenSSH client failure (exit 255) stands for, from what it printed and
-    how much output the remote command had sent: a connection lost under a command that had
-    started (:class:`ConnectionLost`), else authentication, the host key, or a connection that
-    could not be made (:class:`ConnectError`).
+    """The error an OpenSSH client failure (exit 255, which :func:`client_failed` says is the
+    client's own) stands for, from what it printed and how much output the remote command had
+    sent: a connection lost under a command that had started (:class:`ConnectionLost`), else
+    authentication, the host key, or a connection that could not be made
+    (:class:`ConnectError`).
 
     >>> openssh_failure("Connection to 10.0.0.5 closed by remote host.").__name__
     'ConnectionLost'
     >>> openssh_failure("ssh: connect to host 10.0.0.5 port 22: Connection refused").__name__
     'ConnectError'
     """
-    if output_bytes > 0:  # the command ran: any failure now is the connection breaking
+    if output_bytes > 0:  # the command ran: a failure of the client now is the connection
         return ConnectionLost
     lines = [line.strip().lower() for line in stderr.splitlines() if line.strip()]
     text = "\n".join(lines)

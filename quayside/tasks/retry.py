@@ -16,7 +16,9 @@ from quayside.errors import (
 
 #: not retried. A connection lost under a running command is among them: the command may have
 #: done part of its work (running it again is not safe to do blindly), and a retry's failure
-#: ("cannot connect" to a host that is down now) would replace what happened first
+#: ("cannot connect" to a host that is down now) would replace what happened first. No
+#: read-only step goes through this condition: facts and health checks run inside the per-host
+#: deploy and rollback tasks (no Prefect retries; health checks retry in quayside.deploy.health)
 PERMANENT: tuple[type[Exception], ...] = (
     AuthError,
     HostKeyError,

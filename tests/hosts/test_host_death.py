@@ -16,8 +16,9 @@ import pytest
 
 from quayside.deploy.host_deploy import deploy_host
 from quayside.deploy.release_spec import ReleaseSpec
-from quayside.errors import ConnectError, ConnectionLost
+from quayside.errors import CommandFailed, ConnectError, ConnectionLost
 from quayside.executors import SSHExecutor
+from quayside.executors.control import close_masters
 from quayside.manifest import build_manifest
 from quayside.release.host_report import HostReport
 from testbed.sshd import SshdFleet, SshdHost
@@ -151,4 +152,33 @@ def test_openssh_tells_a_lost_connection_from_one_never_made(
             assert not isinstance(down.value, ConnectionLost)
     finally:
         host.start()
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own-connection", "control-master"])
+def test_openssh_passes_a_command_s_own_exit_255_through(
+    clean_ssh_fleet: SshdFleet, tmp_path: Path, shared: bool
+) -> None:
+    """A command (a hook ending ``exit 255``) on a healthy connection: OpenSSH exits 255 as
+    it does for a broken connection, but this is a command that failed - CommandFailed with
+    exit 255 and its stderr, and the connection carries the next command."""
+    host = clean_ssh_fleet[1]
+    sockets = Path(tempfile.mkdtemp(prefix="qs-", dir="/tmp"))  # short: a socket path
+    kw = {"control_dir": sockets, "persist_s": 60} if shared else {}
+    stdin = tmp_path / "stdin"
+    stdin.write_bytes(b"x")
+    try:
+        with _executor(host, **kw) as ex:
+            argv = ["sh", "-c", 'echo started; echo "hook: giving up" >&2; exit 255']
+            with pytest.raises(CommandFailed) as failed:
+                ex.run(argv, stdin=stdin, timeout=60)
+            assert type(failed.value) is CommandFailed, failed.value
+            assert failed.value.exit_code == 255
+            assert failed.value.stderr_tail == "hook: giving up"
+
+            quiet = ex.run(["sh", "-c", "exit 255"], stdin=stdin, timeout=60, check=False)
+            assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (255, "", "")
+            assert ex.run(["echo", "still here"], stdin=stdin, timeout=60).stdout == "still here\n"
+    finally:
+        close_masters(sockets)
         shutil.rmtree(sockets, ignore_errors=True)
