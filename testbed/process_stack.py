@@ -254,7 +254,8 @@ class ProcessStack:
         assert self.postgres is not None
         pg_ctl = str(self.postgres.bin_dir / "pg_ctl")
         data = str(self.postgres.data_dir)
-        self.postgres._run([pg_ctl, "-D", data, "-m", "fast", "-w", "restart"])
+        log = str(self.postgres.log_file)  # without -l the server keeps pg_ctl's stdout open
+        self.postgres._run([pg_ctl, "-D", data, "-l", log, "-m", "fast", "-w", "restart"])
 
     def start_redis(self) -> None:
         redis_dir = self.base / "redis"
@@ -387,8 +388,9 @@ def process_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessS
         inventory,
         workers=2,
         worker_args=["--limit", "1"],
-        # Prefect's shortest heartbeat interval: a test can see a dead run's heartbeats stop
-        worker_env={"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
+        # Prefect's shortest heartbeat interval: a test can see a dead run's heartbeats stop;
+        # approval gates suspend their run at once (its process ends until the answer)
+        worker_env={"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "QUAYSIDE_APPROVAL_PAUSE_S": "0"},
     )
     try:
         stack.start()

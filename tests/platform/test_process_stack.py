@@ -8,13 +8,16 @@ environment never overlap, whichever workers take them: the second is recorded n
 waits for the ledger's lease and then runs after the first. A worker SIGKILLed with its run's
 processes mid-release: its heartbeats stop, Prefect's automation (through the services process
 and Redis) marks the run Crashed, and the next release takes the lease over, records the dead
-one interrupted and completes on every host."""
+one interrupted and completes on every host. The Prefect server and PostgreSQL restarted while
+a release waits suspended for its approval: the approval is given and the release completes."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,13 +29,14 @@ import pytest
 import yaml
 from sqlalchemy import Engine
 
+from quayside.auth import service
 from quayside.ledger.db import make_engine
 from quayside.ledger.locks import current_lock
 from quayside.ledger.models import ReleaseStatus
 from quayside.ledger.releases import releases_of_run
 from quayside.runs import read_run, start_run
 from quayside.runs.heartbeats import ZOMBIE_AUTOMATION, zombie_automation
-from testbed.platform import _refresh_prefect_settings
+from testbed.platform import PROJECT_DIR, _refresh_prefect_settings
 from testbed.process_stack import ProcessStack
 from testbed.release_fixtures import (  # noqa: F401  (fixtures)
     Repo,
@@ -304,4 +308,45 @@ def test_a_killed_worker_s_release_ends_crashed_and_the_next_completes(
     assert current_lock(engine, "shop", "test") is None
     for host in fleet:
         assert (host.root / "current" / "index.php").read_text() == "<?php echo 'v2';\n"
+        assert_complete(host)
+
+
+def test_server_and_postgres_restarted_during_a_suspended_approval(
+    stack: ProcessStack, clean_ssh_fleet: SshdFleet, repo: Repo, ledger_engine_of: Engine
+) -> None:
+    fleet = clean_ssh_fleet
+    engine = ledger_engine_of
+    write_apps(stack, fleet, repo, hold="0")
+    inventory = yaml.safe_load(stack.inventory.read_text())
+    inventory["apps"]["shop"]["environments"]["test"]["approval"] = {
+        "required": 1,
+        "role": "MASTER",
+        "unattributed": "one_approver",
+    }
+    stack.inventory.write_text(yaml.safe_dump(inventory))
+    service.create_user(engine, "rs-lead")
+    service.grant_role(engine, "rs-lead", "MASTER", space="default")
+    token = service.create_token(engine, "rs-lead")
+
+    run = deploy("shop", "v3")
+    wait_for(lambda: read_run(run).state_name == "Suspended", "the gate to suspend", 240)
+    (waiting,) = releases_of_run(engine, run)
+    assert waiting.status == ReleaseStatus.awaiting_approval
+
+    # the database under Prefect and the ledger, then the API server, go down and come back
+    stack.restart_postgres()
+    stack.restart_server()
+    assert read_run(run).state_name == "Suspended"
+
+    answer = subprocess.run(
+        [sys.executable, "-m", "quayside.cli.main", "approve", run, "--wait", "240"],
+        env=stack.client_env() | {"QUAYSIDE_TOKEN": token},
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stdout + answer.stderr
+    assert wait_final(run) == "COMPLETED", read_run(run).message
+    (done,) = releases_of_run(engine, run)
+    assert done.status == ReleaseStatus.succeeded
+    for host in fleet:
+        assert (host.root / "current" / "index.php").read_text() == "<?php echo 'v3';\n"
         assert_complete(host)
