@@ -93,3 +93,55 @@ def test_ps_logs_restart_of_the_serving_container(
     assert refused.exit_code != 0  # main() turns it into one line naming the environment
     assert "has no environment 'nope'" in str(refused.exception)
     client.close()
+
+
+def test_reconcile_reads_the_digest_and_config_the_upstream_points_at(
+    docker_engine: DockerEngine,
+    registries: RegistryPair,
+    app_images: dict[str, Pushed],  # noqa: F811
+    image_front: FrontNginx,
+    tmp_path: Path,
+) -> None:
+    from quayside.inventory import load_inventory
+    from quayside.inventory.resolve import resolve_target
+    from quayside.ledger.models import Release, ReleaseKind
+    from quayside.release.served import SERVED_BY
+
+    client = docker_engine.client()
+    run = _run(image_front, tmp_path)
+    inventory = tmp_path / "quayside.yaml"
+    _inventory(inventory, docker_engine.url, run, registries)
+    target = resolve_target(load_inventory(inventory), "shop", "test")
+    served_by = SERVED_BY[ReleaseKind.image]
+    (nothing,) = served_by.read(target, Release())
+    assert (nothing.host, nothing.current, nothing.error) == (HOST, None, None)
+    for version, config in (("v1", "config one"), ("v2", "config two")):
+        job = _job(run, app_images[version], registries, config)
+        report, _ = _release(client, job)
+        assert report.ok, report.message
+        (found,) = served_by.read(target, Release())
+        assert found.current == f"{job.digest} config {job.config_version}"
+    client.close()
+
+
+def test_pruning_keeps_the_digests_kept_releases_reference(
+    docker_engine: DockerEngine,
+    registries: RegistryPair,
+    app_images: dict[str, Pushed],  # noqa: F811
+) -> None:
+    from quayside.images.containers_docker import prune_images
+
+    client = docker_engine.client()
+    repository = app_images["v1"].image.split("@", 1)[0]
+    digests = {p.digest for p in app_images.values()}
+    auth = {"username": registries.source.username, "password": registries.source.password}
+    for p in app_images.values():  # pulled by digest, as a release pulls
+        client.api.pull(repository, tag=p.digest, auth_config=auth)
+    oldest = app_images["v1"].digest
+    removed = prune_images(client, repository, keep=1, protected={oldest}, in_use=set())
+    assert oldest not in removed
+    assert set(removed) == digests - {oldest, app_images["v3-sick"].digest}
+    left = {d.split("@", 1)[1] for i in client.images.list(name=repository)
+            for d in i.attrs.get("RepoDigests") or []}  # fmt: skip
+    assert oldest in left and app_images["v3-sick"].digest in left
+    client.close()
