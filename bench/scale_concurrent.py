@@ -1,0 +1,497 @@
+"""``scale_concurrent_runs``: 50 release runs of 50 apps started at once through the gateway
+(``POST /api/tasks`` with a DEVELOPER's token, as a user's script does) against a real
+``quayside up`` (Prefect server on SQLite, one worker with the fork server, the gateway), each
+app a small repository of its own deployed to 5 shared sshd hosts under its own deploy root
+(issue 19).
+
+While the runs go, sampler threads read what users and the console read: the gateway's
+``GET /api/releases`` (answered or not), the ledger's release listing that such a page runs,
+the gateway's ``/health``, and Prefect's flow-run reads (``POST /api/flow_runs/filter``, what
+the UI's runs page sends); another samples the memory of the worker host's processes (RSS and
+PSS: the fork server's forked handlers and run processes share the pages it preloaded, which
+RSS counts once per process and PSS divides among them).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from bench.cli_deploy_e2e import create_token
+from bench.git_deploy.fleet import Fleet, Host, start_fleet, work_directory
+from bench.git_deploy.quayside_runs import ENV
+from bench.harness import (
+    Options,
+    Timing,
+    ToolResult,
+    log,
+    machine_info,
+    make_entry,
+    reproduce_command,
+    run_argv,
+)
+from bench.scale_fanout import PROBE_FILE, TAG, SmallApp, make_small_app
+
+NAME = "scale_concurrent_runs"
+RESULTS = (NAME,)
+COMMAND = reproduce_command(NAME)
+RUNS = 50
+#: the burst measured first, to show how the cost grows with concurrent runs
+SMALL_BURST = 10
+HOSTS = 5
+GOAL_P95_S = 0.5
+TIMEOUT_S = 1200
+#: a request's timeout: generous, so a slow answer is measured rather than lost
+REQUEST_TIMEOUT_S = 300
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+#: the worker's command line once quayside.stack.worker has exec'd Prefect's worker
+WORKER_ARGV = "-m prefect worker start"
+
+CONTEXT = {
+    NAME: (
+        f"Goals (issue 19): all {RUNS} runs complete; the p95 latency of the release and "
+        f"flow-run reads during the burst under {GOAL_P95_S * 1000:.0f} ms."
+    )
+}
+
+
+def app_name(i: int) -> str:
+    return f"c{i:02d}"
+
+
+# -- latency samplers ------------------------------------------------------------------------
+
+
+@dataclass
+class Latencies:
+    """Seconds per answered request, and the status codes seen."""
+
+    seconds: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+
+    def p95(self) -> float | None:
+        if len(self.seconds) < 2:
+            return round(self.seconds[0], 4) if self.seconds else None
+        return round(statistics.quantiles(self.seconds, n=20)[-1], 4)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "samples": len(self.seconds),
+            "p50_s": round(statistics.median(self.seconds), 4) if self.seconds else None,
+            "p95_s": self.p95(),
+            "max_s": round(max(self.seconds), 4) if self.seconds else None,
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "errors": self.errors,
+        }
+
+
+def sample_latency(
+    call: Callable[[], int], stop: threading.Event, interval_s: float = 0.25
+) -> Latencies:
+    """Run ``call`` (returning an HTTP status, or 200) every ``interval_s`` until ``stop``;
+    the returned object fills while it runs (use it after stopping)."""
+    out = Latencies()
+
+    def loop() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                status = call()
+            except Exception:
+                out.errors += 1
+            else:
+                out.seconds.append(time.perf_counter() - started)
+                out.statuses[status] = out.statuses.get(status, 0) + 1
+            stop.wait(interval_s)
+
+    threading.Thread(target=loop, daemon=True, name="latency-sampler").start()
+    return out
+
+
+# -- the worker host's memory ----------------------------------------------------------------
+
+
+def _proc_tree() -> tuple[dict[int, list[int]], dict[int, str]]:
+    """Children by parent pid, and each process's command line."""
+    children: dict[int, list[int]] = {}
+    cmdline: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+        cmdline[int(entry.name)] = cmd
+    return children, cmdline
+
+
+def _rss_pss_kb(pid: int) -> tuple[int, int]:
+    """(Rss, Pss) of ``pid`` from /proc/<pid>/smaps_rollup, in kB; (0, 0) if gone."""
+    rss = pss = 0
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1])
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss
+
+
+def worker_host_memory(up_pid: int) -> dict[str, dict[str, float]]:
+    """RSS and PSS (MB) and process counts of the worker's side of ``quayside up``: the
+    worker, the launcher commands, the fork server, its forked handlers and run processes,
+    and the tools those start (ssh, rsync, git)."""
+    children, cmdline = _proc_tree()
+    groups: dict[str, list[int]] = {k: [] for k in ("worker", "launcher", "forkserver")}
+    groups.update({"forked": [], "tools": []})
+
+    def walk(pid: int, inside: str | None) -> Iterator[tuple[int, str | None]]:
+        for child in children.get(pid, []):
+            cmd = cmdline.get(child, "")
+            kind = inside
+            if inside is None and ("quayside.stack.worker" in cmd or WORKER_ARGV in cmd):
+                kind = "worker"
+            elif inside is not None and "quayside.stack.launcher" in cmd:
+                kind = "launcher"
+            elif inside == "worker" and "quayside.stack.forkserver" in cmd:
+                kind = "forkserver"
+            elif inside in ("forkserver", "forked") and "python" in cmd.split(" ", 1)[0]:
+                kind = "forked"
+            elif inside is not None and "python" not in cmd.split(" ", 1)[0]:
+                kind = "tools"
+            yield child, kind
+            yield from walk(child, kind)
+
+    for pid, kind in walk(up_pid, None):
+        if kind is not None:
+            groups[kind].append(pid)
+    out: dict[str, dict[str, float]] = {}
+    for kind, pids in groups.items():
+        sizes = [_rss_pss_kb(p) for p in pids]
+        out[kind] = {
+            "processes": len(pids),
+            "rss_mb": round(sum(r for r, _ in sizes) / 1024, 1),
+            "pss_mb": round(sum(p for _, p in sizes) / 1024, 1),
+        }
+    return out
+
+
+class MemorySampler:
+    """Samples :func:`worker_host_memory` every ``interval_s``; keeps the sample with the
+    largest total RSS (worker + launchers + fork server + forked + tools)."""
+
+    def __init__(self, up_pid: int, interval_s: float = 1.0) -> None:
+        self.up_pid = up_pid
+        self.interval_s = interval_s
+        self.peak: dict[str, dict[str, float]] = {}
+        self.peak_rss_mb = 0.0
+        self.peak_pss_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="mem-sampler")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            sample = worker_host_memory(self.up_pid)
+            rss = sum(g["rss_mb"] for g in sample.values())
+            pss = sum(g["pss_mb"] for g in sample.values())
+            self.peak_pss_mb = max(self.peak_pss_mb, pss)
+            if rss > self.peak_rss_mb:
+                self.peak_rss_mb, self.peak = rss, sample
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# -- the platform ----------------------------------------------------------------------------
+
+
+def make_repos(app: SmallApp, work: Path, names: Sequence[str]) -> dict[str, Path]:
+    """A copy of the app's repository per app name (each app has its own)."""
+    (work / "repos").mkdir()
+    repos = {}
+    for name in names:
+        repos[name] = work / "repos" / name
+        run_argv(["cp", "-a", str(app.repo), str(repos[name])])
+    return repos
+
+
+def write_inventory(path: Path, fleet: Fleet, repos: Mapping[str, Path]) -> None:
+    """quayside.yaml: every host in group ``bench``; each app from its own repository into
+    ``<mount>/<app>`` on every host."""
+    hosts = {
+        h.name: {
+            "address": h.address,
+            "port": h.port,
+            "user": h.user,
+            "key_file": str(fleet.key_file),
+            "known_hosts": str(fleet.known_hosts),
+        }
+        for h in fleet.hosts
+    }
+    apps = {
+        name: {
+            "repo": str(repo),
+            "deploy_root": f"{fleet.mount}/{name}",
+            "environments": {ENV: {"groups": ["bench"], "max_parallel": len(fleet.hosts)}},
+        }
+        for name, repo in repos.items()
+    }
+    document = {"version": 1, "hosts": hosts, "groups": {"bench": list(hosts)}, "apps": apps}
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+@dataclass
+class Api:
+    """The platform's gateway (with a token) and Prefect API (with its auth string)."""
+
+    gateway: httpx.Client
+    prefect: httpx.Client
+
+    def submit(self, app: str) -> tuple[str, float]:
+        """``POST /api/tasks`` for a git deploy of ``app``; (flow run id, seconds)."""
+        started = time.perf_counter()
+        response = self.gateway.post(
+            "/api/tasks",
+            json={
+                "task_name": f"bench {app}",
+                "temp_id": "git-deploy",
+                "schedule": "ready",
+                "args": {"app": app, "env": ENV, "ref": TAG},
+            },
+            headers={"Idempotency-Key": f"bench-{app}-{uuid.uuid4().hex[:12]}"},
+        )
+        elapsed = time.perf_counter() - started
+        if response.status_code != 202:
+            raise RuntimeError(f"POST /api/tasks for {app}: {response.status_code} {response.text}")
+        return str(response.json()["flow_run_id"]), elapsed
+
+    def runs(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        response = self.prefect.post(
+            "/flow_runs/filter", json={"flow_runs": {"id": {"any_": list(ids)}}, "limit": 200}
+        )
+        response.raise_for_status()
+        runs: list[dict[str, Any]] = response.json()
+        return runs
+
+    def recent_runs(self) -> int:
+        """What the UI's runs page reads: the newest 50 flow runs."""
+        response = self.prefect.post(
+            "/flow_runs/filter", json={"sort": "START_TIME_DESC", "limit": 50, "offset": 0}
+        )
+        return response.status_code
+
+    def wait(self, ids: Sequence[str], timeout_s: float) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            runs = self.runs(ids)
+            done = [r for r in runs if (r.get("state") or {}).get("type") in FINAL]
+            if len(done) == len(ids) or time.monotonic() > deadline:
+                return runs
+            time.sleep(1)
+
+
+@contextmanager
+def api_clients(platform: Any, token: str) -> Iterator[Api]:
+    basic = base64.b64encode(platform.auth_string.encode()).decode()
+    with (
+        httpx.Client(
+            base_url=platform.gateway_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=REQUEST_TIMEOUT_S,
+            limits=httpx.Limits(max_connections=RUNS + 10),
+        ) as gateway,
+        httpx.Client(
+            base_url=platform.api_url, headers={"Authorization": f"Basic {basic}"}, timeout=60
+        ) as prefect,
+    ):
+        yield Api(gateway, prefect)
+
+
+def verify(hosts: Sequence[Host], app: SmallApp, names: Sequence[str]) -> int:
+    """How many apps hold the release's probe file in ``current`` on every host."""
+
+    def ok(name: str) -> bool:
+        for host in hosts:
+            path = host.root / name / "current" / PROBE_FILE
+            if not path.is_file() or path.read_bytes() != app.probe:
+                return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return sum(pool.map(ok, names))
+
+
+def _epoch(text: str | None) -> float | None:
+    return datetime.fromisoformat(text).timestamp() if text else None
+
+
+# -- the measurement -------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    """What a burst needs: the API clients, the ledger, the platform's pid, hosts and app."""
+
+    api: Api
+    ledger: Any
+    up_pid: int
+    hosts: Sequence[Host]
+    app: SmallApp
+
+
+def burst(bench: Bench, names: Sequence[str]) -> dict[str, Any]:
+    """Release every app of ``names`` at once through the gateway, wait for every run, and
+    return the figures sampled meanwhile."""
+    from quayside.ledger.releases import list_releases
+
+    api, count = bench.api, len(names)
+    stop = threading.Event()
+    releases = sample_latency(lambda: api.gateway.get("/api/releases").status_code, stop)
+    health = sample_latency(lambda: api.gateway.get("/health").status_code, stop)
+    flow_runs = sample_latency(api.recent_runs, stop)
+    turn = iter(range(10**9))
+
+    def ledger_read() -> int:
+        list_releases(bench.ledger, names[next(turn) % count], ENV, limit=20)
+        return 200
+
+    ledger_reads = sample_latency(ledger_read, stop)
+    log(f"  {count} runs through POST /api/tasks at once")
+    with MemorySampler(bench.up_pid) as memory:
+        started_at = time.time()
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            submitted = list(pool.map(api.submit, names))
+        submit_s = time.perf_counter() - started
+        log(f"  submitted in {submit_s:.1f} s; waiting for the runs")
+        runs = api.wait([run_id for run_id, _ in submitted], TIMEOUT_S)
+        waited_s = time.perf_counter() - started
+        load_end = round(os.getloadavg()[0], 2)
+    stop.set()
+    time.sleep(0.5)
+    states: dict[str, int] = {}
+    for r in runs:
+        states[r["state"]["type"]] = states.get(r["state"]["type"], 0) + 1
+    completed = states.get("COMPLETED", 0)
+    ends = [e for r in runs if (e := _epoch(r.get("end_time"))) is not None]
+    wall_s = (max(ends) - started_at) if ends and completed == count else None
+    deployed = verify(bench.hosts, bench.app, names)
+    log(f"  runs: {states}; {deployed} apps on every host; wall {wall_s}")
+    run_times = sorted(r.get("total_run_time") or 0.0 for r in runs)
+    starts = [s for r in runs if (s := _epoch(r.get("start_time"))) is not None]
+    submits = Latencies([s for _, s in submitted])
+    return {
+        "runs": count,
+        "runs_completed": completed,
+        "run_states": states,
+        "apps_deployed_on_every_host": deployed,
+        "wall_s": round(wall_s, 2) if wall_s is not None else None,
+        "waited_s": round(waited_s, 2),
+        "submit_all_s": round(submit_s, 2),
+        "submit_p50_s": submits.summary()["p50_s"],
+        "submit_p95_s": submits.p95(),
+        "last_run_started_after_s": round(max(starts) - started_at, 2) if starts else None,
+        "run_time_median_s": round(statistics.median(run_times), 2) if run_times else None,
+        "run_time_max_s": round(max(run_times), 2) if run_times else None,
+        "api_p95_s": flow_runs.p95(),
+        "flow_runs_read": flow_runs.summary(),
+        "releases_api_p95_s": releases.p95() if releases.statuses.get(200) else None,
+        "releases_api": releases.summary(),
+        "ledger_releases_read": ledger_reads.summary(),
+        "gateway_health": health.summary(),
+        "worker_rss_mb": round(memory.peak_rss_mb, 1),
+        "worker_pss_mb": round(memory.peak_pss_mb, 1),
+        "worker_memory_at_peak": memory.peak,
+        "load_avg_1m_at_end": load_end,
+    }
+
+
+def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str, Any]]:
+    """A burst of :data:`SMALL_BURST` runs, then one of :data:`RUNS`, through the gateway."""
+    from quayside.ledger.db import make_engine
+    from testbed.platform import Platform
+
+    small = [f"s{i:02d}" for i in range(SMALL_BURST)]
+    names = [app_name(i) for i in range(RUNS)]
+    with ExitStack() as stack:
+        work = stack.enter_context(work_directory(options, prefix=f"{NAME}-"))
+        app = make_small_app(work)
+        repos = make_repos(app, work, ["warmup", *small, *names])
+        fleet = start_fleet(stack, work, HOSTS)
+        inventory = work / "quayside.yaml"
+        write_inventory(inventory, fleet, repos)
+        platform = Platform(work / "quayside-home", inventory)
+        stack.callback(platform.stop)
+        log("starting the platform (quayside up)")
+        platform.start()
+        assert platform.process is not None
+        token = create_token(platform.home / "ledger.db")
+        ledger = make_engine(f"sqlite:///{platform.home / 'ledger.db'}")
+        stack.callback(ledger.dispose)
+        api = stack.enter_context(api_clients(platform, token))
+        log("  (untimed: one release through the gateway to warm the worker's fork server)")
+        warm_id, _ = api.submit("warmup")
+        warm = api.wait([warm_id], 300)
+        log(f"  warm-up run: {warm[0]['state']['type']}")
+        bench = Bench(api, ledger, platform.process.pid, fleet.hosts, app)
+        first = burst(bench, small)
+        figures = burst(bench, names)
+    figures = {"hosts": HOSTS, **figures, f"burst_{SMALL_BURST}": first}
+    return {NAME: build_entry(figures, figures["wall_s"])}
+
+
+def build_entry(figures: dict[str, Any], wall_s: float | None) -> dict[str, Any]:
+    tool = ToolResult(
+        "quayside",
+        f"{RUNS} releases through the gateway",
+        f"from the first of {RUNS} concurrent `POST /api/tasks` to the last run's end time "
+        "in Prefect: gateway checks, runs created, the worker's polls, the fork server's run "
+        "processes, each flow (fetch, export, transfer to the hosts, switch, ledger)",
+        timing=Timing(wall_s, [wall_s]) if wall_s is not None else None,
+        not_measured=None if wall_s is not None else "not every run completed",
+    )
+    return make_entry(
+        [tool],
+        title=f"Concurrency at scale: {RUNS} releases at once",
+        description=(
+            f"{RUNS} git deploys of {RUNS} apps (each its own small repository, 200 files / "
+            f"2 MB) started at once through the gateway (`POST /api/tasks`, a DEVELOPER's "
+            f"token) against a real `quayside up` (Prefect server on SQLite, one worker with "
+            f"the fork server, the gateway), to {HOSTS} shared sshd hosts (each app its own "
+            "deploy root); one burst, sampled while it ran."
+        ),
+        command=COMMAND,
+        repeat=1,
+        extra=figures,
+        notes=NOTES,
+        machine=machine_info(),
+    )
+
+
+NOTES: tuple[str, ...] = ()
