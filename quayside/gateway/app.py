@@ -22,6 +22,7 @@ from quayside.gateway import (
     routes_config_login,
     routes_config_pages,
     routes_config_pull,
+    routes_containers,
     routes_hooks,
     routes_tasks,
 )
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
     app.include_router(routes_config_pull.router)
     app.include_router(routes_config_login.router)
     app.include_router(routes_config_pages.router)
+    app.include_router(routes_containers.router)
     return app
 
 

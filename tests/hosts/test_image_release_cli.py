@@ -145,3 +145,65 @@ def test_pruning_keeps_the_digests_kept_releases_reference(
             for d in i.attrs.get("RepoDigests") or []}  # fmt: skip
     assert oldest in left and app_images["v3-sick"].digest in left
     client.close()
+
+
+def test_gateway_lists_logs_and_restarts_for_the_app_s_users_only(
+    docker_engine: DockerEngine,
+    registries: RegistryPair,
+    app_images: dict[str, Pushed],  # noqa: F811
+    image_front: FrontNginx,
+    tmp_path: Path,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from quayside.auth import service
+    from quayside.gateway.app import create_app
+    from quayside.gateway.config import GatewayConfig
+    from quayside.ledger.db import make_engine, migrate
+    from quayside.settings import Settings
+
+    client = docker_engine.client()
+    run = _run(image_front, tmp_path)
+    report, _ = _release(client, _job(run, app_images["v1"], registries, "config one"))
+    assert report.ok, report.message
+    client.close()
+    inventory = tmp_path / "quayside.yaml"
+    _inventory(inventory, docker_engine.url, run, registries)
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        for name in ("dev", "reporter"):
+            service.create_user(engine, name)
+        service.grant_role(engine, "dev", "DEVELOPER", space="default")
+        service.grant_role(engine, "reporter", "REPORTER", space="default")
+        tokens = {name: service.create_token(engine, name) for name in ("dev", "reporter")}
+    finally:
+        engine.dispose()
+    settings = Settings(
+        home=tmp_path, database_url=url, inventory_path=inventory, gateway_host="127.0.0.1",
+        gateway_port=1, prefect_host="127.0.0.1", prefect_port=1,
+    )  # fmt: skip
+    http = TestClient(create_app(settings, GatewayConfig()))
+    dev = {"Authorization": f"Bearer {tokens['dev']}"}
+
+    listed = http.get("/api/apps/shop/test/containers", headers=dev)
+    assert listed.status_code == 200, listed.text
+    (row,) = listed.json()["containers"]
+    assert row["name"] == "shop-test-v1-a" and row["serving"] is True
+    assert row["digest"] == app_images["v1"].digest and row["host"] == HOST
+
+    logged = http.get("/api/apps/shop/test/logs?tail=5", headers=dev)
+    assert logged.status_code == 200 and f"{HOST}: 127.0.0.1:" in logged.text
+
+    restarted = http.post("/api/apps/shop/test/restart", headers=dev)
+    assert restarted.status_code == 200, restarted.text
+    assert restarted.json()["ok"] is True
+    assert restarted.json()["hosts"][HOST]["container"] == "shop-test-v1-a"
+    assert image_front.get() == "v1"
+
+    reporter = {"Authorization": f"Bearer {tokens['reporter']}"}
+    refused = http.post("/api/apps/shop/test/restart", headers=reporter)
+    assert refused.status_code == 403 and "DEVELOPER" in refused.text
+    assert http.get("/api/apps/shop/test/containers").status_code == 401
+    assert http.get("/api/apps/shop/nope/containers", headers=dev).status_code == 404
