@@ -89,8 +89,17 @@ class Bench:
 
     def forget_everything(self) -> None:
         """An engine with no image and no build cache, a registry with no blob."""
-        for image in self.api.images(all=True):
-            self.api.remove_image(image["Id"], force=True)
+        from docker.errors import APIError
+
+        for _ in range(10):  # children first: a parent goes with them or in a later pass
+            images = self.api.images(all=True)
+            if not images:
+                break
+            for image in images:
+                try:
+                    self.api.remove_image(image["Id"], force=True)
+                except APIError:  # gone with a child, or still has one
+                    pass
         self.api.prune_builds()
         self.registry.wipe()
 
