@@ -494,4 +494,25 @@ def build_entry(figures: dict[str, Any], wall_s: float | None) -> dict[str, Any]
     )
 
 
-NOTES: tuple[str, ...] = ()
+NOTES: tuple[str, ...] = (
+    f"One burst of {SMALL_BURST} runs (`burst_{SMALL_BURST}`, other apps), then the burst of "
+    f"{RUNS}, on the same platform; before them one untimed run warms the worker's fork "
+    "server. Every app is a copy of the same small repository (its own mirror and ledger "
+    f"history), deployed to all {HOSTS} hosts under its own deploy root.",
+    "`wall_s`: from the first request to the last run's end time in Prefect; `submit_*`: the "
+    "`POST /api/tasks` answers as the client saw them (sent all at once from "
+    f"{RUNS} threads); `last_run_started_after_s`: when the last run reached Running.",
+    "Sampled every 0.25 s while the burst ran (p50/p95/max, statuses): `flow_runs_read` "
+    "(`api_p95_s`): Prefect's `POST /api/flow_runs/filter` for the newest 50 runs, as the UI's "
+    "runs page asks, with the API's auth string; `releases_api`: the gateway's "
+    "`GET /api/releases` with the token (`releases_api_p95_s` stays empty unless it answered "
+    "200); `ledger_releases_read`: the ledger's release listing of one app "
+    "(`quayside.ledger.releases.list_releases`, what such a page reads) on the platform's "
+    "SQLite ledger from this process; `gateway_health`: the gateway's `/health`.",
+    "`worker_rss_mb` / `worker_pss_mb`: the worker host's processes at the sample (every 1 s) "
+    "with the largest summed RSS: the Prefect worker, one launcher command per run, the fork "
+    "server, its forked handlers and flow-run processes (`forked`), and their tools (ssh, "
+    "rsync, git) - by kind in `worker_memory_at_peak`. RSS counts the pages forked processes "
+    "share with the fork server once per process; PSS divides each shared page among the "
+    "processes sharing it, so the PSS sum is what the host really holds.",
+)
