@@ -38,6 +38,8 @@ BENCHMARKS: dict[str, str] = {
     "platform_start": "bench.platform_start",
     "config_publish": "bench.config_publish",
     "image_promote": "bench.image_promote",
+    "scale_fanout": "bench.scale_fanout",
+    "scale_concurrent": "bench.scale_concurrent",
     "image_build": "bench.image_build",
     "image_release": "bench.image_release",
 }
