@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from quayside.errors import InputError
 from quayside.flows.image_build import image_build
 from quayside.images.errors import BuildFailed, VersionRefused
 from quayside.ledger.image_builds import built_images
@@ -140,6 +141,11 @@ def test_failures_record_nothing_as_built(
 ) -> None:
     server = build_env
     write_image_inventory(platform_inventory, image_repo, server, "imgfail")
+    # a ref with shell metacharacters: refused before anything is recorded or run
+    with pytest.raises(InputError):
+        run_flow(image_build, "imgfail", "main;touch /tmp/qs-pwned")
+    assert list_releases(ledger(), "imgfail", "test") == []
+
     image_repo.commit({"Dockerfile": DOCKERFILE + "RUN echo 'cannot compile' >&2; exit 2\n"})
     with pytest.raises(BuildFailed, match="cannot compile") as caught:
         run_flow(image_build, "imgfail", "main")
