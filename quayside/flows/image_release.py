@@ -58,7 +58,8 @@ async def image_release(
     Resolves the version and the manifest digest (the app's recorded builds, else the
     environment's registry) and the artifact checksum the build recorded; renders the
     environment's files of ``image.run.config_service`` (at ``config_versions`` or the latest
-    drafts). Reads what each Docker host serves (the plan, shown at the approval). Then, under
+    drafts). Reads what each Docker host serves (the plan, shown at the approval; every host
+    serving this digest with this config already: "no change", nothing recorded). Then, under
     the app/env lock, per host in batches with the failure threshold: pull by digest, write
     the config into a host directory mounted read-only, start ``<app>-<env>-<version>-<slot>``
     on the slot the serving container does not hold, check it (running/healthy, HTTP probe,
@@ -84,8 +85,10 @@ async def image_release(
         rollback_of: the release a rollback undoes.
 
     Returns:
-        ``{"release": id, "version", "digest", "config_version", "hosts": {host: status},
-        "failed": [...], "cleanup": {host: what was removed}}``.
+        ``{"release": id, "result": "released", "version", "digest", "config_version",
+        "hosts": {host: status}, "failed": [...], "cleanup": {host: what was removed}}``;
+        ``"result": "no change"`` and no release when every host serves the digest with
+        this config already.
 
     Raises:
         quayside.errors.InputError: not an image app, a bad version/digest, a host without

@@ -149,31 +149,40 @@ def release_image(
                 f"{len(rows)} Docker host(s) cannot be reached; nothing changed", rows
             )
         now = _read(rel, hosts)
+        if now and all(same for _, same in now.values()):
+            get_run_logger().info("no change: every host serves %s already", rel.serves)
+            return {
+                "release": None, "result": "no change", "version": choice.version,
+                "digest": choice.digest, "config_version": config.version,
+                "hosts": {h: "no_change" for h in now}, "failed": [], "cleanup": {},
+            }  # fmt: skip
         return _lifecycle(rel, hosts, now, requested_by, batch, approval, lock_wait_s, rollback_of)
     finally:
         for h in hosts.values():
             h.close()
 
 
-def _read(rel: ImageRelease, hosts: dict[str, _Host]) -> dict[str, str]:
-    """What each host serves now, in words (for the plan)."""
+def _read(rel: ImageRelease, hosts: dict[str, _Host]) -> dict[str, tuple[str, bool]]:
+    """What each host serves now, in words (for the plan), and whether it is the target."""
+    t = rel.target
 
-    def one(name: str) -> str:
+    def one(name: str) -> tuple[str, bool]:
         h = hosts[name]
-        state = read_state(h.client, h.executor, rel.run, rel.target.app_name, rel.target.env_name)
+        state = read_state(h.client, h.executor, rel.run, t.app_name, t.env_name)
         s = state.serving
         if s is None:
-            return "nothing"
-        return f"{s.name}: {s.version} ({s.digest[:19]}, config {s.config_version[:12]})"
+            return "nothing", False
+        same = s.digest == rel.choice.digest and s.config_version == rel.config.version
+        return f"{s.name}: {s.version} ({s.digest[:19]}, config {s.config_version[:12]})", same
 
-    result = run_on_hosts(list(hosts), one, max_parallel=rel.target.env.max_parallel)
+    result = run_on_hosts(list(hosts), one, max_parallel=t.env.max_parallel)
     if not result.ok:
         rows = [(o.host, "read", o.message) for o in result.failed]
         raise HostsFailed(f"could not read {len(rows)} Docker host(s); nothing changed", rows)
-    return {o.host: str(o.value) for o in result.outcomes}
+    return {o.host: o.value for o in result.outcomes if o.value is not None}
 
 
-def plan_markdown(rel: ImageRelease, now: Mapping[str, str], requested_by: str) -> str:
+def plan_markdown(rel: ImageRelease, now: Mapping[str, tuple[str, bool]], requested_by: str) -> str:
     c, t = rel.choice, rel.target
     files = ", ".join(f"{inline(f)} v{v}" for f, v in sorted(rel.config.files.items()))
     lines = [
@@ -189,14 +198,17 @@ def plan_markdown(rel: ImageRelease, now: Mapping[str, str], requested_by: str) 
         "| host | serves now |",
         "| --- | --- |",
     ]
-    lines += [f"| {inline(h)} | {inline(s)} |" for h, s in now.items()]
+    lines += [
+        f"| {inline(h)} | {inline(s)}{' (no change)' if same else ''} |"
+        for h, (s, same) in now.items()
+    ]
     return "\n".join(lines) + "\n"
 
 
 def _lifecycle(
     rel: ImageRelease,
     hosts: dict[str, _Host],
-    now: dict[str, str],
+    now: dict[str, tuple[str, bool]],
     requested_by: str,
     batch: int | str | None,
     approval: bool,
@@ -267,6 +279,7 @@ def _lifecycle(
         cleaned = _finish_hosts(rel, hosts, switched)  # under the lock: no release races it
     return {
         "release": life.row,
+        "result": "released",
         "version": c.version,
         "digest": c.digest,
         "config_version": rel.config.version,

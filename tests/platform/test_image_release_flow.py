@@ -185,6 +185,8 @@ def test_a_container_that_never_answers_fails_the_release_and_the_old_serves(
     app = release_env.app
     _save(app, "config one")
     assert run_flow(image_release, app, "test", "v1")["hosts"] == {HOST: "succeeded"}
+    again = run_flow(image_release, app, "test", "v1")  # the plan reads every host first
+    assert again["result"] == "no change" and again["release"] is None
     with LoadLoop(image_front.url, rate=120) as load:
         with pytest.raises(Exception, match="1 of 1 host"):
             run_flow(image_release, app, "test", "v3-sick")
