@@ -91,6 +91,8 @@ def resolve_image(
         )
     app_image = inventory.apps[app].image
     artifact_path = app_image.build.artifact_path if app_image is not None else None
+    if artifact_path is None and build is not None:  # the path the build hashed
+        artifact_path = build.details.get("artifact_path") or None
     auth = None
     if settings.username and settings.password is not None:
         auth = {"username": settings.username, "password": settings.password.get_secret_value()}
