@@ -4,9 +4,9 @@ Every trigger path (task API, chat, hooks, CLI) and every run at its start asks 
 question: may this user start a run of this deployment with these parameters? The answer is
 computed from what the run will act on, never from a label the caller chose:
 
-- ``app-env`` deployments (git deploy, rollback) act on one app's environment: the user needs
-  the deployment's minimum role on the app (its project in its space), and a ``hosts``
-  subset must be hosts of that environment.
+- ``app-env`` deployments (git deploy, rollback; image promote: its ``to_env``) act on one
+  app's environment: the user needs the deployment's minimum role on the app (its project in
+  its space), and a ``hosts`` subset must be hosts of that environment.
 - ``host-group`` deployments (an arbitrary command on a group of hosts) act on hosts: the
   user needs the minimum role in *every* space that owns one of the hosts (a space owns the
   hosts its apps' environments use); a host no app uses belongs to no space, and only a
@@ -109,7 +109,9 @@ def scope_of_run(
     """
     role = Role.parse(minimum_role)
     if kind == "app-env":
-        app, env = _text(params, "app"), _text(params, "env")
+        # a promotion acts on the environment it promotes to (``to_env``)
+        env_key = "to_env" if "env" not in params and "to_env" in params else "env"
+        app, env = _text(params, "app"), _text(params, env_key)
         target = resolve_target(inventory, app, env)
         wanted = _host_list(params)
         if wanted is not None:

@@ -102,6 +102,10 @@ class ReleaseKind(StrEnum):
     # an image built and pushed to a registry (quayside.flows.image_build): not something a
     # host serves; its rows keep each app's image versions (quayside.ledger.image_builds)
     image_build = "image-build"
+    # an image copied by digest from one environment's registry to another's
+    # (quayside.flows.image_promote): approval, copy figures and the image release it started;
+    # what the hosts serve is that image release's row (which names the promotion)
+    image_promote = "image-promote"
     config = "config"
     plugin = "plugin"
     hello = "hello"
