@@ -144,6 +144,20 @@ CATALOGUE: tuple[DeploymentSpec, ...] = (
         scope="app-env",
         minimum_role="DEVELOPER",
     ),
+    DeploymentSpec(
+        name="image-promote",
+        flow_name="image-promote",
+        entrypoint="quayside/flows/image_promote.py:image_promote",
+        description="Promote an app's image (version or digest) from one environment to the "
+        "next: approval (digest, version, what runs there now, commit range, copy plan), copy "
+        "by digest between the two registries (verified, only missing blobs), then an image "
+        "release in the target environment.",
+        parameters={},
+        tags=("quayside", "image"),
+        # acts on to_env (its registry and hosts): the scope's environment is to_env
+        scope="app-env",
+        minimum_role="DEVELOPER",
+    ),
 )
 
 

@@ -1,0 +1,185 @@
+"""The image-promote flow on the session platform with two real htpasswd registries (test's
+and prod's: different addresses, storage and credentials), a real Docker Engine and nginx:
+v1 promoted from test to prod is in prod's registry under the same digest (checked with
+skopeo) and runs in prod through an image release that names the promotion; promoting it
+again uploads nothing; a digest the source lacks and a string that is not a version are
+refused in one line before anything is recorded."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from quayside.flows.image_promote import image_promote
+from quayside.ledger.models import ReleaseKind, ReleaseStatus
+from quayside.ledger.releases import get_release, list_releases
+from testbed.docker_engine import DockerEngine
+from testbed.image_app import APP_ADDRESS, FrontNginx, free_tcp_port
+from testbed.registry import RegistryPair, RegistryServer
+from testbed.release_fixtures import ledger, run_flow_fixture  # noqa: F401  (fixtures)
+from tests.hosts.test_image_release_host import HOST, Pushed, app_images  # noqa: F401
+
+pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
+
+SOURCE_PASSWORD = "QS_TEST_PROMOTE_SOURCE_PASSWORD"
+TARGET_PASSWORD = "QS_TEST_PROMOTE_TARGET_PASSWORD"
+
+
+def _slots() -> list[str]:
+    ports: set[int] = set()
+    while len(ports) < 2:
+        ports.add(free_tcp_port(APP_ADDRESS))
+    return [f"{APP_ADDRESS}:{p}" for p in sorted(ports)]
+
+
+def _registry(server: RegistryServer, repository: str, secret: str) -> dict[str, str]:
+    return {"url": server.url, "repository": repository, "username": server.username,
+            "password_secret": secret}  # fmt: skip
+
+
+def _inventory(
+    path: Path, app: str, docker: DockerEngine, registries: RegistryPair, front: FrontNginx,
+    source_repository: str, target_repository: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    run: dict[str, Any] = {
+        "network": "host", "init": True, "slots": _slots(), "health_path": "/health",
+        "health_timeout_s": 5, "config_dir": str(tmp_path / "configs" / "{host}"),
+        "traffic": front.traffic(),
+    }  # fmt: skip
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "hosts": {HOST: {"address": APP_ADDRESS, "transport": "local",
+                                 "docker": {"url": docker.url}}},
+                "secrets": {"test_registry": {"env": SOURCE_PASSWORD},
+                            "prod_registry": {"env": TARGET_PASSWORD}},
+                "apps": {
+                    app: {
+                        "repo": "https://git.example.invalid/shop.git",
+                        "deploy_root": str(tmp_path / "{host}"),
+                        "image": {"build": {"artifact_path": "/app/app.war"}, "run": run},
+                        "environments": {
+                            "test": {"hosts": [HOST], "registry": _registry(
+                                registries.source, source_repository, "test_registry")},
+                            "prod": {"hosts": [HOST], "registry": _registry(
+                                registries.target, target_repository, "prod_registry")},
+                        },
+                    }
+                },
+            }
+        )
+    )  # fmt: skip
+
+
+def skopeo_digest(server: RegistryServer, name: str) -> str:
+    """The manifest digest ``skopeo inspect`` (an independent client) reads at ``name``."""
+    binary = shutil.which("skopeo")
+    assert binary is not None, "skopeo (Debian skopeo) is needed"
+    out = subprocess.run(
+        [binary, "inspect", "--raw", "--tls-verify=false",
+         f"--creds={server.username}:{server.password}", f"docker://{server.host}/{name}"],
+        check=True, capture_output=True, timeout=60,
+    ).stdout  # fmt: skip
+    import hashlib
+
+    json.loads(out)  # a manifest
+    return "sha256:" + hashlib.sha256(out).hexdigest()
+
+
+@dataclass
+class Env:
+    app: str
+    images: dict[str, Pushed]
+    target_repository: str
+
+
+@pytest.fixture
+def promote_env(
+    run_flow: Any,
+    platform_inventory: Path,
+    docker_engine: DockerEngine,
+    registries: RegistryPair,
+    app_images: dict[str, Pushed],  # noqa: F811
+    image_front: FrontNginx,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Env]:
+    monkeypatch.setenv(SOURCE_PASSWORD, registries.source.password)
+    monkeypatch.setenv(TARGET_PASSWORD, registries.target.password)
+    source_repository = app_images["v1"].image.split("/", 1)[1].split("@", 1)[0]
+    target_repository = f"prod/shop-{secrets.token_hex(4)}"
+    app = f"prm{secrets.token_hex(3)}"  # the session's ledger is shared
+    _inventory(platform_inventory, app, docker_engine, registries, image_front,
+               source_repository, target_repository, tmp_path)  # fmt: skip
+    yield Env(app, app_images, target_repository)
+    client = docker_engine.client()
+    try:
+        for c in client.containers.list(all=True, filters={"label": f"quayside.app={app}"}):
+            c.remove(force=True)
+    finally:
+        client.close()
+
+
+def test_promote_v1_from_test_to_prod_copies_the_digest_and_releases_it_there(
+    run_flow: Any, promote_env: Env, registries: RegistryPair, image_front: FrontNginx
+) -> None:
+    app, v1 = promote_env.app, promote_env.images["v1"]
+    target = promote_env.target_repository
+    out = run_flow(image_promote, app, "test", "prod", "v1")
+    assert out["digest"] == v1.digest and out["version"] == "v1"
+    assert out["result"] == "released" and out["hosts"] == {HOST: "succeeded"}, out
+    assert out["copy"]["blobs_uploaded"] > 0 and out["copy"]["blobs_present"] == 0
+
+    # prod's registry holds the same digest, by digest and under the version's tag
+    assert skopeo_digest(registries.target, f"{target}@{v1.digest}") == v1.digest
+    assert skopeo_digest(registries.target, f"{target}:v1") == v1.digest
+    assert image_front.get() == "v1"  # it runs in prod
+
+    release = get_release(ledger(), out["release"])
+    assert release.kind is ReleaseKind.image and release.env_name == "prod"
+    assert release.status is ReleaseStatus.succeeded and release.image_digest == v1.digest
+    promote = release.details["promote"]
+    assert promote["from_env"] == "test" and promote["digest"] == v1.digest
+    assert promote["target"] == f"{registries.target.host}/{target}"
+    assert promote["promotion"] == out["promotion"]
+    promotion = get_release(ledger(), out["promotion"])
+    assert promotion.kind is ReleaseKind.image_promote
+    assert promotion.status is ReleaseStatus.succeeded
+    assert promotion.details["image_release"] == out["release"]
+    assert promotion.details["copy"]["blobs_uploaded"] == out["copy"]["blobs_uploaded"]
+
+    # again: the target has every blob and the manifest; prod serves it already
+    again = run_flow(image_promote, app, "test", "prod", v1.digest)
+    assert again["copy"]["blobs_uploaded"] == 0 and again["copy"]["bytes_uploaded"] == 0
+    assert again["result"] == "no change" and again["release"] is None
+
+
+def test_a_digest_the_source_lacks_is_refused_in_one_line(
+    run_flow: Any, promote_env: Env, registries: RegistryPair
+) -> None:
+    app = promote_env.app
+    missing = "sha256:" + "0" * 64
+    with pytest.raises(Exception, match=f"has no manifest {missing}") as caught:
+        run_flow(image_promote, app, "test", "prod", missing)
+    assert registries.source.host in str(caught.value) and "\n" not in str(caught.value)
+    assert list_releases(ledger(), app, "prod", limit=10) == []
+
+
+@pytest.mark.parametrize("given", ["v1;touch /tmp/x", "not a version", "sha256:zz"])
+def test_a_string_that_is_not_a_version_is_refused_in_one_line(
+    run_flow: Any, promote_env: Env, given: str
+) -> None:
+    app = promote_env.app
+    with pytest.raises(Exception, match="is not a (version|sha256)") as caught:
+        run_flow(image_promote, app, "test", "prod", given)
+    assert "\n" not in str(caught.value)
+    assert list_releases(ledger(), app, "prod", limit=10) == []
