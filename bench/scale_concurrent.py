@@ -55,8 +55,10 @@ SMALL_BURST = 10
 HOSTS = 5
 GOAL_P95_S = 0.5
 TIMEOUT_S = 1200
+#: tries per submission: a 5xx answer or a lost connection is sent again with the same key
+SUBMIT_ATTEMPTS = 3
 #: a request's timeout: generous, so a slow answer is measured rather than lost
-REQUEST_TIMEOUT_S = 300
+REQUEST_TIMEOUT_S = 600
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 #: the worker's command line once quayside.stack.worker has exec'd Prefect's worker
 WORKER_ARGV = "-m prefect worker start"
@@ -266,6 +268,16 @@ def write_inventory(path: Path, fleet: Fleet, repos: Mapping[str, Path]) -> None
     path.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """One app's submission: its run (None if never accepted), the seconds until the
+    accepting answer (or the last refusal), and every refusal before it."""
+
+    run_id: str | None
+    seconds: float
+    refusals: list[str]
+
+
 @dataclass
 class Api:
     """The platform's gateway (with a token) and Prefect API (with its auth string)."""
@@ -273,23 +285,35 @@ class Api:
     gateway: httpx.Client
     prefect: httpx.Client
 
-    def submit(self, app: str) -> tuple[str, float]:
-        """``POST /api/tasks`` for a git deploy of ``app``; (flow run id, seconds)."""
+    def submit(self, app: str) -> Submitted:
+        """``POST /api/tasks`` for a git deploy of ``app``, sent again with the same
+        idempotency key (as the answer's hint and a careful script do) after a 5xx answer or
+        a lost connection, up to :data:`SUBMIT_ATTEMPTS` times."""
+        key = f"bench-{app}-{uuid.uuid4().hex[:12]}"
         started = time.perf_counter()
-        response = self.gateway.post(
-            "/api/tasks",
-            json={
-                "task_name": f"bench {app}",
-                "temp_id": "git-deploy",
-                "schedule": "ready",
-                "args": {"app": app, "env": ENV, "ref": TAG},
-            },
-            headers={"Idempotency-Key": f"bench-{app}-{uuid.uuid4().hex[:12]}"},
-        )
-        elapsed = time.perf_counter() - started
-        if response.status_code != 202:
-            raise RuntimeError(f"POST /api/tasks for {app}: {response.status_code} {response.text}")
-        return str(response.json()["flow_run_id"]), elapsed
+        refusals: list[str] = []
+        for _ in range(SUBMIT_ATTEMPTS):
+            try:
+                response = self.gateway.post(
+                    "/api/tasks",
+                    json={
+                        "task_name": f"bench {app}",
+                        "temp_id": "git-deploy",
+                        "schedule": "ready",
+                        "args": {"app": app, "env": ENV, "ref": TAG},
+                    },
+                    headers={"Idempotency-Key": key},
+                )
+            except httpx.HTTPError as e:
+                refusals.append(f"{type(e).__name__}")
+                continue
+            if response.status_code == 202:
+                run_id = str(response.json()["flow_run_id"])
+                return Submitted(run_id, time.perf_counter() - started, refusals)
+            refusals.append(f"{response.status_code}: {response.text[:200]}")
+            if response.status_code < 500:
+                break
+        return Submitted(None, time.perf_counter() - started, refusals)
 
     def runs(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         response = self.prefect.post(
@@ -390,7 +414,8 @@ def burst(bench: Bench, names: Sequence[str]) -> dict[str, Any]:
             submitted = list(pool.map(api.submit, names))
         submit_s = time.perf_counter() - started
         log(f"  submitted in {submit_s:.1f} s; waiting for the runs")
-        runs = api.wait([run_id for run_id, _ in submitted], TIMEOUT_S)
+        ids = [s.run_id for s in submitted if s.run_id is not None]
+        runs = api.wait(ids, TIMEOUT_S) if ids else []
         waited_s = time.perf_counter() - started
         load_end = round(os.getloadavg()[0], 2)
     stop.set()
@@ -405,7 +430,8 @@ def burst(bench: Bench, names: Sequence[str]) -> dict[str, Any]:
     log(f"  runs: {states}; {deployed} apps on every host; wall {wall_s}")
     run_times = sorted(r.get("total_run_time") or 0.0 for r in runs)
     starts = [s for r in runs if (s := _epoch(r.get("start_time"))) is not None]
-    submits = Latencies([s for _, s in submitted])
+    submits = Latencies([s.seconds for s in submitted])
+    refusals = [r for s in submitted for r in s.refusals]
     return {
         "runs": count,
         "runs_completed": completed,
@@ -416,6 +442,9 @@ def burst(bench: Bench, names: Sequence[str]) -> dict[str, Any]:
         "submit_all_s": round(submit_s, 2),
         "submit_p50_s": submits.summary()["p50_s"],
         "submit_p95_s": submits.p95(),
+        "submissions_accepted": len(ids),
+        "submit_refusals": len(refusals),
+        "submit_refusal_examples": sorted(set(refusals))[:3],
         "last_run_started_after_s": round(max(starts) - started_at, 2) if starts else None,
         "run_time_median_s": round(statistics.median(run_times), 2) if run_times else None,
         "run_time_max_s": round(max(run_times), 2) if run_times else None,
@@ -456,7 +485,9 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
         stack.callback(ledger.dispose)
         api = stack.enter_context(api_clients(platform, token))
         log("  (untimed: one release through the gateway to warm the worker's fork server)")
-        warm_id, _ = api.submit("warmup")
+        warm_id = api.submit("warmup").run_id
+        if warm_id is None:
+            raise RuntimeError("the warm-up release was refused")
         warm = api.wait([warm_id], 300)
         log(f"  warm-up run: {warm[0]['state']['type']}")
         bench = Bench(api, ledger, platform.process.pid, fleet.hosts, app)
