@@ -8,7 +8,12 @@ ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 
 ARG UV_VERSION=0.13.9
+# PEM certificates (base64) of a TLS-intercepting proxy between the build and PyPI, added to
+# the system's trust store; pip, uv and Quayside then use that store (SSL_CERT_FILE, PIP_CERT)
+ARG EXTRA_CA_CERTS_B64=""
 ENV DEBIAN_FRONTEND=noninteractive \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     LANG=C.UTF-8 \
     PYTHONUNBUFFERED=1 \
     UV_PROJECT_ENVIRONMENT=/opt/quayside \
@@ -22,6 +27,10 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         python3 python3-venv ca-certificates git openssh-client rsync \
     && rm -rf /var/lib/apt/lists/*
+RUN if [ -n "$EXTRA_CA_CERTS_B64" ]; then \
+        echo "$EXTRA_CA_CERTS_B64" | base64 -d > /usr/local/share/ca-certificates/extra.crt \
+        && update-ca-certificates; \
+    fi
 RUN python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir "uv==${UV_VERSION}"
 
 WORKDIR /app
