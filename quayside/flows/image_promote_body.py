@@ -20,6 +20,7 @@ from quayside.inventory import load_inventory
 from quayside.inventory.resolve import resolve_target
 from quayside.ledger.models import ReleaseKind, ReleaseStatus
 from quayside.ledger.release_details import add_release_detail
+from quayside.ledger.releases import releases_of_run
 from quayside.settings import load_settings
 from quayside.tasks.image_promote import copy_image_task
 from quayside.tasks.ledger import ledger_engine
@@ -63,10 +64,15 @@ def promote_image(
         lock_wait_s=lock_wait_s,
     )
     with ReleaseLifecycle(request, target) as life:
-        life.approve(
-            lambda: promote_markdown(choice, summary, requested_by), asked=approval, gate=GATE
-        )
-        life.start()
+        earlier = _approved_in_this_run(engine, life.run_id)
+        if earlier is None:
+            life.approve(
+                lambda: promote_markdown(choice, summary, requested_by), asked=approval, gate=GATE
+            )
+            life.start()
+        else:  # resumed from the top after the release's own gate: approved, running
+            life.row = earlier
+            get_run_logger().info("promotion %s approved earlier in this run: resuming", earlier)
         life.step = "copy"
         copied = copy_details(choice, copy_image_task(choice))
         life.step = f"image release in {to_env}"
@@ -113,6 +119,17 @@ def promote_image(
         "hosts": released.get("hosts", {}),
         "failed": released.get("failed", []),
     }
+
+
+def _approved_in_this_run(engine: Any, run_id: str | None) -> int | None:
+    """The promotion this flow run recorded and started before Prefect ran it again from the
+    top (the image release's gate suspended it): its approval stands and its row goes on."""
+    if run_id is None:
+        return None
+    for r in releases_of_run(engine, run_id):
+        if r.kind is ReleaseKind.image_promote and r.status is ReleaseStatus.running:
+            return int(r.id)
+    return None
 
 
 def _checksum(engine: Any, choice: PromoteChoice) -> str | None:

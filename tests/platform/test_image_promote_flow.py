@@ -183,3 +183,25 @@ def test_a_string_that_is_not_a_version_is_refused_in_one_line(
         run_flow(image_promote, app, "test", "prod", given)
     assert "\n" not in str(caught.value)
     assert list_releases(ledger(), app, "prod", limit=10) == []
+
+
+def test_target_registry_down_nothing_promoted_then_the_retry_promotes(
+    run_flow: Any, promote_env: Env, registries: RegistryPair, image_front: FrontNginx
+) -> None:
+    app, v1 = promote_env.app, promote_env.images["v1"]
+    registries.target.stop()
+    try:
+        with pytest.raises(Exception, match=f"registry {registries.target.host}: no answer"):
+            run_flow(image_promote, app, "test", "prod", "v1")
+    finally:
+        registries.target.start()
+    # the copy plan asks the target first: nothing recorded, nothing released
+    assert list_releases(ledger(), app, "prod", limit=10) == []
+    assert image_front.get() != "v1"
+
+    out = run_flow(image_promote, app, "test", "prod", "v1")
+    assert out["result"] == "released" and out["hosts"] == {HOST: "succeeded"}
+    assert skopeo_digest(registries.target, f"{promote_env.target_repository}@{v1.digest}") == (
+        v1.digest
+    )
+    assert image_front.get() == "v1"
