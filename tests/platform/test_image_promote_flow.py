@@ -95,6 +95,17 @@ def skopeo_digest(server: RegistryServer, name: str) -> str:
     return "sha256:" + hashlib.sha256(out).hexdigest()
 
 
+def _blob_count(registries: RegistryPair, image: Pushed) -> int:
+    """How many distinct blobs (config and layers) the image has at the source."""
+    from quayside.registry import RegistryClient
+    from quayside.registry.copy import read_manifests
+
+    repository = image.image.split("/", 1)[1].split("@", 1)[0]
+    with RegistryClient(registries.source.settings()) as client:
+        manifests = read_manifests(client, repository, image.digest)
+    return len({b.digest for m in manifests for b in m.blobs})
+
+
 @dataclass
 class Env:
     app: str
@@ -205,3 +216,47 @@ def test_target_registry_down_nothing_promoted_then_the_retry_promotes(
         v1.digest
     )
     assert image_front.get() == "v1"
+
+
+def test_target_registry_down_mid_copy_nothing_promoted_then_only_the_rest_is_copied(
+    run_flow: Any,
+    promote_env: Env,
+    registries: RegistryPair,
+    image_front: FrontNginx,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import quayside.tasks.image_promote as task_module
+
+    app, v1 = promote_env.app, promote_env.images["v1"]
+    real = task_module.copy_promoted
+    seen: list[str] = []
+
+    def stop_after_the_first_blob(choice: Any, on_blob: Any = None) -> Any:
+        def one(blob: Any, action: str) -> None:
+            seen.append(blob.digest)
+            if len(seen) == 1:
+                registries.target.stop()  # the real registry goes away mid-copy
+
+        return real(choice, on_blob=one)
+
+    monkeypatch.setattr(task_module, "copy_promoted", stop_after_the_first_blob)
+    try:
+        with pytest.raises(Exception, match=f"registry {registries.target.host}: no answer"):
+            run_flow(image_promote, app, "test", "prod", "v1")
+    finally:
+        registries.target.start()
+    monkeypatch.setattr(task_module, "copy_promoted", real)
+    (promotion,) = list_releases(ledger(), app, "prod", limit=10)  # no image release
+    assert promotion.kind is ReleaseKind.image_promote
+    assert promotion.status is ReleaseStatus.failed
+    assert str(promotion.details["error"]).startswith("copy: registry ")
+    assert image_front.get() != "v1"
+
+    out = run_flow(image_promote, app, "test", "prod", "v1")
+    copied = out["copy"]
+    assert copied["blobs_present"] >= 1  # what got there before the registry went away
+    assert copied["blobs_present"] + copied["blobs_uploaded"] == _blob_count(registries, v1)
+    assert out["result"] == "released" and image_front.get() == "v1"
+    assert skopeo_digest(registries.target, f"{promote_env.target_repository}@{v1.digest}") == (
+        v1.digest
+    )
