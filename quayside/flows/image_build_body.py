@@ -22,6 +22,7 @@ from quayside.inventory import load_inventory
 from quayside.ledger.image_builds import BuiltImage, built_images
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
 from quayside.registry.names import check_repository
+from quayside.runs.secrets import secret_value
 from quayside.settings import load_settings
 from quayside.tasks.image_build import build_image, publish_summary, summary_markdown
 from quayside.tasks.params import opaque
@@ -41,7 +42,8 @@ def build_release(
     requested_by = confirm_run_authority(inventory, {"app": app, "env": env}, requested_by)
     config, image = build_target(inventory, app, env)
     repository = check_repository(registry_of(inventory, app, env).repository)
-    registry = registry_settings(inventory, app, env)  # a missing secret refuses here
+    # a missing secret refuses here
+    registry = registry_settings(inventory, app, env, secrets=secret_value)
     source = resolve_ref(settings.mirrors_dir, config.repo, ref, app)
     sha = source.commit_sha
     is_tag = ref in source.mirror.tags()

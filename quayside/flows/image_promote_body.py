@@ -21,6 +21,7 @@ from quayside.inventory.resolve import resolve_target
 from quayside.ledger.models import ReleaseKind, ReleaseStatus
 from quayside.ledger.release_details import add_release_detail
 from quayside.ledger.releases import releases_of_run
+from quayside.runs.secrets import secret_value
 from quayside.settings import load_settings
 from quayside.tasks.image_promote import copy_image_task
 from quayside.tasks.ledger import ledger_engine
@@ -49,7 +50,9 @@ def promote_image(
     inventory = load_inventory(settings.inventory_path)
     requested_by = confirm_run_authority(inventory, {"app": app, "env": to_env}, requested_by)
     engine = ledger_engine()
-    choice = resolve_promote(engine, inventory, app, from_env, to_env, version_or_digest)
+    choice = resolve_promote(
+        engine, inventory, app, from_env, to_env, version_or_digest, secrets=secret_value
+    )
     summary = copy_plan_summary(choice)
     target = resolve_target(inventory, app, to_env)
     request = ReleaseRequest(

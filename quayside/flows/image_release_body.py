@@ -39,6 +39,7 @@ from quayside.ledger.models import ReleaseKind, ReleaseStatus
 from quayside.markdown_text import code, inline
 from quayside.release.host_outcomes import failed_rows, outcome_text
 from quayside.release.host_report import HostReport
+from quayside.runs.secrets import secret_value
 from quayside.settings import load_settings
 from quayside.tasks.ledger import ledger_engine
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
@@ -127,7 +128,15 @@ def release_image(
         )
     run = target.app.image.run
     ledger = ledger_engine()
-    choice = resolve_image(ledger, inventory, app, env, version_or_digest, expected_artifact_sha256)
+    choice = resolve_image(
+        ledger,
+        inventory,
+        app,
+        env,
+        version_or_digest,
+        expected_artifact_sha256,
+        secrets=secret_value,
+    )
     config = render_release_config(
         open_store(ledger), app, env, run.config_service, config_versions,
         box=SecretBox.from_home(settings.home), reader=open_reader(),

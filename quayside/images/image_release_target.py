@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from quayside.errors import InputError, NotFoundError
 from quayside.images.containers_spec import DIGEST_RE, check_digest, check_version
+from quayside.images.registry_access import SecretValue
 from quayside.inventory import Inventory
 from quayside.ledger.image_builds import built_images
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
@@ -42,6 +43,8 @@ def resolve_image(
     env: str,
     version_or_digest: str,
     expected_sha256: str | None = None,
+    *,
+    secrets: SecretValue,
 ) -> ImageChoice:
     """The version, digest and pull reference of ``version_or_digest`` for ``app``/``env``.
 
@@ -66,7 +69,7 @@ def resolve_image(
     if expected_sha256 is not None and not _is_sha256(expected_sha256):
         raise InputError(f"expected_artifact_sha256: {expected_sha256[:80]!r} is not a sha256")
     ref = registry_of(inventory, app, env)
-    settings = registry_settings(inventory, app, env)
+    settings = registry_settings(inventory, app, env, secrets=secrets)
     builds = built_images(engine, app)
     build = next((b for b in builds if (b.digest if is_digest else b.version) == given), None)
     with RegistryClient(settings) as client:

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from quayside.errors import InputError
 from quayside.images.image_release_target import ImageChoice, image_releases, resolve_image
-from quayside.images.registry_access import registry_of, registry_settings
+from quayside.images.registry_access import SecretValue, registry_of, registry_settings
 from quayside.inventory import Inventory
 from quayside.ledger.image_builds import built_images
 from quayside.ledger.models import ReleaseStatus
@@ -67,7 +67,14 @@ class PromoteChoice:
 
 
 def resolve_promote(
-    engine: Engine, inventory: Inventory, app: str, from_env: str, to_env: str, given: str
+    engine: Engine,
+    inventory: Inventory,
+    app: str,
+    from_env: str,
+    to_env: str,
+    given: str,
+    *,
+    secrets: SecretValue,
 ) -> PromoteChoice:
     """Resolve ``given`` (a version or ``sha256:`` digest) of ``app`` in ``from_env`` for a
     promotion to ``to_env``.
@@ -96,13 +103,14 @@ def resolve_promote(
                 f"{app} has no environment {env!r}",
                 hint=f"its environments: {', '.join(found.environments)}",
             )
-    image = resolve_image(engine, inventory, app, from_env, given)
+    image = resolve_image(engine, inventory, app, from_env, given, secrets=secrets)
     source = ImageLocation(
-        registry_settings(inventory, app, from_env),
+        registry_settings(inventory, app, from_env, secrets=secrets),
         registry_of(inventory, app, from_env).repository,
     )
     target = ImageLocation(
-        registry_settings(inventory, app, to_env), registry_of(inventory, app, to_env).repository
+        registry_settings(inventory, app, to_env, secrets=secrets),
+        registry_of(inventory, app, to_env).repository,
     )
     running = running_in(engine, app, to_env)
     commits = {b.digest: b.commit_sha for b in reversed(built_images(engine, app)) if b.digest}

@@ -1,16 +1,23 @@
 """An environment's registry as the registry client and the engine need it: the inventory's
 :class:`~quayside.inventory.image_models.RegistryRef` with its password resolved from the
-inventory's ``secrets:`` (an environment variable, a Prefect Secret block or Vault, through
-:func:`quayside.runs.secrets.resolve_secret`). The password stays a ``SecretStr``."""
+inventory's ``secrets:`` by the resolver the caller passes (the flows pass
+:func:`quayside.runs.secrets.resolve_secret`: an environment variable, a Prefect Secret block
+or Vault; the core imports no Prefect). The password stays a ``SecretStr``."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from pydantic import SecretStr
 
 from quayside.errors import ConfigError
 from quayside.inventory import Inventory
 from quayside.inventory.image_models import RegistryRef
+from quayside.inventory.models import SecretRef
 from quayside.registry import RegistrySettings
+
+#: a secret's value from its reference (``name``: how messages call it, never the value)
+SecretValue = Callable[[SecretRef, str], str]
 
 
 def registry_of(inventory: Inventory, app: str, env: str) -> RegistryRef:
@@ -29,15 +36,16 @@ def registry_of(inventory: Inventory, app: str, env: str) -> RegistryRef:
     return ref
 
 
-def registry_settings(inventory: Inventory, app: str, env: str) -> RegistrySettings:
-    """Address and credentials of the registry of ``app``/``env``.
+def registry_settings(
+    inventory: Inventory, app: str, env: str, *, secrets: SecretValue
+) -> RegistrySettings:
+    """Address and credentials of the registry of ``app``/``env`` (the password by
+    ``secrets``).
 
     Raises:
         ConfigError: no registry, a password secret that is not in ``secrets:``, or a secret
             that does not resolve (named, never its value).
     """
-    from quayside.runs.secrets import resolve_secret
-
     ref = registry_of(inventory, app, env)
     where = f"apps.{app}.environments.{env}.registry"
     password: SecretStr | None = None
@@ -49,7 +57,7 @@ def registry_settings(inventory: Inventory, app: str, env: str) -> RegistrySetti
                 f"'{ref.password_secret}' under secrets:",
                 hint=f"add secrets.{ref.password_secret} (env, prefect_secret or vault)",
             )
-        password = SecretStr(resolve_secret(secret, name=f"secrets.{ref.password_secret}"))
+        password = SecretStr(secrets(secret, f"secrets.{ref.password_secret}"))
     if ref.username is not None and password is None:
         raise ConfigError(
             f"quayside.yaml: {where}: username {ref.username!r} has no password_secret",

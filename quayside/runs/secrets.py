@@ -70,3 +70,9 @@ def _vault(reference: str, name: str) -> str:
             hint=f"add the key to the secret, or name an existing one after '#' in {name}",
         )
     return str(values[key])
+
+
+def secret_value(ref: SecretRef, name: str) -> str:
+    """:func:`resolve_secret` in the shape the core's credential readers take
+    (:data:`quayside.images.registry_access.SecretValue`)."""
+    return resolve_secret(ref, name=name)

@@ -39,6 +39,7 @@ from quayside.images.versions import Version, already_built, choose_version, par
 from quayside.inventory.image_models import ImageBuild
 from quayside.inventory.models import Inventory
 from quayside.registry import InvalidImageName, RegistrySettings
+from quayside.runs.secrets import secret_value
 from quayside.tasks.image_build import summary_markdown
 
 SHA = "3f" * 20
@@ -337,23 +338,27 @@ def _inventory(**registry: Any) -> Inventory:
 def test_registry_password_from_the_inventory_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     inventory = _inventory(username="ci", password_secret="reg")
     monkeypatch.setenv("QS_UNIT_REGISTRY_PASSWORD", "pw")
-    settings = registry_settings(inventory, "shop", "test")
+    settings = registry_settings(inventory, "shop", "test", secrets=secret_value)
     assert settings.username == "ci" and settings.password is not None
     assert settings.password.get_secret_value() == "pw"
     assert "pw" not in repr(settings)
     monkeypatch.delenv("QS_UNIT_REGISTRY_PASSWORD")
     with pytest.raises(ConfigError, match="QS_UNIT_REGISTRY_PASSWORD is not set"):
-        registry_settings(inventory, "shop", "test")
+        registry_settings(inventory, "shop", "test", secrets=secret_value)
 
 
 def test_registry_refusals_name_the_key_path() -> None:
     with pytest.raises(ConfigError, match=r"environments\.test\.registry\.password_secret: no "):
-        registry_settings(_inventory(username="ci", password_secret="nope"), "shop", "test")
+        registry_settings(
+            _inventory(username="ci", password_secret="nope"), "shop", "test", secrets=secret_value
+        )
     with pytest.raises(ConfigError, match="username 'ci' has no password_secret"):
-        registry_settings(_inventory(username="ci"), "shop", "test")
+        registry_settings(_inventory(username="ci"), "shop", "test", secrets=secret_value)
     with pytest.raises(ConfigError, match=r"apps\.shop\.environments\.prod\.registry: not set"):
-        registry_settings(_inventory(), "shop", "prod")
-    assert registry_settings(_inventory(), "shop", "test").username is None  # anonymous
+        registry_settings(_inventory(), "shop", "prod", secrets=secret_value)
+    assert (
+        registry_settings(_inventory(), "shop", "test", secrets=secret_value).username is None
+    )  # anonymous
 
 
 def test_build_target_refusals() -> None:

@@ -27,6 +27,7 @@ from quayside.ledger.models import ReleaseKind, ReleaseStatus
 from quayside.ledger.release_details import add_release_detail
 from quayside.ledger.releases import finish_release, get_release, start_release
 from quayside.registry import CopyResult, ImageLocation, RegistrySettings
+from quayside.runs.secrets import secret_value
 
 D1, D2 = ("sha256:" + c * 64 for c in "12")
 C1, C2 = "a1b2c3d4e5f6a7b8c9d0" * 2, "0f9e8d7c6b5a4f3e2d1c" * 2
@@ -71,17 +72,17 @@ def test_a_bad_version_or_digest_is_refused_in_one_line(
     engine: Engine, given: str, match: str
 ) -> None:
     with pytest.raises(InputError, match=match) as caught:
-        resolve_promote(engine, _inventory(), "shop", "test", "prod", given)
+        resolve_promote(engine, _inventory(), "shop", "test", "prod", given, secrets=secret_value)
     assert "\n" not in str(caught.value.message)
 
 
 def test_one_environment_twice_or_a_non_image_app_is_refused(engine: Engine) -> None:
     with pytest.raises(InputError, match="both 'prod'"):
-        resolve_promote(engine, _inventory(), "shop", "prod", "prod", "v1")
+        resolve_promote(engine, _inventory(), "shop", "prod", "prod", "v1", secrets=secret_value)
     with pytest.raises(InputError, match="web is not an image app"):
-        resolve_promote(engine, _inventory(), "web", "test", "prod", "v1")
+        resolve_promote(engine, _inventory(), "web", "test", "prod", "v1", secrets=secret_value)
     with pytest.raises(InputError, match="no environment 'staging'"):
-        resolve_promote(engine, _inventory(), "shop", "test", "staging", "v1")
+        resolve_promote(engine, _inventory(), "shop", "test", "staging", "v1", secrets=secret_value)
 
 
 def _release(
