@@ -440,10 +440,11 @@ def _rollback_kind(
     engine = _ledger(ledger)
     if to is not None and to.strip().isdigit():
         return named.get(get_release(engine, int(to)).kind, "git")
-    newest = current_release(
-        engine, app_name, env,
-        kinds=[k for k in ReleaseKind if k is not ReleaseKind.image_build],
-    )  # fmt: skip
+    # a build and a promotion serve nothing themselves (the promotion's image release does)
+    serving = [
+        k for k in ReleaseKind if k not in (ReleaseKind.image_build, ReleaseKind.image_promote)
+    ]
+    newest = current_release(engine, app_name, env, kinds=serving)
     return named.get(newest.kind, "git") if newest is not None else "git"
 
 
