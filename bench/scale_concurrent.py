@@ -284,6 +284,7 @@ class Api:
 
     gateway: httpx.Client
     prefect: httpx.Client
+    wait_errors: list[str] = field(default_factory=list)
 
     def submit(self, app: str) -> Submitted:
         """``POST /api/tasks`` for a git deploy of ``app``, sent again with the same
@@ -332,8 +333,16 @@ class Api:
 
     def wait(self, ids: Sequence[str], timeout_s: float) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout_s
+        runs: list[dict[str, Any]] = []
         while True:
-            runs = self.runs(ids)
+            try:
+                runs = self.runs(ids)
+            except httpx.HTTPError as e:  # recorded; the platform may restart its server
+                self.wait_errors.append(f"{type(e).__name__}: {str(e)[:120]}")
+                if time.monotonic() > deadline:
+                    return runs
+                time.sleep(2)
+                continue
             done = [r for r in runs if (r.get("state") or {}).get("type") in FINAL]
             if len(done) == len(ids) or time.monotonic() > deadline:
                 return runs
@@ -443,6 +452,8 @@ def burst(bench: Bench, names: Sequence[str]) -> dict[str, Any]:
         "submit_p50_s": submits.summary()["p50_s"],
         "submit_p95_s": submits.p95(),
         "submissions_accepted": len(ids),
+        "api_errors_while_waiting": len(api.wait_errors),
+        "api_error_examples": sorted(set(api.wait_errors))[:3],
         "submit_refusals": len(refusals),
         "submit_refusal_examples": sorted(set(refusals))[:3],
         "last_run_started_after_s": round(max(starts) - started_at, 2) if starts else None,
