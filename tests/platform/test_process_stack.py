@@ -134,12 +134,25 @@ def deploy(app: str, ref: str, **extra: Any) -> str:
     ).id
 
 
+def holds_lease(engine: Engine, app: str, run_id: str) -> None:
+    """Wait until run ``run_id`` holds the lease of ``app``/test (its release has begun)."""
+    deadline = time.monotonic() + 120
+    while True:
+        lock = current_lock(engine, app, "test")
+        if lock is not None and lock.flow_run_id == run_id:
+            return
+        assert time.monotonic() < deadline, f"run {run_id} never took the lease of {app}/test"
+        time.sleep(0.3)
+
+
 def test_releases_of_two_apps_run_on_two_workers_at_once(
     stack: ProcessStack, clean_ssh_fleet: SshdFleet, repo: Repo, ledger_engine_of: Engine
 ) -> None:
     fleet = clean_ssh_fleet
-    write_apps(stack, fleet, repo, hold="3")
-    shop, cart = deploy("shop", "v1"), deploy("cart", "v2")
+    write_apps(stack, fleet, repo, hold="20")
+    shop = deploy("shop", "v1")
+    holds_lease(ledger_engine_of, "shop", shop)  # on the hosts, 20 s before its switch
+    cart = deploy("cart", "v2")
     assert wait_final(shop) == "COMPLETED"
     assert wait_final(cart) == "COMPLETED"
 
@@ -163,10 +176,12 @@ def test_two_releases_of_one_app_never_overlap_across_workers(
     stack: ProcessStack, clean_ssh_fleet: SshdFleet, repo: Repo, ledger_engine_of: Engine
 ) -> None:
     fleet = clean_ssh_fleet
-    write_apps(stack, fleet, repo, hold="4")
+    write_apps(stack, fleet, repo, hold="30")
 
     # refused: the second run, on the other worker, finds the lease held and does not run
-    first, second = deploy("shop", "v1"), deploy("shop", "v2")
+    first = deploy("shop", "v1")
+    holds_lease(ledger_engine_of, "shop", first)  # on the hosts, 30 s before its switch
+    second = deploy("shop", "v2")
     states = {first: wait_final(first), second: wait_final(second)}
     assert sorted(states.values()) == ["CANCELLED", "COMPLETED"], states
     assert {worker_of(stack, first), worker_of(stack, second)} == set(stack.worker_names())
@@ -182,6 +197,7 @@ def test_two_releases_of_one_app_never_overlap_across_workers(
         assert_complete(host)
 
     # waiting: both run, one after the other
+    write_apps(stack, fleet, repo, hold="4")
     third, fourth = deploy("shop", "v2", lock_wait_s=120), deploy("shop", "v3", lock_wait_s=120)
     assert wait_final(third) == "COMPLETED"
     assert wait_final(fourth) == "COMPLETED"
