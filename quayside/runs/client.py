@@ -14,11 +14,9 @@ from uuid import UUID, uuid4
 
 from quayside.deployments.catalogue import by_name
 from quayside.errors import InputError, NotFoundError, QuaysideError
-from quayside.runs.prefect_http import PrefectHTTP, PrefectUnavailable, api_url, parameter_error
+from quayside.runs.prefect_http import PrefectHTTP, api_url
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-__all__ = ["PrefectUnavailable", "api_url", "parameter_error"]
 
 
 @dataclass(frozen=True)

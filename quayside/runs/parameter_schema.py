@@ -14,7 +14,7 @@ def read_parameter_schema(full_name: str) -> dict[str, Any]:
 
     Raises:
         NotFoundError: the deployment is not registered with Prefect.
-        quayside.runs.client.PrefectUnavailable: the Prefect API cannot be reached.
+        quayside.runs.prefect_http.PrefectUnavailable: the Prefect API cannot be reached.
     """
     from prefect.exceptions import ObjectNotFound
 
