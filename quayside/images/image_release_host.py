@@ -228,7 +228,8 @@ def release_on_host(
 def restore_on_host(
     client: Any, executor: Executor | None, job: ImageJob, switched: Switched
 ) -> str:
-    """Start the old container again, send traffic back to it, remove the new one.
+    """Start the old container again, send traffic back to it, and remove the new one once
+    nginx's old workers are drained (``traffic.drain_s``).
 
     Raises:
         QuaysideError: the old container does not answer again, or the upstream could not be
@@ -245,6 +246,10 @@ def restore_on_host(
         note = restore_upstream(executor, switched.upstream)
         if note.startswith("RESTORE FAILED"):
             raise QuaysideError(f"{job.host}: {note}")
+        # nginx's old workers still send their requests to the new container for a moment,
+        # as after the switch: it goes once they are drained
+        if job.run.traffic is not None:
+            time.sleep(job.run.traffic.drain_s)
     engine.remove(client.containers.get(switched.new))
     return f"{switched.old} serves again; {note}".rstrip("; ")
 

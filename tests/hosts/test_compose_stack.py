@@ -336,7 +336,27 @@ def test_the_stack_builds_and_comes_up_healthy(compose: Compose, tmp_path: Path)
     assert listed.status_code == 200
     assert "git-deploy" in {d["name"] for d in listed.json()}
     assert httpx.get(f"{compose.variables['QUAYSIDE_TEST_GATEWAY']}/health").status_code == 200
-    ps = compose("ps").stdout
     for service in ("prefect-server", "gateway"):
-        line = next(row for row in ps.splitlines() if f"_{service}_1" in row)
-        assert "(healthy)" in line, ps
+        assert health_of(compose, service) == "healthy", compose("ps").stdout
+
+
+def health_of(compose: Compose, service: str, wait_s: float = 120) -> str:
+    """The Docker health status of ``service``'s first container, once it is no longer
+    ``starting`` (or after ``wait_s``): read with ``docker inspect``, not from the columns of
+    ``docker-compose ps``, whose layout and name truncation vary."""
+    found = compose("ps", "-q", service).stdout.split()
+    assert found, f"no container for {service}: {compose('ps').stdout}"
+    status = ""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        status = subprocess.run(
+            ["docker", "inspect", "--format", "{{.State.Health.Status}}", found[0]],
+            env={**os.environ, "DOCKER_HOST": compose.engine.url},
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        if status != "starting":
+            return status
+        time.sleep(2)
+    return status

@@ -195,7 +195,7 @@ def test_check_validates_deployments_and_parameters_against_the_catalogue() -> N
         "task_templates.1: git-deploy needs ref: fix it under task_templates.1.parameters or "
         "map an argument to it in task_templates.1.args",
         "task_templates.2.deployment: no deployment 'no-such-flow' in the catalogue (task API: "
-        "git-deploy, rollback, config-publish, image-build, image-release)",
+        "git-deploy, rollback, config-publish, image-build, image-release, image-promote)",
         "task_templates.3.deployment: hello-release cannot be started through the task API "
         "(not triggerable)",
     ]
