@@ -87,6 +87,8 @@ def host_commands(service: ConfigService, host: str, address: str, staged_dir: s
     check = service.check or check
     reload = service.reload or reload
     restart = service.restart or (restart if service.kind == "dnsmasq" else reload)
+    if service.kind == "nginx":
+        reload, restart = nginx.settled(reload), nginx.settled(restart)
     return HostCommands(
         directory,
         fill(check, values),
