@@ -24,6 +24,7 @@ from quayside.gateway import (
     routes_config_pull,
     routes_containers,
     routes_hooks,
+    routes_releases,
     routes_tasks,
 )
 from quayside.gateway.config import GatewayConfig
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
         return {"status": "ok"}
 
     app.include_router(routes_tasks.router)
+    app.include_router(routes_releases.router)
     app.include_router(routes_hooks.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_approvals.router)
