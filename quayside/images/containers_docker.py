@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from quayside.errors import QuaysideError
+from quayside.errors import HostError, QuaysideError
 from quayside.images.containers_spec import (
     LABEL_CONFIG,
     LABEL_DIGEST,
@@ -27,6 +27,7 @@ from quayside.images.containers_spec import (
     slot_of,
 )
 from quayside.inventory.image_models import DockerEndpoint
+from quayside.inventory.models import Host
 
 POLL_S = 0.05
 
@@ -41,16 +42,23 @@ class ChecksumMismatch(ContainerError):
     hint = "release the digest the build recorded, or build again from the right source"
 
 
-def connect(host: str, endpoint: DockerEndpoint, timeout_s: float = 120) -> Any:
-    """A ``docker.DockerClient`` for ``host``'s engine (``unix://``, ``ssh://`` through
-    paramiko, or TLS ``tcp://`` with the endpoint's certificate files).
+def connect(
+    host: str, endpoint: DockerEndpoint, timeout_s: float = 120, *, login: Host | None = None
+) -> Any:
+    """A ``docker.DockerClient`` for ``host``'s engine: ``unix://``, plain or TLS ``tcp://``
+    (with the endpoint's certificate files), or ``ssh://`` through Quayside's SSH connection
+    with ``login``'s (the inventory host's) key_file and known_hosts
+    (:mod:`quayside.images.docker_ssh`).
 
     Raises:
-        ContainerError: the engine does not answer (the host and URL named).
+        ContainerError: the engine does not answer, or SSH to it failed (the host, the URL and
+            the reason named, in one line).
     """
     import docker
     from docker.tls import TLSConfig
 
+    if endpoint.url.startswith("ssh://"):
+        return _connect_ssh(host, endpoint, int(timeout_s), login)
     tls: Any = False
     if endpoint.tls_cert and endpoint.tls_key:
         tls = TLSConfig(
@@ -63,11 +71,44 @@ def connect(host: str, endpoint: DockerEndpoint, timeout_s: float = 120) -> Any:
         client.ping()
     except Exception as e:
         raise ContainerError(
-            f"{host}: the Docker engine at {endpoint.url} does not answer "
-            f"({type(e).__name__}: {str(e)[:200]})",
-            hint=f"check hosts.{host}.docker.url in quayside.yaml and that the engine runs",
+            f"{host}: the Docker engine at {endpoint.url} does not answer: {_reason(e)}",
+            hint=f"check hosts.{host}.docker.url in quayside.yaml and that the engine runs "
+            "and listens there",
         ) from e
     return client
+
+
+def _connect_ssh(host: str, endpoint: DockerEndpoint, timeout_s: int, login: Host | None) -> Any:
+    from quayside.images import docker_ssh
+
+    try:
+        return docker_ssh.open_engine(host, endpoint.url, login, timeout_s)
+    except HostError as e:
+        raise ContainerError(
+            f"{host}: the Docker engine at {endpoint.url}: SSH failed: "
+            + e.message.removeprefix(f"{e.host}: "),
+            hint=e.hint or f"check hosts.{host} (user, key_file, known_hosts) in quayside.yaml",
+        ) from e
+    except Exception as e:
+        why = docker_ssh.why_no_engine(host, endpoint.url, login)
+        raise ContainerError(
+            f"{host}: the Docker engine at {endpoint.url} does not answer through "
+            f"`{docker_ssh.DIAL_STDIO}` ({_reason(e)}); {why}",
+            hint="the SSH user needs the docker CLI on its PATH there and access to the "
+            "engine's socket (e.g. membership of the docker group)",
+        ) from e
+
+
+def _reason(e: BaseException) -> str:
+    """The innermost cause of a docker SDK / requests error, in one short line (requests
+    wraps urllib3 wraps the socket error: the last is what a user can act on)."""
+    inner: BaseException = e
+    while inner.__cause__ is not None or inner.__context__ is not None:
+        nxt = inner.__cause__ or inner.__context__
+        assert nxt is not None
+        inner = nxt
+    text = " ".join(str(inner).split())
+    return f"{type(inner).__name__}: {text[:200]}" if text else type(inner).__name__
 
 
 @dataclass(frozen=True)

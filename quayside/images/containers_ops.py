@@ -49,7 +49,7 @@ def open_hosts(target: Target) -> Iterator[tuple[ImageRun, list[OpenHost]]]:
         for name, host in target.hosts:
             if host.docker is None:
                 raise InputError(f"quayside.yaml: hosts.{name}.docker: not set")
-            client = engine.connect(name, host.docker, timeout_s=30)
+            client = engine.connect(name, host.docker, timeout_s=30, login=host)
             opened.append(OpenHost(name, client, executor_for(name, host)))
         yield target.app.image.run, opened
     finally:
