@@ -13,7 +13,9 @@ Steps (``release_on_host``):
 5. check it: running (healthy, where the image has a health check), an HTTP probe on its
    slot, and the build's artifact checksum inside it where one was recorded;
 6. switch: the upstream file published through :mod:`quayside.config.host_publish`
-   (stage, ``nginx -t``, swap, reload, verify through nginx; restored on failure);
+   (stage, ``nginx -t``, swap, reload, verify through nginx; restored on failure), then
+   nginx's answers must name the new container's slot (``X-Quayside-Upstream``: an old
+   container still answering fails the switch, and the upstream is restored);
 7. wait ``traffic.drain_s`` for nginx's old workers, then stop the old container (it is
    removed by :func:`finish_on_host` when the release is through, so a restore past the
    failure threshold can start it again).
@@ -195,9 +197,10 @@ def release_on_host(
                                    f"config {job.config_version} ({spec.name})"),
                 version_id=f"{job.version_id}-{spec.name}",
             )  # fmt: skip
-            report = switch_upstream(executor, upstream)
+            report = switch_upstream(executor, upstream, job.run.slots[slot])
             if not report.ok:
                 raise QuaysideError(f"traffic switch: {report.message}")
+            checked.append(f"nginx answers from {job.run.slots[slot]}")
             time.sleep(job.run.traffic.drain_s)
         if serving is not None:
             engine.stop(serving.container, job.run.stop_timeout_s)
@@ -243,7 +246,7 @@ def restore_on_host(
     engine.wait_ready(old, probe_url(job.run, slot), job.run.health_timeout_s)
     note = ""
     if switched.upstream is not None and executor is not None:
-        note = restore_upstream(executor, switched.upstream)
+        note = restore_upstream(executor, switched.upstream, job.run.slots[slot])
         if note.startswith("RESTORE FAILED"):
             raise QuaysideError(f"{job.host}: {note}")
         # nginx's old workers still send their requests to the new container for a moment,

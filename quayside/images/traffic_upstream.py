@@ -4,18 +4,26 @@ beside the live set, ``nginx -t``, swap, reload, verify, restore on failure) - o
 for "write a config, validate, swap, reload, verify".
 
 The upstream file names one server, the slot of the container that should take traffic, so
-what a host serves is read back from that file (:func:`slot_in_upstream`).
+what a host serves is read back from that file (:func:`slot_in_upstream`). It also makes
+nginx name the server of every answer (``X-Quayside-Upstream``, the upstream's own header of
+that name hidden): after the publish's own verify, the switch wants the new slot named there
+(:mod:`quayside.images.image_release_upstream_check`), so an old container still answering
+through a reload that did not take fails the switch, and the upstream is restored.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from quayside.config.address import ItemAddress
 from quayside.config.host_publish import HostJob, publish_host, read_host, restore_host
 from quayside.config.publish_plan import HostFacts, HostPlan, PublishFile
+from quayside.config.publish_verify import VerifyFailed
 from quayside.config.records import content_hash
+from quayside.config.service_commands import fill
 from quayside.executors.base import Executor
+from quayside.images.image_release_upstream_check import UPSTREAM_HEADER, verify_upstream
 from quayside.inventory.config_services import ConfigService
 from quayside.inventory.image_models import ImageTraffic
 from quayside.release.host_report import HostReport
@@ -27,11 +35,13 @@ _SERVER = re.compile(r"^\s*server\s+(\S+?)\s*(?:\s[^;]*)?;", re.MULTILINE)
 
 def upstream_text(traffic: ImageTraffic, slot: str, about: str) -> str:
     """The upstream file sending ``traffic.upstream`` to ``slot`` (``about`` says what runs
-    there, as a comment)."""
+    there, as a comment), with the header naming the server of each answer."""
     comment = " ".join(about.split())[:200]
     return (
         f"# written by quayside: {comment}\n"
         f"upstream {traffic.upstream} {{\n    server {slot} max_fails=0;\n}}\n"
+        f"proxy_hide_header {UPSTREAM_HEADER};\n"
+        f"add_header {UPSTREAM_HEADER} $upstream_addr always;\n"
     )
 
 
@@ -94,11 +104,39 @@ def previous_set(job: HostJob) -> str | None:
     return {"link": job.plan.previous, "dir": job.initial, "none": None}[job.plan.live]
 
 
-def switch_upstream(executor: Executor, job: HostJob) -> HostReport:
-    """Publish the upstream file: stage, check, swap, reload, verify; restored on failure."""
-    return publish_host(executor, job)
+def _check_url(job: HostJob) -> str:
+    url = job.service.verify_url
+    assert url is not None, "an image release's traffic always has a url"
+    return fill([url], {"host": job.host, "address": job.address, "dir": job.live})[0]
 
 
-def restore_upstream(executor: Executor, job: HostJob) -> str:
-    """Point nginx back at the upstream file it had before ``job`` (reload, verify)."""
-    return restore_host(executor, job, previous_set(job))
+def switch_upstream(executor: Executor, job: HostJob, slot: str) -> HostReport:
+    """Publish the upstream file (stage, check, swap, reload, verify; restored on failure),
+    then check that nginx's answers come from ``slot`` (the new container); restored when
+    they do not."""
+    report = publish_host(executor, job)
+    if not report.ok:
+        return report
+    try:
+        sent = verify_upstream(_check_url(job), slot, timeout_s=job.service.verify_timeout_s)
+    except VerifyFailed as e:
+        note = restore_upstream(executor, job)
+        return replace(report, status="failed", step="verify", message=f"{e}; {note}",
+                       switched=False)  # fmt: skip
+    return replace(report, message=f"{report.message}; {slot} answered ({sent} requests)")
+
+
+def restore_upstream(executor: Executor, job: HostJob, slot: str | None = None) -> str:
+    """Point nginx back at the upstream file it had before ``job`` (reload, verify) and,
+    given the old container's ``slot``, check that nginx's answers come from it again.
+
+    A restore that could not check the old slot starts its note with ``RESTORE FAILED``.
+    """
+    note = restore_host(executor, job, previous_set(job))
+    if slot is None or note.startswith("RESTORE FAILED"):
+        return note
+    try:
+        verify_upstream(_check_url(job), slot, timeout_s=job.service.verify_timeout_s)
+    except VerifyFailed as e:
+        return f"RESTORE FAILED: {e} ({note})"
+    return f"{note}; {slot} answers again"

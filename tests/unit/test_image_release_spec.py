@@ -134,6 +134,8 @@ def test_upstream_file_names_the_slot_and_reads_back() -> None:
     assert text == (
         "# written by quayside: shop/prod v2 sha256:x\n"
         "upstream shop {\n    server 127.0.0.1:18081 max_fails=0;\n}\n"
+        "proxy_hide_header X-Quayside-Upstream;\n"
+        "add_header X-Quayside-Upstream $upstream_addr always;\n"
     )
     assert slot_in_upstream(text) == "127.0.0.1:18081"
     assert slot_in_upstream("upstream app {\n    server 127.0.0.81:1;\n}\n") == "127.0.0.81:1"

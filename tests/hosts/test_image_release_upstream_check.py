@@ -1,0 +1,81 @@
+"""The image release's traffic switch proves that the NEW container answers, on a real Docker
+Engine and a real nginx in front: nginx names the server of every answer
+(``X-Quayside-Upstream``, from the upstream file Quayside writes), the switch wants the new
+slot there; with a reload that does not take effect (the old container keeps answering 2xx
+through nginx, which the URL probe alone accepted) the switch fails, the upstream file is
+restored, the new container removed, and the old one served every request meanwhile."""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+from quayside.images import containers_docker as engine
+from quayside.images.image_release_upstream_check import upstreams_named
+from quayside.inventory.image_models import ImageTraffic
+from testbed.docker_engine import DockerEngine
+from testbed.image_app import FrontNginx, LoadLoop
+from testbed.registry import RegistryPair
+from tests.hosts.test_image_release_host import (  # noqa: F401  (app_images: a fixture)
+    Pushed,
+    _job,
+    _release,
+    _run,
+    app_images,
+)
+
+
+def _named(front: FrontNginx) -> list[str]:
+    with urllib.request.urlopen(front.url, timeout=2) as reply:
+        return upstreams_named(reply.headers)
+
+
+def test_nginx_names_the_new_container_after_a_switch(
+    docker_engine: DockerEngine,
+    registries: RegistryPair,
+    app_images: dict[str, Pushed],  # noqa: F811
+    image_front: FrontNginx,
+    tmp_path: Path,
+) -> None:
+    client = docker_engine.client()
+    run = _run(image_front, tmp_path)
+    report, _ = _release(client, _job(run, app_images["v1"], registries, "config one"))
+    assert report.status == "succeeded", report.message
+    assert f"nginx answers from {run.slots[0]}" in report.message
+    assert _named(image_front) == [run.slots[0]]
+    report, _ = _release(client, _job(run, app_images["v2"], registries, "config two"))
+    assert report.status == "succeeded", report.message
+    assert _named(image_front) == [run.slots[1]] and image_front.get() == "v2"
+    client.close()
+
+
+def test_an_old_container_still_answering_fails_the_switch_and_the_upstream_is_restored(
+    docker_engine: DockerEngine,
+    registries: RegistryPair,
+    app_images: dict[str, Pushed],  # noqa: F811
+    image_front: FrontNginx,
+    tmp_path: Path,
+) -> None:
+    client = docker_engine.client()
+    run = _run(image_front, tmp_path)
+    report, _ = _release(client, _job(run, app_images["v1"], registries, "config one"))
+    assert report.status == "succeeded", report.message
+    upstream_before = (image_front.conf / "upstream.conf").read_text()
+
+    # a reload that does nothing (a wrong pid file, say): nginx keeps sending v1's slot
+    # the traffic, and v1 answers the probe URL with 200 - only the header tells
+    idle = run.model_copy(update={"traffic": ImageTraffic(**image_front.traffic(reload=["true"]))})
+    with LoadLoop(image_front.url, rate=150) as load:
+        report, switched = _release(client, _job(idle, app_images["v2"], registries, "config two"))
+    assert report.status == "failed" and report.step == "switch", report.message
+    assert f"nginx sent {image_front.url} to {run.slots[0]}" in report.message
+    assert f"not to the new container on {run.slots[1]}" in report.message
+    assert "restored the previous files" in report.message
+    assert "shop-test-v1-a keeps serving" in report.message
+    assert switched is None
+    assert load.failed == 0, load.errors
+    assert set(load.seen) == {"v1"}
+    assert (image_front.conf / "upstream.conf").read_text() == upstream_before
+    assert [c.name for c in engine.app_containers(client, "shop", "test")] == ["shop-test-v1-a"]
+    assert _named(image_front) == [run.slots[0]] and image_front.get() == "v1"
+    client.close()
