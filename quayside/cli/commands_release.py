@@ -485,23 +485,16 @@ def releases(
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=500, help="how many"),
 ) -> None:
     """List the releases of APP in ENV, newest first; * marks the current one."""
+    # the ledger read without SQLAlchemy's ORM (quayside.ledger.environment_releases): this
+    # command should answer at once, and importing the mapped models costs more than the rest
     from rich.table import Table
 
-    from quayside.ledger.db import make_engine
-    from quayside.ledger.models import ReleaseStatus
-    from quayside.ledger.releases import current_release, list_releases
+    from quayside.ledger.environment_releases import INTERRUPTED, list_environment
     from quayside.release.fleet_summary import fleet_line
     from quayside.settings import load_settings
 
-    engine = make_engine(load_settings().database_url)
-    try:
-        rows = list_releases(engine, app_name, env, limit=limit, with_hosts=False)
-        # the newest succeeded release listed is the current one; else it is older than these
-        current = next((r for r in rows if r.status == ReleaseStatus.succeeded), None)
-        if current is None and rows:
-            current = current_release(engine, app_name, env)
-    finally:
-        engine.dispose()
+    listing = list_environment(load_settings().database_url, app_name, env, limit)
+    rows, current = listing.releases, listing.current
     if not rows:
         console.print(f"no releases of {app_name}/{env} yet", highlight=False)
         return
@@ -509,14 +502,14 @@ def releases(
     for r in rows:
         mark = "*" if current is not None and r.id == current.id else ""
         when = r.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if r.created_at else ""
-        status = r.status.value
-        fleet = fleet_line(r.summary) if r.status == ReleaseStatus.interrupted else None
+        status = r.status
+        fleet = fleet_line(r.summary) if r.status == INTERRUPTED else None
         if fleet:  # a fleet the dead run left mixed
             status = f"{status}: {fleet}"
         table.add_row(
             mark,
             str(r.id),
-            r.kind.value,
+            r.kind,
             r.version or "",
             (r.commit_sha or "")[:12],
             r.requested_by or "",

@@ -78,6 +78,34 @@ def test_check_needs_pydantic_and_yaml_only(tmp_path: Path) -> None:
     assert "prefect" not in loaded and "sqlalchemy" not in loaded, loaded
 
 
+def test_releases_reads_a_sqlite_ledger_without_sqlalchemy(tmp_path: Path) -> None:
+    """`quayside releases` on the default (SQLite) ledger reads it with the standard library:
+    importing SQLAlchemy and the mapped models would cost most of the command."""
+    from quayside.ledger.db import migrate
+
+    migrate(f"sqlite:///{tmp_path / 'ledger.db'}")
+    env = {**os.environ, "QUAYSIDE_HOME": str(tmp_path)}
+    env.pop("QUAYSIDE_DATABASE_URL", None)
+    loaded = loaded_after(run_main("releases", "shop", "prod"), env)
+    assert set(loaded) <= PARSING | {"rich"}, loaded
+
+
+def test_releases_without_a_ledger_says_so_and_creates_none(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "QUAYSIDE_"))}
+    env["QUAYSIDE_HOME"] = str(home)
+    done = subprocess.run(
+        [sys.executable, "-m", "quayside.cli.main", "releases", "shop", "prod"],
+        cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"error: the ledger database is not set up (no database file at {home / 'ledger.db'})",
+        "hint: run `quayside db upgrade` (or start the platform with `make up`)",
+    ]
+    assert not home.exists()  # a listing writes nothing, not even an empty database
+
+
 def test_point_at_platform_uses_the_settings_of_up(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(API_URL, raising=False)
     monkeypatch.setenv("QUAYSIDE_PREFECT_PORT", "4711")
