@@ -229,6 +229,7 @@ class ProcessStack:
         self.start_service("prefect-server")
         self.wait_healthy("prefect-server", f"{self.api_url}/health", 180)
         self.start_service("prefect-services")
+        self.wait_services_healthy(180)
         self.run_once("register")
         self.run_once("reconcile")
         for name in self.worker_names():
@@ -337,6 +338,51 @@ class ProcessStack:
             time.sleep(0.3)
         raise StackError(f"{name} did not become healthy:\n{self.log_tail(name)}")
 
+    def healthcheck(
+        self, service: str, extra: list[str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """``service``'s compose healthcheck run as Docker runs it: its ``test`` command (on
+        this interpreter) in the service's environment, not through the entrypoint."""
+        kind, *command = [str(a) for a in self.services[service]["healthcheck"]["test"]]
+        assert kind == "CMD", f"{service}: healthcheck {kind} is not run here"
+        if command[0] == "python":
+            command[0] = sys.executable
+        return subprocess.run(
+            [*command, *(extra or [])],
+            env=self.env(service, self.home(f"{service}-health")),
+            cwd=PROJECT_DIR, capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+
+    def wait_services_healthy(self, timeout: float) -> None:
+        """Until the ``prefect-services`` healthcheck passes (the process persists events)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            process = self.processes["prefect-services"]
+            if process.poll() is not None:
+                raise StackError(
+                    f"prefect-services exited {process.returncode}:\n"
+                    + self.log_tail("prefect-services")
+                )
+            check = self.healthcheck("prefect-services")
+            if check.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"prefect-services did not become healthy: {check.stdout}{check.stderr}\n"
+                    + self.log_tail("prefect-services")
+                )
+            time.sleep(1)
+
+    def pause_process(self, name: str) -> None:
+        """SIGSTOP ``name``'s process group: alive, doing nothing (a wedged process)."""
+        os.killpg(self.processes[name].pid, signal.SIGSTOP)
+
+    def resume_process(self, name: str) -> None:
+        try:
+            os.killpg(self.processes[name].pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # gone already
+
     def log_tail(self, name: str) -> str:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
@@ -364,6 +410,7 @@ class ProcessStack:
 
     def stop(self) -> None:
         for name in reversed(list(self.processes)):  # clients first, the server last
+            self.resume_process(name)  # a paused one would not act on SIGTERM
             self.stop_process(name)
         if self.redis is not None and self.redis.poll() is None:
             self.redis.terminate()
