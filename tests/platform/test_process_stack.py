@@ -9,17 +9,24 @@ waits for the ledger's lease and then runs after the first. A worker SIGKILLed w
 processes mid-release: its heartbeats stop, Prefect's automation (through the services process
 and Redis) marks the run Crashed, and the next release takes the lease over, records the dead
 one interrupted and completes on every host. The Prefect server and PostgreSQL restarted while
-a release waits suspended for its approval: the approval is given and the release completes."""
+a release waits suspended for its approval: the approval is given and the release completes.
+Two scheduled deploys (``quayside deploy --at``, a user's token) with both workers woken when
+they fall due: each slot starts once (one Pending and one Running state, one ledger release,
+one switch per host), each worker runs one, any second claim of a slot is refused by Prefect.
+The services process's health check (the compose healthcheck): healthy, unhealthy naming it
+while it is stopped and while it is dead, healthy again once resumed and restarted."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -32,8 +39,9 @@ from sqlalchemy import Engine
 from quayside.auth import service
 from quayside.ledger.db import make_engine
 from quayside.ledger.locks import current_lock
-from quayside.ledger.models import ReleaseStatus
+from quayside.ledger.models import ReleaseStatus, SubmissionStatus
 from quayside.ledger.releases import releases_of_run
+from quayside.ledger.submissions import submission_of_run
 from quayside.runs import read_run, start_run
 from quayside.runs.heartbeats import ZOMBIE_AUTOMATION, zombie_automation
 from testbed.platform import PROJECT_DIR, _refresh_prefect_settings
@@ -42,6 +50,7 @@ from testbed.release_fixtures import (  # noqa: F401  (fixtures)
     Repo,
     assert_complete,
     host_entries,
+    release_ids,
     repo_fixture,
 )
 from testbed.sshd import SshdFleet
@@ -366,3 +375,148 @@ def test_server_and_postgres_restarted_during_a_suspended_approval(
     for host in fleet:
         assert (host.root / "current" / "index.php").read_text() == "<?php echo 'v3';\n"
         assert_complete(host)
+
+
+SUBMITTING = re.compile(r"Worker '(?P<worker>[^']+)' submitting flow run")
+ABORTED = "Aborted submission of flow run"
+
+
+def run_log_lines(stack: ProcessStack, run_id: str) -> list[str]:
+    """The run's log messages in Prefect (the workers' submission lines are among them)."""
+    answer = httpx.post(
+        f"{stack.api_url}/logs/filter",
+        json={"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200},
+        auth=httpx.BasicAuth(*stack.auth_string.split(":", 1)),
+        timeout=10,
+    )
+    answer.raise_for_status()
+    return [str(entry["message"]) for entry in answer.json()]
+
+
+def states_of(stack: ProcessStack, run_id: str) -> list[tuple[str, str]]:
+    """Every state the run went through, oldest first: ``(type, name)``."""
+    from prefect.client.orchestration import PrefectClient
+
+    async def read() -> list[tuple[str, str]]:
+        async with PrefectClient(api=stack.api_url, auth_string=stack.auth_string) as client:
+            states = await client.read_flow_run_states(UUID(run_id))
+            return [(s.type.value, s.name or "") for s in sorted(states, key=lambda s: s.timestamp)]
+
+    return asyncio.run(read())
+
+
+def schedule_deploy(stack: ProcessStack, token: str, ref: str, at: datetime) -> str:
+    """``quayside deploy shop test REF --at AT`` with a user's token; the run's id."""
+    done = subprocess.run(
+        [sys.executable, "-m", "quayside.cli.main", "deploy", "shop", "test", ref,
+         "--at", at.isoformat(), "--wait-lock", "120"],
+        env=stack.client_env() | {"QUAYSIDE_TOKEN": token},
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = re.search(r"run id: (\S+)", done.stdout)
+    assert found, done.stdout
+    return found[1]
+
+
+def test_a_scheduled_release_starts_exactly_once_across_workers(
+    stack: ProcessStack, clean_ssh_fleet: SshdFleet, repo: Repo, ledger_engine_of: Engine
+) -> None:
+    fleet = clean_ssh_fleet
+    engine = ledger_engine_of
+    write_apps(stack, fleet, repo, hold="3")
+    service.create_user(engine, "sched-dev")
+    service.grant_role(engine, "sched-dev", "DEVELOPER", space="default")
+    token = service.create_token(engine, "sched-dev")
+
+    # both workers frozen while two slots 4 s apart are scheduled, then woken together when
+    # the first falls due: each one's next poll finds both slots due (prefetch 5 s) and both
+    # go for the first; Prefect must let exactly one of them start it
+    first_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=15)
+    slots: dict[str, tuple[str, datetime]] = {}
+    for name in stack.worker_names():
+        stack.pause_process(name)
+    try:
+        for ref, at in (("v1", first_at), ("v2", first_at + timedelta(seconds=4))):
+            slots[schedule_deploy(stack, token, ref, at)] = (ref, at)
+        assert len(slots) == 2
+        for run in slots:
+            assert read_run(run).state_type == "SCHEDULED"
+        time.sleep(max(0.0, (first_at - datetime.now(UTC)).total_seconds()))
+    finally:
+        for name in stack.worker_names():
+            stack.resume_process(name)
+
+    finished: dict[datetime, str] = {}
+    for run, (ref, at) in slots.items():
+        assert wait_final(run) == "COMPLETED", read_run(run).message
+        # one start: Prefect took one claim ("Pending"; the worker's "Submitting" follows it)
+        # and the run went Running once
+        states = states_of(stack, run)
+        assert states.count(("PENDING", "Pending")) == 1, states
+        assert [t for t, _ in states].count("RUNNING") == 1, states
+        # the run checked its submitter again when it started, once, and released once
+        submission = submission_of_run(engine, run)
+        assert submission is not None and submission.principal == "sched-dev"
+        assert submission.status == SubmissionStatus.started
+        (release,) = releases_of_run(engine, run)
+        assert release.status == ReleaseStatus.succeeded and release.version == ref
+        assert release.started_at is not None and release.finished_at is not None
+        assert release.started_at >= at  # not before its slot
+        finished[release.finished_at] = ref
+
+    # each worker started one slot: both were polling when the slots fell due
+    assert {worker_of(stack, run) for run in slots} == set(stack.worker_names())
+
+    def claims_settled() -> dict[str, tuple[set[str], int]]:
+        """Per run: the workers that tried to start it, and how many were refused."""
+        found = {}
+        for run in slots:
+            lines = run_log_lines(stack, run)
+            workers = {m["worker"] for line in lines if (m := SUBMITTING.search(line))}
+            aborted = sum(ABORTED in line for line in lines)
+            if worker_of(stack, run) not in workers or len(workers) - 1 != aborted:
+                return {}
+            found[run] = (workers, aborted)
+        return found
+
+    # every claim but the one that started the run was refused (whether both workers raced
+    # for a slot depends on their polls; a second start would show as a claim not refused)
+    wait_for(claims_settled, "the workers' submission lines in the runs' logs", 60)
+
+    # the slots' releases may finish in either order (the second waits for the lease if the
+    # first's process was slow to start); the one that finished last is served
+    last = finished[max(finished)]
+    for host in fleet:
+        assert len(release_ids(host)) == 2  # one release directory per slot
+        assert (host.root / "current" / "index.php").read_text() == f"<?php echo '{last}';\n"
+        assert_complete(host)
+
+
+def test_the_services_health_check_names_a_stopped_or_dead_services_process(
+    stack: ProcessStack,
+) -> None:
+    healthy = stack.healthcheck("prefect-services")
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert healthy.stdout.startswith("healthy: Prefect's background services")
+
+    def unhealthy() -> str:
+        check = stack.healthcheck("prefect-services", ["--timeout", "8"])
+        assert check.returncode == 1, check.stdout + check.stderr
+        assert "prefect-services" in check.stderr and "did not persist" in check.stderr
+        assert "next: " in check.stderr  # what to do
+        return check.stderr
+
+    stack.pause_process("prefect-services")  # alive but doing nothing: wedged
+    try:
+        unhealthy()
+    finally:
+        stack.resume_process("prefect-services")
+    resumed = stack.healthcheck("prefect-services")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+    stack.stop_process("prefect-services", signal.SIGKILL)
+    unhealthy()
+    stack.start_service("prefect-services")
+    stack.wait_services_healthy(180)
+    assert stack.healthcheck("prefect-services").returncode == 0
