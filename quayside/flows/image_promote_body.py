@@ -2,8 +2,9 @@
 digest in the source environment, plan the copy, the approval gate of the shared lifecycle
 (the digest, version, what the target runs now, the commit range, the copy plan), the copy by
 digest to the target's registry (verified there), then the image release in the target
-environment - :func:`quayside.flows.image_release_body.release_image` itself, in this run -
-and last the ledger: this promotion's release (kind ``image-promote``) finished with the
+environment - :func:`quayside.flows.image_release_body.release_image` itself, in this run,
+its gate covered by the promote gate's approval (the approvers are asked once) - and last
+the ledger: this promotion's release (kind ``image-promote``) finished with the
 copy's figures and the image release it started, which gets a ``promote`` detail."""
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from typing import Any
 
 from prefect import get_run_logger
 
+from quayside.auth.approvals import find_for_run
 from quayside.flows.image_release_body import release_image
 from quayside.images.promote_copy import copy_plan_summary
 from quayside.images.promote_plan import copy_details, promote_markdown
 from quayside.images.promote_target import PromoteChoice, checked_checksum, resolve_promote
 from quayside.inventory import load_inventory
 from quayside.inventory.resolve import resolve_target
-from quayside.ledger.models import ReleaseKind, ReleaseStatus
+from quayside.ledger.models import ApprovalStatus, ReleaseKind, ReleaseStatus
 from quayside.ledger.release_details import add_release_detail
 from quayside.ledger.releases import releases_of_run
+from quayside.release.covering_approval import CoveringApproval
 from quayside.runs.secrets import secret_value
 from quayside.settings import load_settings
 from quayside.tasks.image_promote import copy_image_task
@@ -76,6 +79,7 @@ def promote_image(
         else:  # resumed from the top after the release's own gate: approved, running
             life.row = earlier
             get_run_logger().info("promotion %s approved earlier in this run: resuming", earlier)
+        covering = _covering(engine, life.run_id, app, to_env)
         life.step = "copy"
         copied = copy_details(choice, copy_image_task(choice))
         life.step = f"image release in {to_env}"
@@ -91,6 +95,7 @@ def promote_image(
                 approval=False,
                 lock_wait_s=lock_wait_s,
                 rollback_of=None,
+                preapproved=covering,
             )
         except NotRun as e:  # another release holds app/to_env: the copy stays, nothing ran
             life.finish(
@@ -124,9 +129,22 @@ def promote_image(
     }
 
 
+def _covering(engine: Any, run_id: str | None, app: str, to_env: str) -> CoveringApproval | None:
+    """The approval this run's promote gate gave, for the image release to take instead of
+    asking again (the release's lifecycle checks it in the ledger); None where the promotion
+    needed none."""
+    if run_id is None:
+        return None
+    found = find_for_run(engine, run_id, app=app, env=to_env, gate=GATE)
+    if found is None or found.status is not ApprovalStatus.approved:
+        return None
+    return CoveringApproval(int(found.id), GATE)
+
+
 def _approved_in_this_run(engine: Any, run_id: str | None) -> int | None:
     """The promotion this flow run recorded and started before Prefect ran it again from the
-    top (the image release's gate suspended it): its approval stands and its row goes on."""
+    top (an approval gate after the promote gate suspended it - the image release's own, where
+    the promote gate's approval did not cover it): its approval stands and its row goes on."""
     if run_id is None:
         return None
     for r in releases_of_run(engine, run_id):

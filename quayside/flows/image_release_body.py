@@ -37,6 +37,7 @@ from quayside.inventory.image_models import ImageRun
 from quayside.inventory.resolve import Target, resolve_target
 from quayside.ledger.models import ReleaseKind, ReleaseStatus
 from quayside.markdown_text import code, inline
+from quayside.release.covering_approval import CoveringApproval
 from quayside.release.host_outcomes import failed_rows, outcome_text
 from quayside.release.host_report import HostReport
 from quayside.runs.secrets import secret_value
@@ -114,9 +115,15 @@ def release_image(
     approval: bool,
     lock_wait_s: float,
     rollback_of: int | None,
+    preapproved: CoveringApproval | None = None,
 ) -> dict[str, Any]:
     """The body of :func:`quayside.flows.image_release.image_release` (its docstring says
-    what it does and returns), run in a thread by ``run_release_body``."""
+    what it does and returns), run in a thread by ``run_release_body``.
+
+    ``preapproved``: the approval an earlier gate of this run gave (a promotion's ``promote``
+    gate) - passed in the process by the caller, never a flow parameter; the lifecycle accepts
+    it for this release's gate only when the ledger says it belongs to this run and app/env,
+    is approved and meets the policy (recorded as ``details["approval"]``)."""
     settings = load_settings()
     inventory = load_inventory(settings.inventory_path)
     requested_by = confirm_run_authority(inventory, {"app": app, "env": env}, requested_by)
@@ -165,7 +172,9 @@ def release_image(
                 "digest": choice.digest, "config_version": config.version,
                 "hosts": {h: "no_change" for h in now}, "failed": [], "cleanup": {},
             }  # fmt: skip
-        return _lifecycle(rel, hosts, now, requested_by, batch, approval, lock_wait_s, rollback_of)
+        return _lifecycle(
+            rel, hosts, now, requested_by, batch, approval, lock_wait_s, rollback_of, preapproved
+        )
     finally:
         for h in hosts.values():
             h.close()
@@ -223,6 +232,7 @@ def _lifecycle(
     approval: bool,
     lock_wait_s: float,
     rollback_of: int | None,
+    preapproved: CoveringApproval | None,
 ) -> dict[str, Any]:
     t, c = rel.target, rel.choice
     names = t.host_names
@@ -258,6 +268,7 @@ def _lifecycle(
             lambda: plan_markdown(rel, now, requested_by),
             asked=approval,
             policy_kind="rollback" if rollback_of else "deploy",
+            covered_by=preapproved,
         )
         life.lock()
         life.start()

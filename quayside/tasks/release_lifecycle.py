@@ -40,15 +40,16 @@ from typing import Any, Literal
 from prefect.logging.loggers import get_run_logger
 from prefect.runtime import flow_run
 
-from quayside.auth.approvals import DEFAULT_GATE
+from quayside.auth.approvals import DEFAULT_GATE, valid_approvers
 from quayside.auth.policy import effective_policy
 from quayside.auth.unattributed import for_unattributed
 from quayside.deploy.errors import ThresholdExceeded
 from quayside.deploy.policy import exceeded
-from quayside.errors import LedgerError
+from quayside.errors import LedgerError, NotFoundError
 from quayside.fanout import batches
 from quayside.inventory.models import ApprovalPolicy
 from quayside.inventory.resolve import Target
+from quayside.ledger.approvals import get_request as get_approval_request
 from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import HostStatus, Release, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import (
@@ -59,6 +60,11 @@ from quayside.ledger.releases import (
     start_release,
 )
 from quayside.ledger.submissions import submission_of_run
+from quayside.release.covering_approval import (
+    CoveringApproval,
+    covering_details,
+    why_not_covering,
+)
 from quayside.release.host_outcomes import failed_rows, host_outcomes, outcome_text
 from quayside.release.host_report import HostReport
 from quayside.release.ledger_behind import LedgerBehindHosts
@@ -262,6 +268,7 @@ class ReleaseLifecycle:
         policy_kind: Literal["deploy", "rollback"] = "deploy",
         editors: Mapping[str, str] | None = None,
         gate: str = DEFAULT_GATE,
+        covered_by: CoveringApproval | None = None,
     ) -> str | None:
         """The approval gate, where the environment's policy requires one or ``asked``.
 
@@ -275,6 +282,11 @@ class ReleaseLifecycle:
                 approve it (the gate refuses and records their answers).
             gate: which gate of the run this is (a run that asks twice, such as a canary
                 publish, names its later gates: each has its own approval request).
+            covered_by: an approval an earlier gate of this run gave for what this release
+                does (a promotion's image release): read from the ledger and, where it
+                belongs to this run and app/env, is approved and meets the policy, it stands
+                for this gate (recorded as ``details["approval"]``, nobody asked again);
+                otherwise the gate asks as usual.
 
         Returns:
             Who approved, or None when no approval was needed.
@@ -286,11 +298,16 @@ class ReleaseLifecycle:
         if self.target is None:
             return None
         policy = effective_policy(self.target.env.approval, asked=asked, kind=policy_kind)
+        if policy is not None:
+            policy = self._policy_for_who_asked(policy)
+        if covered_by is not None:
+            covering = self._covering(covered_by, policy)
+            if covering is not None:
+                return covering
         if policy is None:
             return None
         from quayside.tasks.approval import approval_gate, suspending
 
-        policy = self._policy_for_who_asked(policy)
         waiting = self.waiting_release()
         if waiting is not None:  # resumed: Prefect ran the flow again from the top
             self.row = int(waiting.id)
@@ -320,6 +337,29 @@ class ReleaseLifecycle:
             raise
         get_run_logger().info("approved by %s", approver)
         return approver
+
+    def _covering(self, covered_by: CoveringApproval, policy: ApprovalPolicy | None) -> str | None:
+        """The approvers of ``covered_by`` where it stands for this release's gate (recorded
+        on the release), else None (logged: the gate asks)."""
+        r = self.request
+        try:
+            request = get_approval_request(self.engine, covered_by.request_id)
+        except NotFoundError as e:
+            get_run_logger().warning("%s: this release asks at its own gate", e)
+            return None
+        why = why_not_covering(request, run_id=self.run_id, app=r.app, env=r.env, policy=policy)
+        if why is not None:
+            get_run_logger().warning("%s: this release asks at its own gate", why)
+            return None
+        self.request = replace(r, details={**r.details, "approval": covering_details(request)})
+        approvers = ", ".join(valid_approvers(request)) or "(approved)"
+        get_run_logger().info(
+            "approved by %s at gate %s of this run (approval request #%s)",
+            approvers,
+            request.gate,
+            request.id,
+        )
+        return approvers
 
     def _policy_for_who_asked(self, policy: ApprovalPolicy) -> ApprovalPolicy:
         """``policy``, or what the environment says for a run nobody authenticated (started
