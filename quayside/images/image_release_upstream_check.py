@@ -32,7 +32,7 @@ def upstreams_named(headers: Message) -> list[str]:
     return found
 
 
-def _why(url: str, slot: str, named: list[str]) -> str:
+def _why(url: str, slot: str, named: list[str], who: str) -> str:
     if not named:
         return (
             f"{url} answered without {UPSTREAM_HEADER}: nginx does not run the upstream file "
@@ -40,16 +40,26 @@ def _why(url: str, slot: str, named: list[str]) -> str:
             f"`add_header {UPSTREAM_HEADER} $upstream_addr always;` there too)"
         )
     return (
-        f"nginx sent {url} to {', '.join(named)}, not to the new container on {slot} "
+        f"nginx sent {url} to {', '.join(named)}, not to {who} on {slot} "
         "(the reload did not take effect?)"
     )
 
 
 def verify_upstream(
-    url: str, slot: str, *, timeout_s: float = 5, steady: int = STEADY_ANSWERS
+    url: str,
+    slot: str,
+    *,
+    timeout_s: float = 5,
+    steady: int = STEADY_ANSWERS,
+    unnamed_ok: bool = False,
+    who: str = "the new container",
 ) -> int:
     """GET ``url`` until ``steady`` answers in a row are 2xx/3xx and name only ``slot`` in
     ``X-Quayside-Upstream``.
+
+    ``unnamed_ok``: an answer naming nobody counts too (a restore: the upstream file put back
+    may predate the header - the user's first one, or an older Quayside's - and then only
+    another slot named is a failure).
 
     Returns:
         The number of requests sent.
@@ -66,13 +76,13 @@ def verify_upstream(
             with urllib.request.urlopen(url, timeout=min(2.0, timeout_s)) as reply:  # noqa: S310
                 reply.read(1_000_000)
                 named = upstreams_named(reply.headers)
-            if named and all(n == slot for n in named):
+            if (named or unnamed_ok) and all(n == slot for n in named):
                 good += 1
                 if good >= steady:
                     return sent
                 time.sleep(POLL_S)
                 continue
-            last = _why(url, slot, named)
+            last = _why(url, slot, named, who)
         except urllib.error.HTTPError as e:
             named = upstreams_named(e.headers) if e.headers is not None else []
             last = f"{url} answered HTTP {e.code}" + (f" from {', '.join(named)}" if named else "")

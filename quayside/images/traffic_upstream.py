@@ -128,7 +128,8 @@ def switch_upstream(executor: Executor, job: HostJob, slot: str) -> HostReport:
 
 def restore_upstream(executor: Executor, job: HostJob, slot: str | None = None) -> str:
     """Point nginx back at the upstream file it had before ``job`` (reload, verify) and,
-    given the old container's ``slot``, check that nginx's answers come from it again.
+    given the old container's ``slot``, check that nginx's answers no longer name another
+    slot (answers naming none pass: the file put back may predate the header).
 
     A restore that could not check the old slot starts its note with ``RESTORE FAILED``.
     """
@@ -136,7 +137,13 @@ def restore_upstream(executor: Executor, job: HostJob, slot: str | None = None) 
     if slot is None or note.startswith("RESTORE FAILED"):
         return note
     try:
-        verify_upstream(_check_url(job), slot, timeout_s=job.service.verify_timeout_s)
+        verify_upstream(
+            _check_url(job),
+            slot,
+            timeout_s=job.service.verify_timeout_s,
+            unnamed_ok=True,
+            who="the old container",
+        )
     except VerifyFailed as e:
         return f"RESTORE FAILED: {e} ({note})"
     return f"{note}; {slot} answers again"

@@ -10,13 +10,17 @@ from __future__ import annotations
 import urllib.request
 from pathlib import Path
 
+from quayside.executors.factory import executor_for
 from quayside.images import containers_docker as engine
+from quayside.images.image_release_host import release_on_host, restore_on_host
 from quayside.images.image_release_upstream_check import upstreams_named
 from quayside.inventory.image_models import ImageTraffic
+from quayside.inventory.models import Host
 from testbed.docker_engine import DockerEngine
-from testbed.image_app import FrontNginx, LoadLoop
+from testbed.image_app import APP_ADDRESS, FrontNginx, LoadLoop
 from testbed.registry import RegistryPair
 from tests.hosts.test_image_release_host import (  # noqa: F401  (app_images: a fixture)
+    HOST,
     Pushed,
     _job,
     _release,
@@ -79,3 +83,49 @@ def test_an_old_container_still_answering_fails_the_switch_and_the_upstream_is_r
     assert [c.name for c in engine.app_containers(client, "shop", "test")] == ["shop-test-v1-a"]
     assert _named(image_front) == [run.slots[0]] and image_front.get() == "v1"
     client.close()
+
+
+def test_a_restore_to_an_upstream_file_without_the_header_still_checks_out(
+    docker_engine: DockerEngine,
+    registries: RegistryPair,
+    app_images: dict[str, Pushed],  # noqa: F811
+    image_front: FrontNginx,
+    tmp_path: Path,
+) -> None:
+    """The file a restore puts back may predate the header (an older Quayside wrote it):
+    answers naming nobody pass the restore's check, and v1 serves again."""
+    import subprocess
+
+    client = docker_engine.client()
+    run = _run(image_front, tmp_path)
+    report, _ = _release(client, _job(run, app_images["v1"], registries, "config one"))
+    assert report.status == "succeeded", report.message
+    live = image_front.conf / "upstream.conf"
+    old_style = "".join(
+        line for line in live.read_text().splitlines(True) if "Quayside-" not in line
+    )
+    live.write_text(old_style)
+    subprocess.run(["pkill", "-HUP", "--pidfile", str(image_front.base / "nginx.pid")], check=True)
+    _wait_unnamed(image_front)
+    executor = executor_for(HOST, Host(address=APP_ADDRESS, transport="local"))
+    try:
+        v2 = _job(run, app_images["v2"], registries, "config two")
+        report, switched = release_on_host(client, executor, v2)
+        assert report.status == "succeeded" and switched is not None, report.message
+        assert _named(image_front) == [run.slots[1]]
+        note = restore_on_host(client, executor, v2, switched)
+    finally:
+        executor.close()
+    assert "shop-test-v1-a serves again" in note and "RESTORE FAILED" not in note, note
+    assert live.read_text() == old_style
+    assert image_front.get() == "v1" and _named(image_front) == []
+    client.close()
+
+
+def _wait_unnamed(front: FrontNginx) -> None:
+    import time
+
+    deadline = time.monotonic() + 10
+    while _named(front) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _named(front) == []

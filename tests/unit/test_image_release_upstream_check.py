@@ -85,3 +85,17 @@ def test_an_error_status_fails_even_from_the_new_slot(scripted: _Scripted) -> No
     scripted.answers = [(502, [NEW])]
     with pytest.raises(VerifyFailed, match=f"HTTP 502 from {NEW}"):
         verify_upstream(_url(scripted), NEW, timeout_s=0.5)
+
+
+def test_a_restore_accepts_answers_naming_nobody_but_not_another_slot(
+    scripted: _Scripted,
+) -> None:
+    """The upstream file a restore puts back may predate the header (the user's own first
+    file): unnamed answers pass there; the new slot still named fails."""
+    scripted.answers = [(200, [])]
+    assert verify_upstream(_url(scripted), OLD, timeout_s=5, unnamed_ok=True) == 3
+    scripted.answers, scripted.served = [(200, [NEW])], 0
+    with pytest.raises(VerifyFailed, match=f"to {NEW}, not to the old container on {OLD}"):
+        verify_upstream(
+            _url(scripted), OLD, timeout_s=0.5, unnamed_ok=True, who="the old container"
+        )
