@@ -53,8 +53,9 @@ async def image_promote(
     lacks, the manifest last, the digest verified at the target (refused otherwise); a
     registry that goes away is retried, each retry copying only what is still missing, and
     nothing is recorded as promoted until the copy is verified. Last, the image release body
-    runs in ``to_env`` with the digest (the same code as ``image-release``: its plan, its own
-    approval gate where ``to_env``'s policy asks for one, lock, hosts, checks).
+    runs in ``to_env`` with the digest (the same code as ``image-release``: its plan, lock,
+    hosts, checks); the promotion's approval covers that release (the approvers are asked
+    once; its own gate asks only if that approval does not meet ``to_env``'s policy).
 
     Ledger: a release of kind ``image-promote`` in ``to_env`` (``image_digest``; ``details``:
     ``from_env``, ``copy`` figures, ``image_release`` id); the image release it started gets
