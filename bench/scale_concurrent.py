@@ -1,15 +1,16 @@
 """``scale_concurrent_runs``: 50 release runs of 50 apps started at once through the gateway
-(``POST /api/tasks`` with a DEVELOPER's token, as a user's script does) against a real
-``quayside up`` (Prefect server on SQLite, one worker with the fork server, the gateway), each
-app a small repository of its own deployed to 5 shared sshd hosts under its own deploy root
-(issue 19).
+(``POST /api/tasks`` with a DEVELOPER's token, as a user's script does) against the production
+stack as processes (:class:`testbed.process_stack.ProcessStack`: PostgreSQL for Prefect and
+the ledger, Redis, the Prefect API server and its services as separate processes, two
+workers each with its fork server, the gateway), each app a small repository of its own
+deployed to 5 shared sshd hosts under its own deploy root (issue 19).
 
 While the runs go, sampler threads read what users and the console read: the gateway's
-``GET /api/releases`` (answered or not), the ledger's release listing that such a page runs,
-the gateway's ``/health``, and Prefect's flow-run reads (``POST /api/flow_runs/filter``, what
-the UI's runs page sends); another samples the memory of the worker host's processes (RSS and
-PSS: the fork server's forked handlers and run processes share the pages it preloaded, which
-RSS counts once per process and PSS divides among them).
+``GET /api/releases`` (the ledger's releases a DEVELOPER may see), the gateway's ``/health``,
+and Prefect's flow-run reads (``POST /api/flow_runs/filter``, what the UI's runs page sends);
+another samples the memory of the worker host's processes (RSS and PSS: the fork server's
+forked handlers and run processes share the pages it preloaded, which RSS counts once per
+process and PSS divides among them).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.cli_deploy_e2e import create_token
+from bench.cli_deploy_e2e import USER
 from bench.git_deploy.fleet import Fleet, Host, start_fleet, work_directory
 from bench.git_deploy.quayside_runs import ENV
 from bench.harness import (
@@ -53,6 +54,10 @@ RUNS = 50
 #: the burst measured first, to show how the cost grows with concurrent runs
 SMALL_BURST = 10
 HOSTS = 5
+#: Prefect workers (separate processes, each with its fork server), and the runs each takes at
+#: once: a worker without a limit takes every run it sees in one poll, so two would not share
+WORKERS = 2
+WORKER_LIMIT = RUNS // WORKERS
 GOAL_P95_S = 0.5
 TIMEOUT_S = 1200
 #: tries per submission: a 5xx answer or a lost connection is sent again with the same key
@@ -65,24 +70,43 @@ WORKER_ARGV = "-m prefect worker start"
 
 CONTEXT = {
     NAME: f"""Goals (issue 19): all {RUNS} runs complete; the p95 latency of the release and
-flow-run reads during the burst under {GOAL_P95_S * 1000:.0f} ms. The gateway has no
-`GET /api/releases` yet (it answers 404): `releases_api_p95_s` stays empty and the ledger's
-listing, what such a page would read, is measured instead.
+flow-run reads during the burst under {GOAL_P95_S * 1000:.0f} ms.
 
-**Where the limit is** (runs of 2026-12-05, 1-minute load 8 to 14 on 2 cores from other
-work): Prefect's own database. On the embedded SQLite the server logged "database is locked"
-from the burst of 10 on (hundreds of times during the burst of {RUNS}: inserts of its event
-triggers' automation buckets and the worker's heartbeats among them), and run creation waits
-for the single writer: the gateway's `POST /api/tasks` of a burst of {RUNS} were answered
-over minutes (median about 50 s for the accepted ones), and many got 503 after the gateway's
-Prefect client timed out (the gateway names the Prefect API and the submitter sends again
-with the same idempotency key, `submit_refusals`). The gateway itself (`/health`) and the
-ledger's reads stayed fast, and memory was not the limit (`worker_pss_mb`).
+**The run of 2026-12-05** (one run; 1-minute load 5.5 when it started, 13.6 at the end of the
+burst of 10, 28 to 44 during the burst of {RUNS} on 2 cores: the stack, its run processes and
+hosts, and other work on the machine - another session's process-stack tests ran a second
+stack at the same time). All {RUNS} runs completed and every app's release was on every host;
+every submission was accepted (in 13.3 s for all {RUNS}, no refusal, no Prefect API error).
+On the embedded SQLite (`quayside up`) the same burst had 21 of {RUNS} accepted, the rest
+answered 503 after minutes of "database is locked": PostgreSQL removed that limit.
 
-**What to scale first**: the Prefect database - Prefect's server on PostgreSQL, as the
-production stack (infra/compose) runs it - before more workers: what waited here was run
-creation and state writes in the database, not the worker (more workers and PostgreSQL were
-not measured in this benchmark).
+**How the cost grows with concurrent runs**: 10 runs took 44 s, {RUNS} took 466 s - five
+times the runs, ten times the wall time. Each run itself was longer ({RUNS}: median 58 s in
+Running, max 86 s; 10: 15 s and 20 s), and runs reached Running one after another (the last
+after 409 s; 30 s for 10), although the two workers (`--limit 25` each; 25 runs each) had
+room: at the busiest sample 22 runs were in flight. The time went into starting and running
+flow-run processes on two cores shared with everything else. The reads slowed with it:
+`GET /api/releases` p50 0.44 s / p95 0.75 s (10) and 0.59 s / 1.30 s ({RUNS}); Prefect's
+flow-run filter 0.14 s / 0.72 s and 0.24 s / 1.65 s; meanwhile the gateway's `/health`
+stayed at 11-16 ms p50, 50 ms p95: the gateway answered at once, the database reads behind
+it waited for CPU. The p95 goal was not met at this load. Memory grows linearly: at the
+busiest sample (22 runs in flight) the worker host held 6.45 GB RSS but 2.25 GB PSS (peak
+PSS over the burst 3.97 GB): about 91 MB PSS (269 MB RSS) per run in flight; the two fork
+servers are 268 MB RSS together but keep 19-35 MB PSS, the rest shared with their runs.
+
+**Where the limit is**: CPU on the host that runs the workers' flow-run processes, not the
+database (PostgreSQL accepted {RUNS} run creations at once and no request failed) and not
+memory (4 GB of 23.6). Measured apart, on an idle SQLite ledger with this inventory's 61
+apps: `GET /api/releases` spends most of its time on the per-app role checks (two ledger reads
+per app the user may see, about 59 ms for 61 apps) against 2.4 ms for the one-statement page
+itself - a cost that grows with the number of apps, not with concurrent runs.
+
+**What to scale first**: with Prefect on PostgreSQL (infra/compose), add worker machines
+before anything else: the flow-run processes are the CPU and the memory (about 91 MB PSS per
+run in flight; size a worker's `--limit` by that and its cores) and they need only the API
+URL, the inventory, the SSH keys and the ledger's URL. Keep the Prefect API server, its
+services and PostgreSQL on a host whose CPU the runs do not share: the flow-run reads the UI
+makes slowed with the runs' state and log writes on the same cores.
 """,
 }
 
@@ -176,34 +200,40 @@ def _rss_pss_kb(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def worker_host_memory(up_pid: int) -> dict[str, dict[str, float]]:
-    """RSS and PSS (MB) and process counts of the worker's side of ``quayside up``: the
-    worker, the launcher commands, the fork server, its forked handlers and run processes,
-    and the tools those start (ssh, rsync, git)."""
+def worker_host_memory(
+    worker_pids: Sequence[int], launchers: dict[int, set[int]] | None = None
+) -> dict[str, dict[str, float]]:
+    """RSS and PSS (MB) and process counts of the worker host's processes: the workers, the
+    launcher commands (one per run), the fork servers, their forked handlers and run
+    processes, and the tools those start (ssh, rsync, git). ``launchers`` (worker pid ->
+    launcher pids), when given, collects which worker runs which run."""
     children, cmdline = _proc_tree()
     groups: dict[str, list[int]] = {k: [] for k in ("worker", "launcher", "forkserver")}
     groups.update({"forked": [], "tools": []})
 
-    def walk(pid: int, inside: str | None) -> Iterator[tuple[int, str | None]]:
+    def walk(pid: int, inside: str) -> Iterator[tuple[int, str]]:
         for child in children.get(pid, []):
             cmd = cmdline.get(child, "")
+            program = cmd.split(" ", 1)[0]
             kind = inside
-            if inside is None and ("quayside.stack.worker" in cmd or WORKER_ARGV in cmd):
-                kind = "worker"
-            elif inside is not None and "quayside.stack.launcher" in cmd:
+            if "quayside.stack.launcher" in cmd:
                 kind = "launcher"
             elif inside == "worker" and "quayside.stack.forkserver" in cmd:
                 kind = "forkserver"
-            elif inside in ("forkserver", "forked") and "python" in cmd.split(" ", 1)[0]:
+            elif inside in ("forkserver", "forked") and "python" in program:
                 kind = "forked"
-            elif inside is not None and "python" not in cmd.split(" ", 1)[0]:
+            elif "python" not in program:
                 kind = "tools"
             yield child, kind
             yield from walk(child, kind)
 
-    for pid, kind in walk(up_pid, None):
-        if kind is not None:
-            groups[kind].append(pid)
+    for root in worker_pids:
+        if root in cmdline:
+            groups["worker"].append(root)
+            for pid, kind in walk(root, "worker"):
+                groups[kind].append(pid)
+                if kind == "launcher" and launchers is not None:
+                    launchers.setdefault(root, set()).add(pid)
     out: dict[str, dict[str, float]] = {}
     for kind, pids in groups.items():
         sizes = [_rss_pss_kb(p) for p in pids]
@@ -217,25 +247,30 @@ def worker_host_memory(up_pid: int) -> dict[str, dict[str, float]]:
 
 class MemorySampler:
     """Samples :func:`worker_host_memory` every ``interval_s``; keeps the sample with the
-    largest total RSS (worker + launchers + fork server + forked + tools)."""
+    largest total RSS (workers + launchers + fork servers + forked + tools)."""
 
-    def __init__(self, up_pid: int, interval_s: float = 1.0) -> None:
-        self.up_pid = up_pid
+    def __init__(self, worker_pids: Sequence[int], interval_s: float = 1.0) -> None:
+        self.worker_pids = list(worker_pids)
         self.interval_s = interval_s
         self.peak: dict[str, dict[str, float]] = {}
         self.peak_rss_mb = 0.0
         self.peak_pss_mb = 0.0
+        self.launchers: dict[int, set[int]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="mem-sampler")
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
-            sample = worker_host_memory(self.up_pid)
+            sample = worker_host_memory(self.worker_pids, self.launchers)
             rss = sum(g["rss_mb"] for g in sample.values())
             pss = sum(g["pss_mb"] for g in sample.values())
             self.peak_pss_mb = max(self.peak_pss_mb, pss)
             if rss > self.peak_rss_mb:
                 self.peak_rss_mb, self.peak = rss, sample
+
+    def runs_per_worker(self) -> list[int]:
+        """How many runs (launchers seen) each worker started, most first."""
+        return sorted((len(self.launchers.get(p, ())) for p in self.worker_pids), reverse=True)
 
     def __enter__(self) -> MemorySampler:
         self._thread.start()
@@ -405,34 +440,34 @@ def _epoch(text: str | None) -> float | None:
 
 @dataclass
 class Bench:
-    """What a burst needs: the API clients, the ledger, the platform's pid, hosts and app."""
+    """What a burst needs: the API clients, the workers' pids, hosts and app."""
 
     api: Api
-    ledger: Any
-    up_pid: int
+    worker_pids: Sequence[int]
     hosts: Sequence[Host]
     app: SmallApp
+
+
+def per_run(peak: Mapping[str, Mapping[str, float]], key: str) -> float | None:
+    """MB per run in flight at the peak sample: everything a run adds on the worker host (its
+    launcher, its forked run process and handler, their tools) over the launchers counted."""
+    runs = peak.get("launcher", {}).get("processes", 0)
+    if not runs:
+        return None
+    total = sum(peak.get(k, {}).get(key, 0.0) for k in ("launcher", "forked", "tools"))
+    return round(total / runs, 1)
 
 
 def burst(bench: Bench, names: Sequence[str]) -> dict[str, Any]:
     """Release every app of ``names`` at once through the gateway, wait for every run, and
     return the figures sampled meanwhile."""
-    from quayside.ledger.releases import list_releases
-
     api, count = bench.api, len(names)
     stop = threading.Event()
     releases = sample_latency(lambda: api.gateway.get("/api/releases").status_code, stop)
     health = sample_latency(lambda: api.gateway.get("/health").status_code, stop)
     flow_runs = sample_latency(api.recent_runs, stop)
-    turn = iter(range(10**9))
-
-    def ledger_read() -> int:
-        list_releases(bench.ledger, names[next(turn) % count], ENV, limit=20)
-        return 200
-
-    ledger_reads = sample_latency(ledger_read, stop)
     log(f"  {count} runs through POST /api/tasks at once")
-    with MemorySampler(bench.up_pid) as memory:
+    with MemorySampler(bench.worker_pids) as memory:
         started_at = time.time()
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=count) as pool:
@@ -457,6 +492,8 @@ def burst(bench: Bench, names: Sequence[str]) -> dict[str, Any]:
     starts = [s for r in runs if (s := _epoch(r.get("start_time"))) is not None]
     submits = Latencies([s.seconds for s in submitted])
     refusals = [r for s in submitted for r in s.refusals]
+    releases_p95 = releases.p95() if releases.statuses.get(200) else None
+    reads = [p for p in (releases_p95, flow_runs.p95()) if p is not None]
     return {
         "runs": count,
         "runs_completed": completed,
@@ -475,23 +512,40 @@ def burst(bench: Bench, names: Sequence[str]) -> dict[str, Any]:
         "last_run_started_after_s": round(max(starts) - started_at, 2) if starts else None,
         "run_time_median_s": round(statistics.median(run_times), 2) if run_times else None,
         "run_time_max_s": round(max(run_times), 2) if run_times else None,
-        "api_p95_s": flow_runs.p95(),
-        "flow_runs_read": flow_runs.summary(),
-        "releases_api_p95_s": releases.p95() if releases.statuses.get(200) else None,
+        "runs_per_worker": memory.runs_per_worker(),
+        "api_p95_s": max(reads) if reads else None,
+        "releases_api_p95_s": releases_p95,
+        "flow_runs_read_p95_s": flow_runs.p95(),
         "releases_api": releases.summary(),
-        "ledger_releases_read": ledger_reads.summary(),
+        "flow_runs_read": flow_runs.summary(),
         "gateway_health": health.summary(),
         "worker_rss_mb": round(memory.peak_rss_mb, 1),
         "worker_pss_mb": round(memory.peak_pss_mb, 1),
+        "run_rss_mb_per_run": per_run(memory.peak, "rss_mb"),
+        "run_pss_mb_per_run": per_run(memory.peak, "pss_mb"),
         "worker_memory_at_peak": memory.peak,
         "load_avg_1m_at_end": load_end,
     }
 
 
+def create_token(ledger_url: str) -> str:
+    """A DEVELOPER's API token (space ``default``, where the inventory's apps are) in the
+    stack's ledger: the user who releases."""
+    from quayside.auth import service
+    from quayside.ledger.db import make_engine
+
+    engine = make_engine(ledger_url)
+    try:
+        service.create_user(engine, USER)
+        service.grant_role(engine, USER, "DEVELOPER", space="default")
+        return service.create_token(engine, USER)
+    finally:
+        engine.dispose()
+
+
 def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str, Any]]:
     """A burst of :data:`SMALL_BURST` runs, then one of :data:`RUNS`, through the gateway."""
-    from quayside.ledger.db import make_engine
-    from testbed.platform import Platform
+    from testbed.process_stack import ProcessStack
 
     small = [f"s{i:02d}" for i in range(SMALL_BURST)]
     names = [app_name(i) for i in range(RUNS)]
@@ -502,25 +556,25 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
         fleet = start_fleet(stack, work, HOSTS)
         inventory = work / "quayside.yaml"
         write_inventory(inventory, fleet, repos)
-        platform = Platform(work / "quayside-home", inventory)
+        platform = ProcessStack(
+            work / "stack", inventory, workers=WORKERS, worker_args=["--limit", str(WORKER_LIMIT)]
+        )
         stack.callback(platform.stop)
-        log("starting the platform (quayside up)")
+        log(f"starting the production stack as processes ({WORKERS} workers, PostgreSQL)")
         platform.start()
-        assert platform.process is not None
-        token = create_token(platform.home / "ledger.db")
-        ledger = make_engine(f"sqlite:///{platform.home / 'ledger.db'}")
-        stack.callback(ledger.dispose)
+        token = create_token(platform.ledger_url())
         api = stack.enter_context(api_clients(platform, token))
-        log("  (untimed: one release through the gateway to warm the worker's fork server)")
+        log("  (untimed: one release through the gateway to warm the workers' fork servers)")
         warm_id = api.submit("warmup").run_id
         if warm_id is None:
             raise RuntimeError("the warm-up release was refused")
         warm = api.wait([warm_id], 300)
         log(f"  warm-up run: {warm[0]['state']['type']}")
-        bench = Bench(api, ledger, platform.process.pid, fleet.hosts, app)
+        workers = [platform.processes[n].pid for n in platform.worker_names()]
+        bench = Bench(api, workers, fleet.hosts, app)
         first = burst(bench, small)
         figures = burst(bench, names)
-    figures = {"hosts": HOSTS, **figures, f"burst_{SMALL_BURST}": first}
+    figures = {"hosts": HOSTS, "workers": WORKERS, **figures, f"burst_{SMALL_BURST}": first}
     return {NAME: build_entry(figures, figures["wall_s"])}
 
 
@@ -529,7 +583,7 @@ def build_entry(figures: dict[str, Any], wall_s: float | None) -> dict[str, Any]
         "quayside",
         f"{RUNS} releases through the gateway",
         f"from the first of {RUNS} concurrent `POST /api/tasks` to the last run's end time "
-        "in Prefect: gateway checks, runs created, the worker's polls, the fork server's run "
+        "in Prefect: gateway checks, runs created, the workers' polls, the fork servers' run "
         "processes, each flow (fetch, export, transfer to the hosts, switch, ledger)",
         timing=Timing(wall_s, [wall_s]) if wall_s is not None else None,
         not_measured=None if wall_s is not None else "not every run completed",
@@ -540,9 +594,12 @@ def build_entry(figures: dict[str, Any], wall_s: float | None) -> dict[str, Any]
         description=(
             f"{RUNS} git deploys of {RUNS} apps (each its own small repository, 200 files / "
             f"2 MB) started at once through the gateway (`POST /api/tasks`, a DEVELOPER's "
-            f"token) against a real `quayside up` (Prefect server on SQLite, one worker with "
-            f"the fork server, the gateway), to {HOSTS} shared sshd hosts (each app its own "
-            "deploy root); one burst, sampled while it ran."
+            "token) against the production stack run as processes (infra/compose's commands "
+            "and settings via testbed/process_stack.py: PostgreSQL 15 for Prefect and the "
+            "ledger, Redis, the Prefect API server and its background services as separate "
+            f"processes, {WORKERS} workers with `--limit {WORKER_LIMIT}` each and their fork "
+            f"servers, the gateway), to {HOSTS} shared sshd hosts (each app its own deploy "
+            "root); one burst, sampled while it ran."
         ),
         command=COMMAND,
         repeat=1,
@@ -554,23 +611,23 @@ def build_entry(figures: dict[str, Any], wall_s: float | None) -> dict[str, Any]
 
 NOTES: tuple[str, ...] = (
     f"One burst of {SMALL_BURST} runs (`burst_{SMALL_BURST}`, other apps), then the burst of "
-    f"{RUNS}, on the same platform; before them one untimed run warms the worker's fork "
-    "server. Every app is a copy of the same small repository (its own mirror and ledger "
-    f"history), deployed to all {HOSTS} hosts under its own deploy root.",
+    f"{RUNS}, on the same stack; before them one untimed run warms a worker's fork server. "
+    "Every app is a copy of the same small repository (its own mirror and ledger history), "
+    f"deployed to all {HOSTS} hosts under its own deploy root.",
     "`wall_s`: from the first request to the last run's end time in Prefect; `submit_*`: the "
     "`POST /api/tasks` answers as the client saw them (sent all at once from "
-    f"{RUNS} threads); `last_run_started_after_s`: when the last run reached Running.",
-    "Sampled every 0.25 s while the burst ran (p50/p95/max, statuses): `flow_runs_read` "
-    "(`api_p95_s`): Prefect's `POST /api/flow_runs/filter` for the newest 50 runs, as the UI's "
-    "runs page asks, with the API's auth string; `releases_api`: the gateway's "
-    "`GET /api/releases` with the token (`releases_api_p95_s` stays empty unless it answered "
-    "200); `ledger_releases_read`: the ledger's release listing of one app "
-    "(`quayside.ledger.releases.list_releases`, what such a page reads) on the platform's "
-    "SQLite ledger from this process; `gateway_health`: the gateway's `/health`.",
+    f"{RUNS} threads); `last_run_started_after_s`: when the last run reached Running; "
+    "`runs_per_worker`: the launchers (one per run) the memory sampler saw under each worker.",
+    "Sampled every 0.25 s while the burst ran (p50/p95/max, statuses): `releases_api`: the "
+    "gateway's `GET /api/releases` (default page of 20, newest first) with the DEVELOPER's "
+    "token, who may see every app; `flow_runs_read`: Prefect's `POST /api/flow_runs/filter` "
+    "for the newest 50 runs, as the UI's runs page asks, with the API's auth string; "
+    "`api_p95_s` is the larger of the two p95s; `gateway_health`: the gateway's `/health`.",
     "`worker_rss_mb` / `worker_pss_mb`: the worker host's processes at the sample (every 1 s) "
-    "with the largest summed RSS: the Prefect worker, one launcher command per run, the fork "
-    "server, its forked handlers and flow-run processes (`forked`), and their tools (ssh, "
+    "with the largest summed RSS: the Prefect workers, one launcher command per run, the fork "
+    "servers, their forked handlers and flow-run processes (`forked`), and their tools (ssh, "
     "rsync, git) - by kind in `worker_memory_at_peak`. RSS counts the pages forked processes "
     "share with the fork server once per process; PSS divides each shared page among the "
-    "processes sharing it, so the PSS sum is what the host really holds.",
+    "processes sharing it, so the PSS sum is what the host really holds. `run_*_mb_per_run`: "
+    "launchers + forked + tools at that sample over the launchers (runs in flight).",
 )
