@@ -68,15 +68,21 @@ CONTEXT = {
         "never reached the API. Now each run process drains Prefect's `APILogWorker` and "
         "`EventsWorker` before `os._exit` (`quayside.stack.forkserver.flush_prefect`, what "
         "`threading._register_atexit` would have done), and the CLI, once the state is final, "
-        'reads every 0.15 s until the engine\'s "Finished in state" line is in (at most 0.8 s: '
-        "a crashed run has none) -- in these runs it was always there at the first read. Two "
+        'reads every 0.05 s until the engine\'s "Finished in state" line is in (at most 0.8 s: '
+        "a crashed run has none). Two "
         "more costs came out on the way: the CLI built a new Prefect client (and its TLS "
         "context, about 0.1 s of CPU) for every poll, now one serves them all; and after its "
         "last line the CLI spent 0.3-1.9 s in CPython's teardown of the modules it had loaded, "
         "now it runs the exit handlers and ends with `os._exit` "
-        "(`quayside.cli.process_exit`). What is left of `after_final_s`: the CLI's poll "
-        "interval (0.5 s: on average 0.25 s before it sees the final state), one read of the "
-        "state and the logs, and the per-host table from the ledger."
+        "(`quayside.cli.process_exit`). Then (session 11) the CLI reads the run's state every "
+        "0.2 s (was 0.5 s: on average 0.25 s before it saw the final state) and its logs on "
+        "every third read, so the API gets about 6.7 requests a second per followed run "
+        "instead of 4; and it prepares the end while the run waits for a worker (host count, "
+        "the ledger's mappers and a pooled connection, rich's table: about 50 ms of CPU that "
+        "came after the final state). What is left of `after_final_s`: up to 0.2 s before the "
+        "CLI sees the final state, the run process's last log batch (it ships when the "
+        "process ends, 0.05-0.25 s after the final state here), a read every 0.05 s until it "
+        "is in, and the per-host table from the ledger (about 10 ms)."
     )
 }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +43,10 @@ WAIT_LOCK_HELP = (
 class RunFailed(QuaysideError):
     """The followed flow run ended in a state other than Completed."""
 
+
+#: how often a followed run's state is read (its logs every few reads: quayside.runs.client):
+#: the command returns this long after the run's end at most, plus its last log lines
+FOLLOW_POLL_S = 0.2
 
 _PROGRESS = re.compile(r"^(?P<host>\S+): (?P<what>succeeded|no change|.*round trips)")
 
@@ -133,19 +137,23 @@ def _follow(
     ledger: Engine | None,
     *,
     follow: bool,
-    total: int,
+    total: int | Callable[[], int],
 ) -> RunHandle:
     """Start ``deployment`` with ``parameters``, print its URL, follow logs and state; return
-    the run as soon as it is final and its last log lines are in."""
-    # the ledger's modules are imported now, not after the final state (when the run's outcome
-    # is printed): the command returns right after the run ends
-    from quayside.ledger.releases import releases_of_run  # noqa: F401
+    the run as soon as it is final and its last log lines are in.
+
+    ``total``: the run's host count for the ``[n/total]`` progress, or how to count them
+    (called once the run exists: reading the inventory for it need not delay the run)."""
     from quayside.runs import follow_run
 
     handle = _submit(deployment, parameters, requester, ledger)
     console.print(f"started [bold]{handle.name}[/] ({deployment}): {handle.ui_url}")
     if not follow:
         return handle
+    # the run now waits for a worker: prepare what its end needs (host count, the ledger
+    # and the outcome table) so the command returns right after the run ends
+    total = total() if callable(total) else total
+    ledger = _warm_outcome(ledger)
     done = 0
     last: list[RunStatus] = []
 
@@ -153,7 +161,7 @@ def _follow(
         last[:] = [status]
         console.print(f"[dim]state:[/] {status.state_name}", highlight=False)
 
-    for line in follow_run(handle.id, poll_s=0.5, on_state=on_state):
+    for line in follow_run(handle.id, poll_s=FOLLOW_POLL_S, on_state=on_state):
         style = "red" if line.level >= 40 else "yellow" if line.level >= 30 else ""
         text = line.message
         if text.endswith("Finished in state Completed()"):
@@ -246,6 +254,28 @@ def _zone(name: str) -> Any:
     from zoneinfo import ZoneInfo
 
     return ZoneInfo(name)
+
+
+def _warm_outcome(ledger: Engine | None) -> Engine:
+    """The ledger :func:`_print_outcome` reads (``ledger``, else the settings' one), with the
+    ORM's mappers configured and a connection in its pool, and the table's modules loaded:
+    about 50 ms of CPU spent while the run waits for a worker instead of after it ended."""
+    from rich.table import Table  # noqa: F401
+    from sqlalchemy.orm import configure_mappers
+
+    import quayside.release.fleet_summary  # noqa: F401
+    from quayside.ledger.db import make_engine
+    from quayside.ledger.releases import releases_of_run  # noqa: F401
+    from quayside.settings import load_settings
+
+    engine = ledger or make_engine(load_settings().database_url)
+    configure_mappers()
+    try:
+        with engine.connect():
+            pass
+    except Exception:  # noqa: BLE001 - a ledger problem is reported when the outcome is read
+        pass
+    return engine
 
 
 def _print_outcome(run_id: str, engine: Engine | None = None, *, ended: str | None = None) -> None:
@@ -360,8 +390,8 @@ def deploy(
         if at is not None:
             _schedule("git-deploy", parameters, requester, ledger, at)
             return
-        total = _host_count(app_name, env, host or None)
-        _follow("git-deploy", parameters, requester, ledger, follow=follow, total=total)
+        count = lambda: _host_count(app_name, env, host or None)  # noqa: E731
+        _follow("git-deploy", parameters, requester, ledger, follow=follow, total=count)
 
 
 @app.command(name="rollback")
@@ -412,8 +442,8 @@ def rollback_command(
             deployment = "rollback"
         if wait_lock is not None:
             parameters["lock_wait_s"] = wait_lock
-        total = _host_count(app_name, env, None)
-        _follow(deployment, parameters, requester, ledger, follow=follow, total=total)
+        count = lambda: _host_count(app_name, env, None)  # noqa: E731
+        _follow(deployment, parameters, requester, ledger, follow=follow, total=count)
 
 
 def _ledger(ledger: Engine | None) -> Engine:

@@ -14,8 +14,14 @@ imports Prefect: the commands that need it import it when they run.
 from __future__ import annotations
 
 import os
+import sys
 
-from quayside.cli import (
+# httpx imports its own command line client (click, pygments, rich's progress bars and syntax
+# highlighting: ~45 ms of CPU) whenever those are installed; Quayside never runs it, and
+# httpx's __init__ falls back to a stub when it cannot be imported
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+from quayside.cli import (  # noqa: E402
     commands_api_auth,  # noqa: F401  (registers commands)
     commands_audit,  # noqa: F401  (registers commands)
     commands_auth,  # noqa: F401  (registers commands)
@@ -26,9 +32,9 @@ from quayside.cli import (
     commands_platform,  # noqa: F401  (registers commands)
     commands_release,  # noqa: F401  (registers commands)
 )
-from quayside.cli.app import app, fail
-from quayside.cli.prefect_target import point_at_platform
-from quayside.cli.process_exit import exit_now
+from quayside.cli.app import app, fail  # noqa: E402
+from quayside.cli.prefect_target import point_at_platform  # noqa: E402
+from quayside.cli.process_exit import exit_now  # noqa: E402
 
 
 def run() -> object:

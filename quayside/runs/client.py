@@ -234,7 +234,11 @@ LOG_PAGE = 200
 #: ends: :func:`quayside.stack.forkserver.flush_prefect`), every END_POLL_S, for at most this
 #: long (a crashed run, or one logging below INFO, has no such line)
 END_GRACE_S = 0.8
-END_POLL_S = 0.15
+END_POLL_S = 0.05
+#: while the run goes on, its logs are read on every LOG_EVERY-th state poll: the state is
+#: what says a run ended (one small read), the logs only need to keep the screen current
+#: (they arrive in ~2 s batches anyway)
+LOG_EVERY = 3
 
 
 def follow_run(
@@ -243,10 +247,16 @@ def follow_run(
     poll_s: float = 1.0,
     timeout_s: float | None = None,
     on_state: Callable[[RunStatus], None] | None = None,
+    log_every: int = LOG_EVERY,
 ) -> Iterator[LogLine]:
     """Yield the run's log lines as they appear until it reaches a final state and its last
     logs are in; ``on_state`` is called on every state change (the final state included,
     before this returns). Paused and suspended runs are followed too (they wait for approval).
+
+    The state is read every ``poll_s`` and the logs on every ``log_every``-th read (and on
+    the first): a short ``poll_s`` notices the end soon without reading the logs as often.
+    Once the run is final, the logs are read every :data:`END_POLL_S` until the engine's last
+    line for it is in (at most :data:`END_GRACE_S`).
 
     Logs are read by time window (everything newer than the newest seen, minus a lateness
     margin) and de-duplicated by id, so a late batch is never skipped. One connection serves
@@ -262,9 +272,8 @@ def follow_run(
     deadline = time.monotonic() + timeout_s if timeout_s else None
     run_uuid = str(_uuid(run_id))
 
-    def poll(api: PrefectHTTP) -> tuple[RunStatus, list[LogLine]]:
+    def read_logs(api: PrefectHTTP) -> list[LogLine]:
         nonlocal newest, flow_finished_logged
-        status = _read(api, run_id)
         window: dict[str, Any] = {"flow_run_id": {"any_": [run_uuid]}}
         if newest is not None:
             window["timestamp"] = {"after_": (newest - LOG_LATENESS).isoformat()}
@@ -287,13 +296,17 @@ def follow_run(
                 break
             offset += LOG_PAGE
         lines.sort(key=lambda line: line.timestamp)
-        return status, lines
+        return lines
 
     ended_at: float | None = None
+    reads = 0
     with PrefectHTTP() as api:
         while True:
-            status, lines = poll(api)
-            yield from lines
+            if ended_at is None:  # once final, only the last logs are awaited
+                status = _read(api, run_id)
+            if status.final or reads % max(1, log_every) == 0:
+                yield from read_logs(api)
+            reads += 1
             if (status.state_type, status.state_name) != last_state:
                 last_state = (status.state_type, status.state_name)
                 if on_state is not None:

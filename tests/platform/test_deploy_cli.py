@@ -167,3 +167,38 @@ def test_cli_deploy_at_refuses_bad_times_before_anything_is_written(
         assert "Traceback" not in out.stderr + out.stdout
         assert "scheduled" not in out.stdout
     assert requests() == before
+
+
+def test_cli_deploy_prints_every_line_of_the_run_and_the_host_count(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    """The CLI reads the run's state often and its logs every few reads (then quickly once
+    the run is final): every line the run's own process sent to the API is printed, the last
+    ones included, and the progress counts the environment's hosts (counted once the run
+    exists)."""
+    from quayside.runs.prefect_http import PrefectHTTP
+
+    fleet = clean_ssh_fleet
+    write_inventory(platform_inventory, fleet, repo)
+    out = quayside(platform, "deploy", "shop", "test", "v2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    found = re.search(r"/runs/flow-run/([0-9a-f-]{36})", out.stdout)
+    assert found, out.stdout
+    with PrefectHTTP(platform.api_url) as api:
+        logs = api.call(
+            "POST",
+            "/logs/filter",
+            {"logs": {"flow_run_id": {"any_": [found.group(1)]}}, "limit": 200},
+        )
+    # the worker's lines about the run come from another process on its own schedule
+    own = [
+        log["message"]
+        for log in logs
+        if log["name"] != "prefect.flow_runs.worker"
+        and not log["message"].endswith("Finished in state Completed()")
+    ]
+    assert len(own) >= len(fleet), own
+    missing = [m for m in own if m not in out.stdout]
+    assert missing == [], missing
+    assert f"[{len(fleet)}/{len(fleet)}] " in out.stdout, out.stdout
+    assert "done:" in out.stdout.splitlines()[-1]

@@ -29,11 +29,14 @@ PARSING = {"pydantic"}
 
 
 def loaded_after(code: str, env: dict[str, str] | None = None) -> list[str]:
-    """Top-level packages of HEAVY loaded after running ``code`` in a fresh interpreter."""
+    """Top-level packages of HEAVY loaded after running ``code`` in a fresh interpreter (a
+    ``None`` in sys.modules marks a module kept from loading: quayside.cli.main does that to
+    httpx's command line)."""
     probe = (  # printed at exit: the CLI ends with os._exit after running exit handlers
         "import atexit, json, sys\n"
         "atexit.register(lambda: print(json.dumps(sorted("
-        f"{{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))))\n"
+        f"{{m.split('.')[0] for m, v in sys.modules.items() if v is not None}}"
+        f" & set({HEAVY!r})))))\n"
         f"{code}\n"
     )
     done = subprocess.run(
@@ -210,3 +213,20 @@ def test_exit_now_waits_for_a_working_thread() -> None:
     )
     assert done.returncode == 1 and done.stderr == "a message\n"
     assert done.stdout == "thread done\n"
+
+
+def test_the_cli_keeps_httpx_s_command_line_from_loading() -> None:
+    """httpx imports its own command line client (click, pygments, rich's progress and
+    syntax) whenever they are installed; the CLI marks it absent, and httpx still works."""
+    probe = (
+        "import sys\n"
+        "import quayside.cli.main\n"
+        "import httpx\n"
+        "assert httpx.Client and httpx.Response(204).status_code == 204\n"
+        "print(sorted({'click', 'pygments'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=PROJECT_DIR, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
