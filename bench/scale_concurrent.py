@@ -96,10 +96,11 @@ servers are 268 MB RSS together but keep 19-35 MB PSS, the rest shared with thei
 
 **Where the limit is**: CPU on the host that runs the workers' flow-run processes, not the
 database (PostgreSQL accepted {RUNS} run creations at once and no request failed) and not
-memory (4 GB of 23.6). Measured apart, on an idle SQLite ledger with this inventory's 61
-apps: `GET /api/releases` spends most of its time on the per-app role checks (two ledger reads
-per app the user may see, about 59 ms for 61 apps) against 2.4 ms for the one-statement page
-itself - a cost that grows with the number of apps, not with concurrent runs.
+memory (4 GB of 23.6). Measured apart, on a quiet machine with this inventory's 61 apps:
+`GET /api/releases` spends most of its time on the per-app role checks (two ledger reads per
+app the user may see: 92 ms for 61 apps on PostgreSQL, 59 ms on SQLite) against 9.3 ms
+(2.4 ms) for the one-statement page itself and 1.8 ms for the token check - a cost that grows
+with the number of apps a user may see, not with concurrent runs.
 
 **What to scale first**: with Prefect on PostgreSQL (infra/compose), add worker machines
 before anything else: the flow-run processes are the CPU and the memory (about 91 MB PSS per
