@@ -7,7 +7,6 @@ checks them); without one the CLI is the platform operator. The work is in
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -85,40 +84,19 @@ def logs(
 ) -> None:
     """Print the output of APP's serving container in ENV, each line prefixed with its host
     (--follow: until interrupted or the containers stop)."""
-    from quayside.images.containers_docker import stream_logs
-    from quayside.images.containers_ops import open_hosts
+    from quayside.images.containers_logs import LogPump
 
     target = _target(app_name, env, token_file, as_name, host)
-    lock = threading.Lock()
-
-    def pump(name: str, container: Any) -> None:
-        rest = b""
-        for chunk in stream_logs(container, follow=follow, tail=tail):
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
-            with lock:
-                for line in lines:
-                    sys.stdout.write(f"{name}: {line.decode(errors='replace')}\n")
-                sys.stdout.flush()
-        if rest:
-            with lock:
-                sys.stdout.write(f"{name}: {rest.decode(errors='replace')}\n")
-
-    with open_hosts(target) as (run, hosts):
-        threads = []
-        for h in hosts:
-            serving = h.state(run, app_name, env).serving
-            if serving is None:
-                console.print(f"{h.name}: no running container of {app_name}/{env}")
-                continue
-            t = threading.Thread(target=pump, args=(h.name, serving.container), daemon=True)
-            t.start()
-            threads.append(t)
+    with LogPump(target, tail=tail, follow=follow) as pump:
+        for name in pump.idle:
+            sys.stderr.write(f"{name}: no running container of {app_name}/{env}\n")
         try:
-            for t in threads:
-                while t.is_alive():
-                    t.join(timeout=0.5)
-        except KeyboardInterrupt:
+            for line in pump.lines(wake_s=0.5):
+                if line is not None:
+                    out = sys.stderr if line.error else sys.stdout
+                    out.write(line.shown() + "\n")
+                    out.flush()
+        except KeyboardInterrupt:  # Ctrl-C ends a follow: not an error
             return
 
 

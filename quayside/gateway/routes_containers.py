@@ -4,18 +4,24 @@ the same rights (the token's user needs image-release's role on the app's enviro
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from quayside.gateway.auth import CallerDep
 from quayside.gateway.context import GatewayContext, context
 from quayside.inventory.resolve import Target
 
+if TYPE_CHECKING:
+    from quayside.images.containers_logs import LogPump
+
 router = APIRouter(tags=["containers"])
 CtxDep = Annotated[GatewayContext, Depends(context)]
 PREFIX = "/api/apps/{app}/{env}"
+END = "end"
+"""What ``next`` gives once every host's log stream ended."""
 
 
 def _target(ctx: GatewayContext, user: str, app: str, env: str) -> Target:
@@ -46,7 +52,7 @@ def list_containers(app: str, env: str, caller: CallerDep, ctx: CtxDep) -> dict[
 
 @router.get(
     PREFIX + "/logs",
-    summary="The serving container's last log lines, per host",
+    summary="The serving container's last log lines, per host (follow=true: and what follows)",
     response_class=PlainTextResponse,
 )
 def container_logs(
@@ -54,14 +60,46 @@ def container_logs(
     env: str,
     caller: CallerDep,
     ctx: CtxDep,
+    request: Request,
     tail: Annotated[int, Query(ge=0, le=10_000)] = 100,
-) -> PlainTextResponse:
-    """Each line prefixed with its host (``web-1: ...``)."""
-    from quayside.images.containers_ops import serving_logs
+    follow: bool = False,
+) -> Response:
+    """Each line prefixed with its host (``web-1: ...``). With ``follow=true`` the response
+    streams: the last ``tail`` lines, then every line as the containers print it, until they
+    stop or the client goes away (``quayside logs --follow``'s stream)."""
+    from quayside.images.containers_logs import LogPump
 
-    logs = serving_logs(_target(ctx, caller.name, app, env), tail)
-    lines = [f"{host}: {line}" for host, text in logs.items() for line in text.splitlines()]
-    return PlainTextResponse("\n".join(lines) + ("\n" if lines else ""))
+    pump = LogPump(_target(ctx, caller.name, app, env), tail=tail, follow=follow)
+    pump.__enter__()  # an engine that does not answer is an error response, not a stream
+    if not follow:
+        try:
+            lines = [line.shown() for line in pump.lines(wake_s=5) if line is not None]
+        finally:
+            pump.close()
+        return PlainTextResponse("".join(f"{line}\n" for line in lines))
+    return StreamingResponse(_follow(pump, request), media_type="text/plain; charset=utf-8")
+
+
+async def _follow(pump: LogPump, request: Request) -> AsyncIterator[str]:
+    """The lines of ``pump`` as they come; checks every second whether the client is still
+    there (a quiet container writes nothing that would fail), and closes the pump - the
+    engine streams - either way."""
+    from starlette.concurrency import run_in_threadpool
+
+    from quayside.images.containers_logs import LogLine
+
+    lines = pump.lines(wake_s=1.0)
+    try:
+        while True:
+            line = await run_in_threadpool(next, lines, END)
+            if isinstance(line, LogLine):
+                yield f"{line.shown()}\n"
+            elif line is END:
+                return
+            elif await request.is_disconnected():
+                return
+    finally:
+        pump.close()
 
 
 @router.post(PREFIX + "/restart", summary="Restart the serving container, host after host")

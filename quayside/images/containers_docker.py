@@ -312,13 +312,11 @@ def logs_tail(container: Any, lines: int) -> str:
     return " | ".join(raw.decode(errors="replace").strip().splitlines()[-lines:])[:400]
 
 
-def stream_logs(container: Any, *, follow: bool, tail: int | str) -> Iterator[bytes]:
-    """The container's output (stdout and stderr), its last ``tail`` lines then, with
-    ``follow``, what it writes until it stops."""
-    if follow:
-        yield from container.logs(stream=True, follow=True, tail=tail)
-    else:
-        yield container.logs(tail=tail)
+def open_log_stream(container: Any, *, follow: bool, tail: int | str) -> Any:
+    """The container's output (stdout and stderr) as chunks of bytes: its last ``tail`` lines
+    then, with ``follow``, what it writes until it stops. ``close()`` on the returned stream
+    (from another thread) ends it at once (docker's ``CancellableStream``)."""
+    return container.logs(stream=True, follow=follow, tail=tail)
 
 
 def prune_images(

@@ -1,7 +1,7 @@
 """Operators' views of an image app's containers, shared by ``quayside ps/logs/restart`` and
 the gateway's container endpoints: open every Docker host of an app's environment, list its
-containers (the serving one marked), read the serving one's last log lines, restart it with a
-probe before the next host. No Prefect; the callers check who may ask."""
+containers (the serving one marked), restart it with a probe before the next host (the serving
+one's output: :mod:`quayside.images.containers_logs`). No Prefect; the callers check who may ask."""
 
 from __future__ import annotations
 
@@ -73,20 +73,6 @@ def container_rows(target: Target) -> list[dict[str, Any]]:
                     "serving": c is state.serving,
                 })  # fmt: skip
     return rows
-
-
-def serving_logs(target: Target, tail: int) -> dict[str, str]:
-    """The last ``tail`` lines of each host's serving container (host -> text)."""
-    out: dict[str, str] = {}
-    with open_hosts(target) as (run, hosts):
-        for h in hosts:
-            s = h.state(run, target.app_name, target.env_name).serving
-            if s is None:
-                out[h.name] = ""
-                continue
-            raw = s.container.logs(tail=tail)
-            out[h.name] = raw.decode(errors="replace")
-    return out
 
 
 def restart_serving(target: Target) -> dict[str, dict[str, Any]]:
