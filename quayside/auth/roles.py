@@ -7,7 +7,7 @@ space: the project grant, when set, overrides the space grant (higher or lower).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import IntEnum
 
 from sqlalchemy import Engine
@@ -77,6 +77,31 @@ def effective_role(
     space_role, project_role = users.grants_for(db, user, space, project)
     chosen = project_role if project_role is not None else space_role
     return Role.parse(chosen) if chosen is not None else None
+
+
+def effective_roles(
+    db: Engine | Session, user: str, places: Iterable[tuple[str, str | None]]
+) -> dict[tuple[str, str | None], Role | None]:
+    """:func:`effective_role` at many ``(space, project)`` places, from two reads (the user,
+    their grants) however many places: a listing over every app checks them all at once.
+
+    Returns:
+        Each place's role, by the same rule (SUPER; the project grant; else the space grant;
+        None for unknown or disabled users and places without a grant).
+    """
+    wanted = list(places)
+    found = users.find_user(db, user)
+    if found is None or found.disabled:
+        return {place: None for place in wanted}
+    if found.is_super:
+        return {place: Role.SUPER for place in wanted}
+    grants = users.grants_by_place(db, user)
+    roles: dict[tuple[str, str | None], Role | None] = {}
+    for space, project in wanted:
+        chosen = grants.get((space, project)) if project is not None else None
+        chosen = chosen if chosen is not None else grants.get((space, None))
+        roles[(space, project)] = Role.parse(chosen) if chosen is not None else None
+    return roles
 
 
 def require_role(

@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from quayside.auth.roles import Role, effective_role
+from quayside.auth.roles import Role, effective_roles
 from quayside.errors import InputError, NotFoundError
 from quayside.gateway.auth import Caller, CallerDep, require
 from quayside.gateway.auth_first import AuthFirstRoute
@@ -117,13 +117,14 @@ def _readable_apps(ctx: GatewayContext, caller: Caller, app: str | None) -> list
         return [app]
     if caller.is_super:
         return None
+    apps = sorted(inventory.apps.items())
     with read_scope(ctx.engine()) as session:
-        return [
-            name
-            for name, spec in sorted(inventory.apps.items())
-            if (role := effective_role(session, caller.name, spec.space, name)) is not None
-            and role >= Role[READ_ROLE]
-        ]
+        roles = effective_roles(session, caller.name, [(spec.space, name) for name, spec in apps])
+    return [
+        name
+        for name, spec in apps
+        if (role := roles[(spec.space, name)]) is not None and role >= Role[READ_ROLE]
+    ]
 
 
 def _item(row: ReleaseRow, run_url_prefix: str) -> ReleaseItem:

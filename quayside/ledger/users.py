@@ -372,6 +372,18 @@ def grants_for(
         return space_role, project_role
 
 
+def grants_by_place(db: Engine | Session, user: str) -> dict[tuple[str, str | None], str]:
+    """Every grant of ``user`` in one read: ``(space, project or None) -> role``."""
+    with unit_of_work(db, read_only=True) as session:
+        query = (
+            select(Space.name, RoleGrant.project, RoleGrant.role)
+            .join(User, RoleGrant.user_id == User.id)
+            .join(Space, RoleGrant.space_id == Space.id)
+            .where(User.name == user)
+        )
+        return {(space, project): role for space, project, role in session.execute(query)}
+
+
 def list_grants(db: Engine | Session, user: str | None = None) -> Sequence[RoleGrant]:
     """Role grants, optionally of one user."""
     with unit_of_work(db, read_only=True) as session:

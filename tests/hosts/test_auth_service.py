@@ -10,7 +10,14 @@ import pytest
 from sqlalchemy import Engine
 
 from quayside.auth import service
-from quayside.auth.roles import PermissionDenied, Role, check_approver, effective_role, require_role
+from quayside.auth.roles import (
+    PermissionDenied,
+    Role,
+    check_approver,
+    effective_role,
+    effective_roles,
+    require_role,
+)
 from quayside.auth.service import AuthFailed
 from quayside.errors import InputError
 from quayside.inventory.models import ApprovalPolicy
@@ -54,6 +61,28 @@ def test_space_role_inherited_and_project_override(ledger_engine: Engine) -> Non
 
     assert service.revoke_role(ledger_engine, "dev", space="ops", project="web")
     assert effective_role(ledger_engine, "dev", "ops", "web") is Role.DEVELOPER
+
+
+def test_effective_roles_at_many_places_follow_the_one_place_rule(ledger_engine: Engine) -> None:
+    service.create_user(ledger_engine, "owen")
+    service.create_user(ledger_engine, "dev")
+    service.create_user(ledger_engine, "root", is_super=True)
+    service.create_user(ledger_engine, "gone")
+    service.grant_role(ledger_engine, "owen", "OWNER", space="ops")
+    service.grant_role(ledger_engine, "owen", "REPORTER", space="ops", project="db")
+    service.grant_role(ledger_engine, "dev", "MASTER", space="ops", project="web")
+    service.grant_role(ledger_engine, "gone", "OWNER", space="ops")
+    users.set_disabled(ledger_engine, "gone", True)
+    places: list[tuple[str, str | None]] = [
+        ("ops", None), ("ops", "web"), ("ops", "db"), ("ops", "api"), ("other", "web"),
+    ]  # fmt: skip
+    for user in ("owen", "dev", "root", "gone", "ghost"):
+        many = effective_roles(ledger_engine, user, places)
+        assert many == {p: effective_role(ledger_engine, user, *p) for p in places}, user
+    assert effective_roles(ledger_engine, "dev", places)[("ops", "web")] is Role.MASTER
+    assert effective_roles(ledger_engine, "dev", places)[("ops", "api")] is None
+    assert effective_roles(ledger_engine, "owen", places)[("ops", "db")] is Role.REPORTER
+    assert set(effective_roles(ledger_engine, "gone", places).values()) == {None}
 
 
 def test_disabled_user_has_no_role_and_no_token(ledger_engine: Engine) -> None:
