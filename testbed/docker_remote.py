@@ -5,6 +5,8 @@ the docker CLI (``docker system dial-stdio``), as a Docker host in production do
 ::
 
     tcp://127.0.0.85:<port>   socat TCP-LISTEN (loopback only) -> the engine's unix socket
+    tcp://127.0.0.85:<port>   socat OPENSSL-LISTEN (a test CA's server certificate, client
+                              certificates required) -> the engine's unix socket
     ssh://quayside-deploy@127.0.0.86:<port>
         sshd (testbed.sshd, its own host key in the fleet's known_hosts, the fleet's client key)
         SetEnv DOCKER_HOST=unix://<dir>/docker.sock: the login user's engine socket, a socat
@@ -12,8 +14,8 @@ the docker CLI (``docker system dial-stdio``), as a Docker host in production do
         a member of the docker group gets /var/run/docker.sock, and the engine's own socket
         keeps its permissions
 
-The core (:class:`EngineRelay`, :func:`start_ssh_docker_host`) needs no pytest; the fixtures
-``docker_tcp`` and ``docker_ssh_host`` wrap them.
+The core (:class:`EngineRelay`, :func:`start_tls_relay`, :func:`start_ssh_docker_host`) needs
+no pytest; the fixtures ``docker_tcp``, ``docker_tls`` and ``docker_ssh_host`` wrap them.
 """
 
 from __future__ import annotations
@@ -132,6 +134,112 @@ def start_tcp_relay(
     return relay, f"tcp://{address}:{port}"
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A CA, the engine's server certificate (for an IP address) and a client certificate
+    signed by it, as PEM files (the inventory's ``tls_ca``, ``tls_cert``, ``tls_key``)."""
+
+    ca: Path
+    server: Path
+    """key and certificate in one file, as socat's ``cert=`` takes them"""
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls_files(openssl: str, directory: Path, address: str) -> TlsFiles:
+    """A throwaway CA and its server (``IP:address``) and client certificates."""
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def run(*argv: str) -> None:
+        subprocess.run([openssl, *argv], cwd=directory, check=True, capture_output=True)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=quayside test CA",
+    )
+    for name, extension in (
+        ("server", f"subjectAltName=IP:{address}"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ):
+        run(
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={name}",
+        )
+        (directory / f"{name}.ext").write_text(extension + "\n")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+        )
+    server = directory / "server-bundle.pem"
+    server.write_text((directory / "server.key").read_text()
+                      + (directory / "server.pem").read_text())  # fmt: skip
+    return TlsFiles(directory / "ca.pem", server, directory / "client.pem",
+                    directory / "client.key")  # fmt: skip
+
+
+def tls_relay_argv(
+    socat: str, address: str, port: int, files: TlsFiles, engine_socket: Path
+) -> list[str]:
+    """socat serving TLS on ``address:port`` (the server certificate; client certificates
+    signed by the CA required), relayed to the engine's unix socket - as ``dockerd
+    --tlsverify`` listens."""
+    return [
+        socat,
+        f"OPENSSL-LISTEN:{port},bind={address},fork,reuseaddr,cert={files.server},"
+        f"cafile={files.ca},verify=1",
+        f"UNIX-CONNECT:{engine_socket}",
+    ]
+
+
+def start_tls_relay(
+    socat: str, engine_url: str, files: TlsFiles, work: Path, address: str = TCP_ADDRESS
+) -> tuple[EngineRelay, str]:
+    """The engine on ``tcp://address:<free port>`` behind TLS with client certificates."""
+    from testbed.sshd import free_port
+
+    port = free_port(address)
+    argv = tls_relay_argv(socat, address, port, files, engine_socket(engine_url))
+    relay = EngineRelay(argv, work / f"socat-tls-{port}.log")
+    relay.start((address, port))
+    return relay, f"tcp://{address}:{port}"
+
+
 @dataclass
 class SshDockerHost:
     """An sshd host whose login user runs the docker CLI against the test engine."""
@@ -216,6 +324,20 @@ if pytest is not None:
         relay, url = start_tcp_relay(socat, docker_engine.url, tmp_path)
         try:
             yield url
+        finally:
+            relay.stop()
+
+    @pytest.fixture
+    def docker_tls(docker_engine: DockerEngine, tmp_path: Path) -> Iterator[tuple[str, TlsFiles]]:
+        """The session's engine on ``tcp://127.0.0.85:<port>`` behind TLS (server certificate
+        of a test CA, client certificates required), and the certificate files."""
+        from testbed.require import need_binary
+
+        socat = need_binary("socat", SOCAT_PACKAGE)
+        files = make_tls_files(need_binary("openssl", "openssl"), tmp_path / "tls", TCP_ADDRESS)
+        relay, url = start_tls_relay(socat, docker_engine.url, files, tmp_path)
+        try:
+            yield url, files
         finally:
             relay.stop()
 

@@ -55,20 +55,38 @@ def connect(
             the reason named, in one line).
     """
     import docker
+    from docker.constants import MINIMUM_DOCKER_API_VERSION
     from docker.tls import TLSConfig
 
     if endpoint.url.startswith("ssh://"):
         return _connect_ssh(host, endpoint, int(timeout_s), login)
     tls: Any = False
-    if endpoint.tls_cert and endpoint.tls_key:
-        tls = TLSConfig(
-            client_cert=(endpoint.tls_cert, endpoint.tls_key),
-            ca_cert=endpoint.tls_ca,
-            verify=endpoint.tls_ca is not None,
-        )
+    if endpoint.tls_ca or endpoint.tls_cert or endpoint.tls_key:
+        if bool(endpoint.tls_cert) != bool(endpoint.tls_key):
+            raise ContainerError(
+                f"{host}: the Docker engine at {endpoint.url}: tls_cert and tls_key go "
+                "together (the client certificate and its key)",
+                hint=f"set both, or neither, in hosts.{host}.docker in quayside.yaml",
+            )
+        # the engine's certificate is always verified: against tls_ca, else the system CAs
+        client_cert = (endpoint.tls_cert, endpoint.tls_key) if endpoint.tls_cert else None
+        try:
+            tls = TLSConfig(client_cert=client_cert, ca_cert=endpoint.tls_ca, verify=True)
+        except Exception as e:  # a file that is not there
+            raise ContainerError(
+                f"{host}: the Docker engine at {endpoint.url}: {_reason(e)}",
+                hint=f"check the tls_* files of hosts.{host}.docker in quayside.yaml",
+            ) from e
     try:
-        client = docker.DockerClient(base_url=endpoint.url, timeout=int(timeout_s), tls=tls)
-        client.ping()
+        client = docker.DockerClient(
+            base_url=endpoint.url, timeout=int(timeout_s), tls=tls,
+            version=MINIMUM_DOCKER_API_VERSION,  # no request yet: see below
+        )  # fmt: skip
+        # the endpoint is exactly what quayside.yaml names: no proxy from the environment,
+        # and tls_ca is what the engine's certificate is checked against (requests would let
+        # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override it, and send tcp:// through HTTP_PROXY)
+        client.api.trust_env = False
+        client.api._version = client.api._retrieve_server_version()
     except Exception as e:
         raise ContainerError(
             f"{host}: the Docker engine at {endpoint.url} does not answer: {_reason(e)}",

@@ -1,5 +1,6 @@
-"""A Docker host reached over ``tcp://`` and over ``ssh://`` (issue 18): the real engine behind
-a loopback TCP relay, and behind an sshd host whose login user runs the docker CLI
+"""A Docker host reached over ``tcp://`` (plain and TLS with client certificates) and over
+``ssh://`` (issue 18): the real engine behind a loopback TCP relay, a TLS relay, and behind
+an sshd host whose login user runs the docker CLI
 (``docker system dial-stdio``); a container released, listed and its logs read through
 Quayside's code (the release's host code, then ``quayside ps/logs`` as a user types them);
 an engine that does not answer, an SSH host key that does not match: one line naming the
@@ -23,7 +24,7 @@ from quayside.images import containers_docker as engine
 from quayside.inventory.image_models import DockerEndpoint, ImageRun
 from quayside.inventory.models import Host
 from testbed import PROJECT_DIR
-from testbed.docker_remote import SshDockerHost, start_tcp_relay
+from testbed.docker_remote import SshDockerHost, TlsFiles, make_tls_files, start_tcp_relay
 from testbed.image_app import FrontNginx
 from testbed.registry import RegistryPair
 from tests.hosts.test_image_release_host import (  # noqa: F401  (fixture)
@@ -226,3 +227,38 @@ def test_an_ssh_host_whose_engine_does_not_answer_says_why_in_its_words(
         assert str(docker_ssh_host.socket) in stderr  # the docker CLI names its socket
     finally:
         docker_ssh_host.relay.start(docker_ssh_host.socket)
+
+
+def test_a_tls_tcp_endpoint_with_client_certificates(
+    docker_tls: tuple[str, TlsFiles], tmp_path: Path
+) -> None:
+    url, files = docker_tls
+    endpoint = DockerEndpoint(url=url, tls_ca=str(files.ca), tls_cert=str(files.client_cert),
+                              tls_key=str(files.client_key))  # fmt: skip
+    client = engine.connect(HOST, endpoint, timeout_s=30)
+    try:
+        assert client.api.base_url == url.replace("tcp://", "https://")
+        assert engine.app_containers(client, "shop", "nothing-here") == []
+        assert client.version()["ApiVersion"]
+    finally:
+        client.close()
+
+    # no client certificate: the engine refuses the handshake
+    with pytest.raises(engine.ContainerError, match=f"{HOST}: the Docker engine at {url} does"):
+        engine.connect(HOST, DockerEndpoint(url=url, tls_ca=str(files.ca)), timeout_s=10)
+
+    # another CA: the engine's certificate is not trusted (verified even without tls_ca)
+    other = make_tls_files(shutil.which("openssl") or "openssl", tmp_path / "other", "127.0.0.85")
+    for ca in (str(other.ca), None):
+        stranger = DockerEndpoint(url=url, tls_ca=ca, tls_cert=str(files.client_cert),
+                                  tls_key=str(files.client_key))  # fmt: skip
+        with pytest.raises(engine.ContainerError, match="CERTIFICATE_VERIFY_FAILED"):
+            engine.connect(HOST, stranger, timeout_s=10)
+
+    half = DockerEndpoint(url=url, tls_cert=str(files.client_cert))
+    with pytest.raises(engine.ContainerError, match="tls_cert and tls_key go together"):
+        engine.connect(HOST, half, timeout_s=10)
+    missing = DockerEndpoint(url=url, tls_ca=str(tmp_path / "nope.pem"))
+    with pytest.raises(engine.ContainerError, match="Invalid CA certificate") as caught:
+        engine.connect(HOST, missing, timeout_s=10)
+    assert caught.value.hint is not None and f"hosts.{HOST}.docker" in caught.value.hint
