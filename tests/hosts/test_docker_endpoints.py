@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,11 @@ from quayside.images import containers_docker as engine
 from quayside.inventory.image_models import DockerEndpoint, ImageRun
 from quayside.inventory.models import Host
 from testbed import PROJECT_DIR
+from testbed.docker_engine import DockerEngine
 from testbed.docker_remote import SshDockerHost, TlsFiles, make_tls_files, start_tcp_relay
 from testbed.image_app import FrontNginx
 from testbed.registry import RegistryPair
+from tests.hosts.test_container_logs_follow import Follower, _say
 from tests.hosts.test_image_release_host import (  # noqa: F401  (fixture)
     HOST,
     Pushed,
@@ -154,6 +158,7 @@ def test_an_unreachable_tcp_endpoint_is_one_line_naming_host_and_endpoint(
 
 def test_an_ssh_endpoint_with_the_inventory_s_key_and_known_hosts(
     docker_ssh_host: SshDockerHost,
+    docker_engine: DockerEngine,
     registries: RegistryPair,
     app_images: dict[str, Pushed],  # noqa: F811
     open_front: FrontNginx,
@@ -181,6 +186,19 @@ def test_an_ssh_endpoint_with_the_inventory_s_key_and_known_hosts(
     logged = quayside(tmp_path, "logs", "shop", "test", "--tail", "5")
     assert logged.returncode == 0, logged.stderr
     assert f"{HOST}: " in logged.stdout and "response:200" in logged.stdout
+
+    # --follow through the SSH channel: a new line arrives, Ctrl-C ends it
+    follow = Follower(tmp_path, "--tail", "1")
+    try:
+        assert follow.wait_for("response:200").startswith(f"{HOST}: ")  # the stream is live
+        marker = f"over-ssh-{uuid.uuid4().hex[:8]}"
+        _say(docker_engine, marker)
+        assert follow.wait_for(marker) == f"{HOST}: {marker}"
+        follow.process.send_signal(signal.SIGINT)
+        assert follow.process.wait(timeout=20) in (0, 130)
+        assert "Traceback" not in follow.stderr()
+    finally:
+        follow.stop()
 
 
 def test_an_ssh_endpoint_whose_host_key_changed_is_refused(
