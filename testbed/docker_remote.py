@@ -297,8 +297,13 @@ def start_ssh_docker_host(
         host = fleet.hosts[0]
         host.stop()  # sshd reads only its first SetEnv line: add DOCKER_HOST to that one
         config = host.config.read_text()
-        line = next(x for x in config.splitlines() if x.startswith("SetEnv "))
-        host.config.write_text(config.replace(line, f"{line} DOCKER_HOST=unix://{path}"))
+        line = next((x for x in config.splitlines() if x.startswith("SetEnv ")), None)
+        docker_host = f"DOCKER_HOST=unix://{path}"
+        if line is None:
+            config += f"SetEnv {docker_host}\n"
+        else:
+            config = config.replace(line, f"{line} {docker_host}")
+        host.config.write_text(config)
         host.start()
     except BaseException:
         fleet.close()
