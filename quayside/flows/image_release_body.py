@@ -95,7 +95,7 @@ class _Host:
                 "environment need their Docker engine",
                 hint=f"add docker: {{url: ...}} to hosts.{name}",
             )
-        self.client = engine.connect(name, host.docker)
+        self.client = engine.connect(name, host.docker, login=host)
         self.executor: Executor = executor_for(name, host)
 
     def close(self) -> None:

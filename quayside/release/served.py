@@ -126,7 +126,7 @@ def read_image_serving(target: Target, release: Release) -> list[HostFound]:
         host = hosts[name]
         if host.docker is None:
             raise ValueError(f"hosts.{name}.docker is not set")
-        client = connect(name, host.docker, timeout_s=30)
+        client = connect(name, host.docker, timeout_s=30, login=host)
         executor = executor_for(name, host)
         try:
             state = read_state(client, executor, image.run, target.app_name, target.env_name)
