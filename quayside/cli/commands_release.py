@@ -45,8 +45,8 @@ class RunFailed(QuaysideError):
 
 
 #: how often a followed run's state is read (its logs every few reads: quayside.runs.client):
-#: the command returns this long after the run's end at most, plus its last log lines
-FOLLOW_POLL_S = 0.2
+#: the command sees the run's end this long after it at most; one small read of the API each
+FOLLOW_POLL_S = 0.1
 
 _PROGRESS = re.compile(r"^(?P<host>\S+): (?P<what>succeeded|no change|.*round trips)")
 

@@ -238,7 +238,7 @@ END_POLL_S = 0.05
 #: while the run goes on, its logs are read on every LOG_EVERY-th state poll: the state is
 #: what says a run ended (one small read), the logs only need to keep the screen current
 #: (they arrive in ~2 s batches anyway)
-LOG_EVERY = 3
+LOG_EVERY = 5
 
 
 def follow_run(
