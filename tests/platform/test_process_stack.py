@@ -405,18 +405,31 @@ def states_of(stack: ProcessStack, run_id: str) -> list[tuple[str, str]]:
     return asyncio.run(read())
 
 
-def schedule_deploy(stack: ProcessStack, token: str, ref: str, at: datetime) -> str:
-    """``quayside deploy shop test REF --at AT`` with a user's token; the run's id."""
-    done = subprocess.run(
-        [sys.executable, "-m", "quayside.cli.main", "deploy", "shop", "test", ref,
-         "--at", at.isoformat(), "--wait-lock", "120"],
-        env=stack.client_env() | {"QUAYSIDE_TOKEN": token},
-        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    found = re.search(r"run id: (\S+)", done.stdout)
-    assert found, done.stdout
-    return found[1]
+def schedule_deploys(
+    stack: ProcessStack, token: str, slots: list[tuple[str, datetime]]
+) -> dict[str, tuple[str, datetime]]:
+    """``quayside deploy shop test REF --at AT`` with a user's token for each ``(REF, AT)``,
+    all at once (each needs AT at least 5 s ahead when it reads it); run id -> ``(REF, AT)``."""
+    cli = [sys.executable, "-m", "quayside.cli.main", "deploy", "shop", "test"]
+    commands = {
+        (ref, at): subprocess.Popen(
+            [*cli, ref, "--at", at.isoformat(), "--wait-lock", "120"],
+            env=stack.client_env() | {"QUAYSIDE_TOKEN": token},
+            cwd=PROJECT_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for ref, at in slots
+    }
+    runs = {}
+    for slot, command in commands.items():
+        output, _ = command.communicate(timeout=120)
+        assert command.returncode == 0, output
+        found = re.search(r"run id: (\S+)", output)
+        assert found, output
+        runs[found[1]] = slot
+    return runs
 
 
 def test_a_scheduled_release_starts_exactly_once_across_workers(
@@ -432,13 +445,13 @@ def test_a_scheduled_release_starts_exactly_once_across_workers(
     # both workers frozen while two slots 4 s apart are scheduled, then woken together when
     # the first falls due: each one's next poll finds both slots due (prefetch 5 s) and both
     # go for the first; Prefect must let exactly one of them start it
-    first_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=15)
-    slots: dict[str, tuple[str, datetime]] = {}
+    first_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=20)
     for name in stack.worker_names():
         stack.pause_process(name)
     try:
-        for ref, at in (("v1", first_at), ("v2", first_at + timedelta(seconds=4))):
-            slots[schedule_deploy(stack, token, ref, at)] = (ref, at)
+        slots = schedule_deploys(
+            stack, token, [("v1", first_at), ("v2", first_at + timedelta(seconds=4))]
+        )
         assert len(slots) == 2
         for run in slots:
             assert read_run(run).state_type == "SCHEDULED"
