@@ -7,9 +7,12 @@ PYTEST_WORKERS ?= 2
 
 # --compile-bytecode: the installed packages' .pyc files are written once here (seconds, and
 # about 0.5 s when nothing changed), so no command compiles Prefect, SQLAlchemy or pydantic from
-# source at every start when Python may not write bytecode (PYTHONDONTWRITEBYTECODE).
+# source at every start when Python may not write bytecode (PYTHONDONTWRITEBYTECODE); compileall
+# does the same for Quayside's own modules (installed editable: 0.35 -> 0.22 s of CPU for
+# `quayside releases`).
 sync:
 	$(UV) sync --frozen --compile-bytecode
+	$(UV) run --frozen python -m compileall -q quayside
 
 up: sync
 	$(UV) run quayside up
