@@ -336,7 +336,7 @@ def test_the_stack_builds_and_comes_up_healthy(compose: Compose, tmp_path: Path)
     assert listed.status_code == 200
     assert "git-deploy" in {d["name"] for d in listed.json()}
     assert httpx.get(f"{compose.variables['QUAYSIDE_TEST_GATEWAY']}/health").status_code == 200
-    for service in ("prefect-server", "gateway"):
+    for service in ("prefect-server", "prefect-services", "gateway"):
         assert health_of(compose, service) == "healthy", compose("ps").stdout
 
 
