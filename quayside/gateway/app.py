@@ -25,6 +25,7 @@ from quayside.gateway import (
     routes_containers,
     routes_hooks,
     routes_releases,
+    routes_runs,
     routes_tasks,
 )
 from quayside.gateway.config import GatewayConfig
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
 
     app.include_router(routes_tasks.router)
     app.include_router(routes_releases.router)
+    app.include_router(routes_runs.router)
     app.include_router(routes_hooks.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_approvals.router)

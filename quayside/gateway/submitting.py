@@ -42,9 +42,11 @@ def submit_run(
     idempotency_key: str,
     tags: list[str],
     scheduled_at: datetime | None = None,
+    on_behalf_of: str | None = None,
 ) -> RunHandle:
     """Start (or schedule) a run of ``spec`` for ``user``, whose right on ``scope`` the caller
-    checked with :func:`submission_scope`, and record the submission.
+    checked with :func:`submission_scope`, and record the submission (``on_behalf_of``: the
+    name a SUPER user asked for it in the name of; the audit event names both).
 
     Returns:
         The run's handle (the existing run for a retried idempotency key).
@@ -60,5 +62,14 @@ def submit_run(
         scheduled_at=scheduled_at,
         tags=tags,
     )
-    record(ctx.engine(), handle, user, spec, scope, via=via, scheduled_at=scheduled_at)
+    record(
+        ctx.engine(),
+        handle,
+        user,
+        spec,
+        scope,
+        via=via,
+        scheduled_at=scheduled_at,
+        on_behalf_of=on_behalf_of,
+    )
     return handle
