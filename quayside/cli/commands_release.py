@@ -138,15 +138,17 @@ def _follow(
     *,
     follow: bool,
     total: int | Callable[[], int],
+    started: RunHandle | None = None,
 ) -> RunHandle:
-    """Start ``deployment`` with ``parameters``, print its URL, follow logs and state; return
-    the run as soon as it is final and its last log lines are in.
+    """Start ``deployment`` with ``parameters`` (or take the run the gateway ``started``),
+    print its URL, follow logs and state; return the run as soon as it is final and its last
+    log lines are in.
 
     ``total``: the run's host count for the ``[n/total]`` progress, or how to count them
     (called once the run exists: reading the inventory for it need not delay the run)."""
     from quayside.runs import follow_run
 
-    handle = _submit(deployment, parameters, requester, ledger)
+    handle = started or _submit(deployment, parameters, requester, ledger)
     console.print(f"started [bold]{handle.name}[/] ({deployment}): {handle.ui_url}")
     if not follow:
         return handle
@@ -373,25 +375,51 @@ def deploy(
     check_ref(ref)
     parsed = _parse_batch(batch)
     require_platform()  # at once, before the ledger and seconds of Prefect imports
+    asked: dict[str, Any] = {"app": app_name, "env": env, "ref": ref, "dry_run": dry_run}
+    if host:
+        asked["hosts"] = list(host)
+    if parsed is not None:
+        asked["batch"] = parsed
+    if wait_lock is not None:
+        asked["lock_wait_s"] = wait_lock
+    count = lambda: _host_count(app_name, env, host or None)  # noqa: E731
+    if at is None and _through_gateway("git-deploy", asked, token_file, as_name, follow, count):
+        return
     with _asking(token_file, as_name) as (requester, ledger):
-        parameters: dict[str, Any] = {
-            "app": app_name,
-            "env": env,
-            "ref": ref,
-            "dry_run": dry_run,
-            "requested_by": requester.name,
-        }
-        if host:
-            parameters["hosts"] = list(host)
-        if parsed is not None:
-            parameters["batch"] = parsed
-        if wait_lock is not None:
-            parameters["lock_wait_s"] = wait_lock
+        parameters = {**asked, "requested_by": requester.name}
         if at is not None:
             _schedule("git-deploy", parameters, requester, ledger, at)
             return
-        count = lambda: _host_count(app_name, env, host or None)  # noqa: E731
         _follow("git-deploy", parameters, requester, ledger, follow=follow, total=count)
+
+
+def _through_gateway(
+    deployment: str,
+    parameters: dict[str, Any],
+    token_file: Path | None,
+    as_name: str | None,
+    follow: bool,
+    total: Callable[[], int],
+) -> bool:
+    """With a token, start the run through the platform's gateway (which checks the token,
+    ``--as`` and the role, and records the submission) and follow it; False when there is no
+    token or no gateway answers (the command then does those checks itself)."""
+    from quayside.cli.gateway_runs import start_via_gateway
+    from quayside.cli.requester import given_token
+    from quayside.settings import load_settings
+
+    token = given_token(token_file, os.environ)
+    if token is None:
+        return False
+    started = start_via_gateway(load_settings().gateway_url, token, deployment, parameters, as_name)
+    if started is None:
+        return False
+    handle, requester = started
+    _follow(
+        deployment, {**parameters, "requested_by": requester.name}, requester, None,
+        follow=follow, total=total, started=handle,
+    )  # fmt: skip
+    return True
 
 
 @app.command(name="rollback")

@@ -92,8 +92,9 @@ def start_deployment_run(
     if submission.on_behalf_of is not None and submission.on_behalf_of != caller.name:
         if not caller.is_super:
             raise Forbidden(
-                f"on_behalf_of is for SUPER users; {caller.name} is not one",
-                hint="leave it out: your token says who you are",
+                f"--as is for SUPER users; {caller.name} is not one (on_behalf_of: the run "
+                f"would be requested by {caller.name} anyway)",
+                hint="leave out --as / on_behalf_of: your token says who you are",
             )
         if not is_name(submission.on_behalf_of):
             raise InputError(f"on_behalf_of: a user name has {RULE}")

@@ -24,12 +24,21 @@ from testbed.sshd import SshdFleet
 pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect, pytest.mark.ssh]
 
 
+NO_GATEWAY = {"QUAYSIDE_GATEWAY_PORT": "1"}
+"""Where no gateway answers: the CLI checks the token and the role against the ledger itself."""
+
+
 def quayside(
-    platform: Platform, *args: str, token: str | None = None
+    platform: Platform, *args: str, token: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "quayside.cli.main", *args],
-        env={**platform.env, "COLUMNS": "200", **({"QUAYSIDE_TOKEN": token} if token else {})},
+        env={
+            **platform.env,
+            "COLUMNS": "200",
+            **({"QUAYSIDE_TOKEN": token} if token else {}),
+            **(env or {}),
+        },
         cwd=PROJECT_DIR,
         capture_output=True,
         text=True,
@@ -59,6 +68,9 @@ def test_cli_deploy_then_releases(
     submission = submission_of_run(engine, run_id.group(1))
     assert submission is not None
     assert (submission.principal, submission.via) == ("erin", "cli")
+    # submitted through the platform's gateway (POST /api/runs), which checked the token
+    access = (platform.home / "logs" / "gateway.log").read_text(errors="replace")
+    assert any('"/api/runs"' in line and '"erin"' in line for line in access.splitlines())
     assert "/runs/flow-run/" in out.stdout and "completed" in out.stdout
     # the per-host outcome, from the ledger (the streamed log lines are best effort)
     for h in fleet:
@@ -105,8 +117,15 @@ def test_cli_as_is_for_super_only_and_recorded_beside_the_principal(
         return {r.flow_run_id or "" for r in list_releases(engine, "shop", "test", limit=500)}
 
     before = run_ids()
-    for token, message in ((dev, "--as is for SUPER users; as-dev is not one"), (None, "--as")):
-        refused = quayside(platform, "deploy", "shop", "test", "v1", "--as", "erin", token=token)
+    refusals = [
+        (dev, "--as is for SUPER users; as-dev is not one", None),  # the gateway says it
+        (dev, "--as is for SUPER users; as-dev is not one", NO_GATEWAY),  # the CLI itself
+        (None, "--as", None),
+    ]
+    for token, message, env in refusals:
+        refused = quayside(
+            platform, "deploy", "shop", "test", "v1", "--as", "erin", token=token, env=env
+        )
         assert refused.returncode == 1, refused.stdout + refused.stderr
         assert message in refused.stderr and "Traceback" not in refused.stderr
         assert "started" not in refused.stdout

@@ -122,3 +122,26 @@ def test_a_super_user_may_start_it_on_behalf_of_someone(gateway: Gateway) -> Non
         "/api/runs", token=token, json=run(on_behalf_of="a b;id"), headers=key("su-bad")
     )
     assert bad.status_code == 400 and "on_behalf_of" in bad.text, bad.text
+
+
+def test_the_cli_s_client_starts_a_run_and_says_the_gateway_s_refusal(gateway: Gateway) -> None:
+    """quayside.cli.gateway_runs against the real gateway: the run and who it is for; a
+    refusal is the gateway's one line and hint; nothing listening -> None (the CLI then checks
+    the token against the ledger itself)."""
+    from quayside.cli.gateway_runs import GatewayRefused, start_via_gateway
+
+    params = {"app": "web", "env": "test", "ref": "qa-runs-3"}
+    started = start_via_gateway(gateway.url, gateway.tokens["dev"], "git-deploy", params, None)
+    assert started is not None
+    handle, requester = started
+    gateway.runs.append(handle.id)
+    assert handle.created and handle.ui_url.endswith(handle.id)
+    assert (requester.name, requester.principal, requester.on_behalf_of) == ("dev", "dev", None)
+    with pytest.raises(GatewayRefused) as refused:
+        start_via_gateway(gateway.url, gateway.tokens["rep"], "git-deploy", params, None)
+    assert "DEVELOPER" in str(refused.value) and gateway.tokens["rep"] not in str(refused.value)
+    with pytest.raises(GatewayRefused) as foreign:
+        start_via_gateway(gateway.url, gateway.tokens["dev"], "git-deploy", params, "boss")
+    assert "--as is for SUPER users" in str(foreign.value) and foreign.value.hint
+    assert start_via_gateway("http://127.0.0.1:1", gateway.tokens["dev"], "git-deploy", params,
+                             None) is None  # fmt: skip
