@@ -58,13 +58,19 @@ def start_via_gateway(
             try:
                 answer = client.post(url, json=body, headers=headers)
                 break
-            except httpx.ConnectError:
-                return None
+            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+                if attempt == 1:
+                    return None  # no gateway there: nothing was sent
+                raise GatewayRefused(  # it may have started the run before it went away
+                    f"the gateway at {gateway_url} stopped answering; the run may have started",
+                    hint="look for it in the UI (Runs) before deploying again",
+                ) from e
             except httpx.TimeoutException as e:
                 if attempt == 2:
                     raise GatewayRefused(
                         f"the gateway at {gateway_url} did not answer in {ANSWER_TIMEOUT_S:.0f} s",
-                        hint="is the platform overloaded? `quayside up`'s logs/gateway.log",
+                        hint="is the platform overloaded? `quayside up`'s logs/gateway.log; "
+                        "look for the run in the UI before deploying again",
                     ) from e
     assert answer is not None
     if answer.status_code != 202:

@@ -4,7 +4,7 @@ the same rights (the token's user needs image-release's role on the app's enviro
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -77,7 +77,25 @@ def container_logs(
         finally:
             pump.close()
         return PlainTextResponse("".join(f"{line}\n" for line in lines))
-    return StreamingResponse(_follow(pump, request), media_type="text/plain; charset=utf-8")
+    return _ClosingStream(
+        _follow(pump, request), pump.close, media_type="text/plain; charset=utf-8"
+    )
+
+
+class _ClosingStream(StreamingResponse):
+    """A stream that runs ``closer`` however it ends: also when the client left before the
+    body started (Starlette then never starts the generator, so its ``finally`` never runs,
+    and the pump's threads and engine connections would outlive the request)."""
+
+    def __init__(self, content: Any, closer: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._closer = closer
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._closer()  # LogPump.close may be called twice
 
 
 async def _follow(pump: LogPump, request: Request) -> AsyncIterator[str]:

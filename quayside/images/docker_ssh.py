@@ -113,16 +113,20 @@ def open_engine(name: str, url: str, login: Host | None, timeout_s: int) -> Any:
 
     link = ParamikoTransport(ssh_target(name, url, login))
     link.transport()  # connect now: SSH errors are the executor's typed ones
-    client = docker.DockerClient(
-        base_url=url, version=MINIMUM_DOCKER_API_VERSION, timeout=timeout_s,
-        use_ssh_client=True,  # builds an adapter that connects nothing; replaced below
-    )  # fmt: skip
-    api = client.api
-    unused = api._custom_adapter
-    adapter = EngineOverSSH(link, timeout_s, unused.max_pool_size)
-    api._custom_adapter = adapter
-    api.mount("http+docker://ssh", adapter)
-    unused.close()
+    try:
+        client = docker.DockerClient(
+            base_url=url, version=MINIMUM_DOCKER_API_VERSION, timeout=timeout_s,
+            use_ssh_client=True,  # builds an adapter that connects nothing; replaced below
+        )  # fmt: skip
+        api = client.api
+        unused = api._custom_adapter
+        adapter = EngineOverSSH(link, timeout_s, unused.max_pool_size)
+        api._custom_adapter = adapter
+        api.mount("http+docker://ssh", adapter)
+        unused.close()
+    except BaseException:
+        link.close()  # nothing owns the SSH connection yet
+        raise
     try:
         api._version = api._retrieve_server_version()
     except BaseException:

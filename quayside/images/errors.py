@@ -52,6 +52,16 @@ class EngineUnavailable(ImageError):
     )
 
 
+class TrafficNotRestored(ImageError):
+    """A failed traffic switch whose restore failed too: nginx may still send requests to the
+    new container, which is therefore left running."""
+
+    hint = (
+        "fix nginx on the host (its error log, `nginx -t`), then release again or roll back; "
+        "the new container was left running because nginx may still send it traffic"
+    )
+
+
 class ArtifactMissing(ImageError):
     """The app declares an artifact path the built image does not have."""
 

@@ -41,6 +41,7 @@ from quayside.images.containers_spec import (
     other_slot,
     probe_url,
 )
+from quayside.images.errors import TrafficNotRestored
 from quayside.images.traffic_upstream import (
     read_upstream,
     restore_upstream,
@@ -198,6 +199,8 @@ def release_on_host(
                 version_id=f"{job.version_id}-{spec.name}",
             )  # fmt: skip
             report = switch_upstream(executor, upstream, job.run.slots[slot])
+            if not report.ok and "RESTORE FAILED" in report.message:
+                raise TrafficNotRestored(f"traffic switch: {report.message}")
             if not report.ok:
                 raise QuaysideError(f"traffic switch: {report.message}")
             checked.append(f"nginx answers from {job.run.slots[slot]}")
@@ -206,6 +209,12 @@ def release_on_host(
             engine.stop(serving.container, job.run.stop_timeout_s)
     except Exception as e:
         why = failure_message(e, job.host)
+        if isinstance(e, TrafficNotRestored):  # nginx may still send the new one traffic
+            return HostReport(
+                job.host, "failed", step,
+                f"{step}: {why}; {spec.name} left running (nginx may send it traffic)",
+                duration_s=time.monotonic() - started,
+            ), None  # fmt: skip
         if new is not None:
             engine.remove(new)
         if config_dir is not None and executor is not None:

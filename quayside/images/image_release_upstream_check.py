@@ -32,6 +32,20 @@ def upstreams_named(headers: Message) -> list[str]:
     return found
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "[::1]")
+"""What nginx writes in ``$upstream_addr`` for a server named ``localhost`` (it resolves
+names when it loads the file)."""
+
+
+def names_slot(named: str, slot: str) -> bool:
+    """Whether ``named`` (an ``$upstream_addr`` entry) is ``slot`` (``address:port`` as the
+    inventory writes it; ``localhost:PORT`` is the loopback address nginx resolved it to)."""
+    if named == slot:
+        return True
+    host, _, port = slot.rpartition(":")
+    return host == "localhost" and named in {f"{a}:{port}" for a in LOOPBACK_NAMES}
+
+
 def _why(url: str, slot: str, named: list[str], who: str) -> str:
     if not named:
         return (
@@ -76,7 +90,7 @@ def verify_upstream(
             with urllib.request.urlopen(url, timeout=min(2.0, timeout_s)) as reply:  # noqa: S310
                 reply.read(1_000_000)
                 named = upstreams_named(reply.headers)
-            if (named or unnamed_ok) and all(n == slot for n in named):
+            if (named or unnamed_ok) and all(names_slot(n, slot) for n in named):
                 good += 1
                 if good >= steady:
                     return sent

@@ -129,3 +129,29 @@ def _wait_unnamed(front: FrontNginx) -> None:
     while _named(front) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _named(front) == []
+
+
+def test_a_switch_whose_restore_fails_too_leaves_the_new_container_running(
+    docker_engine: DockerEngine,
+    registries: RegistryPair,
+    app_images: dict[str, Pushed],  # noqa: F811
+    image_front: FrontNginx,
+    tmp_path: Path,
+) -> None:
+    """The switch's reload does nothing (the check fails) and the restore's reload fails: nginx
+    may still send the new container traffic, so it is not removed, and the report says so
+    instead of "keeps serving"."""
+    client = docker_engine.client()
+    run = _run(image_front, tmp_path)
+    report, _ = _release(client, _job(run, app_images["v1"], registries, "config one"))
+    assert report.status == "succeeded", report.message
+    marker = tmp_path / "reloaded-once"
+    once = ["sh", "-c", 'test ! -e "$1" && touch "$1"', "reload-once", str(marker)]
+    broken = run.model_copy(update={"traffic": ImageTraffic(**image_front.traffic(reload=once))})
+    report, switched = _release(client, _job(broken, app_images["v2"], registries, "config two"))
+    assert report.status == "failed" and report.step == "switch", report.message
+    assert "RESTORE FAILED" in report.message and "left running" in report.message
+    assert "keeps serving" not in report.message and switched is None
+    names = sorted(c.name for c in engine.app_containers(client, "shop", "test"))
+    assert names == ["shop-test-v1-a", "shop-test-v2-b"]
+    client.close()

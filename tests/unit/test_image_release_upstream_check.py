@@ -12,7 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from quayside.config.publish_verify import VerifyFailed
-from quayside.images.image_release_upstream_check import UPSTREAM_HEADER, verify_upstream
+from quayside.images.image_release_upstream_check import (
+    UPSTREAM_HEADER,
+    names_slot,
+    verify_upstream,
+)
 
 NEW, OLD = "127.0.0.1:18081", "127.0.0.1:18080"
 
@@ -99,3 +103,18 @@ def test_a_restore_accepts_answers_naming_nobody_but_not_another_slot(
         verify_upstream(
             _url(scripted), OLD, timeout_s=0.5, unnamed_ok=True, who="the old container"
         )
+
+
+def test_a_localhost_slot_is_the_loopback_address_nginx_resolved_it_to(
+    scripted: _Scripted,
+) -> None:
+    """nginx resolves ``server localhost:18081`` when it loads the file: ``$upstream_addr``
+    names 127.0.0.1:18081 (or [::1]:18081), which is that slot; another port is not."""
+    scripted.answers = [(200, ["127.0.0.1:18081"]), (200, ["[::1]:18081"])]
+    assert verify_upstream(_url(scripted), "localhost:18081", timeout_s=5) == 3
+    scripted.answers, scripted.served = [(200, ["127.0.0.1:18080"])], 0
+    with pytest.raises(VerifyFailed, match="not to the new container on localhost:18081"):
+        verify_upstream(_url(scripted), "localhost:18081", timeout_s=0.5)
+    assert names_slot("127.0.0.1:18081", "localhost:18081")
+    assert not names_slot("10.0.0.1:18081", "localhost:18081")
+    assert not names_slot("127.0.0.1:18081", "127.0.0.2:18081")
