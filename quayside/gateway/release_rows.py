@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, String, cast, func, select
 from sqlalchemy.orm import Session
@@ -41,7 +42,8 @@ class ReleaseRow:
 
     Attributes:
         host_outcomes: host status -> how many hosts ended (or are) in it.
-        approved_by: who approved it (valid approvals of its approved requests), sorted.
+        approved_by: who approved it (valid approvals of its approved requests, or of the
+            request that covered it: a promotion's image release), sorted.
     """
 
     id: int
@@ -124,6 +126,7 @@ def release_page(
             Release.started_at,
             Release.finished_at,
             hosts,
+            Release.details,
         )
         .join(Environment, Release.environment_id == Environment.id)
         .join(App, Environment.app_id == App.id)
@@ -151,7 +154,7 @@ def release_page(
             commit_sha=row[6],
             status=row[7].value,
             requested_by=row[8],
-            approved_by=tuple(sorted(set(_split(row[9])))),
+            approved_by=tuple(sorted(set(_split(row[9])) or _covering_approvers(row[15]))),
             flow_run_id=row[10],
             created_at=row[11],
             started_at=row[12],
@@ -160,3 +163,12 @@ def release_page(
         )
         for row in rows
     ]
+
+
+def _covering_approvers(details: Any) -> set[str]:
+    """Who approved the request that covered a release started by another gate of its run
+    (a promotion's image release: ``details["approval"]``, see
+    :mod:`quayside.release.covering_approval`); its own requests name nobody."""
+    approval = details.get("approval") if isinstance(details, dict) else None
+    found = approval.get("approvers") if isinstance(approval, dict) else None
+    return {str(a) for a in found} if isinstance(found, list) else set()

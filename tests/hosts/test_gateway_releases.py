@@ -259,3 +259,22 @@ def test_a_page_is_one_statement(ledger_url: str) -> None:
     assert [r.app for r in rows[:2]] == ["till", "shop"]  # till's release came after shop's
     assert rows[1].host_outcomes == {"failed": 1, "succeeded": 2}
     assert rows[1].approved_by == ("root",)
+
+
+def test_a_release_covered_by_a_promotion_s_approval_lists_those_approvers(
+    gateway: Gateway, ledger_url: str
+) -> None:
+    """A promotion's image release has no approval request of its own: the promote gate's
+    approval covered it (``details["approval"]``), and its approvers are listed."""
+    from quayside.ledger.db import make_engine
+    from quayside.ledger.release_details import add_release_detail
+
+    engine = make_engine(ledger_url)
+    try:
+        covered = _release(engine, "billing", "prod", "v2", run="run-billing-2")
+        covering = {"request": 1, "gate": "promote", "approvers": ["root"], "for_release": 1}
+        add_release_detail(engine, covered.id, "approval", covering)
+    finally:
+        engine.dispose()
+    (newest,) = gateway.get("payer", app="billing", limit=1).json()["releases"]
+    assert (newest["id"], newest["approved_by"]) == (covered.id, ["root"])
