@@ -119,7 +119,7 @@ class Quayside:
     def bytes_sent(self, app: str) -> list[int]:
         """release_hosts.bytes_sent of the app's current release, from the ledger."""
         from quayside.ledger.db import make_engine
-        from quayside.ledger.releases import current_release
+        from quayside.ledger.release_queries import current_release
 
         engine = make_engine()
         try:

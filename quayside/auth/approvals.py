@@ -35,7 +35,8 @@ from quayside.ledger.models import (
     ReleaseStatus,
     utcnow,
 )
-from quayside.ledger.releases import finish_release, get_release
+from quayside.ledger.release_queries import get_release
+from quayside.ledger.releases import finish_release
 
 DEFAULT_SPACE = "default"
 DEFAULT_GATE = "release"

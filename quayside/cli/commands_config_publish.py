@@ -75,7 +75,7 @@ def _say_no_change(run_id: str, ledger: Any, project: str, env: str, service: st
     """A run that published nothing records no release: say so (else the outcome is the
     release table :func:`quayside.cli.commands_release._follow` printed)."""
     from quayside.ledger.db import make_engine
-    from quayside.ledger.releases import releases_of_run
+    from quayside.ledger.release_queries import releases_of_run
     from quayside.settings import load_settings
 
     engine = ledger if ledger is not None else make_engine(load_settings().database_url)

@@ -267,7 +267,7 @@ def _warm_outcome(ledger: Engine | None) -> Engine:
 
     import quayside.release.fleet_summary  # noqa: F401
     from quayside.ledger.db import make_engine
-    from quayside.ledger.releases import releases_of_run  # noqa: F401
+    from quayside.ledger.release_queries import releases_of_run  # noqa: F401
     from quayside.settings import load_settings
 
     engine = ledger or make_engine(load_settings().database_url)
@@ -287,7 +287,7 @@ def _print_outcome(run_id: str, engine: Engine | None = None, *, ended: str | No
     from rich.table import Table
 
     from quayside.ledger.db import make_engine
-    from quayside.ledger.releases import releases_of_run
+    from quayside.ledger.release_queries import releases_of_run
     from quayside.release.fleet_summary import fleet_line
     from quayside.settings import load_settings
 
@@ -488,7 +488,7 @@ def _rollback_kind(
     kind of release ``--to`` names (an id), else of the newest succeeded release of APP/ENV."""
     from quayside.errors import InputError
     from quayside.ledger.models import ReleaseKind
-    from quayside.ledger.releases import current_release, get_release
+    from quayside.ledger.release_queries import current_release, get_release
 
     named = {ReleaseKind.config: "config", ReleaseKind.image: "image"}
     if kind is not None:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from quayside.errors import InputError, NotFoundError
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import get_release, list_releases
+from quayside.ledger.release_queries import get_release, list_releases
 
 
 def _files(release: Release) -> dict[str, int]:

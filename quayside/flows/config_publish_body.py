@@ -40,7 +40,8 @@ from quayside.inventory import load_inventory
 from quayside.inventory.config_services import ConfigService
 from quayside.inventory.resolve import Target, resolve_target
 from quayside.ledger.models import HostStatus, Release, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import HostOutcome, releases_of_run
+from quayside.ledger.release_queries import releases_of_run
+from quayside.ledger.releases import HostOutcome
 from quayside.markdown_text import inline
 from quayside.release.host_outcomes import failed_rows, outcome_text
 from quayside.settings import load_settings

@@ -27,7 +27,7 @@ from quayside.fanout import batch_size
 from quayside.inventory import load_inventory
 from quayside.inventory.resolve import Target, resolve_target
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import current_release
+from quayside.ledger.release_queries import current_release
 from quayside.ledger.sole_copies import SOLE_COPY_REASON, sole_copies
 from quayside.manifest import Manifest, human_bytes
 from quayside.markdown_text import code, code_block, inline

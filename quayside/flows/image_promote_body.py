@@ -22,7 +22,7 @@ from quayside.inventory import load_inventory
 from quayside.inventory.resolve import resolve_target
 from quayside.ledger.models import ApprovalStatus, ReleaseKind, ReleaseStatus
 from quayside.ledger.release_details import add_release_detail
-from quayside.ledger.releases import releases_of_run
+from quayside.ledger.release_queries import releases_of_run
 from quayside.release.covering_approval import CoveringApproval
 from quayside.runs.secrets import secret_value
 from quayside.settings import load_settings

@@ -20,7 +20,7 @@ from quayside.inventory import load_inventory
 from quayside.inventory.resolve import resolve_target
 from quayside.ledger.environments import pause_auto_triggers
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import current_release, get_release, list_releases
+from quayside.ledger.release_queries import current_release, get_release, list_releases
 from quayside.ledger.sole_copies import SOLE_COPY_REASON, sole_copies
 from quayside.markdown_text import inline
 from quayside.release.host_outcomes import failed_rows

@@ -255,7 +255,7 @@ def _fresh_key() -> str:
 
 
 def _status_text(ctx: GatewayContext, app: str, envs: list[str]) -> str:
-    from quayside.ledger.releases import list_releases
+    from quayside.ledger.release_queries import list_releases
 
     lines = [f"{app} 最近发布 / latest releases:"]
     for env in envs:

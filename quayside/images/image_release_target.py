@@ -18,7 +18,7 @@ from quayside.images.registry_access import SecretValue
 from quayside.inventory import Inventory
 from quayside.ledger.image_builds import built_images
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import list_releases
+from quayside.ledger.release_queries import list_releases
 
 KIND = ReleaseKind.image
 

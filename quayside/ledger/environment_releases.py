@@ -7,9 +7,9 @@ library's ``sqlite3``: one read-only transaction (``PRAGMA query_only``, a defer
 as :func:`quayside.ledger.db.read_scope` opens it), never creating a database file that is
 not there. Any other database (PostgreSQL) runs the same SQL through
 :func:`quayside.ledger.db.read_scope`. The queries are those of
-:func:`quayside.ledger.releases.list_releases` and
-:func:`~quayside.ledger.releases.current_release`; ``tests/hosts/test_environment_releases.py``
-checks both paths against them on both databases.
+:func:`quayside.ledger.release_queries.list_releases` and
+:func:`~quayside.ledger.release_queries.current_release`;
+``tests/hosts/test_environment_releases.py`` checks both paths against them on both databases.
 """
 
 from __future__ import annotations

@@ -1,18 +1,20 @@
-"""Releases: start, run, per-host outcomes, finish; and what is (or was) deployed where.
+"""Recording a release: start, running, per-host outcomes, finish.
 
-Each state-changing function is one transaction (or part of the caller's, given a Session)
-that writes exactly one audit event.
+Each function is one transaction (or part of the caller's, given a Session) that writes
+exactly one audit event (per host, for host outcomes). Reading releases back is
+:mod:`quayside.ledger.release_queries`; ending one whose run died,
+:mod:`quayside.ledger.release_interruptions`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, select
-from sqlalchemy.orm import Session, noload
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from quayside.errors import InputError, LedgerError, NotFoundError
 from quayside.ledger import audit
@@ -21,8 +23,6 @@ from quayside.ledger.db import unit_of_work
 from quayside.ledger.environments import _ensure
 from quayside.ledger.models import (
     TERMINAL_RELEASE_STATUSES,
-    App,
-    Environment,
     HostStatus,
     Release,
     ReleaseHost,
@@ -30,27 +30,9 @@ from quayside.ledger.models import (
     ReleaseStatus,
     utcnow,
 )
+from quayside.ledger.release_queries import load_release, select_current
 
 STARTABLE = frozenset({ReleaseStatus.pending, ReleaseStatus.awaiting_approval})
-
-
-def _for_env(app: str, env: str) -> Select[Release]:
-    return (
-        select(Release)
-        .join(Environment, Release.environment_id == Environment.id)
-        .join(App, Environment.app_id == App.id)
-        .where(App.name == app, Environment.name == env)
-    )
-
-
-def _get(session: Session, release_id: int, *, for_update: bool = False) -> Release:
-    query = select(Release).where(Release.id == release_id)
-    if for_update:
-        query = query.with_for_update(of=Release)
-    found = session.scalars(query).unique().one_or_none()
-    if found is None:
-        raise NotFoundError(f"release {release_id} is not in the ledger")
-    return found
 
 
 @retry_busy
@@ -121,10 +103,10 @@ def start_release(
     with unit_of_work(db) as session:
         environment, created = _ensure(session, app, env)
         if rollback_of_id is not None:
-            undone = _get(session, rollback_of_id)
+            undone = load_release(session, rollback_of_id)
             if undone.environment_id != environment.id:
                 raise NotFoundError(f"release {rollback_of_id} is not a release of {app}/{env}")
-        current = session.scalars(_current_query(app, env)).unique().first()
+        current = session.scalars(select_current(app, env)).unique().first()
         release = Release(
             environment=environment,
             kind=kind,
@@ -185,7 +167,7 @@ def mark_running(
         LedgerError: the release is not pending or awaiting approval.
     """
     with unit_of_work(db) as session:
-        release = _get(session, release_id, for_update=True)
+        release = load_release(session, release_id, for_update=True)
         if release.status not in STARTABLE:
             raise LedgerError(
                 f"release {release_id} is {release.status}, it cannot start running",
@@ -278,7 +260,7 @@ def record_host_outcomes(
         except ValueError as e:
             raise InputError(f"unknown host status {outcome.status!r}") from e
     with unit_of_work(db) as session:
-        release = _get(session, release_id)
+        release = load_release(session, release_id)
         hosts = [o.host for o in outcomes]
         existing = {
             row.host: row
@@ -364,7 +346,7 @@ def finish_release(
             + ", ".join(sorted(s.value for s in TERMINAL_RELEASE_STATUSES))
         )
     with unit_of_work(db) as session:
-        release = _get(session, release_id, for_update=True)
+        release = load_release(session, release_id, for_update=True)
         if release.status in TERMINAL_RELEASE_STATUSES:
             raise LedgerError(f"release {release_id} already finished as {release.status}")
         release.status = status
@@ -379,7 +361,7 @@ def finish_release(
             and release.kind is ReleaseKind.rollback
             and release.rollback_of_id is not None
         ):
-            undone = _get(session, release.rollback_of_id, for_update=True)
+            undone = load_release(session, release.rollback_of_id, for_update=True)
             if undone.status is ReleaseStatus.succeeded:
                 undone.status = ReleaseStatus.rolled_back
                 undone_id = undone.id
@@ -392,270 +374,3 @@ def finish_release(
             {"status": status.value, "rolled_back_release_id": undone_id},
         )
         return release
-
-
-@dataclass(frozen=True)
-class HostServing:
-    """What one host served when a dead run's release was reconciled, for
-    :func:`mark_interrupted`.
-
-    Attributes:
-        host: host name.
-        status: ``switched`` (its ``current`` is this release), ``skipped`` (it still serves
-            another one) or ``failed`` (its facts could not be read).
-        serves: the release directory its ``current`` pointed at (None: unknown or none).
-        message: what was found, for people.
-    """
-
-    host: str
-    status: HostStatus
-    serves: str | None
-    message: str
-
-
-@retry_busy
-def mark_interrupted(
-    db: Engine | Session,
-    release_id: int,
-    hosts: Sequence[HostServing],
-    *,
-    actor: str,
-    reason: str,
-    summary: dict[str, Any] | None = None,
-    at: datetime | None = None,
-) -> Release | None:
-    """End a release its run left unfinished as ``interrupted``, with one row per host saying
-    what the host serves (its own facts), in one transaction with one audit event.
-
-    A release that has already finished is left as it is (a crash hook and the sweep at
-    ``quayside up`` may both get there): nothing is written and None is returned.
-
-    Args:
-        db: Engine or Session.
-        release_id: the release.
-        hosts: what each host serves now.
-        actor: who reconciled it (``reconcile:crash-hook``, ``reconcile:up``, ...).
-        reason: why the run is known to be dead (its Prefect state, ...).
-        summary: replaces the release's summary (what ``quayside releases`` shows).
-        at: the time (default now).
-
-    Returns:
-        The interrupted Release, or None if it had already finished.
-
-    Raises:
-        NotFoundError: no such release.
-        LedgerError: the database refused the change.
-    """
-    when = at or utcnow()
-    with unit_of_work(db) as session:
-        release = _get(session, release_id, for_update=True)
-        if release.status in TERMINAL_RELEASE_STATUSES:
-            return None
-        existing = {row.host: row for row in release.hosts}
-        for found in hosts:
-            row = existing.get(found.host)
-            if row is None:
-                row = ReleaseHost(release_id=release.id, host=found.host, status=found.status)
-                session.add(row)
-                release.hosts.append(row)
-            row.status = found.status
-            row.step = "reconcile"
-            row.message = found.message
-            row.serves = found.serves
-            row.finished_at = row.finished_at or when
-        release.status = ReleaseStatus.interrupted
-        release.finished_at = when
-        if summary is not None:
-            release.summary = summary
-        release.details = {**(release.details or {}), "interrupted": reason}
-        audit.record(
-            session,
-            actor,
-            "release.interrupted",
-            "release",
-            release.id,
-            {
-                "reason": reason,
-                "flow_run_id": release.flow_run_id,
-                "hosts": {h.host: {"status": h.status.value, "serves": h.serves} for h in hosts},
-            },
-        )
-        return release
-
-
-def running_releases(
-    db: Engine | Session, *, app: str | None = None, env: str | None = None
-) -> Sequence[Release]:
-    """Releases still ``running``, oldest first (of one app/env when both are given): the
-    candidates of a reconcile, whose runs may have died.
-
-    Args:
-        db: Engine or Session.
-        app: app name (with ``env``).
-        env: environment name (with ``app``).
-
-    Returns:
-        The releases, with their per-host outcomes loaded.
-    """
-    query = _for_env(app, env) if app is not None and env is not None else select(Release)
-    query = query.where(Release.status == ReleaseStatus.running).order_by(Release.id)
-    with unit_of_work(db, read_only=True) as session:
-        return session.scalars(query).unique().all()
-
-
-def _current_query(app: str, env: str) -> Select[Release]:
-    return (
-        _for_env(app, env)
-        .where(Release.status == ReleaseStatus.succeeded)
-        .order_by(Release.id.desc())
-    )
-
-
-def current_release(
-    db: Engine | Session, app: str, env: str, *, kinds: Iterable[ReleaseKind] | None = None
-) -> Release | None:
-    """What runs in ``app``/``env`` now: its latest succeeded release (of ``kinds``: an app's
-    code and its config files are released separately, so what its hosts serve is the latest
-    of the git kinds, and its config the latest ``config`` release).
-
-    Args:
-        db: Engine or Session.
-        app: app name.
-        env: environment name.
-        kinds: only releases of these kinds (default any).
-
-    Returns:
-        The Release, or None if nothing has succeeded there.
-    """
-    query = _current_query(app, env)
-    if kinds is not None:
-        query = query.where(Release.kind.in_(list(kinds)))
-    with unit_of_work(db, read_only=True) as session:
-        return session.scalars(query.limit(1)).unique().first()
-
-
-def previous_successful(
-    db: Engine | Session,
-    app: str,
-    env: str,
-    *,
-    before: Release | int | None = None,
-    kinds: Iterable[ReleaseKind] | None = None,
-) -> Release | None:
-    """The release to roll back to: the latest succeeded release older than ``before``.
-
-    Args:
-        db: Engine or Session.
-        app: app name.
-        env: environment name.
-        before: a release or its id (default the current release).
-        kinds: only releases of these kinds (default all).
-
-    Returns:
-        The Release, or None if there is none.
-    """
-    with unit_of_work(db) as session:
-        if before is None:
-            anchor = session.scalars(_current_query(app, env).limit(1)).unique().first()
-            if anchor is None:
-                return None
-            before_id = anchor.id
-        else:
-            before_id = before.id if isinstance(before, Release) else before
-        query = (
-            _for_env(app, env)
-            .where(Release.status == ReleaseStatus.succeeded, Release.id < before_id)
-            .order_by(Release.id.desc())
-            .limit(1)
-        )
-        if kinds is not None:
-            query = query.where(Release.kind.in_([ReleaseKind(k) for k in kinds]))
-        return session.scalars(query).unique().first()
-
-
-def list_releases(
-    db: Engine | Session,
-    app: str,
-    env: str,
-    limit: int = 20,
-    *,
-    status: ReleaseStatus | None = None,
-    with_hosts: bool = True,
-) -> Sequence[Release]:
-    """Releases of ``app`` in ``env``, newest first, with their per-host outcomes loaded.
-
-    Given an Engine it only reads (no write lock: a listing never waits for a busy writer).
-
-    Args:
-        db: Engine or Session.
-        app: app name.
-        env: environment name.
-        limit: at most this many.
-        status: only releases in this status.
-        with_hosts: load the per-host outcomes (False: ``hosts`` stays empty, one query).
-
-    Returns:
-        The releases.
-    """
-    query = _for_env(app, env).order_by(Release.id.desc()).limit(limit)
-    if status is not None:
-        query = query.where(Release.status == status)
-    if not with_hosts:
-        query = query.options(noload(Release.hosts))
-    with unit_of_work(db, read_only=True) as session:
-        return session.scalars(query).unique().all()
-
-
-def releases_of_run(db: Engine | Session, flow_run_id: str) -> Sequence[Release]:
-    """The releases a flow run recorded (usually one), oldest first, with per-host outcomes.
-
-    Args:
-        db: Engine or Session.
-        flow_run_id: the Prefect flow run id.
-
-    Returns:
-        The releases.
-    """
-    query = select(Release).where(Release.flow_run_id == flow_run_id).order_by(Release.id)
-    with unit_of_work(db, read_only=True) as session:
-        return session.scalars(query).unique().all()
-
-
-def get_release(
-    db: Engine | Session,
-    release: int | str,
-    *,
-    app: str | None = None,
-    env: str | None = None,
-) -> Release:
-    """One release, by id or by version label.
-
-    Args:
-        db: Engine or Session.
-        release: the id (an int, or a string of digits when no app/env is given) or a version
-            label; a label needs ``app`` and ``env`` and finds the newest release with it.
-        app: app name (with a version label).
-        env: environment name (with a version label).
-
-    Returns:
-        The Release, with its per-host outcomes loaded.
-
-    Raises:
-        InputError: a version label without app and env.
-        NotFoundError: no such release.
-    """
-    with unit_of_work(db) as session:
-        if isinstance(release, int) or (app is None and env is None and release.isdigit()):
-            return _get(session, int(release))
-        if app is None or env is None:
-            raise InputError(f"finding release {release!r} by version needs the app and env")
-        found = (
-            session.scalars(
-                _for_env(app, env).where(Release.version == release).order_by(Release.id.desc())
-            )
-            .unique()
-            .first()
-        )
-        if found is None:
-            raise NotFoundError(f"no release {release!r} of {app}/{env} in the ledger")
-        return found

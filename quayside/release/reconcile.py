@@ -27,12 +27,8 @@ from quayside.inventory.models import Inventory
 from quayside.inventory.resolve import resolve_target
 from quayside.ledger import locks
 from quayside.ledger.models import HostStatus, Release
-from quayside.ledger.releases import (
-    HostServing,
-    list_releases,
-    mark_interrupted,
-    running_releases,
-)
+from quayside.ledger.release_interruptions import HostServing, mark_interrupted
+from quayside.ledger.release_queries import list_releases, running_releases
 from quayside.release.fleet_summary import NO_RELEASE, UNKNOWN, fleet_counts, fleet_line
 from quayside.release.served import SERVED_BY, HostFound, Reader, ServedBy
 

@@ -105,7 +105,7 @@ def sweep(
     Raises:
         QuaysideError: Prefect or the ledger could not be reached.
     """
-    from quayside.ledger.releases import running_releases
+    from quayside.ledger.release_queries import running_releases
 
     running = running_releases(engine)
     if not running:

@@ -54,7 +54,7 @@ def reconcile_dead_run(flow_run: Any, state: Any) -> list[str]:
         QuaysideError: the inventory or the ledger could not be read or written.
     """
     from quayside.inventory import load_inventory
-    from quayside.ledger.releases import running_releases
+    from quayside.ledger.release_queries import running_releases
     from quayside.release.reconcile import reconcile_dead
     from quayside.settings import load_settings
     from quayside.tasks.ledger import ledger_engine
@@ -97,7 +97,7 @@ def reconcile_left_over(
         QuaysideError: the inventory or the ledger could not be read or written.
     """
     from quayside.inventory import load_inventory
-    from quayside.ledger.releases import running_releases
+    from quayside.ledger.release_queries import running_releases
     from quayside.release.reconcile import reconcile_dead
     from quayside.settings import load_settings
 

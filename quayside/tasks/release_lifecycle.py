@@ -52,13 +52,8 @@ from quayside.inventory.resolve import Target
 from quayside.ledger.approvals import get_request as get_approval_request
 from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import HostStatus, Release, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import (
-    HostOutcome,
-    list_releases,
-    mark_running,
-    record_host_outcomes,
-    start_release,
-)
+from quayside.ledger.release_queries import list_releases
+from quayside.ledger.releases import HostOutcome, mark_running, record_host_outcomes, start_release
 from quayside.ledger.submissions import submission_of_run
 from quayside.release.covering_approval import (
     CoveringApproval,
@@ -392,7 +387,7 @@ class ReleaseLifecycle:
         before suspending, e.g. the release directory name to keep using)."""
         if self.row is None:
             return {}
-        from quayside.ledger.releases import get_release
+        from quayside.ledger.release_queries import get_release
 
         return dict(get_release(self.engine, self.row).details or {})
 

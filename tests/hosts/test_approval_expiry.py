@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 from quayside.auth.approvals import expire_overdue
 from quayside.ledger import approvals
 from quayside.ledger.models import ApprovalStatus, ReleaseKind, ReleaseStatus, utcnow
-from quayside.ledger.releases import get_release, start_release
+from quayside.ledger.release_queries import get_release
+from quayside.ledger.releases import start_release
 
 
 def _waiting(engine: Engine, hours: float) -> tuple[int, int]:

@@ -25,7 +25,8 @@ from quayside.inventory.config_services import ConfigService
 from quayside.inventory.models import Inventory
 from quayside.ledger import audit, locks
 from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import finish_release, get_release, mark_running, start_release
+from quayside.ledger.release_queries import get_release
+from quayside.ledger.releases import finish_release, mark_running, start_release
 from quayside.release.fleet_summary import fleet_line
 from quayside.release.reconcile import reconcile_dead
 from testbed.dnsmasq import DnsmasqFleet

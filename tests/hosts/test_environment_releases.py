@@ -12,14 +12,9 @@ from pathlib import Path
 from quayside.ledger.db import make_engine
 from quayside.ledger.environment_releases import ListedRelease, list_environment, sqlite_path
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import (
-    current_release,
-    finish_release,
-    list_releases,
-    mark_interrupted,
-    mark_running,
-    start_release,
-)
+from quayside.ledger.release_interruptions import mark_interrupted
+from quayside.ledger.release_queries import current_release, list_releases
+from quayside.ledger.releases import finish_release, mark_running, start_release
 from testbed.platform import PROJECT_DIR
 
 FLEET = {"hosts": 3, "fleet": [["v1.2", 2], ["v1.1", 1]]}

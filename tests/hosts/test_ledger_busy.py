@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, make_url
 
 from quayside.errors import LedgerError, NotFoundError
-from quayside.ledger import locks, releases
+from quayside.ledger import locks, release_queries, releases
 from quayside.ledger.audit import list_events
 from quayside.ledger.busy import with_budget
 from quayside.ledger.db import make_engine
@@ -100,7 +100,7 @@ def test_busy_writes_wait_for_the_other_writer_then_land(ledger_url: str) -> Non
             let_go_after_first_busy(holder, engine)
             lock = locks.acquire(engine, "web", "prod", "bob", flow_run_id="run-2")
             assert lock.holder == "bob"
-        done = releases.get_release(engine, row.id)
+        done = release_queries.get_release(engine, row.id)
         assert done.status == ReleaseStatus.succeeded
         assert {h.host: h.status for h in done.hosts} == {
             "web-1": HostStatus.succeeded,
@@ -123,7 +123,7 @@ def test_a_ledger_busy_past_the_budget_fails_naming_it_and_the_holder(ledger_url
         assert f"pid {ident}" in message  # and who holds it
         assert raised.value.hint and "long transaction" in raised.value.hint
         # nothing half-written: no row and no audit event of the failed write
-        assert releases.get_release(engine, row.id).hosts == []
+        assert release_queries.get_release(engine, row.id).hosts == []
         events = list_events(engine, subject_type="release", subject_id=row.id)
         assert [e.action for e in events] == ["release.started"]
     finally:
@@ -148,10 +148,10 @@ def test_listings_read_while_another_writer_holds_the_ledger(ledger_url: str) ->
         releases.mark_running(engine, row.id)
         releases.finish_release(engine, row.id, ReleaseStatus.succeeded)
         with held(ledger_url) as (holder, _):
-            listed = releases.list_releases(engine, "web", "prod", with_hosts=False)
+            listed = release_queries.list_releases(engine, "web", "prod", with_hosts=False)
             assert [r.id for r in listed] == [row.id]
-            assert releases.current_release(engine, "web", "prod") is not None
-            assert [r.id for r in releases.releases_of_run(engine, "none")] == []
+            assert release_queries.current_release(engine, "web", "prod") is not None
+            assert [r.id for r in release_queries.releases_of_run(engine, "none")] == []
             assert holder.poll() is None  # still holding: nothing waited for it
     finally:
         engine.dispose()

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from quayside.errors import LedgerError
-from quayside.ledger import releases
+from quayside.ledger import release_interruptions, releases
 from quayside.ledger.db import (
     check_schema,
     current_revision,
@@ -104,8 +104,10 @@ def test_0006_downgrade_keeps_interrupted_releases_readable(empty_ledger_url: st
     try:
         row = releases.start_release(engine, "web", "prod", ReleaseKind.deploy, requested_by="a")
         releases.mark_running(engine, row.id)
-        serving = releases.HostServing("web-1", HostStatus.switched, "r2", "serves r2")
-        releases.mark_interrupted(engine, row.id, [serving], actor="t", reason="crashed")
+        serving = release_interruptions.HostServing("web-1", HostStatus.switched, "r2", "serves r2")
+        release_interruptions.mark_interrupted(
+            engine, row.id, [serving], actor="t", reason="crashed"
+        )
     finally:
         engine.dispose()
     downgrade(empty_ledger_url, "0005")

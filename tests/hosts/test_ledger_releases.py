@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from quayside.errors import InputError, LedgerError, NotFoundError
-from quayside.ledger import audit, environments, releases
+from quayside.ledger import audit, environments, release_queries, releases
 from quayside.ledger.db import session_scope
 from quayside.ledger.models import (
     AuditEvent,
@@ -83,7 +83,7 @@ def test_full_lifecycle(ledger_engine: Engine) -> None:
     )
     assert done.status is ReleaseStatus.succeeded
 
-    loaded = releases.get_release(ledger_engine, release.id)
+    loaded = release_queries.get_release(ledger_engine, release.id)
     assert loaded.started_at == t0
     assert loaded.finished_at == t0 + timedelta(minutes=1)
     assert loaded.finished_at is not None and loaded.finished_at.tzinfo is not None
@@ -110,12 +110,12 @@ def test_full_lifecycle(ledger_engine: Engine) -> None:
     assert events[-1].actor == "ann"
     assert events[-1].details is not None and events[-1].details["version"] == "v1.2.0"
     assert events[-1].details["created_environment"] is True
-    current = releases.current_release(ledger_engine, "web", "prod")
+    current = release_queries.current_release(ledger_engine, "web", "prod")
     assert current is not None and current.id == loaded.id
 
 
 def test_current_previous_and_rollback(ledger_engine: Engine) -> None:
-    assert releases.current_release(ledger_engine, "web", "prod") is None
+    assert release_queries.current_release(ledger_engine, "web", "prod") is None
     first = _deploy(ledger_engine, "v1")
     _deploy(ledger_engine, "v2-broken", ReleaseStatus.failed)
     second = _deploy(ledger_engine, "v2")
@@ -123,12 +123,12 @@ def test_current_previous_and_rollback(ledger_engine: Engine) -> None:
     releases.start_release(ledger_engine, "web", "staging", "deploy", requested_by="ann")
     releases.start_release(ledger_engine, "api", "prod", "deploy", requested_by="ann")
 
-    current = releases.current_release(ledger_engine, "web", "prod")
+    current = release_queries.current_release(ledger_engine, "web", "prod")
     assert current is not None and current.id == second
     assert current.previous_release_id == first  # the failed one never became current
-    previous = releases.previous_successful(ledger_engine, "web", "prod")
+    previous = release_queries.previous_successful(ledger_engine, "web", "prod")
     assert previous is not None and previous.id == first
-    assert releases.previous_successful(ledger_engine, "web", "prod", before=first) is None
+    assert release_queries.previous_successful(ledger_engine, "web", "prod", before=first) is None
 
     rollback = releases.start_release(
         ledger_engine,
@@ -143,25 +143,27 @@ def test_current_previous_and_rollback(ledger_engine: Engine) -> None:
     releases.mark_running(ledger_engine, rollback.id)
     releases.finish_release(ledger_engine, rollback.id, ReleaseStatus.succeeded)
 
-    assert releases.get_release(ledger_engine, second).status is ReleaseStatus.rolled_back
-    current = releases.current_release(ledger_engine, "web", "prod")
+    assert release_queries.get_release(ledger_engine, second).status is ReleaseStatus.rolled_back
+    current = release_queries.current_release(ledger_engine, "web", "prod")
     assert current is not None and current.id == rollback.id
-    previous = releases.previous_successful(ledger_engine, "web", "prod")
+    previous = release_queries.previous_successful(ledger_engine, "web", "prod")
     assert previous is not None and previous.id == first  # not the rolled-back v2
-    only_deploys = releases.previous_successful(
+    only_deploys = release_queries.previous_successful(
         ledger_engine, "web", "prod", before=rollback.id + 1, kinds=[ReleaseKind.deploy]
     )
     assert only_deploys is not None and only_deploys.id == first
 
-    listed = releases.list_releases(ledger_engine, "web", "prod", limit=10)
+    listed = release_queries.list_releases(ledger_engine, "web", "prod", limit=10)
     assert [r.version for r in listed] == ["v1", "v2", "v2-broken", "v1"]
-    assert len(releases.list_releases(ledger_engine, "web", "prod", limit=2)) == 2
-    failed = releases.list_releases(ledger_engine, "web", "prod", status=ReleaseStatus.failed)
+    assert len(release_queries.list_releases(ledger_engine, "web", "prod", limit=2)) == 2
+    failed = release_queries.list_releases(
+        ledger_engine, "web", "prod", status=ReleaseStatus.failed
+    )
     assert [r.version for r in failed] == ["v2-broken"]
 
-    by_version = releases.get_release(ledger_engine, "v1", app="web", env="prod")
+    by_version = release_queries.get_release(ledger_engine, "v1", app="web", env="prod")
     assert by_version.id == rollback.id  # the newest release with that label
-    assert releases.get_release(ledger_engine, str(first)).id == first
+    assert release_queries.get_release(ledger_engine, str(first)).id == first
 
 
 def test_refused_transitions_and_inputs(ledger_engine: Engine) -> None:
@@ -181,11 +183,11 @@ def test_refused_transitions_and_inputs(ledger_engine: Engine) -> None:
             ledger_engine, "web", "staging", "rollback", requested_by="a", rollback_of_id=release_id
         )
     with pytest.raises(NotFoundError):
-        releases.get_release(ledger_engine, 999)
+        release_queries.get_release(ledger_engine, 999)
     with pytest.raises(NotFoundError):
-        releases.get_release(ledger_engine, "v9", app="web", env="prod")
+        release_queries.get_release(ledger_engine, "v9", app="web", env="prod")
     with pytest.raises(InputError, match="needs the app and env"):
-        releases.get_release(ledger_engine, "v1")
+        release_queries.get_release(ledger_engine, "v1")
     with pytest.raises(NotFoundError):
         releases.record_host_outcome(ledger_engine, 999, "web-1", "failed")
     assert _counts(ledger_engine) == (1, 3)
@@ -224,7 +226,7 @@ def test_naive_datetimes_are_refused(ledger_engine: Engine) -> None:
     release = releases.start_release(ledger_engine, "web", "prod", "deploy", requested_by="ann")
     with pytest.raises(LedgerError, match="naive datetime"):
         releases.mark_running(ledger_engine, release.id, at=datetime(2026, 1, 1))
-    assert releases.get_release(ledger_engine, release.id).status is ReleaseStatus.pending
+    assert release_queries.get_release(ledger_engine, release.id).status is ReleaseStatus.pending
 
 
 def test_pause_and_resume_auto_triggers(ledger_engine: Engine) -> None:

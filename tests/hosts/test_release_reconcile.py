@@ -19,7 +19,8 @@ from sqlalchemy import Engine
 from quayside.inventory import load_inventory
 from quayside.ledger import audit, locks
 from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import finish_release, get_release, mark_running, start_release
+from quayside.ledger.release_queries import get_release
+from quayside.ledger.releases import finish_release, mark_running, start_release
 from quayside.release.fleet_summary import fleet_line
 from quayside.release.reconcile import reconcile_dead
 from testbed.release_fixtures import current_id, host_entries

@@ -16,7 +16,7 @@ from prefect.exceptions import CancelledRun
 
 from quayside.ledger.locks import acquire, release
 from quayside.ledger.models import ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import get_release, list_releases
+from quayside.ledger.release_queries import get_release, list_releases
 from testbed import PROJECT_DIR
 from testbed.release_fixtures import (  # noqa: F401  (fixtures)
     Repo,

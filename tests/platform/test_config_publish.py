@@ -29,7 +29,7 @@ from quayside.ledger.models import (
     ReleaseKind,
     ReleaseStatus,
 )
-from quayside.ledger.releases import list_releases
+from quayside.ledger.release_queries import list_releases
 from quayside.tasks.approval import ApprovalRejected
 from testbed.dnsmasq import DnsmasqFleet
 from testbed.release_fixtures import host_entries, ledger, run_flow_fixture  # noqa: F401

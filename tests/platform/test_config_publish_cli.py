@@ -20,7 +20,7 @@ from quayside.config import items
 from quayside.config.address import ItemAddress
 from quayside.config.backend import open_store
 from quayside.ledger.models import ApprovalRequest, ApprovalStatus, ReleaseKind, RunSubmission
-from quayside.ledger.releases import releases_of_run
+from quayside.ledger.release_queries import releases_of_run
 from quayside.ledger.submissions import submission_of_run
 from testbed.dnsmasq import DnsmasqFleet
 from testbed.platform import PROJECT_DIR, Platform

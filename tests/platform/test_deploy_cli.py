@@ -102,7 +102,7 @@ def test_cli_as_is_for_super_only_and_recorded_beside_the_principal(
 
     from quayside.auth import service
     from quayside.ledger.audit import list_events
-    from quayside.ledger.releases import list_releases
+    from quayside.ledger.release_queries import list_releases
     from quayside.runs import read_run
     from testbed.release_fixtures import ledger
 

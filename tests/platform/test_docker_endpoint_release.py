@@ -14,7 +14,7 @@ import pytest
 
 from quayside.flows.image_release import image_release
 from quayside.images import containers_docker as engine
-from quayside.ledger.releases import list_releases
+from quayside.ledger.release_queries import list_releases
 from testbed.docker_engine import DockerEngine
 from testbed.docker_remote import start_tcp_relay
 from testbed.image_app import FrontNginx

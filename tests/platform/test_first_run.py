@@ -26,7 +26,7 @@ from quayside.demo.create import NEXT_STEP
 from quayside.demo.inventory import PROD_HOSTS, TEST_HOSTS, deploy_root, repo_path
 from quayside.ledger.db import make_engine
 from quayside.ledger.models import ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import list_releases
+from quayside.ledger.release_queries import list_releases
 from quayside.ledger.users import list_users
 from quayside.runs import prefect_client, read_run, start_run
 from testbed.platform import PROJECT_DIR, Platform, _refresh_prefect_settings

@@ -12,7 +12,7 @@ import pytest
 from quayside.deploy.errors import ThresholdExceeded
 from quayside.flows.git_deploy import git_deploy
 from quayside.ledger.models import HostStatus, ReleaseStatus
-from quayside.ledger.releases import list_releases
+from quayside.ledger.release_queries import list_releases
 from testbed.release_fixtures import (  # noqa: F401  (fixtures)
     Repo,
     assert_complete,

@@ -20,7 +20,7 @@ from quayside.auth.approvals import find_for_run
 from quayside.ledger import approvals
 from quayside.ledger.locks import current_lock
 from quayside.ledger.models import ApprovalStatus, ReleaseStatus
-from quayside.ledger.releases import list_releases
+from quayside.ledger.release_queries import list_releases
 from quayside.runs import read_run, start_run
 from testbed.platform import PROJECT_DIR, Platform
 from testbed.release_fixtures import (  # noqa: F401  (fixtures)

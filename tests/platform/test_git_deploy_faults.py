@@ -20,7 +20,7 @@ from quayside.flows.git_deploy import git_deploy
 from quayside.ledger.audit import list_events
 from quayside.ledger.locks import acquire, current_lock, release
 from quayside.ledger.models import HostStatus, ReleaseStatus
-from quayside.ledger.releases import list_releases
+from quayside.ledger.release_queries import list_releases
 from quayside.runs import follow_run, read_run, start_run
 from testbed.release_fixtures import (  # noqa: F401  (fixtures)
     Repo,

@@ -10,7 +10,7 @@ import yaml
 
 from quayside.ledger.db import make_engine
 from quayside.ledger.models import HostStatus, ReleaseStatus
-from quayside.ledger.releases import list_releases
+from quayside.ledger.release_queries import list_releases
 from quayside.runs import follow_run, prefect_client, read_run, start_run
 from quayside.settings import load_settings
 from testbed.platform import Platform

@@ -20,7 +20,7 @@ from quayside.flows.image_build import image_build
 from quayside.images.errors import BuildFailed, VersionRefused
 from quayside.ledger.image_builds import built_images
 from quayside.ledger.models import ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import get_release, list_releases
+from quayside.ledger.release_queries import get_release, list_releases
 from quayside.registry import RegistryAuthError
 from testbed.docker_engine import DockerEngine, busybox_path
 from testbed.registry import RegistryPair, RegistryServer

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from quayside.auth import service
 from quayside.flows.image_promote import image_promote
 from quayside.ledger.models import ApprovalRequest, ApprovalStatus, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import get_release, list_releases
+from quayside.ledger.release_queries import get_release, list_releases
 from quayside.runs import read_run, start_run
 from testbed.docker_engine import DockerEngine
 from testbed.image_app import APP_ADDRESS, FrontNginx, free_tcp_port

@@ -23,7 +23,7 @@ from quayside.flows.image_release import image_release
 from quayside.images import containers_docker as engine
 from quayside.images.image_release_target import rollback_parameters
 from quayside.ledger.models import ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import get_release, list_releases
+from quayside.ledger.release_queries import get_release, list_releases
 from testbed.docker_engine import DockerEngine
 from testbed.image_app import APP_ADDRESS, FrontNginx, LoadLoop, free_tcp_port
 from testbed.registry import RegistryPair

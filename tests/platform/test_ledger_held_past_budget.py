@@ -23,7 +23,7 @@ from quayside.inventory import load_inventory
 from quayside.ledger.busy import BUDGET_ENV
 from quayside.ledger.locks import current_lock
 from quayside.ledger.models import HostStatus, ReleaseStatus
-from quayside.ledger.releases import get_release, list_releases
+from quayside.ledger.release_queries import get_release, list_releases
 from quayside.release.fleet_summary import fleet_line
 from quayside.settings import load_settings
 from quayside.stack.reconcile_sweep import sweep

@@ -40,7 +40,7 @@ from quayside.auth import service
 from quayside.ledger.db import make_engine
 from quayside.ledger.locks import current_lock
 from quayside.ledger.models import ReleaseStatus, SubmissionStatus
-from quayside.ledger.releases import releases_of_run
+from quayside.ledger.release_queries import releases_of_run
 from quayside.ledger.submissions import submission_of_run
 from quayside.runs import read_run, start_run
 from quayside.runs.heartbeats import ZOMBIE_AUTOMATION, zombie_automation

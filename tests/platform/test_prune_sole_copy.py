@@ -18,7 +18,7 @@ import pytest
 from quayside.flows.git_deploy import git_deploy
 from quayside.flows.rollback import rollback
 from quayside.ledger.environments import resume_auto_triggers
-from quayside.ledger.releases import get_release, list_releases
+from quayside.ledger.release_queries import get_release, list_releases
 from quayside.ledger.sole_copies import SOLE_COPY_REASON
 from testbed.release_fixtures import (  # noqa: F401  (fixtures)
     Repo,

@@ -24,7 +24,8 @@ from quayside.inventory import load_inventory
 from quayside.ledger.audit import list_events
 from quayside.ledger.locks import acquire, current_lock
 from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import get_release, mark_running, releases_of_run, start_release
+from quayside.ledger.release_queries import get_release, releases_of_run
+from quayside.ledger.releases import mark_running, start_release
 from quayside.runs import read_run, start_run
 from quayside.runs.liveness import run_life
 from quayside.stack.reconcile_sweep import CRASHED_MESSAGE, sweep
@@ -197,7 +198,7 @@ def test_a_platform_killed_mid_deploy_is_reconciled_by_the_next_up(
     `quayside up` sets the run Crashed, marks the release interrupted with what each host
     serves (equal to the hosts), frees the lock, and says so in one line."""
     from quayside.ledger.db import make_engine
-    from quayside.ledger.releases import list_releases
+    from quayside.ledger.release_queries import list_releases
     from testbed.platform import _refresh_prefect_settings
     from tests.platform.test_up import processes_with_home
 
@@ -412,7 +413,7 @@ def test_a_deploy_rides_out_a_ledger_held_by_another_writer(
     import threading
 
     from quayside.ledger.db import BUSY_TIMEOUT_S
-    from quayside.ledger.releases import list_releases
+    from quayside.ledger.release_queries import list_releases
     from quayside.settings import load_settings
 
     fleet = clean_ssh_fleet

@@ -19,7 +19,7 @@ from quayside.flows.git_deploy import git_deploy
 from quayside.flows.rollback import rollback
 from quayside.ledger.environments import resume_auto_triggers
 from quayside.ledger.models import ReleaseStatus
-from quayside.ledger.releases import list_releases
+from quayside.ledger.release_queries import list_releases
 from testbed.platform import Platform
 from testbed.release_fixtures import (  # noqa: F401  (fixtures)
     Repo,

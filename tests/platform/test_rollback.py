@@ -15,7 +15,7 @@ from quayside.flows.rollback import rollback
 from quayside.ledger.environments import auto_triggers_paused, resume_auto_triggers
 from quayside.ledger.locks import acquire, release
 from quayside.ledger.models import ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import get_release, list_releases
+from quayside.ledger.release_queries import get_release, list_releases
 from quayside.settings import load_settings
 from testbed.release_fixtures import (  # noqa: F401  (fixtures)
     Repo,

@@ -15,7 +15,7 @@ import pytest
 
 from quayside.ledger.db import make_engine
 from quayside.ledger.models import ReleaseStatus
-from quayside.ledger.releases import list_releases
+from quayside.ledger.release_queries import list_releases
 from quayside.runs import prefect_client, read_run
 from quayside.settings import load_settings
 from testbed.platform import Platform

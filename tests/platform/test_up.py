@@ -15,7 +15,7 @@ import pytest
 
 from quayside.ledger.db import make_engine
 from quayside.ledger.models import ReleaseStatus
-from quayside.ledger.releases import list_releases
+from quayside.ledger.release_queries import list_releases
 from quayside.runs import follow_run, read_run, start_run
 from testbed.platform import PROJECT_DIR, Platform
 

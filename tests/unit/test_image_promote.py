@@ -25,7 +25,8 @@ from quayside.inventory.models import Inventory
 from quayside.ledger.db import make_engine, migrate
 from quayside.ledger.models import ReleaseKind, ReleaseStatus
 from quayside.ledger.release_details import add_release_detail
-from quayside.ledger.releases import finish_release, get_release, start_release
+from quayside.ledger.release_queries import get_release
+from quayside.ledger.releases import finish_release, start_release
 from quayside.registry import CopyResult, ImageLocation, RegistrySettings
 from quayside.runs.secrets import secret_value
 

@@ -20,7 +20,7 @@ from quayside.inventory.resolve import Target
 from quayside.ledger.approvals import get_request, record_decision
 from quayside.ledger.db import make_engine, migrate
 from quayside.ledger.models import ApprovalRequest, ReleaseKind
-from quayside.ledger.releases import get_release
+from quayside.ledger.release_queries import get_release
 from quayside.release.covering_approval import CoveringApproval, why_not_covering
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 

@@ -130,7 +130,7 @@ class Release(Base):
     rollback of this release returns to). For ``kind == rollback``, ``rollback_of_id`` is the
     release being undone; when the rollback succeeds that release becomes ``rolled_back``.
     The current release of an environment is its latest ``succeeded`` release
-    (:func:`quayside.ledger.releases.current_release`); it is derived, never stored.
+    (:func:`quayside.ledger.release_queries.current_release`); it is derived, never stored.
     """
 
     __tablename__ = "releases"
