@@ -7,12 +7,10 @@ arrive, recorded there (:func:`quayside.auth.approvals.decide`), and the run is 
 *without any input*: the gate re-reads its request, goes on if it is approved, raises if it was
 rejected, and waits again while more approvals are needed. No token passes through Prefect.
 
-The Prefect UI's answer form (:class:`ApprovalInput`) takes a single-use approval code instead
-of a token (``quayside approvals code RUN``): the gate takes the form's input, deletes it from
-Prefect at once, and has :func:`quayside.auth.approval_codes.decide_with_code` check the code
-(this request's, its user's newest, unused, unexpired), consume it and record the answer as the
-code's user. A refused answer is recorded (``valid=False`` with the reason) and the gate waits
-again: it never fails open.
+The Prefect UI's answer form takes a single-use approval code instead of a token
+(:mod:`quayside.tasks.approval_form`: the form, the answers it stored and how each is checked;
+what it shows above the form is :mod:`quayside.tasks.approval_description`). A refused answer
+is recorded (``valid=False`` with the reason) and the gate waits again: it never fails open.
 
 Waiting: first in the run's own process (:mod:`quayside.tasks.approval_wait`, Prefect's ``Paused``
 state, polled every 0.5 s) for ``QUAYSIDE_APPROVAL_PAUSE_S`` (10 minutes), then suspended
@@ -36,31 +34,30 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Literal
-from uuid import UUID
+from typing import Any
 
 from prefect import get_run_logger
-from prefect.client.orchestration import get_client
 from prefect.exceptions import Pause
 from prefect.flow_runs import suspend_flow_run
-from prefect.input import RunInput
-from pydantic import Field, ValidationError
 
 from quayside.auth import approvals as core
-from quayside.auth.approval_codes import ANONYMOUS, decide_with_code
 from quayside.errors import InputError, QuaysideError
 from quayside.inventory import load_inventory
 from quayside.inventory.models import ApprovalPolicy
 from quayside.ledger import approvals as ledger_approvals
 from quayside.ledger.models import ApprovalRequest, ApprovalStatus, utcnow
-from quayside.markdown_text import cell, code, inline
 from quayside.settings import load_settings
+from quayside.tasks.approval_description import describe_request
+from quayside.tasks.approval_form import (
+    ApprovalInput,
+    fired_attempts,
+    judge_answer,
+    judge_stored_answers,
+    pause_key,
+)
 from quayside.tasks.approval_wait import pause_for_answer, wait_settings
 from quayside.tasks.ledger import current_flow_run_id, ledger_engine
 
-KEY_PREFIX = "approval"
-SUSPENDED_STATE = "suspended"  # Prefect's keyset base is "<state name lower>-<pause key>"
-PAUSED_STATE = "paused"
 #: a wait in the process shorter than this is not worth it: the gate suspends instead
 MIN_PAUSE_S = 1.0
 
@@ -79,29 +76,6 @@ class ApprovalInterrupted(QuaysideError):
     """The run stopped waiting for its approval without an answer (cancelled, failed)."""
 
 
-class ApprovalInput(RunInput):
-    """The answer form of an approval gate (the Prefect UI shows it under the description).
-
-    Every field has a default: the CLI, the gateway and chat record their answer in the ledger
-    and resume the run with no input at all, which Prefect checks against this schema."""
-
-    code: str = Field(
-        "",
-        max_length=40,
-        description="needed to answer here: your single-use approval code for this run, "
-        "from `quayside approvals code RUN_ID` (never your token)",
-    )
-    decision: Literal["approve", "reject"] = Field(
-        "approve", description="approve or reject the release"
-    )
-    comment: str = Field("", max_length=1000, description="optional note, kept in the ledger")
-    approver: str = Field(
-        "",
-        max_length=200,
-        description="optional: your Quayside user name; the code is refused if it is not yours",
-    )
-
-
 def suspending(error: BaseException) -> bool:
     """True if ``error`` is Prefect's signal that the run is being suspended (the gate is
     waiting, not failed): a flow's ``except BaseException`` cleanup around the gate must
@@ -116,12 +90,6 @@ def suspending(error: BaseException) -> bool:
     return isinstance(error, Pause)
 
 
-def pause_key(request_id: int, attempt: int) -> str:
-    """The pause key of the ``attempt``-th wait on approval request ``request_id`` (the form's
-    answer to it is the flow run input ``<paused|suspended>-<key>-response``)."""
-    return f"{KEY_PREFIX}-{request_id}-{attempt}"
-
-
 def _space_of(app: str) -> str:
     try:
         inventory = load_inventory(load_settings().inventory_path)
@@ -129,40 +97,6 @@ def _space_of(app: str) -> str:
         return core.DEFAULT_SPACE
     found = inventory.apps.get(app)
     return found.space if found is not None else core.DEFAULT_SPACE
-
-
-def _fired_attempts(flow_run_id: str, request_id: int) -> int:
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(UUID(flow_run_id))
-    keys = run.empirical_policy.pause_keys or set()
-    prefix = f"{KEY_PREFIX}-{request_id}-"
-    attempts = [int(k[len(prefix) :]) for k in keys if k.startswith(prefix)]
-    return max(attempts, default=0)
-
-
-def _take_stored_answers(flow_run_id: str, request_id: int) -> list[dict[str, Any]]:
-    """The form answers stored for this request's waits (answers to a suspension wait for the
-    run to start again), oldest first, each deleted from Prefect at once."""
-    run_id = UUID(flow_run_id)
-    with get_client(sync_client=True) as client:
-        found = [
-            item
-            for state in (PAUSED_STATE, SUSPENDED_STATE)
-            for item in client.filter_flow_run_input(
-                flow_run_id=run_id,
-                key_prefix=f"{state}-{KEY_PREFIX}-{request_id}-",
-                limit=200,
-                exclude_keys=set(),
-            )
-            if item.key.endswith("-response")
-        ]
-        found.sort(key=lambda item: (item.created is None, str(item.created)))
-        answers = []
-        for item in found:
-            client.delete_flow_run_input(run_id, item.key)
-            value = item.decoded_value
-            answers.append(value if isinstance(value, dict) else {})
-        return answers
 
 
 def _notify(app: str, env: str, event: str, text: str, version: str, actor: str) -> None:
@@ -211,67 +145,6 @@ def _bound_request(
     ledger_approvals.void_request(engine, found.id, reason, actor=f"flow-run:{flow_run_id}")
     get_run_logger().warning("approval request #%s voided: %s", found.id, reason)
     return None
-
-
-def _describe(
-    request: ApprovalRequest,
-    *,
-    version: str,
-    summary_markdown: str,
-    flow_run_id: str,
-    last_refusal: str | None,
-) -> str:
-    """The Markdown above the approval form: the request's table, then the plan.
-
-    Every value in the table and the lines around it (names, version, space, the refusal
-    reason) is escaped here, so none adds a row, a link or an image; ``summary_markdown`` is
-    Markdown its builder escaped (:mod:`quayside.deploy.summary`).
-    """
-    policy = core.policy_of(request)
-    approvers = core.valid_approvers(request)
-    excluded = sorted(core.excluded_of(request))
-    expires = request.expires_at.strftime("%Y-%m-%d %H:%M UTC") if request.expires_at else "—"
-    rows = [
-        ("app", code(request.app, in_table=True)),
-        ("environment", code(request.env, in_table=True)),
-        ("version", code(version, in_table=True)),
-        ("requested by", cell(request.requested_by) or "—"),
-        ("approvals", f"{len(approvers)} of {request.required_approvals}"),
-        (
-            "approvers",
-            f"{cell(policy.role)} or higher in space {code(request.space, in_table=True)}",
-        ),
-        ("self-approval", "allowed" if policy.allow_self_approval else "not allowed"),
-        *(
-            [("may not approve (editors)", ", ".join(cell(u) for u in excluded))]
-            if excluded
-            else []
-        ),
-        ("expires", expires),
-        ("approval request", f"#{request.id}"),
-    ]
-    lines = [
-        f"## Approve {code(request.app)} {inline(version)} → {code(request.env)}?",
-        "",
-        "| | |",
-        "| --- | --- |",
-        *(f"| {k} | {v} |" for k, v in rows),
-        "",
-    ]
-    if approvers:
-        lines += [f"Approved so far by: {', '.join(inline(a) for a in approvers)}.", ""]
-    if last_refusal:
-        lines += [f"> The previous answer was refused: {inline(last_refusal, limit=500)}", ""]
-    lines += [
-        summary_markdown.strip(),
-        "",
-        "---",
-        "To answer here, get your single-use approval code with "
-        f"{code(f'quayside approvals code {flow_run_id}')} and enter it in **code** (never "
-        "your token). From a shell: "
-        f"{code(f'quayside approve {flow_run_id} [--reject] [-m COMMENT]')}.",
-    ]
-    return "\n".join(lines)
 
 
 def _finish(
@@ -396,9 +269,8 @@ def approval_gate(
 
     settings = wait_settings()
     window_s = settings.window_s if pause_s is None else max(0.0, pause_s)
-    last_refusal: str | None = None
-    for raw in _take_stored_answers(flow_run_id, request.id):  # sent while it was suspended
-        last_refusal = _judge(request.id, raw, logger)
+    # answers sent while it was suspended
+    last_refusal = judge_stored_answers(flow_run_id, request.id, logger, None)
     window_ends: float | None = None
     left: str | None = None  # the state the run went to when it left a wait without an answer
     while True:
@@ -422,7 +294,7 @@ def approval_gate(
             _notify(app, env, "approved", f"approved by {done}", version, done)
             return done
 
-        attempt = _fired_attempts(flow_run_id, request.id)
+        attempt = fired_attempts(flow_run_id, request.id)
         if attempt == 0:
             how = (
                 f"Approve: `quayside approve {flow_run_id}` or, in the Prefect UI, with your "
@@ -432,7 +304,7 @@ def approval_gate(
             _notify(app, env, "approval_needed", text, version, requested_by)
         remaining = _remaining_s(request.expires_at)
         form = ApprovalInput.with_initial_data(
-            description=_describe(
+            description=describe_request(
                 request,
                 version=version,
                 summary_markdown=summary_markdown,
@@ -462,7 +334,7 @@ def approval_gate(
                 changed=_ledger_news(engine, request.id, seen),
             )
             if outcome.answer is not None:
-                last_refusal = _judge(request.id, outcome.answer, logger)
+                last_refusal = judge_answer(request.id, outcome.answer, logger)
             elif outcome.ended == "answered":
                 logger.info("approval request #%s: woken to read the ledger", request.id)
             if outcome.ended == "left":
@@ -477,8 +349,7 @@ def approval_gate(
         # Raises Pause (the process exits); returns only if this key had fired already, i.e.
         # Prefect answered the same suspension twice: read the ledger and the answers again.
         suspend_flow_run(wait_for_input=form, timeout=remaining, key=key)
-        for raw in _take_stored_answers(flow_run_id, request.id):
-            last_refusal = _judge(request.id, raw, logger)
+        last_refusal = judge_stored_answers(flow_run_id, request.id, logger, last_refusal)
 
 
 def _ledger_news(engine: Any, request_id: int, seen: tuple[str, int]) -> Callable[[], bool]:
@@ -496,45 +367,3 @@ def _remaining_s(expires_at: datetime | None) -> int:
     if expires_at is None:
         return 24 * 3600
     return max(1, math.ceil((expires_at - utcnow()).total_seconds()))
-
-
-def _judge(request_id: int, raw: dict[str, Any], logger: Any) -> str | None:
-    """Check one answer from the Prefect UI's form; returns the refusal reason, or None if
-    it counted. The code is never logged."""
-    try:
-        answer = ApprovalInput(**raw)
-    except ValidationError:
-        answer = None
-    if answer is None:
-        resolution = core.refuse(
-            ledger_engine(),
-            request_id,
-            ANONYMOUS,
-            "reject",
-            "",
-            "the answer form's input was not understood",
-        )
-    else:
-        resolution = decide_with_code(
-            ledger_engine(),
-            request_id,
-            code_text=answer.code,
-            decision=answer.decision,
-            comment=answer.comment,
-            approver=answer.approver,
-        )
-    if resolution.accepted:
-        logger.info(
-            "approval request #%s: %s from %s accepted (approval code)",
-            request_id,
-            answer.decision if answer is not None else "answer",
-            resolution.user,
-        )
-        return None
-    logger.warning(
-        "approval request #%s: answer from %s refused: %s",
-        request_id,
-        resolution.user or "an unknown code",
-        resolution.reason,
-    )
-    return resolution.reason

@@ -1,7 +1,8 @@
-"""The approval form's description (quayside.tasks.approval._describe around the git-deploy plan of
-quayside.deploy.summary) built from a real ledger request: a requester name, an approver name,
-a commit subject, a file name and a refusal reason carrying Markdown add no table row, link,
-image or HTML — in the text, and in what the Prefect UI's own lexer makes of it."""
+"""The approval form's description (quayside.tasks.approval_description.describe_request
+around the git-deploy plan of quayside.deploy.summary) built from a real ledger request: a
+requester name, an approver name, a commit subject, a file name and a refusal reason carrying
+Markdown add no table row, link, image or HTML — in the text, and in what the Prefect UI's own
+lexer makes of it."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from quayside.ledger.db import make_engine, migrate
 from quayside.markdown_text import plain
 from quayside.runs.scheduled_approval import open_for_scheduled_run
 from quayside.source.mirror import Commit
-from quayside.tasks.approval import _describe
+from quayside.tasks.approval_description import describe_request
 from testbed.ui_markdown import Rendered
 
 REQUESTER = "eve\n| approvals | 1 of 1 — pre-approved by boss |\n| self-approval | allowed |"
@@ -89,7 +90,7 @@ def description(engine: Engine) -> str:
     answer = core.decide(engine, opened.id, token_text=token, decision="approve")
     assert answer.accepted
     request = ledger_approvals.resolve(engine, opened.id, actor=f"flow-run:{RUN_ID}")
-    return _describe(
+    return describe_request(
         request,
         version="release-1",
         summary_markdown=summary,
