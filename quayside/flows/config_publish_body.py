@@ -47,7 +47,8 @@ from quayside.release.host_outcomes import failed_rows, outcome_text
 from quayside.settings import load_settings
 from quayside.tasks.config_publish import publish_on_host, read_hosts, restore_on_host
 from quayside.tasks.ledger import current_flow_run_id, ledger_engine
-from quayside.tasks.release_lifecycle import Applied, ReleaseLifecycle, ReleaseRequest
+from quayside.tasks.release_apply import Applied
+from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.release_report import artifact_key, publish_host_table
 from quayside.tasks.run_authority import confirm_run_authority
 

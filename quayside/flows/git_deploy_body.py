@@ -59,7 +59,8 @@ from quayside.tasks.payload_keeping import (
     stream_dir_of,
     usable_delta_base,
 )
-from quayside.tasks.release_lifecycle import Applied, ReleaseLifecycle, ReleaseRequest
+from quayside.tasks.release_apply import Applied
+from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.release_report import artifact_key, publish_host_table, reports_of
 from quayside.tasks.run_authority import confirm_run_authority
 from quayside.tasks.source import resolve_ref

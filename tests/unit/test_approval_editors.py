@@ -25,7 +25,7 @@ from quayside.inventory.models import ApprovalPolicy
 from quayside.ledger import approvals
 from quayside.ledger.db import make_engine, migrate
 from quayside.ledger.models import ApprovalStatus
-from quayside.tasks.release_lifecycle import EDITOR_RULE, excluded_editors
+from quayside.tasks.release_approve import EDITOR_RULE, excluded_editors
 
 HOSTS = ItemAddress("DNS", "release", "dnsmasq", "hosts")
 CONF = ItemAddress("DNS", "release", "dnsmasq", "dnsmasq.conf")

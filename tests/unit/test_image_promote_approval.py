@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+import quayside.tasks.release_approve as approve_module
 import quayside.tasks.release_lifecycle as lifecycle_module
 from quayside.auth.approvals import open_request
 from quayside.inventory.models import App, ApprovalPolicy, Environment
@@ -90,7 +91,8 @@ def in_run(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(lifecycle_module, "ledger_engine", lambda: engine)
     monkeypatch.setattr(lifecycle_module, "current_flow_run_id", lambda: RUN)
     monkeypatch.setattr(lifecycle_module, "get_run_logger", lambda: logging.getLogger("t"))
-    monkeypatch.setattr(lifecycle_module, "submission_of_run", lambda *_: object())
+    monkeypatch.setattr(approve_module, "get_run_logger", lambda: logging.getLogger("t"))
+    monkeypatch.setattr(approve_module, "submission_of_run", lambda *_: object())
 
     def gate(**kwargs: Any) -> str:
         opened.append(kwargs["gate"])
