@@ -38,18 +38,11 @@ from quayside.scratch import BackgroundRemoval
 from quayside.settings import Settings, load_settings
 from quayside.source.mirror import GitMirror
 from quayside.tasks.background import InBackground
-from quayside.tasks.deploy import (
-    Progress,
-    build_payload,
-    deploy_to_host,
-    remembered_manifest,
-    return_build_dir,
-    store_payload,
-    switch_back_host,
-)
 from quayside.tasks.fanout import fan_out
+from quayside.tasks.host_tasks import deploy_to_host, switch_back_host
 from quayside.tasks.ledger import ledger_engine
 from quayside.tasks.params import opaque
+from quayside.tasks.payload_build import build_payload, remembered_manifest, return_build_dir
 from quayside.tasks.payload_keeping import (
     build_dir,
     host_facts_path,
@@ -59,8 +52,10 @@ from quayside.tasks.payload_keeping import (
     stream_dir_of,
     usable_delta_base,
 )
+from quayside.tasks.payload_store import store_payload
 from quayside.tasks.release_apply import Applied
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
+from quayside.tasks.release_progress import Progress
 from quayside.tasks.release_report import artifact_key, publish_host_table, reports_of
 from quayside.tasks.run_authority import confirm_run_authority
 from quayside.tasks.source import resolve_ref

@@ -27,11 +27,13 @@ from quayside.release.host_outcomes import failed_rows
 from quayside.release_id import is_release_id
 from quayside.scratch import sweep_stale
 from quayside.settings import load_settings
-from quayside.tasks.deploy import PayloadCache, Progress, rollback_on_host
+from quayside.tasks.host_tasks import rollback_on_host
 from quayside.tasks.ledger import ledger_engine
+from quayside.tasks.payload_store import PayloadCache
 from quayside.tasks.release_crash import release_run_died
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.release_lock import run_release_body
+from quayside.tasks.release_progress import Progress
 from quayside.tasks.release_report import artifact_key, publish_host_table
 from quayside.tasks.run_authority import confirm_run_authority
 

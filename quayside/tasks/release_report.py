@@ -11,7 +11,7 @@ from prefect.artifacts import create_table_artifact
 
 from quayside.fanout import GroupResult
 from quayside.release.host_report import HostReport
-from quayside.tasks.deploy import HostDeployFailed
+from quayside.tasks.host_tasks import HostDeployFailed
 
 
 def artifact_key(*parts: str) -> str:

@@ -22,7 +22,7 @@ from quayside.stack.processes import api_ca_path, platform_env
 def test_progress_never_blocks_a_host_and_always_sends_the_last_value(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import quayside.tasks.deploy as deploy
+    import quayside.tasks.release_progress as release_progress
 
     sent: list[float] = []
     release = threading.Event()
@@ -31,9 +31,9 @@ def test_progress_never_blocks_a_host_and_always_sends_the_last_value(
         release.wait(5)  # the API is slow: every host must go on meanwhile
         sent.append(value)
 
-    monkeypatch.setattr(deploy, "create_progress_artifact", lambda *a, **k: uuid4())
-    monkeypatch.setattr(deploy, "update_progress_artifact", slow_update)
-    with deploy.Progress(10, "k", "d", interval_s=0) as progress:
+    monkeypatch.setattr(release_progress, "create_progress_artifact", lambda *a, **k: uuid4())
+    monkeypatch.setattr(release_progress, "update_progress_artifact", slow_update)
+    with release_progress.Progress(10, "k", "d", interval_s=0) as progress:
 
         def hosts_finish() -> None:
             for _ in range(10):
@@ -51,7 +51,7 @@ def test_progress_never_blocks_a_host_and_always_sends_the_last_value(
 def test_progress_throttles_updates_and_survives_api_errors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import quayside.tasks.deploy as deploy
+    import quayside.tasks.release_progress as release_progress
 
     sent: list[float] = []
 
@@ -60,9 +60,9 @@ def test_progress_throttles_updates_and_survives_api_errors(
         if len(sent) == 1:
             raise RuntimeError("API down")
 
-    monkeypatch.setattr(deploy, "create_progress_artifact", lambda *a, **k: uuid4())
-    monkeypatch.setattr(deploy, "update_progress_artifact", update)
-    with deploy.Progress(20, "k", "d", interval_s=60) as progress:
+    monkeypatch.setattr(release_progress, "create_progress_artifact", lambda *a, **k: uuid4())
+    monkeypatch.setattr(release_progress, "update_progress_artifact", update)
+    with release_progress.Progress(20, "k", "d", interval_s=60) as progress:
         for _ in range(20):
             progress.advance()
             time.sleep(0.005)
@@ -70,15 +70,17 @@ def test_progress_throttles_updates_and_survives_api_errors(
 
 
 def test_progress_without_an_artifact_does_not_fail(monkeypatch: pytest.MonkeyPatch) -> None:
-    import quayside.tasks.deploy as deploy
+    import quayside.tasks.release_progress as release_progress
 
     def refuse(*a: Any, **k: Any) -> Any:
         raise RuntimeError("no API")
 
-    monkeypatch.setattr(deploy, "create_progress_artifact", refuse)
-    monkeypatch.setattr(deploy, "update_progress_artifact", refuse)
-    monkeypatch.setattr(deploy, "get_run_logger", lambda: __import__("logging").getLogger("t"))
-    progress = deploy.Progress(2, "k", "d")
+    monkeypatch.setattr(release_progress, "create_progress_artifact", refuse)
+    monkeypatch.setattr(release_progress, "update_progress_artifact", refuse)
+    monkeypatch.setattr(
+        release_progress, "get_run_logger", lambda: __import__("logging").getLogger("t")
+    )
+    progress = release_progress.Progress(2, "k", "d")
     progress.advance()
     progress.advance()
     progress.close(5)
@@ -226,7 +228,7 @@ def test_the_remembered_tree_manifest_round_trips_and_anything_else_is_forgotten
     tmp_path: Path,
 ) -> None:
     from quayside.source.mirror import GitMirror
-    from quayside.tasks.deploy import _remember_manifest, remembered_manifest
+    from quayside.tasks.payload_build import _remember_manifest, remembered_manifest
 
     mirror = GitMirror(tmp_path, "https://git.example.com/web.git")
     assert remembered_manifest(mirror) is None  # nothing kept yet
@@ -246,7 +248,7 @@ def test_a_build_tree_that_cannot_go_back_is_removed_and_the_run_is_not_failed(
 ) -> None:
     from quayside.errors import LockHeldError
     from quayside.source.mirror import GitMirror
-    from quayside.tasks.deploy import return_build_dir
+    from quayside.tasks.payload_build import return_build_dir
 
     mirror = GitMirror(tmp_path / "mirrors", "https://git.example.com/web.git")
     build = tmp_path / "build"
