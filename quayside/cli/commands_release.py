@@ -471,7 +471,24 @@ def rollback_command(
         if wait_lock is not None:
             parameters["lock_wait_s"] = wait_lock
         count = lambda: _host_count(app_name, env, None)  # noqa: E731
-        _follow(deployment, parameters, requester, ledger, follow=follow, total=count)
+        try:
+            _follow(deployment, parameters, requester, ledger, follow=follow, total=count)
+        finally:
+            if follow and deployment == "rollback":
+                _print_paused(app_name, env, ledger)
+
+
+def _print_paused(app_name: str, env: str, ledger: Engine | None) -> None:
+    """Say that the rollback paused APP/ENV's automatic triggers and how to resume them (a
+    code rollback pauses them even when some host failed)."""
+    from quayside.ledger.environments import auto_triggers_paused
+
+    try:
+        paused = auto_triggers_paused(_ledger(ledger), app_name, env)
+    except QuaysideError:
+        return  # the run's own outcome is what the user needs first
+    if paused is not None:
+        console.print(f"[yellow]note:[/] {_escape(paused)}", highlight=False)
 
 
 def _ledger(ledger: Engine | None) -> Engine:

@@ -31,6 +31,7 @@ from quayside.cli import (  # noqa: E402
     commands_demo,  # noqa: F401  (registers commands)
     commands_platform,  # noqa: F401  (registers commands)
     commands_release,  # noqa: F401  (registers commands)
+    commands_triggers,  # noqa: F401  (registers commands)
 )
 from quayside.cli.app import app, fail  # noqa: E402
 from quayside.cli.prefect_target import point_at_platform  # noqa: E402

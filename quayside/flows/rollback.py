@@ -18,7 +18,7 @@ from quayside.deploy.summary import rollback_markdown
 from quayside.errors import InputError, NotFoundError
 from quayside.inventory import load_inventory
 from quayside.inventory.resolve import resolve_target
-from quayside.ledger.environments import pause_auto_triggers
+from quayside.ledger.environments import pause_auto_triggers, resume_command
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
 from quayside.ledger.release_queries import current_release, get_release, list_releases
 from quayside.ledger.sole_copies import SOLE_COPY_REASON, sole_copies
@@ -273,6 +273,12 @@ def roll_back(
                 reason=f"rolled back from {current.version} to {dest.version} "
                 f"(rollback release {row}); resume when the fix is deployed",
             )
+            logger.info(
+                "automatic triggers of %s/%s are paused; once the fix is deployed: %s",
+                app,
+                env,
+                resume_command(app, env),
+            )
 
         logger.info(
             "rolling %s/%s back from %s (release %d) to %s (release %d, %s)",
@@ -329,6 +335,7 @@ def roll_back(
                 text += ", ".join(r.host for r in bad)
             else:
                 event, text = "rolled_back", f"rolled back {moved} on {len(reports)} host(s)"
+            text += f"; automatic triggers paused until {resume_command(app, env)}"
             life.finish(  # the outcome and the trigger pause: one transaction
                 ReleaseStatus.failed if bad else ReleaseStatus.succeeded,
                 event=event,

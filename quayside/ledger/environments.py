@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -136,6 +138,12 @@ def pause_auto_triggers(
         return environment
 
 
+def resume_command(app: str, env: str) -> str:
+    """The command that resumes ``app``/``env``'s automatic triggers, for every message that
+    says they are paused (a rollback's log and notification, a refused hook or chat deploy)."""
+    return shlex.join(["quayside", "triggers", "resume", app, env])
+
+
 def resume_auto_triggers(db: Engine | Session, app: str, env: str, *, actor: str) -> Environment:
     """Let automatic triggers start releases of ``app`` in ``env`` again.
 
@@ -193,5 +201,5 @@ def auto_triggers_paused(db: Engine | Session, app: str, env: str) -> str | None
         when = environment.paused_at.isoformat() if environment.paused_at else "unknown time"
         return (
             f"automatic triggers for {app}/{env} were paused by {environment.paused_by} "
-            f"at {when}: {environment.paused_reason}"
+            f"at {when}: {environment.paused_reason} - resume with `{resume_command(app, env)}`"
         )
