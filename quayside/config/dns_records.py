@@ -3,7 +3,8 @@ server: hosts files (``IP name...``) and ``dnsmasq.conf``'s ``address=/name/IP``
 ``host-record=name,...,IP`` lines.
 
 A hosts file line whose first field is not an IP address is refused here (dnsmasq would skip
-it silently and the name would vanish from DNS).
+it silently and the name would vanish from DNS). The message quotes the field (a rendered
+template's: the config publish flow masks secret values in it).
 """
 
 from __future__ import annotations
@@ -43,8 +44,13 @@ def hosts_records(content: str, filename: str = "hosts") -> Records:
             continue
         address = _ip(fields[0])
         if address is None:
+            # quoted whole or not at all: a caller masks secret values in the message, and a
+            # cut-off secret would no longer match its mask
+            shown = (
+                repr(fields[0]) if len(fields[0]) <= 60 else f"a {len(fields[0])}-character field"
+            )
             raise InputError(
-                f"{filename} line {number}: {fields[0][:60]!r} is not an IP address",
+                f"{filename} line {number}: {shown} is not an IP address",
                 hint="a hosts file line is 'ADDRESS NAME [NAME...]'",
             )
         if len(fields) < 2:

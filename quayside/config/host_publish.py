@@ -14,8 +14,8 @@ from __future__ import annotations
 import io
 import tarfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from quayside.commands.config_files import (
@@ -32,11 +32,17 @@ from quayside.config.service_commands import HostCommands, fill, host_commands, 
 from quayside.errors import QuaysideError
 from quayside.executors.base import CommandResult, Executor
 from quayside.inventory.config_services import ConfigService
+from quayside.release import stopping
 from quayside.release.host_report import HostReport
 
 COMMAND_TIMEOUT_S = 120
 INITIAL_VERSION = "00000000T000000Z-initial"
 """The name a plain directory found at the service's dir gets (sorts before every publish)."""
+
+
+def as_is(text: str) -> str:
+    """No masking (a service whose environment has no secret variables)."""
+    return text
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,11 @@ class HostJob:
     plan: HostPlan
     files: Sequence[PublishFile] = field(repr=False)
     version_id: str
+    redact: Callable[[str], str] = field(default=as_is, repr=False, compare=False)
+    """Masks every value a secret variable has had (:func:`quayside.config.publish_files.
+    secret_masker`): a checker, a reload or a verify may echo a rendered line back (``nginx -t``
+    quotes the directive it refuses), and what a host says goes into host rows, logs, the
+    host table and notifications."""
 
     @property
     def live(self) -> str:
@@ -85,8 +96,10 @@ def tar_of(files: Sequence[PublishFile]) -> bytes:
     return buffer.getvalue()
 
 
-def _tail(result: CommandResult) -> str:
-    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+def _tail(result: CommandResult, redact: Callable[[str], str]) -> str:
+    """Exit code and the last stderr lines, secrets masked before the cut (a secret cut in
+    two would no longer match its mask)."""
+    lines = [line.strip() for line in redact(result.stderr).splitlines() if line.strip()]
     return f"exit {result.exit_code}" + (f": {'; '.join(lines[-2:])[:300]}" if lines else "")
 
 
@@ -117,7 +130,7 @@ def verify(executor: Executor, job: HostJob, expect: Literal["after", "before"] 
     if command is not None:
         result = executor.run(command, timeout=service.verify_timeout_s + 5, check=False)
         if not result.ok:
-            raise VerifyFailed(f"verify command: {_tail(result)}")
+            raise VerifyFailed(f"verify command: {_tail(result, job.redact)}")
         done.append("verify command")
     return ", ".join(done) or "nothing to verify"
 
@@ -128,8 +141,14 @@ def publish_host(executor: Executor, job: HostJob) -> HostReport:
     Returns:
         ``succeeded`` (switched, ``previous`` = the directory to restore), or ``failed`` with
         the step and what broke (nothing live touched when the step is ``stage``/``check``;
-        restored when it is ``reload``/``verify``).
+        restored when it is ``reload``/``verify``); secret values in what the host said are
+        masked with ``job.redact``.
     """
+    report = _publish_host(executor, job)
+    return replace(report, message=job.redact(report.message))
+
+
+def _publish_host(executor: Executor, job: HostJob) -> HostReport:
     started = time.monotonic()
     host, plan = job.host, job.plan
     assert plan.action is not None, "a host without changes is not published"
@@ -143,26 +162,33 @@ def publish_host(executor: Executor, job: HostJob) -> HostReport:
     )
     if not staged.ok:
         step = "check" if STAGED_MARK in staged.stdout else "stage"
-        why = f"{step} failed, nothing live was touched: {_tail(staged)}"
+        why = f"{step} failed, nothing live was touched: {_tail(staged, job.redact)}"
         return HostReport(host, "failed", step, why, bytes_sent=len(payload),
                           duration_s=time.monotonic() - started)  # fmt: skip
     previous = {"link": plan.previous, "dir": job.initial, "none": None}[plan.live]
-    swapped = executor.run(
-        swap_and_run(job.live, job.staged, job.initial, commands.for_action(plan.action)),
-        timeout=COMMAND_TIMEOUT_S,
-        check=False,
-    )
+    if not stopping.begin_switch():  # the run is being cancelled: touch nothing live
+        why = str(stopping.refusal(host, "the swap"))
+        return HostReport(host, "failed", "switch", why, bytes_sent=len(payload),
+                          duration_s=time.monotonic() - started)  # fmt: skip
+    try:
+        swapped = executor.run(
+            swap_and_run(job.live, job.staged, job.initial, commands.for_action(plan.action)),
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+        )
+    finally:
+        stopping.end_switch()
     if not swapped.ok and SWITCHED_MARK not in swapped.stdout:
-        why = f"switch failed: {_tail(swapped)}"
+        why = f"switch failed: {_tail(swapped, job.redact)}"
         return HostReport(host, "failed", "switch", why, bytes_sent=len(payload),
                           duration_s=time.monotonic() - started)  # fmt: skip
     try:
         if not swapped.ok:
-            raise QuaysideError(f"{plan.action} failed: {_tail(swapped)}")
+            raise QuaysideError(f"{plan.action} failed: {_tail(swapped, job.redact)}")
         checked = verify(executor, job)
     except QuaysideError as e:
         step = "verify" if isinstance(e, VerifyFailed) else plan.action
-        note = restore_host(executor, job, previous)
+        note = _restore_host(executor, job, previous)
         return HostReport(host, "failed", step, f"{e}; {note}", previous, False, len(payload),
                           len(plan.changed), time.monotonic() - started)  # fmt: skip
     message = f"{plan.action}: {', '.join(plan.changed)}; verified {checked}"
@@ -172,17 +198,27 @@ def publish_host(executor: Executor, job: HostJob) -> HostReport:
 
 def restore_host(executor: Executor, job: HostJob, previous: str | None) -> str:
     """Point the service back at ``previous``, reload or restart it again, and check the old
-    answers are back. Returns what happened, in words (the host's report says it)."""
+    answers are back. Returns what happened, in words (the host's report says it; secret
+    values masked with ``job.redact``)."""
+    return job.redact(_restore_host(executor, job, previous))
+
+
+def _restore_host(executor: Executor, job: HostJob, previous: str | None) -> str:
     if previous is None:
         return "no previous files to restore (first publish to this host)"
     action = job.plan.action or "restart"
-    back = executor.run(
-        swap_and_run(job.live, previous, job.initial, job.commands().for_action(action)),
-        timeout=COMMAND_TIMEOUT_S,
-        check=False,
-    )
+    if not stopping.begin_switch():
+        return f"RESTORE FAILED: {stopping.refusal(job.host, 'the swap back')}"
+    try:
+        back = executor.run(
+            swap_and_run(job.live, previous, job.initial, job.commands().for_action(action)),
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+        )
+    finally:
+        stopping.end_switch()
     if not back.ok:
-        return f"RESTORE FAILED: {_tail(back)}"
+        return f"RESTORE FAILED: {_tail(back, job.redact)}"
     try:
         checked = verify(executor, job, expect="before")
     except QuaysideError as e:

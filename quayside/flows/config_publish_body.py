@@ -134,8 +134,11 @@ def publish_config(
     box = SecretBox.from_home(settings.home)
     chosen = choose_items(store, project, env, service, files, versions)
     rendered, variable_versions = rendered_files(store, chosen, box, reader)
-    check_records(svc, rendered)
     redact = secret_masker(store, box, EnvAddress(project, env), reader)
+    try:
+        check_records(svc, rendered)
+    except InputError as e:  # it quotes the rendered line: a secret may be on it
+        raise InputError(redact(e.message), hint=e.hint) from None
     digest = content_digest(rendered, variable_versions)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     pub = Publish(
@@ -244,10 +247,10 @@ def _plan(pub: Publish, names: Sequence[str], redact: Any) -> dict[str, HostPlan
     return plans
 
 
-def _jobs(pub: Publish, plans: dict[str, HostPlan]) -> dict[str, HostJob]:
+def _jobs(pub: Publish, plans: dict[str, HostPlan], redact: Any) -> dict[str, HostJob]:
     host_map = dict(pub.target.hosts)
     return {
-        h: HostJob(h, host_map[h].address, pub.service, p, pub.files, pub.version_id)
+        h: HostJob(h, host_map[h].address, pub.service, p, pub.files, pub.version_id, redact)
         for h, p in plans.items()
     }
 
@@ -295,7 +298,7 @@ def _phase(
             )
         life.step = None
         life.start()
-        jobs = _jobs(pub, now)
+        jobs = _jobs(pub, now, redact)
         changing = [h for h in names if not now[h].no_change]
         same = [h for h in names if now[h].no_change]
         life.record_hosts([HostOutcome(h, HostStatus.succeeded, step="no change") for h in same])
@@ -370,13 +373,16 @@ def _finish(
 
 
 def _mark_published(pub: Publish) -> None:
-    """Move each item's published marker (only after every targeted host has the files)."""
+    """Move each item's published marker (only after every targeted host has the files),
+    with the variable versions its rendering used: a changed variable moves it too."""
     run_id = current_flow_run_id()
     actor = f"flow-run:{run_id}" if run_id else pub.requested_by
     for f in pub.files:
         marker = pub.store.published_marker(f.address)
-        if marker is None or marker.version != f.version:
-            items.mark_published(pub.store, f.address, f.version, actor=actor)
+        if marker is None or (marker.version, marker.variables) != (f.version, f.variables):
+            items.mark_published(
+                pub.store, f.address, f.version, actor=actor, variables=f.variables
+            )
 
 
 def _table(pub: Publish, phase: str, applied: Applied) -> None:
