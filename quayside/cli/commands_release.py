@@ -292,7 +292,10 @@ def _print_outcome(run_id: str, engine: Engine | None = None, *, ended: str | No
     from quayside.settings import load_settings
 
     ledger = engine or make_engine(load_settings().database_url)
-    for release in releases_of_run(ledger, run_id):
+    releases: list[Any] = list(releases_of_run(ledger, run_id))
+    if ended in DIED_STATES:
+        releases = _wait_reconciled(ledger, run_id, releases)
+    for release in releases:
         table = Table("host", "result", "step", "bytes sent", "seconds", title=None)
         for row in sorted(release.hosts, key=lambda h: h.host):
             table.add_row(
@@ -304,6 +307,7 @@ def _print_outcome(run_id: str, engine: Engine | None = None, *, ended: str | No
             )
         fleet = fleet_line(release.summary) if release.status == "interrupted" else None
         status = f"{release.status}: {fleet}" if fleet else str(release.status)
+        told = (release.summary or {}).get("line") if release.status == "interrupted" else None
         if ended is not None and release.status == "running":
             status = (
                 f"left running by a run that ended {ended}; what each host serves is recorded "
@@ -312,8 +316,30 @@ def _print_outcome(run_id: str, engine: Engine | None = None, *, ended: str | No
         console.print(f"release {release.id} ({release.version}): {status}", highlight=False)
         if release.hosts:
             console.print(table)
+        if isinstance(told, str):  # the reconcile's line: which hosts switched, which not
+            console.print(_escape(told), highlight=False, soft_wrap=True)
         for warning in (release.summary or {}).get("warnings") or []:
             console.print(f"[yellow]warning:[/] {_escape(str(warning))}", highlight=False)
+
+
+#: the final states after which Prefect's crash or cancellation hooks reconcile the release
+DIED_STATES = frozenset({"Crashed", "Cancelled"})
+#: how long the CLI waits for those hooks to record what the hosts serve
+RECONCILE_WAIT_S = 10.0
+
+
+def _wait_reconciled(ledger: Engine, run_id: str, releases: list[Any]) -> list[Any]:
+    """The run's releases once none reads ``running`` any more, or as they are after
+    :data:`RECONCILE_WAIT_S` (the hook runs after Prefect records the final state)."""
+    import time
+
+    from quayside.ledger.release_queries import releases_of_run
+
+    deadline = time.monotonic() + RECONCILE_WAIT_S
+    while any(r.status == "running" for r in releases) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        releases = list(releases_of_run(ledger, run_id))
+    return releases
 
 
 def _escape(text: str) -> str:

@@ -18,6 +18,7 @@ from quayside.deploy.rsync_upload import rsync_files
 from quayside.executors.base import Executor
 from quayside.manifest import MANIFEST_FILENAME, Manifest
 from quayside.plans.release import prune_candidates
+from quayside.release import stopping
 from quayside.release.host_report import HostReport, failure_message
 
 
@@ -41,7 +42,8 @@ def rollback_host(
         switch = scripts.switch_if_complete(
             root, spec.release_id, spec.keep_releases, spec.protected
         )
-        out = trips.run(switch, timeout=120)
+        with stopping.switching(host, "the rollback's switch"):
+            out = trips.run(switch, timeout=120)
         if out.strip() == "missing":
             report = replace(report, step="restore")
             out, sent = restore(trips, spec, root, fetch_payload())
@@ -102,5 +104,6 @@ def restore(trips: RoundTrips, spec: RollbackSpec, root: str, payload: Path) -> 
         prune=prune,
     )
     command = scripts.stage(seal)
-    out = trips.run(command.argv, env=command.env, stdin=scripts.stage_stdin(seal, body))
+    with stopping.switching(trips.host, "the restored release's switch"):
+        out = trips.run(command.argv, env=command.env, stdin=scripts.stage_stdin(seal, body))
     return out, sent + len(body)

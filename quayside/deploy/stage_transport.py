@@ -33,6 +33,7 @@ from quayside.deploy.round_trips import RoundTrips
 from quayside.deploy.rsync_upload import rsync_files
 from quayside.errors import CommandFailed
 from quayside.plans.release import CreateRelease, PrepareFromPrevious, ReleasePlan, Upload
+from quayside.release import stopping
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,13 @@ def stage_inline(job: StageJob) -> Staged:
 
 def _send_inline(job: StageJob, request: scripts.StageRequest, body: bytes) -> Staged:
     request = replace(request, extract="tar", payload_bytes=len(body))
+    if request.switch:  # the go travels in the same stdin
+        with stopping.switching(job.trips.host, "the stage's go"):
+            return _send_inline_now(job, request, body)
+    return _send_inline_now(job, request, body)
+
+
+def _send_inline_now(job: StageJob, request: scripts.StageRequest, body: bytes) -> Staged:
     command = scripts.stage(request)
     stdin = scripts.stage_stdin(request, body)
     trips = job.trips
@@ -237,7 +245,12 @@ def stage_by_rsync(job: StageJob, link_dest: str | None, on_step: Callable[[str]
         payload_bytes=len(manifest),
     )
     command = scripts.stage(seal)
-    out = job.trips.run(command.argv, env=command.env, stdin=scripts.stage_stdin(seal, manifest))
+    stdin = scripts.stage_stdin(seal, manifest)
+    if seal.switch:
+        with stopping.switching(job.trips.host, "the stage's go"):
+            out = job.trips.run(command.argv, env=command.env, stdin=stdin)
+    else:
+        out = job.trips.run(command.argv, env=command.env, stdin=stdin)
     return Staged(out, sent + len(manifest), sent_files)
 
 
@@ -246,14 +259,19 @@ def switch_after_hooks(job: StageJob) -> str:
     trip, the go its only input."""
     request = job.switch_request()
     command = scripts.stage(request)
-    return job.trips.run(command.argv, env=command.env, stdin=scripts.stage_stdin(request))
+    with stopping.switching(job.trips.host, "the switch after the pre-switch hooks"):
+        return job.trips.run(command.argv, env=command.env, stdin=scripts.stage_stdin(request))
 
 
 @contextmanager
 def file_then_go(source: Path, go: bytes, scratch: Path) -> Iterator[Path]:
     """A FIFO (to pass as a command's stdin) giving ``source``'s bytes, then ``go``, both
     written by a thread of this process: if this process dies first, the command reads
-    end-of-file where the go would have been. Without a go, ``source`` itself."""
+    end-of-file where the go would have been. Without a go, ``source`` itself.
+
+    The go is written only while the run is not stopping (:mod:`quayside.release.stopping`);
+    once written, the switch counts as in flight until the command has ended (the ``with``
+    block's end), so a stopping run waits for it before reading the hosts."""
     if not go:
         yield source
         return
@@ -261,6 +279,7 @@ def file_then_go(source: Path, go: bytes, scratch: Path) -> Iterator[Path]:
     where = Path(tempfile.mkdtemp(prefix=".stdin-", dir=scratch))
     fifo = where / "stdin"
     os.mkfifo(fifo, 0o600)
+    counted = threading.Event()
 
     def feed() -> None:
         try:
@@ -271,7 +290,8 @@ def file_then_go(source: Path, go: bytes, scratch: Path) -> Iterator[Path]:
                     if sent == 0:
                         break
                     offset += sent
-                if offset == size:
+                if offset == size and stopping.begin_switch():
+                    counted.set()
                     out.write(go)
         except OSError:  # the reader went away: it gets no go
             pass
@@ -292,3 +312,5 @@ def file_then_go(source: Path, go: bytes, scratch: Path) -> Iterator[Path]:
                 pass
             writer.join(0.1)
         shutil.rmtree(where, ignore_errors=True)
+        if counted.is_set():
+            stopping.end_switch()

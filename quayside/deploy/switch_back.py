@@ -12,6 +12,7 @@ from quayside.deploy.hooks import HOOK_TIMEOUT_S
 from quayside.deploy.source import command_argv
 from quayside.errors import QuaysideError
 from quayside.executors.base import Executor
+from quayside.release import stopping
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,14 @@ def switch_back(
     then re-run the post-switch hooks there (best effort).
 
     Raises:
-        HostError: the switch itself failed.
+        HostError: the switch itself failed, or was not sent because the run is stopping
+            (:class:`~quayside.release.stopping.RunStopping`).
     """
-    if previous is None:
-        executor.run(scripts.unswitch(deploy_root), timeout=120)
-        return
-    executor.run(switch_current_script(deploy_root, previous), timeout=120)
+    with stopping.switching(executor.name, "the switch back"):
+        if previous is None:
+            executor.run(scripts.unswitch(deploy_root), timeout=120)
+            return
+        executor.run(switch_current_script(deploy_root, previous), timeout=120)
     for command in hooks:
         try:
             executor.run(

@@ -52,6 +52,7 @@ import signal
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -123,6 +124,10 @@ class _Spawner:
 
 _SPAWNER = _Spawner()
 _GUARD = GroupGuard()
+#: every process :func:`start` started and its owner still holds, with whether it leads a
+#: process group of its own (:func:`kill_started`)
+_STARTED: weakref.WeakKeyDictionary[subprocess.Popen[bytes], bool] = weakref.WeakKeyDictionary()
+_STARTED_LOCK = threading.Lock()
 
 _setpriv_checked = False
 _setpriv: str | None = None
@@ -130,9 +135,11 @@ _setpriv_lock = threading.Lock()
 
 
 def _after_fork_in_child() -> None:
-    global _setpriv_lock
+    global _setpriv_lock, _STARTED_LOCK
     _SPAWNER.after_fork_in_child()
     _GUARD.after_fork_in_child()
+    _STARTED.clear()  # the parent's children are not this process's
+    _STARTED_LOCK = threading.Lock()
     _setpriv_lock = threading.Lock()  # another thread may have held it during the fork
 
 
@@ -241,7 +248,35 @@ def start(
     process.args = args
     if new_session and sys.platform.startswith("linux"):
         _GUARD.watch(process.pid)
+    with _STARTED_LOCK:
+        _STARTED[process] = new_session
     return process
+
+
+def kill_started() -> int:
+    """SIGKILL every process :func:`start` started that still runs (its whole process group
+    when it has one), as if this process had died: what a stopping release run does before
+    it reads the hosts (:mod:`quayside.release.stopping`), so that no ``ssh`` client, tar
+    producer or rsync it started keeps talking to a host. Their owners see them killed.
+
+    Returns:
+        How many were still running.
+    """
+    with _STARTED_LOCK:
+        started = list(_STARTED.items())
+    killed = 0
+    for process, group in started:
+        if process.poll() is not None:  # ended (and reaped): its pid may be another's now
+            continue
+        try:
+            if group:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
+            killed += 1
+        except (ProcessLookupError, PermissionError):
+            pass
+    return killed
 
 
 def run(

@@ -133,13 +133,16 @@ def reconcile_release(
                 )
             )
             stayed.append(host.host)
-    summary = {
+    summary: dict[str, object] = {
         "result": "interrupted",
         "reason": reason,
         "hosts": len(found),
         "fleet": fleet_counts(serving),
         "switched": switched,
     }
+    line = reconciled_line(release.id, this, app, env, reason, summary, switched, stayed,
+                           unreadable)  # fmt: skip
+    summary["line"] = line  # what the CLI following the dead run prints
     marked = mark_interrupted(engine, release.id, rows, actor=actor, reason=reason, summary=summary)
     freed = bool(
         release.flow_run_id
@@ -149,15 +152,33 @@ def reconcile_release(
     )
     if marked is None:
         return None
-    fleet = fleet_line(summary) or "no hosts"
-    line = f"release {release.id} ({this}) of {app}/{env} interrupted ({reason}): {fleet}"
-    if switched:
-        line += f"; switched: {', '.join(switched)}"
-    if unreadable:
-        line += f"; unreadable: {', '.join(unreadable)}"
     return Reconciled(
         release.id, app, env, line, tuple(switched), tuple(stayed), tuple(unreadable), freed
     )
+
+
+def reconciled_line(
+    release_id: int,
+    version: str,
+    app: str,
+    env: str,
+    reason: str,
+    summary: dict[str, object],
+    switched: Sequence[str],
+    not_switched: Sequence[str],
+    unreadable: Sequence[str],
+) -> str:
+    """One line naming the hosts: ``release 7 (v2) of shop/test interrupted (flow run … is
+    Cancelled): 3 of 3 hosts on v1; not switched: web-1, web-2, web-3``."""
+    fleet = fleet_line(summary) or "no hosts"
+    line = f"release {release_id} ({version}) of {app}/{env} interrupted ({reason}): {fleet}"
+    if switched:
+        line += f"; switched: {', '.join(switched)}"
+    if not_switched:
+        line += f"; not switched: {', '.join(not_switched)}"
+    if unreadable:
+        line += f"; unreadable: {', '.join(unreadable)}"
+    return line
 
 
 def reconcile_run(

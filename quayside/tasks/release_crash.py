@@ -14,6 +14,14 @@ Attach both to every release flow::
 
     @flow(name="git-deploy", on_crashed=[release_run_died], on_cancellation=[release_run_died])
 
+When the hook runs inside the run's own process (a cancellation, or a SIGTERM from
+``quayside up`` stopping: Prefect calls the hooks from the engine while the release body is
+still running in its thread), the body could still switch a host after the hook has read
+the hosts. So there the hook first stops the run (:func:`stop_own_run`): no host is switched
+any more (:mod:`quayside.release.stopping`), the switches already sent are waited for, and
+every process the run started (``ssh`` clients, tar producers, rsyncs) is killed; only then
+are the hosts read.
+
 A hook never raises: a reconcile that fails here (a host unreachable, the ledger down) is
 logged, and the release is left for the next reconcile (the next deploy's lock take-over, or
 the sweep at ``quayside up``).
@@ -22,12 +30,39 @@ the sweep at ``quayside up``).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
 from quayside.errors import QuaysideError
 
 ACTOR = "reconcile:crash-hook"
+#: longest wait for the switches already sent when the run stops (a switch is one short
+#: command: the go read, the symlink renamed)
+SWITCH_WAIT_S = 30.0
+
+
+def in_own_process(flow_run: Any) -> bool:
+    """Whether this hook runs in ``flow_run``'s own process (Prefect gives a run's process
+    its id in the environment; a worker running the hooks of a run it lost has another)."""
+    return os.environ.get("PREFECT__FLOW_RUN_ID") == str(flow_run.id)
+
+
+def stop_own_run(reason: str, logger: Any) -> None:
+    """Stop the release body still running beside this hook: refuse every switch from now
+    on, wait (bounded) for the switches already sent, then kill every process the run
+    started, so that what the hosts serve no longer changes."""
+    from quayside.executors.local_processes import kill_started
+    from quayside.release import stopping
+
+    idle = stopping.stop(reason, wait_s=SWITCH_WAIT_S)
+    if not idle:
+        logger.warning(
+            "a host switch was still running %.0f s after the run began stopping", SWITCH_WAIT_S
+        )
+    # a host whose transfer is cut here reads end-of-file where its go would have been
+    killed = kill_started()
+    logger.info("run stopping: no host is switched any more; %d process(es) killed", killed)
 
 
 def _reason(flow_run: Any, state: Any) -> str:
@@ -133,6 +168,8 @@ def release_run_died(flow: Any, flow_run: Any, state: Any) -> None:
     """
     logger = _logger(flow_run)
     try:
+        if in_own_process(flow_run):
+            stop_own_run(_reason(flow_run, state), logger)
         for line in reconcile_dead_run(flow_run, state):
             logger.warning("%s", line)
     except (QuaysideError, OSError) as e:

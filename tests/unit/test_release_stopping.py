@@ -1,0 +1,88 @@
+"""A stopping release run switches no host (quayside.release.stopping): switches refused once
+stopped, the ones in flight waited for, a streamed stage's go never written, and every
+process the run started killed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from quayside.deploy.stage_transport import file_then_go
+from quayside.release import stopping
+
+
+@pytest.fixture(autouse=True)
+def fresh() -> Iterator[None]:
+    stopping.reset()
+    yield
+    stopping.reset()
+
+
+def test_a_stopped_run_refuses_switches_naming_the_host() -> None:
+    with stopping.switching("web-1", "the switch"):
+        pass
+    assert stopping.stop("flow run x is Cancelling", wait_s=1)
+    with pytest.raises(stopping.RunStopping, match=r"web-1: the switch not sent.*Cancelling"):
+        with stopping.switching("web-1", "the switch"):
+            pytest.fail("sent while stopping")
+    assert stopping.stopping() == "flow run x is Cancelling"
+
+
+def test_stop_waits_for_the_switch_in_flight() -> None:
+    entered, done = threading.Event(), threading.Event()
+    ended: list[float] = []
+
+    def switch() -> None:
+        with stopping.switching("web-1", "the switch"):
+            entered.set()
+            done.wait(5)
+            ended.append(time.monotonic())
+
+    worker = threading.Thread(target=switch)
+    worker.start()
+    entered.wait(5)
+    threading.Timer(0.3, done.set).start()
+    assert stopping.stop("stopping", wait_s=10)
+    returned = time.monotonic()
+    worker.join()
+    assert ended and ended[0] <= returned  # stop returned only after the switch ended
+
+
+def test_stop_gives_up_after_its_bound() -> None:
+    assert stopping.begin_switch()
+    try:
+        assert not stopping.stop("stopping", wait_s=0.2)
+    finally:
+        stopping.end_switch()
+
+
+def test_a_streamed_stage_gets_no_go_once_the_run_stops(tmp_path: Path) -> None:
+    source = tmp_path / "payload.tar"
+    source.write_bytes(b"x" * 1000)
+    for stopped, want in ((False, b"x" * 1000 + b"GO\n"), (True, b"x" * 1000)):
+        if stopped:
+            stopping.stop("stopping", wait_s=1)
+        with file_then_go(source, b"GO\n", tmp_path / "scratch") as fifo:
+            got = fifo.read_bytes()
+        assert got == want
+
+
+def test_kill_started_kills_what_the_run_started() -> None:
+    """In a process of its own: it kills everything this one started."""
+    program = (
+        "from quayside.executors import local_processes as lp\n"
+        "lone = lp.start(['sleep', '30'])\n"
+        "group = lp.start(['sh', '-c', 'sleep 30 & wait'], new_session=True)\n"
+        "done = lp.start(['true']); done.wait()\n"
+        "print(lp.kill_started(), lone.wait(5), group.wait(5), lp.kill_started())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["2", "-9", "-9", "0"]
