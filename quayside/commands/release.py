@@ -21,8 +21,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from quayside.commands.shell_program import package_script
 from quayside.errors import InputError
-from quayside.manifest import MANIFEST_FILENAME
 from quayside.release_id import is_release_id, validate_release_id
 
 #: ``$0`` of every ``sh -c`` script (shows in ``ps`` and in the shell's own error messages).
@@ -98,36 +98,16 @@ ln -sfn -- "$2" "$3"
 mv -T -- "$3" "$4"
 """
 
-#: $1 deploy root, $2 (optional) sha256 of a manifest the caller holds. Prints
-#: ``current:<link text>``, ``release:<name>`` lines, then ``manifest:<json>`` for the current
-#: release if it has one (``manifest-same:<$2>`` instead when its sha256 is $2). Always exits 0.
-#: ``facts ROOT [KNOWN_SHA256]``: what ``read_facts`` prints (quayside/deploy/stage.sh has the
-#: same function, to check the facts it expects before it changes anything: tests hold them
-#: to the same output)
-FACTS_FUNCTION = f"""\
-facts() {{
-  _fc=$(readlink -- "$1/current") || _fc=
-  printf 'current:%s\\n' "$_fc"
-  if [ -d "$1/releases" ]; then
-    for _fd in "$1"/releases/*; do
-      if [ -d "$_fd" ] && [ ! -L "$_fd" ]; then printf 'release:%s\\n' "${{_fd##*/}}"; fi
-    done
-  fi
-  _fi=${{_fc##*/}}
-  _fm="$1/releases/$_fi/{MANIFEST_FILENAME}"
-  if [ -n "$_fi" ] && [ -f "$_fm" ]; then
-    if [ -n "${{2:-}}" ] && echo "$2  $_fm" | sha256sum -c --status - 2>/dev/null; then
-      printf 'manifest-same:%s\\n' "$2"
-    else
-      printf 'manifest:'
-      cat -- "$_fm"
-      printf '\\n'
-    fi
-  fi
-}}
-"""
+#: ``read_facts.sh`` in this package, as sent: the host-side ``facts ROOT [KNOWN_SHA256]`` (it
+#: prints ``current:<link text>``, ``release:<name>`` lines, then ``manifest:<json>`` for the
+#: current release if it has one, or ``manifest-same:<sha256>`` when that is its sha256) and the
+#: shell definitions the deploy's host programs share (quayside/deploy/scripts.py sends them in
+#: front of stage.sh and rollback_switch.sh).
+FACTS_PRELUDE = package_script("quayside.commands", "read_facts.sh")
 
-FACTS_SCRIPT = "set -u\n" + FACTS_FUNCTION + 'facts "$1" "${2:-}"\nexit 0\n'
+#: $1 deploy root, $2 (optional) sha256 of a manifest the caller holds: prints the facts and
+#: always exits 0
+FACTS_SCRIPT = FACTS_PRELUDE + 'set -u\nfacts "$1" "${2:-}"\nexit 0\n'
 
 # -- builders --------------------------------------------------------------------------------
 

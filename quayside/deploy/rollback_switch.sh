@@ -4,6 +4,7 @@
 # A rollback on a host that still has the release, in one round trip. The controller sends this
 # text as `sh -c <text> quayside ROOT RELEASE_ID [KEEP [PROTECTED...]]` (quayside.deploy
 # .scripts.switch_if_complete); run it as `sh rollback_switch.sh ROOT RELEASE_ID [KEEP ...]`.
+# M and is_release_id come from quayside/commands/read_facts.sh, sent in front of this text.
 #
 #   ROOT        the deploy root (absolute, normalised)
 #   RELEASE_ID  the release to serve again
@@ -18,26 +19,18 @@
 # next-deploy copies (.quayside-next-<id>) of releases that no longer serve are removed. Both
 # the pruning and that removal happen in the background, after the answer.
 # Exit status: 0 switched or missing, 3 current is not a symlink (nothing changed).
+
+# run as a file, read those definitions from the package (sent, they are already there)
+# shellcheck disable=SC1091 # read_facts.sh is checked on its own
+command -v is_release_id >/dev/null || . "$(dirname -- "$0")/../commands/read_facts.sh"
 set -eu
 root=$1 id=$2 keep=${3:-}
 shift 2
 if [ "$#" -gt 0 ]; then shift; fi
 # the protected ids, each between spaces (release ids contain none)
 protected=" $* "
-M=.quayside-manifest.json
 NEXT=.quayside-next-
 cur=$root/current
-
-# is_release_id NAME: whether NAME looks like a release id (only those are ever deleted)
-is_release_id() {
-  case $1 in
-    [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z-[0-9a-f]*)
-      case ${1#*Z-} in *[!0-9a-f]*) return 1 ;; esac
-      [ "${#1}" -ge 24 ] && [ "${#1}" -le 29 ]
-      ;;
-    *) return 1 ;;
-  esac
-}
 
 if [ -e "$cur" ] && [ ! -L "$cur" ]; then
   echo "quayside: current is not a symlink (made by hand?): move it away (cd $root &&" \

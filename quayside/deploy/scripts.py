@@ -1,11 +1,12 @@
 """argv builders for the deploy's combined host steps: each is ONE ``sh -c`` round trip.
 
 The stage program is ``stage.sh`` in this package (read it for what it does, in order: guard,
-prepare, extract, link, seal, commit, switch, prune, next, facts); :func:`stage` turns a
-:class:`StageRequest` into its argv and ``STAGE_*`` environment values. As in
-:mod:`quayside.commands.release`, every script is constant text: release ids, paths and shared
-paths are validated here and travel as separate argv elements or environment values, never
-inside a script.
+prepare, extract, link, seal, commit, switch, prune, next, facts), sent with the definitions it
+shares with the rollback switch and ``read_facts`` (``quayside/commands/read_facts.sh``) in
+front; :func:`stage` turns a :class:`StageRequest` into its argv and ``STAGE_*`` environment
+values. As in :mod:`quayside.commands.release`, every script is constant text: release ids,
+paths and shared paths are validated here and travel as separate argv elements or environment
+values, never inside a script.
 
 A switching stage switches only on the controller's go, the line :func:`commit_line` that the
 controller itself writes after the payload (:func:`stage_stdin`): a controller that dies
@@ -18,10 +19,10 @@ import posixpath
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Literal
 
 from quayside.commands.release import (
+    FACTS_PRELUDE,
     SCRIPT_NAME,
     check_deploy_root,
     check_release_paths,
@@ -29,6 +30,7 @@ from quayside.commands.release import (
     release_dir,
     releases_dir,
 )
+from quayside.commands.shell_program import package_script, with_prelude
 from quayside.errors import InputError
 from quayside.manifest import MANIFEST_FILENAME
 from quayside.release_id import validate_release_id
@@ -51,24 +53,13 @@ NEXT_PREFIX = ".quayside-next-"
 NEXT_DELAY_S = 3
 
 
-def _as_sent(text: str) -> str:
-    """A shell program as it travels: its first two lines (the shebang and the version line,
-    which ``ps`` on the host then shows) and every line that is neither blank nor only a
-    comment. Half the bytes of every stage command line; the file stays the documentation."""
-    lines = text.splitlines(keepends=True)
-    kept = [line for line in lines[2:] if line.strip() and not line.lstrip().startswith("#")]
-    return "".join(lines[:2] + kept)
-
-
-def _package_script(name: str) -> str:
-    """A shell program shipped in this package, as sent."""
-    return _as_sent(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
-
-
-#: the host-side stage program (``stage.sh`` in this package) as sent as the text of ``sh -c``
-STAGE_SCRIPT = _package_script("stage.sh")
-#: a rollback's switch to a release the host still has (``rollback_switch.sh``)
-ROLLBACK_SWITCH_SCRIPT = _package_script("rollback_switch.sh")
+#: the host-side stage program (``stage.sh`` in this package) as sent as the text of ``sh -c``,
+#: with the shared definitions of ``read_facts.sh`` (``facts``, ``is_release_id``) in front
+STAGE_SCRIPT = with_prelude(FACTS_PRELUDE, package_script("quayside.deploy", "stage.sh"))
+#: a rollback's switch to a release the host still has (``rollback_switch.sh``), the same way
+ROLLBACK_SWITCH_SCRIPT = with_prelude(
+    FACTS_PRELUDE, package_script("quayside.deploy", "rollback_switch.sh")
+)
 #: what the controller writes after a switching stage's payload: the host's go
 COMMIT_PREFIX = "quayside-commit "
 #: a switching stage whose controller sent no go (it died, or changed its mind) exits with this

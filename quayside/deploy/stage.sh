@@ -4,7 +4,8 @@
 # One round trip of a git deploy on a host. The controller sends this text as
 # `sh -c <text> quayside PATH...` (quayside.deploy.scripts.stage): every value comes as a
 # STAGE_* environment variable or an argument, never inside the text, so it can also be run as
-# it is: `env STAGE_ROOT=/srv/app STAGE_NEW=<id> STAGE_MODE=fresh ... sh stage.sh`.
+# it is: `env STAGE_ROOT=/srv/app STAGE_NEW=<id> STAGE_MODE=fresh ... sh stage.sh`. M, facts and
+# is_release_id come from quayside/commands/read_facts.sh, sent in front of this text.
 #
 # In this order, each part optional:
 #   guard     check that the host's facts are the ones the controller expects (else touch
@@ -48,8 +49,11 @@
 # Arguments: the paths to delete, the release ids to prune, then the shared paths.
 # Exit status: 0 done, 3 refused (e.g. current is not a symlink), 4 a shared path under a symlink, 5 no go from the
 # controller, 10 the facts differ from STAGE_EXPECT (nothing touched).
+
+# run as a file, read those definitions from the package (sent, they are already there)
+# shellcheck disable=SC1091 # read_facts.sh is checked on its own
+command -v is_release_id >/dev/null || . "$(dirname -- "$0")/../commands/read_facts.sh"
 set -eu
-M=.quayside-manifest.json
 NEXT=.quayside-next-
 root=$STAGE_ROOT
 cur=$root/current
@@ -94,28 +98,6 @@ under_link() {
   done
 }
 
-# facts ROOT [KNOWN_SHA256]: what quayside.commands.release.read_facts prints (the same text)
-facts() {
-  _fc=$(readlink -- "$1/current") || _fc=
-  printf 'current:%s\n' "$_fc"
-  if [ -d "$1/releases" ]; then
-    for _fd in "$1"/releases/*; do
-      if [ -d "$_fd" ] && [ ! -L "$_fd" ]; then printf 'release:%s\n' "${_fd##*/}"; fi
-    done
-  fi
-  _fi=${_fc##*/}
-  _fm="$1/releases/$_fi/$M"
-  if [ -n "$_fi" ] && [ -f "$_fm" ]; then
-    if [ -n "${2:-}" ] && echo "$2  $_fm" | sha256sum -c --status - 2>/dev/null; then
-      printf 'manifest-same:%s\n' "$2"
-    else
-      printf 'manifest:'
-      cat -- "$_fm"
-      printf '\n'
-    fi
-  fi
-}
-
 # known_facts ID SHA256 [CHECK]: the facts (as `facts` prints them) of a host whose current is
 # releases/ID with a manifest of that sha256, into $kf; with CHECK the link and the manifest
 # are verified first (returns 1 if they differ). Shell builtins and, with CHECK, one
@@ -143,17 +125,6 @@ manifest-same:$2"
 }
 
 gone() { [ ! -e "$1" ] && [ ! -L "$1" ]; }
-
-# is_release_id NAME: whether NAME looks like a release id (only those are ever deleted)
-is_release_id() {
-  case $1 in
-    [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z-[0-9a-f]*)
-      case ${1#*Z-} in *[!0-9a-f]*) return 1 ;; esac
-      [ "${#1}" -ge 24 ] && [ "${#1}" -le 29 ]
-      ;;
-    *) return 1 ;;
-  esac
-}
 
 # -- guard ------------------------------------------------------------------------------------
 if [ -n "$STAGE_GUARD" ]; then

@@ -67,10 +67,13 @@ def hostile_release(tmp_path: Path) -> tuple[str, Path]:
 def test_the_file_starts_with_a_version_line_and_is_what_the_controller_sends() -> None:
     lines = SCRIPT.read_text().splitlines()
     assert lines[0] == "#!/bin/sh" and lines[1].startswith("# quayside stage script, version ")
-    # sent without its comment lines (the heredoc and multi-line strings have none)
+    # sent without its comment lines (the heredoc and multi-line strings have none), with the
+    # shared definitions of read_facts.sh after its header
     sent = scripts.STAGE_SCRIPT.splitlines()
-    assert sent[:2] == lines[:2] and len(sent) < len(lines)
-    assert [line for line in lines if line in sent] == sent
+    prelude = rc.FACTS_PRELUDE.splitlines()[2:]
+    assert sent[:2] == lines[:2] and sent[2 : 2 + len(prelude)] == prelude
+    own = sent[2 + len(prelude) :]
+    assert len(own) < len(lines) and [line for line in lines if line in own] == own
     # the names the controller and the script share
     for name in (
         MANIFEST_FILENAME,
@@ -203,8 +206,8 @@ def test_a_stage_that_does_not_switch_needs_no_go(tmp_path: Path) -> None:
 
 
 def test_the_scripts_facts_are_what_read_facts_prints(tmp_path: Path) -> None:
-    """The stage script answers a guard mismatch with its own ``facts``: the same text as
-    ``read_facts`` (two copies of one function, held equal here)."""
+    """The stage script answers a guard mismatch with ``facts``: the same text as
+    ``read_facts`` (one function, read_facts.sh, sent in front of both)."""
     root, request, body = _first_release(tmp_path)
     assert run_stage(request, body + scripts.commit_line(R1)).returncode == 0
     (Path(root) / "releases" / R2).mkdir()
