@@ -59,6 +59,14 @@ class DeploymentSpec:
     def function_name(self) -> str:
         return self.entrypoint.split(":", 1)[1]
 
+    @property
+    def module_entrypoint(self) -> str:
+        """``quayside.flows.module:function``: the entrypoint as an import path, which
+        Prefect's engine imports by name (``PREFECT__FLOW_ENTRYPOINT``) instead of running the
+        file again as a new module."""
+        module = self.module_path.removesuffix(".py").replace("/", ".")
+        return f"{module}:{self.function_name}"
+
 
 CATALOGUE: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(

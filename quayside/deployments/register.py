@@ -104,6 +104,19 @@ async def register_blocks() -> list[str]:
     return slugs
 
 
+def run_job_variables(spec: DeploymentSpec, project_dir: str) -> dict[str, Any]:
+    """The deployment's job variables for the process worker: its runs start in the project
+    directory (what the deployment's pull step would set) with ``PREFECT__FLOW_ENTRYPOINT``
+    naming the flow as an import path, as Prefect's own runner does for served flows. The
+    engine then imports the module by name -- in a fork-server child it is already imported
+    -- instead of reading the deployment, running its pull step and executing the flow's
+    file again as a new module (about 0.1-0.2 s of every run's start)."""
+    return {
+        "env": {"PREFECT__FLOW_ENTRYPOINT": spec.module_entrypoint},
+        "working_dir": project_dir,
+    }
+
+
 def register_deployment(spec: DeploymentSpec, project_dir: Path, pool: str = WORK_POOL) -> str:
     """Create or update the Prefect deployment for ``spec``; returns its id."""
     source = cast(
@@ -113,6 +126,7 @@ def register_deployment(spec: DeploymentSpec, project_dir: Path, pool: str = WOR
     deployment_id = source.deploy(
         name=spec.name,
         work_pool_name=pool,
+        job_variables=run_job_variables(spec, str(project_dir)),
         parameters=dict(spec.parameters),
         description=spec.description,
         tags=list(spec.tags),

@@ -27,7 +27,13 @@ def _deployment(spec: DeploymentSpec) -> dict[str, Any]:
         "entrypoint": spec.entrypoint,
         "tags": list(spec.tags),
         "parameters": dict(spec.parameters),
-        "work_pool": {"name": WORK_POOL},
+        "work_pool": {
+            "name": WORK_POOL,
+            "job_variables": {
+                "env": {"PREFECT__FLOW_ENTRYPOINT": spec.module_entrypoint},
+                "working_dir": "{{ $QUAYSIDE_PROJECT_DIR }}",
+            },
+        },
     }
     if spec.concurrency_limit is not None:
         entry["concurrency_limit"] = spec.concurrency_limit

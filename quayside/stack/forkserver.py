@@ -72,7 +72,7 @@ def catalogue_modules() -> list[str]:
 
     names = []
     for spec in CATALOGUE:
-        module = spec.module_path.removesuffix(".py").replace("/", ".")
+        module = spec.module_entrypoint.split(":", 1)[0]
         if module not in names:
             names.append(module)
     return names

@@ -3,6 +3,7 @@ prefect.yaml is exactly what the catalogue renders."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 
 import pytest
@@ -36,6 +37,24 @@ def test_entry_imports_and_matches_flow(spec: DeploymentSpec) -> None:
     for key in spec.parameters:
         assert key in params, f"{spec.name}: default parameter {key!r} is not a flow parameter"
     assert flow.description, f"{spec.name}: the flow needs a description for the UI"
+
+
+@pytest.mark.parametrize("spec", CATALOGUE, ids=lambda s: s.name)
+def test_runs_import_the_flow_by_name_from_the_project_dir(spec: DeploymentSpec) -> None:
+    """The engine loads a run's flow from ``PREFECT__FLOW_ENTRYPOINT`` (Prefect's own import
+    path rules), so it must name the entry's flow, and runs start in the project dir."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    from quayside.deployments.register import run_job_variables
+
+    variables = run_job_variables(spec, str(ROOT))
+    assert variables["working_dir"] == str(ROOT)
+    entrypoint = variables["env"]["PREFECT__FLOW_ENTRYPOINT"]
+    assert ".py" not in entrypoint, "an import path, not a file (that would run it again)"
+    flow = load_flow_from_entrypoint(entrypoint, use_placeholder_flow=False)
+    module = importlib.import_module(entrypoint.split(":", 1)[0])
+    assert flow is getattr(module, spec.function_name), "the module's own flow object"
+    assert flow.name == spec.flow_name
 
 
 def test_prefect_yaml_in_sync() -> None:
