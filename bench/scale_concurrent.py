@@ -67,8 +67,8 @@ SUBMIT_ATTEMPTS = 3
 #: a request's timeout: generous, so a slow answer is measured rather than lost
 REQUEST_TIMEOUT_S = 600
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-#: the worker's command line once quayside.stack.worker has exec'd Prefect's worker
-WORKER_ARGV = "-m prefect worker start"
+#: the worker's command line (quayside.stack.worker runs Prefect's process worker itself)
+WORKER_ARGV = "-m quayside.stack.worker"
 
 CONTEXT = {
     NAME: f"""Goals (issue 19): all {RUNS} runs complete; the p95 latency of the release and

@@ -1,5 +1,12 @@
-"""``python -m quayside.stack.worker ARGS``: start the fork server
-(:mod:`quayside.stack.forkserver`) next to the worker, then become ``prefect worker start ARGS``.
+"""``python -m quayside.stack.worker ARGS``: the platform's Prefect process worker, with the
+fork server (:mod:`quayside.stack.forkserver`) next to it and early starts
+(:mod:`quayside.stack.worker_wake`).
+
+ARGS are ``prefect worker start``'s: ``--pool`` (required), ``--type process``, ``--name``,
+``--limit``, ``--work-queue``. With those, this process runs Prefect's own ``ProcessWorker``
+(as ``prefect worker start`` does: same class, same settings, same signal handling) and,
+beside its poll, starts a run as soon as the server announces it. Any other option, another
+worker type, or ``QUAYSIDE_WORKER_WAKE=0`` makes it become ``prefect worker start ARGS``.
 
 The fork server stays a child of the worker, in its process group, so stopping the worker's
 group (what ``quayside up`` does) stops it too; and it gets SIGTERM when the worker dies
@@ -13,12 +20,54 @@ read only ``PREFECT_API_AUTH_STRING``, which is set from the file before they st
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import os
 import subprocess
 import sys
 
 from quayside.api_auth import export_client_auth
 from quayside.stack.parent_death import preexec
+
+
+def worker_options(args: list[str]) -> argparse.Namespace | None:
+    """The options this module runs the worker with itself, or None when ``args`` hold
+    anything else (then Prefect's own command runs them)."""
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    parser.add_argument("--pool", "-p")
+    parser.add_argument("--type", "-t", default="process")
+    parser.add_argument("--name", "-n")
+    parser.add_argument("--limit", "-l", type=int)
+    parser.add_argument("--work-queue", "-q", action="append", dest="work_queues")
+    try:
+        options, rest = parser.parse_known_args(args)
+    except argparse.ArgumentError:
+        return None
+    if rest or not options.pool or options.type != "process":
+        return None
+    return options
+
+
+async def run_worker(options: argparse.Namespace) -> None:
+    """Prefect's ``ProcessWorker`` on ``options.pool`` until stopped, polled early on each
+    announced run."""
+    from prefect.settings import PREFECT_WORKER_HEARTBEAT_SECONDS
+    from prefect.workers.process import ProcessWorker
+
+    from quayside.stack.worker_wake import wake_on_scheduled
+
+    worker = ProcessWorker(
+        name=options.name,
+        work_pool_name=options.pool,
+        work_queues=options.work_queues,
+        limit=options.limit,
+        heartbeat_interval_seconds=int(PREFECT_WORKER_HEARTBEAT_SECONDS.value()),
+    )
+    wake = asyncio.create_task(wake_on_scheduled(worker, options.pool))
+    try:
+        await worker.start(printer=print)
+    finally:
+        wake.cancel()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,7 +79,17 @@ def main(argv: list[str] | None = None) -> None:
             stdin=subprocess.DEVNULL,
             preexec_fn=preexec(),  # the parent stays this process: execv keeps the pid
         )
-    os.execv(sys.executable, [sys.executable, "-m", "prefect", "worker", "start", *args])
+    options = worker_options(args)
+    if options is None or os.environ.get("QUAYSIDE_WORKER_WAKE", "1") == "0":
+        os.execv(sys.executable, [sys.executable, "-m", "prefect", "worker", "start", *args])
+    from prefect.utilities.processutils import setup_signal_handlers_worker
+
+    # as `prefect worker start`: SIGTERM and SIGINT stop taking runs and end the worker
+    setup_signal_handlers_worker(os.getpid(), "the process worker", print)
+    try:
+        asyncio.run(run_worker(options))
+    except KeyboardInterrupt:
+        print(f"Worker {options.name!r} stopped!", flush=True)
 
 
 if __name__ == "__main__":
