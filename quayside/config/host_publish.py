@@ -132,7 +132,9 @@ def verify(executor: Executor, job: HostJob, expect: Literal["after", "before"] 
         if not result.ok:
             raise VerifyFailed(f"verify command: {_tail(result, job.redact)}")
         done.append("verify command")
-    return ", ".join(done) or "nothing to verify"
+    if not done:  # the inventory refuses such a service; a host is never verified by nothing
+        raise VerifyFailed(f"{job.service.kind} service has no verify_url or verify to check")
+    return ", ".join(done)
 
 
 def publish_host(executor: Executor, job: HostJob) -> HostReport:

@@ -67,13 +67,17 @@ class ConfigService(BaseModel):
         "{address}", description="dnsmasq: the address to query ({address}: the host's)"
     )
     verify_url: str | None = Field(
-        None, description="nginx (or command): an HTTP(S) URL that must answer 2xx/3xx"
+        None,
+        description="nginx (or command): an HTTP(S) URL that must answer 2xx/3xx (an nginx or "
+        "command service needs this or verify)",
     )
     verify_text: str | None = Field(
         None, description="text the verify_url's answer must contain (e.g. a version marker)"
     )
     verify: list[str] | None = Field(
-        None, description="argv verifying the service after a reload (exit 0 = good)"
+        None,
+        description="argv verifying the service after a reload (exit 0 = good; an nginx or "
+        "command service needs this or verify_url)",
     )
     verify_timeout_s: float = Field(
         5, gt=0, le=300, description="how long a verify may keep trying before the host fails"
@@ -128,4 +132,11 @@ class ConfigService(BaseModel):
             missing = [k for k in ("check", "reload") if getattr(self, k) is None]
             if missing:
                 raise ValueError(f"{', '.join(missing)}: a command service needs them")
+        if self.kind in ("nginx", "command") and self.verify_url is None and self.verify is None:
+            # without one a publish would count a host as verified having checked nothing
+            article = "an" if self.kind == "nginx" else "a"
+            raise ValueError(
+                f"{article} {self.kind} service needs a verification: add verify_url (an HTTP "
+                "probe that must answer 2xx/3xx after the reload) or verify (an argv that exits 0)"
+            )
         return self

@@ -37,7 +37,9 @@ from quayside.inventory.config_services import ConfigService
 from quayside.ledger.db import make_engine, migrate
 
 DNS = ConfigService(kind="dnsmasq", dir="/etc/dnsmasq.d/{host}", main_file="dnsmasq.conf")
-NGINX = ConfigService(kind="nginx", dir="/etc/nginx/site", main_file="nginx.conf")
+NGINX = ConfigService(
+    kind="nginx", dir="/etc/nginx/site", main_file="nginx.conf", verify_url="http://{address}/"
+)
 
 
 def pub(name: str, content: str, version: int = 3, shown: str | None = None) -> PublishFile:

@@ -11,7 +11,8 @@ from quayside.errors import InputError, NotFoundError
 from quayside.inventory.models import Inventory
 
 DNS = {"kind": "dnsmasq", "dir": "/etc/dnsmasq.d/q", "main_file": "dnsmasq.conf"}
-NGINX = {"kind": "nginx", "dir": "/etc/nginx/q", "main_file": "nginx.conf"}
+NGINX = {"kind": "nginx", "dir": "/etc/nginx/q", "main_file": "nginx.conf",
+         "verify_url": "http://{address}/"}  # fmt: skip
 
 
 def inventory() -> Inventory:
