@@ -8,6 +8,8 @@ Implemented: ``POST|PUT /v1/{mount}/data/{path}`` (with ``options.cas``), ``GET
 /v1/{mount}/data/{path}[?version=N]``, ``GET|POST /v1/{mount}/metadata/{path}``, ``LIST
 /v1/{mount}/metadata/{path}`` (and ``GET …?list=true``), for one KV v2 mount; every request
 needs the ``X-Vault-Token`` it was started with (403 ``permission denied`` otherwise).
+custom_metadata beyond Vault's limits (64 keys; keys of 1-128 and values of 1-512 bytes,
+printable) is refused with Vault's 400 and message.
 Versions beyond ``max_versions`` are dropped oldest first, as Vault does (10 when unset).
 """
 
@@ -26,6 +28,41 @@ import pytest
 
 CAS_MISMATCH = "check-and-set parameter did not match the current version"
 DEFAULT_MAX_VERSIONS = 10
+CUSTOM_METADATA_LIMITS = (64, 128, 512)
+"""keys, key bytes, value bytes: vault-plugin-secrets-kv path_metadata.go's
+validateCustomMetadata (what a Vault of KV plugin 0.10+ refuses custom_metadata beyond)."""
+
+
+def _custom_metadata_problems(custom: dict[str, Any]) -> list[str]:
+    """validateCustomMetadata's messages for ``custom`` (empty when Vault would take it)."""
+    prefix = "custom_metadata validation failed"
+    most_keys, key_bytes, value_bytes = CUSTOM_METADATA_LIMITS
+    if len(custom) > most_keys:
+        return [f"{prefix}: payload must contain at most {most_keys} keys, provided {len(custom)}"]
+    problems = []
+    for key, raw in custom.items():
+        value = str(raw)
+        size = len(key.encode())
+        if not 0 < size <= key_bytes:
+            problems.append(
+                f"{prefix}: length of key {json.dumps(key)} is {size} but must be "
+                f"0 < len(key) <= {key_bytes}"
+            )
+        size = len(value.encode())
+        if not 0 < size <= value_bytes:
+            problems.append(
+                f"{prefix}: length of value for key {json.dumps(key)} is {size} but must be "
+                f"0 < len(value) <= {value_bytes}"
+            )
+        if not key.isprintable():
+            problems.append(
+                f"{prefix}: key {json.dumps(key)} ({key}) contains unprintable characters"
+            )
+        if not value.isprintable():
+            problems.append(
+                f"{prefix}: value for key {json.dumps(key)} contains unprintable characters"
+            )
+    return problems
 
 
 def _now() -> str:
@@ -177,6 +214,12 @@ class FakeVault:
         }
 
     def _write_metadata(self, name: str, body: dict[str, Any]) -> tuple[int, Any]:
+        if "custom_metadata" in body:
+            problems = _custom_metadata_problems(body["custom_metadata"] or {})
+            if problems:
+                listed = "".join(f"\t* {p}\n" for p in problems)
+                count = f"{len(problems)} error{'s' if len(problems) > 1 else ''} occurred"
+                return 400, {"errors": [f"{count}:\n{listed}\n"]}
         now = _now()
         key = self.keys.get(name)
         if key is None:

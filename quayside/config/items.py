@@ -8,6 +8,7 @@ when a publish succeeded on every targeted host.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -190,6 +191,7 @@ def mark_published(
     *,
     actor: str,
     at: datetime | None = None,
+    variables: Mapping[str, int] | None = None,
 ) -> None:
     """Move the item's published marker to ``version``: the publish flow calls this, and only
     after the publish succeeded on every targeted host (or the canary set, for a canary).
@@ -200,11 +202,13 @@ def mark_published(
         version: the version now live.
         actor: who published (the run's principal, ``flow-run:<id>``).
         at: when (default now).
+        variables: name -> version of the variables the published rendering used (empty for
+            a file that is not a template), so the pull endpoint serves what was published.
 
     Raises:
         VersionNotFound: no such item or version.
     """
-    store.set_published(item, version, by=actor, at=at or datetime.now(UTC))
+    store.set_published(item, version, by=actor, at=at or datetime.now(UTC), variables=variables)
 
 
 def states(store: ConfigStore, project: str, environment: str | None = None) -> list[ItemState]:

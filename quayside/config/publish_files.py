@@ -65,7 +65,9 @@ def rendered_files(
     box: SecretBox | None,
     reader: VaultReader | None,
 ) -> tuple[list[PublishFile], dict[str, int]]:
-    """The chosen versions rendered, and the variable versions the renderings used.
+    """The chosen versions rendered (each file with the variable versions its template read),
+    and the variable versions of the environment the renderings saw (the approval is bound
+    to them).
 
     Raises:
         VersionNotFound: no such version.
@@ -85,6 +87,7 @@ def rendered_files(
                 item.content,
                 item.content_hash,
                 item.shown,
+                item.used,
             )
         )
     return files, variables

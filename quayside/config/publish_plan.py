@@ -44,6 +44,9 @@ class PublishFile:
     content_hash: str
     shown: str = field(repr=False)
     """The rendered content with secrets masked."""
+    variables: dict[str, int] = field(default_factory=dict)
+    """name -> version of the variables the template read (empty for a plain file): the
+    published marker records them."""
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,17 @@ class ItemVersion:
 
 @dataclass(frozen=True)
 class PublishedMarker:
-    """Which version of an item was last published, when and by whom."""
+    """Which version of an item was last published, when and by whom, and the variable
+    versions its rendering used."""
 
     version: int
     at: datetime
     by: str
+    variables: dict[str, int] | None = None
+    """name -> version of every variable the published rendering used (empty for a file that
+    is not a template or uses none); None for a marker moved before markers kept them (the
+    ledger before migration 0010, a Vault item's older custom_metadata): readers then take the
+    versions current at ``at`` (:func:`quayside.config.variables.versions_at`)."""
 
 
 @dataclass(frozen=True)

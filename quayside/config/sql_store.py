@@ -10,6 +10,7 @@ secret; the audit event of a variable never carries its value.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy import Engine, select
@@ -203,10 +204,25 @@ class SqlConfigStore:
             if item is None or item.published_version is None:
                 return None
             assert item.published_at is not None and item.published_by is not None
-            return PublishedMarker(item.published_version, item.published_at, item.published_by)
+            recorded = item.published_variables
+            return PublishedMarker(
+                item.published_version,
+                item.published_at,
+                item.published_by,
+                None if recorded is None else {str(k): int(v) for k, v in recorded.items()},
+            )
 
-    def set_published(self, address: ItemAddress, version: int, *, by: str, at: datetime) -> None:
+    def set_published(
+        self,
+        address: ItemAddress,
+        version: int,
+        *,
+        by: str,
+        at: datetime,
+        variables: Mapping[str, int] | None = None,
+    ) -> None:
         self.item_version(address, version)  # names a missing item or version
+        recorded = None if variables is None else dict(sorted(variables.items()))
         with session_scope(self.engine) as session:
             item = self._item_row(session, address, lock=True)
             assert item is not None
@@ -214,13 +230,14 @@ class SqlConfigStore:
             item.published_version = version
             item.published_at = at
             item.published_by = by
+            item.published_variables = recorded
             audit.record(
                 session,
                 by,
                 "config.published",
                 "config_item",
                 str(address),
-                {"version": version, "previous": previous},
+                {"version": version, "previous": previous, "variables": recorded},
             )
 
     # variables -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ racing saves from the same base never both succeed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
@@ -66,8 +67,18 @@ class ConfigStore(Protocol):
         """The published marker of the item, or None if it was never published."""
         ...
 
-    def set_published(self, address: ItemAddress, version: int, *, by: str, at: datetime) -> None:
-        """Move the item's published marker to ``version``.
+    def set_published(
+        self,
+        address: ItemAddress,
+        version: int,
+        *,
+        by: str,
+        at: datetime,
+        variables: Mapping[str, int] | None = None,
+    ) -> None:
+        """Move the item's published marker to ``version``, recording the variable versions
+        (name -> version) its rendering used (None: not known; readers then take the
+        versions current at ``at``).
 
         Raises:
             VersionNotFound: no such item or version.

@@ -95,3 +95,23 @@ def render(name: str, source: str, variables: Mapping[str, Any]) -> str:
             hint="fix the template's loops",
         )
     return output
+
+
+def variables_used(name: str, source: str) -> set[str]:
+    """The names template ``source`` reads from its variables (Jinja's undeclared names: what
+    the rendering depends on; a name it sets itself is not one).
+
+    Raises:
+        TemplateError: a syntax error (named with its line).
+    """
+    from jinja2 import meta
+    from jinja2.exceptions import TemplateSyntaxError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    try:
+        parsed = SandboxedEnvironment(autoescape=False).parse(source, name=name)
+    except TemplateSyntaxError as e:
+        raise TemplateError(
+            name, f"syntax error: {e.message}", line=e.lineno, hint="fix the template"
+        ) from None
+    return set(meta.find_undeclared_variables(parsed))

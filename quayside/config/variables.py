@@ -9,6 +9,7 @@ is rendered, and an unknown path is an error naming it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -243,6 +244,21 @@ class ResolvedVariables:
         return text
 
 
+def _resolve(
+    records: list[VariableVersion], box: SecretBox | None, reader: VaultReader | None
+) -> ResolvedVariables:
+    values: dict[str, str] = {}
+    secrets: dict[str, int] = {}
+    versions: dict[str, int] = {}
+    for record in records:
+        value = value_of(record, box, reader)
+        values[record.name] = value.reveal() if isinstance(value, SecretText) else value
+        versions[record.name] = record.version
+        if record.secret:
+            secrets[record.name] = record.version
+    return ResolvedVariables(values, secrets, versions)
+
+
 def resolved(
     store: ConfigStore, box: SecretBox | None, env: EnvAddress, reader: VaultReader | None = None
 ) -> ResolvedVariables:
@@ -251,13 +267,45 @@ def resolved(
     Raises:
         UnknownVaultPath: a variable's Vault reference does not exist (named).
     """
-    values: dict[str, str] = {}
-    secrets: dict[str, int] = {}
-    versions: dict[str, int] = {}
-    for record in store.latest_variables(env):
-        value = value_of(record, box, reader)
-        values[record.name] = value.reveal() if isinstance(value, SecretText) else value
-        versions[record.name] = record.version
-        if record.secret:
-            secrets[record.name] = record.version
-    return ResolvedVariables(values, secrets, versions)
+    return _resolve(store.latest_variables(env), box, reader)
+
+
+def resolved_at(
+    store: ConfigStore,
+    box: SecretBox | None,
+    env: EnvAddress,
+    versions: Mapping[str, int],
+    reader: VaultReader | None = None,
+) -> ResolvedVariables:
+    """The environment's variables at the versions named (what a published rendering used),
+    the others at their latest (a template that rendered without them does not read them).
+
+    Raises:
+        VersionNotFound: a named version does not exist (any more: a Vault key keeps
+            ``max_versions``), naming the variable and the version.
+        UnknownVaultPath: a variable's Vault reference does not exist (named).
+    """
+    records = [
+        _record(store, env, latest.name, versions[latest.name])
+        if latest.name in versions
+        else latest
+        for latest in store.latest_variables(env)
+    ]
+    named = {r.name for r in records}
+    records += [_record(store, env, n, v) for n, v in sorted(versions.items()) if n not in named]
+    return _resolve(records, box, reader)
+
+
+def versions_at(store: ConfigStore, env: EnvAddress, when: datetime) -> dict[str, int]:
+    """name -> the version of each variable of the environment that was current at ``when``
+    (variables saved only later are left out): what a published marker that recorded no
+    variable versions (moved before markers kept them) was rendered with, as far as the
+    history tells."""
+    found: dict[str, int] = {}
+    for latest in store.latest_variables(env):
+        saved = [
+            r.version for r in store.variable_versions(env, latest.name) if r.created_at <= when
+        ]
+        if saved:
+            found[latest.name] = max(saved)
+    return found

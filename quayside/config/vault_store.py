@@ -6,7 +6,11 @@ Layout under a KV v2 mount (default ``secret``) and a prefix (default ``quayside
   KV version (the numbers are Vault's), its data ``{content, content_hash, author, message,
   template, restored_from, at}``;
 - the published marker is the item's ``custom_metadata`` (``published_version``,
-  ``published_by``, ``published_at``), so it moves without making a version;
+  ``published_by``, ``published_at``, and ``published_variables``: the variable versions the
+  published rendering used as a JSON object string), so it moves without making a version.
+  Vault takes at most 64 custom_metadata keys of string values of 1 to 512 bytes
+  (vault-plugin-secrets-kv ``validateCustomMetadata``), so a longer JSON string continues in
+  ``published_variables_2``, ``published_variables_3``, …;
 - a variable is ``PREFIX/vars/PROJECT/ENV/NAME`` with data ``{value, secret, kind, author,
   message, at}``; Vault encrypts at rest, so secrets are stored as given.
 
@@ -18,6 +22,8 @@ configured lower still caps history (API: /:secret-mount-path/config).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +34,33 @@ from quayside.config.stale import stale_item, stale_variable
 
 VERSIONS_KEPT = 1_000_000
 CAS_MISMATCH = "check-and-set parameter did not match the current version"
+VARIABLES_KEY = "published_variables"
+MAX_CUSTOM_KEYS = 64
+MAX_CUSTOM_VALUE_BYTES = 512
+"""Vault's limits on custom_metadata (vault-plugin-secrets-kv, path_metadata.go)."""
+
+
+def _variable_chunks(variables: Mapping[str, int]) -> dict[str, str]:
+    """The variable versions as a JSON object string, cut into custom_metadata values of at
+    most :data:`MAX_CUSTOM_VALUE_BYTES` (ASCII JSON: one byte a character)."""
+    text = json.dumps(dict(sorted(variables.items())), separators=(",", ":"))
+    parts = [
+        text[i : i + MAX_CUSTOM_VALUE_BYTES] for i in range(0, len(text), MAX_CUSTOM_VALUE_BYTES)
+    ]
+    return {VARIABLES_KEY if n == 1 else f"{VARIABLES_KEY}_{n}": part
+            for n, part in enumerate(parts, start=1)}  # fmt: skip
+
+
+def _read_variables(custom: Mapping[str, str]) -> dict[str, int] | None:
+    """The variable versions :func:`_variable_chunks` wrote, or None for a marker written
+    before markers kept them."""
+    if VARIABLES_KEY not in custom:
+        return None
+    text, n = custom[VARIABLES_KEY], 2
+    while f"{VARIABLES_KEY}_{n}" in custom:
+        text += custom[f"{VARIABLES_KEY}_{n}"]
+        n += 1
+    return {str(k): int(v) for k, v in json.loads(text).items()}
 
 
 def _parse_time(text: str) -> datetime:
@@ -252,18 +285,41 @@ class VaultConfigStore:
             int(custom["published_version"]),
             _parse_time(custom["published_at"]),
             str(custom["published_by"]),
+            _read_variables(custom),
         )
 
-    def set_published(self, address: ItemAddress, version: int, *, by: str, at: datetime) -> None:
+    def set_published(
+        self,
+        address: ItemAddress,
+        version: int,
+        *,
+        by: str,
+        at: datetime,
+        variables: Mapping[str, int] | None = None,
+    ) -> None:
         path = self._item_path(address)
         self.item_version(address, version)
         metadata = self._metadata(path) or {}
-        custom = dict(metadata.get("custom_metadata") or {})
+        # custom_metadata is replaced whole: drop the previous marker's variable chunks
+        custom = {
+            k: v
+            for k, v in dict(metadata.get("custom_metadata") or {}).items()
+            if not k.startswith(VARIABLES_KEY)
+        }
         custom.update(
             published_version=str(version),
             published_by=by,
             published_at=at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         )
+        if variables is not None:
+            custom.update(_variable_chunks(variables))
+        if len(custom) > MAX_CUSTOM_KEYS:
+            raise VaultUnavailable(
+                f"the published marker of {address} needs {len(custom)} custom_metadata keys "
+                f"in {self.mount}/{path}; Vault keeps at most {MAX_CUSTOM_KEYS}",
+                hint="the template uses too many variables to record in Vault's metadata; "
+                "use the ledger backend for it",
+            )
         self._call(
             f"writing metadata of {self.mount}/{path}",
             self._kv.update_metadata,

@@ -1,9 +1,11 @@
-"""Ledger tables of the config center (migration 0007): config items with their append-only
+"""Ledger tables of the config center (migration 0007; 0010 added
+``config_items.published_variables``): config items with their append-only
 versions, and per-environment variables with theirs.
 
 A row of ``config_versions`` / ``config_variable_versions`` is never updated or deleted: an
 edit is a new version, a restore is a new version with ``restored_from`` set. The only
-mutable columns are an item's "published" marker, which only the publish step moves
+mutable columns are an item's "published" marker (version, time, actor, and the variable
+versions the published rendering used), which only the publish step moves
 (:func:`quayside.config.items.mark_published`). Secret variable values are stored encrypted
 (:mod:`quayside.config.secret_box`); this module never sees a plaintext secret.
 """
@@ -11,8 +13,10 @@ mutable columns are an item's "published" marker, which only the publish step mo
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     ForeignKey,
     Integer,
@@ -41,6 +45,9 @@ class ConfigItem(Base):
     published_version: Mapped[int | None] = mapped_column(Integer)
     published_at: Mapped[datetime | None]
     published_by: Mapped[str | None] = mapped_column(String(200))
+    published_variables: Mapped[dict[str, Any] | None] = mapped_column(JSON())
+    """name -> version of the variables the published rendering used; NULL for a marker
+    moved before migration 0010."""
 
     versions: Mapped[list[ConfigVersion]] = relationship(
         back_populates="item", order_by="ConfigVersion.version"

@@ -18,7 +18,7 @@ from quayside.config.address import EnvAddress, ItemAddress
 from quayside.config.errors import StaleSave, UnknownVaultPath, VaultUnavailable, VersionNotFound
 from quayside.config.masking import MASK
 from quayside.config.records import content_hash
-from quayside.config.render import render_version
+from quayside.config.render import render_published, render_version
 from quayside.config.secret_box import SecretBox
 from quayside.config.sql_store import SqlConfigStore
 from quayside.config.store import ConfigStore
@@ -271,3 +271,68 @@ def test_vault_without_the_mount_or_with_a_wrong_token_is_named(fake_vault: Fake
     gone = VaultConfigStore(hvac.Client(url="http://127.0.0.1:1", token=VAULT_TOKEN, timeout=2))
     with pytest.raises(VaultUnavailable, match="cannot reach Vault"):
         items.history(gone, CONF)
+
+
+def test_the_published_marker_keeps_the_variable_versions(store: ConfigStore) -> None:
+    items.save(store, CONF, "x\n", author="ann", base_version=0)
+    items.mark_published(store, CONF, 1, actor="flow-run:a", variables={"ns": 2, "key": 1})
+    marker = store.published_marker(CONF)
+    assert marker is not None and marker.variables == {"key": 1, "ns": 2}
+    items.mark_published(store, CONF, 1, actor="flow-run:b", variables={})
+    marker = store.published_marker(CONF)
+    assert marker is not None and marker.variables == {} and marker.by == "flow-run:b"
+    # many long names: past one Vault custom_metadata value (512 bytes), then fewer again
+    many = {f"variable_{n:03d}_{'x' * 90}": n for n in range(60)}
+    items.mark_published(store, CONF, 1, actor="flow-run:c", variables=many)
+    marker = store.published_marker(CONF)
+    assert marker is not None and marker.variables == many
+    items.mark_published(store, CONF, 1, actor="flow-run:d", variables={"ns": 3})
+    marker = store.published_marker(CONF)
+    assert marker is not None and marker.variables == {"ns": 3}
+    items.mark_published(store, CONF, 1, actor="flow-run:e")  # recorded nothing: None
+    marker = store.published_marker(CONF)
+    assert marker is not None and marker.variables is None and marker.version == 1
+
+
+def test_the_published_rendering_keeps_its_variable_versions(
+    store: ConfigStore, box: SecretBox
+) -> None:
+    variables.set_value(store, box, ENV, "ns", "10.0.0.1", author="ann")
+    variables.set_value(store, box, ENV, "key", "k-one", author="ann", secret=True)
+    source = "{{ ns }} ns1\n# {{ key }}\n"
+    saved = items.save(store, HOSTS, source, author="ann", base_version=0, template=True)
+    rendered = render_version(store, saved, box=box)
+    assert rendered.used == {"key": 1, "ns": 1}
+    items.mark_published(store, HOSTS, 1, actor="flow-run:r1", variables=rendered.used)
+    variables.set_value(store, box, ENV, "ns", "10.0.0.2", author="bob")  # not published
+    variables.set_value(store, box, ENV, "key", "k-two", author="bob", secret=True)
+    variables.set_value(store, box, ENV, "unused", "1", author="bob")
+    published = render_published(store, HOSTS, box=box)
+    assert published is not None and published.content == "10.0.0.1 ns1\n# k-one\n"
+    assert published.shown == f"10.0.0.1 ns1\n# {MASK} (v1)\n"
+    assert render_version(store, saved, box=box).content == "10.0.0.2 ns1\n# k-two\n"  # a draft
+    again = render_version(store, saved, box=box)
+    items.mark_published(store, HOSTS, 1, actor="flow-run:r2", variables=again.used)
+    published = render_published(store, HOSTS, box=box)
+    assert published is not None and published.content == "10.0.0.2 ns1\n# k-two\n"
+    assert render_published(store, CONF, box=box) is None  # never published
+    plain = items.save(store, CONF, "{{ ns }}\n", author="ann", base_version=0)
+    assert render_version(store, plain, box=box).used == {}
+
+
+def test_a_marker_without_variable_versions_renders_with_those_of_its_time(
+    store: ConfigStore, box: SecretBox
+) -> None:
+    """A marker moved before markers kept variable versions: the versions current when it was
+    published (from the variables' history); a variable saved only later, at its latest."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    variables.set_value(store, box, ENV, "ns", "10.0.0.1", author="ann", at=t0)
+    saved = items.save(
+        store, HOSTS, "{{ ns }}\n", author="ann", base_version=0, template=True, at=t0
+    )
+    store.set_published(HOSTS, saved.version, by="flow-run:old", at=t0 + timedelta(hours=1))
+    variables.set_value(store, box, ENV, "ns", "10.0.0.2", author="bob", at=t0 + timedelta(days=1))
+    assert variables.versions_at(store, ENV, t0 + timedelta(hours=1)) == {"ns": 1}
+    published = render_published(store, HOSTS, box=box)
+    assert published is not None and published.content == "10.0.0.1\n"
+    assert published.variables.versions == {"ns": 1}

@@ -194,3 +194,61 @@ def test_the_space_level_grant_index_is_partial_in_the_models_too(ledger_url: st
         assert found["uq_role_grants_space_level"]["unique"]
     finally:
         engine.dispose()
+
+
+def test_0010_keeps_older_published_markers_without_variable_versions(
+    empty_ledger_url: str,
+) -> None:
+    """A marker moved before 0010 reads back with no recorded variable versions (readers then
+    take the versions of its time); after it, the versions round-trip; down again, the marker
+    stays."""
+    from quayside.config import items
+    from quayside.config.address import ItemAddress
+    from quayside.config.sql_store import SqlConfigStore
+
+    address = ItemAddress("DNS", "release", "dnsmasq", "hosts")
+    migrate(empty_ledger_url, "0009")
+    engine = make_engine(empty_ledger_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO config_items (project, environment, service, filename, "
+                    "created_at, published_version, published_at, published_by) VALUES "
+                    "('DNS', 'release', 'dnsmasq', 'hosts', :t, 1, :t, 'flow-run:old')"
+                ),
+                {"t": "2026-01-01 00:00:00"},
+            )
+            item_id = conn.execute(text("SELECT id FROM config_items")).scalar_one()
+            conn.execute(
+                text(
+                    "INSERT INTO config_versions (item_id, version, content, content_hash, "
+                    "template, author, message, created_at) VALUES (:i, 1, 'x', :h, :f, 'ann', "
+                    "'', :t)"
+                ),
+                {"i": item_id, "h": "0" * 64, "f": False, "t": "2026-01-01 00:00:00"},
+            )
+    finally:
+        engine.dispose()
+    migrate(empty_ledger_url)
+    engine = make_engine(empty_ledger_url)
+    try:
+        store = SqlConfigStore(engine)
+        marker = store.published_marker(address)
+        assert marker is not None and marker.version == 1 and marker.variables is None
+        items.mark_published(store, address, 1, actor="flow-run:new", variables={"ns": 2})
+        marker = store.published_marker(address)
+        assert marker is not None and marker.variables == {"ns": 2}
+    finally:
+        engine.dispose()
+    downgrade(empty_ledger_url, "0009")
+    engine = make_engine(empty_ledger_url)
+    try:
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("config_items")}
+            assert "published_variables" not in columns
+            by = conn.execute(text("SELECT published_by FROM config_items")).scalar_one()
+            assert by == "flow-run:new"
+    finally:
+        engine.dispose()
+    migrate(empty_ledger_url)
