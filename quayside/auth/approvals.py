@@ -26,6 +26,7 @@ from quayside.auth.service import AuthFailed, authenticate
 from quayside.errors import InputError
 from quayside.inventory.models import ApprovalPolicy
 from quayside.ledger import approvals, audit
+from quayside.ledger.busy import retry_busy
 from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import (
     ApprovalDecision,
@@ -106,6 +107,7 @@ def check_answerer(db: Engine | Session, request: ApprovalRequest, user: str) ->
     )
 
 
+@retry_busy
 def open_request(
     db: Engine | Session,
     *,
@@ -124,6 +126,9 @@ def open_request(
     now: datetime | None = None,
 ) -> ApprovalRequest:
     """Open an approval request that remembers its policy and what it approves.
+
+    Given an Engine (as the approval gate calls it), a busy ledger is tried again: one
+    transaction, rolled back whole when an attempt fails, so trying again opens one request.
 
     Args:
         db: ledger Engine or Session.

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from quayside.errors import InputError, NotFoundError
 from quayside.ledger import audit
+from quayside.ledger.busy import retry_busy
 from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import (
     ApprovalDecision,
@@ -33,6 +34,7 @@ def _get(session: Session, request_id: int) -> ApprovalRequest:
     return found
 
 
+@retry_busy
 def create_request(
     db: Engine | Session,
     app: str,
@@ -47,6 +49,9 @@ def create_request(
     now: datetime | None = None,
 ) -> ApprovalRequest:
     """Open an approval request.
+
+    Given an Engine, a busy ledger is tried again: one transaction, rolled back whole when an
+    attempt fails, so trying again opens one request.
 
     Args:
         db: Engine (own transaction) or Session (caller's transaction).

@@ -179,6 +179,45 @@ def mark_running(
         return release
 
 
+@retry_busy
+def start_running_release(
+    db: Engine | Session,
+    app: str,
+    env: str,
+    kind: ReleaseKind | str,
+    *,
+    requested_by: str,
+    actor: str | None = None,
+    **fields: Any,
+) -> Release:
+    """Record a new release and mark it ``running``, in one transaction: what a run writes as
+    it starts applying. Given an Engine, a ledger busy past one attempt's timeout is tried
+    again (a busy ledger at the start of a run must not fail the deploy); a failed attempt
+    wrote nothing, so trying again records one release.
+
+    Args:
+        db: Engine (own transaction, retried while busy) or Session (caller's transaction).
+        app: app name.
+        env: environment name.
+        kind: the release kind.
+        requested_by: who asked for it.
+        actor: who, for the ``release.running`` audit event (default ``requested_by``).
+        **fields: more columns, as :func:`start_release` takes them (``version``, ``ref``,
+            ``flow_run_id``, ``details``, ...).
+
+    Returns:
+        The new Release, running (id set).
+
+    Raises:
+        InputError: as :func:`start_release`.
+        LedgerError: the database refused the change, or stayed busy past the budget;
+            nothing was written.
+    """
+    with unit_of_work(db) as session:
+        release = start_release(session, app, env, kind, requested_by=requested_by, **fields)
+        return mark_running(session, release.id, actor=actor or requested_by)
+
+
 @dataclass(frozen=True)
 class HostOutcome:
     """What happened on one host, for :func:`record_host_outcomes`."""

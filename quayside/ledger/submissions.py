@@ -14,10 +14,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from quayside.ledger import audit
+from quayside.ledger.busy import retry_busy
 from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import RunSubmission, SubmissionStatus
 
 
+@retry_busy
 def record_submission(
     db: Engine | Session,
     *,
@@ -33,7 +35,8 @@ def record_submission(
     on_behalf_of: str | None = None,
 ) -> RunSubmission:
     """Record who submitted ``flow_run_id`` (idempotent: a retried submission of the same run
-    keeps the first row).
+    keeps the first row; given an Engine, a busy ledger is tried again, which is safe for
+    the same reason).
 
     ``on_behalf_of``: the name a SUPER user submitted it in the name of (the CLI's ``--as``);
     the principal stays the authenticated user, the audit event names both.
@@ -82,6 +85,7 @@ def submission_of_run(db: Engine | Session, flow_run_id: str) -> RunSubmission |
         ).first()
 
 
+@retry_busy
 def mark_submission(
     db: Engine | Session,
     flow_run_id: str,
@@ -90,7 +94,12 @@ def mark_submission(
     actor: str,
     reason: str | None = None,
 ) -> None:
-    """Move a submission to ``status``; a refusal or cancellation is an audit event."""
+    """Move a submission to ``status``; a refusal or cancellation is an audit event.
+
+    Given an Engine, a busy ledger is tried again (a run's start must not fail on a ledger
+    busy for one timeout): one transaction, and a submission already in ``status`` is left
+    alone, so trying again changes it once.
+    """
     with unit_of_work(db) as session:
         row = session.scalars(
             select(RunSubmission).where(RunSubmission.flow_run_id == flow_run_id)

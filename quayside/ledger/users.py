@@ -13,8 +13,9 @@ from datetime import datetime
 from sqlalchemy import Engine, Select, select, update
 from sqlalchemy.orm import Session
 
-from quayside.errors import InputError, NotFoundError
+from quayside.errors import InputError, LedgerError, NotFoundError
 from quayside.ledger import audit
+from quayside.ledger.busy import is_busy
 from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import ApiToken, RoleGrant, Space, TokenPurpose, User, utcnow
 
@@ -222,12 +223,26 @@ def revoke_token(
         return row
 
 
-def touch_token(db: Engine | Session, token_id: str, at: datetime) -> None:
-    """Set ``last_used_at`` (bookkeeping, not audited: it changes on every request)."""
-    with unit_of_work(db) as session:
-        session.execute(
-            update(ApiToken).where(ApiToken.token_id == token_id).values(last_used_at=at)
-        )
+def touch_token(db: Engine | Session, token_id: str, at: datetime) -> bool:
+    """Set ``last_used_at`` (bookkeeping, not audited: it changes on every request).
+
+    Given an Engine, a ledger another writer holds past the busy timeout skips it: a token
+    check must not fail on bookkeeping (the check itself only read), and the next check
+    within a minute writes it.
+
+    Returns:
+        False if it was skipped because the ledger was busy.
+    """
+    try:
+        with unit_of_work(db) as session:
+            session.execute(
+                update(ApiToken).where(ApiToken.token_id == token_id).values(last_used_at=at)
+            )
+    except LedgerError as e:
+        if isinstance(db, Session) or not is_busy(e):
+            raise
+        return False
+    return True
 
 
 def consume_token(db: Engine | Session, token_id: str, at: datetime, *, actor: str) -> bool:

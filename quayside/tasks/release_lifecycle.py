@@ -48,15 +48,12 @@ from typing import Any
 
 from prefect.logging.loggers import get_run_logger
 from prefect.runtime import flow_run
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from quayside.deploy.errors import ThresholdExceeded
 from quayside.errors import LedgerError
 from quayside.inventory.resolve import Target
-from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import mark_running, start_release
+from quayside.ledger.releases import mark_running, start_release, start_running_release
 from quayside.release.host_outcomes import failed_rows, outcome_text
 from quayside.release.host_report import HostReport
 from quayside.tasks.ledger import current_flow_run_id, ledger_engine
@@ -178,16 +175,19 @@ class ReleaseLifecycle(ApproveStep, ApplySteps):
         """
         if self.row is not None:
             return self.row
-        self.row = int(self._new_release(self.engine, more).id)
+        self.row = int(self._new_release(more, running=False).id)
         return self.row
 
-    def _new_release(self, db: Engine | Session, more: dict[str, Any]) -> Release:
-        """A new ledger release of the request, in ``db`` (``more``: ledger columns for it,
-        ``details`` merged over the request's)."""
+    def _new_release(self, more: dict[str, Any], *, running: bool) -> Release:
+        """A new ledger release of the request, ``running`` or not (``more``: ledger columns
+        for it, ``details`` merged over the request's); its own transaction, tried again while
+        the ledger is busy."""
         r = self.request
-        details = {**r.details, **more.pop("details", {})}
-        return start_release(
-            db,
+        columns = dict(more)
+        details = {**r.details, **columns.pop("details", {})}
+        new = start_running_release if running else start_release
+        return new(
+            self.engine,
             r.app,
             r.env,
             r.kind,
@@ -195,7 +195,7 @@ class ReleaseLifecycle(ApproveStep, ApplySteps):
             version=r.version,
             flow_run_id=self.run_id,
             details=details,
-            **{**r.fields, **more},
+            **{**r.fields, **columns},
         )
 
     def recorded_details(self) -> dict[str, Any]:
@@ -232,13 +232,12 @@ class ReleaseLifecycle(ApproveStep, ApplySteps):
 
     def start(self, **more: Any) -> int:
         """Record the release (if not yet, with ``more`` ledger columns) and mark it running,
-        in one transaction."""
-        with unit_of_work(self.engine) as session:
-            if self.row is None:
-                row = self._new_release(session, more)
-                session.flush()
-                self.row = int(row.id)
-            mark_running(session, self.row, actor=self.request.requested_by)
+        in one transaction; a ledger busy past one timeout (another writer) is waited for
+        within the busy budget (:mod:`quayside.ledger.busy`), so it does not fail the run."""
+        if self.row is None:
+            self.row = int(self._new_release(more, running=True).id)
+        else:
+            mark_running(self.engine, self.row, actor=self.request.requested_by)
         return self.row
 
     def callback(self, fn: Callable[..., Any], /, *args: Any) -> None:

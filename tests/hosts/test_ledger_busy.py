@@ -13,12 +13,14 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import Engine, make_url
 
+from quayside.auth.approvals import find_for_run, open_request
 from quayside.errors import LedgerError, NotFoundError
-from quayside.ledger import locks, release_queries, releases
+from quayside.inventory.models import ApprovalPolicy
+from quayside.ledger import locks, release_queries, releases, submissions
 from quayside.ledger.audit import list_events
 from quayside.ledger.busy import with_budget
 from quayside.ledger.db import make_engine
-from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
+from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus, SubmissionStatus
 
 HOLDER = r"""
 import sys
@@ -32,7 +34,10 @@ if backend == "sqlite":
 else:
     import psycopg
     db = psycopg.connect(url, application_name="busy-holder")
-    db.execute("LOCK TABLE releases, release_hosts, deploy_locks IN EXCLUSIVE MODE")
+    db.execute(
+        "LOCK TABLE releases, release_hosts, deploy_locks, run_submissions, approval_requests, "
+        "api_tokens IN EXCLUSIVE MODE"
+    )
     print("held", db.execute("SELECT pg_backend_pid()").fetchone()[0], flush=True)
 sys.stdin.readline()  # hold until told
 print("releasing", flush=True)
@@ -106,6 +111,119 @@ def test_busy_writes_wait_for_the_other_writer_then_land(ledger_url: str) -> Non
             "web-1": HostStatus.succeeded,
             "web-2": HostStatus.succeeded,
         }
+    finally:
+        engine.dispose()
+
+
+def test_the_start_of_a_run_waits_for_the_other_writer_then_lands(ledger_url: str) -> None:
+    """The release a run records as it starts (new and running, one transaction) waits out a
+    ledger held past one attempt's timeout: one release, running, no half of it."""
+    engine = make_engine(ledger_url, busy_timeout_s=0.3)
+    try:
+        with held(ledger_url) as (holder, _):
+            let_go_after_first_busy(holder, engine)
+            row = releases.start_running_release(
+                engine,
+                "web",
+                "prod",
+                ReleaseKind.deploy,
+                requested_by="ann",
+                version="v1",
+                flow_run_id="run-1",
+                details={"step": "start"},
+            )
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "releasing"  # it got in after the holder
+        started = release_queries.get_release(engine, row.id)
+        assert started.status == ReleaseStatus.running
+        assert started.started_at is not None
+        assert (started.version, started.flow_run_id) == ("v1", "run-1")
+        assert started.details == {"step": "start"}
+        listed = release_queries.list_releases(engine, "web", "prod", with_hosts=False)
+        assert [r.id for r in listed] == [row.id]  # the failed attempt left nothing behind
+        events = list_events(engine, subject_type="release", subject_id=row.id)
+        assert sorted(e.action for e in events) == ["release.running", "release.started"]
+        assert {e.actor for e in events} == {"ann"}
+    finally:
+        engine.dispose()
+
+
+def test_a_run_submission_and_its_approval_request_wait_for_the_other_writer(
+    ledger_url: str,
+) -> None:
+    """What a run's trigger and start write besides the release (its submission, the
+    submission marked started, the approval request it opens) waits out a busy ledger too;
+    each lands once."""
+    engine = make_engine(ledger_url, busy_timeout_s=0.3)
+    try:
+        with held(ledger_url) as (holder, _):
+            let_go_after_first_busy(holder, engine)
+            submissions.record_submission(
+                engine,
+                flow_run_id="run-1",
+                deployment="git-deploy",
+                scope_kind="app-env",
+                minimum_role="DEVELOPER",
+                principal="ann",
+                via="cli",
+                app="web",
+                env="prod",
+            )
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "releasing"
+        with held(ledger_url) as (holder, _):
+            let_go_after_first_busy(holder, engine)
+            submissions.mark_submission(
+                engine, "run-1", SubmissionStatus.refused, actor="flow-run:run-1", reason="no"
+            )
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "releasing"
+        found = submissions.submission_of_run(engine, "run-1")
+        assert found is not None
+        assert (found.status, found.reason) == (SubmissionStatus.refused, "no")
+        events = list_events(engine, subject_type="flow_run", subject_id="run-1")
+        assert sorted(e.action for e in events) == ["run.refused", "run.submitted"]
+
+        with held(ledger_url) as (holder, _):
+            let_go_after_first_busy(holder, engine)
+            request = open_request(
+                engine,
+                app="web",
+                env="prod",
+                space="default",
+                summary="deploy v1",
+                requested_by="ann",
+                policy=ApprovalPolicy(required=1),
+                flow_run_id="run-1",
+                version="v1",
+            )
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "releasing"
+        opened = find_for_run(engine, "run-1")
+        assert opened is not None and opened.id == request.id
+        assert (opened.version, opened.required_approvals) == ("v1", 1)
+        requested = list_events(engine, action="approval.requested")
+        assert [e.subject_id for e in requested] == [str(request.id)]  # one request
+    finally:
+        engine.dispose()
+
+
+def test_a_token_check_answers_while_another_writer_holds_the_ledger(ledger_url: str) -> None:
+    """Checking a token only reads; its last-used bookkeeping is skipped while the ledger is
+    busy instead of failing the request (the next check writes it)."""
+    from quayside.auth import service
+    from quayside.ledger.users import get_token
+
+    engine = with_budget(make_engine(ledger_url, busy_timeout_s=0.3), 0.5)
+    try:
+        service.create_user(engine, "ann")
+        token = service.create_token(engine, "ann")
+        with held(ledger_url) as (holder, _):
+            assert service.authenticate(engine, token).name == "ann"
+            assert holder.poll() is None  # it did not wait for the holder to let go
+        user = service.authenticate(engine, token)
+        stored = get_token(engine, user.token_id)
+        assert stored is not None and stored.last_used_at is not None  # written once free
     finally:
         engine.dispose()
 
