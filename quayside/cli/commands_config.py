@@ -249,7 +249,10 @@ def config_get(
     version: int | None = typer.Option(None, "--version", help="default: the latest draft"),
     published: bool = typer.Option(False, "--published", help="the published version"),
     rendered: bool = typer.Option(
-        False, "--rendered", help="render a template (secret values masked)"
+        False,
+        "--rendered",
+        help="render a template (secret values masked); with --published, with the variable "
+        "versions that publish used",
     ),
     token_file: Path | None = TokenFile,
 ) -> None:
@@ -257,20 +260,27 @@ def config_get(
     from quayside.config import items
     from quayside.config.address import ItemAddress
     from quayside.config.errors import VersionNotFound
-    from quayside.config.render import render_version
+    from quayside.config.render import render_published, render_version
 
     item = ItemAddress.parse(address)
     with _center(token_file) as center:
         center.require(item.project, item.environment, edit=False)
-        if published:
-            found = items.published(center.store, item)
-            if found is None:
+        if published and rendered:
+            # with the variable versions the publish used, not variables saved since
+            done = render_published(center.store, item, box=_box(), reader=_reader())
+            if done is None:
                 raise VersionNotFound(f"{item} was never published")
+            found, text = done.source, done.shown
+        elif published:
+            marked = items.published(center.store, item)
+            if marked is None:
+                raise VersionNotFound(f"{item} was never published")
+            found, text = marked, marked.content
         else:
             found = items.get(center.store, item, version)
-        text = found.content
-        if rendered:
-            text = render_version(center.store, found, box=_box(), reader=_reader()).shown
+            text = found.content
+            if rendered:
+                text = render_version(center.store, found, box=_box(), reader=_reader()).shown
     _say(f"{item} v{found.version} by {found.author} ({found.created_at:%Y-%m-%d %H:%M:%S} UTC)")
     sys.stdout.write(text)
     sys.stdout.flush()

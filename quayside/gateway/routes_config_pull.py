@@ -7,8 +7,9 @@ The script sends ``project_code``, ``environment``, ``service``, ``filename`` an
 docs also show ``auth_key`` as a cookie; a bearer header works too), reads ``code`` and, when
 it is 0, writes each ``data`` entry to ``<conf_path><key>``. The answer is therefore
 ``{"code": 0, "msg": "ok", "data": {"/PROJECT/ENV/SERVICE/FILENAME": "<content>"}}`` with the
-*published* version (a template rendered with the environment's variables: the pull token
-sees what the hosts get, secrets included, so give it only to the hosts). Any failure answers
+*published* version (a template rendered with the variable versions its publish used, not
+variables saved since: the pull token sees what the hosts got, secrets included, so give it
+only to the hosts). Any failure answers
 ``code`` = the HTTP status (401 no or bad token, 403 no REPORTER role on the project, 400 bad
 parameter, 404 never published), never content. The token is checked before anything else is
 looked at; the access log never records the query string.
@@ -48,11 +49,10 @@ def _token(request: Request, auth_key: str | None) -> str:
 
 
 def _published(ctx: GatewayContext, user: str, params: dict[str, str]) -> dict[str, str]:
-    from quayside.config import items
     from quayside.config.address import ItemAddress, check_filename, check_name
     from quayside.config.backend import open_reader, open_store
     from quayside.config.permissions import require_reader
-    from quayside.config.render import render_version
+    from quayside.config.render import render_published
     from quayside.config.secret_box import SecretBox
 
     for field in ("project_code", "environment", "service"):
@@ -64,17 +64,15 @@ def _published(ctx: GatewayContext, user: str, params: dict[str, str]) -> dict[s
     engine = ctx.engine()
     require_reader(engine, ctx.inventory(), user, address.project, address.environment)
     store = open_store(engine)
-    version = items.published(store, address)
-    if version is None:
+    box = SecretBox.from_home(ctx.settings.home)
+    # the published version with the variable versions its publish rendered, never later ones
+    published = render_published(store, address, box=box, reader=open_reader())
+    if published is None:
         raise NotFoundError(
             f"{address} has no published version",
             hint="publish it first; drafts are never served",
         )
-    content = version.content
-    if version.template:
-        box = SecretBox.from_home(ctx.settings.home)
-        content = render_version(store, version, box=box, reader=open_reader()).content
-    return {address.path: content}
+    return {address.path: published.content}
 
 
 @router.get(

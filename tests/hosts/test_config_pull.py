@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,12 +26,14 @@ import uvicorn
 from quayside.auth import service
 from quayside.config import items, variables
 from quayside.config.address import EnvAddress, ItemAddress
+from quayside.config.publish_files import rendered_files
 from quayside.config.secret_box import SecretBox
 from quayside.config.sql_store import SqlConfigStore
 from quayside.gateway.app import create_app
 from quayside.gateway.config import GatewayConfig
 from quayside.ledger.db import make_engine
 from quayside.settings import Settings
+from testbed.platform import PROJECT_DIR
 from testbed.postgres import free_port
 
 CONF = ItemAddress("DNS", "release", "dnsmasq", "dnsmasq.conf")
@@ -167,6 +171,7 @@ def test_the_seed_script_gets_the_published_files(gateway: Gateway, tmp_path: Pa
         ("puller", {"filename": "../../etc/passwd"}, 400, "filename: '../../etc/passwd'"),
         ("puller", {"filename": "/etc/passwd"}, 400, "filename: '/etc/passwd' is absolute"),
         ("puller", {"filename": "a\nb"}, 400, "filename: 'a\\nb' contains a newline"),
+        ("puller", {"filename": "dnsmasq.conf\x00.txt"}, 400, "filename: contains a NUL byte"),
         ("puller", {"filename": ""}, 400, "filename: required"),
         ("puller", {"project_code": ""}, 400, "project_code: required"),
         ("puller", {"environment": "prod"}, 404, "'prod' is not an environment of app 'DNS'"),
@@ -190,6 +195,18 @@ def test_refusals_never_carry_content(
     assert get_config_details(gateway.api, token or "", *query_args(query)) is None
 
 
+def test_a_nul_byte_sent_as_percent_00_is_refused(gateway: Gateway) -> None:
+    """The NUL as it arrives in a hand-written URL (``%00``), not re-encoded by a client."""
+    token = gateway.tokens["puller"]
+    url = (f"{gateway.api}?project_code=DNS&environment=release&service=dnsmasq"
+           f"&filename=dnsmasq.conf%00.txt&auth_key={token}")  # fmt: skip
+    answer = requests.get(url, timeout=30)
+    body = answer.json()
+    assert answer.status_code == 400 and body["code"] == 400
+    assert "filename: contains a NUL byte" in body["msg"]
+    assert "data" not in body and "port=" not in answer.text
+
+
 def query_args(query: dict[str, str]) -> tuple[str, str, str, str]:
     return query["project_code"], query["environment"], query["service"], query["filename"]
 
@@ -206,3 +223,77 @@ def test_the_token_is_never_logged(
     assert "/api/kerrigan/v1/conf/publish/config/" in logged  # the access log saw the requests
     secret_part = token.split("_")[2]
     assert secret_part not in logged and "auth_key" not in logged
+
+
+def publish(store: SqlConfigStore, box: SecretBox, address: ItemAddress) -> None:
+    """What config-publish does to the config center once every host has the files: render the
+    latest version (rendered_files, as the flow does) and move the marker with the variable
+    versions that rendering used (the flow's _mark_published)."""
+    files, _ = rendered_files(store, [(address, None)], box, None)
+    for f in files:
+        items.mark_published(store, f.address, f.version, actor="flow-run:p", variables=f.variables)
+
+
+def cli_get_published(gateway: Gateway, address: ItemAddress) -> str:
+    """``quayside config get --published --rendered`` in a separate process, as a user runs it."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("QUAYSIDE_TOKEN", "VAULT_ADDR",
+               "VAULT_TOKEN", "QUAYSIDE_CONFIG_BACKEND")}  # fmt: skip
+    environ |= {
+        "QUAYSIDE_DATABASE_URL": gateway.ledger_url,
+        "QUAYSIDE_HOME": str(gateway.home),
+        "QUAYSIDE_INVENTORY": str(gateway.home / "quayside.yaml"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "quayside.cli.main", "config", "get", str(address), "--published",
+         "--rendered"],
+        env=environ, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_variable_changed_after_the_publish_is_not_served_until_published(
+    gateway: Gateway,
+) -> None:
+    token = gateway.tokens["puller"]
+    env = EnvAddress("DNS", "release")
+    engine = make_engine(gateway.ledger_url)
+    try:
+        store, box = SqlConfigStore(engine), SecretBox.from_home(gateway.home)
+        publish(store, box, HOSTS)  # v1 with ns v1 and key v1
+        marker = store.published_marker(HOSTS)
+        assert marker is not None and marker.variables == {"key": 1, "ns": 1}
+        variables.set_value(store, box, env, "ns", "10.0.0.54", author="b", base_version=1)
+        variables.set_value(store, box, env, "key", "k-n3w", author="b", secret=True)
+        pulled = get_config_details(
+            gateway.api, token, "DNS", "release", "dnsmasq", "dnsmasq_hosts"
+        )
+        assert pulled == {"/DNS/release/dnsmasq/dnsmasq_hosts": "10.0.0.53 ns1\n# k-s3cret\n"}
+        assert cli_get_published(gateway, HOSTS) == "10.0.0.53 ns1\n# •••• (v1)\n"
+        publish(store, box, HOSTS)  # the next publish takes the new variables
+        pulled = get_config_details(
+            gateway.api, token, "DNS", "release", "dnsmasq", "dnsmasq_hosts"
+        )
+        assert pulled == {"/DNS/release/dnsmasq/dnsmasq_hosts": "10.0.0.54 ns1\n# k-n3w\n"}
+        assert cli_get_published(gateway, HOSTS) == "10.0.0.54 ns1\n# •••• (v2)\n"
+    finally:
+        engine.dispose()
+
+
+def test_a_marker_from_before_variable_versions_serves_the_variables_of_its_time(
+    gateway: Gateway,
+) -> None:
+    """The fixture's markers were moved without variable versions (as before migration 0010):
+    a variable saved after that publish is not served."""
+    engine = make_engine(gateway.ledger_url)
+    try:
+        store, box = SqlConfigStore(engine), SecretBox.from_home(gateway.home)
+        marker = store.published_marker(HOSTS)
+        assert marker is not None and marker.variables is None
+        variables.set_value(store, box, EnvAddress("DNS", "release"), "ns", "10.9.9.9", author="b")
+    finally:
+        engine.dispose()
+    pulled = get_config_details(
+        gateway.api, gateway.tokens["puller"], "DNS", "release", "dnsmasq", "dnsmasq_hosts"
+    )
+    assert pulled == {"/DNS/release/dnsmasq/dnsmasq_hosts": "10.0.0.53 ns1\n# k-s3cret\n"}
