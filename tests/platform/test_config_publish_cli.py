@@ -163,3 +163,58 @@ def test_config_publish_from_the_cli(
     assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.5"} for h in clean_ssh_fleet}
     phases = [r.details["phase"] for r in releases_of_run(engine, run_id)]
     assert phases == ["canary", "rest"]
+
+
+def test_quayside_rollback_republishes_the_previous_config_release(
+    platform: Platform,
+    platform_inventory: Path,
+    clean_ssh_fleet: SshdFleet,
+    dnsmasq_fleet: DnsmasqFleet,
+) -> None:
+    """`quayside rollback APP ENV` after two config publishes: the newest release is a config
+    release, so the rollback is a `config-publish` of the versions the one before published,
+    recorded as a config release with rollback_of set."""
+    app = "dns-cli-rb"
+    environment = {
+        "hosts": [h.name for h in clean_ssh_fleet],
+        "config": {"dnsmasq": dnsmasq_fleet.service()},
+    }
+    platform_inventory.write_text(
+        yaml.safe_dump(
+            {
+                "hosts": host_entries(clean_ssh_fleet),
+                "apps": {app: {"environments": {"release": environment}}},
+            }  # fmt: skip
+        )
+    )
+    dnsmasq_fleet.start(OLD_HOSTS)
+    engine = ledger()
+    store = open_store(engine)
+    address = ItemAddress(app, "release", "dnsmasq", "hosts")
+    service.create_user(engine, "rb-lead")
+    service.grant_role(engine, "rb-lead", "MASTER", space="default")
+    lead = service.create_token(engine, "rb-lead")
+
+    releases = []
+    for base, content in ((0, NEW_HOSTS), (1, NEWER_HOSTS)):
+        items.save(store, address, content, author="alice", base_version=base)
+        out = quayside(platform, "config", "publish", app, "release", "dnsmasq", token=lead)
+        assert out.returncode == 0, out.stdout + out.stderr
+        [release] = releases_of_run(engine, run_id_of(out))
+        releases.append(release)
+    first, second = releases
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.5"} for h in clean_ssh_fleet}
+
+    back = quayside(platform, "rollback", app, "release", token=lead)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "(config-publish)" in back.stdout and "completed" in back.stdout
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.2"} for h in clean_ssh_fleet}
+    [row] = releases_of_run(engine, run_id_of(back))
+    assert row.kind is ReleaseKind.config and row.id not in (first.id, second.id)
+    assert row.rollback_of_id == second.id and row.requested_by == "rb-lead"
+    assert row.details["files"]["hosts"]["version"] == first.details["files"]["hosts"]["version"]
+    assert {h.host: h.status.value for h in row.hosts} == {
+        h.name: "succeeded" for h in clean_ssh_fleet
+    }
+    published = items.published(store, address)
+    assert published is not None and published.version == 1
