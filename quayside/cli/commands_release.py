@@ -475,25 +475,20 @@ def rollback_command(
     Every release kind rolls back: code releases go back to an earlier release directory
     (the `rollback` deployment), config releases republish the versions an earlier config
     release published (`config-publish`), image apps run the previously recorded digest
-    with the config versions that served with it again (`image-release`). Who asks is
+    with the config versions that served with it again (`image-release`); a hello or plugin
+    release has no rollback and is refused (quayside.release.rollback_kind). Who asks is
     decided as for `quayside deploy`: your token's user, or the platform operator.
     """
     from quayside.cli.prefect_target import require_platform
 
     require_platform()  # at once, before the ledger and seconds of Prefect imports
     with _asking(token_file, as_name) as (requester, ledger):
-        what = _rollback_kind(app_name, env, to, kind, ledger)
-        if what == "image":
-            parameters = _image_rollback(app_name, env, to, requester.name, ledger)
-            deployment = "image-release"
-        elif what == "config":
-            parameters = _config_rollback(app_name, env, to, requester.name, ledger)
-            deployment = "config-publish"
-        else:
-            parameters = {"app": app_name, "env": env, "requested_by": requester.name}
-            if to is not None:
-                parameters["to"] = to
-            deployment = "rollback"
+        from quayside.release.rollback_kind import rollback_run
+
+        run = rollback_run(
+            _ledger(ledger), app_name, env, to=to, kind=kind, requested_by=requester.name
+        )
+        deployment, parameters = run.deployment, run.parameters
         if wait_lock is not None:
             parameters["lock_wait_s"] = wait_lock
         count = lambda: _host_count(app_name, env, None)  # noqa: E731
@@ -522,61 +517,6 @@ def _ledger(ledger: Engine | None) -> Engine:
     from quayside.settings import load_settings
 
     return ledger if ledger is not None else make_engine(load_settings().database_url)
-
-
-def _rollback_kind(
-    app_name: str, env: str, to: str | None, kind: str | None, ledger: Engine | None
-) -> str:
-    """What this rollback rolls back (``git``, ``config`` or ``image``): ``--kind``, else the
-    kind of release ``--to`` names (an id), else of the newest succeeded release of APP/ENV."""
-    from quayside.errors import InputError
-    from quayside.ledger.models import ReleaseKind
-    from quayside.ledger.release_queries import current_release, get_release
-
-    named = {ReleaseKind.config: "config", ReleaseKind.image: "image"}
-    if kind is not None:
-        if kind not in ("git", "config", "image"):
-            raise InputError(f"--kind: {kind!r} is neither git, config nor image")
-        return kind
-    engine = _ledger(ledger)
-    if to is not None and to.strip().isdigit():
-        return named.get(get_release(engine, int(to)).kind, "git")
-    # a build and a promotion serve nothing themselves (the promotion's image release does)
-    serving = [
-        k for k in ReleaseKind if k not in (ReleaseKind.image_build, ReleaseKind.image_promote)
-    ]
-    newest = current_release(engine, app_name, env, kinds=serving)
-    return named.get(newest.kind, "git") if newest is not None else "git"
-
-
-def _image_rollback(
-    app_name: str, env: str, to: str | None, requested_by: str, ledger: Engine | None
-) -> dict[str, Any]:
-    """The image-release parameters that run the earlier digest with its config again."""
-    from quayside.images.image_release_target import rollback_parameters
-
-    return rollback_parameters(_ledger(ledger), app_name, env, to=to, requested_by=requested_by)
-
-
-def _config_rollback(
-    app_name: str, env: str, to: str | None, requested_by: str, ledger: Engine | None
-) -> dict[str, Any]:
-    """The config-publish parameters that republish the earlier config release's versions."""
-    from quayside.config.publish_rollback import rollback_parameters
-    from quayside.errors import InputError
-
-    if to is not None and not to.strip().isdigit():
-        raise InputError(
-            f"--to {to!r}: a config rollback goes to a release id",
-            hint=f"see the ids in `quayside releases {app_name} {env}`",
-        )
-    return rollback_parameters(
-        _ledger(ledger),
-        app_name,
-        env,
-        to=int(to) if to is not None else None,
-        requested_by=requested_by,
-    )
 
 
 @app.command()

@@ -187,10 +187,7 @@ def _carry_out(ctx: GatewayContext, user: str, command: Command, message: Outgoi
                 wanted["ref"] = command.ref
             verb = "发布 / deploy"
         else:
-            name = ctx.config.rollback_deployment
-            wanted = {"app": command.app, "env": command.env}
-            if command.to:
-                wanted["to"] = command.to
+            name, wanted = _rollback(ctx, user, command)
             verb = "回滚 / rollback"
         spec = catalogue_entry(name)
         if not spec.triggerable:  # the same rule as the task API: chat is a trigger
@@ -246,6 +243,26 @@ def _carry_out(ctx: GatewayContext, user: str, command: Command, message: Outgoi
     return _status_text(
         ctx, command.app, [command.env] if command.env else sorted(app.environments)
     )
+
+
+def _rollback(ctx: GatewayContext, user: str, command: Rollback) -> tuple[str, dict[str, Any]]:
+    """The deployment and parameters that roll ``command``'s app/env back, by the kind of what
+    it serves (:mod:`quayside.release.rollback_kind`, as ``quayside rollback``): the code's
+    rollback, a config-publish of earlier versions, or an image release of the earlier digest.
+
+    Raises:
+        InputError: a kind with no rollback (hello, plugin), or a ``to`` that does not fit.
+        NotFoundError: nothing earlier to go back to.
+    """
+    from quayside.release.rollback_kind import rollback_run
+
+    run = rollback_run(
+        ctx.engine(), command.app, command.env, to=command.to, kind=None, requested_by=user
+    )
+    wanted = {k: v for k, v in run.parameters.items() if k != "requested_by"}
+    if run.kind == "git":  # the code's rollback deployment may be renamed for the gateway
+        return ctx.config.rollback_deployment, wanted
+    return run.deployment, wanted
 
 
 def _fresh_key() -> str:

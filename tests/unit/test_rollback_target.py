@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from quayside.errors import InputError
+from quayside.errors import InputError, NotFoundError
 from quayside.flows.rollback import choose_target
 from quayside.ledger.db import make_engine, migrate
 from quayside.ledger.models import ReleaseKind, ReleaseStatus
@@ -63,7 +63,7 @@ def test_a_version_that_never_served_is_refused_with_its_status(ledger: Engine) 
         choose_target(ledger, "web", "prod", "v9")
 
 
-def config_release(engine: Engine, minute: int) -> int:
+def config_release(engine: Engine, minute: int, version: int | None = None) -> int:
     row = start_release(
         engine,
         "web",
@@ -71,7 +71,7 @@ def config_release(engine: Engine, minute: int) -> int:
         ReleaseKind.config,
         requested_by="ann",
         version=f"dnsmasq {minute}",
-        details={"service": "dnsmasq", "files": {"hosts": {"version": minute}}},
+        details={"service": "dnsmasq", "files": {"hosts": {"version": version or minute}}},
     )
     mark_running(engine, row.id)
     finish_release(engine, row.id, ReleaseStatus.succeeded)
@@ -83,17 +83,26 @@ def test_a_config_release_after_a_deploy_does_not_hide_the_code_s_current_releas
 ) -> None:
     """The code's rollback goes back from the code's current release, whatever config was
     published since; `quayside rollback` picks the kind from the newest release or --to."""
-    from quayside.cli.commands_release import _rollback_kind
+    from quayside.release.rollback_kind import rollback_run
+
+    def kind(to: str | None, asked: str | None) -> str:
+        return rollback_run(ledger, "web", "prod", to=to, kind=asked, requested_by="ann").kind
 
     v1 = release(ledger, "v1", "a", ReleaseStatus.succeeded, 1)
     v2 = release(ledger, "v2", "b", ReleaseStatus.succeeded, 2)
     conf = config_release(ledger, 3)
     now, dest = choose_target(ledger, "web", "prod", None)
     assert (now.id, dest.id) == (v2, v1)
-    assert _rollback_kind("web", "prod", None, None, ledger) == "config"  # the newest
-    assert _rollback_kind("web", "prod", str(v1), None, ledger) == "git"
-    assert _rollback_kind("web", "prod", str(conf), None, ledger) == "config"
-    assert _rollback_kind("web", "prod", None, "git", ledger) == "git"
-    assert _rollback_kind("web", "prod", None, "image", ledger) == "image"
+    with pytest.raises(NotFoundError, match="no earlier config release of dnsmasq"):
+        kind(None, None)  # the newest is config: its rollback, with nothing earlier to go to
+    assert kind(str(v1), None) == "git"
+    assert kind(str(conf), None) == "config"
+    assert kind(None, "git") == "git"
+    with pytest.raises(NotFoundError, match="no succeeded image release"):
+        kind(None, "image")
     with pytest.raises(InputError, match="neither git, config nor image"):
-        _rollback_kind("web", "prod", None, "plugin", ledger)
+        kind(None, "plugin")
+    second = config_release(ledger, 4, version=2)
+    run = rollback_run(ledger, "web", "prod", to=None, kind=None, requested_by="ann")
+    assert (run.kind, run.deployment) == ("config", "config-publish")
+    assert run.parameters["versions"] == {"hosts": 3} and run.parameters["rollback_of"] == second
