@@ -35,6 +35,7 @@ from quayside.release.host_outcomes import failed_rows, outcome_text
 from quayside.release.host_report import HostReport
 from quayside.release_id import new_release_id
 from quayside.scratch import BackgroundRemoval
+from quayside.scratch_owner import owner_path
 from quayside.settings import Settings, load_settings
 from quayside.source.mirror import GitMirror
 from quayside.tasks.background import InBackground
@@ -112,13 +113,14 @@ def deploy_release(
         release_id = life.recorded_details().get("release_id") or release_id
         key = f"{app}/{env}/{release_id}"
         life.lock()
-        build = build_dir(settings, app, env, release_id)
+        build = build_dir(settings, app, env, release_id, locked=True)
         # the mirror's tree goes back to it; anything else is deleted by an rm process that
         # may outlive the run (measured: deleting it while the run wrote its last ledger rows
-        # slowed those writes)
+        # slowed those writes); the owner file last
         scratch = BackgroundRemoval()
-        life.callback(scratch.remove, stream_dir_of(build))
-        life.callback(return_build_dir, source.mirror, build, scratch)
+        life.callback(
+            return_build_dir, source.mirror, build, scratch, stream_dir_of(build), owner_path(build)
+        )
         # what the hosts probably run (read before the build replaces it): a host holding
         # exactly this manifest need not send it back with its facts
         remembered = None if target.app.build else remembered_manifest(source.mirror)
@@ -411,7 +413,7 @@ def _dry_run(
     """Build and plan every host; report what would change. Nothing on the hosts changes, no
     lock is taken, nothing is written to the ledger."""
     logger = get_run_logger()
-    build = build_dir(settings, target.app_name, target.env_name, release_id)
+    build = build_dir(settings, target.app_name, target.env_name, release_id, locked=False)
     try:
         manifest = build_payload(
             mirror, target.app_name, target.app, target.env_name, release_id, sha, ref, build
@@ -425,7 +427,9 @@ def _dry_run(
             target.env.max_parallel,
         )
     finally:
-        return_build_dir(mirror, build, BackgroundRemoval())
+        return_build_dir(
+            mirror, build, BackgroundRemoval(), stream_dir_of(build), owner_path(build)
+        )
     reports = reports_of(result)
     where = f"{inline(target.app_name)}/{inline(target.env_name)}"
     lines = [f"# Dry run: {where} to {inline(ref)} ({code(sha[:12])})", ""]

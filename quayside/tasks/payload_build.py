@@ -97,14 +97,19 @@ def build_payload(
 _TREE_MANIFEST = "manifest"
 
 
-def return_build_dir(mirror: GitMirror, build_dir: Path, removal: BackgroundRemoval) -> None:
+def return_build_dir(
+    mirror: GitMirror, build_dir: Path, removal: BackgroundRemoval, *also: Path
+) -> None:
     """After the run: a build directory that is the mirror's lent tree (see
     :func:`build_payload`) goes back to the mirror without the manifest file written into it,
     so the next release's export changes only what git changed; any other is deleted in the
-    background. Never raises: the mirror then checks out a fresh tree next time."""
+    background. ``also`` (the stream directory, then the owner file) is deleted after it, by
+    the same process: a run killed meanwhile leaves nothing without its owner file. Never
+    raises: the mirror then checks out a fresh tree next time."""
     try:
         (build_dir / MANIFEST_FILENAME).unlink(missing_ok=True)
         if mirror.give_back(build_dir):
+            removal.remove(*also)
             return
     except (OSError, QuaysideError) as e:  # after the run's outcome: must not replace it
         log.warning(
@@ -113,7 +118,7 @@ def return_build_dir(mirror: GitMirror, build_dir: Path, removal: BackgroundRemo
             build_dir,
             e,
         )
-    removal.remove(build_dir)
+    removal.remove(build_dir, *also)
 
 
 def _known_entries(remembered: TreeManifest | None, checkout: Checkout) -> dict[str, Entry] | None:
