@@ -9,9 +9,9 @@ from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.blocks.abstract import NotificationBlock
 from pydantic import Field, HttpUrl, SecretStr
 
+from quayside.notify.dingtalk_signing import check_send_response, signed_webhook_url
 from quayside.notify.http import post_json
 from quayside.notify.payloads import dingtalk_markdown
-from quayside.triggers.dingtalk import check_send_response, signed_webhook_url
 
 
 class DingTalkRobot(NotificationBlock):

@@ -34,6 +34,7 @@ from quayside.gateway.triggering import (
     get_app,
     start_status,
 )
+from quayside.notify.dingtalk_signing import check_send_response
 from quayside.notify.errors import SendError
 from quayside.triggers.chat import (
     HELP_TEXT,
@@ -45,12 +46,7 @@ from quayside.triggers.chat import (
     Status,
     parse_command,
 )
-from quayside.triggers.dingtalk import (
-    OutgoingMessage,
-    check_send_response,
-    reply_payload,
-    verify_signature,
-)
+from quayside.triggers.dingtalk import OutgoingMessage, reply_payload, verify_signature
 from quayside.triggers.errors import ParseError
 
 log = logging.getLogger("quayside.gateway")

@@ -20,8 +20,8 @@ from quayside.auth import service
 from quayside.gateway.app import create_app
 from quayside.gateway.config import GatewayConfig
 from quayside.ledger.db import make_engine
+from quayside.notify.dingtalk_signing import compute_signature
 from quayside.settings import Settings
-from quayside.triggers.dingtalk import compute_signature
 from testbed import FIXTURES_DIR
 
 FIXTURES = FIXTURES_DIR

@@ -12,7 +12,8 @@ from sqlalchemy import Engine, func, select
 
 from quayside.ledger.db import make_engine
 from quayside.ledger.models import SeenRequest
-from quayside.triggers.dingtalk import compute_signature, verify_signature
+from quayside.notify.dingtalk_signing import compute_signature
+from quayside.triggers.dingtalk import verify_signature
 from quayside.triggers.errors import ReplayError
 from quayside.triggers.replay import ReplayGuard
 

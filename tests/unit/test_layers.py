@@ -16,6 +16,10 @@ PACKAGE = PROJECT_DIR / "quayside"
 UPPER = {"runs", "gateway", "cli", "stack", "flows", "tasks", "blocks", "deployments"}
 """Packages that may use Prefect and the layers below them; everything else is the core."""
 
+BLOCKS_NEVER_IMPORT = {"triggers", "gateway", "cli", "flows", "tasks"}
+"""What blocks (settings and clients, outbound) must not lean on: inbound triggers and the
+layers that use blocks."""
+
 
 def imports(path: Path) -> Iterator[str]:
     """Every absolute module name ``path`` imports (at any depth: function-level too)."""
@@ -49,6 +53,10 @@ def crossings() -> list[str]:
                 found.append(f"{name}: command builders are pure; {module} is an executor")
             if top == "notify" and inner == "triggers":
                 found.append(f"{name}: outbound notify imports inbound {module}")
+            if top == "blocks" and inner in BLOCKS_NEVER_IMPORT:
+                found.append(f"{name}: blocks configure clients and import no {module}")
+            if top == "runs" and inner in {"flows", "tasks"}:
+                found.append(f"{name}: runs starts runs by catalogue entry, imports no {module}")
             if top == "tasks" and inner == "flows":
                 found.append(f"{name}: tasks import no flow ({module})")
             if top == "flows" and inner == "flows" and not _may_import(path, module):
@@ -84,6 +92,10 @@ def test_no_module_crosses_the_layers() -> None:
         ("notify", "from quayside.triggers.errors import ParseError\n", "outbound"),
         ("tasks", "from quayside.flows.rollback import roll_back\n", "tasks import no flow"),
         ("ledger", "from quayside.tasks.ledger import ledger_engine\n", "a layer above"),
+        ("blocks", "from quayside.triggers.dingtalk import WINDOW_S\n", "blocks configure"),
+        ("blocks", "from quayside.tasks.notify import notify\n", "blocks configure"),
+        ("runs", "from quayside.flows.rollback import rollback\n", "runs starts runs"),
+        ("runs", "import quayside.tasks.ledger\n", "runs starts runs"),
     ],
 )
 def test_a_crossing_is_named(

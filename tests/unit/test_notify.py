@@ -30,8 +30,8 @@ import quayside.tasks.notify
 from quayside.blocks.notify_dingtalk import DingTalkRobot
 from quayside.blocks.notify_wecom import WeComRobot
 from quayside.notify import ReleaseEvent, dingtalk_markdown, render, truncate_utf8, wecom_markdown
+from quayside.notify.dingtalk_signing import signed_webhook_url
 from quayside.notify.errors import SendError
-from quayside.triggers.dingtalk import signed_webhook_url
 from testbed import FIXTURES_DIR
 from testbed.platform import free_port
 
@@ -50,7 +50,7 @@ def fixture(name: str) -> dict[str, Any]:
 
 def doc_sign(timestamp: str, secret: str) -> str:
     """加签 per https://open.dingtalk.com/document/group/custom-robot-access (independent of
-    quayside.triggers.dingtalk): Base64(HmacSHA256(secret, timestamp + "\\n" + secret))."""
+    quayside.notify.dingtalk_signing): Base64(HmacSHA256(secret, timestamp + "\\n" + secret))."""
     mac = hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(), hashlib.sha256)
     return base64.b64encode(mac.digest()).decode()
 

@@ -10,15 +10,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from quayside.errors import InputError
-from quayside.notify.errors import SendError
-from quayside.triggers.dingtalk import (
-    OutgoingMessage,
+from quayside.notify.dingtalk_signing import (
     check_send_response,
     compute_signature,
-    reply_payload,
     signed_webhook_url,
-    verify_signature,
 )
+from quayside.notify.errors import SendError
+from quayside.triggers.dingtalk import OutgoingMessage, reply_payload, verify_signature
 from quayside.triggers.errors import SignatureError, StaleTimestampError
 from testbed import FIXTURES_DIR
 
