@@ -49,17 +49,3 @@ def validate_release_id(value: str) -> str:
             hint="release ids look like 20240501T120001Z-0123456789ab (UTC time, short commit)",
         )
     return value
-
-
-def release_time(release_id: str) -> datetime:
-    """The UTC time encoded in a release id."""
-    match = _PATTERN.fullmatch(validate_release_id(release_id))
-    assert match is not None
-    return datetime.strptime(match["stamp"], _STAMP).replace(tzinfo=UTC)
-
-
-def release_commit(release_id: str) -> str:
-    """The (short) commit sha encoded in a release id."""
-    match = _PATTERN.fullmatch(validate_release_id(release_id))
-    assert match is not None
-    return match["sha"]

@@ -73,9 +73,6 @@ echo 'quayside: switched'
 "$@"
 """
 
-DROP_SCRIPT = r"""rm -rf "$1"
-"""
-
 
 def versions_dir(live_dir: str) -> str:
     """Where the versions of ``live_dir`` are kept (beside it, on the same file system)."""
@@ -116,8 +113,3 @@ def swap_and_run(live_dir: str, target: str, initial: str, then: Sequence[str]) 
     moved to ``initial``), print :data:`SWITCHED_MARK`, then run ``then`` (the reload or
     restart)."""
     return ["sh", "-c", SWAP_SCRIPT, SCRIPT_NAME, live_dir, target, initial, *then]
-
-
-def drop_version(path: str) -> list[str]:
-    """Remove one staged version that will not be used."""
-    return ["sh", "-c", DROP_SCRIPT, SCRIPT_NAME, path]

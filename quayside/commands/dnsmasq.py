@@ -22,10 +22,5 @@ def restart() -> list[str]:
     return ["systemctl", "restart", "dnsmasq"]
 
 
-def signal_pidfile(pid_file: str, signal: str = "HUP") -> list[str]:
-    """Signal the dnsmasq whose pid is in ``pid_file`` (without a service manager)."""
-    return ["pkill", f"-{signal}", "--pidfile", pid_file]
-
-
 RELOAD_FILES = ("hosts", "*.hosts", "hosts.d/*", "addn-hosts*")
 """The files a SIGHUP picks up, by default: the hosts files."""

@@ -23,12 +23,6 @@ class HealthCheckFailed(HostError):
     hint = "look at the host's service logs; the previous release is serving again"
 
 
-class ReleaseMissing(DeployError):
-    """The release to roll back to is neither on the host nor in the artifact store."""
-
-    hint = "pick another release with `quayside releases APP ENV`"
-
-
 class HostsFailed(DeployError):
     """Some hosts failed; the message has one line per host: host, step and why."""
 

@@ -67,21 +67,6 @@ def approval_markdown(
     return "\n".join(lines)
 
 
-def table_markdown(title: str, rows: Sequence[dict[str, object]]) -> str:
-    """A Markdown table of ``rows`` (keys of the first row are the columns)."""
-    if not rows:
-        return f"# {inline(title)}\n\n(no hosts)"
-    cols = list(rows[0])
-    lines = [
-        f"# {inline(title)}",
-        "",
-        "| " + " | ".join(cell(c) for c in cols) + " |",
-        "|" + " --- |" * len(cols),
-    ]
-    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def rollback_markdown(
     *,
     app: str,

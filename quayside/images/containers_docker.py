@@ -20,7 +20,6 @@ from quayside.errors import HostError, QuaysideError
 from quayside.images.containers_spec import (
     LABEL_CONFIG,
     LABEL_DIGEST,
-    LABEL_SLOT,
     LABEL_VERSION,
     ContainerSpec,
     app_filter,
@@ -361,7 +360,3 @@ def prune_images(
             continue
         removed += digests
     return removed
-
-
-def slot_label(container: Any) -> str | None:
-    return (container.labels or {}).get(LABEL_SLOT)

@@ -54,11 +54,3 @@ def built_images(db: Engine | Session, app: str) -> list[BuiltImage]:
             )
             for r in rows
         ]
-
-
-def built_image(db: Engine | Session, app: str, version: str) -> BuiltImage | None:
-    """The build recorded for ``version`` of ``app`` (None if never built)."""
-    for image in built_images(db, app):
-        if image.version == version:
-            return image
-    return None

@@ -91,45 +91,6 @@ def current_release(
         return session.scalars(query.limit(1)).unique().first()
 
 
-def previous_successful(
-    db: Engine | Session,
-    app: str,
-    env: str,
-    *,
-    before: Release | int | None = None,
-    kinds: Iterable[ReleaseKind] | None = None,
-) -> Release | None:
-    """The release to roll back to: the latest succeeded release older than ``before``.
-
-    Args:
-        db: Engine or Session.
-        app: app name.
-        env: environment name.
-        before: a release or its id (default the current release).
-        kinds: only releases of these kinds (default all).
-
-    Returns:
-        The Release, or None if there is none.
-    """
-    with unit_of_work(db) as session:
-        if before is None:
-            anchor = session.scalars(select_current(app, env).limit(1)).unique().first()
-            if anchor is None:
-                return None
-            before_id = anchor.id
-        else:
-            before_id = before.id if isinstance(before, Release) else before
-        query = (
-            select_of_env(app, env)
-            .where(Release.status == ReleaseStatus.succeeded, Release.id < before_id)
-            .order_by(Release.id.desc())
-            .limit(1)
-        )
-        if kinds is not None:
-            query = query.where(Release.kind.in_([ReleaseKind(k) for k in kinds]))
-        return session.scalars(query).unique().first()
-
-
 def list_releases(
     db: Engine | Session,
     app: str,

@@ -292,14 +292,3 @@ def describe(plan: ReleasePlan, *, limit: int = 20) -> str:
     if plan.prune:
         lines.append(f"  prune {len(plan.prune)} old release(s): {', '.join(plan.prune)}")
     return "\n".join(lines)
-
-
-def describe_hosts(plans: Mapping[str, ReleasePlan], *, limit: int = 20) -> str:
-    """``describe`` for every host, hosts with identical plans grouped."""
-    groups: dict[str, list[str]] = {}
-    for host, plan in plans.items():
-        groups.setdefault(describe(plan, limit=limit), []).append(host)
-    blocks = []
-    for text, hosts in groups.items():
-        blocks.append(f"{', '.join(hosts)}:\n  " + text.replace("\n", "\n  "))
-    return "\n".join(blocks)

@@ -17,7 +17,6 @@ from sqlalchemy import Engine
 from quayside.auth import approvals
 from quayside.inventory.models import ApprovalPolicy
 from quayside.markdown_text import inline
-from quayside.runs.client import RunStatus
 
 DETAILS_LIMIT = 4000
 """Characters of ``details`` kept in a summary."""
@@ -70,12 +69,3 @@ def open_for_scheduled_run(
         version=version,
     )
     return int(request.id)
-
-
-def pending_request_of(engine: Engine, status: RunStatus) -> int | None:
-    """The approval request of a scheduled run that has not started yet, if it has one:
-    answers to it go to the ledger, since there is no paused run to resume yet."""
-    if status.state_type != "SCHEDULED":
-        return None
-    found = approvals.find_for_run(engine, status.id)
-    return int(found.id) if found is not None else None

@@ -25,7 +25,6 @@ from quayside.plans.release import (
     Upload,
     WriteManifest,
     describe,
-    describe_hosts,
     plan_release,
     prune_candidates,
 )
@@ -251,10 +250,6 @@ def test_describe_for_dry_runs() -> None:
     assert lines[-1] == f"  prune 4 old release(s): {R[0]}, {R[1]}, {R[3]}, {R[4]}"
     first = describe(plan_release(HostFacts(None), target()))
     assert first.splitlines()[0] == f"release {NEW} (first release)"
-    same = plan_release(HostFacts(R[1], NEW_M.with_shared(["logs"])), target())
-    grouped = describe_hosts({"web1": plan, "web2": plan, "web3": same})
-    assert grouped.splitlines()[0] == "web1, web2:"
-    assert f"web3:\n  no change: {R[1]} already has this content" in grouped
 
 
 # -- applying plans for real (local directories standing in for a host) ----------------------
