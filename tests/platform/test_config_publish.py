@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from quayside.auth import service
 from quayside.auth.approvals import decide
-from quayside.config import items
+from quayside.config import items, variables
 from quayside.config.address import ItemAddress
 from quayside.config.backend import open_store
 from quayside.deploy.errors import ThresholdExceeded
@@ -339,18 +339,24 @@ def test_whoever_edited_the_version_may_not_approve_its_publish(
     }
     store = setup(platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-i", **policy)
     tokens = {}
-    for name in ("dns-i-editor", "dns-i-lead"):
+    for name in ("dns-i-editor", "dns-i-vars", "dns-i-lead"):
         service.create_user(engine, name)
         service.grant_role(engine, name, "MASTER", space="default")
         tokens[name] = service.create_token(engine, name)
     address = ItemAddress("dns-i", "release", "dnsmasq", "hosts")
-    items.save(store, address, NEW_HOSTS, author="dns-i-editor", base_version=0)
+    # a template reading a variable another MASTER set: both edited what is published
+    variables.set_value(store, None, address.env, "api_ip", "10.0.0.2", author="dns-i-vars")
+    template = NEW_HOSTS.replace("10.0.0.2", "{{ api_ip }}")
+    items.save(store, address, template, author="dns-i-editor", base_version=0, template=True)
     seen: dict[str, Any] = {}
 
     def answer() -> None:
         request = wait_for_pending(engine, "dns-i")
         editor = decide(engine, request.id, token_text=tokens["dns-i-editor"], decision="approve")
         seen["editor"] = editor
+        seen["vars"] = decide(
+            engine, request.id, token_text=tokens["dns-i-vars"], decision="approve"
+        )
         seen["excluded"] = request.excluded_approvers
         time.sleep(1.5)  # the gate has read the refusal and waits on
         seen["still"] = approvals.get_request(engine, request.id).status
@@ -363,20 +369,30 @@ def test_whoever_edited_the_version_may_not_approve_its_publish(
         out = run_flow(config_publish, "dns-i", "release", "dnsmasq", requested_by="alice")
     finally:
         approver.join()
-    assert set(seen["excluded"]) == {"dns-i-editor"}
+    assert set(seen["excluded"]) == {"dns-i-editor", "dns-i-vars"}
     editor = seen["editor"]
     assert not editor.accepted and editor.status is ApprovalStatus.pending
     assert "dns-i-editor may not approve this release: dns-i-editor edited hosts up to v1" in (
         editor.reason or ""
     )
     assert "allow_editor_approval: false" in (editor.reason or "")
+    by_vars = seen["vars"]
+    assert not by_vars.accepted and by_vars.status is ApprovalStatus.pending
+    assert "dns-i-vars may not approve this release: dns-i-vars edited $api_ip up to v1" in (
+        by_vars.reason or ""
+    )
     assert seen["still"] is ApprovalStatus.pending
     assert seen["lead"].accepted and seen["lead"].status is ApprovalStatus.approved
     assert out["result"] == "published"
     assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.2"} for h in clean_ssh_fleet}
     row = list_releases(engine, "dns-i", "release", limit=1)[0]
     assert row.status is ReleaseStatus.succeeded
-    assert row.details["editors"] == {"dns-i-editor": "hosts up to v1"}
+    assert row.details["editors"] == {
+        "dns-i-editor": "hosts up to v1",
+        "dns-i-vars": "$api_ip up to v1",
+    }
+    marker = store.published_marker(address)  # the flow recorded the variable versions
+    assert marker is not None and (marker.version, marker.variables) == (1, {"api_ip": 1})
 
 
 def test_a_canary_publish_asks_each_gate_with_a_request_of_its_own(

@@ -6,6 +6,7 @@ request pending for another approver (SQLite ledger, no server)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,13 @@ from quayside.auth import approvals as gate_core
 from quayside.auth import service
 from quayside.auth.approval_codes import decide_with_code, issue_code
 from quayside.auth.roles import PermissionDenied
-from quayside.config import items
+from quayside.config import items, variables
 from quayside.config.address import ItemAddress
 from quayside.config.publish_editors import editors_of
+from quayside.config.publish_files import rendered_files
 from quayside.config.publish_plan import PublishFile
 from quayside.config.records import content_hash
+from quayside.config.secret_box import SecretBox
 from quayside.config.sql_store import SqlConfigStore
 from quayside.inventory.models import ApprovalPolicy
 from quayside.ledger import approvals
@@ -56,6 +59,47 @@ def test_the_editors_are_the_authors_since_the_published_version(engine: Engine)
     assert editors_of(store, [publish_file(HOSTS, 2)]) == {"bob": "hosts up to v2"}
     # publishing the published version again (a rollback to it) has no new editors
     assert editors_of(store, [publish_file(HOSTS, 1)]) == {}
+
+
+def test_the_editors_include_whoever_changed_a_variable_the_template_reads(
+    engine: Engine, tmp_path: Path
+) -> None:
+    store, box = SqlConfigStore(engine), SecretBox.from_home(tmp_path / "home")
+    env = HOSTS.env
+    variables.set_value(store, box, env, "ns", "10.0.0.1", author="ann")
+    variables.set_value(store, box, env, "other", "x", author="dan")  # the template never reads it
+    items.save(store, HOSTS, "{{ ns }} ns1\n", author="ann", base_version=0, template=True)
+    items.mark_published(store, HOSTS, 1, actor="ci", variables={"ns": 1})
+    variables.set_value(store, box, env, "ns", "10.0.0.2", author="bob")
+    variables.set_value(store, box, env, "ns", "10.0.0.3", author="cy")
+    variables.set_value(store, box, env, "other", "y", author="dan")
+    files, _ = rendered_files(store, [(HOSTS, None)], box, None)
+    assert files[0].variables == {"ns": 3}
+    assert editors_of(store, files) == {"bob": "$ns up to v3", "cy": "$ns up to v3"}
+    # a file edit and a variable edit by one person are both named
+    items.save(store, HOSTS, "{{ ns }} ns2\n", author="bob", base_version=1, template=True)
+    files, _ = rendered_files(store, [(HOSTS, None)], box, None)
+    assert editors_of(store, files) == {"bob": "hosts up to v2, $ns up to v3", "cy": "$ns up to v3"}
+    # once published with these versions, nobody edited what is published
+    items.mark_published(store, HOSTS, 2, actor="ci", variables=files[0].variables)
+    assert editors_of(store, files) == {}
+    # a variable the published rendering did not read counts from its first version
+    items.save(store, HOSTS, "{{ ns }} {{ other }}\n", author="ann", base_version=2, template=True)
+    files, _ = rendered_files(store, [(HOSTS, None)], box, None)
+    assert editors_of(store, files) == {"ann": "hosts up to v3", "dan": "$other up to v2"}
+
+
+def test_a_marker_without_variable_versions_counts_from_those_of_its_time(
+    engine: Engine, tmp_path: Path
+) -> None:
+    store, box = SqlConfigStore(engine), SecretBox.from_home(tmp_path / "home")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    variables.set_value(store, box, HOSTS.env, "ns", "10.0.0.1", author="ann", at=t0)
+    items.save(store, HOSTS, "{{ ns }}\n", author="ann", base_version=0, template=True, at=t0)
+    store.set_published(HOSTS, 1, by="ci", at=t0 + timedelta(hours=1))  # records no variables
+    variables.set_value(store, box, HOSTS.env, "ns", "10.0.0.2", author="bob")
+    files, _ = rendered_files(store, [(HOSTS, None)], box, None)
+    assert editors_of(store, files) == {"bob": "$ns up to v2"}
 
 
 def test_the_policy_excludes_the_editors_only_when_it_says_so() -> None:
