@@ -290,7 +290,9 @@ def record_host_outcomes(
     Raises:
         InputError: an unknown status (nothing is recorded).
         NotFoundError: no such release.
-        LedgerError: the database refused the change.
+        LedgerError: the database refused the change, or the release was interrupted (its
+            rows say what the hosts serve, read from them; a dying run's late writes must
+            not replace them).
     """
     statuses: list[HostStatus] = []
     for outcome in outcomes:
@@ -300,6 +302,11 @@ def record_host_outcomes(
             raise InputError(f"unknown host status {outcome.status!r}") from e
     with unit_of_work(db) as session:
         release = load_release(session, release_id)
+        if release.status is ReleaseStatus.interrupted:
+            raise LedgerError(
+                f"release {release_id} was interrupted: its host rows say what the hosts "
+                "serve and are not replaced"
+            )
         hosts = [o.host for o in outcomes]
         existing = {
             row.host: row

@@ -81,9 +81,33 @@ def _logger(flow_run: Any) -> logging.Logger | logging.LoggerAdapter[logging.Log
         return logging.getLogger(__name__)
 
 
+def body_stopped(flow_run: Any, why: str) -> None:
+    """Called in the run's own process when the flow stops waiting for its release body
+    (:mod:`quayside.tasks.sync_body`: the run cancelled, or SIGTERMed by ``quayside up``
+    stopping). Measured here (Prefect 3.8.8, the process work pool): a cancelled run's engine
+    logs "Flow run was cancelled." and runs no hook in the process - the worker runs them
+    after the process exits - while the body thread went on deploying every batch. So the
+    body is stopped here (:func:`stop_own_run`), then the release is recorded as the hosts
+    now serve it; the worker's hook later finds it done. Never raises."""
+    logger = _logger(flow_run)
+    reason = f"flow run {flow_run.id} was stopped ({why})"
+    try:
+        stop_own_run(reason, logger)
+        for line in reconcile_dead_run(flow_run, reason):
+            logger.warning("%s", line)
+    except (QuaysideError, OSError) as e:
+        logger.error(
+            "could not reconcile the release of flow run %s (%s); the next deploy or "
+            "`quayside up` will",
+            flow_run.id,
+            e,
+        )
+
+
 def reconcile_dead_run(flow_run: Any, state: Any) -> list[str]:
     """Reconcile the ``running`` releases of ``flow_run`` (its app/env parameters narrow the
-    search), reading the hosts; returns one line per release interrupted.
+    search), reading the hosts; returns one line per release interrupted. ``state``: the
+    run's final state, or the reason in words.
 
     Raises:
         QuaysideError: the inventory or the ledger could not be read or written.
@@ -95,7 +119,7 @@ def reconcile_dead_run(flow_run: Any, state: Any) -> list[str]:
     from quayside.tasks.ledger import ledger_engine
 
     run_id = str(flow_run.id)
-    reason = _reason(flow_run, state)
+    reason = state if isinstance(state, str) else _reason(flow_run, state)
     parameters = dict(getattr(flow_run, "parameters", None) or {})
     app, env = parameters.get("app"), parameters.get("env")
     narrowed = isinstance(app, str) and isinstance(env, str)

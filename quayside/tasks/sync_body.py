@@ -11,11 +11,22 @@ reads) must run their sync variant: they decide from the run context's flow, so 
 under a copy of the flow run context whose flow is a sync twin of the same name. Everything
 else in the context (the flow run, the task runner, the parameters) is the real one. A sync API
 client context is opened for the thread, so the tasks it submits share one client.
+
+The thread is a daemon thread of its own, not the event loop's default executor: when the run
+is cancelled or SIGTERMed, the flow stops waiting for the body, and ``asyncio.run`` would
+otherwise wait for the body at its end - a cancelled deploy went on through every batch, its
+process alive until it had. Instead the release is stopped there
+(:func:`quayside.tasks.release_crash.body_stopped`: no host switched any more, every process
+the run started killed, the release recorded as the hosts serve it), and the process ends
+without waiting for the thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -40,6 +51,8 @@ async def run_sync_body(body: Callable[..., T], /, **parameters: Any) -> T:
 
     Raises:
         InputError: called outside a flow run.
+        asyncio.CancelledError, TerminationSignal: the run was stopped while the body ran
+            (the body was stopped first: see the module docstring).
     """
     context = FlowRunContext.get()
     if context is None or context.flow is None:
@@ -52,4 +65,24 @@ async def run_sync_body(body: Callable[..., T], /, **parameters: Any) -> T:
         with SyncClientContext.get_or_create(), twin:
             return body(**parameters)
 
-    return await asyncio.to_thread(call)
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+    copied = contextvars.copy_context()  # what asyncio.to_thread passes on
+
+    def run() -> None:
+        if not done.set_running_or_notify_cancel():
+            return
+        try:
+            done.set_result(copied.run(call))
+        except BaseException as e:  # handed to the flow, which raises it
+            done.set_exception(e)
+
+    threading.Thread(target=run, name="quayside-flow-body", daemon=True).start()
+    try:
+        return await asyncio.wrap_future(done)
+    except BaseException as e:
+        if not done.done() and context.flow_run is not None:  # stopped from outside
+            from quayside.tasks.release_crash import body_stopped
+
+            why = "cancelled" if isinstance(e, asyncio.CancelledError) else type(e).__name__
+            body_stopped(context.flow_run, why)
+        raise
