@@ -1,6 +1,8 @@
 """The example release flow of docs/architecture.md, exactly as printed there, on real sshd
-hosts against the session platform: it stamps every host, reports "no change" on a re-run,
-finishes its ledger release, and a lock held by another run ends it "not run"."""
+hosts against the session platform: it stamps every host, finishes its ledger release under
+its own kind (which `quayside rollback` refuses rather than starting config-publish), records a
+re-run as "no change" (cancelled, not succeeded), and a lock held by another run ends it
+"not run"."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from typing import Any
 import pytest
 from prefect.exceptions import CancelledRun
 
+from quayside.errors import InputError
 from quayside.ledger.locks import acquire, release
 from quayside.ledger.models import ReleaseKind, ReleaseStatus
 from quayside.ledger.release_queries import get_release, list_releases
+from quayside.release.rollback_kind import rollback_run
 from testbed import PROJECT_DIR
 from testbed.release_fixtures import (  # noqa: F401  (fixtures)
     Repo,
@@ -63,11 +67,17 @@ def test_the_documented_example_flow_runs(
     assert first["failed"] == [] and set(first["hosts"].values()) == {"succeeded"}
     assert all((h.root / "STAMP").read_text() == "s1" for h in fleet)
     row = get_release(engine, first["release"])
-    assert row.kind == ReleaseKind.config and row.status == ReleaseStatus.succeeded
+    assert row.kind == ReleaseKind.hello and row.status == ReleaseStatus.succeeded
+    assert first["result"] == "succeeded"
+    with pytest.raises(InputError, match="the newest release is a hello release"):
+        rollback_run(engine, "shop", "test", to=None, kind=None, requested_by="erin")
     assert sorted(h.host for h in row.hosts) == sorted(h.name for h in fleet)
 
     again = run_flow(stamp, "shop", "test", "s1")
-    assert set(again["hosts"].values()) == {"no_change"}
+    assert set(again["hosts"].values()) == {"no_change"} and again["result"] == "no change"
+    unchanged = get_release(engine, again["release"])
+    assert unchanged.status == ReleaseStatus.cancelled
+    assert (unchanged.summary or {})["result"] == "no change"
 
     acquire(engine, "shop", "test", "carol (flow run x)", flow_run_id="other", version="v0")
     try:
