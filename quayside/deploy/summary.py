@@ -88,6 +88,8 @@ def rollback_markdown(
     True
     """
 
+    from quayside.ledger.environments import resume_command  # the ORM, only when it is needed
+
     def name(release: tuple[int, str | None, str | None]) -> str:
         sha = f" {code(release[2][:12])}" if release[2] else ""
         return f"**{inline(release[1] or '?')}** (release {release[0]}{sha})"
@@ -102,6 +104,7 @@ def rollback_markdown(
             f"- hosts ({len(hosts)}): {_names(hosts)}",
             "",
             "Every host switches `current` back (restored from the artifact store where the "
-            "release was pruned); automatic triggers of the app/env are paused afterwards.",
+            "release was pruned); automatic triggers of the app/env are paused afterwards, "
+            f"until {code(resume_command(app, env))}.",
         ]
     )
