@@ -255,3 +255,89 @@ def test_a_flow_run_process_killed_mid_transfer_takes_its_transfers_with_it(
         assert not list(h.root.glob(".current.tmp*")), h.name
     assert {h.status for h in row.hosts} == {HostStatus.skipped}
     assert current_lock(ledger(), "shop", "test") is None
+
+
+def _follow_to_the_end(run_id: str) -> Any:
+    from quayside.runs import follow_run
+
+    for _ in follow_run(run_id, poll_s=0.5, timeout_s=300):
+        pass
+    return read_run(run_id)
+
+
+def test_quayside_up_stopped_mid_deploy_leaves_the_ledger_equal_to_the_hosts(
+    tmp_path: Path, clean_ssh_fleet: SshdFleet, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGHUP (a closed terminal) to `quayside up` during batch 1 of a deploy: the stack
+    SIGTERMs the run with everything else; no host switches after the run's release is
+    recorded, and after the next `up` the release is interrupted with rows equal to the
+    hosts, the run final in Prefect, the lock free, nothing of the run left."""
+    from quayside.ledger.db import make_engine
+    from testbed.platform import _refresh_prefect_settings
+    from tests.platform.test_up import processes_with_home
+
+    fleet = clean_ssh_fleet
+    home = tmp_path / "home"
+    inventory = tmp_path / "quayside.yaml"
+    write_inventory(inventory, fleet, repo)
+    first = Platform(home, inventory)
+    first.start()
+    engine = make_engine(f"sqlite:///{home / 'ledger.db'}")
+    for key, value in (
+        ("PREFECT_API_URL", first.api_url),
+        ("PREFECT_API_AUTH_STRING", first.auth_string),
+        ("QUAYSIDE_HOME", str(home)),
+        ("QUAYSIDE_INVENTORY", str(inventory)),
+    ):
+        monkeypatch.setenv(key, value)
+    _refresh_prefect_settings()
+    again: Platform | None = None
+    try:
+        v1 = start_run("git-deploy", {"app": "shop", "env": "test", "ref": "v1"})
+        assert _follow_to_the_end(v1.id).state_type == "COMPLETED"
+        on_v1 = current_id(fleet[0])
+        write_inventory(
+            inventory, fleet, repo, app={"hooks": {"pre_switch": [IN_HOOK]}}, env={"batch": 2}
+        )
+        handle = start_run("git-deploy", {"app": "shop", "env": "test", "ref": "v2"})
+        wait_for(
+            lambda: all((h.root / "in-hook").exists() for h in fleet[:2]),
+            "batch 1's pre-switch hooks",
+        )
+        assert first.process is not None
+        first.process.send_signal(signal.SIGHUP)
+        first.process.wait(timeout=90)
+        first.process = None
+        wait_for(lambda: not processes_with_home(home), "the platform's processes to end", 60)
+        assert not run_processes(handle.id)
+        rows = releases_of_run(engine, handle.id)
+        assert rows, "the run recorded no release"
+
+        again = Platform(home, inventory)
+        again.prefect_port, again.gateway_port = first.prefect_port, first.gateway_port
+        again.start()
+        wait_for(
+            lambda: get_release(engine, rows[0].id).status != ReleaseStatus.running,
+            "the release to be reconciled",
+            60,
+        )
+        time.sleep(6)  # past the hook's sleep: a host switched late would show
+        row = get_release(engine, rows[0].id)
+        assert row.status == ReleaseStatus.interrupted, row.status
+        assert {h.host: h.serves for h in row.hosts} == {h.name: current_id(h) for h in fleet}
+        assert row.finished_at is not None
+        for h in fleet:
+            assert_complete(h)
+            assert switched_at(h) <= row.finished_at.timestamp(), f"{h.name} switched after"
+        assert all(current_id(h) == on_v1 for h in fleet)
+        assert wait_for(lambda: read_run(handle.id).final, "the run to be final", 60)
+        assert current_lock(engine, "shop", "test") is None
+        line = (row.summary or {})["line"]
+        assert all(h.name in line for h in fleet), line
+    finally:
+        if again is not None:
+            again.stop()
+        first.stop()
+        engine.dispose()
+        monkeypatch.undo()
+        _refresh_prefect_settings()
