@@ -1,5 +1,5 @@
 #!/bin/sh
-# quayside read_facts script, version 1
+# quayside read_facts script, version 2
 #
 # What a host has, and the shell functions every host-side program of a git deploy shares.
 #
@@ -12,20 +12,26 @@
 #
 # facts ROOT [KNOWN_SHA256] prints
 #   current:<what ROOT/current points at, verbatim; empty when there is none>
-#   release:<name>              one line per directory in ROOT/releases
+#   release:<name>              one line per directory in ROOT/releases, but those marked
+#                               not yet switched (ROOT/.quayside-unswitched-<name>: staged by
+#                               a run that never switched to it; the next switch removes them)
 #   manifest:<json>             the current release's manifest, when it has one, or
 #   manifest-same:<sha256>      instead, when that manifest's sha256 is KNOWN_SHA256
 # and returns 0. quayside.commands.release.parse_facts reads it.
 
 # the release manifest's file name in a release dir (quayside.manifest.MANIFEST_FILENAME)
 M=.quayside-manifest.json
+# ROOT/<this><id>: a link marking release <id> as staged but not yet switched to
+UNSWITCHED=.quayside-unswitched-
 
 facts() {
   _fc=$(readlink -- "$1/current") || _fc=
   printf 'current:%s\n' "$_fc"
   if [ -d "$1/releases" ]; then
     for _fd in "$1"/releases/*; do
-      if [ -d "$_fd" ] && [ ! -L "$_fd" ]; then printf 'release:%s\n' "${_fd##*/}"; fi
+      if [ -d "$_fd" ] && [ ! -L "$_fd" ] && [ ! -L "$1/$UNSWITCHED${_fd##*/}" ]; then
+        printf 'release:%s\n' "${_fd##*/}"
+      fi
     done
   fi
   _fi=${_fc##*/}

@@ -1,10 +1,11 @@
 #!/bin/sh
-# quayside rollback switch script, version 2
+# quayside rollback switch script, version 3
 #
 # A rollback on a host that still has the release, in one round trip. The controller sends this
 # text as `sh -c <text> quayside ROOT RELEASE_ID [KEEP [PROTECTED...]]` (quayside.deploy
 # .scripts.switch_if_complete); run it as `sh rollback_switch.sh ROOT RELEASE_ID [KEEP ...]`.
-# M and is_release_id come from quayside/commands/read_facts.sh, sent in front of this text.
+# M, UNSWITCHED and is_release_id come from quayside/commands/read_facts.sh, sent in front of
+# this text.
 #
 #   ROOT        the deploy root (absolute, normalised)
 #   RELEASE_ID  the release to serve again
@@ -16,8 +17,10 @@
 #
 # Prints "switched:<what current pointed at>", or "missing" when the release is not complete on
 # the host (no manifest): the controller then restores it from the artifact store. The
-# next-deploy copies (.quayside-next-<id>) of releases that no longer serve are removed. Both
-# the pruning and that removal happen in the background, after the answer.
+# next-deploy copies (.quayside-next-<id>) of releases that no longer serve are removed, and
+# so are release dirs still marked not yet switched (.quayside-unswitched-<id>: a deploy killed
+# in its pre-switch hooks; they take no KEEP slot). All of it happens in the background, after
+# the answer.
 # Exit status: 0 switched or missing, 3 current is not a symlink (nothing changed).
 
 # run as a file, read those definitions from the package (sent, they are already there)
@@ -52,6 +55,15 @@ echo "switched:$was"
   trap '' HUP
   for d in "$root/$NEXT"*; do
     if [ "$d" != "$root/$NEXT$id" ]; then nice -n 19 rm -rf -- "$d"; fi
+  done
+  for d in "$root/$UNSWITCHED"*; do
+    [ -L "$d" ] || continue
+    r=${d#"$root/$UNSWITCHED"}
+    case $r in "$id" | "${was##*/}") ;; *)
+      if is_release_id "$r"; then nice -n 19 rm -rf -- "$root/releases/$r"; fi
+      ;;
+    esac
+    rm -f -- "$d"
   done
   [ -n "$keep" ] || exit 0
   old=${was##*/}

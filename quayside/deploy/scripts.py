@@ -48,6 +48,11 @@ FACTS_AFTER = "quayside-facts-after"
 #: host after switching to it, which the next deploy renames into its new release directory
 #: instead of copying (``cp -al`` of every file) while it is being deployed
 NEXT_PREFIX = ".quayside-next-"
+#: ``<deploy_root>/<UNSWITCHED_PREFIX><release id>``: a link marking a release dir staged but
+#: not yet switched to (``UNSWITCHED`` in read_facts.sh); the switch renames it over current. A
+#: marked dir that is not current was left by a run killed before its switch: facts leave it
+#: out (it takes no keep_releases slot) and the next switch removes it
+UNSWITCHED_PREFIX = ".quayside-unswitched-"
 #: seconds between the switch and the start of that copy: it never competes with the deploy's
 #: own post-switch hooks and health check (or, on a shared machine, the other hosts' stages)
 NEXT_DELAY_S = 3
@@ -279,8 +284,11 @@ def unswitch(deploy_root: str) -> list[str]:
 
 
 def remove_release(deploy_root: str, release_id: str) -> list[str]:
-    """Delete one (failed, never switched-to) release directory."""
-    return ["rm", "-rf", "--", release_dir(deploy_root, release_id)]
+    """Delete one (failed, never switched-to) release directory and its not-yet-switched
+    mark."""
+    rid = validate_release_id(release_id)
+    mark = posixpath.join(check_deploy_root(deploy_root), UNSWITCHED_PREFIX + rid)
+    return ["rm", "-rf", "--", release_dir(deploy_root, rid), mark]
 
 
 def host_deploy_root(template: str, host: str) -> str:

@@ -1,18 +1,19 @@
 #!/bin/sh
-# quayside stage script, version 2
+# quayside stage script, version 3
 #
 # One round trip of a git deploy on a host. The controller sends this text as
 # `sh -c <text> quayside PATH...` (quayside.deploy.scripts.stage): every value comes as a
 # STAGE_* environment variable or an argument, never inside the text, so it can also be run as
-# it is: `env STAGE_ROOT=/srv/app STAGE_NEW=<id> STAGE_MODE=fresh ... sh stage.sh`. M, facts and
-# is_release_id come from quayside/commands/read_facts.sh, sent in front of this text.
+# it is: `env STAGE_ROOT=/srv/app STAGE_NEW=<id> STAGE_MODE=fresh ... sh stage.sh`. M, UNSWITCHED,
+# facts and is_release_id come from quayside/commands/read_facts.sh, sent in front of this text.
 #
 # In this order, each part optional:
 #   guard     check that the host's facts are the ones the controller expects (else touch
 #             nothing, print them and exit 10)
 #   prepare   the new release dir: a hard-link copy of the previous release (the host's
 #             .quayside-next-<prev> copy when there is one) minus the paths that change, or a
-#             fresh empty dir, or keep it as it is
+#             fresh empty dir, or keep it as it is; marked not yet switched (the link
+#             .quayside-unswitched-<new> -> releases/<new>, which the switch renames over current)
 #   extract   the payload: the first STAGE_PAYLOAD_BYTES bytes of stdin, a tar (changed files
 #             and the manifest as <manifest>.new) or the manifest alone
 #   link      shared paths -> <root>/shared/<path>
@@ -20,10 +21,11 @@
 #   commit    with STAGE_SWITCH=1: wait for the controller's go, the line
 #             "quayside-commit <STAGE_NEW>" right after the payload on stdin. Anything else
 #             (a controller that died sends end-of-file) removes the new release dir and exits 5
-#   switch    current -> releases/<new> (a temp link renamed over it)
+#   switch    current -> releases/<new> (its not-yet-switched mark renamed over it)
 #   prune     old release dirs (never the new one or the one current pointed at) and their
-#             next-deploy copies; release dirs never sealed and temp links that interrupted
-#             runs left
+#             next-deploy copies; what interrupted runs left: release dirs never sealed, or
+#             still marked not yet switched (a run killed in its pre-switch hooks), and temp
+#             links. facts does not list a marked release: it takes no keep_releases slot
 #   next      in the background, STAGE_NEXT_DELAY seconds after the switch and only if the
 #             release still serves, at the lowest priority: a hard-link copy of the new release
 #             without its manifest, which the next deploy renames instead of copying
@@ -56,6 +58,7 @@ command -v is_release_id >/dev/null || . "$(dirname -- "$0")/../commands/read_fa
 set -eu
 NEXT=.quayside-next-
 root=$STAGE_ROOT
+mark=$root/$UNSWITCHED$STAGE_NEW
 cur=$root/current
 shared=$root/shared
 new=$root/releases/$STAGE_NEW
@@ -70,13 +73,13 @@ fail() {
   exit 3
 }
 
-# the new release dir is removed when the script stops before switching to it (an error, a
-# signal, no go from the controller), unless it is what current serves
+# the new release dir (and its mark) is removed when the script stops before switching to it
+# (an error, a signal, no go from the controller), unless it is what current serves
 partial=
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   if [ -n "$partial" ] && [ "$(readlink -- "$cur" 2>/dev/null)" != "$link" ]; then
-    rm -rf -- "$new"
+    rm -rf -- "$new" "$mark"
   fi
 }
 trap cleanup EXIT
@@ -115,7 +118,7 @@ $2  $root/releases/$1/$M
 KNOWN
   fi
   for _kd in "$root"/releases/*; do
-    if [ -d "$_kd" ] && [ ! -L "$_kd" ]; then
+    if [ -d "$_kd" ] && [ ! -L "$_kd" ] && [ ! -L "$root/$UNSWITCHED${_kd##*/}" ]; then
       kf="$kf
 release:${_kd##*/}"
     fi
@@ -171,6 +174,10 @@ case $STAGE_MODE in
     ;;
   *) fail "unknown stage mode $STAGE_MODE" ;;
 esac
+# not yet switched, until the switch renames this link over current: a run killed before that
+# (in its pre-switch hooks) leaves a release the next switch removes. A sealed release kept as
+# it is (mode keep, unmarked) has served before: it is not marked
+if [ ! -L "$mark" ] && [ ! -f "$new/$M" ]; then ln -sfn -- "$link" "$mark"; fi
 cd -- "$new"
 while [ "$nrm" -gt 0 ]; do
   if ! under_link "$1"; then rm -rf -- "$1"; fi
@@ -251,8 +258,9 @@ if [ "$STAGE_SWITCH" = 1 ]; then
   else
     was=$(readlink -- "$cur") || was=
   fi
-  ln -sfn -- "$link" "$root/.current.tmp-$STAGE_NEW"
-  mv -T -- "$root/.current.tmp-$STAGE_NEW" "$cur"
+  # the mark is the link current becomes (made at prepare: no extra process here)
+  [ -L "$mark" ] || ln -sfn -- "$link" "$mark"
+  mv -T -- "$mark" "$cur"
   partial=
   echo "switched:$was"
   cd /
@@ -260,7 +268,17 @@ if [ "$STAGE_SWITCH" = 1 ]; then
     case $id in "$STAGE_NEW" | "${was##*/}") continue ;; esac
     rm -rf -- "$root/releases/$id" "$root/${NEXT:?}$id"
   done
-  # what interrupted runs left: release dirs never sealed (no manifest) and temp links
+  # what interrupted runs left: release dirs still marked not yet switched, release dirs
+  # never sealed (no manifest) and temp links
+  for d in "$root/$UNSWITCHED"*; do
+    [ -L "$d" ] || continue
+    id=${d#"$root/$UNSWITCHED"}
+    case $id in "$STAGE_NEW" | "${was##*/}") rm -f -- "$d" ;; *)
+      if is_release_id "$id"; then rm -rf -- "$root/releases/$id" "$root/${NEXT:?}$id"; fi
+      rm -f -- "$d"
+      ;;
+    esac
+  done
   for d in "$root"/releases/*; do
     id=${d##*/}
     case $id in "$STAGE_NEW" | "${was##*/}") continue ;; esac

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from quayside.deploy import scripts
 from quayside.deploy.payload_tar import build_tar
 from quayside.deploy.scripts import StageRequest
 from quayside.manifest import MANIFEST_FILENAME, build_manifest
+from quayside.plans.release import HostFacts, prune_candidates
 from testbed.require import need_binary
 
 SCRIPT = Path(scripts.__file__).with_name("stage.sh")
@@ -78,6 +80,7 @@ def test_the_file_starts_with_a_version_line_and_is_what_the_controller_sends() 
     for name in (
         MANIFEST_FILENAME,
         scripts.NEXT_PREFIX,
+        scripts.UNSWITCHED_PREFIX,
         scripts.GUARD_MISMATCH,
         scripts.FACTS_AFTER,
         scripts.COMMIT_PREFIX,
@@ -265,6 +268,92 @@ def test_the_next_switch_removes_what_interrupted_runs_left(tmp_path: Path) -> N
     assert sorted(p.name for p in (base / "releases").iterdir()) == sorted([R1, R3, "notes"])
     assert not list(base.glob(".current.tmp-*"))
     assert not list(base.glob(f"{scripts.NEXT_PREFIX}*"))
+
+
+def test_a_release_never_switched_to_takes_no_keep_slot_and_goes_at_the_next_switch(
+    tmp_path: Path,
+) -> None:
+    """A run killed in its pre-switch hooks leaves a sealed release that never served: marked
+    not yet switched, facts leave it out (so it pushes no rollback target out of the
+    keep_releases slots) and the next switch removes it; a switched release is unmarked."""
+    root, request, body = _first_release(tmp_path)
+    base = Path(root)
+    older = "20240401T120000Z-dddddddddddd"
+    (base / "releases" / older).mkdir(parents=True)
+    (base / "releases" / older / MANIFEST_FILENAME).write_text("{}")
+    assert run_stage(request, body + scripts.commit_line(R1)).returncode == 0
+    assert not list(base.glob(f"{scripts.UNSWITCHED_PREFIX}*"))  # R1 switched: unmarked
+
+    # staged without switching (pre-switch hooks to run), then the run is killed
+    hooks_first = StageRequest(
+        root, R2, mode="prev", prev=R1, extract="manifest", payload_bytes=2, switch=False
+    )
+    assert run_stage(hooks_first, b"{}").returncode == 0
+    assert (base / "releases" / R2 / MANIFEST_FILENAME).is_file()  # sealed, complete
+    mark = base / f"{scripts.UNSWITCHED_PREFIX}{R2}"
+    assert os.readlink(mark) == f"releases/{R2}"
+    facts = HostFacts.from_output(
+        subprocess.run(rc.read_facts(root), capture_output=True, text=True).stdout, root
+    )
+    assert (facts.current, facts.releases) == (R1, (older, R1))
+
+    # the next deploy keeps 3: itself, R1 (the previous) and the older rollback target
+    prune = prune_candidates(facts.releases, new=R3, current=R1, keep_releases=3)
+    assert prune == ()
+    staged = StageRequest(
+        root,
+        R3,
+        mode="prev",
+        prev=R1,
+        extract="manifest",
+        payload_bytes=2,
+        switch=True,
+        prune=prune,
+        facts_after="0" * 64,
+    )
+    result = run_stage(staged, b"{}" + scripts.commit_line(R3))
+    assert result.returncode == 0, result.stderr
+    assert os.readlink(base / "current") == f"releases/{R3}"
+    assert sorted(p.name for p in (base / "releases").iterdir()) == sorted([older, R1, R3])
+    assert not list(base.glob(f"{scripts.UNSWITCHED_PREFIX}*"))
+    # the facts it answers with are what read_facts prints now
+    after = result.stdout.decode().split(f"{scripts.FACTS_AFTER}\n", 1)[1]
+    assert {line for line in after.splitlines() if line.startswith("release:")} == {
+        f"release:{r}" for r in (older, R1, R3)
+    }
+
+    # the pre-switch path's own switch (mode keep) consumes the mark it staged with
+    hooks_first = replace(hooks_first, new=RIDS[5], prev=R3)
+    assert run_stage(hooks_first, b"{}").returncode == 0
+    switch = StageRequest(root, RIDS[5], mode="keep", switch=True)
+    assert run_stage(switch, scripts.commit_line(RIDS[5])).returncode == 0
+    assert os.readlink(base / "current") == f"releases/{RIDS[5]}"
+    assert not list(base.glob(f"{scripts.UNSWITCHED_PREFIX}*"))
+    # and a release kept as it is (sealed, switched to before) is never marked
+    back = StageRequest(root, R1, mode="keep", switch=True)
+    assert run_stage(back, scripts.commit_line(R1)).returncode == 0
+    assert not list(base.glob(f"{scripts.UNSWITCHED_PREFIX}*"))
+    assert (base / "releases" / RIDS[5] / MANIFEST_FILENAME).is_file()
+
+
+def test_a_rollback_removes_releases_never_switched_to(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _releases(root, *RIDS[:4])
+    os.symlink(f"releases/{RIDS[2]}", root / "current")
+    os.symlink(f"releases/{RIDS[3]}", root / f"{scripts.UNSWITCHED_PREFIX}{RIDS[3]}")
+    argv = scripts.switch_if_complete(str(root), RIDS[1], 3)
+    result = subprocess.run(["sh", str(ROLLBACK), *argv[4:]], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    wanted = sorted(RIDS[:3])  # the marked one took no slot: the oldest stays
+
+    def state() -> list[str]:
+        return sorted(p.name for p in (root / "releases").iterdir())
+
+    deadline = time.monotonic() + 20
+    while state() != wanted and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state() == wanted
+    assert not list(root.glob(f"{scripts.UNSWITCHED_PREFIX}*"))
 
 
 def _releases(root: Path, *ids: str) -> None:
