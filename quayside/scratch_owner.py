@@ -66,7 +66,9 @@ def claim(scratch: Path, app: str, env: str, flow_run_id: str | None) -> Path:
         The owner file (removed last, with the directories it owns).
     """
     pid = os.getpid()
-    owner = ScratchOwner(app, env, flow_run_id, pid, _started(pid), _boot_id())
+    started = _started(pid)
+    known = started if started is not None and started >= 0 else None
+    owner = ScratchOwner(app, env, flow_run_id, pid, known, _boot_id())
     path = owner_path(scratch)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{pid}.tmp")
@@ -98,8 +100,8 @@ def process_gone(owner: ScratchOwner) -> bool:
         return False  # another machine's, or an earlier boot's: the pid cannot tell
     started = _started(owner.pid)
     if started is None:
-        return not os.path.exists(f"/proc/{owner.pid}")
-    return owner.pid_started is not None and started != owner.pid_started
+        return True
+    return started >= 0 and owner.pid_started is not None and started != owner.pid_started
 
 
 def sweep_dead(
@@ -176,12 +178,17 @@ def _boot_id() -> str | None:
 
 
 def _started(pid: int) -> int | None:
-    """``pid``'s start time in clock ticks since boot, or None if it is not running."""
+    """``pid``'s start time in clock ticks since boot; None if it is not running (no such
+    process, or a zombie: it has ended, its parent has not collected it yet); -1 if it is
+    there but cannot be read."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
     except OSError:
-        return None
-    try:  # the command name (field 2) may hold spaces and parentheses: split after it
-        return int(stat.rpartition(")")[2].split()[19])
+        return -1
+    fields = stat.rpartition(")")[2].split()  # the command name may hold spaces and ")"
+    try:
+        return None if fields[0] in ("Z", "X") else int(fields[19])
     except (IndexError, ValueError):
-        return None
+        return -1

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Collection
 from pathlib import Path
 
@@ -109,6 +111,26 @@ def test_the_builds_of_gone_processes_go_and_live_ones_stay(tmp_path: Path) -> N
         "shop-test-r4-4.stream",
     ]
     assert (live / "lib" / "a.php").read_text() == "<?php\n"
+
+
+def test_a_killed_process_its_parent_has_not_collected_is_gone(tmp_path: Path) -> None:
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        build = tmp_path / "builds" / "shop-test-r1-1"
+        claim(build, "shop", "test", "run-1")
+        started = Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[19]
+        set_owner(build, pid=child.pid, pid_started=int(started))
+        owner = read_owner(owner_path(build))
+        assert owner is not None and not process_gone(owner)  # running
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child never became a zombie"
+            time.sleep(0.01)
+        assert process_gone(owner)  # a zombie: ended, not yet collected
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_under_the_lock_the_builds_of_runs_that_are_over_go(tmp_path: Path) -> None:
