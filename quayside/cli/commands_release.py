@@ -316,6 +316,8 @@ def _print_outcome(run_id: str, engine: Engine | None = None, *, ended: str | No
         console.print(f"release {release.id} ({release.version}): {status}", highlight=False)
         if release.hosts:
             console.print(table)
+        for line in _failed_host_lines(release.hosts):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
         if isinstance(told, str):  # the reconcile's line: which hosts switched, which not
             console.print(_escape(told), highlight=False, soft_wrap=True)
         for warning in (release.summary or {}).get("warnings") or []:
@@ -340,6 +342,16 @@ def _wait_reconciled(ledger: Engine, run_id: str, releases: list[Any]) -> list[A
         time.sleep(0.2)
         releases = list(releases_of_run(ledger, run_id))
     return releases
+
+
+def _failed_host_lines(hosts: Any) -> list[str]:
+    """One line per failed host with the first line of why (the table has no room for it):
+    ``web-2: exit 3: quayside: current is a directory, not a symlink ...``."""
+    lines = []
+    for row in sorted(hosts, key=lambda h: h.host):
+        if row.status == "failed" and row.message:
+            lines.append(f"{row.host}: {row.message.strip().splitlines()[0][:300]}")
+    return lines
 
 
 def _escape(text: str) -> str:
