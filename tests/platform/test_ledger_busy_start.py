@@ -7,15 +7,18 @@ trying again (the token check's last-used bookkeeping is skipped instead)."""
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from quayside.flows.git_deploy import git_deploy
 from quayside.ledger.db import BUSY_TIMEOUT_S
 from quayside.ledger.models import HostStatus, ReleaseStatus, SubmissionStatus
-from quayside.ledger.release_queries import releases_of_run
+from quayside.ledger.release_queries import get_release, releases_of_run
 from quayside.ledger.submissions import submission_of_run
 from quayside.settings import load_settings
 from testbed.platform import PROJECT_DIR, Platform
@@ -25,6 +28,7 @@ from testbed.release_fixtures import (  # noqa: F401  (fixtures)
     current_id,
     ledger,
     repo_fixture,
+    run_flow_fixture,
     write_inventory,
 )
 from testbed.sshd import SshdFleet
@@ -97,4 +101,58 @@ def test_a_deploy_waits_for_a_ledger_held_before_it_starts(
     assert {h.host: h.status for h in row.hosts} == {h.name: HostStatus.succeeded for h in fleet}
     for h in fleet:
         assert current_id(h) == row.details["release_id"]
+        assert_complete(h)
+
+
+LOGGING_HOLDER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute('BEGIN IMMEDIATE')
+with open(sys.argv[3], 'a') as log:
+    log.write('held\\n')
+time.sleep(float(sys.argv[2]))
+db.execute('ROLLBACK')
+with open(sys.argv[3], 'a') as log:
+    log.write(f'released {time.time()}\\n')
+"""
+
+
+def test_the_release_recorded_as_the_run_starts_waits_for_a_held_ledger(
+    run_flow: Any,
+    platform_inventory: Path,
+    clean_ssh_fleet: SshdFleet,
+    repo: Repo,
+    tmp_path: Path,
+) -> None:
+    """The ledger is taken by another writer just before the run records its release running
+    (its build command starts the holder, under the deploy lock, right before that write) and
+    held past one attempt's busy timeout: the write waits, lands once, and the deploy
+    succeeds."""
+    fleet = clean_ssh_fleet
+    database = load_settings().database_url.removeprefix("sqlite:///")
+    if database == load_settings().database_url:
+        pytest.skip("the platform's ledger is not SQLite")
+    holder = tmp_path / "holder.py"
+    holder.write_text(LOGGING_HOLDER)
+    log = tmp_path / "holder.log"
+    hold_s = BUSY_TIMEOUT_S + 5
+    start_holder = (
+        f"setsid {shlex.quote(sys.executable)} {shlex.quote(str(holder))} "
+        f"{shlex.quote(database)} {hold_s} {shlex.quote(str(log))} </dev/null >/dev/null 2>&1 & "
+        f"until grep -q held {shlex.quote(str(log))} 2>/dev/null; do sleep 0.05; done"
+    )
+    write_inventory(platform_inventory, fleet, repo, app={"build": [start_holder]})
+    engine = ledger()
+
+    result = run_flow(git_deploy, "shop", "test", "v1")
+
+    lines = log.read_text().split("\n")
+    assert lines[0] == "held" and lines[1].startswith("released "), lines
+    released = float(lines[1].split()[1])  # the holder let go by itself, after hold_s
+    row = get_release(engine, result["release"])
+    assert row.status == ReleaseStatus.succeeded
+    assert row.started_at is not None and row.started_at.timestamp() >= released
+    assert {h.host: h.status for h in row.hosts} == {h.name: HostStatus.succeeded for h in fleet}
+    for h in fleet:
+        assert current_id(h) == result["release_id"]
         assert_complete(h)
