@@ -35,11 +35,14 @@ def test_saves_and_publishes_are_audited(ledger_engine: Engine, tmp_path: Path) 
     box = SecretBox.from_home(tmp_path)
     items.save(store, CONF, "port=53\n", author="ann", base_version=0)
     items.mark_published(store, CONF, 1, actor="flow-run:r1")
+    items.mark_published(store, CONF, 1, actor="flow-run:r2", variables={"ns": 2})
     variables.set_value(store, box, ENV, "pw", "hunter2-secret", author="bob", secret=True)
     recorded = [(e.actor, e.action, e.subject_id, e.details) for e in list_events(ledger_engine)]
     assert ("ann", "config.saved", str(CONF)) in [r[:3] for r in recorded]
-    published = [r for r in recorded if r[1] == "config.published"]
-    assert published[0][0] == "flow-run:r1" and published[0][3] == {"version": 1, "previous": None}
+    published = {r[0]: r[3] for r in recorded if r[1] == "config.published"}
+    assert published["flow-run:r1"] == {"version": 1, "previous": None, "variables": None}
+    # the variable versions the publish rendered with (versions only, never values)
+    assert published["flow-run:r2"] == {"version": 1, "previous": 1, "variables": {"ns": 2}}
     saved_variable = [r for r in recorded if r[1] == "config.variable_saved"][0]
     assert saved_variable[:3] == ("bob", "config.variable_saved", "DNS/release/pw")
     assert "hunter2" not in repr(recorded)
