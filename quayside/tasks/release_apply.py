@@ -64,6 +64,7 @@ class ApplySteps:
     engine: Engine
     _applying: bool
     _reports: list[HostReport]
+    _skipped: list[str]
 
     if TYPE_CHECKING:
 
@@ -144,6 +145,7 @@ class ApplySteps:
                 raise behind  # no new batch while the ledger cannot say what the hosts do
         done = {r.host for r in reports}
         skipped = [h for h in names if h not in done]
+        self._skipped = list(skipped)
         if skipped and behind is None:
             self._record_applied(
                 [HostOutcome(h, HostStatus.skipped, step="not started") for h in skipped]

@@ -64,6 +64,7 @@ class ApproveStep:
     run_id: str | None
     row: int | None
     finished: bool
+    step: str | None
     _suspended: bool
 
     if TYPE_CHECKING:
@@ -116,6 +117,9 @@ class ApproveStep:
         Raises:
             quayside.tasks.approval.ApprovalRejected: refused (the release ends cancelled).
             quayside.tasks.approval.ApprovalExpired: not answered in time (cancelled too).
+            quayside.tasks.approval.ApprovalInterrupted: the run stopped waiting (cancelled,
+                with why). Any other error (the ledger, Prefect's API) is not an answer: the
+                ``with`` block records the release ``failed`` with its message.
         """
         if self.target is None:
             return None
@@ -128,13 +132,20 @@ class ApproveStep:
                 return covering
         if policy is None:
             return None
-        from quayside.tasks.approval import approval_gate, suspending
+        from quayside.tasks.approval import (
+            ApprovalExpired,
+            ApprovalInterrupted,
+            ApprovalRejected,
+            approval_gate,
+            suspending,
+        )
 
         waiting = self.waiting_release()
         if waiting is not None:  # resumed: Prefect ran the flow again from the top
             self.row = int(waiting.id)
         else:
             self.record(status=ReleaseStatus.awaiting_approval)
+        self.step = "approval"
         try:
             approver = approval_gate(
                 app=self.request.app,
@@ -149,14 +160,21 @@ class ApproveStep:
                 excluded_approvers=excluded_editors(policy, editors),
                 gate=gate,
             )
-        except BaseException as e:
-            if suspending(e) or not isinstance(e, Exception):
-                self._suspended = suspending(e)
-                raise
+        except (ApprovalRejected, ApprovalExpired):
             # the gate has told the channels; the release only ends
             finish_quietly(self.engine, self.row, ReleaseStatus.cancelled, "not approved")
             self.finished = True
             raise
+        except ApprovalInterrupted as e:  # the run was stopped while it waited: no answer
+            finish_quietly(self.engine, self.row, ReleaseStatus.cancelled, str(e))
+            self.finished = True
+            raise
+        except BaseException as e:
+            # suspended: left as recorded; any other error (the ledger, the API) is no
+            # answer from an approver: the with block records it as failed, with its message
+            self._suspended = suspending(e)
+            raise
+        self.step = None
         get_run_logger().info("approved by %s", approver)
         return approver
 

@@ -16,12 +16,18 @@ A release flow resolves its target and plans, then hands the rest to :class:`Rel
    (:mod:`quayside.tasks.release_apply`).
 5. :meth:`~ReleaseLifecycle.restore` - every host that switched goes back, all at once,
    before anything slow (artifact storage, notifications) happens (the same module).
-6. :meth:`~ReleaseLifecycle.finish` - the ledger release with its outcome, then the
-   notification (succeeded / failed / rolled back, with the link to the run). Leaving the
-   ``with`` block on an error finishes the release ``failed`` (announced) if the flow did not;
-   a suspension for approval and a refusal leave it as they recorded it.
+6. :meth:`~ReleaseLifecycle.finish_applied` (or :meth:`~ReleaseLifecycle.fail_threshold`,
+   or :meth:`~ReleaseLifecycle.finish` for an outcome of the flow's own) - the outcome mapped
+   from the hosts' reports (no change / succeeded / failed), the ledger release, the per-host
+   table artifact (:meth:`~ReleaseLifecycle.show_hosts` names it), then the notification
+   (succeeded / failed / rolled back, with the link to the run)
+   (:mod:`quayside.tasks.release_outcome`). Leaving the ``with`` block on an error publishes
+   the table and finishes the release ``failed`` (announced) if the flow did not - or
+   ``succeeded`` with the error as a warning when hosts already switched to it (the ledger
+   never says the opposite of the hosts); a suspension for approval and a refusal leave it as
+   they recorded it.
 
-This module holds the request, the ``with`` block, the ledger row and steps 2, 3 and 6.
+This module holds the request, the ``with`` block, the ledger row and steps 2 and 3.
 
 Example (a whole release flow body, see docs/architecture.md)::
 
@@ -29,13 +35,9 @@ Example (a whole release flow body, see docs/architecture.md)::
         life.approve(plan_markdown, asked=approval)
         life.lock()
         life.start()
+        life.show_hosts(artifact_key("stamp", app, env), f"stamp {version}")
         applied = life.apply(target.host_names, on_host, action="stamp")
-        bad = [r.host for r in applied.bad]
-        life.finish(
-            ReleaseStatus.failed if bad else ReleaseStatus.succeeded,
-            event="failed" if bad else "succeeded",
-            text=", ".join(bad),
-        )
+        result = life.finish_applied(applied, f"stamped {version}")
 """
 
 from __future__ import annotations
@@ -49,18 +51,17 @@ from typing import Any
 from prefect.logging.loggers import get_run_logger
 from prefect.runtime import flow_run
 
-from quayside.deploy.errors import ThresholdExceeded
 from quayside.errors import LedgerError
 from quayside.inventory.resolve import Target
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import mark_running, start_release, start_running_release
-from quayside.release.host_outcomes import failed_rows, outcome_text
 from quayside.release.host_report import HostReport
 from quayside.tasks.ledger import current_flow_run_id, ledger_engine
-from quayside.tasks.release_apply import Applied, ApplySteps
+from quayside.tasks.release_apply import ApplySteps
 from quayside.tasks.release_approve import ApproveStep
 from quayside.tasks.release_finish import Announcement, finish_quietly, finish_release_run
 from quayside.tasks.release_lock import NotRun, take_release_lock
+from quayside.tasks.release_outcome import HostTable, OutcomeSteps
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class ReleaseRequest:
         return self.shown or self.version or ""
 
 
-class ReleaseLifecycle(ApproveStep, ApplySteps):
+class ReleaseLifecycle(ApproveStep, ApplySteps, OutcomeSteps):
     """One release run: approval, lock, apply in batches, restore, finish (see the module).
 
     Use it as a context manager around everything after resolving and planning; the lock is
@@ -121,6 +122,9 @@ class ReleaseLifecycle(ApproveStep, ApplySteps):
         """True from the first host change on (apply, restore)."""
         self._reports: list[HostReport] = []
         """What each host worked on so far did (what it serves, if the ledger cannot say)."""
+        self._skipped: list[str] = []
+        self.table: HostTable | None = None
+        """Where the per-host table goes (:meth:`show_hosts`); published on every finish."""
 
     # -- the with block -------------------------------------------------------------------
 
@@ -159,10 +163,39 @@ class ReleaseLifecycle(ApproveStep, ApplySteps):
             why = f"{self.step}: {why}"
         if self.row is None:
             self.record(details={"step": self.step or "start"})
-        finish_quietly(self.engine, self.row, ReleaseStatus.failed, why, self.announcement(
-            "failed", why
-        ))  # fmt: skip
+        self.publish_table()
+        serving = [r.host for r in self._reports if r.status == "succeeded"]
+        if serving:
+            self._finish_served(why, serving)
+        else:
+            finish_quietly(self.engine, self.row, ReleaseStatus.failed, why, self.announcement(
+                "failed", why
+            ))  # fmt: skip
         self.finished = True
+
+    def _finish_served(self, why: str, serving: list[str]) -> None:
+        """An error after hosts switched (and were not switched back): the release is what
+        those hosts serve, so it is recorded ``succeeded`` with the error as a warning -
+        never ``failed`` while the hosts serve it."""
+        total = len(self._reports) + len(self._skipped)
+        bad = [r.host for r in self._reports if not r.ok]
+        warning = f"after {len(serving)} host(s) switched: {why}"[:300]
+        get_run_logger().error("%s; the release stands on those hosts", warning)
+        text = f"{len(serving)} of {total} host(s) now run {self.request.label}; {warning}"
+        finish_release_run(
+            self.engine,
+            self.row,
+            ReleaseStatus.succeeded,
+            summary={
+                "hosts": total,
+                "changed": len(serving),
+                "failed": len(bad),
+                "warnings": [warning],
+            },
+            details={"error": why[:500], "failed_hosts": bad},
+            announce=self.announcement("succeeded", text),
+            quiet=True,
+        )
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -283,25 +316,3 @@ class ReleaseLifecycle(ApproveStep, ApplySteps):
                 raise self._behind(e) from e
             raise
         self.finished = True
-
-    def fail_threshold(
-        self, applied: Applied, *, details: dict[str, Any] | None = None
-    ) -> ThresholdExceeded:
-        """Finish a release stopped by the threshold (after :meth:`restore`): ``failed``,
-        announced as rolled back; returns the error for the flow to raise."""
-        rows = failed_rows(applied.reports)
-        total = len(applied.reports) + len(applied.skipped)
-        names = ", ".join(h for h, _, _ in rows[:10]) + (", ..." if len(rows) > 10 else "")
-        error = ThresholdExceeded(
-            f"{applied.failed} of {total} host(s) failed ({applied.limit} tolerated): {names}; "
-            "stopped and switched every switched host back to its previous release",
-            rows,
-        )
-        self.finish(
-            ReleaseStatus.failed,
-            event="rolled_back",
-            text=outcome_text(str(error), rows),
-            summary={"failed": len(rows), "hosts": total, "rolled_back": True},
-            details={**(details or {}), "failed_hosts": [h for h, _, _ in rows]},
-        )
-        return error
