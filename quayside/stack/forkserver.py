@@ -51,8 +51,34 @@ from typing import Any
 
 from quayside.stack.parent_death import die_with_parent
 
-#: Flow modules imported before serving (module names; failures are reported, not fatal).
-PRELOAD = ("prefect", "prefect.engine", "prefect.flow_engine")
+#: Modules imported before serving (module names; failures are reported, not fatal): Prefect's
+#: engine, and what every release run still imported after the fork when this list held only
+#: the engine (measured with a git deploy: Prefect's task engine, concurrency and run-graph
+#: modules with graphviz, anyio's asyncio backend, the ledger's sqlite3, the release reconcile
+#: modules its lock reads) -- each run paid for those imports again.
+PRELOAD = (
+    "prefect",
+    "prefect.engine",
+    "prefect.flow_engine",
+    "prefect.task_engine",
+    "prefect.utilities.visualization",
+    "prefect.concurrency.services",
+    "prefect.concurrency._sync",
+    "prefect.concurrency._asyncio",
+    "prefect._internal.observers",
+    "anyio._backends._asyncio",
+    "anyio.streams.tls",
+    "anyio.streams.stapled",
+    "sqlite3",
+    "encodings.idna",
+    "_strptime",
+    "stringprep",
+    "rich._emoji_codes",
+    "quayside.release.reconcile",
+    "quayside.release.served",
+    "quayside.release.fleet_summary",
+    "quayside.ledger.release_interruptions",
+)
 MAX_REQUEST = 1 << 20
 #: longest wait for each of Prefect's services to send what is queued when a run ends (Prefect's
 #: own ``APILogHandler.flush`` waits 5 s)
