@@ -202,6 +202,7 @@ def record_decision(
         return row
 
 
+@retry_busy
 def resolve(
     db: Engine | Session,
     request_id: int,
@@ -211,7 +212,9 @@ def resolve(
 ) -> ApprovalRequest:
     """Bring a request's status up to date (e.g. expire it once ``expires_at`` has passed).
 
-    Writes one audit event if the status changed, none otherwise.
+    Writes one audit event if the status changed, none otherwise. Given an Engine, a busy
+    ledger is tried again (a run waiting for approval asks this on every poll): one
+    transaction, and an up-to-date request is left alone.
 
     Args:
         db: Engine or Session.

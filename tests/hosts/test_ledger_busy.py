@@ -17,10 +17,17 @@ from quayside.auth.approvals import find_for_run, open_request
 from quayside.errors import LedgerError, NotFoundError
 from quayside.inventory.models import ApprovalPolicy
 from quayside.ledger import locks, release_queries, releases, submissions
+from quayside.ledger.approvals import resolve
 from quayside.ledger.audit import list_events
 from quayside.ledger.busy import with_budget
 from quayside.ledger.db import make_engine
-from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus, SubmissionStatus
+from quayside.ledger.models import (
+    ApprovalStatus,
+    HostStatus,
+    ReleaseKind,
+    ReleaseStatus,
+    SubmissionStatus,
+)
 
 HOLDER = r"""
 import sys
@@ -197,6 +204,12 @@ def test_a_run_submission_and_its_approval_request_wait_for_the_other_writer(
                 flow_run_id="run-1",
                 version="v1",
             )
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "releasing"
+        with held(ledger_url) as (holder, _):
+            let_go_after_first_busy(holder, engine)
+            # what the run's approval gate asks on every poll
+            assert resolve(engine, request.id).status == ApprovalStatus.pending
             assert holder.stdout is not None
             assert holder.stdout.readline().strip() == "releasing"
         opened = find_for_run(engine, "run-1")
