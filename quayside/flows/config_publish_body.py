@@ -2,12 +2,13 @@
 render the versions, read every host and plan (diff per host and file, secrets masked), then
 the shared release lifecycle (approve with the diff, lock, apply in batches with the failure
 threshold, restore past it, finish) - once, or for a canary publish twice: the canary hosts,
-then (after an approval gate or a set delay) the rest."""
+then (after an approval gate or a set delay) the rest. Content that changed while the gate
+waited is never published on the old approval: the run plans again and the gate asks again."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,12 +49,19 @@ from quayside.settings import load_settings
 from quayside.tasks.config_publish import publish_on_host, read_hosts, restore_on_host
 from quayside.tasks.ledger import current_flow_run_id, ledger_engine
 from quayside.tasks.release_apply import Applied
+from quayside.tasks.release_finish import finish_quietly
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.release_report import artifact_key, publish_host_table
 from quayside.tasks.run_authority import confirm_run_authority
 
 REST_GATE = "rest"
 """The approval gate before the rest of a canary publish (the canary's is the run's first)."""
+
+
+class ContentChanged(QuaysideError):
+    """The content to publish changed while the gate waited: the approval showed other
+    content. The run plans again from the top (as a resumed run does), and the gate voids
+    the old request (its plan changed) and asks again."""
 
 
 @dataclass
@@ -75,6 +83,8 @@ class Publish:
     """Who edited the versions since their published ones, user -> what (kept in the
     release's details: after the canary moved the published marker, the rest's gate still
     excludes them)."""
+    digest_now: Callable[[], str] | None = field(default=None, repr=False)
+    """The content digest as the store renders it now (after a wait at the gate)."""
 
     @property
     def label(self) -> str:
@@ -116,6 +126,40 @@ def publish_config(
     """The body of :func:`quayside.flows.config_publish.config_publish` (its docstring says
     what it does and returns), run in a thread by :func:`quayside.tasks.sync_body.run_sync_body`.
     """
+    while True:
+        try:
+            return _publish_once(
+                project=project, env=env, service=service, files=files, versions=versions,
+                hosts=hosts, canary=canary, canary_wait_s=canary_wait_s, batch=batch,
+                dry_run=dry_run, requested_by=requested_by, approval=approval,
+                lock_wait_s=lock_wait_s, rollback_of=rollback_of,
+            )  # fmt: skip
+        except ContentChanged as e:
+            get_run_logger().warning("%s; planning again", e)
+
+
+def _publish_once(
+    *,
+    project: str,
+    env: str,
+    service: str,
+    files: list[str] | None,
+    versions: dict[str, int] | None,
+    hosts: list[str] | None,
+    canary: int | list[str] | None,
+    canary_wait_s: float | None,
+    batch: int | str | None,
+    dry_run: bool,
+    requested_by: str,
+    approval: bool,
+    lock_wait_s: float,
+    rollback_of: int | None,
+) -> dict[str, Any]:
+    """One pass of :func:`publish_config`: resolve, render, plan, publish.
+
+    Raises:
+        ContentChanged: the content changed while the gate waited (plan again).
+    """
     settings = load_settings()
     inventory = load_inventory(settings.inventory_path)
     requested_by = confirm_run_authority(
@@ -141,9 +185,16 @@ def publish_config(
         raise InputError(redact(e.message), hint=e.hint) from None
     digest = content_digest(rendered, variable_versions)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+    def digest_now() -> str:
+        now, used = rendered_files(
+            store, choose_items(store, project, env, service, files, versions), box, reader
+        )
+        return content_digest(now, used)
+
     pub = Publish(
         target, service, svc, store, rendered, digest, requested_by, lock_wait_s, rollback_of,
-        f"{stamp}-{digest[:10]}", batch, editors_of(store, rendered),
+        f"{stamp}-{digest[:10]}", batch, editors_of(store, rendered), digest_now,
     )  # fmt: skip
     canary_hosts = _canary_hosts(target, canary)
     canary_row = _canary_done(pub) if canary_hosts else None
@@ -283,7 +334,9 @@ def _phase(
     with ReleaseLifecycle(request, target) as life:
         # the rest's gate is a gate of its own: answering one never answers the other
         gate = REST_GATE if phase == "rest" else DEFAULT_GATE
-        life.approve(markdown, asked=asked, editors=pub.editors, gate=gate)
+        approver = life.approve(markdown, asked=asked, editors=pub.editors, gate=gate)
+        if approver is not None and phase != "rest":  # the rest publishes what the canary did
+            _still_approved_content(life, pub)
         life.lock()
         life.step = "plan"
         now = _plan(pub, names, redact)  # under the lock: what was approved is still true
@@ -319,6 +372,21 @@ def _phase(
             raise life.fail_threshold(applied, details={"failed_phase": phase})
         _table(pub, phase, applied)
         return _finish(life, pub, phase, applied, same, limit)
+
+
+def _still_approved_content(life: ReleaseLifecycle, pub: Publish) -> None:
+    """After a wait at the gate (in the run's process: a resumed run renders again from the
+    top anyway), check the store still renders the content the approval showed.
+
+    Raises:
+        ContentChanged: it does not; this run's release ends cancelled (nothing published).
+    """
+    if pub.digest_now is None or pub.digest_now() == pub.digest:
+        return
+    why = "the content to publish changed while waiting for approval (a file or variable)"
+    finish_quietly(life.engine, life.row, ReleaseStatus.cancelled, why)
+    life.finished = True
+    raise ContentChanged(why)
 
 
 def _finish(

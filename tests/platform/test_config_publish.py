@@ -462,3 +462,73 @@ def test_a_canary_publish_asks_each_gate_with_a_request_of_its_own(
     rest, canary = list_releases(engine, "dns-j", "release", limit=2)
     assert (canary.details["phase"], rest.details["phase"]) == ("canary", "rest")
     assert canary.status is rest.status is ReleaseStatus.succeeded
+
+
+def test_content_changed_while_waiting_voids_the_approval_and_asks_again(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, dnsmasq_fleet: DnsmasqFleet
+) -> None:
+    """The approval is bound to the rendered content it showed: a variable the template uses
+    changes while the gate waits, the old request's approval is void (reason: the plan
+    changed), a new request shows the new content, and approving it publishes that."""
+    from quayside.config import variables
+    from quayside.config.address import EnvAddress
+    from quayside.config.secret_box import SecretBox
+    from quayside.ledger.audit import list_events
+    from quayside.settings import load_settings
+
+    engine = ledger()
+    policy = {"approval": {"required": 1, "role": "MASTER", "unattributed": "one_approver"}}
+    store = setup(platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-k", **policy)
+    service.create_user(engine, "dns-k-lead")
+    service.grant_role(engine, "dns-k-lead", "MASTER", space="default")
+    token = service.create_token(engine, "dns-k-lead")
+    box = SecretBox.from_home(load_settings().home)
+    env = EnvAddress("dns-k", "release")
+    variables.set_value(store, box, env, "API_IP", "10.0.0.2", author="alice")
+    address = ItemAddress("dns-k", "release", "dnsmasq", "hosts")
+    items.save(store, address, "{{ API_IP }} api.internal\n", author="alice", base_version=0,
+               template=True)  # fmt: skip
+    seen: dict[str, Any] = {}
+
+    def change_then_approve_both() -> None:
+        first = wait_for_pending(engine, "dns-k")
+        seen["first"] = first
+        # while the gate waits: the variable the template renders changes
+        variables.set_value(store, box, env, "API_IP", "10.0.0.7", author="alice")
+        seen["old answer"] = decide(engine, first.id, token_text=token, decision="approve")
+        second = wait_for_pending(engine, "dns-k", after=first.id)
+        seen["second"] = second
+        seen["first then"] = approvals.get_request(engine, first.id).status
+        seen["before the second"] = answers(dnsmasq_fleet)
+        seen["new answer"] = decide(engine, second.id, token_text=token, decision="approve")
+
+    answerer = threading.Thread(target=change_then_approve_both)
+    answerer.start()
+    try:
+        out = run_flow(config_publish, "dns-k", "release", "dnsmasq", requested_by="alice")
+    finally:
+        answerer.join()
+    first, second = seen["first"], seen["second"]
+    assert "+10.0.0.2 api.internal" in first.summary
+    assert seen["old answer"].accepted  # approved, then found void by the gate
+    assert seen["first then"] is ApprovalStatus.voided
+    [voided] = list_events(
+        engine, subject_type="approval_request", subject_id=first.id, action="approval.voided"
+    )
+    assert "the plan changed" in (voided.details or {})["reason"]
+    # the new request shows the new content; nothing was published before it was approved
+    assert second.flow_run_id == first.flow_run_id and second.gate == first.gate
+    assert "+10.0.0.7 api.internal" in second.summary and "10.0.0.2" not in second.summary
+    assert out["digest"] in second.summary and out["digest"] not in first.summary
+    assert seen["before the second"] == {h.name: {"10.0.0.1"} for h in clean_ssh_fleet}
+    assert seen["new answer"].accepted
+    assert out["result"] == "published"
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.7"} for h in clean_ssh_fleet}
+    for s in dnsmasq_fleet:
+        assert (s.conf / "hosts").read_text() == "10.0.0.7 api.internal\n"
+    # the release that waited for the old request ended cancelled, nothing published by it
+    row, waited = list_releases(engine, "dns-k", "release", limit=5)
+    assert waited.status is ReleaseStatus.cancelled and not waited.hosts
+    assert "content to publish changed while waiting" in waited.details["error"]
+    assert row.status is ReleaseStatus.succeeded and row.details["content_digest"] == out["digest"]
+    assert approvals.get_request(engine, second.id).status is ApprovalStatus.approved
