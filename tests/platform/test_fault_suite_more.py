@@ -23,6 +23,7 @@ from quayside.deploy.errors import ThresholdExceeded
 from quayside.flows.git_deploy import git_deploy
 from quayside.flows.rollback import GIT_KINDS
 from quayside.inventory import load_inventory
+from quayside.ledger.locks import current_lock
 from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
 from quayside.ledger.release_queries import (
     current_release,
@@ -173,6 +174,7 @@ def test_a_failed_release_switches_back_while_the_artifact_store_hangs(
     statuses = {h.host: h.status for h in row.hosts}
     assert statuses["web-2"] == HostStatus.failed
     assert {statuses["web-1"], statuses["web-3"]} == {HostStatus.rolled_back}
+    assert current_lock(ledger(), "shop", "test") is None
     os.kill(pid, signal.SIGCONT)
 
 
@@ -312,8 +314,10 @@ def split_fleet(
     ``before`` (a release directory). Returns the dead run's release, reconciled
     (``interrupted``, what each host serves)."""
     marker = fleet[2].root / "in-hook"
+    # web-3 waits in its pre-switch hook until the test removes the marker (after the kill)
     hook = (
-        'if [ "$QUAYSIDE_HOST" = web-3 ]; then touch "$QUAYSIDE_DEPLOY_ROOT/in-hook"; sleep 120; fi'
+        'if [ "$QUAYSIDE_HOST" = web-3 ]; then touch "$QUAYSIDE_DEPLOY_ROOT/in-hook"; '
+        'while [ -e "$QUAYSIDE_DEPLOY_ROOT/in-hook" ]; do sleep 0.2; done; fi'
     )
     write_inventory(
         platform_inventory, fleet, repo, app={"hooks": {"pre_switch": [hook]}}, env={"batch": 1}
@@ -331,6 +335,7 @@ def split_fleet(
                 pass
     marker.unlink()
     wait_for(lambda: read_run(handle.id).final, "Prefect to see the run end")
+    wait_for(lambda: not run_processes(handle.id), "every process of the run to end", 30)
     write_inventory(platform_inventory, fleet, repo)
     engine = ledger()
     (row,) = releases_of_run(engine, handle.id)
@@ -343,6 +348,7 @@ def split_fleet(
     assert {h.host: h.serves for h in row.hosts} == {h.name: current_id(h) for h in fleet}
     for h in fleet:
         assert_complete(h)
+    assert current_lock(engine, "shop", "test") is None  # no lock held by the dead run
     return row
 
 
