@@ -13,7 +13,7 @@ import typer
 
 from quayside.cli.app import console
 from quayside.cli.commands_config import config_app
-from quayside.cli.commands_release import AS_HELP, TOKEN_FILE_HELP, WAIT_LOCK_HELP
+from quayside.cli.run_requests import AS_HELP, TOKEN_FILE_HELP, WAIT_LOCK_HELP
 
 DEPLOYMENT = "config-publish"
 
@@ -46,8 +46,9 @@ def config_publish(
     Publishes each file's latest version. Prints the run's link, follows it and ends with
     the outcome: the release and each host's result, or "no change".
     """
-    from quayside.cli.commands_release import _asking, _follow
     from quayside.cli.prefect_target import require_platform
+    from quayside.cli.run_following import start_and_follow
+    from quayside.cli.run_requests import asking
     from quayside.config.publish_target import publish_target
     from quayside.inventory import load_inventory
     from quayside.settings import load_settings
@@ -55,7 +56,7 @@ def config_publish(
     inventory = load_inventory(load_settings().inventory_path)
     target = publish_target(inventory, project, env, service, canary)
     require_platform()  # at once, before the ledger and seconds of Prefect imports
-    with _asking(token_file, as_name) as (requester, ledger):
+    with asking(token_file, as_name) as (requester, ledger):
         parameters: dict[str, Any] = {
             "app": target.project,
             "env": target.env,
@@ -66,14 +67,16 @@ def config_publish(
             parameters["canary"] = canary
         if wait_lock is not None:
             parameters["lock_wait_s"] = wait_lock
-        handle = _follow(DEPLOYMENT, parameters, requester, ledger, follow=wait, total=target.hosts)
+        handle = start_and_follow(
+            DEPLOYMENT, parameters, requester, ledger, follow=wait, total=target.hosts
+        )
         if wait:
             _say_no_change(handle.id, ledger, target.project, target.env, target.service)
 
 
 def _say_no_change(run_id: str, ledger: Any, project: str, env: str, service: str) -> None:
     """A run that published nothing records no release: say so (else the outcome is the
-    release table :func:`quayside.cli.commands_release._follow` printed)."""
+    release table :func:`quayside.cli.run_following.start_and_follow` printed)."""
     from quayside.ledger.db import make_engine
     from quayside.ledger.release_queries import releases_of_run
     from quayside.settings import load_settings

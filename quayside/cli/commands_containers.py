@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from quayside.cli.app import app, console
-from quayside.cli.commands_release import AS_HELP, TOKEN_FILE_HELP, _asking
+from quayside.cli.run_requests import AS_HELP, TOKEN_FILE_HELP, asking
 
 HOST_HELP = "only this host (repeatable)"
 
@@ -30,7 +30,7 @@ def _target(
 
     inventory = load_inventory(load_settings().inventory_path)
     target = resolve_target(inventory, app_name, env, host or None)
-    with _asking(token_file, as_name) as (requester, ledger):
+    with asking(token_file, as_name) as (requester, ledger):
         if requester.principal is not None and ledger is not None:
             spec = by_name("image-release")
             scope = scope_of_run(
