@@ -4,20 +4,27 @@ A scheduled run may start days after it was submitted; its submitter's role may 
 revoked, their account disabled, or the hosts may have moved to another space since. The run
 applies the rule it was authorized under (recorded with its submission) to the roles and
 inventory of the moment, and refuses to act if it fails. A run without a submission was
-started from the Prefect UI or API, which only platform operators reach.
+started from the Prefect UI or API, which only platform operators reach - unless it carries
+:data:`~quayside.auth.submission_tag.SUBMISSION_TAG`: a trigger created it for a submission it
+then failed to record (its ledger write failed, or it died first), so nobody authenticated is
+behind it and it refuses to act too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sqlalchemy import Engine
 
 from quayside.auth.roles import PermissionDenied
 from quayside.auth.run_scope import ScopeKind, authorize_run, scope_of_run
+from quayside.auth.submission_tag import SUBMISSION_TAG
 from quayside.errors import InputError, NotFoundError, QuaysideError
 from quayside.inventory import Inventory
+from quayside.ledger import audit
+from quayside.ledger.busy import retry_busy
+from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import RunSubmission, SubmissionStatus
 from quayside.ledger.submissions import (
     mark_submission,
@@ -35,7 +42,11 @@ class RunNotAuthorized(QuaysideError):
 
 
 def confirm_submitter(
-    db: Engine, inventory: Inventory, flow_run_id: str, params: Mapping[str, Any]
+    db: Engine,
+    inventory: Inventory,
+    flow_run_id: str,
+    params: Mapping[str, Any],
+    tags: Collection[str] = (),
 ) -> str | None:
     """Check the submitter of ``flow_run_id`` against ``params`` as the run starts.
 
@@ -44,19 +55,32 @@ def confirm_submitter(
         inventory: the inventory of the moment.
         flow_run_id: the run.
         params: the run's parameters that say what it acts on (app, env, hosts, group).
+        tags: the run's Prefect tags.
 
     Returns:
         The submitter (the authenticated principal the run is recorded under), or None for a
-        run without a submission.
+        run without a submission and without the submission tag (an operator's run).
 
     Raises:
         RunNotAuthorized: the submitter is disabled, lost the role, or the run would act on
-            places they have no right to; or the submission was cancelled.
+            places they have no right to; or the submission was cancelled; or the run was
+            created for a submission that was never recorded (audit ``run.refused``).
     """
+    actor = f"flow-run:{flow_run_id}"
     submission = submission_of_run(db, flow_run_id)
     if submission is None:
-        return None
-    actor = f"flow-run:{flow_run_id}"
+        if SUBMISSION_TAG not in tags:
+            return None
+        reason = (
+            f"it was created for a submission (tag {SUBMISSION_TAG}) that was never recorded: "
+            "the trigger that created it failed before writing who asked for it"
+        )
+        _record_unsubmitted(db, flow_run_id, actor, reason)
+        raise RunNotAuthorized(
+            f"run refused at start: {reason}; nothing was done",
+            hint="submit it again (the trigger said whether it failed); a run started from "
+            "the Prefect UI carries no such tag",
+        )
     if submission.status in (SubmissionStatus.refused, SubmissionStatus.cancelled):
         raise RunNotAuthorized(
             f"this run was {submission.status.value} before it started: "
@@ -117,3 +141,18 @@ def _refusal(
     except (PermissionDenied, NotFoundError, InputError) as e:
         return e.message
     return None
+
+
+@retry_busy
+def _record_unsubmitted(db: Engine, flow_run_id: str, actor: str, reason: str) -> None:
+    """The audit event of a run refused for a submission that was never recorded (there is no
+    submission row to mark)."""
+    with unit_of_work(db) as session:
+        audit.record(
+            session,
+            actor,
+            "run.refused",
+            "flow_run",
+            flow_run_id,
+            {"principal": None, "deployment": None, "reason": reason},
+        )

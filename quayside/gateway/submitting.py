@@ -46,10 +46,11 @@ def submit_run(
 ) -> RunHandle:
     """Start (or schedule) a run of ``spec`` for ``user``, whose right on ``scope`` the caller
     checked with :func:`submission_scope`, and record the submission (``on_behalf_of``: the
-    name a SUPER user asked for it in the name of; the audit event names both).
+    name a SUPER user asked for it in the name of; the audit event names both). The run is
+    created held and released once the submission is recorded (:mod:`quayside.runs.submission`).
 
     Returns:
-        The run's handle (the existing run for a retried idempotency key).
+        The run's handle as released (the existing run for a retried idempotency key).
     """
     handle = start(
         ctx,
@@ -61,8 +62,9 @@ def submit_run(
         env=scope.env,
         scheduled_at=scheduled_at,
         tags=tags,
+        for_submission=True,  # held: no worker takes it before the record below exists
     )
-    record(
+    return record(
         ctx.engine(),
         handle,
         user,
@@ -72,4 +74,3 @@ def submit_run(
         scheduled_at=scheduled_at,
         on_behalf_of=on_behalf_of,
     )
-    return handle

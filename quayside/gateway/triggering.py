@@ -121,11 +121,13 @@ def start(
     env: str | None,
     tags: list[str],
     scheduled_at: Any = None,
+    for_submission: bool = False,
 ) -> RunHandle:
     """Start (or find, by idempotency key) a run of catalogue entry ``deployment``; a key this
     gateway used recently is answered from memory (duplicate deliveries). The handle says
     whether the run is new (``created``) and, for one that existed, its state then
-    (:func:`start_status` words it).
+    (:func:`start_status` words it). ``for_submission``: created held until its submission is
+    recorded (:func:`quayside.runs.start_run`).
 
     The key is scoped (:func:`~quayside.triggers.idempotency.scoped_key`): the same
     ``idempotency_key`` from another ``user``, or for another ``app`` or ``env``, is another run.
@@ -140,6 +142,7 @@ def start(
         idempotency_key=key,
         scheduled_at=scheduled_at,
         tags=["quayside", *tags],
+        for_submission=for_submission,
     )
     ctx.recent_runs.put(key, handle)
     return handle

@@ -5,18 +5,39 @@ seconds of imports."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
+from quayside.auth.submission_tag import SUBMISSION_TAG
 from quayside.deployments.catalogue import by_name
 from quayside.errors import InputError, NotFoundError, QuaysideError
 from quayside.runs.prefect_http import PrefectHTTP, api_url
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+#: a run created for a submission is due this long after its creation, so that no worker takes
+#: it before its submission is recorded (workers take runs due within
+#: PREFECT_WORKER_PREFETCH_SECONDS); :func:`release_run` then makes it due when it was asked
+#: for. A trigger that died before releasing it leaves it to start at this time, where it checks
+#: its submitter, or refuses itself when there is no submission
+HOLD = timedelta(minutes=5)
+#: the creator releases (or deletes) its held run only within this many seconds of creating
+#: it: later a worker may be about to take it, and a state set then could move a run that has
+#: started back to Scheduled
+RELEASE_WITHIN_S = HOLD.total_seconds() / 2
+#: the name of a held run's Scheduled state (what the Prefect UI shows while it waits)
+HELD_NAME = "Submitting"
+HELD_MESSAGE = (
+    "waiting for its submission to be recorded; a run left here after a failed submission "
+    "starts at its time and refuses itself"
+)
+
+log = logging.getLogger("quayside.runs")
 
 
 @dataclass(frozen=True)
@@ -37,11 +58,27 @@ class RunHandle:
     created: bool = True
     state_type: str = "SCHEDULED"
     state_name: str = "Scheduled"
+    release_at: datetime | None = None
+    """for a run this call created held (``for_submission``): when :func:`release_run` makes
+    it due; None when there is nothing to release"""
+    held_since: float | None = None
+    """``time.monotonic()`` when this process created the held run"""
 
     @property
     def final(self) -> bool:
         """Whether the run had ended (completed, failed, crashed or cancelled)."""
         return self.state_type in FINAL_STATES
+
+    @property
+    def held(self) -> bool:
+        """Whether this is a held run this process created and may still release or delete:
+        no worker can have taken it yet (see :data:`RELEASE_WITHIN_S`)."""
+        return (
+            self.created
+            and self.release_at is not None
+            and self.held_since is not None
+            and time.monotonic() - self.held_since < RELEASE_WITHIN_S
+        )
 
 
 @dataclass(frozen=True)
@@ -111,6 +148,7 @@ def _start(
     scheduled_at: datetime | None,
     tags: list[str],
     name: str | None,
+    for_submission: bool,
 ) -> RunHandle:
     spec = by_name(deployment)
     flow_name, _, deployment_name = spec.full_name.partition("/")
@@ -120,7 +158,18 @@ def _start(
             f"deployment '{spec.full_name}' is not registered with Prefect",
             hint="`quayside up` registers the catalogue; is the platform running?",
         )
-    when = (scheduled_at or datetime.now(UTC)).isoformat()
+    now = datetime.now(UTC)
+    wanted = scheduled_at or now
+    state = _state_json("SCHEDULED", "Scheduled", scheduled_time=wanted.isoformat())
+    release_at: datetime | None = None
+    if for_submission:
+        tags = [*tags, SUBMISSION_TAG]
+        held_until = now + HOLD
+        if wanted < held_until:  # due before its submission is surely recorded: hold it
+            release_at = wanted
+            state = _state_json(
+                "SCHEDULED", HELD_NAME, HELD_MESSAGE, scheduled_time=held_until.isoformat()
+            )
     # without a caller's key, one of our own: a request sent again after its answer was lost
     # then finds the run it created instead of starting the release twice
     own_key = idempotency_key is None
@@ -130,7 +179,7 @@ def _start(
     request = {
         "parameters": parameters,
         "context": {},
-        "state": _state_json("SCHEDULED", "Scheduled", scheduled_time=when),
+        "state": state,
         "tags": list(tags),
         "name": name,
         "idempotency_key": idempotency_key,
@@ -138,15 +187,20 @@ def _start(
     run = api.call("POST", f"/deployments/{dep['id']}/create_flow_run", request)
     status = _status(run)
     details = (run.get("state") or {}).get("state_details") or {}
+    created = own_key or api.last_status == 201
     return RunHandle(
         status.id,
         status.name,
         spec.full_name,
         ui_url_for(status.id),
         _when(details.get("scheduled_time")),
-        created=own_key or api.last_status == 201,
+        created=created,
         state_type=status.state_type,
         state_name=status.state_name,
+        # only the creator releases: a retry with the same key found a run that its first
+        # request releases (or that starts at its held time), never moves its state
+        release_at=release_at if created else None,
+        held_since=time.monotonic() if created and release_at is not None else None,
     )
 
 
@@ -158,6 +212,7 @@ def start_run(
     scheduled_at: datetime | None = None,
     tags: list[str] | None = None,
     name: str | None = None,
+    for_submission: bool = False,
 ) -> RunHandle:
     """Create a flow run of catalogue entry ``deployment`` through the Prefect API.
 
@@ -168,6 +223,12 @@ def start_run(
         scheduled_at: run then instead of now.
         tags: extra tags on the run.
         name: run name (Prefect generates one if omitted).
+        for_submission: the caller records the run's submission next
+            (:func:`quayside.runs.submission.record`): the run carries
+            :data:`~quayside.auth.submission_tag.SUBMISSION_TAG` and, when it is due sooner
+            than :data:`HOLD` from now, is created held (Scheduled ``Submitting``, due in
+            :data:`HOLD`) so that no worker starts it before the record exists;
+            :func:`release_run` makes it due at ``scheduled_at`` (or now) once it does.
 
     Returns:
         The run's id, name and UI URL.
@@ -178,8 +239,69 @@ def start_run(
     """
     with PrefectHTTP() as api:
         return _start(
-            api, deployment, parameters or {}, idempotency_key, scheduled_at, tags or [], name
+            api,
+            deployment,
+            parameters or {},
+            idempotency_key,
+            scheduled_at,
+            tags or [],
+            name,
+            for_submission,
         )
+
+
+def release_run(handle: RunHandle) -> RunHandle:
+    """Make the held run ``handle`` due when it was asked for (now, or its ``scheduled_at``):
+    one state change, whose Scheduled event wakes the worker at once.
+
+    Only the process that created the run releases it, and only within
+    :data:`RELEASE_WITHIN_S` of creating it: a run past that is left to start at its held
+    time (a worker may be taking it already, and Prefect would let a state set now move a
+    started run back to Scheduled). The state change carries a transition id of its own run,
+    so a request resent after its answer was lost is refused by Prefect, not applied twice.
+
+    Returns:
+        The handle as the run is now (its state and due time); ``handle`` itself when there
+        was nothing to release.
+
+    Raises:
+        PrefectUnavailable: the API does not answer.
+    """
+    if handle.release_at is None or not handle.created:
+        return handle
+    if not handle.held:
+        log.warning(
+            "run %s not released: created %.0fs ago; it starts at its held time",
+            handle.id,
+            time.monotonic() - (handle.held_since or 0.0),
+        )
+        return replace(handle, release_at=None, held_since=None)
+    transition = uuid5(NAMESPACE_URL, f"quayside:release:{handle.id}")
+    state = _state_json(
+        "SCHEDULED",
+        "Scheduled",
+        scheduled_time=handle.release_at.isoformat(),
+        transition_id=str(transition),
+    )
+    with PrefectHTTP() as api:
+        result = api.call("POST", f"/flow_runs/{_uuid(handle.id)}/set_state", {"state": state})
+    now = result.get("state") or {}
+    details = now.get("state_details") or {}
+    if result.get("status") != "ACCEPT":
+        log.warning(
+            "run %s not released (%s): %s",
+            handle.id,
+            result.get("status"),
+            (result.get("details") or {}).get("reason"),
+        )
+    return replace(
+        handle,
+        scheduled_at=_when(details.get("scheduled_time")) or handle.scheduled_at,
+        state_type=now.get("type") or handle.state_type,
+        state_name=now.get("name") or handle.state_name,
+        release_at=None,
+        held_since=None,
+    )
 
 
 def _read(api: PrefectHTTP, run_id: str) -> RunStatus:

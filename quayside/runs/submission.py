@@ -3,12 +3,22 @@ CLI with a token) starts a run for them.
 
 1. :func:`authorized_scope`: the user's right is checked on what the run will act on
    (:mod:`quayside.auth.run_scope`, with the catalogue entry's ``scope`` and ``minimum_role``);
-2. the caller creates the run (:func:`quayside.runs.start_run`, or the gateway's idempotent
-   start);
+2. the caller creates the run held (:func:`quayside.runs.start_run` with
+   ``for_submission=True``, or the gateway's idempotent start): tagged
+   :data:`~quayside.auth.submission_tag.SUBMISSION_TAG` and, unless it is due later anyway,
+   Scheduled ``Submitting`` and due in :data:`~quayside.runs.client.HOLD`, so no worker can
+   start it yet;
 3. :func:`record`: the submission is recorded in the ledger, so the run checks its submitter
-   again when it starts and a revoked user's scheduled runs can be found. If recording fails,
-   a scheduled run (one that has not started) is deleted: a refused submission leaves nothing
-   behind.
+   again when it starts and a revoked user's scheduled runs can be found; then the run is
+   released (:func:`~quayside.runs.client.release_run`: due now, or at its scheduled time).
+   A run therefore never starts before its submission exists. If recording fails, the run
+   this submission created is deleted (a held or scheduled one: it has not started): a
+   refused submission leaves nothing behind. A run whose record never came (its trigger
+   died) starts at its held time and refuses itself
+   (:func:`quayside.auth.run_start.confirm_submitter`).
+
+A retried submission (the same idempotency key) finds the run and records nothing twice; it
+never changes the run's state: the request that created the run releases it.
 """
 
 from __future__ import annotations
@@ -21,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 from quayside.auth.run_scope import RunScope, ScopeKind, authorize_run, scope_of_run
 from quayside.deployments.catalogue import DeploymentSpec
+from quayside.errors import QuaysideError
 from quayside.inventory import Inventory
 from quayside.ledger.submissions import record_submission
-from quayside.runs.client import RunHandle, delete_run
+from quayside.runs.client import RunHandle, delete_run, release_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -66,12 +77,13 @@ def authorized_scope(
 @contextmanager
 def undo_on_failure(handle: RunHandle, *, scheduled: bool) -> Iterator[None]:
     """Delete the run ``handle`` if the block fails (only a run this submission created and
-    that has not started: a scheduled one), so a refused submission leaves no run behind; a
-    retried submission that found an existing run never deletes it."""
+    that has not started: a scheduled one, or one still held for its submission), so a refused
+    submission leaves no run behind; a retried submission that found an existing run never
+    deletes it."""
     try:
         yield
     except BaseException:
-        if scheduled and handle.created:
+        if handle.created and (scheduled or handle.held):
             try:
                 delete_run(handle.id)
             except Exception as e:  # the original error is what the caller must see
@@ -89,11 +101,16 @@ def record(
     via: str,
     scheduled_at: datetime | None = None,
     on_behalf_of: str | None = None,
-) -> None:
+) -> RunHandle:
     """Record that ``user`` submitted the run ``handle`` (whose right on ``scope`` was checked
-    by :func:`authorized_scope`) through ``via``; ``on_behalf_of``: the name a SUPER user asked
-    for it in the name of (the audit event names both). A scheduled run is deleted if this
-    fails."""
+    by :func:`authorized_scope`) through ``via``, then release it (see the module docstring);
+    ``on_behalf_of``: the name a SUPER user asked for it in the name of (the audit event names
+    both). The run this submission created is deleted if the record fails.
+
+    Returns:
+        The run as it is after its release (due now, or at its scheduled time); a run that
+        could not be released is logged and starts at its held time, its submission checked.
+    """
     with undo_on_failure(handle, scheduled=scheduled_at is not None):
         record_submission(
             engine,
@@ -108,3 +125,8 @@ def record(
             scheduled_at=scheduled_at,
             on_behalf_of=on_behalf_of,
         )
+    try:
+        return release_run(handle)
+    except QuaysideError as e:  # recorded: the run starts at its held time and checks it
+        log.warning("run %s not released (%s); it starts at its held time", handle.id, e)
+        return handle

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from prefect.runtime import flow_run
+
 from quayside.auth.run_start import confirm_submitter
 from quayside.inventory import Inventory
 from quayside.tasks.ledger import current_flow_run_id, ledger_engine
@@ -33,5 +35,6 @@ def confirm_run_authority(
     run_id = current_flow_run_id()
     if run_id is None:
         return requested_by
-    principal = confirm_submitter(ledger_engine(), inventory, run_id, params)
+    tags = flow_run.get_tags()  # a run created for a submission that is missing is refused
+    principal = confirm_submitter(ledger_engine(), inventory, run_id, params, tags)
     return principal if principal is not None else requested_by
