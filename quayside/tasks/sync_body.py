@@ -34,6 +34,7 @@ from prefect.context import FlowRunContext, SyncClientContext
 from prefect.flows import Flow
 
 from quayside.errors import InputError
+from quayside.release import stopping
 
 T = TypeVar("T")
 
@@ -58,6 +59,7 @@ async def run_sync_body(body: Callable[..., T], /, **parameters: Any) -> T:
     if context is None or context.flow is None:
         raise InputError(f"{getattr(body, '__name__', body)!r} must run inside a flow run")
     twin = context.model_copy(update={"flow": Flow(fn=body, name=context.flow.name)})
+    stopping.reset()  # a process that ran a stopped flow before (tests call flows in-process)
 
     def call() -> T:
         # one sync API client for the body and the tasks it submits (an async flow has only
