@@ -6,24 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from prefect.states import State
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from quayside.flows.config_publish_body import publish_config
-from quayside.tasks.release_crash import release_run_died
+from quayside.tasks.release_flow import release_flow
 from quayside.tasks.release_lock import run_release_body
 
 
-@flow(
-    name="config-publish",
-    # a run killed or cancelled: its release is marked interrupted with the config version
-    # each host serves (quayside.release.served) and its lock freed
-    on_crashed=[release_run_died],
-    on_cancellation=[release_run_died],
-    task_runner=ThreadPoolTaskRunner(max_workers=50),  # type: ignore[arg-type]
-    description="Publish config center files to a service's hosts: diff, approve, validate "
+@release_flow(
+    "config-publish",
+    "Publish config center files to a service's hosts: diff, approve, validate "
     "the staged set, atomic swap, reload or restart, verify, restore on failure; canary first "
     "when asked.",
 )

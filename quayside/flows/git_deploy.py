@@ -6,23 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from prefect.states import State
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from quayside.flows.git_deploy_body import deploy_release
-from quayside.tasks.release_crash import release_run_died
+from quayside.tasks.release_flow import release_flow
 from quayside.tasks.release_lock import run_release_body
 
 
-@flow(
-    name="git-deploy",
-    # a run killed (SIGKILL, OOM) or cancelled: its release is reconciled with the hosts
-    on_crashed=[release_run_died],
-    on_cancellation=[release_run_died],
-    task_runner=ThreadPoolTaskRunner(max_workers=50),  # type: ignore[arg-type]
-    description="Deploy a git ref to an app's environment: versioned release directories, "
+@release_flow(
+    "git-deploy",
+    "Deploy a git ref to an app's environment: versioned release directories, "
     "atomic switch, batches, health checks, automatic rollback past the failure threshold.",
 )
 async def git_deploy(

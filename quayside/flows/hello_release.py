@@ -5,23 +5,22 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from quayside.deploy.errors import HostsFailed
 from quayside.errors import InputError
-from quayside.inventory import group_hosts, load_inventory
-from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
-from quayside.ledger.releases import HostOutcome
+from quayside.inventory import group_hosts
+from quayside.ledger.models import ReleaseKind
 from quayside.markdown_text import cell, code, inline
-from quayside.settings import load_settings
-from quayside.tasks.fanout import map_hosts
+from quayside.release.host_outcomes import failed_rows
+from quayside.release.host_report import HostReport
 from quayside.tasks.hosts import run_command
-from quayside.tasks.release_crash import release_run_died
+from quayside.tasks.release_flow import release_flow
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
-from quayside.tasks.run_authority import confirm_run_authority
+from quayside.tasks.release_report import artifact_key
+from quayside.tasks.release_resolve import resolve_release
 
 
 def _check_command(command: list[str]) -> None:
@@ -47,13 +46,10 @@ def _report(group: str, command: list[str], rows: list[tuple[str, str, str]]) ->
     return "\n".join(lines)
 
 
-@flow(
-    name="hello-release",
-    # a run killed (SIGKILL, OOM) or cancelled: its release is reconciled with the hosts
-    on_crashed=[release_run_died],
-    on_cancellation=[release_run_died],
-    task_runner=ThreadPoolTaskRunner(max_workers=20),  # type: ignore[arg-type]
-    description="Run one command on every host of a group over SSH and record a release.",
+@release_flow(
+    "hello-release",
+    "Run one command on every host of a group over SSH and record a release.",
+    max_workers=20,
 )
 def hello_release(
     group: str = Field("demo", description="host group (or a single host) from quayside.yaml"),
@@ -81,9 +77,8 @@ def hello_release(
     """
     logger = get_run_logger()
     _check_command(command)
-    settings = load_settings()
-    inventory = load_inventory(settings.inventory_path)
-    requested_by = confirm_run_authority(inventory, {"group": group}, requested_by)
+    resolved = resolve_release({"group": group}, requested_by, target=False)
+    inventory, requested_by = resolved.inventory, resolved.requested_by
     hosts = group_hosts(inventory, group)
     request = ReleaseRequest(
         "hello",
@@ -94,42 +89,33 @@ def hello_release(
         # told where an app "hello" in quayside.yaml lists channels (no warning otherwise)
         announce="hello" in inventory.apps,
     )
+    outputs: dict[str, str] = {}
+
+    def on_host(name: str) -> HostReport:
+        outputs[name] = run_command(name, inventory.hosts[name], command)
+        return HostReport(name, "succeeded", "command")
+
+    argv = shlex.join(command)[:200]
     with ReleaseLifecycle(request) as life:
         release = life.start()
         logger.info("release %s: %s on %d host(s)", release, shlex.join(command), len(hosts))
-        result = map_hosts(
-            lambda name: run_command.submit(name, inventory.hosts[name], command),
-            hosts,
-            max_parallel,
-        )
-        rows: list[tuple[str, str, str]] = []
-        outcomes: list[HostOutcome] = []
-        for outcome in result.outcomes:
-            status = HostStatus.succeeded if outcome.ok else HostStatus.failed
-            message = None if outcome.ok else outcome.message
-            outcomes.append(HostOutcome(outcome.host, status, step="command", message=message))
-            rows.append(
-                (outcome.host, "ok" if outcome.ok else "failed", outcome.value or message or "")
-            )
-        final = ReleaseStatus.succeeded if result.ok else ReleaseStatus.failed
-        text = f"{code(shlex.join(command), limit=200)} on {len(hosts)} host(s)"
-        if not result.ok:
-            text += f", failed on: {inline(', '.join(o.host for o in result.failed), limit=300)}"
-        life.record_hosts(outcomes)
-        life.finish(
-            final,
-            event=final.value,
-            text=text,
-            summary={"hosts": len(hosts), "failed": len(result.failed)},
-        )
+        key = artifact_key("hello-release", group)
+        life.show_hosts(key, f"hello-release on {inline(group)}")
+        applied = life.apply(hosts, on_host, action="command", max_parallel=max_parallel)
+        # no failure threshold here: one failed host fails the run
+        life.finish_applied(applied, f"{argv} on {len(hosts)} host(s)", any_failure_fails=True)
+    rows = [
+        (r.host, "ok" if r.ok else "failed", outputs.get(r.host, r.message))
+        for r in applied.reports
+    ]
     create_markdown_artifact(
         markdown=_report(group, command, rows),
-        key=f"hello-release-{group.lower()}"[:100].replace(".", "-").replace("_", "-"),
-        description=f"hello-release on {inline(group)}",
+        key=artifact_key("hello-release", group, "output"),
+        description=f"hello-release output on {inline(group)}",
     )
-    if not result.ok:
+    if applied.bad:
         raise HostsFailed(
-            f"{len(result.failed)} of {len(result.outcomes)} host(s) failed",
-            [(o.host, "command", o.message) for o in result.failed],
+            f"{len(applied.bad)} of {len(applied.reports)} host(s) failed",
+            failed_rows(applied.reports),
         )
     return {"release_id": release, "hosts": {h: r for h, r, _ in rows}}

@@ -7,22 +7,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from prefect.states import State
 from pydantic import Field
 
 from quayside.flows.image_build_body import build_release
-from quayside.tasks.release_crash import release_run_died
+from quayside.tasks.release_flow import release_flow
 from quayside.tasks.release_lock import run_release_body
 
 
-@flow(
-    name="image-build",
-    on_crashed=[release_run_died],
-    on_cancellation=[release_run_died],
-    description="Build an image app's git ref with the Docker engine (layer cache reused, OCI "
+@release_flow(
+    "image-build",
+    "Build an image app's git ref with the Docker engine (layer cache reused, OCI "
     "labels), version it (the tag's semver, else the next patch), push it to the build "
     "environment's registry and record its digest and artifact checksum.",
+    max_workers=None,  # Prefect's default task runner
 )
 async def image_build(
     app: str = Field(description="image app name from quayside.yaml"),

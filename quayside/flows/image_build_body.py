@@ -18,17 +18,15 @@ from quayside.images.build_target import build_target
 from quayside.images.engine_build import build_engine_url
 from quayside.images.registry_access import registry_of, registry_settings
 from quayside.images.versions import VersionChoice, already_built, choose_version, parse_version
-from quayside.inventory import load_inventory
 from quayside.ledger.image_builds import BuiltImage, built_images
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
 from quayside.registry.names import check_repository
 from quayside.runs.secrets import secret_value
-from quayside.settings import load_settings
 from quayside.tasks.image_build import build_image, publish_summary, summary_markdown
 from quayside.tasks.params import opaque
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.release_report import artifact_key
-from quayside.tasks.run_authority import confirm_run_authority
+from quayside.tasks.release_resolve import resolve_release
 from quayside.tasks.source import resolve_ref
 
 
@@ -37,9 +35,9 @@ def build_release(
 ) -> dict[str, Any]:
     """The body of :func:`quayside.flows.image_build.image_build` (its docstring says what
     it does and returns), run in a thread by :func:`quayside.tasks.sync_body.run_sync_body`."""
-    settings = load_settings()
-    inventory = load_inventory(settings.inventory_path)
-    requested_by = confirm_run_authority(inventory, {"app": app, "env": env}, requested_by)
+    # an image build has no hosts: its target is the build environment's registry
+    resolved = resolve_release({"app": app, "env": env}, requested_by, target=False)
+    settings, inventory, requested_by = resolved.settings, resolved.inventory, resolved.requested_by
     config, image = build_target(inventory, app, env)
     repository = check_repository(registry_of(inventory, app, env).repository)
     # a missing secret refuses here

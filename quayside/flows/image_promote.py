@@ -7,22 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from prefect.states import State
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from quayside.flows.image_promote_body import promote_image
-from quayside.tasks.release_crash import release_run_died
+from quayside.tasks.release_flow import release_flow
 from quayside.tasks.release_lock import run_release_body
 
 
-@flow(
-    name="image-promote",
-    on_crashed=[release_run_died],
-    on_cancellation=[release_run_died],
-    task_runner=ThreadPoolTaskRunner(max_workers=50),  # type: ignore[arg-type]
-    description="Promote an app's image (version or digest) from one environment to the "
+@release_flow(
+    "image-promote",
+    "Promote an app's image (version or digest) from one environment to the "
     "next: approval (digest, version, what runs there now, commit range, copy plan), copy by "
     "digest between the two registries (verified, only missing blobs), then an image release "
     "in the target environment.",

@@ -18,19 +18,17 @@ from quayside.flows.image_release_body import release_image
 from quayside.images.promote_copy import copy_plan_summary
 from quayside.images.promote_plan import copy_details, promote_markdown
 from quayside.images.promote_target import PromoteChoice, checked_checksum, resolve_promote
-from quayside.inventory import load_inventory
 from quayside.inventory.resolve import resolve_target
 from quayside.ledger.models import ApprovalStatus, ReleaseKind, ReleaseStatus
 from quayside.ledger.release_details import add_release_detail
 from quayside.ledger.release_queries import releases_of_run
 from quayside.release.covering_approval import CoveringApproval
 from quayside.runs.secrets import secret_value
-from quayside.settings import load_settings
 from quayside.tasks.image_promote import copy_image_task
 from quayside.tasks.ledger import ledger_engine
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.release_lock import NotRun
-from quayside.tasks.run_authority import confirm_run_authority
+from quayside.tasks.release_resolve import resolve_release
 
 GATE = "promote"
 """The promotion's approval gate (the image release it starts has its own, ``release``)."""
@@ -49,9 +47,9 @@ def promote_image(
 ) -> dict[str, Any]:
     """The body of :func:`quayside.flows.image_promote.image_promote` (its docstring says
     what it does and returns), run in a thread by ``run_release_body``."""
-    settings = load_settings()
-    inventory = load_inventory(settings.inventory_path)
-    requested_by = confirm_run_authority(inventory, {"app": app, "env": to_env}, requested_by)
+    # the target after the promotion is resolved: its errors name the image, not the env
+    resolved = resolve_release({"app": app, "env": to_env}, requested_by, target=False)
+    inventory, requested_by = resolved.inventory, resolved.requested_by
     engine = ledger_engine()
     choice = resolve_promote(
         engine, inventory, app, from_env, to_env, version_or_digest, secrets=secret_value

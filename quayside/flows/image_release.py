@@ -8,24 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from prefect.states import State
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from quayside.flows.image_release_body import release_image
-from quayside.tasks.release_crash import release_run_died
+from quayside.tasks.release_flow import release_flow
 from quayside.tasks.release_lock import run_release_body
 
 
-@flow(
-    name="image-release",
-    # a run killed or cancelled: its release is marked interrupted with what each host's
-    # upstream sends traffic to (quayside.release.served) and its lock freed
-    on_crashed=[release_run_died],
-    on_cancellation=[release_run_died],
-    task_runner=ThreadPoolTaskRunner(max_workers=50),  # type: ignore[arg-type]
-    description="Run an app's image (version or digest) on its environment's Docker hosts "
+@release_flow(
+    "image-release",
+    "Run an app's image (version or digest) on its environment's Docker hosts "
     "with the environment's config: new container beside the old, checked (health, HTTP, "
     "artifact checksum), traffic switched through nginx, old removed; old kept on failure.",
 )

@@ -32,20 +32,18 @@ from quayside.images.image_release_host import (
     restore_on_host,
 )
 from quayside.images.image_release_target import ImageChoice, protected_digests, resolve_image
-from quayside.inventory import load_inventory
 from quayside.inventory.image_models import ImageRun
-from quayside.inventory.resolve import Target, resolve_target
+from quayside.inventory.resolve import Target
 from quayside.ledger.models import ReleaseKind, ReleaseStatus
 from quayside.markdown_text import code, inline
 from quayside.release.covering_approval import CoveringApproval
 from quayside.release.host_outcomes import failed_rows, outcome_text
 from quayside.release.host_report import HostReport
 from quayside.runs.secrets import secret_value
-from quayside.settings import load_settings
 from quayside.tasks.ledger import ledger_engine
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.release_report import artifact_key, publish_host_table
-from quayside.tasks.run_authority import confirm_run_authority
+from quayside.tasks.release_resolve import resolve_release
 
 
 @dataclass(frozen=True)
@@ -124,10 +122,9 @@ def release_image(
     gate) - passed in the process by the caller, never a flow parameter; the lifecycle accepts
     it for this release's gate only when the ledger says it belongs to this run and app/env,
     is approved and meets the policy (recorded as ``details["approval"]``)."""
-    settings = load_settings()
-    inventory = load_inventory(settings.inventory_path)
-    requested_by = confirm_run_authority(inventory, {"app": app, "env": env}, requested_by)
-    target = resolve_target(inventory, app, env)
+    resolved = resolve_release({"app": app, "env": env}, requested_by)
+    settings, inventory, requested_by = resolved.settings, resolved.inventory, resolved.requested_by
+    target = resolved.must_target
     if target.app.image is None:
         raise InputError(
             f"{app} is not an image app (quayside.yaml: apps.{app}.image is not set)",

@@ -7,17 +7,14 @@ import shutil
 import time
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.states import State
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from quayside.deploy.errors import HostsFailed
 from quayside.deploy.release_spec import RollbackSpec
 from quayside.deploy.summary import rollback_markdown
 from quayside.errors import InputError, NotFoundError
-from quayside.inventory import load_inventory
-from quayside.inventory.resolve import resolve_target
 from quayside.ledger.environments import pause_auto_triggers, resume_command
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
 from quayside.ledger.release_queries import current_release, get_release, list_releases
@@ -26,16 +23,15 @@ from quayside.markdown_text import inline
 from quayside.release.host_outcomes import failed_rows
 from quayside.release_id import is_release_id
 from quayside.scratch import sweep_stale
-from quayside.settings import load_settings
 from quayside.tasks.host_tasks import rollback_on_host
 from quayside.tasks.ledger import ledger_engine
 from quayside.tasks.payload_store import PayloadCache
-from quayside.tasks.release_crash import release_run_died
+from quayside.tasks.release_flow import release_flow
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.release_lock import run_release_body
 from quayside.tasks.release_progress import Progress
-from quayside.tasks.release_report import artifact_key, publish_host_table
-from quayside.tasks.run_authority import confirm_run_authority
+from quayside.tasks.release_report import artifact_key
+from quayside.tasks.release_resolve import resolve_release
 
 
 def release_dir_of(release: Release) -> str | None:
@@ -66,13 +62,31 @@ def _newest_that_served(engine: Any, app: str, env: str, version: str) -> Releas
     return None
 
 
+def _interrupted_since(engine: Any, app: str, env: str, current: Release) -> Release | None:
+    """The newest git release after ``current`` that changed or may have changed hosts, if
+    its run died mid-release (``interrupted``); None when that newest one is anything else
+    (a failed release was switched back, a cancelled one changed nothing)."""
+    for release in list_releases(engine, app, env, limit=50, with_hosts=False):
+        if release.id <= current.id:
+            return None
+        if release.kind not in GIT_KINDS or release.status in (
+            ReleaseStatus.cancelled,
+            ReleaseStatus.failed,
+        ):
+            continue
+        return release if release.status is ReleaseStatus.interrupted else None
+    return None
+
+
 def choose_target(engine: Any, app: str, env: str, to: str | None) -> tuple[Release, Release]:
     """The current release and the one to roll back to.
 
-    ``to=None`` undoes the current release: a rollback is undone by going back to the release
-    it replaced; otherwise the newest succeeded release older than the current one that put a
-    different release directory on the hosts is chosen. ``to`` names a ledger id or a version
-    (the newest release of that version that served).
+    ``to=None`` undoes the newest release: after one whose run died mid-release
+    (``interrupted``, the fleet maybe split) that is going back to the current release, the one
+    that served before it (returned as ``(interrupted, current)``); a rollback is undone by
+    going back to the release it replaced; otherwise the newest succeeded release older than
+    the current one that put a different release directory on the hosts is chosen. ``to``
+    names a ledger id or a version (the newest release of that version that served).
 
     Raises:
         NotFoundError: nothing is deployed, or no such / no earlier release.
@@ -84,6 +98,9 @@ def choose_target(engine: Any, app: str, env: str, to: str | None) -> tuple[Rele
             f"nothing is deployed in {app}/{env} yet", hint="deploy a release first"
         )
     here = release_dir_of(current)
+    split = _interrupted_since(engine, app, env, current) if to is None else None
+    if split is not None:  # undo the interrupted release: back to what served before it
+        return split, current
     if to is None and current.kind is ReleaseKind.rollback and current.rollback_of_id:
         undone = get_release(engine, current.rollback_of_id)  # rolling back a rollback: undo it
         if release_dir_of(undone) not in (None, here):
@@ -118,13 +135,9 @@ def choose_target(engine: Any, app: str, env: str, to: str | None) -> tuple[Rele
     return current, dest
 
 
-@flow(
-    name="rollback",
-    # a run killed (SIGKILL, OOM) or cancelled: its release is reconciled with the hosts
-    on_crashed=[release_run_died],
-    on_cancellation=[release_run_died],
-    task_runner=ThreadPoolTaskRunner(max_workers=50),  # type: ignore[arg-type]
-    description="Switch every host back to an earlier release (restored from the artifact "
+@release_flow(
+    "rollback",
+    "Switch every host back to an earlier release (restored from the artifact "
     "store if pruned); pauses automatic triggers for the app/env.",
 )
 async def rollback(
@@ -210,10 +223,8 @@ def roll_back(
     """The body of :func:`rollback`, run in a thread by
     :func:`quayside.tasks.sync_body.run_sync_body`."""
     logger = get_run_logger()
-    settings = load_settings()
-    inventory = load_inventory(settings.inventory_path)
-    requested_by = confirm_run_authority(inventory, {"app": app, "env": env}, requested_by)
-    target = resolve_target(inventory, app, env)
+    resolved = resolve_release({"app": app, "env": env}, requested_by)
+    settings, requested_by, target = resolved.settings, resolved.requested_by, resolved.must_target
     current, dest = choose_target(ledger_engine(), app, env, to)
     rid = release_dir_of(dest)
     assert rid is not None
@@ -314,6 +325,10 @@ def roll_back(
             artifact_key("rollback-progress", app, env),
             f"rollback {inline(app)}/{inline(env)}",
         )
+        life.show_hosts(
+            artifact_key("rollback", app, env),
+            f"rollback of {inline(app)}/{inline(env)} to {inline(dest.version)}",
+        )
         paused = False
         try:
             applied = life.apply(
@@ -322,26 +337,17 @@ def roll_back(
                 action="rollback",
             )
             reports, bad = applied.reports, applied.bad
-            publish_host_table(
-                artifact_key("rollback", app, env),
-                f"rollback of {inline(app)}/{inline(env)} to {inline(dest.version)}",
-                reports,
-            )
             moved = f"from {current.version} (release {current.id}) to {dest.version} "
             moved += f"(release {dest.id}, {rid})"
-            if bad:
-                event = "failed"
-                text = f"rollback {moved}: {len(bad)} of {len(reports)} host(s) failed: "
-                text += ", ".join(r.host for r in bad)
-            else:
-                event, text = "rolled_back", f"rolled back {moved} on {len(reports)} host(s)"
+            done = len(reports) - len(bad)
+            text = f"rolled back {moved} on {done} of {len(reports)} host(s)"
             text += f"; automatic triggers paused until {resume_command(app, env)}"
-            life.finish(  # the outcome and the trigger pause: one transaction
-                ReleaseStatus.failed if bad else ReleaseStatus.succeeded,
-                event=event,
-                text=inline(text),
+            life.finish_applied(  # the outcome and the trigger pause: one transaction
+                applied,
+                text,
+                event="rolled_back",
+                any_failure_fails=True,  # a fleet split between two releases is no rollback
                 summary=_summary(len(reports), len(bad), dest.id, protected),
-                details={"failed_hosts": [r.host for r in bad]},
                 also=pause,
             )
             paused = True
