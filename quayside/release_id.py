@@ -41,6 +41,21 @@ def is_release_id(value: str) -> bool:
     return True
 
 
+def is_release_of(release_id: str | None, commit_sha: str) -> bool:
+    """True if ``release_id`` is a release of ``commit_sha`` (its short sha).
+
+    >>> is_release_of("20240501T120001Z-0123456789ab", "0123456789abcdef0123")
+    True
+    >>> is_release_of("20240501T120001Z-0123456789ab", "fedcba9876543210")
+    False
+    >>> is_release_of(None, "0123456789ab")
+    False
+    """
+    match = _PATTERN.fullmatch(release_id or "")
+    sha = commit_sha.strip().lower()
+    return match is not None and len(sha) >= 7 and sha.startswith(match["sha"])
+
+
 def validate_release_id(value: str) -> str:
     """Return ``value`` if it is a release id, else raise ``InputError`` naming it."""
     if not isinstance(value, str) or not is_release_id(value):

@@ -14,6 +14,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
 
 from quayside.artifacts.delta import StoredPayload, recall, remember
+from quayside.auth.policy import effective_policy
 from quayside.commands.release import parse_facts
 from quayside.deploy import expected_facts
 from quayside.deploy.errors import HostsFailed
@@ -24,22 +25,21 @@ from quayside.deploy.scripts import host_deploy_root
 from quayside.deploy.summary import approval_markdown
 from quayside.errors import QuaysideError
 from quayside.fanout import batch_size
-from quayside.inventory import load_inventory
-from quayside.inventory.resolve import Target, resolve_target
-from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
+from quayside.inventory.resolve import Target
+from quayside.ledger.models import Release, ReleaseKind
 from quayside.ledger.release_queries import current_release
 from quayside.ledger.sole_copies import SOLE_COPY_REASON, sole_copies
 from quayside.manifest import Manifest, human_bytes
 from quayside.markdown_text import code, code_block, inline
-from quayside.release.host_outcomes import failed_rows, outcome_text
+from quayside.release.host_outcomes import failed_rows, host_outcomes
 from quayside.release.host_report import HostReport
 from quayside.release_id import new_release_id
 from quayside.scratch import BackgroundRemoval
 from quayside.scratch_owner import owner_path
-from quayside.settings import Settings, load_settings
+from quayside.settings import Settings
 from quayside.source.mirror import GitMirror
-from quayside.tasks.background import InBackground
 from quayside.tasks.fanout import fan_out
+from quayside.tasks.host_serving import all_serve, serving_markdown, serving_releases
 from quayside.tasks.host_tasks import deploy_to_host, switch_back_host
 from quayside.tasks.ledger import ledger_engine
 from quayside.tasks.params import opaque
@@ -57,8 +57,8 @@ from quayside.tasks.payload_store import store_payload
 from quayside.tasks.release_apply import Applied
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.release_progress import Progress
-from quayside.tasks.release_report import artifact_key, publish_host_table, reports_of
-from quayside.tasks.run_authority import confirm_run_authority
+from quayside.tasks.release_report import artifact_key, reports_of
+from quayside.tasks.release_resolve import resolve_release
 from quayside.tasks.source import resolve_ref
 
 
@@ -76,12 +76,8 @@ def deploy_release(
 ) -> dict[str, Any]:
     """The body of :func:`quayside.flows.git_deploy.git_deploy` (its docstring says what it
     does and returns), run in a thread by :func:`quayside.tasks.sync_body.run_sync_body`."""
-    settings = load_settings()
-    inventory = load_inventory(settings.inventory_path)
-    requested_by = confirm_run_authority(
-        inventory, {"app": app, "env": env, "hosts": hosts}, requested_by
-    )
-    target = resolve_target(inventory, app, env, hosts)
+    resolved = resolve_release({"app": app, "env": env, "hosts": hosts}, requested_by)
+    settings, requested_by, target = resolved.settings, resolved.requested_by, resolved.must_target
     names = target.host_names
     size = batch_size(batch if batch is not None else target.env.batch, len(names))
     limit = failure_limit(target.env.failure_threshold, len(names))
@@ -106,8 +102,17 @@ def deploy_release(
         lock_wait_s=lock_wait_s,
     )
     with ReleaseLifecycle(request, target) as life:
+        # plan before the gate: where an approver would be asked (and not already, before a
+        # suspension), read what each host serves - all of them this commit: no change, nobody
+        # asked; else the approver sees per host what changes
+        serving: dict[str, str | None] | None = None
+        if _gated(target, approval) and life.waiting_release() is None:
+            serving = serving_releases(target)
+            if all_serve(serving, sha):
+                return _unchanged(life, serving, sha, limit)
         life.approve(
-            lambda: _approval_summary(source.mirror, target, ref, sha, requested_by), asked=approval
+            lambda: _approval_summary(source.mirror, target, ref, sha, requested_by, serving),
+            asked=approval,
         )
         # resumed after a suspension: keep the release directory the row was recorded with
         release_id = life.recorded_details().get("release_id") or release_id
@@ -131,6 +136,10 @@ def deploy_release(
         )
         life.step = None
         life.start(manifest_digest=manifest.with_shared(tuple(target.app.shared_paths)).digest())
+        life.show_hosts(
+            artifact_key("git-deploy", app, env),
+            f"git deploy of {inline(app)}/{inline(env)} to {inline(ref)}",
+        )
         expected = expected_facts.load(host_facts_path(settings, app, env))
         # read under the lock: no other release of app/env changes what is stored meanwhile
         protected = sole_copies(life.engine, app, env)
@@ -156,7 +165,7 @@ def _deploy(
     logger = get_run_logger()
     target = life.target
     assert target is not None
-    app, env, ref = target.app_name, target.env_name, spec.ref
+    app, env = target.app_name, target.env_name
     names = target.host_names
     host_map = dict(target.hosts)
     logger.info(
@@ -193,7 +202,6 @@ def _deploy(
         # switching back comes first: nothing on the failure path waits for the store
         life.restore(applied, lambda r: _switch_back(target, spec, r))
         expected_facts.save(facts_path, spec.expected_facts, {}, forget=names)
-        _publish(target, ref, applied)
         raise life.fail_threshold(applied, details={"artifact_location": None})
 
     if stored is None:
@@ -204,8 +212,6 @@ def _deploy(
         {r.host: r.facts_after for r in applied.reports if r.ok and r.facts_after is not None},
         forget=[r.host for r in applied.bad],
     )
-    # the table artifact goes out while the ledger is written (joined before the end)
-    publishing = InBackground(_publish, target, ref, applied)
     store_error: str | None = None
     try:
         location, kept = stored.result()
@@ -218,12 +224,8 @@ def _deploy(
             "back to",
             store_error,
         )
-    result = _finish(life, spec, key, base, location, applied, limit, store_error, sole_kept)
-    try:
-        publishing.join(60)
-    except Exception as e:  # the release stands without its table
-        logger.warning("could not publish the per-host table artifact: %s", e)
-    return result
+    # the table artifact goes out while the ledger is written (finish_applied)
+    return _finish(life, spec, key, base, location, applied, limit, store_error, sole_kept)
 
 
 def _finish(
@@ -237,20 +239,16 @@ def _finish(
     store_error: str | None = None,
     kept: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Finish a release that was not stopped: succeeded, or "no change" (cancelled, nobody
-    told) when every host already had this content. A payload the artifact store could not
+    """Finish a release that was not stopped (the lifecycle's outcome mapping: succeeded,
+    failed when every host failed, or "no change" - cancelled, nobody told - when every host
+    already had this content). A payload the artifact store could not
     keep (``store_error``) makes the release not restorable: its ``artifact_location`` is
     cleared, and ``details.restorable`` and ``summary.warnings`` say so. ``kept`` (release id
     -> hosts) names the directories the prune left because they are the only copy of their
     release (``summary.kept``)."""
     reports, bad, changed = applied.reports, applied.bad, applied.changed
     total = len(reports) + len(applied.skipped)
-    summary: dict[str, Any] = {
-        "hosts": total,
-        "failed": len(bad),
-        "changed": len(changed),
-        "bytes_sent": sum(r.bytes_sent for r in reports),
-    }
+    summary: dict[str, Any] = {"bytes_sent": sum(r.bytes_sent for r in reports)}
     if kept:
         summary["kept"] = {"releases": kept, "why": SOLE_COPY_REASON}
     details: dict[str, Any] = {
@@ -258,7 +256,6 @@ def _finish(
         "artifact_location": location,
         "manifest_digest": spec.manifest.with_shared(spec.shared_paths).digest(),
         "artifact_base": base.key if base is not None and location else None,
-        "failed_hosts": [r.host for r in bad],
         "restorable": location is not None,
     }
     also = None
@@ -270,43 +267,32 @@ def _finish(
         def also(session: Any) -> None:  # the column said where the payload would be
             session.get(Release, row).artifact_location = None
 
-    if not changed and not bad:
-        life.finish(
-            ReleaseStatus.cancelled,
-            event=None,
-            summary={**summary, "result": "no change"},
-            details=details,
-            also=also,
+    outcome = life.finish_applied(
+        applied,
+        f"{len(changed)} of {total} host(s) now run {spec.release_id}",
+        limit=limit,
+        summary={**summary, "result": "deployed"},
+        details=details,
+        also=also,
+    )
+    if outcome == "failed":
+        raise HostsFailed(
+            f"every host failed ({limit} tolerated); none runs {spec.release_id}",
+            failed_rows(reports),
         )
-        get_run_logger().info("no change: every host already runs this content")
-        outcome = "no change"
-    else:
-        text = f"{len(changed)} of {total} host(s) now run {spec.release_id}"
-        if bad:
-            text += f"; {len(bad)} failed ({limit} tolerated)"
-        life.finish(
-            ReleaseStatus.succeeded,
-            event="succeeded",
-            text=outcome_text(text, failed_rows(reports)),
-            summary={**summary, "result": "deployed"},
-            details=details,
-            also=also,
+    if bad:
+        get_run_logger().error(
+            "%s",
+            HostsFailed(
+                f"{len(bad)} host(s) failed ({limit} tolerated); the others run {spec.release_id}",
+                failed_rows(reports),
+            ),
         )
-        outcome = "deployed"
-        if bad:
-            get_run_logger().error(
-                "%s",
-                HostsFailed(
-                    f"{len(bad)} host(s) failed ({limit} tolerated); the others run "
-                    f"{spec.release_id}",
-                    failed_rows(reports),
-                ),
-            )
     return {
         "release": life.row,
         "release_id": spec.release_id,
         "commit": spec.commit_sha,
-        "result": outcome,
+        "result": "deployed" if outcome == "succeeded" else outcome,
         "hosts": {r.host: r.status for r in reports},
         "failed": [r.host for r in bad],
         "bytes_sent": {r.host: r.bytes_sent for r in reports},
@@ -344,8 +330,49 @@ def _switch_back(target: Target, spec: ReleaseSpec, report: HostReport) -> str:
     )
 
 
+def _gated(target: Target, asked: bool) -> bool:
+    """True where the environment's policy (or the caller) asks for an approval."""
+    return effective_policy(target.env.approval, asked=asked) is not None
+
+
+def _unchanged(
+    life: ReleaseLifecycle, serving: dict[str, str | None], sha: str, limit: int
+) -> dict[str, Any]:
+    """Finish a deploy whose every host already serves its commit (read before the gate):
+    ``no change``, under the lock like every release, with nothing sent and nobody asked."""
+    target = life.target
+    assert target is not None
+    life.lock()
+    life.start()
+    life.show_hosts(
+        artifact_key("git-deploy", target.app_name, target.env_name),
+        f"git deploy of {inline(target.app_name)}/{inline(target.env_name)} "
+        f"to {inline(life.request.label)}",
+    )
+    reports = [
+        HostReport(host, "no_change", "plan", f"already serves {rid}")
+        for host, rid in serving.items()
+    ]
+    life.record_hosts(host_outcomes(reports))
+    life.finish_applied(Applied(reports, [], 0, limit, False), "no change")
+    return {
+        "release": life.row,
+        "release_id": next(iter(serving.values()), None),
+        "commit": sha,
+        "result": "no change",
+        "hosts": {r.host: r.status for r in reports},
+        "failed": [],
+        "bytes_sent": {r.host: 0 for r in reports},
+    }
+
+
 def _approval_summary(
-    mirror: GitMirror, target: Target, version: str, sha: str, requested_by: str
+    mirror: GitMirror,
+    target: Target,
+    version: str,
+    sha: str,
+    requested_by: str,
+    serving: dict[str, str | None] | None = None,
 ) -> str:
     current = current_release(
         ledger_engine(),
@@ -359,7 +386,7 @@ def _approval_summary(
         changed = mirror.changed_files(old, sha)
     except QuaysideError:  # the old commit is not in this repository (any more)
         commits, changed, old = mirror.log(None, sha, limit=5), [], None
-    return approval_markdown(
+    plan = approval_markdown(
         app=target.app_name,
         env=target.env_name,
         version=version,
@@ -371,6 +398,7 @@ def _approval_summary(
         hosts=target.host_names,
         requested_by=requested_by,
     )
+    return plan if serving is None else f"{plan}\n\n{serving_markdown(serving, sha)}"
 
 
 def _spec(
@@ -450,12 +478,3 @@ def _dry_run(
         "hosts": {r.host: r.plan_text if r.status == "planned" else r.message for r in reports},
         "failed": [r.host for r in reports if not r.ok],
     }
-
-
-def _publish(target: Target, ref: str, applied: Applied) -> None:
-    publish_host_table(
-        artifact_key("git-deploy", target.app_name, target.env_name),
-        f"git deploy of {inline(target.app_name)}/{inline(target.env_name)} to {inline(ref)}",
-        applied.reports,
-        applied.skipped,
-    )

@@ -17,6 +17,7 @@ import pytest
 
 from quayside.auth import service
 from quayside.auth.approvals import find_for_run
+from quayside.flows.git_deploy import git_deploy
 from quayside.ledger import approvals
 from quayside.ledger.locks import current_lock
 from quayside.ledger.models import ApprovalStatus, ReleaseStatus
@@ -29,6 +30,7 @@ from testbed.release_fixtures import (  # noqa: F401  (fixtures)
     current_id,
     ledger,
     repo_fixture,
+    run_flow_fixture,
     write_inventory,
 )
 from testbed.sshd import SshdFleet
@@ -109,6 +111,9 @@ def test_gated_deploy_waits_then_deploys_once_approved(
     assert [r.status for r in waiting] == [ReleaseStatus.awaiting_approval]
     request = find_for_run(engine, handle.id)
     assert request is not None and "v2" in request.summary
+    # the plan came before the gate: per host, what changes
+    assert "## Hosts" in request.summary
+    assert all(f"| {h.name} | change |" in request.summary for h in fleet)
 
     answer = subprocess.run(
         [sys.executable, "-m", "quayside.cli.main", "approve", handle.id, "-m", "ship it",
@@ -564,3 +569,28 @@ def test_a_scheduled_deploy_does_not_outlive_its_submitters_role(
     assert not [r for r in list_releases(engine, "shop", "test") if r.flow_run_id == second]
     refused = [e for e in list_events(engine) if e.action == "run.refused"]
     assert [e.subject_id for e in refused] == [second]
+
+
+def test_a_gated_redeploy_of_what_every_host_serves_asks_nobody(
+    run_flow: Any, platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet,
+    repo: Repo,
+) -> None:  # fmt: skip
+    """The plan comes before the gate: every host already serves v1's commit, so re-deploying
+    v1 to an environment that needs an approval asks nobody and ends "no change"."""
+    fleet = clean_ssh_fleet
+    engine = ledger()
+    write_inventory(platform_inventory, fleet, repo)
+    first = run_flow(git_deploy, "shop", "test", "v1", requested_by="alice")
+    requester_and_approver(engine, platform_inventory, fleet, repo, "nc")
+
+    handle = start_run(
+        "git-deploy", {"app": "shop", "env": "test", "ref": "v1", "requested_by": "nc-dev"}
+    )
+    wait_for("the deploy", lambda: read_run(handle.id).final)
+    assert read_run(handle.id).state_type == "COMPLETED", read_run(handle.id).message
+    assert find_for_run(engine, handle.id) is None  # no approval request: nobody was asked
+    (row,) = [r for r in list_releases(engine, "shop", "test") if r.flow_run_id == handle.id]
+    assert row.status == ReleaseStatus.cancelled
+    assert (row.summary or {})["result"] == "no change"
+    assert {(h.host, h.step) for h in row.hosts} == {(h.name, "plan") for h in fleet}
+    assert all(current_id(h) == first["release_id"] for h in fleet)  # nothing was sent
