@@ -30,8 +30,9 @@ HOLD = timedelta(minutes=5)
 #: it: later a worker may be about to take it, and a state set then could move a run that has
 #: started back to Scheduled
 RELEASE_WITHIN_S = HOLD.total_seconds() / 2
-#: the name of a held run's Scheduled state (what the Prefect UI shows while it waits)
-HELD_NAME = "Submitting"
+#: the name of a held run's Scheduled state (what the Prefect UI shows while it waits; not
+#: "Submitting": that is the Pending state a worker names its run while starting it)
+HELD_NAME = "AwaitingSubmission"
 HELD_MESSAGE = (
     "waiting for its submission to be recorded; a run left here after a failed submission "
     "starts at its time and refuses itself"
@@ -226,7 +227,7 @@ def start_run(
         for_submission: the caller records the run's submission next
             (:func:`quayside.runs.submission.record`): the run carries
             :data:`~quayside.auth.submission_tag.SUBMISSION_TAG` and, when it is due sooner
-            than :data:`HOLD` from now, is created held (Scheduled ``Submitting``, due in
+            than :data:`HOLD` from now, is created held (Scheduled ``AwaitingSubmission``, due in
             :data:`HOLD`) so that no worker starts it before the record exists;
             :func:`release_run` makes it due at ``scheduled_at`` (or now) once it does.
 

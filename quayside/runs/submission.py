@@ -6,7 +6,7 @@ CLI with a token) starts a run for them.
 2. the caller creates the run held (:func:`quayside.runs.start_run` with
    ``for_submission=True``, or the gateway's idempotent start): tagged
    :data:`~quayside.auth.submission_tag.SUBMISSION_TAG` and, unless it is due later anyway,
-   Scheduled ``Submitting`` and due in :data:`~quayside.runs.client.HOLD`, so no worker can
+   Scheduled ``AwaitingSubmission`` and due in :data:`~quayside.runs.client.HOLD`, so no worker can
    start it yet;
 3. :func:`record`: the submission is recorded in the ledger, so the run checks its submitter
    again when it starts and a revoked user's scheduled runs can be found; then the run is
