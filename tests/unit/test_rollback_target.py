@@ -106,3 +106,35 @@ def test_a_config_release_after_a_deploy_does_not_hide_the_code_s_current_releas
     run = rollback_run(ledger, "web", "prod", to=None, kind=None, requested_by="ann")
     assert (run.kind, run.deployment) == ("config", "config-publish")
     assert run.parameters["versions"] == {"hosts": 3} and run.parameters["rollback_of"] == second
+
+
+def test_without_to_an_interrupted_release_is_undone_back_to_what_served_before_it(
+    ledger: Engine,
+) -> None:
+    """A run died mid-release (``interrupted``, some hosts on it): `quayside rollback` without
+    --to goes back to the current release, the one that served before it - not the one before
+    that. Failed and cancelled releases after it change nothing; a later success ends it."""
+    from quayside.ledger.release_interruptions import mark_interrupted
+
+    def interrupted(version: str, sha: str, minute: int) -> int:
+        rid = new_release_id(sha * 40, datetime(2026, 12, 1, 10, minute, tzinfo=UTC))
+        row = start_release(
+            ledger, "web", "prod", ReleaseKind.deploy, requested_by="ann", version=version,
+            commit_sha=sha * 40, details={"release_id": rid},
+        )  # fmt: skip
+        mark_running(ledger, row.id)
+        mark_interrupted(ledger, row.id, [], actor="reconcile:test", reason="run crashed")
+        return int(row.id)
+
+    release(ledger, "v1", "a", ReleaseStatus.succeeded, 1)
+    v3 = release(ledger, "v3", "c", ReleaseStatus.succeeded, 2)
+    split = interrupted("v2", "b", 3)
+    release(ledger, "v4", "d", ReleaseStatus.failed, 4)  # switched back: changed nothing
+    release(ledger, "v4", "d", ReleaseStatus.cancelled, 5)
+    now, dest = choose_target(ledger, "web", "prod", None)
+    assert (now.id, dest.id) == (split, v3)
+    now, dest = choose_target(ledger, "web", "prod", "v1")  # --to is as asked
+    assert dest.version == "v1"
+    v5 = release(ledger, "v5", "e", ReleaseStatus.succeeded, 6)  # converged by a deploy
+    now, dest = choose_target(ledger, "web", "prod", None)
+    assert (now.id, dest.id) == (v5, v3)
