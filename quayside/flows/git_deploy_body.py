@@ -202,7 +202,12 @@ def _deploy(
         # switching back comes first: nothing on the failure path waits for the store
         life.restore(applied, lambda r: _switch_back(target, spec, r))
         expected_facts.save(facts_path, spec.expected_facts, {}, forget=names)
-        raise life.fail_threshold(applied, details={"artifact_location": None})
+        row = life.record()
+
+        def nothing_kept(session: Any) -> None:  # the column said where it would be kept
+            session.get(Release, row).artifact_location = None
+
+        raise life.fail_threshold(applied, details={"artifact_location": None}, also=nothing_kept)
 
     if stored is None:
         stored = store_payload.submit(key, spec.payload_dir, opaque(spec.manifest), None)

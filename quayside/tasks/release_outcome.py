@@ -156,11 +156,15 @@ class OutcomeSteps:
         return "failed" if failed else "succeeded"
 
     def fail_threshold(
-        self, applied: Applied, *, details: dict[str, Any] | None = None
+        self,
+        applied: Applied,
+        *,
+        details: dict[str, Any] | None = None,
+        also: Callable[[Any], object] | None = None,
     ) -> ThresholdExceeded:
         """Finish a release stopped by the threshold (after :meth:`restore`): ``failed``,
-        announced as rolled back, the host table published; returns the error for the flow
-        to raise."""
+        announced as rolled back, the host table published (with ``also``'s ledger writes in
+        the same transaction); returns the error for the flow to raise."""
         rows = failed_rows(applied.reports)
         total = len(applied.reports) + len(applied.skipped)
         names = ", ".join(h for h, _, _ in rows[:10]) + (", ..." if len(rows) > 10 else "")
@@ -175,5 +179,6 @@ class OutcomeSteps:
             text=outcome_text(str(error), rows),
             summary={"failed": len(rows), "hosts": total, "rolled_back": True},
             details={**(details or {}), "failed_hosts": [h for h, _, _ in rows]},
+            also=also,
         )
         return error
