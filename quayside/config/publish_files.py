@@ -64,10 +64,15 @@ def rendered_files(
     chosen: Sequence[tuple[ItemAddress, int | None]],
     box: SecretBox | None,
     reader: VaultReader | None,
+    variable_versions: Mapping[str, int] | None = None,
 ) -> tuple[list[PublishFile], dict[str, int]]:
     """The chosen versions rendered (each file with the variable versions its template read),
     and the variable versions of the environment the renderings saw (the approval is bound
     to them).
+
+    Args:
+        variable_versions: render templates with these variable versions (the others at
+            their latest; a rollback's); default every variable at its latest.
 
     Raises:
         VersionNotFound: no such version.
@@ -77,7 +82,9 @@ def rendered_files(
     files, variables = [], {}
     for address, number in chosen:
         version = store.item_version(address, number)
-        item = render_version(store, version, box=box, reader=reader)
+        item = render_version(
+            store, version, box=box, reader=reader, variable_versions=variable_versions
+        )
         variables.update(item.variables.versions)
         files.append(
             PublishFile(

@@ -1,6 +1,8 @@
-"""Rolling a config release back: publish again the versions the config release before it
-published, as a new config release (history is never rewritten; the rollback is a publish of
-older versions, diffed, approved, validated, verified and restorable like any other).
+"""Rolling a config release back: publish again what the config release before it published -
+its file versions rendered with the variable versions it rendered with, so the hosts serve
+that release's content again, not its files with today's variables - as a new config release
+(history is never rewritten; the rollback is a publish of older versions, diffed, approved,
+validated, verified and restorable like any other).
 
 ``quayside rollback APP ENV`` dispatches here when the current release's kind is ``config``:
 it starts the ``config-publish`` deployment with :func:`rollback_parameters`.
@@ -12,6 +14,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from quayside.config.address import EnvAddress
+from quayside.config.backend import open_store
+from quayside.config.variables import versions_at
 from quayside.errors import InputError, NotFoundError
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
 from quayside.ledger.release_queries import get_release, list_releases
@@ -20,6 +25,47 @@ from quayside.ledger.release_queries import get_release, list_releases
 def _files(release: Release) -> dict[str, int]:
     files = (release.details or {}).get("files") or {}
     return {name: int(v["version"]) for name, v in files.items() if isinstance(v, dict)}
+
+
+def _served(release: Release) -> dict[str, tuple[int, str | None]]:
+    """file -> (version, rendered content hash): what the release put on the hosts (a
+    variable changed between two publishes of the same file versions changes the hash)."""
+    files = (release.details or {}).get("files") or {}
+    return {
+        name: (int(v["version"]), v.get("content_hash"))
+        for name, v in files.items()
+        if isinstance(v, dict)
+    }
+
+
+def _variables(engine: Engine, release: Release) -> dict[str, int]:
+    """name -> version of the variables ``release``'s templates were rendered with.
+
+    A release published before config releases recorded them (no ``variables`` beside a
+    file): the versions current when it finished, from the variables' history (a variable
+    saved only later renders at its latest) - the rule the pull endpoint uses for such markers.
+
+    Raises:
+        InputError: its files recorded different versions of one variable (none to choose).
+    """
+    files = [
+        v for v in ((release.details or {}).get("files") or {}).values() if isinstance(v, dict)
+    ]
+    if any(not isinstance(f.get("variables"), dict) for f in files):
+        when = release.finished_at or release.started_at or release.created_at
+        env = EnvAddress(release.app_name, release.env_name)
+        return versions_at(open_store(engine), env, when)
+    found: dict[str, int] = {}
+    for f in files:
+        for name, version in f["variables"].items():
+            if found.setdefault(name, int(version)) != int(version):
+                raise InputError(
+                    f"release {release.id} rendered its files with different versions of "
+                    f"${name} (v{found[name]} and v{version})",
+                    hint="roll back to another release with --to ID, or publish with "
+                    "variable_versions set by hand",
+                )
+    return found
 
 
 def _service(release: Release) -> str | None:
@@ -46,8 +92,10 @@ def rollback_parameters(
     requested_by: str = "ui",
 ) -> dict[str, Any]:
     """The ``config-publish`` parameters that roll ``app``/``env``'s current config release
-    back: the versions the previous successful config release of the same service published
-    (one that published other versions), or release ``to``'s.
+    back: the file versions the previous successful config release of the same service
+    published (one that published other content: other versions, or the same ones rendered
+    with other variables), or release ``to``'s, with the variable versions that release
+    rendered them with (``variable_versions``).
 
     Args:
         service: the service (default the newest config release's).
@@ -55,7 +103,8 @@ def rollback_parameters(
 
     Raises:
         NotFoundError: no config release, or none earlier with other versions.
-        InputError: ``to`` is no succeeded config release of this app/env and service.
+        InputError: ``to`` is no succeeded config release of this app/env and service, or
+            the release recorded two versions of one variable.
     """
     releases = config_releases(engine, app, env)
     if service is not None:
@@ -83,10 +132,10 @@ def rollback_parameters(
                 hint=f"pick one from `quayside releases {app} {env}`",
             )
     else:
-        older = [r for r in releases[1:] if _service(r) == name and _files(r) != _files(current)]
+        older = [r for r in releases[1:] if _service(r) == name and _served(r) != _served(current)]
         if not older:
             raise NotFoundError(
-                f"{app}/{env} has no earlier config release of {name} with other versions",
+                f"{app}/{env} has no earlier config release of {name} with other content",
                 hint="restore an old version as a draft (`quayside config restore`) and publish",
             )
         dest = older[0]
@@ -95,6 +144,7 @@ def rollback_parameters(
         "env": env,
         "service": name,
         "versions": _files(dest),
+        "variable_versions": _variables(engine, dest),
         "rollback_of": current.id,
         "requested_by": requested_by,
     }

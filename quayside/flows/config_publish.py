@@ -52,13 +52,19 @@ async def config_publish(
     rollback_of: int | None = Field(
         None, description="the config release this publish rolls back (set by rollback)"
     ),
+    variable_versions: dict[str, int] | None = Field(
+        None,
+        description="variable -> version templates render with (default each variable's "
+        "latest; set by rollback: the versions the release it returns to rendered with)",
+    ),
 ) -> dict[str, Any] | State[Any]:
     """Publish ``service``'s config files of ``app``/``env`` to the environment's hosts.
 
     Resolves the versions (the latest drafts, or ``versions``) and renders templates with the
-    environment's variables. Reads what every host has live; per host and file a unified diff
-    (secrets masked) goes into a Markdown artifact; hosts already up to date are skipped, and
-    an empty plan ends the run as "no change". The approval (the environment's policy, the
+    environment's variables (their latest versions, or ``variable_versions``). Reads what
+    every host has live; per host and file a unified diff (secrets masked) goes into a
+    Markdown artifact; hosts already up to date are skipped, and an empty plan ends the run as
+    "no change". The approval (the environment's policy, the
     shared gate) shows that diff and the rendered content's digest, so a changed content voids
     it. Then, under the app/env lock, per host in batches with the failure threshold: stage the
     new set beside the live one, validate it with the service's checker (nothing live changes
@@ -72,7 +78,8 @@ async def config_publish(
     host (or, for a canary publish, the canary set) has the files.
 
     Ledger: a release of kind ``config`` per phase (one, or canary + rest) with per-host
-    outcomes and the versions published in ``details.files``.
+    outcomes and the versions published in ``details.files`` (each file's version, rendered
+    content hash and the variable versions its template read: what a rollback puts back).
 
     Args:
         app: the config project, an app of quayside.yaml.
@@ -89,6 +96,9 @@ async def config_publish(
         approval: ask for approval even where the policy requires none.
         lock_wait_s: 0 refuses at once when another release of app/env runs.
         rollback_of: the release a rollback undoes (see ``quayside.config.publish_rollback``).
+        variable_versions: variable -> version to render templates with, the others at their
+            latest (a rollback passes the versions its release rendered with). Checked before
+            anything renders; the release records the versions the rendering read, not these.
 
     Returns:
         ``{"release": ledger id, "result": "published" | "no change" | "planned",
@@ -96,8 +106,10 @@ async def config_publish(
         "files": {file: version}}`` (with ``canary`` and ``canary_release`` for a canary).
 
     Raises:
-        quayside.errors.InputError: a bad filename, version or canary (nothing ran).
-        quayside.errors.NotFoundError: unknown app, environment, service, file or version.
+        quayside.errors.InputError: a bad filename, version, variable version or canary
+            (nothing ran).
+        quayside.errors.NotFoundError: unknown app, environment, service, file, variable or
+            version.
         quayside.config.errors.TemplateError: a template fails to render (named).
         quayside.deploy.errors.HostsFailed: a host's live files could not be read.
         quayside.deploy.errors.ThresholdExceeded: too many hosts failed; all restored.
@@ -121,4 +133,5 @@ async def config_publish(
         approval=approval,
         lock_wait_s=lock_wait_s,
         rollback_of=rollback_of,
+        variable_versions=variable_versions,
     )

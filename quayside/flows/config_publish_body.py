@@ -31,6 +31,7 @@ from quayside.config.publish_plan import (
     plan_host,
     plan_markdown,
 )
+from quayside.config.publish_variables import check_variable_versions
 from quayside.config.secret_box import SecretBox
 from quayside.config.store import ConfigStore
 from quayside.deploy.errors import HostsFailed
@@ -95,7 +96,11 @@ class Publish:
         return {
             "service": self.service_name,
             "files": {
-                f.filename: {"version": f.version, "content_hash": f.content_hash}
+                f.filename: {
+                    "version": f.version,
+                    "content_hash": f.content_hash,
+                    "variables": f.variables,  # what its rendering read: a rollback's
+                }
                 for f in self.files
             },
             "content_digest": self.digest,
@@ -122,6 +127,7 @@ def publish_config(
     approval: bool,
     lock_wait_s: float,
     rollback_of: int | None,
+    variable_versions: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The body of :func:`quayside.flows.config_publish.config_publish` (its docstring says
     what it does and returns), run in a thread by :func:`quayside.tasks.sync_body.run_sync_body`.
@@ -133,6 +139,7 @@ def publish_config(
                 hosts=hosts, canary=canary, canary_wait_s=canary_wait_s, batch=batch,
                 dry_run=dry_run, requested_by=requested_by, approval=approval,
                 lock_wait_s=lock_wait_s, rollback_of=rollback_of,
+                variable_versions=variable_versions,
             )  # fmt: skip
         except ContentChanged as e:
             get_run_logger().warning("%s; planning again", e)
@@ -154,6 +161,7 @@ def _publish_once(
     approval: bool,
     lock_wait_s: float,
     rollback_of: int | None,
+    variable_versions: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """One pass of :func:`publish_config`: resolve, render, plan, publish.
 
@@ -177,19 +185,21 @@ def _publish_once(
     reader = open_reader()
     box = SecretBox.from_home(settings.home)
     chosen = choose_items(store, project, env, service, files, versions)
-    rendered, variable_versions = rendered_files(store, chosen, box, reader)
+    pinned = check_variable_versions(store, EnvAddress(project, env), variable_versions)
+    rendered, seen = rendered_files(store, chosen, box, reader, pinned)
     redact = secret_masker(store, box, EnvAddress(project, env), reader)
     try:
         check_records(svc, rendered)
     except InputError as e:  # it quotes the rendered line: a secret may be on it
         raise InputError(redact(e.message), hint=e.hint) from None
-    digest = content_digest(rendered, variable_versions)
+    digest = content_digest(rendered, seen)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
     def digest_now() -> str:
         now, used = rendered_files(
-            store, choose_items(store, project, env, service, files, versions), box, reader
-        )
+            store, choose_items(store, project, env, service, files, versions), box, reader,
+            pinned,
+        )  # fmt: skip
         return content_digest(now, used)
 
     pub = Publish(
