@@ -218,3 +218,75 @@ def test_quayside_rollback_republishes_the_previous_config_release(
     }
     published = items.published(store, address)
     assert published is not None and published.version == 1
+
+
+def test_quayside_rollback_puts_back_the_variable_versions_its_release_rendered_with(
+    platform: Platform,
+    platform_inventory: Path,
+    clean_ssh_fleet: SshdFleet,
+    dnsmasq_fleet: DnsmasqFleet,
+) -> None:
+    """A template reading $API_IP published with API_IP v1, then (the file unchanged) with
+    v2: `quayside rollback APP ENV` goes back to the first release and renders its file
+    version with the variable version that release recorded - the hosts answer and hold the
+    v1 content again, not the file with today's variables."""
+    from quayside.config import variables
+    from quayside.config.address import EnvAddress
+
+    app = "dns-cli-rbv"
+    environment = {
+        "hosts": [h.name for h in clean_ssh_fleet],
+        "config": {"dnsmasq": dnsmasq_fleet.service()},
+    }
+    platform_inventory.write_text(
+        yaml.safe_dump(
+            {
+                "hosts": host_entries(clean_ssh_fleet),
+                "apps": {app: {"environments": {"release": environment}}},
+            }  # fmt: skip
+        )
+    )
+    dnsmasq_fleet.start(OLD_HOSTS)
+    engine = ledger()
+    store = open_store(engine)
+    env = EnvAddress(app, "release")
+    address = ItemAddress(app, "release", "dnsmasq", "hosts")
+    service.create_user(engine, "rbv-lead")
+    service.grant_role(engine, "rbv-lead", "MASTER", space="default")
+    lead = service.create_token(engine, "rbv-lead")
+    items.save(
+        store, address, "{{ API_IP }} api.internal\n", author="alice", base_version=0,
+        template=True,
+    )  # fmt: skip
+
+    releases = []
+    for value in ("10.0.0.2", "10.0.0.5"):
+        variables.set_value(store, None, env, "API_IP", value, author="alice")
+        out = quayside(platform, "config", "publish", app, "release", "dnsmasq", token=lead)
+        assert out.returncode == 0, out.stdout + out.stderr
+        [release] = releases_of_run(engine, run_id_of(out))
+        releases.append(release)
+    first, second = releases
+    assert first.details["files"]["hosts"]["variables"] == {"API_IP": 1}
+    assert second.details["files"]["hosts"]["variables"] == {"API_IP": 2}
+    assert second.details["files"]["hosts"]["version"] == 1  # only the variable changed
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.5"} for h in clean_ssh_fleet}
+
+    back = quayside(platform, "rollback", app, "release", token=lead)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "(config-publish)" in back.stdout and "completed" in back.stdout
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.2"} for h in clean_ssh_fleet}
+    for server in dnsmasq_fleet:
+        assert (server.conf / "hosts").read_text() == "10.0.0.2 api.internal\n"
+    [row] = releases_of_run(engine, run_id_of(back))
+    assert row.kind is ReleaseKind.config and row.rollback_of_id == second.id
+    assert row.details["files"]["hosts"] == first.details["files"]["hosts"]
+    marker = store.published_marker(address)
+    assert marker is not None and (marker.version, marker.variables) == (1, {"API_IP": 1})
+    # what the pull endpoint and `config get --published --rendered` serve: the v1 content
+    got = quayside(
+        platform, "config", "get", f"{app}/release/dnsmasq/hosts", "--published", "--rendered",
+        token=lead,
+    )  # fmt: skip
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert "10.0.0.2 api.internal" in got.stdout and "10.0.0.5" not in got.stdout
