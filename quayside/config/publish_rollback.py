@@ -14,9 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from quayside.config.address import EnvAddress
-from quayside.config.backend import open_store
-from quayside.config.variables import versions_at
+from quayside.config.publish_variables import rendered_with
 from quayside.errors import InputError, NotFoundError
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
 from quayside.ledger.release_queries import get_release, list_releases
@@ -39,11 +37,9 @@ def _served(release: Release) -> dict[str, tuple[int, str | None]]:
 
 
 def _variables(engine: Engine, release: Release) -> dict[str, int]:
-    """name -> version of the variables ``release``'s templates were rendered with.
-
-    A release published before config releases recorded them (no ``variables`` beside a
-    file): the versions current when it finished, from the variables' history (a variable
-    saved only later renders at its latest) - the rule the pull endpoint uses for such markers.
+    """name -> version of the variables ``release``'s templates were rendered with
+    (:func:`~quayside.config.publish_variables.rendered_with`: for a release that recorded
+    none, those current when it finished).
 
     Raises:
         InputError: its files recorded different versions of one variable (none to choose).
@@ -52,20 +48,8 @@ def _variables(engine: Engine, release: Release) -> dict[str, int]:
         v for v in ((release.details or {}).get("files") or {}).values() if isinstance(v, dict)
     ]
     if any(not isinstance(f.get("variables"), dict) for f in files):
-        when = release.finished_at or release.started_at or release.created_at
-        env = EnvAddress(release.app_name, release.env_name)
-        return versions_at(open_store(engine), env, when)
-    found: dict[str, int] = {}
-    for f in files:
-        for name, version in f["variables"].items():
-            if found.setdefault(name, int(version)) != int(version):
-                raise InputError(
-                    f"release {release.id} rendered its files with different versions of "
-                    f"${name} (v{found[name]} and v{version})",
-                    hint="roll back to another release with --to ID, or publish with "
-                    "variable_versions set by hand",
-                )
-    return found
+        return rendered_with(engine, release, None)
+    return rendered_with(engine, release, [f["variables"] for f in files])
 
 
 def _service(release: Release) -> str | None:

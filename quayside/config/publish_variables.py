@@ -9,11 +9,16 @@ the rendering read, never the parameter as given.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import Engine
 
 from quayside.config.address import EnvAddress, check_variable_name
+from quayside.config.backend import open_store
 from quayside.config.store import ConfigStore
+from quayside.config.variables import versions_at
 from quayside.errors import InputError, NotFoundError
+from quayside.ledger.models import Release
 
 
 def check_variable_versions(
@@ -50,6 +55,37 @@ def check_variable_versions(
             )
         checked[name] = number
     return checked
+
+
+def rendered_with(
+    engine: Engine, release: Release, recorded: Sequence[Mapping[str, int]] | None
+) -> dict[str, int]:
+    """name -> version of the variables ``release``'s templates were rendered with: the
+    ``variable_versions`` a rollback to it passes (config publish and image release alike).
+
+    Args:
+        recorded: per rendered file, the variable versions its template read, as the release
+            recorded them; None for a release made before releases recorded them - then the
+            versions current when it finished, from the variables' history (a variable saved
+            only later renders at its latest), the rule the pull endpoint uses for such markers.
+
+    Raises:
+        InputError: its files recorded different versions of one variable (none to choose).
+    """
+    if recorded is None:
+        when = release.finished_at or release.started_at or release.created_at
+        return versions_at(open_store(engine), EnvAddress(release.app_name, release.env_name), when)
+    found: dict[str, int] = {}
+    for variables in recorded:
+        for name, version in variables.items():
+            if found.setdefault(name, int(version)) != int(version):
+                raise InputError(
+                    f"release {release.id} rendered its files with different versions of "
+                    f"${name} (v{found[name]} and v{version})",
+                    hint="roll back to another release with --to ID, or release with "
+                    "variable_versions set by hand",
+                )
+    return found
 
 
 def _ranges(versions: list[int]) -> str:

@@ -45,13 +45,20 @@ async def image_release(
     rollback_of: int | None = Field(
         None, description="the image release this one rolls back (set by quayside rollback)"
     ),
+    variable_versions: dict[str, int] | None = Field(
+        None,
+        description="variable -> version the config templates render with (default each "
+        "variable's latest; set by rollback: the versions the release it returns to rendered "
+        "with)",
+    ),
 ) -> dict[str, Any] | State[Any]:
     """Release ``version_or_digest`` of image app ``app`` in ``env``.
 
     Resolves the version and the manifest digest (the app's recorded builds, else the
     environment's registry) and the artifact checksum the build recorded; renders the
     environment's files of ``image.run.config_service`` (at ``config_versions`` or the latest
-    drafts). Reads what each Docker host serves (the plan, shown at the approval; every host
+    drafts; templates with the environment's variables, at ``variable_versions`` or their
+    latest). Reads what each Docker host serves (the plan, shown at the approval; every host
     serving this digest with this config already: "no change", nothing recorded). Then, under
     the app/env lock, per host in batches with the failure threshold: pull by digest, write
     the config into a host directory mounted read-only, start ``<app>-<env>-<version>-<slot>``
@@ -63,7 +70,8 @@ async def image_release(
     ``keep_images`` pruned, never one a kept release references.
 
     Ledger: a release of kind ``image`` with ``image_digest`` and ``details`` holding the
-    version, digest, config version and files (what a rollback restores).
+    version, digest, config version, files and, per file, the variable versions its template
+    read (``config_variables``): what a rollback restores.
 
     Args:
         app: an app with an ``image:`` section.
@@ -76,6 +84,10 @@ async def image_release(
         approval: ask for approval even where the policy requires none.
         lock_wait_s: 0 refuses at once when another release of app/env runs.
         rollback_of: the release a rollback undoes.
+        variable_versions: variable -> version to render templates with, the others at their
+            latest (a rollback passes the versions its release rendered with). Checked before
+            anything renders, as config publish checks them; the release records the versions
+            the rendering read, not these.
 
     Returns:
         ``{"release": id, "result": "released", "version", "digest", "config_version",
@@ -84,9 +96,10 @@ async def image_release(
         this config already.
 
     Raises:
-        quayside.errors.InputError: not an image app, a bad version/digest, a host without
-            docker (nothing ran).
-        quayside.errors.NotFoundError: the registry has no such tag or digest.
+        quayside.errors.InputError: not an image app, a bad version/digest or variable
+            version, a host without docker (nothing ran).
+        quayside.errors.NotFoundError: the registry has no such tag or digest; the
+            environment has no such variable or variable version.
         quayside.deploy.errors.HostsFailed: a Docker host cannot be reached (nothing changed).
         quayside.deploy.errors.ThresholdExceeded: too many hosts failed; all restored.
 
@@ -105,4 +118,5 @@ async def image_release(
         approval=approval,
         lock_wait_s=lock_wait_s,
         rollback_of=rollback_of,
+        variable_versions=variable_versions,
     )

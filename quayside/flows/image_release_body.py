@@ -76,6 +76,8 @@ class ImageRelease:
             "image": c.image,
             "config_version": self.config.version,
             "config_files": dict(self.config.files),
+            # per file, the variable versions its template read: what a rollback renders with
+            "config_variables": {f: dict(v) for f, v in self.config.variables.items()},
             "config_service": self.run.config_service,
             "artifact_sha256": c.artifact_sha256,
             "serves": self.serves,
@@ -114,6 +116,7 @@ def release_image(
     lock_wait_s: float,
     rollback_of: int | None,
     preapproved: CoveringApproval | None = None,
+    variable_versions: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The body of :func:`quayside.flows.image_release.image_release` (its docstring says
     what it does and returns), run in a thread by ``run_release_body``.
@@ -144,6 +147,7 @@ def release_image(
     config = render_release_config(
         open_store(ledger), app, env, run.config_service, config_versions,
         box=SecretBox.from_home(settings.home), reader=open_reader(),
+        variable_versions=variable_versions,
     )  # fmt: skip
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     rel = ImageRelease(target, run, choice, config, stamp)

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from quayside.config.publish_variables import rendered_with
 from quayside.errors import InputError, NotFoundError
 from quayside.images.containers_spec import DIGEST_RE, check_digest, check_version
 from quayside.images.registry_access import SecretValue
@@ -146,11 +147,15 @@ def rollback_parameters(
     engine: Engine, app: str, env: str, *, to: str | None, requested_by: str
 ) -> dict[str, Any]:
     """The ``image-release`` parameters that release again an earlier image release's digest
-    with the config versions that served with it: ``to`` (a release id or a version), by
-    default the succeeded image release before the newest one that serves something else.
+    with the config that served with it: ``to`` (a release id or a version), by default the
+    succeeded image release before the newest one that serves something else. The config is
+    its file versions (``config_versions``) rendered with the variable versions its templates
+    read (``variable_versions``; for a release that recorded none, those current when it
+    finished), so a template comes back as it served, not with today's variables.
 
     Raises:
         NotFoundError: nothing to go back to (named).
+        InputError: the release recorded two versions of one variable.
     """
     releases = [r for r in image_releases(engine, app, env) if r.status is ReleaseStatus.succeeded]
     if not releases:
@@ -179,6 +184,13 @@ def rollback_parameters(
     files = details.get("config_files")
     if isinstance(files, dict) and files:
         parameters["config_versions"] = {str(k): int(v) for k, v in files.items()}
+        read = details.get("config_variables")
+        recorded = (
+            [read[f] for f in files]
+            if isinstance(read, dict) and all(isinstance(read.get(f), dict) for f in files)
+            else None  # released before image releases recorded them
+        )
+        parameters["variable_versions"] = rendered_with(engine, target, recorded)
     return parameters
 
 
