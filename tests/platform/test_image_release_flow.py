@@ -1,7 +1,8 @@
 """The image-release flow against the session platform's Prefect server, a real Docker Engine,
 a real htpasswd registry and a real nginx in front: v1 then v2 with the config center's files
 injected (zero failed requests under load, ledger kind image with digest and config version),
-`quayside rollback`'s parameters bring v1's digest back with v1's config, a container that
+`quayside rollback`'s parameters bring v1's digest back with v1's config (a template with the
+variable versions v1's release rendered it with, not today's), a container that
 never answers fails the release with the old one serving, and a wrong artifact checksum is
 refused."""
 
@@ -16,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from quayside.config import items
-from quayside.config.address import ItemAddress
+from quayside.config import items, variables
+from quayside.config.address import EnvAddress, ItemAddress
 from quayside.config.backend import open_store
 from quayside.flows.image_release import image_release
 from quayside.images import containers_docker as engine
@@ -177,6 +178,45 @@ def test_release_v1_v2_then_roll_back_to_v1_digest_and_config(
         assert serving.digest == images["v1"].digest
     finally:
         client.close()
+
+
+def test_a_rollback_renders_the_config_with_the_variables_its_release_read(
+    run_flow: Any, release_env: Env, image_front: FrontNginx,
+) -> None:  # fmt: skip
+    app = release_env.app
+    store = open_store(ledger())
+    env = EnvAddress(app, "test")
+    variables.set_value(store, None, env, "GREETING", "hello one", author="alice")
+    props = ItemAddress(app, "test", "app", "app.properties")
+    template = "greeting={{ GREETING }}\n"
+    items.save(store, props, template, author="alice", base_version=0, template=True)
+    first = run_flow(image_release, app, "test", "v1")
+    assert first["hosts"] == {HOST: "succeeded"}, first
+    assert image_front.get() == "v1" and _config_served(image_front) == "greeting=hello one"
+    row = get_release(ledger(), first["release"])
+    assert row.details["config_files"] == {"app.properties": 1}
+    assert row.details["config_variables"] == {"app.properties": {"GREETING": 1}}
+
+    variables.set_value(store, None, env, "GREETING", "hello two", author="alice")
+    second = run_flow(image_release, app, "test", "v2")
+    assert second["hosts"] == {HOST: "succeeded"}, second
+    assert image_front.get() == "v2" and _config_served(image_front) == "greeting=hello two"
+    row = get_release(ledger(), second["release"])
+    assert row.details["config_files"] == {"app.properties": 1}  # the same file version
+    assert row.details["config_variables"] == {"app.properties": {"GREETING": 2}}
+
+    params = rollback_parameters(ledger(), app, "test", to=None, requested_by="bo")
+    assert params["config_versions"] == {"app.properties": 1}
+    assert params["variable_versions"] == {"GREETING": 1}
+    with LoadLoop(image_front.url, rate=120) as load:
+        back = run_flow(image_release, **params)
+    assert load.failed == 0, load.errors
+    assert back["digest"] == release_env.images["v1"].digest
+    assert back["config_version"] == first["config_version"]  # the same rendered content
+    assert image_front.get() == "v1" and _config_served(image_front) == "greeting=hello one"
+    row = get_release(ledger(), back["release"])
+    assert row.rollback_of_id == second["release"] and row.status is ReleaseStatus.succeeded
+    assert row.details["config_variables"] == {"app.properties": {"GREETING": 1}}
 
 
 def test_a_container_that_never_answers_fails_the_release_and_the_old_serves(
