@@ -38,22 +38,20 @@ from quayside.deploy.errors import HostsFailed
 from quayside.deploy.policy import failure_limit
 from quayside.errors import InputError, NotFoundError, QuaysideError
 from quayside.fanout import batch_size
-from quayside.inventory import load_inventory
 from quayside.inventory.config_services import ConfigService
-from quayside.inventory.resolve import Target, resolve_target
+from quayside.inventory.resolve import Target
 from quayside.ledger.models import HostStatus, Release, ReleaseKind, ReleaseStatus
 from quayside.ledger.release_queries import releases_of_run
 from quayside.ledger.releases import HostOutcome
 from quayside.markdown_text import inline
 from quayside.release.host_outcomes import failed_rows, outcome_text
-from quayside.settings import load_settings
 from quayside.tasks.config_publish import publish_on_host, read_hosts, restore_on_host
 from quayside.tasks.ledger import current_flow_run_id, ledger_engine
 from quayside.tasks.release_apply import Applied
 from quayside.tasks.release_finish import finish_quietly
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.release_report import artifact_key, publish_host_table
-from quayside.tasks.run_authority import confirm_run_authority
+from quayside.tasks.release_resolve import resolve_release
 
 REST_GATE = "rest"
 """The approval gate before the rest of a canary publish (the canary's is the run's first)."""
@@ -168,12 +166,8 @@ def _publish_once(
     Raises:
         ContentChanged: the content changed while the gate waited (plan again).
     """
-    settings = load_settings()
-    inventory = load_inventory(settings.inventory_path)
-    requested_by = confirm_run_authority(
-        inventory, {"app": project, "env": env, "hosts": hosts}, requested_by
-    )
-    target = resolve_target(inventory, project, env, hosts)
+    resolved = resolve_release({"app": project, "env": env, "hosts": hosts}, requested_by)
+    settings, requested_by, target = resolved.settings, resolved.requested_by, resolved.must_target
     svc = target.env.config.get(service)
     if svc is None:
         raise NotFoundError(
