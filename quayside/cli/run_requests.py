@@ -91,8 +91,10 @@ def submit(
     scope = authorized_scope(
         ledger, inventory, requester.principal, spec, {**spec.parameters, **parameters}
     )
-    handle = start_run(deployment, parameters, scheduled_at=scheduled_at, tags=tags)
-    record(
+    handle = start_run(
+        deployment, parameters, scheduled_at=scheduled_at, tags=tags, for_submission=True
+    )
+    return record(  # then released: no worker takes the run before its submission exists
         ledger,
         handle,
         requester.principal,
@@ -102,7 +104,6 @@ def submit(
         scheduled_at=scheduled_at,
         on_behalf_of=requester.on_behalf_of,
     )
-    return handle
 
 
 def schedule(
