@@ -34,8 +34,8 @@ RELEASE_WITHIN_S = HOLD.total_seconds() / 2
 #: "Submitting": that is the Pending state a worker names its run while starting it)
 HELD_NAME = "AwaitingSubmission"
 HELD_MESSAGE = (
-    "waiting for its submission to be recorded; a run left here after a failed submission "
-    "starts at its time and refuses itself"
+    "waiting for its submission to be recorded; if its trigger failed, it starts at this time "
+    "and checks its submitter (without one it refuses to act)"
 )
 
 log = logging.getLogger("quayside.runs")
@@ -288,7 +288,8 @@ def release_run(handle: RunHandle) -> RunHandle:
         result = api.call("POST", f"/flow_runs/{_uuid(handle.id)}/set_state", {"state": state})
     now = result.get("state") or {}
     details = now.get("state_details") or {}
-    if result.get("status") != "ACCEPT":
+    # a resent request Prefect refused as the same transition finds the run released already
+    if result.get("status") != "ACCEPT" and now.get("name") != "Scheduled":
         log.warning(
             "run %s not released (%s): %s",
             handle.id,
