@@ -409,15 +409,18 @@ def _finish(
     if bad:
         text += f"; {len(bad)} failed ({limit} tolerated), restored"
     published = not bad and phase in ("all", "canary")
+    # every host it worked on failed (within the tolerance) and was restored: nothing of it
+    # serves anywhere, so the release failed, as a git deploy's does
+    none_serve = bool(bad) and not applied.changed
     life.finish(
-        ReleaseStatus.succeeded,
-        event="succeeded",
+        ReleaseStatus.failed if none_serve else ReleaseStatus.succeeded,
+        event="failed" if none_serve else "succeeded",
         text=outcome_text(text, failed_rows(reports)),
         summary={
             "hosts": total,
             "changed": len(applied.changed),
             "failed": len(bad),
-            "result": "published",
+            "result": "restored" if none_serve else "published",
             "phase": phase,
             "marker_moved": published,
         },  # fmt: skip
@@ -425,6 +428,11 @@ def _finish(
     )
     if published:
         _mark_published(pub)
+    if none_serve:
+        raise HostsFailed(
+            f"every host failed and was restored ({len(bad)} of {total}): nothing was published",
+            failed_rows(reports),
+        )
     if bad:
         get_run_logger().error(
             "%s",

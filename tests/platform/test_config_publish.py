@@ -17,7 +17,7 @@ from quayside.auth.approvals import decide
 from quayside.config import items, variables
 from quayside.config.address import ItemAddress
 from quayside.config.backend import open_store
-from quayside.deploy.errors import ThresholdExceeded
+from quayside.deploy.errors import HostsFailed, ThresholdExceeded
 from quayside.errors import InputError
 from quayside.flows.config_publish import config_publish
 from quayside.ledger import approvals
@@ -138,6 +138,28 @@ def test_a_host_whose_reload_fails_past_the_threshold_restores_every_switched_ho
     assert by_host["web-1"].status is HostStatus.rolled_back
     assert by_host["web-3"].status is HostStatus.skipped
     assert items.published(store, ItemAddress("dns-c", "release", "dnsmasq", "hosts")) is None
+
+
+def test_every_host_failing_within_the_tolerance_fails_the_release(
+    run_flow: Any, platform_inventory: Path, clean_ssh_fleet: SshdFleet, dnsmasq_fleet: DnsmasqFleet
+) -> None:
+    # every host may fail without stopping the publish, and every reload fails: each host
+    # restores itself, nothing of the publish serves anywhere - the release failed
+    store = setup(
+        platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-k",
+        failure_threshold=len(clean_ssh_fleet),
+    )  # fmt: skip
+    for server in dnsmasq_fleet:
+        server.ctl.write_text('#!/bin/sh\necho "reload: broken on purpose" >&2\nexit 1\n')
+    save(store, "dns-k", "hosts", NEW_HOSTS)
+    with pytest.raises(HostsFailed, match="every host failed and was restored"):
+        run_flow(config_publish, "dns-k", "release", "dnsmasq")
+    assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.1"} for h in clean_ssh_fleet}
+    row = list_releases(ledger(), "dns-k", "release", limit=1)[0]
+    assert row.status is ReleaseStatus.failed
+    assert row.summary["result"] == "restored"
+    assert {h.status for h in row.hosts} == {HostStatus.failed}
+    assert items.published(store, ItemAddress("dns-k", "release", "dnsmasq", "hosts")) is None
 
 
 def test_a_canary_publish_stopped_after_the_canary_leaves_the_others_untouched(
