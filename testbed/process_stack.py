@@ -226,6 +226,7 @@ class ProcessStack:
         self.start_postgres()
         self.start_redis()
         self.run_once("migrate")
+        self.run_once("prefect-migrate")
         self.start_service("prefect-server")
         self.wait_healthy("prefect-server", f"{self.api_url}/health", 180)
         self.start_service("prefect-services")

@@ -184,7 +184,7 @@ def write_override(path: Path, api_port: int, gateway_port: int, pg: int, redis:
             healthcheck={"test": port_check(port), "interval": "2s", "retries": 30},
         )
     override["services"]["prefect-server"].update(
-        command=["python", "-m", "prefect", "server", "start", "--no-services",
+        command=["python", "-m", "prefect", "server", "start", "--no-services", "--workers", "2",
                  "--host", "127.0.0.1", "--port", str(api_port)],
         healthcheck={"test": health_check(f"http://127.0.0.1:{api_port}/api/health")},
     )  # fmt: skip
@@ -288,6 +288,10 @@ def test_the_compose_file_validates(compose: Compose) -> None:
     )
     server = config["services"]["prefect-server"]
     assert "--no-services" in server["command"]
+    # several API processes: the database is prepared once, before them
+    assert server["command"][server["command"].index("--workers") + 1] == "2"
+    assert server["environment"]["PREFECT_API_DATABASE_MIGRATE_ON_START"] == "false"
+    assert server["depends_on"]["prefect-migrate"]["condition"] == "service_completed_successfully"
     # the string comes from a secret file, never from the compose file or an argv
     assert compose.variables["QUAYSIDE_TEST_AUTH"] not in done.stdout
 
