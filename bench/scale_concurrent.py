@@ -60,6 +60,9 @@ WORKERS = 2
 #: runs each worker executes at once (QUAYSIDE_BENCH_WORKER_LIMIT; 25 lets all 50 run at once):
 #: the rest wait in Prefect's queue, as on a platform whose workers are sized by their cores
 WORKER_LIMIT = int(os.environ.get("QUAYSIDE_BENCH_WORKER_LIMIT", "5"))
+#: QUAYSIDE_BENCH_SPLIT_CORES=1: the platform host's processes on core 0, the worker host's and
+#: the target hosts' on core 1 (bench.core_split), as on separate machines
+SPLIT_CORES = os.environ.get("QUAYSIDE_BENCH_SPLIT_CORES") == "1"
 GOAL_P95_S = 0.5
 TIMEOUT_S = 1200
 #: tries per submission: a 5xx answer or a lost connection is sent again with the same key
@@ -566,6 +569,14 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
         stack.callback(platform.stop)
         log(f"starting the production stack as processes ({WORKERS} workers, PostgreSQL)")
         platform.start()
+        split: dict[str, int] | None = None
+        if SPLIT_CORES:
+            from bench.core_split import split as split_cores
+
+            assert platform.postgres is not None
+            postmaster = int((platform.postgres.data_dir / "postmaster.pid").read_text().split()[0])
+            split = split_cores([os.getpid(), postmaster])
+            log(f"  cores split: {split} processes (platform host core 0, worker side core 1)")
         token = create_token(platform.ledger_url())
         api = stack.enter_context(api_clients(platform, token))
         log("  (untimed: one release through the gateway to warm the workers' fork servers)")
@@ -579,7 +590,8 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
         first = burst(bench, small)
         figures = burst(bench, names)
     figures = {
-        "hosts": HOSTS, "workers": WORKERS, "worker_limit": WORKER_LIMIT, **figures,
+        "hosts": HOSTS, "workers": WORKERS, "worker_limit": WORKER_LIMIT,
+        "cores_split": split is not None, **figures,
         f"burst_{SMALL_BURST}": first,
     }  # fmt: skip
     return {NAME: build_entry(figures, figures["wall_s"])}
