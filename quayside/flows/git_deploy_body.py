@@ -104,11 +104,13 @@ def deploy_release(
     with ReleaseLifecycle(request, target) as life:
         # plan before the gate: where an approver would be asked (and not already, before a
         # suspension), read what each host serves - all of them this commit: no change, nobody
-        # asked; else the approver sees per host what changes
+        # asked; else the approver sees per host what changes. An app with build commands is
+        # planned by content after its build (the same commit may build other files), so it
+        # always goes on to the gate.
         serving: dict[str, str | None] | None = None
         if _gated(target, approval) and life.waiting_release() is None:
             serving = serving_releases(target)
-            if all_serve(serving, sha):
+            if all_serve(serving, sha) and not target.app.build:
                 return _unchanged(life, serving, sha, limit)
         life.approve(
             lambda: _approval_summary(source.mirror, target, ref, sha, requested_by, serving),
@@ -348,6 +350,13 @@ def _unchanged(
     target = life.target
     assert target is not None
     life.lock()
+    # read again under the lock: another release may have switched a host since
+    if not all_serve(serving_releases(target), sha):
+        raise QuaysideError(
+            "the hosts changed while this deploy was planned (another release switched "
+            "them): nothing was done",
+            hint="deploy again: it will plan against what the hosts serve now",
+        )
     life.start()
     life.show_hosts(
         artifact_key("git-deploy", target.app_name, target.env_name),
