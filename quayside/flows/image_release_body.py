@@ -290,13 +290,21 @@ def _lifecycle(
         text = f"{len(applied.changed)} of {len(names)} host(s) now serve {c.version}"
         if bad:
             text += f"; {len(bad)} failed (old container kept serving)"
+        # every host failed (within the tolerance): the version serves nowhere - failed
+        none_serve = bool(bad) and len(bad) == len(applied.reports)
         life.finish(
-            ReleaseStatus.succeeded,
-            event="succeeded",
+            ReleaseStatus.failed if none_serve else ReleaseStatus.succeeded,
+            event="failed" if none_serve else "succeeded",
             text=outcome_text(text, failed_rows(applied.reports)),
             summary={"hosts": len(names), "changed": len(applied.changed), "failed": len(bad)},
             details={"failed_hosts": [r.host for r in bad]},
         )
+        if none_serve:
+            raise HostsFailed(
+                f"every host failed ({len(bad)} of {len(names)}); the old containers kept "
+                f"serving: {c.version} serves nowhere",
+                failed_rows(applied.reports),
+            )
         cleaned = _finish_hosts(rel, hosts, switched)  # under the lock: no release races it
     return {
         "release": life.row,

@@ -237,6 +237,23 @@ def test_a_container_that_never_answers_fails_the_release_and_the_old_serves(
     assert newest.version == "v3-sick"
 
 
+def test_a_release_failing_on_every_host_within_the_tolerance_fails(
+    run_flow: Any, release_env: Env, image_front: FrontNginx, platform_inventory: Path,
+) -> None:  # fmt: skip
+    app = release_env.app
+    _save(app, "config one")
+    run_flow(image_release, app, "test", "v1")
+    doc = yaml.safe_load(platform_inventory.read_text())
+    doc["apps"][app]["environments"]["test"]["failure_threshold"] = 1  # the host may fail
+    platform_inventory.write_text(yaml.safe_dump(doc))
+    with pytest.raises(Exception, match="every host failed"):
+        run_flow(image_release, app, "test", "v3-sick")
+    assert image_front.get() == "v1"
+    newest = list_releases(ledger(), app, "test", limit=1)[0]
+    assert newest.version == "v3-sick" and newest.status is ReleaseStatus.failed
+    assert newest.summary["failed"] == 1 and newest.summary["changed"] == 0
+
+
 def test_a_wrong_artifact_checksum_is_refused(
     run_flow: Any, release_env: Env, image_front: FrontNginx,
 ) -> None:  # fmt: skip
