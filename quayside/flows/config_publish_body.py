@@ -54,6 +54,8 @@ from quayside.tasks.release_report import artifact_key, publish_host_table
 from quayside.tasks.release_resolve import resolve_release
 
 REST_GATE = "rest"
+#: plans (each shown at the gate) before a publish whose content keeps changing gives up
+MAX_PLANS = 5
 """The approval gate before the rest of a canary publish (the canary's is the run's first)."""
 
 
@@ -129,8 +131,11 @@ def publish_config(
 ) -> dict[str, Any]:
     """The body of :func:`quayside.flows.config_publish.config_publish` (its docstring says
     what it does and returns), run in a thread by :func:`quayside.tasks.sync_body.run_sync_body`.
+
+    Raises:
+        ContentChanged: the content changed while the gate waited, :data:`MAX_PLANS` times.
     """
-    while True:
+    for attempt in range(1, MAX_PLANS + 1):
         try:
             return _publish_once(
                 project=project, env=env, service=service, files=files, versions=versions,
@@ -140,7 +145,12 @@ def publish_config(
                 variable_versions=variable_versions,
             )  # fmt: skip
         except ContentChanged as e:
+            if attempt == MAX_PLANS:
+                raise ContentChanged(
+                    f"{e} - {MAX_PLANS} times in a row; publish again once the edits settle"
+                ) from None
             get_run_logger().warning("%s; planning again", e)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def _publish_once(
@@ -411,7 +421,7 @@ def _finish(
     published = not bad and phase in ("all", "canary")
     # every host it worked on failed (within the tolerance) and was restored: nothing of it
     # serves anywhere, so the release failed, as a git deploy's does
-    none_serve = bool(bad) and not applied.changed
+    none_serve = bool(bad) and len(bad) == len(reports)
     life.finish(
         ReleaseStatus.failed if none_serve else ReleaseStatus.succeeded,
         event="failed" if none_serve else "succeeded",
@@ -430,7 +440,8 @@ def _finish(
         _mark_published(pub)
     if none_serve:
         raise HostsFailed(
-            f"every host failed and was restored ({len(bad)} of {total}): nothing was published",
+            f"every host that needed the files failed and was restored ({len(bad)} of "
+            f"{len(reports)}): nothing was published",
             failed_rows(reports),
         )
     if bad:

@@ -152,7 +152,7 @@ def test_every_host_failing_within_the_tolerance_fails_the_release(
     for server in dnsmasq_fleet:
         server.ctl.write_text('#!/bin/sh\necho "reload: broken on purpose" >&2\nexit 1\n')
     save(store, "dns-k", "hosts", NEW_HOSTS)
-    with pytest.raises(HostsFailed, match="every host failed and was restored"):
+    with pytest.raises(HostsFailed, match="every host that needed the files failed"):
         run_flow(config_publish, "dns-k", "release", "dnsmasq")
     assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.1"} for h in clean_ssh_fleet}
     row = list_releases(ledger(), "dns-k", "release", limit=1)[0]
