@@ -183,6 +183,10 @@ def _carry_out(ctx: GatewayContext, user: str, command: Command, message: Outgoi
                 wanted["ref"] = command.ref
             verb = "发布 / deploy"
         else:
+            # the right to roll back is checked before anything of the app's releases is read
+            # (the reply to a refusal must not describe them)
+            rollback_spec = catalogue_entry(ctx.config.rollback_deployment)
+            submission_scope(ctx, user, rollback_spec, {"app": command.app, "env": command.env})
             name, wanted = _rollback(ctx, user, command)
             verb = "回滚 / rollback"
         spec = catalogue_entry(name)

@@ -78,3 +78,15 @@ def test_chat_rollback_of_a_hello_release_is_refused(gateway: Gateway) -> None:
     reply = reply_text(chat(gateway, "rollback docs dev"))
     assert reply.startswith("失败 / failed: the newest release is a hello release"), reply
     assert "/runs/flow-run/" not in reply
+
+
+def test_chat_rollback_by_a_reporter_is_refused_before_the_releases_are_read(
+    gateway: Gateway,
+) -> None:
+    config_release(gateway, 1)
+    config_release(gateway, 2)
+    reply = reply_text(chat(gateway, "回滚 web test", staff_id="reporter-staff-id"))
+    assert "/runs/flow-run/" not in reply, reply
+    assert "DEVELOPER" in reply, reply  # the role it takes, not what the app serves
+    for detail in ("dnsmasq", "v1", "v2"):
+        assert detail not in reply, reply
