@@ -45,6 +45,7 @@ from testbed.release_fixtures import (  # noqa: F401  (fixtures)
     run_flow_fixture,
     write_inventory,
 )
+from testbed.require import missing
 from testbed.s3 import MotoS3Server, moto_available
 from testbed.sshd import SshdFleet
 
@@ -105,7 +106,7 @@ def quayside(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]
 def s3_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoS3Server]:
     """An S3 endpoint of this test's own (its process may be stopped), the deploy's store."""
     if not moto_available():
-        pytest.skip("moto[server] is not installed")
+        missing("moto S3 server", "run `make test`, which installs the test dependencies")
     server = MotoS3Server(tmp_path / "moto")
     endpoint = server.start()
     monkeypatch.setenv("QUAYSIDE_ARTIFACTS_URL", "s3://faults/payloads")
