@@ -20,7 +20,8 @@ from pathlib import Path
 WORKER_SIDE = ("quayside.stack.worker", "quayside.stack.forkserver", "sshd")
 
 
-def _tree() -> tuple[dict[int, list[int]], dict[int, str]]:
+def process_tree() -> tuple[dict[int, list[int]], dict[int, str]]:
+    """Children by parent pid, and each process's command line (from /proc)."""
     children: dict[int, list[int]] = {}
     cmdline: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
@@ -54,19 +55,24 @@ def _pin(pids: Iterable[int], cores: set[int]) -> int:
     return pinned
 
 
-def split(roots: Iterable[int] | None = None, *, platform_core: int = 0) -> dict[str, int]:
+def split(
+    roots: Iterable[int] | None = None, *, platform_core: int | None = None
+) -> dict[str, int]:
     """Pin the process trees of ``roots`` (default: this process; add daemons that left it,
-    such as PostgreSQL's postmaster) to ``platform_core``, except the worker side
+    such as PostgreSQL's postmaster) to ``platform_core`` (default: the lowest core this
+    process may use), except the worker side
     (:data:`WORKER_SIDE` and their descendants), pinned to the other cores.
 
     Returns:
         How many processes each side got.
     """
     cores = set(os.sched_getaffinity(0))
+    if platform_core is None:
+        platform_core = min(cores)
     worker_cores = cores - {platform_core}
     if not worker_cores:
         raise RuntimeError("core split needs at least 2 cores")
-    children, cmdline = _tree()
+    children, cmdline = process_tree()
     everything: list[int] = []
     for root in [os.getpid()] if roots is None else roots:
         everything += [root, *_descendants(root, children)]

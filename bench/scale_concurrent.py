@@ -33,6 +33,7 @@ import httpx
 import yaml
 
 from bench.cli_deploy_e2e import USER
+from bench.core_split import process_tree
 from bench.git_deploy.fleet import Fleet, Host, start_fleet, work_directory
 from bench.git_deploy.quayside_runs import ENV
 from bench.harness import (
@@ -175,24 +176,6 @@ def sample_latency(
 # -- the worker host's memory ----------------------------------------------------------------
 
 
-def _proc_tree() -> tuple[dict[int, list[int]], dict[int, str]]:
-    """Children by parent pid, and each process's command line."""
-    children: dict[int, list[int]] = {}
-    cmdline: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-        cmdline[int(entry.name)] = cmd
-    return children, cmdline
-
-
 def _rss_pss_kb(pid: int) -> tuple[int, int]:
     """(Rss, Pss) of ``pid`` from /proc/<pid>/smaps_rollup, in kB; (0, 0) if gone."""
     rss = pss = 0
@@ -214,7 +197,7 @@ def worker_host_memory(
     launcher commands (one per run), the fork servers, their forked handlers and run
     processes, and the tools those start (ssh, rsync, git). ``launchers`` (worker pid ->
     launcher pids), when given, collects which worker runs which run."""
-    children, cmdline = _proc_tree()
+    children, cmdline = process_tree()
     groups: dict[str, list[int]] = {k: [] for k in ("worker", "launcher", "forkserver")}
     groups.update({"forked": [], "tools": []})
 

@@ -150,11 +150,6 @@ def sweep_dead(
     return dead
 
 
-def release_claim(scratch: Path) -> None:
-    """Remove ``scratch``'s owner file (its directories are gone or given back)."""
-    owner_path(scratch).unlink(missing_ok=True)
-
-
 def _owned(owner_file: Path) -> list[Path]:
     """The scratch ``owner_file`` owns: ``<name>`` and every ``<name>.*`` but itself."""
     scratch = owner_file.with_name(owner_file.name.removesuffix(OWNER_SUFFIX))

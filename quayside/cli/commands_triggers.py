@@ -86,16 +86,9 @@ def _space_of(inventory: Inventory, app_name: str, env: str) -> str:
     Raises:
         NotFoundError: unknown app or environment, naming what exists.
     """
-    from quayside.errors import NotFoundError
+    from quayside.inventory.resolve import app_of
 
-    if app_name not in inventory.apps:
-        known = ", ".join(sorted(inventory.apps)) or "none defined"
-        raise NotFoundError(f"unknown app '{app_name}' (apps: {known})")
-    app_cfg = inventory.apps[app_name]
-    if env not in app_cfg.environments:
-        known = ", ".join(sorted(app_cfg.environments))
-        raise NotFoundError(f"app '{app_name}' has no environment '{env}' (environments: {known})")
-    return app_cfg.space
+    return app_of(inventory, app_name, env).space
 
 
 @triggers.command(name="status")

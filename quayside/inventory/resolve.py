@@ -57,13 +57,11 @@ def hosts_of(inventory: Inventory, names: list[str]) -> tuple[tuple[str, Host], 
     return tuple(out)
 
 
-def resolve_target(
-    inventory: Inventory, app: str, env: str, only_hosts: list[str] | None = None
-) -> Target:
-    """Resolve ``app``/``env`` (optionally limited to ``only_hosts``) to a Target.
+def app_of(inventory: Inventory, app: str, env: str) -> App:
+    """The app ``app``, once ``env`` is known to be one of its environments.
 
     Raises:
-        NotFoundError: unknown app, environment or host, naming what exists.
+        NotFoundError: unknown app or environment, naming what exists.
     """
     if app not in inventory.apps:
         known = ", ".join(sorted(inventory.apps)) or "none defined"
@@ -72,6 +70,18 @@ def resolve_target(
     if env not in app_cfg.environments:
         known = ", ".join(sorted(app_cfg.environments))
         raise NotFoundError(f"app '{app}' has no environment '{env}' (environments: {known})")
+    return app_cfg
+
+
+def resolve_target(
+    inventory: Inventory, app: str, env: str, only_hosts: list[str] | None = None
+) -> Target:
+    """Resolve ``app``/``env`` (optionally limited to ``only_hosts``) to a Target.
+
+    Raises:
+        NotFoundError: unknown app, environment or host, naming what exists.
+    """
+    app_cfg = app_of(inventory, app, env)
     env_cfg = app_cfg.environments[env]
     names = list(env_cfg.hosts)
     for group in env_cfg.groups:

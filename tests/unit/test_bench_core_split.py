@@ -20,8 +20,8 @@ def test_worker_side_and_platform_side_get_their_cores() -> None:
         # only these two trees: the test process (and whatever a session started) keep theirs
         counts = split([worker.pid, platform.pid])
         assert counts == {"worker": 1, "platform": 1}
-        assert os.sched_getaffinity(worker.pid) == mine - {0}
-        assert os.sched_getaffinity(platform.pid) == {0}
+        assert os.sched_getaffinity(worker.pid) == mine - {min(mine)}
+        assert os.sched_getaffinity(platform.pid) == {min(mine)}
         assert os.sched_getaffinity(0) == mine
     finally:
         for p in (worker, platform):
