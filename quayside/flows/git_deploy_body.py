@@ -102,15 +102,18 @@ def deploy_release(
         lock_wait_s=lock_wait_s,
     )
     with ReleaseLifecycle(request, target) as life:
-        # plan before the gate: where an approver would be asked (and not already, before a
-        # suspension), read what each host serves - all of them this commit: no change, nobody
-        # asked; else the approver sees per host what changes. An app with build commands is
+        # plan before the gate: where an approver would be asked, read what each host serves -
+        # all of them this commit (and not already asked, before a suspension): no change,
+        # nobody asked; else the approver sees per host what changes. An app with build commands is
         # planned by content after its build (the same commit may build other files), so it
         # always goes on to the gate.
         serving: dict[str, str | None] | None = None
-        if _gated(target, approval) and life.waiting_release() is None:
+        if _gated(target, approval):
+            # read on a resume too: the description shown again must be the one approved
+            # (its hash binds the approval), unless the hosts changed meanwhile
             serving = serving_releases(target)
-            if all_serve(serving, sha) and not target.app.build:
+            resumed = life.waiting_release() is not None
+            if not resumed and all_serve(serving, sha) and not target.app.build:
                 return _unchanged(life, serving, sha, limit)
         life.approve(
             lambda: _approval_summary(source.mirror, target, ref, sha, requested_by, serving),
