@@ -1,9 +1,13 @@
 """The one place Quayside starts processes on this machine, and why each dies with Quayside.
 
-Everything that runs a local program goes through here: git for the mirrors, the build steps,
-``rm -rf`` of scratch space, the OpenSSH client (``ssh`` for bulk transfers and persisted
-connections), :class:`~quayside.executors.local.LocalExecutor`'s commands, and tar and rsync for
-the deploy engine. :func:`start` is ``subprocess.Popen`` for a process read or fed through pipes;
+Everything a release runs as a local program goes through here: git for the mirrors, the
+build steps, ``rm -rf`` of scratch space, the OpenSSH client (``ssh`` for bulk transfers and
+persisted connections), :class:`~quayside.executors.local.LocalExecutor`'s commands, and tar and
+rsync for the deploy engine. Outside releases, the platform's own process supervision starts
+its long-lived services directly (``quayside up``'s supervisor, the worker starting its fork
+server, the reconcile sweep: each sets its own parent-death handling, in
+:mod:`quayside.stack.parent_death`), and ``quayside config edit`` runs the user's editor in the
+foreground. :func:`start` is ``subprocess.Popen`` for a process read or fed through pipes;
 :func:`run` is ``subprocess.run(argv, capture_output=True, text=True)`` with a timeout that
 kills.
 
