@@ -78,6 +78,22 @@ CONTEXT = {
     NAME: f"""Goals (issue 19): all {RUNS} runs complete; the p95 latency of the release and
 flow-run reads during the burst under {GOAL_P95_S * 1000:.0f} ms.
 
+**Session 12 (2026-12-05 16:51, the run in the table; load 1.95 at start)**: the Prefect API
+server now runs two processes (`prefect server start --workers 2`, Redis between them, the
+database prepared once by `prefect-migrate`), and the benchmark ran with
+`QUAYSIDE_BENCH_SPLIT_CORES=1`: the platform host's processes (API server, services,
+PostgreSQL, Redis, gateway, the samplers) on core 0, the workers, their runs and the 5 sshd
+hosts on core 1 - two machines' shape on one. All {RUNS} completed, wall 99.6 s (the runs
+have one core), `GET /api/releases` p95 87 ms (met), **Prefect's flow-run filter p50 0.11 s,
+p95 0.90 s: the goal is not met**. Three runs of the day with the two API processes, one run
+each, disagree: split cores p95 0.49 s (16:17, load 0.4 at start) and 0.90 s (this one);
+without the split p95 0.60 s and wall 75 s (16:08, load 0.8). The single API process
+measured 0.92 s (the run below). So the second API process helps some of the time and the
+figure is not stable on this machine: with one core for the API server, PostgreSQL and the
+gateway's 50 submissions at once (12.2 s to accept them all, against 5.9 s on two shared
+cores), the reads still queue. What would settle it is the stack on two real machines; not
+measured here.
+
 **The run of 2026-12-05 14:20** (1-minute load 1.9 when it started, 10.6-12.2 at the end of
 the bursts, on 2 cores shared by the whole stack, its run processes and the 5 sshd hosts):
 two workers with `--limit 5` each, so at most 10 runs execute at once and the rest wait in
