@@ -126,8 +126,9 @@ def server_process(settings: Settings) -> ProcessSpec:
 
 
 def worker_process(settings: Settings, pool: str = WORK_POOL) -> ProcessSpec:
-    """``prefect worker start`` on the process pool, with the fork server
-    (:mod:`quayside.stack.forkserver`) that starts its flow runs pre-imported."""
+    """Prefect's process worker on the pool (:mod:`quayside.stack.worker`: taking runs as
+    Prefect announces them), with the fork server (:mod:`quayside.stack.forkserver`) that
+    starts its flow runs pre-imported."""
     return ProcessSpec(
         name="worker",
         argv=[
