@@ -146,20 +146,20 @@ def test_every_host_failing_within_the_tolerance_fails_the_release(
     # every host may fail without stopping the publish, and every reload fails: each host
     # restores itself, nothing of the publish serves anywhere - the release failed
     store = setup(
-        platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-k",
+        platform_inventory, clean_ssh_fleet, dnsmasq_fleet, "dns-z",
         failure_threshold=len(clean_ssh_fleet),
     )  # fmt: skip
     for server in dnsmasq_fleet:
         server.ctl.write_text('#!/bin/sh\necho "reload: broken on purpose" >&2\nexit 1\n')
-    save(store, "dns-k", "hosts", NEW_HOSTS)
+    save(store, "dns-z", "hosts", NEW_HOSTS)
     with pytest.raises(HostsFailed, match="every host that needed the files failed"):
-        run_flow(config_publish, "dns-k", "release", "dnsmasq")
+        run_flow(config_publish, "dns-z", "release", "dnsmasq")
     assert answers(dnsmasq_fleet) == {h.name: {"10.0.0.1"} for h in clean_ssh_fleet}
-    row = list_releases(ledger(), "dns-k", "release", limit=1)[0]
+    row = list_releases(ledger(), "dns-z", "release", limit=1)[0]
     assert row.status is ReleaseStatus.failed
     assert row.summary["result"] == "restored"
     assert {h.status for h in row.hosts} == {HostStatus.failed}
-    assert items.published(store, ItemAddress("dns-k", "release", "dnsmasq", "hosts")) is None
+    assert items.published(store, ItemAddress("dns-z", "release", "dnsmasq", "hosts")) is None
 
 
 def test_a_canary_publish_stopped_after_the_canary_leaves_the_others_untouched(
