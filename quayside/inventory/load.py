@@ -3,6 +3,7 @@ message lists ``<file>: <key path>: <what was expected>`` lines — never a trac
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -96,4 +97,24 @@ def load_inventory(path: Path) -> Inventory:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
-    return parse_inventory(text, str(path))
+    return _parsed(text, str(path))
+
+
+#: the last inventory text parsed and its model (a release run reads the file several times -
+#: to resolve its target, to check its submitter, to notify - and the model is immutable)
+_last: tuple[str, str, Inventory] | None = None
+_last_lock = threading.Lock()
+
+
+def _parsed(text: str, source: str) -> Inventory:
+    """:func:`parse_inventory`, reusing the model when the text (and its name) is the one
+    parsed last: the same bytes give the same model."""
+    global _last
+    with _last_lock:
+        last = _last
+    if last is not None and last[0] == source and last[1] == text:
+        return last[2]
+    inventory = parse_inventory(text, source)
+    with _last_lock:
+        _last = (source, text, inventory)
+    return inventory

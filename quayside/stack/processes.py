@@ -17,6 +17,13 @@ TASK_RUN_BATCH = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"
 TASK_RUN_FLUSH = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL"
 UI_API_URL = "PREFECT_UI_API_URL"
 UI_URL = "PREFECT_UI_URL"
+CSRF_SUPPORT = "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"
+VERSION_CHECK = "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED"
+#: the server settings that turn its CSRF protection on (the clients must then fetch tokens)
+CSRF_PROTECTION = (
+    "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED",
+    "PREFECT_SERVER_CSRF_PROTECTION_ENABLED",
+)
 #: what the UI is told to call: its own origin's /api, so it works however the browser reached
 #: it (127.0.0.1, a LAN address, a TLS reverse proxy); Prefect's default names the API URL
 #: the server's clients use, which a browser on another machine cannot reach
@@ -59,6 +66,13 @@ class ProcessSpec:
     log_file: Path
 
 
+def csrf_support(base: Mapping[str, str]) -> str:
+    """``"true"`` when the environment turns the server's CSRF protection on (Prefect's
+    default is off), else ``"false"``: clients fetch CSRF tokens only where they are needed."""
+    on = any(base.get(name, "").strip().lower() in ("1", "true", "yes") for name in CSRF_PROTECTION)
+    return "true" if on else "false"
+
+
 def platform_env(settings: Settings, project_dir: Path, base: Mapping[str, str]) -> dict[str, str]:
     """Environment shared by every process of the platform (and the flow runs it starts).
 
@@ -81,6 +95,11 @@ def platform_env(settings: Settings, project_dir: Path, base: Mapping[str, str])
             # (bench/trigger_latency.py); one cheap API call per second
             "PREFECT_WORKER_QUERY_SECONDS": base.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
             "PREFECT_WORKER_PREFETCH_SECONDS": base.get("PREFECT_WORKER_PREFETCH_SECONDS", "5"),
+            # every Prefect client (each run process opens several) would otherwise first ask
+            # the server for its version and for a CSRF token, which this server, with CSRF
+            # protection off, refuses: 5 of the ~33 API requests of a git deploy's run
+            CSRF_SUPPORT: base.get(CSRF_SUPPORT) or csrf_support(base),
+            VERSION_CHECK: base.get(VERSION_CHECK, "false"),
             # the server records task runs from their events; Prefect's default writes each
             # event in its own SQLite transaction (batch size 1), and a release's 20 per-host
             # tasks then kept the database busy for the next run. Batched, a task's state

@@ -54,6 +54,7 @@ async def run_worker(options: argparse.Namespace) -> None:
     from prefect.settings import PREFECT_WORKER_HEARTBEAT_SECONDS
     from prefect.workers.process import ProcessWorker
 
+    from quayside.stack.job_environment import SettledEnvironmentConfiguration
     from quayside.stack.worker_wake import wake_on_scheduled
 
     worker = ProcessWorker(
@@ -63,6 +64,8 @@ async def run_worker(options: argparse.Namespace) -> None:
         limit=options.limit,
         heartbeat_interval_seconds=int(PREFECT_WORKER_HEARTBEAT_SECONDS.value()),
     )
+    # the same job configuration, its settings' environment computed once (not per run)
+    worker.job_configuration = SettledEnvironmentConfiguration
     wake = asyncio.create_task(wake_on_scheduled(worker, options.pool))
     try:
         await worker.start(printer=print)

@@ -39,20 +39,40 @@ def for_pool(event: Event, pool: str) -> bool:
 
 
 async def wake_on_scheduled(worker: BaseWorker, pool: str) -> None:
-    """Poll ``worker`` each time a run of ``pool`` is scheduled, until cancelled. Failures of
-    the stream are logged and the subscription is made again after :data:`RESUBSCRIBE_S`."""
+    """Poll ``worker`` when runs of ``pool`` are scheduled, until cancelled: announcements that
+    arrive while a poll is under way are answered by one poll after it (a burst of 50 runs
+    costs a few polls, not 50). Failures of the stream are logged and the subscription is made
+    again after :data:`RESUBSCRIBE_S`."""
     from prefect.events.clients import get_events_subscriber
     from prefect.events.filters import EventFilter, EventNameFilter
 
     wanted = EventFilter(event=EventNameFilter(name=[SCHEDULED_EVENT]))
+    due = asyncio.Event()
+    polling = asyncio.create_task(_poll_when_due(worker, due))
+    try:
+        while True:
+            try:
+                async with get_events_subscriber(filter=wanted) as events:
+                    async for event in events:
+                        if for_pool(event, pool):
+                            due.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the poll still runs; say why the fast path is off for now
+                logger.warning("event stream for early starts failed (%s); retrying", e)
+            await asyncio.sleep(RESUBSCRIBE_S)
+    finally:
+        polling.cancel()
+
+
+async def _poll_when_due(worker: BaseWorker, due: asyncio.Event) -> None:
+    """Each time ``due`` is set: clear it and poll once (what arrives meanwhile sets it again)."""
     while True:
+        await due.wait()
+        due.clear()
         try:
-            async with get_events_subscriber(filter=wanted) as events:
-                async for event in events:
-                    if for_pool(event, pool):
-                        await worker.get_and_submit_flow_runs()
+            await worker.get_and_submit_flow_runs()
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # the poll still runs; say why the fast path is off for now
-            logger.warning("event stream for early starts failed (%s); retrying", e)
-        await asyncio.sleep(RESUBSCRIBE_S)
+        except Exception as e:  # the worker's own poll still runs
+            logger.warning("early start poll failed (%s)", e)
