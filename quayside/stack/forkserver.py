@@ -168,6 +168,21 @@ def build_deferred_models() -> int:
     return built
 
 
+def warm_inventory() -> None:
+    """Parse the platform's inventory here if its text changed since the last parse, so the
+    runs forked next find it parsed (``load_inventory`` reuses the model while the file's
+    text is the same; a run reads it to resolve its target, check its submitter and notify).
+    Costs a read of the file per run; a missing or invalid file is left to the run to report.
+    """
+    try:
+        from quayside.inventory import load_inventory
+        from quayside.settings import load_settings
+
+        load_inventory(load_settings().inventory_path)
+    except Exception:  # noqa: BLE001 - the run reads it again and says what is wrong
+        return
+
+
 def project_files(root: Path) -> dict[str, int]:
     """``{path: mtime_ns}`` of every imported module file under ``root`` outside virtualenvs
     and site-packages (the project's own code)."""
@@ -371,6 +386,7 @@ def serve(path: Path, snapshot: Mapping[str, int] | None = None) -> None:
                     flush=True,
                 )
                 os.execv(sys.executable, [sys.executable, "-m", "quayside.stack.forkserver"])
+            warm_inventory()
             server_pid = os.getpid()
             try:
                 pid = os.fork()

@@ -185,3 +185,22 @@ def test_an_unchanged_inventory_is_parsed_once_and_a_changed_one_again(tmp_path:
     changed = load_inventory(path)
     assert changed is not first
     assert set(changed.hosts) == {"web-2"}
+
+
+def test_the_fork_server_parses_a_changed_inventory_before_forking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from quayside.inventory import load_inventory
+    from quayside.stack.forkserver import warm_inventory
+
+    path = tmp_path / "quayside.yaml"
+    path.write_text("hosts:\n  db-1: {address: 127.0.0.2}\napps: {}\n")
+    monkeypatch.setenv("QUAYSIDE_INVENTORY", str(path))
+    warm_inventory()
+    from quayside.inventory import load as load_module
+
+    parsed = load_module._last
+    assert parsed is not None and parsed[0] == str(path)
+    assert load_inventory(path) is parsed[2]  # a run forked now parses nothing
+    path.write_text("not: [valid")
+    warm_inventory()  # an invalid file is the run's to report
