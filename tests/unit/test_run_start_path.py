@@ -204,3 +204,22 @@ def test_the_fork_server_parses_a_changed_inventory_before_forking(
     assert load_inventory(path) is parsed[2]  # a run forked now parses nothing
     path.write_text("not: [valid")
     warm_inventory()  # an invalid file is the run's to report
+
+
+def test_a_run_whose_settings_basis_is_the_server_s_keeps_its_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from quayside.stack.forkserver import settings_basis
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
+    before = settings_basis()
+    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", "0d6f")  # a run marker, not a setting
+    monkeypatch.setenv("QUAYSIDE_HOME", str(tmp_path))
+    assert settings_basis() == before
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:2/api")
+    assert settings_basis() != before
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # another .env / prefect.toml may apply
+    assert settings_basis() != before
