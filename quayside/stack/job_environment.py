@@ -21,15 +21,22 @@ _lock = threading.Lock()
 _settled: tuple[object, dict[str, str]] | None = None
 
 
+def settled_environment() -> dict[str, str]:
+    """The ``PREFECT_*`` variables the worker gives every flow run (Prefect's own base
+    environment), computed once per settings object: the fork server is started with them
+    too, so that a run's settings are the ones it built at import."""
+    global _settled
+    settings = get_current_settings()
+    with _lock:
+        if _settled is None or _settled[0] is not settings:
+            _settled = (settings, ProcessJobConfiguration._base_environment())
+        return dict(_settled[1])
+
+
 class SettledEnvironmentConfiguration(ProcessJobConfiguration):
     """Prefect's process job configuration; the base environment computed once per
     settings object (a new settings context computes it again)."""
 
     @classmethod
     def _base_environment(cls) -> dict[str, str]:
-        global _settled
-        settings = get_current_settings()
-        with _lock:
-            if _settled is None or _settled[0] is not settings:
-                _settled = (settings, super()._base_environment())
-            return dict(_settled[1])
+        return settled_environment()

@@ -77,9 +77,13 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     export_client_auth(os.environ)  # before the fork server and the worker read it
     if os.environ.get("QUAYSIDE_FORKSERVER", "1") != "0":
+        from quayside.stack.job_environment import settled_environment
+
         subprocess.Popen(
             [sys.executable, "-m", "quayside.stack.forkserver"],
             stdin=subprocess.DEVNULL,
+            # the environment the worker gives each run, so the server's settings are theirs
+            env={**os.environ, **settled_environment()},
             preexec_fn=preexec(),  # the parent stays this process: execv keeps the pid
         )
     options = worker_options(args)
