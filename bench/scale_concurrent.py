@@ -7,21 +7,26 @@ deployed to 5 shared sshd hosts under its own deploy root (issue 19).
 
 While the runs go, sampler threads read what users and the console read: the gateway's
 ``GET /api/releases`` (the ledger's releases a DEVELOPER may see), the gateway's ``/health``,
-and Prefect's flow-run reads (``POST /api/flow_runs/filter``, what the UI's runs page sends);
-another samples the memory of the worker host's processes (RSS and PSS: the fork server's
-forked handlers and run processes share the pages it preloaded, which RSS counts once per
-process and PSS divides among them).
+and the request the Prefect UI's runs page sends (``POST /api/flow_runs/paginate``, page 1,
+newest first, the UI's page size) once a second; each sample keeps when it was sent, so the
+tail can be placed in the submission burst or after it. A child process pinned to the worker
+side's cores samples the memory of the worker host's processes (RSS and PSS: the fork
+server's forked handlers and run processes share the pages it preloaded, which RSS counts once
+per process and PSS divides among them). The benchmark waits for its runs with Prefect's
+count of the runs in a final state, and reads them in full once at the end.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import multiprocessing
 import os
 import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +38,7 @@ import httpx
 import yaml
 
 from bench.cli_deploy_e2e import USER
-from bench.core_split import process_tree
+from bench.core_split import process_tree, sides
 from bench.git_deploy.fleet import Fleet, Host, start_fleet, work_directory
 from bench.git_deploy.quayside_runs import ENV
 from bench.harness import (
@@ -65,18 +70,43 @@ WORKER_LIMIT = int(os.environ.get("QUAYSIDE_BENCH_WORKER_LIMIT", "5"))
 #: the target hosts' on core 1 (bench.core_split), as on separate machines
 SPLIT_CORES = os.environ.get("QUAYSIDE_BENCH_SPLIT_CORES") == "1"
 GOAL_P95_S = 0.5
+#: what entries before session 13 sampled: ``POST /api/flow_runs/filter`` for the newest this
+#: many runs, this many seconds apart (kept to say so in the entry's text)
+OLD_FILTER_LIMIT = 50
+OLD_INTERVAL_S = 0.25
 TIMEOUT_S = 1200
 #: tries per submission: a 5xx answer or a lost connection is sent again with the same key
 SUBMIT_ATTEMPTS = 3
 #: a request's timeout: generous, so a slow answer is measured rather than lost
 REQUEST_TIMEOUT_S = 600
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+#: the Prefect UI's runs page (Prefect 3.8.8's default UI, ui-v2): its flow-run list sends
+#: ``POST /api/flow_runs/paginate`` with page 1, sort START_TIME_DESC and the page size it keeps
+#: in the browser (``workspace-flow-runs-list-limit``, 100 unless the user picks another), no
+#: filter until the user sets one, and asks again every 30 s (``refetchInterval``) while open
+UI_RUNS_PAGE_SIZE = 100
+UI_REFRESH_S = 30
+RUNS_PAGE_PATH = "/flow_runs/paginate"
+RUNS_PAGE_BODY: dict[str, Any] = {"page": 1, "limit": UI_RUNS_PAGE_SIZE, "sort": "START_TIME_DESC"}
+#: seconds between samples of the runs page: as many requests as this many open UI tabs send
+FLOW_RUNS_INTERVAL_S = 1.0
+#: seconds between samples of the gateway's ``/api/releases`` and ``/health``
+GATEWAY_INTERVAL_S = 0.25
+#: seconds between the waiting benchmark's counts of its runs in a final state
+WAIT_POLL_S = 2.0
 #: the worker's command line (quayside.stack.worker runs Prefect's process worker itself)
 WORKER_ARGV = "-m quayside.stack.worker"
 
 CONTEXT = {
     NAME: f"""Goals (issue 19): all {RUNS} runs complete; the p95 latency of the release and
 flow-run reads during the burst under {GOAL_P95_S * 1000:.0f} ms.
+
+**From session 13 the Prefect read sampled is the UI runs page's** (`POST
+/api{RUNS_PAGE_PATH}`, page 1, newest first, {UI_RUNS_PAGE_SIZE} a page, every
+{FLOW_RUNS_INTERVAL_S:g} s), the benchmark waits with a count of its finished runs, and its
+memory sampler runs on the worker side; the runs described below (session 12 and earlier)
+sampled `POST /api/flow_runs/filter` for the newest {OLD_FILTER_LIMIT} every
+{OLD_INTERVAL_S:g} s and read all runs every second while waiting (see the notes).
 
 **Session 12 (2026-12-05 16:51, the run in the table; load 1.95 at start)**: the Prefect API
 server now runs two processes (`prefect server start --workers 2`, Redis between them, the
@@ -142,18 +172,48 @@ def app_name(i: int) -> str:
 # -- latency samplers ------------------------------------------------------------------------
 
 
+def p95_of(seconds: Sequence[float]) -> float | None:
+    """The 95th percentile (the only value when there is one; None for none)."""
+    if len(seconds) < 2:
+        return round(seconds[0], 4) if seconds else None
+    return round(statistics.quantiles(seconds, n=20)[-1], 4)
+
+
+def phase_summary(seconds: Sequence[float]) -> dict[str, Any]:
+    """Samples, p50, p95 and max of one phase's latencies."""
+    return {
+        "samples": len(seconds),
+        "p50_s": round(statistics.median(seconds), 4) if seconds else None,
+        "p95_s": p95_of(seconds),
+        "max_s": round(max(seconds), 4) if seconds else None,
+    }
+
+
 @dataclass
 class Latencies:
-    """Seconds per answered request, and the status codes seen."""
+    """Seconds per answered request, when each was sent (seconds since the sampler's origin,
+    the burst's start), and the status codes seen."""
 
     seconds: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     errors: int = 0
+    at: list[float] = field(default_factory=list)
 
     def p95(self) -> float | None:
-        if len(self.seconds) < 2:
-            return round(self.seconds[0], 4) if self.seconds else None
-        return round(statistics.quantiles(self.seconds, n=20)[-1], 4)
+        return p95_of(self.seconds)
+
+    def phases(self, split_at_s: float) -> dict[str, dict[str, Any]]:
+        """:func:`phase_summary` of the requests sent before ``split_at_s`` (the submission
+        burst) and of those sent from then on; samples without a time count in neither."""
+        pairs = list(zip(self.at, self.seconds, strict=False))
+        return {
+            "submission": phase_summary([s for t, s in pairs if t < split_at_s]),
+            "after_submission": phase_summary([s for t, s in pairs if t >= split_at_s]),
+        }
+
+    def timeline(self) -> list[list[float]]:
+        """``[sent at, seconds]`` per answered request, in the order sent."""
+        return [[round(t, 2), round(s, 4)] for t, s in zip(self.at, self.seconds, strict=False)]
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -167,11 +227,16 @@ class Latencies:
 
 
 def sample_latency(
-    call: Callable[[], int], stop: threading.Event, interval_s: float = 0.25
+    call: Callable[[], int],
+    stop: threading.Event,
+    interval_s: float = GATEWAY_INTERVAL_S,
+    origin: float | None = None,
 ) -> Latencies:
     """Run ``call`` (returning an HTTP status, or 200) every ``interval_s`` until ``stop``;
-    the returned object fills while it runs (use it after stopping)."""
+    the returned object fills while it runs (use it after stopping). Each sample's time is
+    counted from ``origin`` (a ``time.perf_counter()`` value; default: now)."""
     out = Latencies()
+    zero = time.perf_counter() if origin is None else origin
 
     def loop() -> None:
         while not stop.is_set():
@@ -182,6 +247,7 @@ def sample_latency(
                 out.errors += 1
             else:
                 out.seconds.append(time.perf_counter() - started)
+                out.at.append(started - zero)
                 out.statuses[status] = out.statuses.get(status, 0) + 1
             stop.wait(interval_s)
 
@@ -251,40 +317,98 @@ def worker_host_memory(
     return out
 
 
-class MemorySampler:
-    """Samples :func:`worker_host_memory` every ``interval_s``; keeps the sample with the
-    largest total RSS (workers + launchers + fork servers + forked + tools)."""
+def current_cpu() -> int:
+    """The core this thread last ran on (/proc/thread-self/stat, field 39); -1 if unknown."""
+    try:
+        stat = Path("/proc/thread-self/stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[36])
 
-    def __init__(self, worker_pids: Sequence[int], interval_s: float = 1.0) -> None:
+
+def _memory_loop(
+    worker_pids: list[int], interval_s: float, cores: list[int] | None, conn: Any
+) -> None:
+    """The memory sampler's process: pin itself to ``cores``, sample
+    :func:`worker_host_memory` every ``interval_s`` until the parent sends anything on
+    ``conn``, then send back the peak and where it ran."""
+    if cores:
+        os.sched_setaffinity(0, cores)
+    peak: dict[str, dict[str, float]] = {}
+    peak_rss = peak_pss = 0.0
+    launchers: dict[int, set[int]] = {}
+    cpus: set[int] = {current_cpu()}
+    conn.send("ready")
+    while not conn.poll(interval_s):
+        sample = worker_host_memory(worker_pids, launchers)
+        cpus.add(current_cpu())
+        rss = sum(g["rss_mb"] for g in sample.values())
+        peak_pss = max(peak_pss, sum(g["pss_mb"] for g in sample.values()))
+        if rss > peak_rss:
+            peak_rss, peak = rss, sample
+    conn.send(
+        {
+            "peak": peak,
+            "peak_rss_mb": peak_rss,
+            "peak_pss_mb": peak_pss,
+            "launchers": {p: sorted(ls) for p, ls in launchers.items()},
+            "affinity": sorted(os.sched_getaffinity(0)),
+            "cpus": sorted(c for c in cpus if c >= 0),
+        }
+    )
+
+
+class MemorySampler:
+    """Samples :func:`worker_host_memory` every ``interval_s`` in a child process pinned to
+    ``cores`` (the worker side's, so that its /proc walks take no CPU from the platform core,
+    and no GIL from the latency samplers); keeps the sample with the largest total RSS
+    (workers + launchers + fork servers + forked + tools) and the cores it ran on."""
+
+    def __init__(
+        self,
+        worker_pids: Sequence[int],
+        interval_s: float = 1.0,
+        cores: Collection[int] | None = None,
+    ) -> None:
         self.worker_pids = list(worker_pids)
         self.interval_s = interval_s
+        self.cores = sorted(cores) if cores else None
         self.peak: dict[str, dict[str, float]] = {}
         self.peak_rss_mb = 0.0
         self.peak_pss_mb = 0.0
         self.launchers: dict[int, set[int]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="mem-sampler")
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            sample = worker_host_memory(self.worker_pids, self.launchers)
-            rss = sum(g["rss_mb"] for g in sample.values())
-            pss = sum(g["pss_mb"] for g in sample.values())
-            self.peak_pss_mb = max(self.peak_pss_mb, pss)
-            if rss > self.peak_rss_mb:
-                self.peak_rss_mb, self.peak = rss, sample
+        #: the sampler process's allowed cores and the cores it was seen on at its samples
+        self.ran_on: dict[str, list[int]] = {}
+        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_memory_loop,
+            args=(self.worker_pids, interval_s, self.cores, child),
+            daemon=True,
+            name="mem-sampler",
+        )
 
     def runs_per_worker(self) -> list[int]:
         """How many runs (launchers seen) each worker started, most first."""
         return sorted((len(self.launchers.get(p, ())) for p in self.worker_pids), reverse=True)
 
     def __enter__(self) -> MemorySampler:
-        self._thread.start()
+        self._process.start()
+        if self.cores and self._process.pid is not None:
+            os.sched_setaffinity(self._process.pid, self.cores)  # its imports too
+        if self._conn.recv() != "ready":
+            raise RuntimeError("the memory sampler did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._conn.send("stop")
+        result = self._conn.recv()
+        self._process.join()
+        self.peak = result["peak"]
+        self.peak_rss_mb = result["peak_rss_mb"]
+        self.peak_pss_mb = result["peak_pss_mb"]
+        self.launchers = {p: set(ls) for p, ls in result["launchers"].items()}
+        self.ran_on = {"affinity": result["affinity"], "cpus_seen": result["cpus"]}
 
 
 # -- the platform ----------------------------------------------------------------------------
@@ -342,6 +466,8 @@ class Api:
     gateway: httpx.Client
     prefect: httpx.Client
     wait_errors: list[str] = field(default_factory=list)
+    #: requests :meth:`wait` sent, by kind (``count``, ``read``)
+    wait_requests: dict[str, int] = field(default_factory=dict)
 
     def submit(self, app: str) -> Submitted:
         """``POST /api/tasks`` for a git deploy of ``app``, sent again with the same
@@ -381,29 +507,55 @@ class Api:
         runs: list[dict[str, Any]] = response.json()
         return runs
 
-    def recent_runs(self) -> int:
-        """What the UI's runs page reads: the newest 50 flow runs."""
-        response = self.prefect.post(
-            "/flow_runs/filter", json={"sort": "START_TIME_DESC", "limit": 50, "offset": 0}
-        )
-        return response.status_code
+    def runs_page(self) -> int:
+        """What the Prefect UI's runs page asks for (:data:`RUNS_PAGE_BODY`)."""
+        return self.prefect.post(RUNS_PAGE_PATH, json=RUNS_PAGE_BODY).status_code
 
-    def wait(self, ids: Sequence[str], timeout_s: float) -> list[dict[str, Any]]:
+    def finished(self, ids: Sequence[str]) -> int:
+        """How many of the runs ``ids`` are in a final state (Prefect's count: no run is
+        read)."""
+        response = self.prefect.post("/flow_runs/count", json=finished_filter(ids))
+        response.raise_for_status()
+        return int(response.json())
+
+    def _count(self, kind: str) -> None:
+        self.wait_requests[kind] = self.wait_requests.get(kind, 0) + 1
+
+    def wait(
+        self, ids: Sequence[str], timeout_s: float, poll_s: float = WAIT_POLL_S
+    ) -> list[dict[str, Any]]:
+        """Count the runs ``ids`` in a final state every ``poll_s`` until all are (or
+        ``timeout_s`` passed), then read them in full once."""
         deadline = time.monotonic() + timeout_s
-        runs: list[dict[str, Any]] = []
         while True:
+            self._count("count")
             try:
-                runs = self.runs(ids)
+                done = self.finished(ids)
             except httpx.HTTPError as e:  # recorded; the platform may restart its server
                 self.wait_errors.append(f"{type(e).__name__}: {str(e)[:120]}")
-                if time.monotonic() > deadline:
-                    return runs
-                time.sleep(2)
-                continue
-            done = [r for r in runs if (r.get("state") or {}).get("type") in FINAL]
-            if len(done) == len(ids) or time.monotonic() > deadline:
-                return runs
-            time.sleep(1)
+                done = -1
+            if done == len(ids) or time.monotonic() > deadline:
+                break
+            time.sleep(poll_s)
+        while True:
+            self._count("read")
+            try:
+                return self.runs(ids)
+            except httpx.HTTPError as e:
+                self.wait_errors.append(f"{type(e).__name__}: {str(e)[:120]}")
+                if time.monotonic() > deadline + 60:
+                    return []
+                time.sleep(poll_s)
+
+
+def finished_filter(ids: Sequence[str]) -> dict[str, Any]:
+    """The body of ``POST /flow_runs/count`` for the runs ``ids`` in a final state."""
+    return {
+        "flow_runs": {
+            "id": {"any_": list(ids)},
+            "state": {"type": {"any_": sorted(FINAL)}},
+        }
+    }
 
 
 @contextmanager
@@ -452,6 +604,8 @@ class Bench:
     worker_pids: Sequence[int]
     hosts: Sequence[Host]
     app: SmallApp
+    #: the worker side's cores when the cores are split (the memory sampler runs there)
+    sampler_cores: Collection[int] | None = None
 
 
 def per_run(peak: Mapping[str, Mapping[str, float]], key: str) -> float | None:
@@ -469,13 +623,19 @@ def burst(bench: Bench, names: Sequence[str]) -> dict[str, Any]:
     return the figures sampled meanwhile."""
     api, count = bench.api, len(names)
     stop = threading.Event()
-    releases = sample_latency(lambda: api.gateway.get("/api/releases").status_code, stop)
-    health = sample_latency(lambda: api.gateway.get("/health").status_code, stop)
-    flow_runs = sample_latency(api.recent_runs, stop)
+    waits_before = dict(api.wait_requests)
     log(f"  {count} runs through POST /api/tasks at once")
-    with MemorySampler(bench.worker_pids) as memory:
+    with MemorySampler(bench.worker_pids, cores=bench.sampler_cores) as memory:
         started_at = time.time()
         started = time.perf_counter()
+        gateway_get = api.gateway.get
+        releases = sample_latency(
+            lambda: gateway_get("/api/releases").status_code, stop, GATEWAY_INTERVAL_S, started
+        )
+        health = sample_latency(
+            lambda: gateway_get("/health").status_code, stop, GATEWAY_INTERVAL_S, started
+        )
+        flow_runs = sample_latency(api.runs_page, stop, FLOW_RUNS_INTERVAL_S, started)
         with ThreadPoolExecutor(max_workers=count) as pool:
             submitted = list(pool.map(api.submit, names))
         submit_s = time.perf_counter() - started
@@ -484,7 +644,7 @@ def burst(bench: Bench, names: Sequence[str]) -> dict[str, Any]:
         runs = api.wait(ids, TIMEOUT_S) if ids else []
         waited_s = time.perf_counter() - started
         load_end = round(os.getloadavg()[0], 2)
-    stop.set()
+        stop.set()
     time.sleep(0.5)
     states: dict[str, int] = {}
     for r in runs:
@@ -500,6 +660,12 @@ def burst(bench: Bench, names: Sequence[str]) -> dict[str, Any]:
     refusals = [r for s in submitted for r in s.refusals]
     releases_p95 = releases.p95() if releases.statuses.get(200) else None
     reads = [p for p in (releases_p95, flow_runs.p95()) if p is not None]
+    phases = {
+        "flow_runs_read": flow_runs.phases(submit_s),
+        "releases_api": releases.phases(submit_s),
+        "gateway_health": health.phases(submit_s),
+    }
+    waits = {k: v - waits_before.get(k, 0) for k, v in api.wait_requests.items()}
     return {
         "runs": count,
         "runs_completed": completed,
@@ -531,6 +697,30 @@ def burst(bench: Bench, names: Sequence[str]) -> dict[str, Any]:
         "run_pss_mb_per_run": per_run(memory.peak, "pss_mb"),
         "worker_memory_at_peak": memory.peak,
         "load_avg_1m_at_end": load_end,
+        "flow_runs_read_request": {
+            "method": "POST",
+            "path": f"/api{RUNS_PAGE_PATH}",
+            "body": RUNS_PAGE_BODY,
+        },
+        "sample_interval_s": {
+            "flow_runs_read": FLOW_RUNS_INTERVAL_S,
+            "releases_api": GATEWAY_INTERVAL_S,
+            "gateway_health": GATEWAY_INTERVAL_S,
+        },
+        "latency_split_at_s": round(submit_s, 2),
+        "flow_runs_read_p95_submission_s": phases["flow_runs_read"]["submission"]["p95_s"],
+        "flow_runs_read_p95_after_submission_s": phases["flow_runs_read"]["after_submission"][
+            "p95_s"
+        ],
+        "releases_api_p95_submission_s": phases["releases_api"]["submission"]["p95_s"],
+        "releases_api_p95_after_submission_s": phases["releases_api"]["after_submission"]["p95_s"],
+        "latency_by_phase": phases,
+        "latency_timeline": {
+            "flow_runs_read": flow_runs.timeline(),
+            "releases_api": releases.timeline(),
+        },
+        "wait_requests": waits,
+        "memory_sampler": {"interval_s": memory.interval_s, **memory.ran_on},
     }
 
 
@@ -573,6 +763,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
             from bench.core_split import split as split_cores
 
             assert platform.postgres is not None
+            worker_side = sides().worker  # asked before the split pins this process
             postmaster = int((platform.postgres.data_dir / "postmaster.pid").read_text().split()[0])
             split = split_cores([os.getpid(), postmaster])
             log(f"  cores split: {split} processes (platform host core 0, worker side core 1)")
@@ -585,7 +776,7 @@ def run(options: Options, parts: Sequence[str] = RESULTS) -> dict[str, dict[str,
         warm = api.wait([warm_id], 300)
         log(f"  warm-up run: {warm[0]['state']['type']}")
         workers = [platform.processes[n].pid for n in platform.worker_names()]
-        bench = Bench(api, workers, fleet.hosts, app)
+        bench = Bench(api, workers, fleet.hosts, app, None if split is None else worker_side)
         first = burst(bench, small)
         figures = burst(bench, names)
     figures = {
@@ -617,7 +808,11 @@ def build_entry(figures: dict[str, Any], wall_s: float | None) -> dict[str, Any]
             "ledger, Redis, the Prefect API server and its background services as separate "
             f"processes, {WORKERS} workers with `--limit {WORKER_LIMIT}` each and their fork "
             f"servers, the gateway), to {HOSTS} shared sshd hosts (each app its own deploy "
-            "root); one burst, sampled while it ran."
+            "root); one burst, sampled while it ran. The Prefect read sampled is the UI runs "
+            f"page's (`POST /api{RUNS_PAGE_PATH}`, {FLOW_RUNS_INTERVAL_S:g} s apart; entries "
+            f"before session 13 sampled `POST /api/flow_runs/filter` for the newest "
+            f"{OLD_FILTER_LIMIT} every {OLD_INTERVAL_S:g} s, and waited by reading every run "
+            "each second)."
         ),
         command=COMMAND,
         repeat=1,
@@ -636,11 +831,34 @@ NOTES: tuple[str, ...] = (
     "`POST /api/tasks` answers as the client saw them (sent all at once from "
     f"{RUNS} threads); `last_run_started_after_s`: when the last run reached Running; "
     "`runs_per_worker`: the launchers (one per run) the memory sampler saw under each worker.",
-    "Sampled every 0.25 s while the burst ran (p50/p95/max, statuses): `releases_api`: the "
-    "gateway's `GET /api/releases` (default page of 20, newest first) with the DEVELOPER's "
-    "token, who may see every app; `flow_runs_read`: Prefect's `POST /api/flow_runs/filter` "
-    "for the newest 50 runs, as the UI's runs page asks, with the API's auth string; "
-    "`api_p95_s` is the larger of the two p95s; `gateway_health`: the gateway's `/health`.",
+    f"Sampled while the burst ran (p50/p95/max, statuses): `releases_api`: the gateway's "
+    "`GET /api/releases` (default page of 20, newest first) with the DEVELOPER's token, who "
+    f"may see every app, every {GATEWAY_INTERVAL_S:g} s; `flow_runs_read`: what the Prefect "
+    f"UI's runs page sends, `POST /api{RUNS_PAGE_PATH}` with "
+    f"`{json.dumps(RUNS_PAGE_BODY)}` and the API's auth string (`flow_runs_read_request`), "
+    f"every {FLOW_RUNS_INTERVAL_S:g} s. The UI (Prefect 3.8.8's default, ui-v2) sends this body "
+    "when the runs page opens with no filter, page size as kept in the browser (its default "
+    f"{UI_RUNS_PAGE_SIZE}), and again every {UI_REFRESH_S} s while the tab is open, so one "
+    f"sample a second is {UI_REFRESH_S / FLOW_RUNS_INTERVAL_S:g} open tabs; the server reads "
+    "the page and counts the matching runs. `api_p95_s` is the larger of the two p95s; "
+    f"`gateway_health`: the gateway's `/health`, every {GATEWAY_INTERVAL_S:g} s.",
+    "Until session 13 the flow-run sample was `POST /api/flow_runs/filter` "
+    f"(`sort` START_TIME_DESC, `limit` {OLD_FILTER_LIMIT}), every {OLD_INTERVAL_S:g} s - a "
+    "request no user sends at that rate - and the benchmark waited for its runs by reading "
+    "all of them in full every second, both on the platform's CPU; its memory sampler ran "
+    "in the benchmark process (on the platform core when the cores are split). Now the "
+    f"benchmark counts its finished runs (`POST /api/flow_runs/count`) every {WAIT_POLL_S:g} s "
+    "and reads them once at the end (`wait_requests`), and the memory sampler is a child "
+    "process pinned to the worker side's cores (`memory_sampler`: its allowed cores and the "
+    "cores it was seen on). `flow_runs_read_p95_s` of earlier entries measured the other "
+    "request under more load from the benchmark itself: compare with care.",
+    "Each latency sample keeps when it was sent, in seconds from the first submission "
+    "(`latency_timeline`: [sent at, seconds] for `flow_runs_read` and `releases_api`). "
+    "`latency_by_phase` splits every sampler at `latency_split_at_s`, the answer to the last "
+    "`POST /api/tasks` (= `submit_all_s`): `submission` is what was sent during the "
+    "submission burst, `after_submission` the rest of the wait; "
+    "`flow_runs_read_p95_submission_s` / `..._after_submission_s` and the same for "
+    "`releases_api` are their p95s.",
     "`worker_rss_mb` / `worker_pss_mb`: the worker host's processes at the sample (every 1 s) "
     "with the largest summed RSS: the Prefect workers, one launcher command per run, the fork "
     "servers, their forked handlers and flow-run processes (`forked`), and their tools (ssh, "
