@@ -40,6 +40,38 @@ HELD_MESSAGE = (
 
 log = logging.getLogger("quayside.runs")
 
+#: deployment id by (API URL, ``flow/deployment``), as this process last read it: the gateway
+#: creates a run per request and the deployment's id does not change while it stays
+#: registered (``quayside up`` registers it again under the same id; only a deleted deployment
+#: or a new Prefect database gives a new one, and creating a run on a gone id answers 404,
+#: which drops the entry and reads the id again)
+_deployment_ids: dict[tuple[str, str], str] = {}
+
+
+def forget_deployment_ids() -> None:
+    """Drop every cached deployment id (the next run of each deployment reads it again)."""
+    _deployment_ids.clear()
+
+
+def _deployment_id(api: PrefectHTTP, full_name: str) -> str:
+    """The id of deployment ``flow/deployment`` at ``api``: cached, else read by name.
+
+    Raises:
+        NotFoundError: the deployment is not registered.
+    """
+    key = (api.url, full_name)
+    cached = _deployment_ids.get(key)
+    if cached is not None:
+        return cached
+    dep = api.call("GET", f"/deployments/name/{full_name}", missing_ok=True)
+    if dep is None:
+        raise NotFoundError(
+            f"deployment '{full_name}' is not registered with Prefect",
+            hint="`quayside up` registers the catalogue; is the platform running?",
+        )
+    _deployment_ids[key] = str(dep["id"])
+    return _deployment_ids[key]
+
 
 @dataclass(frozen=True)
 class RunHandle:
@@ -152,13 +184,6 @@ def _start(
     for_submission: bool,
 ) -> RunHandle:
     spec = by_name(deployment)
-    flow_name, _, deployment_name = spec.full_name.partition("/")
-    dep = api.call("GET", f"/deployments/name/{flow_name}/{deployment_name}", missing_ok=True)
-    if dep is None:
-        raise NotFoundError(
-            f"deployment '{spec.full_name}' is not registered with Prefect",
-            hint="`quayside up` registers the catalogue; is the platform running?",
-        )
     now = datetime.now(UTC)
     wanted = scheduled_at or now
     state = _state_json("SCHEDULED", "Scheduled", scheduled_time=wanted.isoformat())
@@ -185,7 +210,20 @@ def _start(
         "name": name,
         "idempotency_key": idempotency_key,
     }
-    run = api.call("POST", f"/deployments/{dep['id']}/create_flow_run", request)
+    cached = (api.url, spec.full_name) in _deployment_ids
+    path = f"/deployments/{_deployment_id(api, spec.full_name)}/create_flow_run"
+    run = api.call("POST", path, request, missing_ok=True)
+    if run is None and cached:  # the deployment was deleted or registered anew since
+        _deployment_ids.pop((api.url, spec.full_name), None)
+        path = f"/deployments/{_deployment_id(api, spec.full_name)}/create_flow_run"
+        run = api.call("POST", path, request, missing_ok=True)
+    if run is None:
+        _deployment_ids.pop((api.url, spec.full_name), None)
+        raise NotFoundError(
+            f"deployment '{spec.full_name}' is not registered with Prefect (it went away "
+            "while the run was created)",
+            hint="`quayside up` registers the catalogue; is the platform running?",
+        )
     status = _status(run)
     details = (run.get("state") or {}).get("state_details") or {}
     created = own_key or api.last_status == 201

@@ -16,7 +16,7 @@ import pytest
 
 from quayside.api_auth import APIAuthError
 from quayside.errors import InputError, NotFoundError, QuaysideError
-from quayside.runs.client import start_run
+from quayside.runs.client import forget_deployment_ids, start_run
 from quayside.runs.prefect_http import PrefectHTTP, PrefectUnavailable
 
 
@@ -57,7 +57,9 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Scripted]:
     monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{server.server_address[1]}/api")
     monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:s3cret")
     monkeypatch.setattr("quayside.runs.prefect_http.RETRY_BACKOFF_S", 0.01)
+    forget_deployment_ids()  # each test's server is a new platform
     yield server
+    forget_deployment_ids()
     server.shutdown()
     server.server_close()
 
@@ -147,3 +149,61 @@ def test_an_answer_that_is_not_json_names_the_likely_mistake(api: _Scripted) -> 
     with PrefectHTTP() as http, pytest.raises(QuaysideError, match="not JSON") as raised:
         http.call("GET", "/flow_runs/x")
     assert raised.value.hint and "/api" in raised.value.hint
+
+
+RUN = {
+    "id": "3f1c2a9e-1d2b-4c5d-8e9f-0a1b2c3d4e5f",
+    "name": "brave-fox",
+    "parameters": {"app": "shop"},
+    "tags": [],
+    "state": {"type": "SCHEDULED", "name": "Scheduled", "state_details": {}},
+}
+GONE = (404, {"detail": "Deployment not found"})
+
+
+def _requests(api: _Scripted) -> list[tuple[str, str]]:
+    return [(method, path) for method, path, _, _ in api.seen]
+
+
+def test_the_deployment_is_read_by_name_once_per_process(api: _Scripted) -> None:
+    api.replies = [(200, {"id": "dep-1"}), (201, RUN), (201, RUN)]
+    start_run("hello-release", {"app": "shop"})
+    start_run("hello-release", {"app": "web"})
+    assert _requests(api) == [
+        ("GET", "/api/deployments/name/hello-release/hello-release"),
+        ("POST", "/api/deployments/dep-1/create_flow_run"),
+        ("POST", "/api/deployments/dep-1/create_flow_run"),
+    ]
+
+
+def test_a_deployment_registered_anew_is_read_again_and_the_run_created_once(
+    api: _Scripted,
+) -> None:
+    api.replies = [(200, {"id": "dep-1"}), (201, RUN)]
+    start_run("hello-release", {"app": "shop"})
+    api.seen.clear()
+    # the deployment was deleted and registered again (a new id) since: the cached id is gone
+    api.replies = [GONE, (200, {"id": "dep-2"}), (201, RUN), (201, RUN)]
+    handle = start_run("hello-release", {"app": "web"})
+    assert handle.id == RUN["id"] and handle.created
+    start_run("hello-release", {"app": "api"})
+    assert _requests(api) == [
+        ("POST", "/api/deployments/dep-1/create_flow_run"),
+        ("GET", "/api/deployments/name/hello-release/hello-release"),
+        ("POST", "/api/deployments/dep-2/create_flow_run"),
+        ("POST", "/api/deployments/dep-2/create_flow_run"),  # the new id is the cached one
+    ]
+    first, second = (json.loads(body) for m, _, _, body in api.seen[:3] if m == "POST")
+    assert first["idempotency_key"] == second["idempotency_key"]  # one run asked for
+
+
+def test_a_deployment_gone_for_good_is_not_found_and_not_kept(api: _Scripted) -> None:
+    api.replies = [(200, {"id": "dep-1"}), (201, RUN)]
+    start_run("hello-release", {"app": "shop"})
+    api.replies = [GONE, (404, {"detail": "Deployment not found"})]
+    with pytest.raises(NotFoundError, match="'hello-release/hello-release' is not registered"):
+        start_run("hello-release", {"app": "web"})
+    api.seen.clear()
+    api.replies = [(200, {"id": "dep-3"}), (201, RUN)]
+    start_run("hello-release", {"app": "web"})
+    assert _requests(api)[0] == ("GET", "/api/deployments/name/hello-release/hello-release")
