@@ -849,9 +849,10 @@ NOTES: tuple[str, ...] = (
     "in the benchmark process (on the platform core when the cores are split). Now the "
     f"benchmark counts its finished runs (`POST /api/flow_runs/count`) every {WAIT_POLL_S:g} s "
     "and reads them once at the end (`wait_requests`), and the memory sampler is a child "
-    "process pinned to the worker side's cores (`memory_sampler`: its allowed cores and the "
-    "cores it was seen on). `flow_runs_read_p95_s` of earlier entries measured the other "
-    "request under more load from the benchmark itself: compare with care.",
+    "process, pinned to the worker side's cores when the cores are split (`memory_sampler`: "
+    "its allowed cores and the cores it was seen on). `flow_runs_read_p95_s` of earlier "
+    "entries measured the other request under more load from the benchmark itself: compare "
+    "with care.",
     "Each latency sample keeps when it was sent, in seconds from the first submission "
     "(`latency_timeline`: [sent at, seconds] for `flow_runs_read` and `releases_api`). "
     "`latency_by_phase` splits every sampler at `latency_split_at_s`, the answer to the last "
