@@ -30,8 +30,11 @@ lint: sync
 typecheck: sync
 	$(UV) run mypy
 
+# --dist loadgroup: each xdist_group runs whole on one worker (the two platform groups each
+# start one platform; testbed/xdist_groups.py keeps that working on pytest 9.2);
+# --durations: the slowest tests in every log, to rebalance the groups by
 pytest: sync
-	$(UV) run pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(UV) run pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=40
 
 test: packages sync lint typecheck pytest
 

@@ -2,8 +2,11 @@
 own data directory and free ports (Prefect server + UI on SQLite, a worker, the gateway).
 
 The core (:class:`Platform`) needs no pytest. The session fixture ``platform`` starts one per
-xdist worker that needs it; tests that use it are grouped with ``xdist_group("platform")``
-so a parallel run starts only one.
+xdist worker that needs it. Tests that use it are in one of two xdist groups,
+``xdist_group("platform")`` or ``xdist_group("platform-2")`` (modules split by measured run
+time): ``-n 2 --dist loadgroup`` runs each group whole on one worker, so a run starts two
+platforms, one per group, and both workers finish at about the same time. Each platform has its
+own data directory and free ports; nothing is shared between them.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from quayside.ledger.models import ApprovalRequest, ApprovalStatus
 from quayside.runs import prefect_client, read_run, resume_run, start_run
 from testbed.platform import PROJECT_DIR, Platform
 
-pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
+pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect]
 
 T = TypeVar("T")
 WAIT_S = 240

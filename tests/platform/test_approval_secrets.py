@@ -28,7 +28,7 @@ from quayside.ledger.models import ApprovalDecision
 from quayside.runs import read_run, resume_run, start_run
 from testbed.platform import PROJECT_DIR, Platform
 
-pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
+pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect]
 
 WAIT_S = 240
 

@@ -18,7 +18,7 @@ import pytest
 from quayside.runs import read_run, start_run
 from testbed.platform import PROJECT_DIR, Platform
 
-pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
+pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect]
 
 INVENTORY = "hosts:\n  here: {address: 127.0.0.1, transport: local}\ngroups:\n  demo: [here]\n"
 

@@ -49,7 +49,7 @@ from testbed.require import missing
 from testbed.s3 import MotoS3Server, moto_available
 from testbed.sshd import SshdFleet
 
-pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect, pytest.mark.ssh]
+pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect, pytest.mark.ssh]
 
 NOT_RESTORABLE = "not restorable: the artifact store failed"
 HAND_MADE = "current is a directory, not a symlink"

@@ -162,7 +162,7 @@ def test_api_ca_file_for_an_http_api_only(tmp_path: Path, monkeypatch: pytest.Mo
         api_tls.first_certificate("nothing here")
 
 
-@pytest.mark.xdist_group("platform")
+@pytest.mark.xdist_group("platform-2")
 @pytest.mark.prefect
 def test_fan_out_runs_every_host_in_one_task_run_and_collects_each_outcome(
     platform: Any,

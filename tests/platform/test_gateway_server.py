@@ -28,7 +28,7 @@ from quayside.settings import Settings
 from testbed import FIXTURES_DIR
 from testbed.platform import Platform, free_port
 
-pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
+pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect]
 
 FIXTURES = FIXTURES_DIR
 GITLAB_SECRET = json.loads((FIXTURES / "gitlab" / "tag_push.json").read_text())["headers"][

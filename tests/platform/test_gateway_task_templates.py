@@ -31,7 +31,7 @@ from quayside.triggers.idempotency import scoped_key
 from testbed.platform import Platform, count_runs
 from tests.platform.test_gateway_server import FIXTURES, Gateway, running_gateway
 
-pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
+pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")  # the fixture inventory's timezone
 

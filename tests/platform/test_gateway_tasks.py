@@ -14,7 +14,7 @@ import pytest
 from quayside.runs import read_run
 from tests.platform.test_gateway_server import FIXTURES, Gateway, gateway_fixture  # noqa: F401
 
-pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
+pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect]
 
 
 def task(**overrides: Any) -> dict[str, Any]:

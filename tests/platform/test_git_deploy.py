@@ -26,7 +26,7 @@ from testbed.release_fixtures import (  # noqa: F401  (fixtures)
 )
 from testbed.sshd import SshdFleet
 
-pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect, pytest.mark.ssh]
+pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect, pytest.mark.ssh]
 
 HOOK_LOG = (
     'echo "$QUAYSIDE_APP $QUAYSIDE_ENV $QUAYSIDE_RELEASE $QUAYSIDE_REF"'

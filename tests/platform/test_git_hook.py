@@ -18,7 +18,7 @@ from testbed.platform import PROJECT_DIR, count_runs, free_port
 from testbed.require import need_binary
 from tests.platform.test_gateway_server import DEPLOY, Gateway, gateway_fixture  # noqa: F401
 
-pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
+pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect]
 
 HOOK = PROJECT_DIR / "infra" / "hooks" / "post-receive"
 

@@ -33,7 +33,7 @@ from testbed.release_fixtures import (  # noqa: F401  (fixtures)
 )
 from testbed.sshd import SshdFleet
 
-pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect, pytest.mark.ssh]
+pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect, pytest.mark.ssh]
 
 HOLDER = """
 import sqlite3, sys, time

@@ -44,7 +44,7 @@ from testbed.release_fixtures import (  # noqa: F401  (fixtures)
 )
 from testbed.sshd import SshdFleet, SshdHost
 
-pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect, pytest.mark.ssh]
+pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect, pytest.mark.ssh]
 
 #: the pre-switch hook of batch 1: says it started, then holds the run there
 IN_HOOK = 'touch "$QUAYSIDE_DEPLOY_ROOT/in-hook"; sleep 5'

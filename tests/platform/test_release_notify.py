@@ -39,7 +39,7 @@ from tests.unit.test_notify import (  # noqa: F401 - fixtures
     rx,
 )
 
-pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect, pytest.mark.ssh]
+pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect, pytest.mark.ssh]
 
 DING = "quayside-dingtalk-robot/qs-release-ops"
 BROKEN = "quayside-wecom-robot/qs-release-broken"

@@ -134,7 +134,7 @@ def test_an_environment_reference(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_secret(SecretRef(env="QUAYSIDE_TEST_SECRET"))
 
 
-@pytest.mark.xdist_group("platform")
+@pytest.mark.xdist_group("platform-2")
 @pytest.mark.prefect
 def test_a_prefect_secret_block_reference(platform: Any) -> None:
     from prefect.blocks.system import Secret

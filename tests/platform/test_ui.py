@@ -24,7 +24,7 @@ from testbed.require import missing, need_binary
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
+pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect]
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

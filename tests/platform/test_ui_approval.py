@@ -31,7 +31,7 @@ from tests.platform.test_ui import browser_page, log_in  # noqa: F401  (browser_
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-pytestmark = [pytest.mark.xdist_group("platform"), pytest.mark.prefect]
+pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect]
 
 WAIT_S = 180.0
 

@@ -18,7 +18,7 @@ import pytest
 from testbed import PROJECT_DIR
 from testbed.platform import Platform
 
-pytestmark = pytest.mark.xdist_group("platform")
+pytestmark = pytest.mark.xdist_group("platform-2")
 
 ENTRYPOINT = "tests/platform/wake_probe_flow.py:wake_probe"
 #: how the run imports the flow: by name from the project dir, as Quayside's deployments do
