@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import base64
 import json
-import multiprocessing
 import os
+import select
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -54,6 +56,8 @@ from bench.harness import (
 from bench.scale_fanout import PROBE_FILE, TAG, SmallApp, make_small_app
 
 NAME = "scale_concurrent_runs"
+#: the checkout's root (the memory sampler's process imports ``bench`` from there)
+REPO_DIR = Path(__file__).resolve().parents[1]
 RESULTS = (NAME,)
 COMMAND = reproduce_command(NAME)
 RUNS = 50
@@ -326,43 +330,44 @@ def current_cpu() -> int:
     return int(stat.rsplit(")", 1)[1].split()[36])
 
 
-def _memory_loop(
-    worker_pids: list[int], interval_s: float, cores: list[int] | None, conn: Any
-) -> None:
-    """The memory sampler's process: pin itself to ``cores``, sample
-    :func:`worker_host_memory` every ``interval_s`` until the parent sends anything on
-    ``conn``, then send back the peak and where it ran."""
-    if cores:
-        os.sched_setaffinity(0, cores)
+def memory_sampler_main() -> None:
+    """The memory sampler's process (:class:`MemorySampler` starts it): reads its settings
+    (one JSON line: ``worker_pids``, ``interval_s``, ``cores``) from stdin, pins itself to
+    ``cores``, says ``ready``, samples :func:`worker_host_memory` every ``interval_s`` until
+    stdin brings another line or closes, then prints the peak and where it ran as JSON."""
+    settings = json.loads(sys.stdin.readline())
+    if settings["cores"]:
+        os.sched_setaffinity(0, settings["cores"])
+    worker_pids: list[int] = settings["worker_pids"]
     peak: dict[str, dict[str, float]] = {}
     peak_rss = peak_pss = 0.0
     launchers: dict[int, set[int]] = {}
     cpus: set[int] = {current_cpu()}
-    conn.send("ready")
-    while not conn.poll(interval_s):
+    print("ready", flush=True)
+    while not select.select([sys.stdin], [], [], settings["interval_s"])[0]:
         sample = worker_host_memory(worker_pids, launchers)
         cpus.add(current_cpu())
         rss = sum(g["rss_mb"] for g in sample.values())
         peak_pss = max(peak_pss, sum(g["pss_mb"] for g in sample.values()))
         if rss > peak_rss:
             peak_rss, peak = rss, sample
-    conn.send(
-        {
-            "peak": peak,
-            "peak_rss_mb": peak_rss,
-            "peak_pss_mb": peak_pss,
-            "launchers": {p: sorted(ls) for p, ls in launchers.items()},
-            "affinity": sorted(os.sched_getaffinity(0)),
-            "cpus": sorted(c for c in cpus if c >= 0),
-        }
-    )
+    result = {
+        "peak": peak,
+        "peak_rss_mb": peak_rss,
+        "peak_pss_mb": peak_pss,
+        "launchers": {str(p): sorted(ls) for p, ls in launchers.items()},
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "cpus": sorted(c for c in cpus if c >= 0),
+    }
+    print(json.dumps(result), flush=True)
 
 
 class MemorySampler:
-    """Samples :func:`worker_host_memory` every ``interval_s`` in a child process pinned to
-    ``cores`` (the worker side's, so that its /proc walks take no CPU from the platform core,
-    and no GIL from the latency samplers); keeps the sample with the largest total RSS
-    (workers + launchers + fork servers + forked + tools) and the cores it ran on."""
+    """Samples :func:`worker_host_memory` every ``interval_s`` in a child process
+    (:func:`memory_sampler_main`) pinned to ``cores`` (the worker side's, so that its /proc
+    walks take no CPU from the platform core and no GIL from the latency samplers); keeps the
+    sample with the largest total RSS (workers + launchers + fork servers + forked + tools)
+    and the cores it ran on."""
 
     def __init__(
         self,
@@ -379,35 +384,48 @@ class MemorySampler:
         self.launchers: dict[int, set[int]] = {}
         #: the sampler process's allowed cores and the cores it was seen on at its samples
         self.ran_on: dict[str, list[int]] = {}
-        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
-        self._conn, child = context.Pipe()
-        self._process = context.Process(
-            target=_memory_loop,
-            args=(self.worker_pids, interval_s, self.cores, child),
-            daemon=True,
-            name="mem-sampler",
-        )
+        self._process: subprocess.Popen[str] | None = None
 
     def runs_per_worker(self) -> list[int]:
         """How many runs (launchers seen) each worker started, most first."""
         return sorted((len(self.launchers.get(p, ())) for p in self.worker_pids), reverse=True)
 
     def __enter__(self) -> MemorySampler:
-        self._process.start()
-        if self.cores and self._process.pid is not None:
-            os.sched_setaffinity(self._process.pid, self.cores)  # its imports too
-        if self._conn.recv() != "ready":
-            raise RuntimeError("the memory sampler did not start")
+        code = "from bench.scale_concurrent import memory_sampler_main; memory_sampler_main()"
+        process = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO_DIR,  # where ``bench`` imports from
+        )
+        self._process = process
+        assert process.stdin is not None and process.stdout is not None
+        if self.cores:
+            os.sched_setaffinity(process.pid, self.cores)  # its imports too
+        settings = {"worker_pids": self.worker_pids, "interval_s": self.interval_s}
+        process.stdin.write(json.dumps({**settings, "cores": self.cores}) + "\n")
+        process.stdin.flush()
+        if process.stdout.readline().strip() != "ready":
+            process.kill()
+            process.wait()
+            raise RuntimeError("the memory sampler did not start (its error is above)")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._conn.send("stop")
-        result = self._conn.recv()
-        self._process.join()
+        process = self._process
+        assert process is not None and process.stdin is not None and process.stdout is not None
+        process.stdin.write("stop\n")
+        process.stdin.close()
+        line = process.stdout.readline()
+        process.wait()
+        if not line:
+            raise RuntimeError("the memory sampler ended without its figures (its error is above)")
+        result = json.loads(line)
         self.peak = result["peak"]
         self.peak_rss_mb = result["peak_rss_mb"]
         self.peak_pss_mb = result["peak_pss_mb"]
-        self.launchers = {p: set(ls) for p, ls in result["launchers"].items()}
+        self.launchers = {int(p): set(ls) for p, ls in result["launchers"].items()}
         self.ran_on = {"affinity": result["affinity"], "cpus_seen": result["cpus"]}
 
 
