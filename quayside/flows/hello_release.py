@@ -21,6 +21,7 @@ from quayside.tasks.release_flow import release_flow
 from quayside.tasks.release_lifecycle import ReleaseLifecycle, ReleaseRequest
 from quayside.tasks.release_report import artifact_key
 from quayside.tasks.release_resolve import resolve_release
+from quayside.tasks.sync_body import run_sync_body
 
 
 def _check_command(command: list[str]) -> None:
@@ -51,7 +52,7 @@ def _report(group: str, command: list[str], rows: list[tuple[str, str, str]]) ->
     "Run one command on every host of a group over SSH and record a release.",
     max_workers=20,
 )
-def hello_release(
+async def hello_release(
     group: str = Field("demo", description="host group (or a single host) from quayside.yaml"),
     command: list[str] = Field(
         default_factory=lambda: ["uname", "-a"],
@@ -75,6 +76,20 @@ def hello_release(
         HostsFailed: one or more hosts failed (the release is recorded as failed).
         quayside.errors.NotFoundError: unknown group.
     """
+    return await run_sync_body(
+        hello_body,
+        group=group,
+        command=command,
+        requested_by=requested_by,
+        max_parallel=max_parallel,
+    )
+
+
+def hello_body(
+    *, group: str, command: list[str], requested_by: str, max_parallel: int
+) -> dict[str, Any]:
+    """The body of :func:`hello_release` (its docstring says what it does and returns), run
+    in a thread by :func:`quayside.tasks.sync_body.run_sync_body`."""
     logger = get_run_logger()
     _check_command(command)
     resolved = resolve_release({"group": group}, requested_by, target=False)

@@ -8,12 +8,12 @@ from quayside.runs.client import (
     cancel_run,
     delete_run,
     find_run_by_key,
-    follow_run,
     read_run,
     resume_run,
     start_run,
     ui_url_for,
 )
+from quayside.runs.following import LogLine, follow_run
 
 
 def __getattr__(name: str) -> object:
@@ -32,6 +32,7 @@ __all__ = [
     "api_url",
     "cancel_run",
     "delete_run",
+    "LogLine",
     "find_run_by_key",
     "follow_run",
     "prefect_client",

@@ -36,6 +36,7 @@ from prefect.flows import Flow
 
 from quayside.errors import InputError
 from quayside.release import stopping
+from quayside.tasks.log_flush import send_logs_and_mark
 
 T = TypeVar("T")
 
@@ -95,11 +96,15 @@ async def run_sync_body(body: Callable[..., T], /, **parameters: Any) -> T:
 
     threading.Thread(target=run, name="quayside-flow-body", daemon=True).start()
     try:
-        return await asyncio.wrap_future(done)
+        result = await asyncio.wrap_future(done)
     except BaseException as e:
         if not done.done() and context.flow_run is not None:  # stopped from outside
             from quayside.tasks.release_crash import body_stopped
 
             why = "cancelled" if isinstance(e, asyncio.CancelledError) else type(e).__name__
             body_stopped(context.flow_run, why)
+        elif isinstance(e, Exception):  # the body failed: its last lines go before the state
+            await send_logs_and_mark(context)
         raise
+    await send_logs_and_mark(context)  # before Prefect records the final state
+    return result

@@ -103,3 +103,28 @@ def test_every_run_s_last_log_lines_reach_the_api(
         assert any(f"echo {word} on 1 host(s)" in m for m in messages), messages
         assert f"here stdout: {word}" in messages, messages  # the task's line
     print(f"last line in the API after the final state: {waits} s")
+
+
+def test_a_run_says_its_lines_are_sent_before_it_ends(
+    platform: Platform, platform_inventory: Path
+) -> None:
+    """A release run sends its queued log lines and labels itself before Prefect records its
+    final state, so a follower that sees the state final and the label reads every line of
+    the body at once (``quayside deploy`` returns without waiting for the run's process)."""
+    platform_inventory.write_text(INVENTORY)
+    word = f"sent-check-{os.getpid()}"
+    handle = start_run(
+        "hello-release",
+        {"group": "demo", "command": ["echo", word], "requested_by": "log-test"},
+    )
+    deadline = time.monotonic() + 180
+    status = read_run(handle.id)
+    while not status.final:
+        assert time.monotonic() < deadline, f"run {handle.id} did not end"
+        time.sleep(0.05)
+        status = read_run(handle.id)
+    messages = [log.message for log in flow_logs(platform, handle.id)]  # read at once
+    assert status.state_type == "COMPLETED", status.message
+    assert status.logs_sent
+    assert f"here stdout: {word}" in messages, messages
+    assert any(f"echo {word} on 1 host(s)" in m for m in messages), messages

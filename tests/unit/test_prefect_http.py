@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -17,6 +18,7 @@ import pytest
 from quayside.api_auth import APIAuthError
 from quayside.errors import InputError, NotFoundError, QuaysideError
 from quayside.runs.client import forget_deployment_ids, start_run
+from quayside.runs.following import END_GRACE_S
 from quayside.runs.prefect_http import PrefectHTTP, PrefectUnavailable
 
 
@@ -207,3 +209,56 @@ def test_a_deployment_gone_for_good_is_not_found_and_not_kept(api: _Scripted) ->
     api.replies = [(200, {"id": "dep-3"}), (201, RUN)]
     start_run("hello-release", {"app": "web"})
     assert _requests(api)[0] == ("GET", "/api/deployments/name/hello-release/hello-release")
+
+
+_RUN_ID = "0d6f8c2e-1b2a-4c3d-9e8f-7a6b5c4d3e2f"
+
+
+def _run(labels: dict[str, str], run_count: int = 1) -> dict[str, object]:
+    return {
+        "id": _RUN_ID,
+        "name": "amber-fox",
+        "state": {"type": "COMPLETED", "name": "Completed"},
+        "labels": labels,
+        "run_count": run_count,
+        "parameters": {},
+        "tags": [],
+    }
+
+
+def _log(message: str) -> dict[str, object]:
+    return {
+        "id": "log-1",
+        "timestamp": "2026-12-05T12:00:00+00:00",
+        "level": 20,
+        "message": message,
+        "task_run_id": "t",
+    }
+
+
+def test_a_run_that_says_its_lines_are_sent_is_followed_to_its_final_state_only(
+    api: _Scripted,
+) -> None:
+    from quayside.runs import follow_run
+    from quayside.runs.log_marker import LABEL
+
+    api.replies = [(200, _run({LABEL: "1"})), (200, [_log("web-1: succeeded")])]
+    started = time.monotonic()
+    lines = [line.message for line in follow_run(_RUN_ID, poll_s=0.01)]
+    assert lines == ["web-1: succeeded"]
+    assert [path.split("?")[0] for _, path, _, _ in api.seen] == [
+        f"/api/flow_runs/{_RUN_ID}",
+        "/api/logs/filter",
+    ]  # no waiting for the engine's last line
+    assert time.monotonic() - started < END_GRACE_S
+
+
+def test_a_label_left_by_an_earlier_attempt_does_not_count(api: _Scripted) -> None:
+    from quayside.runs import follow_run
+    from quayside.runs.log_marker import LABEL
+
+    # resumed after an approval (attempt 2): the label says attempt 1's lines were sent
+    api.replies = [(200, _run({LABEL: "1"}, run_count=2))] + [(200, [])] * 40
+    started = time.monotonic()
+    assert list(follow_run(_RUN_ID, poll_s=0.01)) == []
+    assert time.monotonic() - started >= END_GRACE_S  # waited for the last lines
