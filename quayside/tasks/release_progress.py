@@ -51,6 +51,9 @@ class Progress:
         with self._lock:
             self.done += 1
             self._wanted = min(100.0, 100.0 * self.done / self.total)
+            complete = self.done >= self.total
+        if complete:  # the last host: send 100% now, not after the interval nor at close
+            self._stop.set()
         self._wake.set()
 
     def close(self, timeout_s: float = 10) -> None:
