@@ -223,3 +223,17 @@ def test_a_run_whose_settings_basis_is_the_server_s_keeps_its_settings(
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # another .env / prefect.toml may apply
     assert settings_basis() != before
+
+
+def test_the_fork_server_hides_what_it_imported_from_the_runs_collections() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import gc, sys\n"
+        "from quayside.stack.forkserver import freeze_imported_objects\n"
+        "freeze_imported_objects()\n"
+        "print(gc.get_freeze_count())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(done.stdout) > 1000  # the imported modules' objects: frozen, not collected
