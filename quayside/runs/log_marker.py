@@ -3,11 +3,16 @@
 Prefect ships a run's log lines in batches (every 2 s) and its last batch when the run's
 process ends - after the final state, often a tenth of a second or more later. A follower
 that stops at the final state would miss those lines; one that waits for the engine's own
-last line ("Finished in state ...") waits for the process to end. So a release flow sends
-its queued lines itself when its body ends, before Prefect records the final state, and then
-labels the run :data:`LABEL` = its ``run_count`` (the attempt; a run resumed after an
-approval is a new attempt, so a label left by the attempt before it does not count). A
-follower that sees the final state and this label reads the logs once more and is done.
+last line ("Finished in state ...") waits for the process to end. So a release flow whose body
+completed sends its queued lines itself, before Prefect records the final state, and then
+labels the run :data:`LABEL` = its ``run_count``. A follower that sees the final state and
+this label for the run's current ``run_count`` reads the logs once more and is done.
+
+Only a completed body marks the run: after a failed one Prefect still logs the error and its
+traceback, after a "not run" the flow logs why, and those lines come after any mark, so such
+runs are followed until the engine's last line arrives, as before. (``run_count`` counts the
+times the run went Running, a retry included; a run resumed after a suspension keeps its
+count, and a suspended body never marks the run.)
 """
 
 from __future__ import annotations

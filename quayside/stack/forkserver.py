@@ -447,6 +447,9 @@ def main() -> None:
     configure_ledger_mappers()
     build_deferred_models()
     freeze_imported_objects()
+    if threading.active_count() != 1:  # what ran after the imports must not start any either
+        names = ", ".join(t.name for t in threading.enumerate())
+        raise RuntimeError(f"forkserver: preparing started threads ({names}); not forking")
 
     from quayside.project_root import PROJECT_DIR
 

@@ -18,6 +18,8 @@ TASK_RUN_FLUSH = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL"
 UI_API_URL = "PREFECT_UI_API_URL"
 UI_URL = "PREFECT_UI_URL"
 CSRF_SUPPORT = "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"
+#: what Prefect's settings read as true
+TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "on"})
 VERSION_CHECK = "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED"
 #: the server settings that turn its CSRF protection on (the clients must then fetch tokens)
 CSRF_PROTECTION = (
@@ -69,7 +71,7 @@ class ProcessSpec:
 def csrf_support(base: Mapping[str, str]) -> str:
     """``"true"`` when the environment turns the server's CSRF protection on (Prefect's
     default is off), else ``"false"``: clients fetch CSRF tokens only where they are needed."""
-    on = any(base.get(name, "").strip().lower() in ("1", "true", "yes") for name in CSRF_PROTECTION)
+    on = any(base.get(name, "").strip().lower() in TRUE_WORDS for name in CSRF_PROTECTION)
     return "true" if on else "false"
 
 

@@ -23,22 +23,18 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
-from uuid import UUID
 
 #: how the engine module names the watch it enters (``from ... import`` binds it there)
 ENGINE_ATTRIBUTE = "observe_flow_run_suspension"
 
 
-def observe_in_background(
-    flow_run_id: UUID, suspension_request: Any, polling_interval: float = 10
-) -> AbstractContextManager[None]:
-    """Prefect's suspension watch for ``flow_run_id`` in a daemon thread: returns at once and
-    leaves without waiting (the thread leaves Prefect's watch when told to)."""
+def observe_in_background(*args: Any, **kwargs: Any) -> AbstractContextManager[None]:
+    """Prefect's suspension watch (called with the engine's arguments, whatever they are) in
+    a daemon thread: returns at once and leaves without waiting (the thread leaves Prefect's
+    watch when told to)."""
     from prefect._flow_run_suspension import observe_flow_run_suspension
 
-    return _in_thread(
-        lambda: observe_flow_run_suspension(flow_run_id, suspension_request, polling_interval)
-    )
+    return _in_thread(lambda: observe_flow_run_suspension(*args, **kwargs))
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from prefect.context import FlowRunContext
@@ -10,6 +11,9 @@ from prefect.context import FlowRunContext
 from quayside.runs.log_marker import LABEL, label_value
 
 logger = logging.getLogger("quayside.logs")
+#: the longest the run's end waits for its queued lines to go (then it is not marked, and the
+#: follower waits for the process's own flush, as without the mark)
+FLUSH_TIMEOUT_S = 5.0
 
 
 async def send_logs_and_mark(context: FlowRunContext) -> bool:
@@ -23,13 +27,13 @@ async def send_logs_and_mark(context: FlowRunContext) -> bool:
         return False
     try:
         flushing = APILogHandler.aflush()
-        if flushing is not None:
-            await flushing
+        if flushing is not None:  # at most FLUSH_TIMEOUT_S: an API that does not answer
+            await asyncio.wait_for(flushing, FLUSH_TIMEOUT_S)
         labels: dict[str, bool | int | float | str] = {LABEL: label_value(run.run_count)}
         labelling = context.client.update_flow_run_labels(run.id, labels)
         if labelling is not None:  # the async client (a flow run's context holds one)
             await labelling
-    except Exception as e:  # noqa: BLE001 - only the follower's wait depends on it
+    except Exception as e:  # noqa: BLE001 - a timeout too: only the follower waits on it
         logger.debug("log lines of run %s not marked sent: %r", run.id, e)
         return False
     return True

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from prefect.context import FlowRunContext, SyncClientContext
 from prefect.flows import Flow
+from prefect.states import State
 
 from quayside.errors import InputError
 from quayside.release import stopping
@@ -103,8 +104,7 @@ async def run_sync_body(body: Callable[..., T], /, **parameters: Any) -> T:
 
             why = "cancelled" if isinstance(e, asyncio.CancelledError) else type(e).__name__
             body_stopped(context.flow_run, why)
-        elif isinstance(e, Exception):  # the body failed: its last lines go before the state
-            await send_logs_and_mark(context)
-        raise
-    await send_logs_and_mark(context)  # before Prefect records the final state
+        raise  # a failed body: Prefect logs the error after this, so nothing is marked
+    if not isinstance(result, State):  # a returned state: Prefect logs how the run ended
+        await send_logs_and_mark(context)  # before Prefect records the final state
     return result

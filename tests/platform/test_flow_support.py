@@ -263,3 +263,39 @@ def test_a_build_tree_that_cannot_go_back_is_removed_and_the_run_is_not_failed(
     return_build_dir(mirror, build, removal)  # no exception
     removal.join()
     assert not build.exists()
+
+
+def test_a_completed_body_marks_its_lines_sent_and_a_failed_one_does_not(platform: Any) -> None:
+    """The mark a follower stops at (quayside.runs.log_marker): set by a body that returned,
+    before the final state; not by one that raised (Prefect logs the error after it)."""
+    import asyncio
+
+    from prefect import flow, get_client
+    from prefect.runtime import flow_run
+
+    from quayside.runs.log_marker import LABEL
+    from quayside.tasks.sync_body import run_sync_body
+
+    def body(fail: bool) -> str:
+        if fail:
+            raise RuntimeError("the body failed")
+        return str(flow_run.get_id())
+
+    @flow(name="log-mark-probe")
+    async def probe(fail: bool) -> str:
+        return await run_sync_body(body, fail=fail)
+
+    async def labels(run_id: str) -> dict[str, Any]:
+        async with get_client() as client:
+            return dict((await client.read_flow_run(run_id)).labels)
+
+    done_id = asyncio.run(probe(False))
+    assert asyncio.run(labels(done_id)).get(LABEL) == "1"
+
+    async def failing() -> str:
+        state = await probe(True, return_state=True)
+        assert state.is_failed()
+        return str(state.state_details.flow_run_id)
+
+    failed_id = asyncio.run(failing())
+    assert LABEL not in asyncio.run(labels(failed_id))

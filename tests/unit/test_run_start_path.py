@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,13 +35,11 @@ def test_the_suspension_watch_neither_delays_the_start_nor_the_end() -> None:
             release_exit.wait(5)
             left.set()
 
-    started = time.monotonic()
     with suspension_watch._in_thread(slow_watch):
         assert not entered.is_set()  # the run went on before the watch was connected
         release_enter.set()
         assert entered.wait(5)
     assert not left.is_set()  # the run's end did not wait for the watch to stop
-    assert time.monotonic() - started < 5
     release_exit.set()
     assert left.wait(5)  # the watch was told to stop, and did, in its own thread
     assert seen["thread"] == "quayside-suspension-watch"
