@@ -177,10 +177,13 @@ def app_name(i: int) -> str:
 
 
 def p95_of(seconds: Sequence[float]) -> float | None:
-    """The 95th percentile (the only value when there is one; None for none)."""
+    """The 95th percentile by linear interpolation between the samples (numpy's default;
+    the only value when there is one; None for none). Entries before session 13 used
+    ``statistics.quantiles``' default exclusive method, which with few samples extrapolates
+    past the largest one (a 5.06 s "p95" of samples whose largest was 2.78 s)."""
     if len(seconds) < 2:
         return round(seconds[0], 4) if seconds else None
-    return round(statistics.quantiles(seconds, n=20)[-1], 4)
+    return round(statistics.quantiles(seconds, n=20, method="inclusive")[-1], 4)
 
 
 def phase_summary(seconds: Sequence[float]) -> dict[str, Any]:

@@ -162,3 +162,12 @@ def test_the_memory_sampler_runs_on_the_cores_it_is_given(
 
 def test_current_cpu_is_one_this_thread_may_use() -> None:
     assert current_cpu() in os.sched_getaffinity(0)
+
+
+def test_the_p95_never_passes_the_largest_sample() -> None:
+    from bench.scale_concurrent import p95_of
+
+    samples = [0.1] * 10 + [2.78]
+    assert p95_of(samples) is not None
+    assert p95_of(samples) <= 2.78  # the exclusive method gave more than the largest
+    assert p95_of([0.1 * i for i in range(1, 101)]) == round(0.1 + 0.95 * 9.9, 4)
