@@ -112,7 +112,22 @@ memory sampler runs on the worker side; the runs described below (session 12 and
 sampled `POST /api/flow_runs/filter` for the newest {OLD_FILTER_LIMIT} every
 {OLD_INTERVAL_S:g} s and read all runs every second while waiting (see the notes).
 
-**Session 12 (2026-12-05 16:51, the run in the table; load 1.95 at start)**: the Prefect API
+**Session 13 (2026-12-05 19:50, the run in the table; load 1.65 at start; split cores)**: on
+this session's code (runs start and end faster: gc-frozen fork server, no blocking suspension
+watch, fewer requests per run - see `cli_deploy_e2e`) all {RUNS} completed in 61.7 s (14.9 s
+for 10), median 5.6 s in Running, 76 MB PSS per run process (118 MB in session 12).
+`GET /api/releases` p95 42 ms; **the UI runs page's read p95 0.48 s, under the goal**, but
+not stably: three runs of this code today gave 0.46 s (19:41, cores shared, wall 47.2 s),
+0.75 s (19:46, split, wall 75.9 s) and 0.48 s (this one) - all three by linear
+interpolation, which this session adopts (statistics' exclusive default gave 0.66, 0.91 and
+1.04 s on the same samples: with ~50 samples it extrapolates past the two slowest). The
+slow reads are those sent during the submission burst (p95 2.10 s of the reads sent while
+the gateway accepted the {RUNS} submissions in 8.0 s, against 0.35 s after it; `/api/releases`
+waited up to 4.7 s then too): 50 run creations at once take the platform core, and the reads
+queue behind them. What would keep the console responsive during such a burst is a bound on
+the gateway's concurrent run creations (not built), or the API on a core of its own.
+
+**Session 12 (2026-12-05 16:51; load 1.95 at start)**: the Prefect API
 server now runs two processes (`prefect server start --workers 2`, Redis between them, the
 database prepared once by `prefect-migrate`), and the benchmark ran with
 `QUAYSIDE_BENCH_SPLIT_CORES=1`: the platform host's processes (API server, services,
