@@ -82,10 +82,12 @@ CONTEXT = {
         "the ledger's mappers and a pooled connection, rich's table: about 50 ms of CPU that "
         "came after the final state). Against the same platform, interleaved with the "
         "previous CLI (load 3-5): 0.23 s after the final state (median of 10) against 0.35 s. "
-        "What is left of `after_final_s`: the run process's last log batch, which ships when "
-        "that process ends, 0.1-0.25 s after the final state here (the CLI sees the final "
-        "state within 0.03-0.06 s and then reads every 0.05 s until the batch is in), and the "
-        "per-host table from the ledger (about 20 ms)."
+        "Session 13: a run whose body completed sends its queued log lines and labels itself "
+        "(`quayside.logs-sent` = its run_count) before Prefect records the final state "
+        "(`quayside.runs.log_marker`), so the CLI reads the logs once more when it sees both and "
+        "returns, instead of waiting for the run's process to end and ship the engine's last "
+        "line (failed, cancelled and not-run runs are followed to that line as before); the "
+        "table's run is the first measured with it."
     )
 }
 
