@@ -36,11 +36,13 @@ from quayside.cli import (  # noqa: E402
 from quayside.cli.app import app, fail  # noqa: E402
 from quayside.cli.prefect_target import point_at_platform  # noqa: E402
 from quayside.cli.process_exit import exit_now  # noqa: E402
+from quayside.interrupts import take_interrupts  # noqa: E402
 
 
 def run() -> object:
     """Run the command line; returns the exit code (``sys.exit``'s argument)."""
     point_at_platform(os.environ)  # before anything imports Prefect
+    take_interrupts()  # Ctrl-C / SIGINT ends a follow even when started in the background
     try:
         app()
     except SystemExit as e:

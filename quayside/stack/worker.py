@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> None:
         os.execv(sys.executable, [sys.executable, "-m", "prefect", "worker", "start", *args])
     from prefect.utilities.processutils import setup_signal_handlers_worker
 
+    from quayside.interrupts import take_interrupts
+
+    take_interrupts()  # Prefect turns SIGTERM into SIGINT: ignored, the worker never stopped
+
     # as `prefect worker start`: SIGTERM and SIGINT stop taking runs and end the worker
     setup_signal_handlers_worker(os.getpid(), "the process worker", print)
     try:
