@@ -478,8 +478,10 @@ def test_a_scheduled_release_starts_exactly_once_across_workers(
         assert release.started_at >= at  # not before its slot
         finished[release.finished_at] = ref
 
-    # each worker started one slot: both were polling when the slots fell due
-    assert {worker_of(stack, run) for run in slots} == set(stack.worker_names())
+    # each slot was started by one of the stack's workers; which one depends on their polls
+    # (one worker's poll may find both slots due within its prefetch and take both - seen in
+    # CI once the runs started faster; exactly-once is what the claims below check)
+    assert {worker_of(stack, run) for run in slots} <= set(stack.worker_names())
 
     def claims_settled() -> dict[str, tuple[set[str], int]]:
         """Per run: the workers that tried to start it, and how many were refused."""
