@@ -26,29 +26,27 @@ def _ignoring_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def test_a_process_started_with_sigint_ignored_is_interrupted_again() -> None:
+def _printed(program: str, *, sigint_ignored: bool) -> list[str]:
+    """What ``program`` prints, run as a new process (started with SIGINT ignored, as a
+    shell's background job is, or with Python's usual handler)."""
     done = subprocess.run(
-        [sys.executable, "-c", PROGRAM],
-        preexec_fn=_ignoring_sigint,
+        [sys.executable, "-c", program],
+        preexec_fn=_ignoring_sigint if sigint_ignored else None,
         capture_output=True,
         text=True,
         cwd=PROJECT_DIR,
         timeout=60,
         check=True,
     )
-    assert done.stdout.split() == ["True", "interrupted"]
+    return done.stdout.split()
+
+
+def test_a_process_started_with_sigint_ignored_is_interrupted_again() -> None:
+    assert _printed(PROGRAM, sigint_ignored=True) == ["True", "interrupted"]
 
 
 def test_a_process_with_the_usual_handler_is_left_as_it_is() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", PROGRAM],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_DIR,
-        timeout=60,
-        check=True,
-    )
-    assert done.stdout.split() == ["False", "interrupted"]
+    assert _printed(PROGRAM, sigint_ignored=False) == ["False", "interrupted"]
 
 
 def test_the_cli_started_with_sigint_ignored_ends_on_ctrl_c_with_130() -> None:
@@ -61,13 +59,4 @@ def test_the_cli_started_with_sigint_ignored_ends_on_ctrl_c_with_130() -> None:
         "main.app = command\n"
         "print(main.run(), flush=True)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", program],
-        preexec_fn=_ignoring_sigint,
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_DIR,
-        timeout=60,
-        check=True,
-    )
-    assert done.stdout.split() == ["130"]
+    assert _printed(program, sigint_ignored=True) == ["130"]
