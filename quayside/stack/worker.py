@@ -1,6 +1,7 @@
 """``python -m quayside.stack.worker ARGS``: the platform's Prefect process worker, with the
-fork server (:mod:`quayside.stack.forkserver`) next to it and early starts
-(:mod:`quayside.stack.worker_wake`).
+fork server (:mod:`quayside.stack.forkserver`) next to it, early starts
+(:mod:`quayside.stack.worker_wake`) and no polls while its slots are full
+(:mod:`quayside.stack.worker_polls`).
 
 ARGS are ``prefect worker start``'s: ``--pool`` (required), ``--type process``, ``--name``,
 ``--limit``, ``--work-queue``. With those, this process runs Prefect's own ``ProcessWorker``
@@ -55,6 +56,7 @@ async def run_worker(options: argparse.Namespace) -> None:
     from prefect.workers.process import ProcessWorker
 
     from quayside.stack.job_environment import SettledEnvironmentConfiguration
+    from quayside.stack.worker_polls import poll_when_free
     from quayside.stack.worker_wake import wake_on_scheduled
 
     worker = ProcessWorker(
@@ -66,7 +68,9 @@ async def run_worker(options: argparse.Namespace) -> None:
     )
     # the same job configuration, its settings' environment computed once (not per run)
     worker.job_configuration = SettledEnvironmentConfiguration
-    wake = asyncio.create_task(wake_on_scheduled(worker, options.pool))
+    due = asyncio.Event()  # poll now: a run of the pool was announced, or a slot came free
+    poll_when_free(worker, due)
+    wake = asyncio.create_task(wake_on_scheduled(worker, options.pool, due))
     try:
         await worker.start(printer=print)
     finally:

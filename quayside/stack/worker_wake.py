@@ -38,16 +38,16 @@ def for_pool(event: Event, pool: str) -> bool:
     )
 
 
-async def wake_on_scheduled(worker: BaseWorker, pool: str) -> None:
-    """Poll ``worker`` when runs of ``pool`` are scheduled, until cancelled: announcements that
-    arrive while a poll is under way are answered by one poll after it (a burst of 50 runs
+async def wake_on_scheduled(worker: BaseWorker, pool: str, due: asyncio.Event) -> None:
+    """Poll ``worker`` when runs of ``pool`` are scheduled, and each time something else sets
+    ``due`` (a freed slot: :mod:`quayside.stack.worker_polls`), until cancelled: announcements
+    that arrive while a poll is under way are answered by one poll after it (a burst of 50 runs
     costs a few polls, not 50). Failures of the stream are logged and the subscription is made
     again after :data:`RESUBSCRIBE_S`."""
     from prefect.events.clients import get_events_subscriber
     from prefect.events.filters import EventFilter, EventNameFilter
 
     wanted = EventFilter(event=EventNameFilter(name=[SCHEDULED_EVENT]))
-    due = asyncio.Event()
     polling = asyncio.create_task(_poll_when_due(worker, due))
     try:
         while True:
