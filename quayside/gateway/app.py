@@ -32,6 +32,7 @@ from quayside.gateway.config import GatewayConfig
 from quayside.gateway.context import GatewayContext
 from quayside.gateway.errors import install_error_handlers
 from quayside.gateway.middleware import GatewayMiddleware
+from quayside.gateway.run_starts import RunStartSlots
 from quayside.gateway.throttle import FailureThrottle
 from quayside.settings import Settings, load_settings
 
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
     )
     app.state.settings = settings
     app.state.context = gateway_context
+    app.state.run_starts = RunStartSlots(config.run_starts, config.run_start_wait_s)
     install_error_handlers(app)
     app.add_middleware(
         GatewayMiddleware,
@@ -111,8 +113,8 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
     )
 
     @app.get("/health", tags=["meta"])
-    def health() -> dict[str, str]:
-        """Liveness: the process answers."""
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers (in its event loop: no thread of the pool needed)."""
         return {"status": "ok"}
 
     app.include_router(routes_tasks.router)

@@ -12,6 +12,10 @@ Environment variables:
     QUAYSIDE_GATEWAY_TRUSTED_PROXIES  addresses of reverse proxies whose X-Forwarded-For
                                     names the client, comma separated (none: the client is
                                     the address that connects, whatever a header says)
+    QUAYSIDE_GATEWAY_RUN_STARTS     run starts (task API, /api/runs, hooks, chat, publish
+                                    pages) the gateway works on at once; more wait (4)
+    QUAYSIDE_GATEWAY_RUN_START_WAIT seconds a run start waits for its turn before it is
+                                    answered 503 with Retry-After (30)
     QUAYSIDE_DINGTALK_APP_SECRET    the DingTalk robot's appSecret (else the inventory secret
                                     ``dingtalk_app_secret``)
     QUAYSIDE_DINGTALK_REPLY_HOSTS   extra origins a callback's sessionWebhook may point at,
@@ -39,6 +43,8 @@ DEFAULT_BODY_TIMEOUT_S = 10.0
 DEFAULT_KEEP_ALIVE_S = 5
 DEFAULT_AUTH_FAILURES = 20
 DEFAULT_AUTH_WINDOW_S = 60.0
+DEFAULT_RUN_STARTS = 4
+DEFAULT_RUN_START_WAIT_S = 30.0
 
 
 def origin_of(url: str) -> str:
@@ -71,6 +77,8 @@ class GatewayConfig:
     auth_failures: int = DEFAULT_AUTH_FAILURES
     auth_window_s: float = DEFAULT_AUTH_WINDOW_S
     trusted_proxies: tuple[str, ...] = ()
+    run_starts: int = DEFAULT_RUN_STARTS
+    run_start_wait_s: float = DEFAULT_RUN_START_WAIT_S
     dingtalk_app_secret: str | None = field(default=None, repr=False)
     dingtalk_reply_origins: tuple[str, ...] = ()
     dingtalk_robot_name: str | None = None
@@ -107,6 +115,8 @@ class GatewayConfig:
             auth_failures=_whole(env, "QUAYSIDE_GATEWAY_AUTH_FAILURES", 20, 1, 100_000),
             auth_window_s=_whole(env, "QUAYSIDE_GATEWAY_AUTH_WINDOW", 60, 1, 86_400),
             trusted_proxies=_addresses(env, "QUAYSIDE_GATEWAY_TRUSTED_PROXIES"),
+            run_starts=_whole(env, "QUAYSIDE_GATEWAY_RUN_STARTS", DEFAULT_RUN_STARTS, 1, 1000),
+            run_start_wait_s=_whole(env, "QUAYSIDE_GATEWAY_RUN_START_WAIT", 30, 1, 600),
             dingtalk_app_secret=env.get("QUAYSIDE_DINGTALK_APP_SECRET") or None,
             dingtalk_reply_origins=tuple(origins),
             dingtalk_robot_name=env.get("QUAYSIDE_DINGTALK_ROBOT_NAME") or None,

@@ -159,7 +159,10 @@ def install_error_handlers(app: FastAPI) -> None:
                 type(exc).__name__,
                 exc.message,
             )
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+        retry_after = getattr(exc, "retry_after_s", None)
+        if isinstance(retry_after, int):
+            headers["Retry-After"] = str(retry_after)
         return JSONResponse(
             error_body(request, exc.message, exc.hint, code=status),
             status_code=status,

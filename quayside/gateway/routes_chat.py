@@ -27,6 +27,7 @@ from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.default_ref import ChosenRef, default_ref
 from quayside.gateway.errors import ServiceUnavailable
 from quayside.gateway.routes_approvals import answer
+from quayside.gateway.run_starts import slots_of
 from quayside.gateway.submitting import submission_scope, submit_run
 from quayside.gateway.triggering import (
     catalogue_entry,
@@ -115,7 +116,8 @@ async def dingtalk(
     # once per signature and per msgId, across every gateway sharing the ledger: the signature
     # does not cover the body, so a replayed one could carry another sender or command
     await run_in_threadpool(ctx.replay_guard.check, timestamp, sign, message.msg_id, now_ms)
-    text = await run_in_threadpool(_reply_text, ctx, message)
+    async with slots_of(request).slot():
+        text = await run_in_threadpool(_reply_text, ctx, message)
     at = [message.sender_staff_id] if message.sender_staff_id else []
     payload = reply_payload(text, at)
     url = reply_url(ctx, message, now_ms)

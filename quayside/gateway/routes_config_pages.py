@@ -29,6 +29,7 @@ from quayside.config.errors import StaleSave
 from quayside.config.store import ConfigStore
 from quayside.errors import InputError
 from quayside.gateway.context import GatewayContext
+from quayside.gateway.run_starts import slots_of
 from quayside.gateway.web_access import (
     PREFIX,
     PageCaller,
@@ -448,16 +449,17 @@ async def publish(
     check_name("environment", environment)
     check_name("service", service)
     versions = decode_versions(form.text("versions"))
-    handle = await run_in_threadpool(
-        start_publish,
-        gateway_context(request),
-        caller.user,
-        project,
-        environment,
-        service,
-        versions,
-        form.text("publish_key"),
-    )
+    async with slots_of(request).slot():
+        handle = await run_in_threadpool(
+            start_publish,
+            gateway_context(request),
+            caller.user,
+            project,
+            environment,
+            service,
+            versions,
+            form.text("publish_key"),
+        )
     return _page(
         caller,
         "published.html",

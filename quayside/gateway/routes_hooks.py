@@ -16,6 +16,7 @@ from quayside.gateway.auth import CallerDep, require
 from quayside.gateway.auth_first import AuthFirstRoute
 from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.errors import Unauthorized, body_error_message
+from quayside.gateway.run_starts import run_start_slot
 from quayside.gateway.triggering import (
     Outcome,
     TagTrigger,
@@ -76,6 +77,7 @@ def _project_urls(payload: dict[str, Any]) -> list[str | None]:
         },
         401: {"description": "unknown project or wrong X-Gitlab-Token"},
     },
+    dependencies=[Depends(run_start_slot)],
 )
 async def gitlab_hook(
     request: Request,
@@ -166,6 +168,7 @@ class GitPush(BaseModel):
             "already_running / already_ran, with its state)"
         },
     },
+    dependencies=[Depends(run_start_slot)],
 )
 def git_hook(push: GitPush, caller: CallerDep, ctx: CtxDep) -> JSONResponse:
     """Deploy a tag reported by ``infra/hooks/post-receive``, authenticated with an API token

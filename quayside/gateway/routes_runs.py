@@ -23,6 +23,7 @@ from quayside.gateway.auth_first import AuthFirstRoute
 from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.errors import Forbidden
 from quayside.gateway.run_parameters import check_parameters, refuse_foreign
+from quayside.gateway.run_starts import run_start_slot
 from quayside.gateway.submitting import submission_scope, submit_run
 from quayside.gateway.triggering import catalogue_entry, start_status
 from quayside.user_names import RULE, is_name
@@ -68,6 +69,7 @@ class RunStarted(BaseModel):
     summary="Start a deployment run as the token's user",
     response_model=RunStarted,
     status_code=202,
+    dependencies=[Depends(run_start_slot)],
 )
 def start_deployment_run(
     submission: Annotated[RunSubmission, Body()],

@@ -18,6 +18,7 @@ from quayside.gateway.auth_first import AuthFirstRoute
 from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.errors import Forbidden
 from quayside.gateway.run_parameters import check_parameters, refuse_foreign
+from quayside.gateway.run_starts import run_start_slot
 from quayside.gateway.submitting import submission_scope, submit_run, undo_on_failure
 from quayside.gateway.triggering import catalogue_entry, start_status
 from quayside.inventory import Inventory, resolve_target
@@ -86,6 +87,7 @@ def _host_names(inventory: Inventory, params: dict[str, Any], hosts: list[str]) 
     summary="Submit a task (the older platform's task JSON)",
     response_model=TaskAccepted,
     status_code=202,
+    dependencies=[Depends(run_start_slot)],
 )
 def submit_task(
     submission: Annotated[TaskSubmission, Body()],

@@ -74,8 +74,11 @@ def prefect(monkeypatch: pytest.MonkeyPatch) -> FakePrefect:
     return fake
 
 
-@pytest.fixture
-def client(tmp_path: Path, prefect: FakePrefect) -> tuple[TestClient, dict[str, str]]:
+def gateway_client(
+    tmp_path: Path, config: GatewayConfig | None = None
+) -> tuple[TestClient, dict[str, str]]:
+    """The real gateway app on a fresh ledger with ann and bob (MASTER on space team) and a
+    token each; the git-deploy schema is known, so no Prefect is asked for it."""
     (tmp_path / "quayside.yaml").write_text(INVENTORY)
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     from quayside.ledger.db import migrate
@@ -98,7 +101,7 @@ def client(tmp_path: Path, prefect: FakePrefect) -> tuple[TestClient, dict[str, 
         prefect_host="127.0.0.1",
         prefect_port=1,
     )
-    app = create_app(settings, GatewayConfig())
+    app = create_app(settings, config or GatewayConfig())
     spec = by_name("git-deploy")
     schema = {
         "type": "object",
@@ -107,6 +110,11 @@ def client(tmp_path: Path, prefect: FakePrefect) -> tuple[TestClient, dict[str, 
     }
     app.state.context._parameters[spec.full_name] = (time.monotonic(), schema)
     return TestClient(app), tokens
+
+
+@pytest.fixture
+def client(tmp_path: Path, prefect: FakePrefect) -> tuple[TestClient, dict[str, str]]:
+    return gateway_client(tmp_path)
 
 
 def deploy(
