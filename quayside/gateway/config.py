@@ -13,9 +13,11 @@ Environment variables:
                                     names the client, comma separated (none: the client is
                                     the address that connects, whatever a header says)
     QUAYSIDE_GATEWAY_RUN_STARTS     run starts (task API, /api/runs, hooks, chat, publish
-                                    pages) the gateway works on at once; more wait (4)
-    QUAYSIDE_GATEWAY_RUN_START_WAIT seconds a run start waits for its turn before it is
-                                    answered 503 with Retry-After (30)
+                                    page) one gateway process works on at once; more wait
+                                    their turn (4)
+    QUAYSIDE_GATEWAY_RUN_START_WAIT seconds a run start of the task API, /api/runs, chat or
+                                    the publish page waits for its turn before it is refused
+                                    (503 with Retry-After; hooks wait as long as it takes) (30)
     QUAYSIDE_DINGTALK_APP_SECRET    the DingTalk robot's appSecret (else the inventory secret
                                     ``dingtalk_app_secret``)
     QUAYSIDE_DINGTALK_REPLY_HOSTS   extra origins a callback's sessionWebhook may point at,
@@ -116,7 +118,9 @@ class GatewayConfig:
             auth_window_s=_whole(env, "QUAYSIDE_GATEWAY_AUTH_WINDOW", 60, 1, 86_400),
             trusted_proxies=_addresses(env, "QUAYSIDE_GATEWAY_TRUSTED_PROXIES"),
             run_starts=_whole(env, "QUAYSIDE_GATEWAY_RUN_STARTS", DEFAULT_RUN_STARTS, 1, 1000),
-            run_start_wait_s=_whole(env, "QUAYSIDE_GATEWAY_RUN_START_WAIT", 30, 1, 600),
+            run_start_wait_s=_whole(
+                env, "QUAYSIDE_GATEWAY_RUN_START_WAIT", int(DEFAULT_RUN_START_WAIT_S), 1, 600
+            ),
             dingtalk_app_secret=env.get("QUAYSIDE_DINGTALK_APP_SECRET") or None,
             dingtalk_reply_origins=tuple(origins),
             dingtalk_robot_name=env.get("QUAYSIDE_DINGTALK_ROBOT_NAME") or None,

@@ -27,7 +27,7 @@ from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.default_ref import ChosenRef, default_ref
 from quayside.gateway.errors import ServiceUnavailable
 from quayside.gateway.routes_approvals import answer
-from quayside.gateway.run_starts import slots_of
+from quayside.gateway.run_starts import RETRY_AFTER_S, RunStartsBusy, slots_of
 from quayside.gateway.submitting import submission_scope, submit_run
 from quayside.gateway.triggering import (
     catalogue_entry,
@@ -54,6 +54,11 @@ log = logging.getLogger("quayside.gateway")
 router = APIRouter(tags=["chatops"])
 CtxDep = Annotated[GatewayContext, Depends(context)]
 PROVIDER = "dingtalk"
+#: the reply to a deploy or rollback that waited too long for its turn (nothing was started)
+BUSY_TEXT = (
+    "Quayside 正忙, 未启动 / Quayside is busy starting other runs and started nothing for "
+    f"this one: send the command again in {RETRY_AFTER_S} s"
+)
 
 
 def app_secret(ctx: GatewayContext) -> str:
@@ -116,7 +121,13 @@ async def dingtalk(
     # once per signature and per msgId, across every gateway sharing the ledger: the signature
     # does not cover the body, so a replayed one could carry another sender or command
     await run_in_threadpool(ctx.replay_guard.check, timestamp, sign, message.msg_id, now_ms)
-    async with slots_of(request).slot():
+    if _starts_run(ctx, message):
+        try:
+            async with slots_of(request).slot():
+                text = await run_in_threadpool(_reply_text, ctx, message)
+        except RunStartsBusy:
+            text = BUSY_TEXT
+    else:
         text = await run_in_threadpool(_reply_text, ctx, message)
     at = [message.sender_staff_id] if message.sender_staff_id else []
     payload = reply_payload(text, at)
@@ -133,6 +144,18 @@ async def _send(url: str, payload: dict[str, Any]) -> None:
         check_send_response(response.json())
     except (httpx.HTTPError, ValueError, SendError) as e:
         log.warning("dingtalk: reply not delivered: %s", type(e).__name__)
+
+
+def _starts_run(ctx: GatewayContext, message: OutgoingMessage) -> bool:
+    """Whether ``message`` is a command that starts a run (it then waits for a run-start
+    slot; help, status and approvals never wait behind run starts)."""
+    if message.content is None:
+        return False
+    try:
+        command = parse_command(message.content, ctx.config.dingtalk_robot_name)
+    except ParseError:
+        return False
+    return isinstance(command, Deploy | Rollback)
 
 
 def _reply_text(ctx: GatewayContext, message: OutgoingMessage) -> str:

@@ -29,7 +29,7 @@ from quayside.config.errors import StaleSave
 from quayside.config.store import ConfigStore
 from quayside.errors import InputError
 from quayside.gateway.context import GatewayContext
-from quayside.gateway.run_starts import slots_of
+from quayside.gateway.run_starts import RETRY_AFTER_S, slots_of
 from quayside.gateway.web_access import (
     PREFIX,
     PageCaller,
@@ -51,6 +51,11 @@ from quayside.gateway.web_publish import (
 
 router = APIRouter(tags=["config pages"], route_class=PageRoute, include_in_schema=False)
 Caller = Depends(page_session)
+
+#: what to do when the publish waited too long for its turn (the form publishes once)
+PUBLISH_BUSY_HINT = (
+    f"go back and press Publish again in {RETRY_AFTER_S} s: the same form publishes once"
+)
 
 
 def _store(ctx: GatewayContext) -> ConfigStore:
@@ -449,7 +454,7 @@ async def publish(
     check_name("environment", environment)
     check_name("service", service)
     versions = decode_versions(form.text("versions"))
-    async with slots_of(request).slot():
+    async with slots_of(request).slot(hint=PUBLISH_BUSY_HINT):
         handle = await run_in_threadpool(
             start_publish,
             gateway_context(request),

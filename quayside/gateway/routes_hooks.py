@@ -16,7 +16,7 @@ from quayside.gateway.auth import CallerDep, require
 from quayside.gateway.auth_first import AuthFirstRoute
 from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.errors import Unauthorized, body_error_message
-from quayside.gateway.run_starts import run_start_slot
+from quayside.gateway.run_starts import hook_start_slot, slots_of
 from quayside.gateway.triggering import (
     Outcome,
     TagTrigger,
@@ -77,7 +77,6 @@ def _project_urls(payload: dict[str, Any]) -> list[str | None]:
         },
         401: {"description": "unknown project or wrong X-Gitlab-Token"},
     },
-    dependencies=[Depends(run_start_slot)],
 )
 async def gitlab_hook(
     request: Request,
@@ -100,7 +99,10 @@ async def gitlab_hook(
 
     matching = await run_in_threadpool(check_token)
     payload = _json_object(await request.body())
-    outcome = await run_in_threadpool(_handle_gitlab, ctx, payload, x_gitlab_event, matching, app)
+    async with slots_of(request).slot(deadline=False):  # checked: a forged delivery waits not
+        outcome = await run_in_threadpool(
+            _handle_gitlab, ctx, payload, x_gitlab_event, matching, app
+        )
     return _respond(outcome)
 
 
@@ -168,7 +170,7 @@ class GitPush(BaseModel):
             "already_running / already_ran, with its state)"
         },
     },
-    dependencies=[Depends(run_start_slot)],
+    dependencies=[Depends(hook_start_slot, scope="function")],
 )
 def git_hook(push: GitPush, caller: CallerDep, ctx: CtxDep) -> JSONResponse:
     """Deploy a tag reported by ``infra/hooks/post-receive``, authenticated with an API token

@@ -69,7 +69,7 @@ class RunStarted(BaseModel):
     summary="Start a deployment run as the token's user",
     response_model=RunStarted,
     status_code=202,
-    dependencies=[Depends(run_start_slot)],
+    dependencies=[Depends(run_start_slot, scope="function")],
 )
 def start_deployment_run(
     submission: Annotated[RunSubmission, Body()],

@@ -87,7 +87,7 @@ def _host_names(inventory: Inventory, params: dict[str, Any], hosts: list[str]) 
     summary="Submit a task (the older platform's task JSON)",
     response_model=TaskAccepted,
     status_code=202,
-    dependencies=[Depends(run_start_slot)],
+    dependencies=[Depends(run_start_slot, scope="function")],
 )
 def submit_task(
     submission: Annotated[TaskSubmission, Body()],

@@ -1,4 +1,4 @@
-"""How many run starts the gateway works on at once.
+"""How many run starts a gateway process works on at once.
 
 Starting a run costs the Prefect API a create and a state change and the ledger a submission
 record. Without a bound, a burst -- a script submitting 50 tasks, a push of many tags, a hook
@@ -7,10 +7,15 @@ pages wait behind it, and sends every create to the Prefect API at once, where t
 reads wait behind them (measured: 50 submissions at once held the UI's runs-page read up to
 2 s and ``/api/releases`` up to 8 s).
 
-A request that starts runs takes a slot first. It waits for one in the event loop, holding
-no thread, for at most ``wait_s`` seconds; then it is answered 503 with ``Retry-After``,
-before anything is recorded, and the same request sent again with its ``Idempotency-Key``
-starts the run once.
+A request that starts runs takes a slot once it is authenticated. It waits for one in the
+event loop, holding no thread, first come first served:
+
+- the task API, ``/api/runs``, chat and the publish page wait at most ``wait_s`` seconds,
+  then are refused (503 with ``Retry-After``; chat replies that it is busy) before anything
+  is started or recorded; the same request sent again starts its run once;
+- the hooks wait as long as it takes: their senders (GitLab, ``infra/hooks/post-receive``)
+  never send a delivery again, so a refused tag would never deploy. A sender that stops
+  waiting sees a timeout; its tag still deploys when its turn comes.
 """
 
 from __future__ import annotations
@@ -24,50 +29,71 @@ from starlette.requests import Request
 
 from quayside.gateway.errors import ServiceUnavailable
 
-__all__ = ["RunStartSlots", "RunStartsBusy", "run_start_slot", "slots_of"]
+__all__ = [
+    "RunStartSlots",
+    "RunStartsBusy",
+    "hook_start_slot",
+    "run_start_slot",
+    "slots_of",
+]
 
 #: seconds a client is told to wait before sending a refused request again
 RETRY_AFTER_S = 5
+#: what an API client does with a refusal
+API_HINT = (
+    f"send the same request again in {RETRY_AFTER_S} s: with the same Idempotency-Key it "
+    "starts its run once"
+)
 
 
 class RunStartsBusy(ServiceUnavailable):
-    """Every run-start slot stayed taken for the whole wait (503 with ``Retry-After``)."""
+    """No run-start slot came free within the wait (503 with ``Retry-After``)."""
 
     retry_after_s = RETRY_AFTER_S
 
 
 class RunStartSlots:
-    """At most ``limit`` run starts at once; a start waits at most ``wait_s`` for a slot."""
+    """At most ``limit`` run starts at once in this process; a start waits at most ``wait_s``
+    for a slot unless it is told to wait as long as it takes."""
 
     def __init__(self, limit: int, wait_s: float) -> None:
         if limit < 1 or not wait_s > 0:
             raise ValueError("limit must be at least 1 and wait_s positive")
         self.limit = limit
         self.wait_s = wait_s
-        self._slots = anyio.Semaphore(limit)
+        self._slots = anyio.Semaphore(limit, max_value=limit)
 
     @property
     def free(self) -> int:
         """Slots nobody holds now."""
         return self._slots.value
 
+    @property
+    def waiting(self) -> int:
+        """Starts waiting for a slot now."""
+        return self._slots.statistics().tasks_waiting
+
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, *, deadline: bool = True, hint: str = API_HINT) -> AsyncIterator[None]:
         """Hold one slot for the block.
+
+        Args:
+            deadline: give up after ``wait_s`` (False: wait as long as it takes).
+            hint: what the refused caller should do (the error's hint).
 
         Raises:
             RunStartsBusy: no slot came free within ``wait_s``.
         """
         acquired = False
-        with anyio.move_on_after(self.wait_s):
+        with anyio.move_on_after(self.wait_s if deadline else None):
             await self._slots.acquire()
             acquired = True
         if not acquired:
             raise RunStartsBusy(
-                f"the gateway is starting {self.limit} runs already and none finished within "
-                f"{math.ceil(self.wait_s)} s; nothing was started or recorded for this request",
-                hint=f"send the same request again in {RETRY_AFTER_S} s: with the same "
-                "Idempotency-Key (or the same hook delivery) it starts the run once",
+                f"the gateway is busy starting other runs ({self.limit} at a time) and this "
+                f"one's turn did not come within {math.ceil(self.wait_s)} s; nothing was "
+                "started or recorded for it",
+                hint=hint,
             )
         try:
             yield
@@ -82,6 +108,14 @@ def slots_of(request: Request) -> RunStartSlots:
 
 
 async def run_start_slot(request: Request) -> AsyncIterator[None]:
-    """FastAPI dependency of a route that starts runs: the route's work holds a slot."""
+    """FastAPI dependency (``scope="function"``) of an API route that starts runs: the route's
+    work holds a slot, waiting at most ``wait_s`` for it."""
     async with slots_of(request).slot():
+        yield
+
+
+async def hook_start_slot(request: Request) -> AsyncIterator[None]:
+    """FastAPI dependency (``scope="function"``) of a hook that starts runs: the route's work
+    holds a slot, waiting as long as it takes."""
+    async with slots_of(request).slot(deadline=False):
         yield

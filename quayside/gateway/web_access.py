@@ -100,7 +100,7 @@ def error_page(request: Request, error: QuaysideError, status: int | None = None
     """The HTML page for ``error``."""
     code = status or status_for(error)
     user = getattr(request.state, "user", None)
-    return render(
+    page = render(
         "error.html",
         status_code=code,
         title="Not logged in" if code == 401 else "Refused" if code < 500 else "Not available",
@@ -111,6 +111,10 @@ def error_page(request: Request, error: QuaysideError, status: int | None = None
         user=user,
         csrf=None,
     )
+    retry_after = getattr(error, "retry_after_s", None)
+    if isinstance(retry_after, int):
+        page.headers["Retry-After"] = str(retry_after)
+    return page
 
 
 class PageRoute(APIRoute):

@@ -6,9 +6,10 @@ and on every announced run (:mod:`quayside.stack.worker_wake`), also when all of
 query and a work-queue update; with 50 runs queued behind 10 slots, those wasted polls were
 a tenth of the API server's CPU, on the same core as the console's reads.
 
-Here a worker with no free slot skips the API and counts the skipped poll as a poll (the
-worker's health check and Prefect's "not polling" warning stay quiet): it still asks at
-least every :data:`FULL_POLL_S` seconds, so its work queue keeps its Ready status. When a
+Here a worker with no free slot skips the API and counts the skipped poll as a poll
+(Prefect's "has not polled" check stays quiet): it still asks at least every
+:data:`FULL_POLL_S` seconds, so its work queue keeps its Ready status. While it is full, an
+API outage shows in its heartbeats, not in its poll loop. When a
 run ends and frees a slot, the worker polls at once instead of at its next tick.
 """
 

@@ -77,8 +77,9 @@ def prefect(monkeypatch: pytest.MonkeyPatch) -> FakePrefect:
 def gateway_client(
     tmp_path: Path, config: GatewayConfig | None = None
 ) -> tuple[TestClient, dict[str, str]]:
-    """The real gateway app on a fresh ledger with ann and bob (MASTER on space team) and a
-    token each; the git-deploy schema is known, so no Prefect is asked for it."""
+    """The real gateway app on a fresh ledger with ann and bob (MASTER on space team, DingTalk
+    ids ``ann-staff`` and ``bob-staff``) and a token each; the git-deploy schema is known, so no
+    Prefect is asked for it."""
     (tmp_path / "quayside.yaml").write_text(INVENTORY)
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     from quayside.ledger.db import migrate
@@ -87,7 +88,7 @@ def gateway_client(
     engine = make_engine(url)
     try:
         for name in ("ann", "bob"):
-            service.create_user(engine, name)
+            service.create_user(engine, name, dingtalk_id=f"{name}-staff")
             service.grant_role(engine, name, "MASTER", space="team")
         tokens = {name: service.create_token(engine, name) for name in ("ann", "bob")}
     finally:
