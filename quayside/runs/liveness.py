@@ -10,7 +10,15 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
 
 from quayside.errors import QuaysideError
 from quayside.runs.client import FINAL_STATES, _uuid
@@ -95,6 +103,36 @@ def runs_life(run_ids: Iterable[str]) -> dict[str, RunLife]:
         run_id: found.get(run_id) or RunLife(run_id, False, "MISSING", "missing")
         for run_id in wanted
     }
+
+
+def started_runs_before(moment: datetime, limit: int = 200) -> dict[str, RunLife]:
+    """Deployment runs (the ones workers start) that Prefect shows Pending or Running since
+    before ``moment``: of the ``limit`` (at most 200, Prefect's page) that were due first.
+
+    Raises:
+        PrefectUnavailable: the API does not answer.
+    """
+
+    async def go() -> dict[str, RunLife]:
+        async with _client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])
+                    ),
+                    deployment_id=FlowRunFilterDeploymentId(is_null_=False),
+                ),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+                limit=limit,
+            )
+            lives = (_life(run) for run in runs)
+            return {
+                life.id: life
+                for life in lives
+                if life.state_at is not None and life.state_at < moment
+            }
+
+    return _run(go())
 
 
 def run_life(run_id: str) -> RunLife:

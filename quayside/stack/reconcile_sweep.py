@@ -7,6 +7,11 @@ with no live process (after a SIGKILL of the whole platform Prefect keeps showin
 Running forever; the sweep sets it Crashed through the API, with a message) is reconciled with
 what its hosts serve (:mod:`quayside.release.reconcile`) and its lock freed.
 
+Then it sets Crashed every other deployment run still Running/Pending from before this ``up``
+with no live process: a run stopped with the platform may have recorded its release as
+interrupted itself while the API server, stopping at the same moment, missed its last state
+(Prefect would have shown it Running until the heartbeat automation's window had passed).
+
 It first makes sure the platform's heartbeat automation exists
 (:mod:`quayside.runs.heartbeats`: Prefect marks a run Crashed when its heartbeats stop).
 
@@ -31,7 +36,7 @@ from quayside.inventory.models import Inventory
 from quayside.ledger.models import Release
 from quayside.release.reconcile import reconcile_dead
 from quayside.runs.heartbeats import WINDOW_S, ensure_zombie_automation
-from quayside.runs.liveness import RunLife, mark_crashed, runs_life
+from quayside.runs.liveness import RunLife, mark_crashed, runs_life, started_runs_before
 
 ACTOR = "reconcile:up"
 CRASHED_MESSAGE = (
@@ -108,11 +113,31 @@ def sweep(
     from quayside.ledger.release_queries import running_releases
 
     running = running_releases(engine)
-    if not running:
-        return []
-    lives = runs_life(r.flow_run_id for r in running if r.flow_run_id)
-    judge = why_dead(lives, started_at)
-    return [r.line for r in reconcile_dead(engine, inventory, judge, actor=ACTOR)]
+    lines: list[str] = []
+    if running:
+        lives = runs_life(r.flow_run_id for r in running if r.flow_run_id)
+        judge = why_dead(lives, started_at)
+        lines = [r.line for r in reconcile_dead(engine, inventory, judge, actor=ACTOR)]
+    return lines + crash_orphans(started_runs_before(started_at))
+
+
+def crash_orphans(
+    lives: Mapping[str, RunLife],
+    crash: Callable[[str, str], object] = mark_crashed,
+    alive: Callable[[str | None, str], bool] = pid_runs,
+) -> list[str]:
+    """Set Crashed each of ``lives`` (runs Running/Pending since before this ``up``) whose
+    process is gone; one line for each."""
+    lines = []
+    for run_id, life in sorted(lives.items()):
+        if life.state_type not in {"RUNNING", "PENDING"} or alive(life.infrastructure_pid, run_id):
+            continue
+        crash(run_id, CRASHED_MESSAGE)
+        lines.append(
+            f"flow run {run_id} was {life.state_name} with no process when quayside up started: "
+            "set Crashed"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

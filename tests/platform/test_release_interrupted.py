@@ -27,7 +27,7 @@ from quayside.ledger.models import HostStatus, ReleaseKind, ReleaseStatus
 from quayside.ledger.release_queries import get_release, releases_of_run
 from quayside.ledger.releases import mark_running, start_release
 from quayside.runs import read_run, start_run
-from quayside.runs.liveness import run_life
+from quayside.runs.liveness import mark_crashed, run_life
 from quayside.stack.reconcile_sweep import CRASHED_MESSAGE, sweep
 from testbed.platform import PROJECT_DIR, Platform
 from testbed.release_fixtures import (  # noqa: F401  (fixtures)
@@ -188,6 +188,27 @@ def test_the_sweep_crashes_runs_left_running_and_spares_live_ones(
     from quayside.ledger.releases import finish_release
 
     finish_release(engine, rows[live], ReleaseStatus.failed)
+
+
+def test_the_sweep_crashes_a_run_left_running_whose_release_was_already_reconciled(
+    platform: Platform, platform_inventory: Path, clean_ssh_fleet: SshdFleet, repo: Repo
+) -> None:
+    """A run stopped with the platform recorded its release itself, but the API server,
+    stopping too, missed its last state: the next `up`'s sweep sets it Crashed all the same
+    (seen in CI: Prefect showed it Running until the heartbeat window had passed)."""
+    write_inventory(platform_inventory, clean_ssh_fleet, repo)
+    engine = ledger()
+    orphan = _prefect_run_in_state("RUNNING")  # no release of it is running in the ledger
+    started_at = datetime.now(UTC)
+    live = _prefect_run_in_state("RUNNING")  # after this `up` started: not the sweep's
+    try:
+        lines = sweep(engine, load_inventory(platform_inventory), started_at=started_at)
+        assert read_run(orphan).state_type == "CRASHED"
+        assert read_run(orphan).message == CRASHED_MESSAGE
+        assert any(orphan in line and "set Crashed" in line for line in lines), lines
+        assert read_run(live).state_type == "RUNNING"
+    finally:
+        mark_crashed(live, "ended by the test")
 
 
 def test_a_platform_killed_mid_deploy_is_reconciled_by_the_next_up(

@@ -13,7 +13,7 @@ from typing import Any
 
 from quayside.release.fleet_summary import UNKNOWN, fleet_counts, fleet_line
 from quayside.runs.liveness import RunLife
-from quayside.stack.reconcile_sweep import CRASHED_MESSAGE, pid_runs, why_dead
+from quayside.stack.reconcile_sweep import CRASHED_MESSAGE, crash_orphans, pid_runs, why_dead
 
 T0 = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
 
@@ -55,6 +55,27 @@ def test_the_sweep_judges_final_missing_and_stale_runs_dead_and_spares_the_rest(
     assert crashed == [("stale", CRASHED_MESSAGE)]
     for spared in ("stale-alive", "fresh", "paused", "unknown-to-prefect-listing", None):
         assert judge(release(spared)) is None, spared
+
+
+def test_runs_left_running_without_a_process_are_crashed_whatever_the_ledger_says() -> None:
+    crashed: list[tuple[str, str]] = []
+    before = T0 - timedelta(minutes=5)
+    lives = {
+        "orphan": RunLife("orphan", True, "RUNNING", "Running", before, "999"),
+        "pending": RunLife("pending", True, "PENDING", "Pending", before),
+        "alive": RunLife("alive", True, "RUNNING", "Running", before, "1"),
+        "done": RunLife("done", True, "COMPLETED", "Completed", before),
+    }
+    lines = crash_orphans(
+        lives,
+        crash=lambda run_id, message: crashed.append((run_id, message)),
+        alive=lambda pid, run_id: run_id == "alive",
+    )
+    assert crashed == [("orphan", CRASHED_MESSAGE), ("pending", CRASHED_MESSAGE)]
+    assert lines == [
+        "flow run orphan was Running with no process when quayside up started: set Crashed",
+        "flow run pending was Pending with no process when quayside up started: set Crashed",
+    ]
 
 
 def test_a_runs_process_is_recognised_by_the_run_id_in_its_environment() -> None:
