@@ -12,6 +12,7 @@ Imports only the standard library and httpx (the command's Prefect client import
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -21,6 +22,24 @@ from quayside.runs.client import RunHandle
 
 CONNECT_TIMEOUT_S = 2.0
 ANSWER_TIMEOUT_S = 60.0
+
+
+#: times a start the gateway was too busy to take (503 with Retry-After) is sent again
+BUSY_RETRIES = 3
+#: the longest Retry-After the command waits for
+BUSY_WAIT_MAX_S = 30.0
+
+
+def busy_wait_s(answer: Any) -> float | None:
+    """Seconds to wait before sending again a start the gateway answered 503 with
+    ``Retry-After`` (its run starts took every turn; nothing was started or recorded), else
+    None."""
+    if answer.status_code != 503:
+        return None
+    text = str(answer.headers.get("Retry-After", "")).strip()
+    if not text.isdigit():
+        return None
+    return min(float(text), BUSY_WAIT_MAX_S)
 
 
 class GatewayRefused(QuaysideError):
@@ -36,7 +55,9 @@ def start_via_gateway(
 ) -> tuple[RunHandle, Requester] | None:
     """Start ``deployment`` with ``parameters`` as the token's user (``as_name``: SUPER's
     ``--as``). A request that timed out is sent once more with the same idempotency key,
-    which never starts a second run.
+    which never starts a second run; one the gateway was too busy to take (503 with
+    ``Retry-After``) is sent again after the wait it asks for, up to :data:`BUSY_RETRIES`
+    times.
 
     Returns:
         The run and who it is for, or None when nothing listens at ``gateway_url``.
@@ -75,6 +96,13 @@ def start_via_gateway(
                         hint="is the platform overloaded? `quayside up`'s logs/gateway.log; "
                         "look for the run in the UI before deploying again",
                     ) from e
+        for _ in range(BUSY_RETRIES):
+            assert answer is not None
+            wait_s = busy_wait_s(answer)
+            if wait_s is None:
+                break
+            time.sleep(wait_s)  # the gateway started and recorded nothing: same key again
+            answer = client.post(url, json=body, headers=headers)
     assert answer is not None
     if answer.status_code != 202:
         raise _refusal(answer, gateway_url)
