@@ -270,6 +270,27 @@ def test_the_platform_server_batches_task_run_records(tmp_path: Path) -> None:
     assert platform_env(settings, tmp_path, {TASK_RUN_FLUSH: "2.5"})[TASK_RUN_FLUSH] == "2.5"
 
 
+def test_queued_runs_are_late_after_two_minutes_not_fifteen_seconds(tmp_path: Path) -> None:
+    """A release waiting for a free worker slot is queued: Prefect's late-runs service leaves
+    it Scheduled for 2 minutes (its default, 15 s, set every queued run of a burst Late); the
+    production stack's file says the same, and an operator's own value wins."""
+    from prefect.settings.models.server.services import ServerServicesLateRunsSettings
+
+    from quayside.settings import Settings
+    from quayside.stack.processes import LATE_AFTER, platform_env
+    from testbed import PROJECT_DIR
+
+    settings = Settings(
+        tmp_path, "sqlite://", tmp_path / "quayside.yaml", "127.0.0.1", 8400, "127.0.0.1", 4200
+    )
+    env = platform_env(settings, tmp_path, {})
+    with mock.patch.dict(os.environ, {LATE_AFTER: env[LATE_AFTER]}):
+        assert ServerServicesLateRunsSettings().after_seconds.total_seconds() == 120
+    compose_env = (PROJECT_DIR / "infra" / "compose" / "quayside.env").read_text()
+    assert f"\n{LATE_AFTER}=120\n" in compose_env
+    assert platform_env(settings, tmp_path, {LATE_AFTER: "30"})[LATE_AFTER] == "30"
+
+
 @pytest.mark.parametrize("value", ["0.5", "0", "-1", "nan", "inf", "soon", ""])
 def test_a_flush_interval_that_would_make_prefect_spin_is_refused(
     tmp_path: Path, value: str
