@@ -247,4 +247,4 @@ def test_bad_settings_are_named(name: str, value: str) -> None:
 
 def test_defaults() -> None:
     config = GatewayConfig.from_env({})
-    assert (config.run_starts, config.run_start_wait_s) == (4, 30)
+    assert (config.run_starts, config.run_start_wait_s) == (1, 30)
