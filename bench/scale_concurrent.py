@@ -112,7 +112,30 @@ memory sampler runs on the worker side; the runs described below (session 12 and
 sampled `POST /api/flow_runs/filter` for the newest {OLD_FILTER_LIMIT} every
 {OLD_INTERVAL_S:g} s and read all runs every second while waiting (see the notes).
 
-**Session 13 (2026-12-05 19:50, the run in the table; load 1.65 at start; split cores)**: on
+**Session 14 (2026-12-05 23:03-23:06, the run in the table; load 1.96 at start; split
+cores)**: all {RUNS} completed in 97.2 s, 76 MB PSS per run process. `GET /api/releases`
+p95 85 ms and max 0.41 s for the requests sent while the gateway took the {RUNS}
+submissions (session 13: p95 2.86 s, max 4.7 s), `/health` max 0.14 s (4.4 s).
+**The UI runs page's read p95 0.96 s: the goal is not met** - 0.33 s for the reads sent
+after the submissions, 1.23 s for the 22 sent while the gateway took them (31.6 s).
+What changed: the gateway takes run starts in turns (`QUAYSIDE_GATEWAY_RUN_STARTS`, now one at
+a time; the rest wait in its event loop, so `/health` and `/api/releases` stay fast); a
+worker whose slots are all taken no longer polls the API and polls at once when a slot frees;
+queued runs turn Late after 2 minutes, not 15 s (Prefect's late-runs service set every queued
+release Late: 37% of the services process's CPU samples). Thirteen runs of this session's
+changes (1-minute load 0.76-1.99 at start, two of them under py-spy) gave a runs-page read
+p95 of 0.40-1.13 s. The reads sent during the submissions had a p95 of 0.48, 0.50 and
+1.23 s with one slot; 1.13 s with two; 0.50-1.94 s (median about 1.2 s) with four. The
+reads sent after them had a p95 of 0.25-1.04 s. CPU time per process (from /proc) shows
+why: while the {RUNS} submissions are taken, the platform core is 90-97% busy (the Prefect
+API server's two processes 8-12 s of CPU in 14-24 s, its services 1.3-3.4 s, the gateway
+1.7-2.6 s, PostgreSQL 0.9-1.5 s) and the worker core about half idle: the runs wait on the
+API. About 0.6 s of API-server CPU per run (creates, state changes, logs, events to
+websocket subscribers, worker polls) is Prefect's own work, which Quayside can only ask
+for less of. On this machine the goal is met only in some runs; the figures point to a
+platform host with a second core for the API server.
+
+**Session 13 (2026-12-05 19:50; split cores)**: on
 this session's code (runs start and end faster: gc-frozen fork server, no blocking suspension
 watch, fewer requests per run - see `cli_deploy_e2e`) all {RUNS} completed in 61.7 s (14.9 s
 for 10), median 5.6 s in Running, 76 MB PSS per run process (118 MB in session 12).
@@ -169,17 +192,24 @@ rest answered 503 after minutes of "database is locked": PostgreSQL removed that
 105 MB PSS (270 MB RSS) per run in flight; the two fork servers are 267 MB RSS together but
 keep 36 MB PSS, the rest shared with their runs (pages they imported once).
 
-**Where the limit is**: CPU on the host that runs the flow-run processes, not the database
-(PostgreSQL took {RUNS} run creations at once, no request failed) and not memory. The
-release listing is cheap: one SQL statement per page, and the role checks for every app the
-user may see come from two ledger reads (`effective_roles`), not two per app.
+**Where the limit is**: on two shared cores (session 11), CPU on the host that runs the
+flow-run processes, not the database (PostgreSQL took {RUNS} run creations at once, no
+request failed) and not memory. With the API server's host on a core of its own (sessions
+12-14, split cores), that core: the Prefect API server's two processes and its services
+spend about 0.6 s and 0.2 s of CPU per run, and while they are busy the runs wait on their
+API calls and the console's reads queue (session 14: the platform core 90-97% busy while
+the submissions were taken, the worker core about half idle). The release listing is cheap:
+one SQL statement per page, and the role checks for every app the user may see come from
+two ledger reads (`effective_roles`), not two per app.
 
-**What to scale first**: with Prefect on PostgreSQL (infra/compose), size each worker's
-`--limit` by its cores (here 5 per worker on 2 cores; about 105 MB PSS per run in flight)
-and add worker machines for more: they need only the API URL, the inventory, the SSH keys and
-the ledger's URL. Keep the Prefect API server, its services and PostgreSQL on a host whose CPU
-the runs do not share: the UI's flow-run reads were the slow ones, on the same cores as 10
-runs in flight.
+**What to scale first**: with Prefect on PostgreSQL (infra/compose), give the Prefect API
+server and its services the cores first (they are the limit once the runs have theirs); then
+size each worker's `--limit` by its cores (here 5 per worker on one core; about 76 MB PSS
+per run process) and add worker machines: they need only the API URL, the inventory, the SSH
+keys and the ledger's URL. Keep the API server, its services and PostgreSQL on a host whose
+CPU the runs do not share. The gateway takes run starts one at a time
+(`QUAYSIDE_GATEWAY_RUN_STARTS`): a burst of submissions queues in the gateway instead of in
+the API server, where the console's reads would wait behind it.
 """,
 }
 
