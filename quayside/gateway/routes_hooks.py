@@ -99,7 +99,8 @@ async def gitlab_hook(
 
     matching = await run_in_threadpool(check_token)
     payload = _json_object(await request.body())
-    async with slots_of(request).slot(deadline=False):  # checked: a forged delivery waits not
+    # after the token check: a forged delivery never queues for a turn
+    async with slots_of(request).slot(deadline=False):
         outcome = await run_in_threadpool(
             _handle_gitlab, ctx, payload, x_gitlab_event, matching, app
         )
