@@ -24,6 +24,7 @@ from quayside.ledger.busy import retry_busy
 from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import ReleaseStatus
 from quayside.ledger.releases import finish_release
+from quayside.release import stopping
 from quayside.tasks.notify import notify_release_event
 
 
@@ -75,13 +76,26 @@ def finish_release_run(
             it is (and not announced again) instead of raising.
 
     Returns:
-        True when this call finished the release (and sent ``announce``).
+        True when this call finished the release (and sent ``announce``); False, with
+        nothing written or sent, while the run is stopping (:mod:`quayside.release.stopping`:
+        its hook records the release as interrupted, with what the hosts serve).
 
     Raises:
         quayside.errors.QuaysideError: the release has already finished, or the ledger
             refused the write (unless ``quiet``).
     """
     if release_id is None:
+        return False
+    why_stopping = stopping.stopping()
+    if why_stopping is not None:
+        # the run's stop hook records the release as the hosts serve it (interrupted); an
+        # outcome the body reaches now (a hook whose ssh the stop killed) is not the release's
+        _logger().warning(
+            "release %s not finished as %s: the run is stopping (%s)",
+            release_id,
+            status.value,
+            why_stopping,
+        )
         return False
     try:
         _finish_in_ledger(engine, release_id, status, summary, details, also)

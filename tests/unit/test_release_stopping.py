@@ -86,3 +86,30 @@ def test_kill_started_kills_what_the_run_started() -> None:
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split() == ["2", "-9", "-9", "0"]
+
+
+def test_a_stopping_run_leaves_its_release_to_the_stop_hook(tmp_path: Path) -> None:
+    """The body's own outcome, reached after the stop killed its ssh (a pre-switch hook
+    "failed"), is not written: the hook records the release as the hosts serve it."""
+    from quayside.ledger.db import make_engine, migrate
+    from quayside.ledger.models import ReleaseKind, ReleaseStatus
+    from quayside.ledger.release_queries import get_release, running_releases
+    from quayside.ledger.releases import start_running_release
+    from quayside.tasks.release_finish import finish_release_run
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        row = start_running_release(
+            engine, "shop", "test", ReleaseKind.deploy, requested_by="ann", flow_run_id="r-1"
+        )
+        assert stopping.stop("flow run r-1 was stopped (SIGTERM)", wait_s=1)
+        assert not finish_release_run(engine, row.id, ReleaseStatus.failed, quiet=True)
+        assert not finish_release_run(engine, row.id, ReleaseStatus.succeeded)
+        assert [r.id for r in running_releases(engine)] == [row.id]
+        stopping.reset()
+        assert finish_release_run(engine, row.id, ReleaseStatus.failed)
+        assert get_release(engine, row.id).status is ReleaseStatus.failed
+    finally:
+        engine.dispose()
