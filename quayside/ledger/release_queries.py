@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Engine, Select, select
-from sqlalchemy.orm import Session, noload
+from sqlalchemy.orm import Session, raiseload
 
 from quayside.errors import InputError, NotFoundError
 from quayside.ledger.db import unit_of_work
@@ -110,7 +110,8 @@ def list_releases(
         env: environment name.
         limit: at most this many.
         status: only releases in this status.
-        with_hosts: load the per-host outcomes (False: ``hosts`` stays empty, one query).
+        with_hosts: load the per-host outcomes (False: one query; ``hosts`` is not loaded
+            and reading it raises).
 
     Returns:
         The releases.
@@ -119,7 +120,7 @@ def list_releases(
     if status is not None:
         query = query.where(Release.status == status)
     if not with_hosts:
-        query = query.options(noload(Release.hosts))
+        query = query.options(raiseload(Release.hosts))
     with unit_of_work(db, read_only=True) as session:
         return session.scalars(query).unique().all()
 
