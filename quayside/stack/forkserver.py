@@ -267,20 +267,48 @@ def flush_prefect(timeout_s: float = FLUSH_TIMEOUT_S) -> None:
             print(f"forkserver: could not flush {class_name}: {e!r}", file=sys.stderr)
 
 
-def settings_basis() -> tuple[str, dict[str, str]]:
-    """What Prefect's settings are built from here: the working directory (its ``.env`` and
-    ``prefect.toml``) and the ``PREFECT_*`` environment (``PREFECT__*`` are run markers, not
-    settings)."""
-    return os.getcwd(), {
+#: the files in the working directory Prefect 3.8 reads settings from
+SETTINGS_FILES = (".env", "prefect.toml", "pyproject.toml")
+
+#: a file's identity in :func:`settings_basis`: (path, mtime in ns, size), or None if absent
+FileStamp = tuple[str, int, int] | None
+SettingsBasis = tuple[str, dict[str, str], tuple[FileStamp, ...]]
+
+
+def _stamp(path: Path) -> FileStamp:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return str(path), st.st_mtime_ns, st.st_size
+
+
+def _profiles_path(env: dict[str, str]) -> Path:
+    """Where Prefect reads its profiles (``PREFECT_PROFILES_PATH``, else under
+    ``PREFECT_HOME``, else ``~/.prefect``)."""
+    if env.get("PREFECT_PROFILES_PATH"):
+        return Path(env["PREFECT_PROFILES_PATH"]).expanduser()
+    return Path(env.get("PREFECT_HOME") or "~/.prefect").expanduser() / "profiles.toml"
+
+
+def settings_basis() -> SettingsBasis:
+    """What Prefect's settings are built from here: the working directory and its settings
+    files (``.env``, ``prefect.toml``, ``pyproject.toml``: each one's mtime and size, so an
+    edit after this server started counts), the profiles file, and the ``PREFECT_*``
+    environment (``PREFECT__*`` are run markers, not settings)."""
+    cwd = os.getcwd()
+    env = {
         k: v
         for k, v in os.environ.items()
         if k.startswith("PREFECT_") and not k.startswith("PREFECT__")
     }
+    files = [Path(cwd) / name for name in SETTINGS_FILES] + [_profiles_path(env)]
+    return cwd, env, tuple(_stamp(f) for f in files)
 
 
 #: :func:`settings_basis` when this server imported Prefect (set by :func:`main`): a run
 #: whose basis is the same needs no new settings (building them: ~30 ms of CPU per run)
-_IMPORTED_WITH: tuple[str, dict[str, str]] | None = None
+_IMPORTED_WITH: SettingsBasis | None = None
 
 
 def _run_child(request: dict[str, Any], fds: list[int]) -> None:

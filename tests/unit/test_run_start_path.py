@@ -220,6 +220,16 @@ def test_a_run_whose_settings_basis_is_the_server_s_keeps_its_settings(
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # another .env / prefect.toml may apply
     assert settings_basis() != before
+    here = settings_basis()
+    (tmp_path / "elsewhere" / ".env").write_text("PREFECT_LOGGING_LEVEL=DEBUG\n")
+    assert settings_basis() != here  # a settings file written after the server started
+    written = settings_basis()
+    (tmp_path / "elsewhere" / ".env").write_text("PREFECT_LOGGING_LEVEL=WARNING\n")
+    assert settings_basis() != written  # and edited
+    monkeypatch.setenv("PREFECT_PROFILES_PATH", str(tmp_path / "profiles.toml"))
+    edited = settings_basis()
+    (tmp_path / "profiles.toml").write_text('active = "default"\n')
+    assert settings_basis() != edited  # the profiles file too
 
 
 def test_the_fork_server_hides_what_it_imported_from_the_runs_collections() -> None:
