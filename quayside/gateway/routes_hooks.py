@@ -10,13 +10,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from quayside.errors import InputError
 from quayside.gateway.auth import CallerDep, require
 from quayside.gateway.auth_first import AuthFirstRoute
 from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.errors import Unauthorized, body_error_message
-from quayside.gateway.run_starts import hook_start_slot, slots_of
+from quayside.gateway.run_starts import slots_of
 from quayside.gateway.triggering import (
     Outcome,
     TagTrigger,
@@ -92,7 +93,6 @@ async def gitlab_hook(
 
     The token is checked before the body is read (:mod:`quayside.gateway.webhook_auth`): a
     delivery without a valid one is refused whatever its body."""
-    from starlette.concurrency import run_in_threadpool
 
     def check_token() -> frozenset[str]:
         return apps_for_token(ctx.inventory(), app, x_gitlab_token)
@@ -171,31 +171,26 @@ class GitPush(BaseModel):
             "already_running / already_ran, with its state)"
         },
     },
-    dependencies=[Depends(hook_start_slot, scope="function")],
 )
-def git_hook(push: GitPush, caller: CallerDep, ctx: CtxDep) -> JSONResponse:
+async def git_hook(request: Request, push: GitPush, caller: CallerDep, ctx: CtxDep) -> JSONResponse:
     """Deploy a tag reported by ``infra/hooks/post-receive``, authenticated with an API token
     of a user who is DEVELOPER (or more) on the app's space. Same tag rules and de-duplication
-    as ``/hooks/gitlab``."""
-    inventory = ctx.inventory()
+    as ``/hooks/gitlab``. A push that deploys waits for its turn as long as it takes."""
+    inventory = await run_in_threadpool(ctx.inventory)
     app = get_app(inventory, push.app)
-    require(ctx, caller.name, app.space, push.app, "DEVELOPER")
+    await run_in_threadpool(require, ctx, caller.name, app.space, push.app, "DEVELOPER")
     if push.ref.startswith(BRANCH_PREFIX):
         reason = "branch pushes do not deploy"
         return _respond(Outcome(status="ignored", reason=reason, message=f"ignored: {reason}"))
-    tag = push.ref.removeprefix(TAG_PREFIX)
-    repo = push.repo or (repo_path(app.repo) if app.repo else push.app)
-    return _respond(
-        deploy_tag(
-            ctx,
-            TagTrigger(
-                app=push.app,
-                repo=repo,
-                tag=tag,
-                commit=push.commit.lower(),
-                user=caller.name,  # the token's user asks; the pusher is information
-                via="git-hook",
-                reported_by=push.pusher,
-            ),
-        )
+    trigger = TagTrigger(
+        app=push.app,
+        repo=push.repo or (repo_path(app.repo) if app.repo else push.app),
+        tag=push.ref.removeprefix(TAG_PREFIX),
+        commit=push.commit.lower(),
+        user=caller.name,  # the token's user asks; the pusher is information
+        via="git-hook",
+        reported_by=push.pusher,
     )
+    async with slots_of(request).slot(deadline=False):
+        outcome = await run_in_threadpool(deploy_tag, ctx, trigger)
+    return _respond(outcome)

@@ -11,19 +11,21 @@ anything is recorded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.requests import Request
 
 from quayside.errors import InputError
-from quayside.gateway.auth import CallerDep
+from quayside.gateway.auth import Caller, CallerDep
 from quayside.gateway.auth_first import AuthFirstRoute
 from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.errors import Forbidden
 from quayside.gateway.run_parameters import check_parameters, refuse_foreign
-from quayside.gateway.run_starts import run_start_slot
+from quayside.gateway.run_starts import start_in_turn
 from quayside.gateway.submitting import submission_scope, submit_run
 from quayside.gateway.triggering import catalogue_entry, start_status
 from quayside.user_names import RULE, is_name
@@ -69,9 +71,9 @@ class RunStarted(BaseModel):
     summary="Start a deployment run as the token's user",
     response_model=RunStarted,
     status_code=202,
-    dependencies=[Depends(run_start_slot, scope="function")],
 )
-def start_deployment_run(
+async def start_deployment_run(
+    request: Request,
     submission: Annotated[RunSubmission, Body()],
     caller: CallerDep,
     ctx: CtxDep,
@@ -87,6 +89,14 @@ def start_deployment_run(
     """Start ``deployment`` with ``parameters`` for the token's user (``quayside deploy`` with a
     token sends this). 202 with the run; 400 naming a bad parameter; 403 without the
     deployment's role on the app/environment/hosts, or ``on_behalf_of`` from a non-SUPER."""
+    return await start_in_turn(request, lambda: _plan_run(submission, caller, ctx, idempotency_key))
+
+
+def _plan_run(
+    submission: RunSubmission, caller: Caller, ctx: GatewayContext, idempotency_key: str
+) -> Callable[[], JSONResponse]:
+    """Every check of a run request (each refusal a 4xx, nothing recorded); returns its
+    start."""
     spec = catalogue_entry(submission.deployment)
     if not spec.triggerable:
         raise Forbidden(f"deployment: {spec.name!r} cannot be started through the API")
@@ -111,28 +121,32 @@ def start_deployment_run(
     tags = ["trigger:cli", *(f"{k}:{v}" for k, v in (("app", scope.app), ("env", scope.env)) if v)]
     if on_behalf_of is not None:
         tags.append(f"on-behalf-of:{on_behalf_of}")
-    handle = submit_run(
-        ctx,
-        caller.name,
-        spec,
-        scope,
-        params,
-        via="cli",
-        idempotency_key=idempotency_key,
-        tags=tags,
-        on_behalf_of=on_behalf_of,
-    )
-    status, message = start_status(handle)
-    body = RunStarted(
-        flow_run_id=handle.id,
-        name=handle.name,
-        ui_url=handle.ui_url,
-        status=status,
-        msg=message,
-        deployment=spec.name,
-        app=scope.app,
-        env=scope.env,
-        requested_by=requested_by,
-        submitter=caller.name,
-    )
-    return JSONResponse(body.model_dump(mode="json"), status_code=202)
+
+    def start() -> JSONResponse:
+        handle = submit_run(
+            ctx,
+            caller.name,
+            spec,
+            scope,
+            params,
+            via="cli",
+            idempotency_key=idempotency_key,
+            tags=tags,
+            on_behalf_of=on_behalf_of,
+        )
+        status, message = start_status(handle)
+        body = RunStarted(
+            flow_run_id=handle.id,
+            name=handle.name,
+            ui_url=handle.ui_url,
+            status=status,
+            msg=message,
+            deployment=spec.name,
+            app=scope.app,
+            env=scope.env,
+            requested_by=requested_by,
+            submitter=caller.name,
+        )
+        return JSONResponse(body.model_dump(mode="json"), status_code=202)
+
+    return start

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.requests import Request
 
 from quayside.auth.policy import policy_for
 from quayside.deployments.catalogue import DeploymentSpec
 from quayside.errors import InputError, NotFoundError
-from quayside.gateway.auth import CallerDep
+from quayside.gateway.auth import Caller, CallerDep
 from quayside.gateway.auth_first import AuthFirstRoute
 from quayside.gateway.context import GatewayContext, context
 from quayside.gateway.errors import Forbidden
 from quayside.gateway.run_parameters import check_parameters, refuse_foreign
-from quayside.gateway.run_starts import run_start_slot
+from quayside.gateway.run_starts import start_in_turn
 from quayside.gateway.submitting import submission_scope, submit_run, undo_on_failure
 from quayside.gateway.triggering import catalogue_entry, start_status
 from quayside.inventory import Inventory, resolve_target
@@ -87,9 +89,9 @@ def _host_names(inventory: Inventory, params: dict[str, Any], hosts: list[str]) 
     summary="Submit a task (the older platform's task JSON)",
     response_model=TaskAccepted,
     status_code=202,
-    dependencies=[Depends(run_start_slot, scope="function")],
 )
-def submit_task(
+async def submit_task(
+    request: Request,
     submission: Annotated[TaskSubmission, Body()],
     caller: CallerDep,
     ctx: CtxDep,
@@ -114,6 +116,15 @@ def submit_task(
     exists, so it can be approved before its time comes. ``exec_time`` without an offset is
     local time in the inventory's ``timezone``.
     """
+    return await start_in_turn(
+        request, lambda: _plan_task(submission, caller, ctx, idempotency_key)
+    )
+
+
+def _plan_task(
+    submission: TaskSubmission, caller: Caller, ctx: GatewayContext, idempotency_key: str | None
+) -> Callable[[], JSONResponse]:
+    """Every check of a task (each refusal a 4xx, nothing recorded); returns its start."""
     inventory = ctx.inventory()
     now = datetime.now(UTC)
     req = to_request(
@@ -154,48 +165,52 @@ def submit_task(
             f"{spec.name} has no approval gate, but {app}/{env} requires approval",
             hint="use a deployment with an approval gate (git-deploy)",
         )
-    handle = submit_run(
-        ctx,
-        caller.name,
-        spec,
-        scope,
-        params,
-        via="task-api",
-        idempotency_key=req.idempotency_key,
-        scheduled_at=scheduled_at,
-        tags=["trigger:task-api", *([f"app:{app}"] if app else [])],
-    )
-    request_id: int | None = None
-    if scheduled_at is not None and policy is not None and app is not None and env is not None:
-        with undo_on_failure(handle, scheduled=True):
-            request_id = open_for_scheduled_run(
-                ctx.engine(),
-                flow_run_id=handle.id,
-                deployment=spec.name,
-                app=app,
-                env=env,
-                version=str(params.get("ref") or params.get("version") or ""),
-                space=scope.places[0][0],
-                policy=policy,
-                scheduled_at=scheduled_at,
-                requested_by=caller.name,
-                via="the task API",
-                details=f"Task: {req.task_name}\n\n{req.details}",
-            )
-    status, message = start_status(handle)
-    if handle.created and handle.scheduled_at is not None and scheduled_at is not None:
-        when = f"{handle.scheduled_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-        status, message = "scheduled", f"scheduled for {when}: {handle.ui_url}"
-    body = TaskAccepted(
-        msg=message,
-        flow_run_id=handle.id,
-        ui_url=handle.ui_url,
-        scheduled_at=handle.scheduled_at if scheduled_at else None,
-        status=status,
-        deployment=spec.name,
-        app=app,
-        env=env,
-        hosts=params.get("hosts"),
-        approval_request_id=request_id,
-    )
-    return JSONResponse(body.model_dump(mode="json"), status_code=202)
+
+    def start() -> JSONResponse:
+        handle = submit_run(
+            ctx,
+            caller.name,
+            spec,
+            scope,
+            params,
+            via="task-api",
+            idempotency_key=req.idempotency_key,
+            scheduled_at=scheduled_at,
+            tags=["trigger:task-api", *([f"app:{app}"] if app else [])],
+        )
+        request_id: int | None = None
+        if scheduled_at is not None and policy is not None and app is not None and env is not None:
+            with undo_on_failure(handle, scheduled=True):
+                request_id = open_for_scheduled_run(
+                    ctx.engine(),
+                    flow_run_id=handle.id,
+                    deployment=spec.name,
+                    app=app,
+                    env=env,
+                    version=str(params.get("ref") or params.get("version") or ""),
+                    space=scope.places[0][0],
+                    policy=policy,
+                    scheduled_at=scheduled_at,
+                    requested_by=caller.name,
+                    via="the task API",
+                    details=f"Task: {req.task_name}\n\n{req.details}",
+                )
+        status, message = start_status(handle)
+        if handle.created and handle.scheduled_at is not None and scheduled_at is not None:
+            when = f"{handle.scheduled_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+            status, message = "scheduled", f"scheduled for {when}: {handle.ui_url}"
+        body = TaskAccepted(
+            msg=message,
+            flow_run_id=handle.id,
+            ui_url=handle.ui_url,
+            scheduled_at=handle.scheduled_at if scheduled_at else None,
+            status=status,
+            deployment=spec.name,
+            app=app,
+            env=env,
+            hosts=params.get("hosts"),
+            approval_request_id=request_id,
+        )
+        return JSONResponse(body.model_dump(mode="json"), status_code=202)
+
+    return start

@@ -7,8 +7,10 @@ pages wait behind it, and sends every create to the Prefect API at once, where t
 reads wait behind them (measured: 50 submissions at once held the UI's runs-page read up to
 2 s and ``/api/releases`` up to 8 s).
 
-A request that starts runs takes a slot once it is authenticated. It waits for one in the
-event loop, holding no thread, first come first served:
+A request that starts runs takes a slot once it is authenticated and checked
+(:func:`start_in_turn`: plan then start - a refused request, malformed, unknown or not
+allowed, is answered at once and never waits for a turn). It waits for one in the event
+loop, holding no thread, first come first served:
 
 - the task API, ``/api/runs``, chat and the publish page wait at most ``wait_s`` seconds,
   then are refused (503 with ``Retry-After``; chat replies that it is busy) before anything
@@ -21,10 +23,12 @@ event loop, holding no thread, first come first served:
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import anyio
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from quayside.gateway.errors import ServiceUnavailable
@@ -32,10 +36,11 @@ from quayside.gateway.errors import ServiceUnavailable
 __all__ = [
     "RunStartSlots",
     "RunStartsBusy",
-    "hook_start_slot",
-    "run_start_slot",
     "slots_of",
+    "start_in_turn",
 ]
+
+T = TypeVar("T")
 
 #: seconds a client is told to wait before sending a refused request again
 RETRY_AFTER_S = 5
@@ -107,15 +112,17 @@ def slots_of(request: Request) -> RunStartSlots:
     return slots
 
 
-async def run_start_slot(request: Request) -> AsyncIterator[None]:
-    """FastAPI dependency (``scope="function"``) of an API route that starts runs: the route's
-    work holds a slot, waiting at most ``wait_s`` for it."""
-    async with slots_of(request).slot():
-        yield
+async def start_in_turn(
+    request: Request, plan: Callable[[], Callable[[], T]], *, deadline: bool = True
+) -> T:
+    """Plan then start, for a route that starts runs: ``plan`` (in the thread pool) checks the
+    request - every 4xx is raised there, holding no slot - and returns the start, which runs
+    in the thread pool once this request holds a slot (waiting at most ``wait_s``, or as long
+    as it takes with ``deadline=False``, for the hooks).
 
-
-async def hook_start_slot(request: Request) -> AsyncIterator[None]:
-    """FastAPI dependency (``scope="function"``) of a hook that starts runs: the route's work
-    holds a slot, waiting as long as it takes."""
-    async with slots_of(request).slot(deadline=False):
-        yield
+    Raises:
+        RunStartsBusy: no slot came free within ``wait_s``; nothing was started.
+    """
+    start = await run_in_threadpool(plan)
+    async with slots_of(request).slot(deadline=deadline):
+        return await run_in_threadpool(start)

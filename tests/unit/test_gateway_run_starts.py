@@ -148,6 +148,39 @@ def test_no_slot_is_taken_before_the_caller_is_authenticated(
     assert slots(http).waiting == 0
 
 
+def test_a_refused_request_is_answered_at_once_without_taking_a_turn(
+    one_slot: tuple[TestClient, dict[str, str]], prefect: HeldPrefect
+) -> None:
+    """Plan then start: a request refused by its checks (a malformed body, an unknown
+    deployment, a missing header) or one that starts nothing (a branch push) is answered
+    while the only slot is held, never queued for it (and never 503)."""
+    http, tokens = one_slot
+    bearer = {"Authorization": f"Bearer {tokens['ann']}"}
+    keyed = bearer | {"Idempotency-Key": "refused-key-0001"}
+    answers = {
+        "malformed task": http.post("/api/tasks", json={"task_name": 5}, headers=keyed),
+        "unknown deployment": http.post(
+            "/api/tasks",
+            json={"task_name": "x", "temp_id": "no-such-deployment", "schedule": "ready"},
+            headers=keyed,
+        ),
+        "run without its key": http.post(
+            "/api/runs", json={"deployment": "git-deploy", "parameters": {}}, headers=bearer
+        ),
+        "unknown run deployment": http.post(
+            "/api/runs", json={"deployment": "no-such-deployment", "parameters": {}}, headers=keyed
+        ),
+    }
+    for what, answer in answers.items():
+        assert answer.status_code in (400, 403, 404, 422), (what, answer.text)
+        assert "Traceback" not in answer.text
+    assert "no-such-deployment" in answers["unknown deployment"].text
+    branch = {"app": "alpha", "ref": "refs/heads/main", "commit": "b" * 40, "pusher": "ann"}
+    ignored = http.post("/hooks/git", json=branch, headers=bearer)
+    assert ignored.status_code == 200 and ignored.json()["status"] == "ignored", ignored.text
+    assert slots(http).waiting == 0 and prefect.inside == 1 and not prefect.runs
+
+
 def test_a_hook_waits_as_long_as_it_takes(
     one_slot: tuple[TestClient, dict[str, str]], prefect: HeldPrefect
 ) -> None:
