@@ -199,6 +199,7 @@ def platform(platform_home: Path, platform_inventory: Path) -> Iterator[Platform
         extra_env={"QUAYSIDE_DINGTALK_APP_SECRET": PLATFORM_DINGTALK_SECRET},
     )
     p.start()
+    _SESSION_PLATFORM.append(p)
     keys = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "QUAYSIDE_HOME", "QUAYSIDE_INVENTORY")
     old = {k: os.environ.get(k) for k in keys}
     os.environ["PREFECT_API_URL"] = p.api_url
@@ -215,7 +216,44 @@ def platform(platform_home: Path, platform_inventory: Path) -> Iterator[Platform
             else:
                 os.environ[key] = value
         _refresh_prefect_settings()
+        _SESSION_PLATFORM.remove(p)
         p.stop()
+
+
+#: the session ``platform`` of this process, once started (:func:`pytest_runtest_teardown`)
+_SESSION_PLATFORM: list[Platform] = []
+
+
+def _group(item: pytest.Item) -> object:
+    marker = item.get_closest_marker("xdist_group")
+    if marker is None:
+        return None
+    return marker.args[0] if marker.args else marker.kwargs.get("name")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the session platform once its group's tests are done: ``--dist loadgroup`` runs a
+    group's tests one after the other on one worker, and an idle platform (its server, the
+    worker polling every second) kept about 6% of a core busy for the rest of the session.
+    A later test that asks for it again finds it started again on the same data directory
+    (:func:`pytest_runtest_setup`)."""
+    if not _SESSION_PLATFORM or "platform" not in item.fixturenames:  # type: ignore[attr-defined]
+        return
+    if nextitem is not None and (
+        _group(nextitem) == _group(item) or "platform" in nextitem.fixturenames  # type: ignore[attr-defined]
+    ):
+        return
+    _SESSION_PLATFORM[0].stop()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Start the session platform again for a test that needs it after it was stopped."""
+    if _SESSION_PLATFORM and "platform" in item.fixturenames:  # type: ignore[attr-defined]
+        stopped = _SESSION_PLATFORM[0]
+        if stopped.process is None:
+            stopped.start()
 
 
 def _refresh_prefect_settings() -> None:

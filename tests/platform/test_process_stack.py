@@ -301,7 +301,9 @@ def test_a_killed_worker_s_release_ends_crashed_and_the_next_completes(
     assert ZOMBIE_AUTOMATION in automation_names(stack)
     write_apps(stack, fleet, repo, hold="300")  # the run waits on the hosts, lease held
     run = deploy("shop", "v1")
-    watch_heartbeats_of(stack, run, window_s=70)
+    # heartbeats every 30 s (the stack's PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Prefect's least):
+    # a live run is never 45 s without one
+    watch_heartbeats_of(stack, run, window_s=45)
     wait_for(lambda: releases_of_run(engine, run), "the run's release")
     wait_for(
         lambda: (lock := current_lock(engine, "shop", "test")) and lock.flow_run_id == run,
