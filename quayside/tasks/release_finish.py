@@ -23,6 +23,7 @@ from quayside.errors import QuaysideError
 from quayside.ledger.busy import retry_busy
 from quayside.ledger.db import unit_of_work
 from quayside.ledger.models import ReleaseStatus
+from quayside.ledger.release_queries import get_release
 from quayside.ledger.releases import finish_release
 from quayside.release import stopping
 from quayside.tasks.notify import notify_release_event
@@ -77,8 +78,9 @@ def finish_release_run(
 
     Returns:
         True when this call finished the release (and sent ``announce``); False, with
-        nothing written or sent, while the run is stopping (:mod:`quayside.release.stopping`:
-        its hook records the release as interrupted, with what the hosts serve).
+        nothing written or sent, for a ``running`` release while the run is stopping
+        (:mod:`quayside.release.stopping`: its hook records it as interrupted, with what the
+        hosts serve).
 
     Raises:
         quayside.errors.QuaysideError: the release has already finished, or the ledger
@@ -87,9 +89,11 @@ def finish_release_run(
     if release_id is None:
         return False
     why_stopping = stopping.stopping()
-    if why_stopping is not None:
-        # the run's stop hook records the release as the hosts serve it (interrupted); an
-        # outcome the body reaches now (a hook whose ssh the stop killed) is not the release's
+    if why_stopping is not None and _is_running(engine, release_id):
+        # the run's stop hook records a running release as the hosts serve it (interrupted);
+        # an outcome the body reaches now (a hook whose ssh the stop killed) is not the
+        # release's. One not running yet (pending, awaiting approval) changed no host: the
+        # hook leaves it, so it is finished here as the body says.
         _logger().warning(
             "release %s not finished as %s: the run is stopping (%s)",
             release_id,
@@ -111,6 +115,15 @@ def finish_release_run(
     if announce is not None:
         announce_release(announce)
     return True
+
+
+def _is_running(engine: Engine, release_id: int) -> bool:
+    """Whether ledger release ``release_id`` is ``running`` (True when it cannot be read: the
+    stop hook, or the next reconcile, decides then)."""
+    try:
+        return get_release(engine, release_id).status is ReleaseStatus.running
+    except QuaysideError:
+        return True
 
 
 @retry_busy

@@ -55,6 +55,7 @@ from quayside.errors import LedgerError
 from quayside.inventory.resolve import Target
 from quayside.ledger.models import Release, ReleaseKind, ReleaseStatus
 from quayside.ledger.releases import mark_running, start_release, start_running_release
+from quayside.release import stopping
 from quayside.release.host_report import HostReport
 from quayside.tasks.ledger import current_flow_run_id, ledger_engine
 from quayside.tasks.release_apply import ApplySteps
@@ -266,7 +267,19 @@ class ReleaseLifecycle(ApproveStep, ApplySteps, OutcomeSteps):
     def start(self, **more: Any) -> int:
         """Record the release (if not yet, with ``more`` ledger columns) and mark it running,
         in one transaction; a ledger busy past one timeout (another writer) is waited for
-        within the busy budget (:mod:`quayside.ledger.busy`), so it does not fail the run."""
+        within the busy budget (:mod:`quayside.ledger.busy`), so it does not fail the run.
+
+        Raises:
+            RunStopping: the run is being cancelled or has crashed (its stop hook may already
+                have read the hosts): nothing is marked running, and the release ends as its
+                other exits record it.
+        """
+        why = stopping.stopping()
+        if why is not None:
+            raise stopping.RunStopping(
+                f"{self.request.app}/{self.request.env}",
+                f"the release was not started: the run is stopping ({why})",
+            )
         if self.row is None:
             self.row = int(self._new_release(more, running=True).id)
         else:

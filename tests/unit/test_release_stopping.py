@@ -94,7 +94,7 @@ def test_a_stopping_run_leaves_its_release_to_the_stop_hook(tmp_path: Path) -> N
     from quayside.ledger.db import make_engine, migrate
     from quayside.ledger.models import ReleaseKind, ReleaseStatus
     from quayside.ledger.release_queries import get_release, running_releases
-    from quayside.ledger.releases import start_running_release
+    from quayside.ledger.releases import start_release, start_running_release
     from quayside.tasks.release_finish import finish_release_run
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
@@ -104,10 +104,17 @@ def test_a_stopping_run_leaves_its_release_to_the_stop_hook(tmp_path: Path) -> N
         row = start_running_release(
             engine, "shop", "test", ReleaseKind.deploy, requested_by="ann", flow_run_id="r-1"
         )
+        waiting = start_release(
+            engine, "shop", "prod", ReleaseKind.deploy, requested_by="ann", flow_run_id="r-1"
+        )
         assert stopping.stop("flow run r-1 was stopped (SIGTERM)", wait_s=1)
         assert not finish_release_run(engine, row.id, ReleaseStatus.failed, quiet=True)
         assert not finish_release_run(engine, row.id, ReleaseStatus.succeeded)
         assert [r.id for r in running_releases(engine)] == [row.id]
+        # one that never ran (pending, awaiting approval) changed no host: the hook leaves it,
+        # so the body's own end is written
+        assert finish_release_run(engine, waiting.id, ReleaseStatus.cancelled)
+        assert get_release(engine, waiting.id).status is ReleaseStatus.cancelled
         stopping.reset()
         assert finish_release_run(engine, row.id, ReleaseStatus.failed)
         assert get_release(engine, row.id).status is ReleaseStatus.failed
