@@ -17,7 +17,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -222,6 +223,20 @@ def platform(platform_home: Path, platform_inventory: Path) -> Iterator[Platform
 
 #: the session ``platform`` of this process, once started (:func:`pytest_runtest_teardown`)
 _SESSION_PLATFORM: list[Platform] = []
+#: what must be done while the session platform still runs, before the hook stops it
+_BEFORE_STOP: list[Callable[[], None]] = []
+
+
+@contextmanager
+def settled_before_stop(settle: Callable[[], None]) -> Iterator[None]:
+    """Within the block, ``settle`` is called before the session platform is stopped between
+    tests (a fixture of a wider scope that uses the platform: waiting for the runs its tests
+    started, say, which its own teardown would otherwise do against a stopped server)."""
+    _BEFORE_STOP.append(settle)
+    try:
+        yield
+    finally:
+        _BEFORE_STOP.remove(settle)
 
 
 def _group(item: pytest.Item) -> object:
@@ -244,6 +259,8 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         _group(nextitem) == _group(item) or "platform" in nextitem.fixturenames  # type: ignore[attr-defined]
     ):
         return
+    for settle in list(_BEFORE_STOP):
+        settle()
     _SESSION_PLATFORM[0].stop()
 
 

@@ -26,7 +26,7 @@ from quayside.gateway.app import create_app
 from quayside.gateway.config import GatewayConfig, origin_of
 from quayside.settings import Settings
 from testbed import FIXTURES_DIR
-from testbed.platform import Platform, free_port
+from testbed.platform import Platform, free_port, settled_before_stop
 
 pytestmark = [pytest.mark.xdist_group("platform-2"), pytest.mark.prefect]
 
@@ -143,6 +143,9 @@ def wait_final(api_url: str, run_ids: list[str], timeout: float = 90) -> None:
     delete runs still scheduled for later."""
     from quayside.runs import prefect_client
 
+    if not run_ids:
+        return
+
     async def go() -> None:
         deadline = time.monotonic() + timeout
         async with prefect_client(api_url) as client:
@@ -212,11 +215,17 @@ def running_gateway(platform: Platform, home: Path, inventory_text: str) -> Iter
         time.sleep(0.05)
     assert server.started, "gateway did not start"
     gw = Gateway(url=url, home=home, database_url=database_url, receiver=receiver, tokens=tokens)
+
+    def settle() -> None:
+        wait_final(platform.api_url, gw.runs)
+        gw.runs.clear()
+
     try:
-        yield gw
+        with settled_before_stop(settle):  # the platform may stop before this teardown
+            yield gw
     finally:
         try:
-            wait_final(platform.api_url, gw.runs)
+            settle()
         finally:
             server.should_exit = True
             thread.join(timeout=10)
