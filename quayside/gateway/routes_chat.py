@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import httpx
@@ -121,14 +122,15 @@ async def dingtalk(
     # once per signature and per msgId, across every gateway sharing the ledger: the signature
     # does not cover the body, so a replayed one could carry another sender or command
     await run_in_threadpool(ctx.replay_guard.check, timestamp, sign, message.msg_id, now_ms)
-    if _starts_run(ctx, message):
+    planned = await run_in_threadpool(_plan_reply, ctx, message)
+    if isinstance(planned, str):  # help, status, approvals, every refusal: no turn needed
+        text = planned
+    else:  # a deploy or rollback, checked: it starts in its turn
         try:
             async with slots_of(request).slot():
-                text = await run_in_threadpool(_reply_text, ctx, message)
+                text = await run_in_threadpool(planned)
         except RunStartsBusy:
             text = BUSY_TEXT
-    else:
-        text = await run_in_threadpool(_reply_text, ctx, message)
     at = [message.sender_staff_id] if message.sender_staff_id else []
     payload = reply_payload(text, at)
     url = reply_url(ctx, message, now_ms)
@@ -146,19 +148,10 @@ async def _send(url: str, payload: dict[str, Any]) -> None:
         log.warning("dingtalk: reply not delivered: %s", type(e).__name__)
 
 
-def _starts_run(ctx: GatewayContext, message: OutgoingMessage) -> bool:
-    """Whether ``message`` is a command that starts a run (it then waits for a run-start
-    slot; help, status and approvals never wait behind run starts)."""
-    if message.content is None:
-        return False
-    try:
-        command = parse_command(message.content, ctx.config.dingtalk_robot_name)
-    except ParseError:
-        return False
-    return isinstance(command, Deploy | Rollback)
-
-
-def _reply_text(ctx: GatewayContext, message: OutgoingMessage) -> str:
+def _plan_reply(ctx: GatewayContext, message: OutgoingMessage) -> str | Callable[[], str]:
+    """The reply to ``message``, or - for a deploy or rollback that passed every check - the
+    start that replies once it has started the run (it waits for a run-start slot; help,
+    status, approvals and refusals never wait behind run starts)."""
     content = message.content
     if content is None:
         return HELP_TEXT
@@ -178,16 +171,33 @@ def _reply_text(ctx: GatewayContext, message: OutgoingMessage) -> str:
             "Quayside user; ask an admin to link it"
         )
     try:
-        return _carry_out(ctx, user, command, message)
+        planned = _carry_out(ctx, user, command, message)
     except QuaysideError as e:
-        kind = type(e).__name__
-        if kind == "PermissionDenied":
-            return f"权限不足 / permission denied: {e.message}"
-        log.info("dingtalk command from %s failed: %s: %s", user, kind, e.message)
-        return f"失败 / failed: {e.message}"
+        return _failure_text(user, e)
+    if isinstance(planned, str):
+        return planned
+
+    def start() -> str:
+        try:
+            return planned()
+        except QuaysideError as e:
+            return _failure_text(user, e)
+
+    return start
 
 
-def _carry_out(ctx: GatewayContext, user: str, command: Command, message: OutgoingMessage) -> str:
+def _failure_text(user: str, e: QuaysideError) -> str:
+    kind = type(e).__name__
+    if kind == "PermissionDenied":
+        return f"权限不足 / permission denied: {e.message}"
+    log.info("dingtalk command from %s failed: %s: %s", user, kind, e.message)
+    return f"失败 / failed: {e.message}"
+
+
+def _carry_out(
+    ctx: GatewayContext, user: str, command: Command, message: OutgoingMessage
+) -> str | Callable[[], str]:
+    """Carry out ``command``; a deploy or rollback is checked here and returned as its start."""
     inventory = ctx.inventory()
     key_base = f"chat:{PROVIDER}:{message.msg_id}" if message.msg_id else None
     if isinstance(command, Deploy | Rollback):
@@ -237,27 +247,31 @@ def _carry_out(ctx: GatewayContext, user: str, command: Command, message: Outgoi
                 f"e.g. deploy {command.app} to {command.env} <tag>, or set default_ref of "
                 f"apps.{command.app}.environments.{command.env} in quayside.yaml"
             )
-        handle = submit_run(
-            ctx,
-            user,
-            spec,
-            scope,
-            {k: v for k, v in wanted.items() if k in names},
-            via="dingtalk",
-            idempotency_key=f"{key_base}:{spec.name}" if key_base else _fresh_key(),
-            tags=[f"app:{command.app}", f"env:{command.env}", "trigger:dingtalk"],
-        )
-        what = f"{verb} {command.app} → {command.env}"
-        if chosen is not None:
-            what += f" @ {chosen.ref} ({chosen.why})"
-        elif isinstance(command, Deploy) and command.ref:
-            what += f" @ {command.ref}"
-        status, _ = start_status(handle)
-        if status == "already_ran":
-            return f"{what}\n已执行过 / already ran: {handle.ui_url} ({handle.state_name})"
-        if status == "already_running":
-            return f"{what}\n已在运行 / already running: {handle.ui_url} ({handle.state_name})"
-        return f"{what}\n已开始 / started: {handle.ui_url}"
+
+        def start() -> str:
+            handle = submit_run(
+                ctx,
+                user,
+                spec,
+                scope,
+                {k: v for k, v in wanted.items() if k in names},
+                via="dingtalk",
+                idempotency_key=f"{key_base}:{spec.name}" if key_base else _fresh_key(),
+                tags=[f"app:{command.app}", f"env:{command.env}", "trigger:dingtalk"],
+            )
+            what = f"{verb} {command.app} → {command.env}"
+            if chosen is not None:
+                what += f" @ {chosen.ref} ({chosen.why})"
+            elif isinstance(command, Deploy) and command.ref:
+                what += f" @ {command.ref}"
+            status, _ = start_status(handle)
+            if status == "already_ran":
+                return f"{what}\n已执行过 / already ran: {handle.ui_url} ({handle.state_name})"
+            if status == "already_running":
+                return f"{what}\n已在运行 / already running: {handle.ui_url} ({handle.state_name})"
+            return f"{what}\n已开始 / started: {handle.ui_url}"
+
+        return start
     if isinstance(command, Approve):
         decision = "reject" if command.reject else "approve"  # the signed sender, no token
         result = answer(ctx, command.run_id, user, decision, command.comment, token=None)

@@ -45,8 +45,8 @@ from quayside.gateway.web_projects import readable_projects, require_editor, req
 from quayside.gateway.web_publish import (
     decode_versions,
     encode_versions,
+    plan_publish,
     publishable_services,
-    start_publish,
 )
 
 router = APIRouter(tags=["config pages"], route_class=PageRoute, include_in_schema=False)
@@ -454,17 +454,18 @@ async def publish(
     check_name("environment", environment)
     check_name("service", service)
     versions = decode_versions(form.text("versions"))
+    start = await run_in_threadpool(
+        plan_publish,
+        gateway_context(request),
+        caller.user,
+        project,
+        environment,
+        service,
+        versions,
+        form.text("publish_key"),
+    )  # every refusal answered here, without a turn
     async with slots_of(request).slot(hint=PUBLISH_BUSY_HINT):
-        handle = await run_in_threadpool(
-            start_publish,
-            gateway_context(request),
-            caller.user,
-            project,
-            environment,
-            service,
-            versions,
-            form.text("publish_key"),
-        )
+        handle = await run_in_threadpool(start)
     return _page(
         caller,
         "published.html",

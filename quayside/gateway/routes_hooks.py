@@ -99,21 +99,28 @@ async def gitlab_hook(
 
     matching = await run_in_threadpool(check_token)
     payload = _json_object(await request.body())
-    # after the token check: a forged delivery never queues for a turn
+    planned = await run_in_threadpool(_plan_gitlab, ctx, payload, x_gitlab_event, matching, app)
+    if isinstance(planned, Outcome):  # nothing to start: answered without a turn
+        return _respond(planned)
+    # after every check: a forged, foreign or ignored delivery never queues for a turn
     async with slots_of(request).slot(deadline=False):
-        outcome = await run_in_threadpool(
-            _handle_gitlab, ctx, payload, x_gitlab_event, matching, app
-        )
+        outcome = await run_in_threadpool(deploy_tag, ctx, planned)
     return _respond(outcome)
 
 
-def _handle_gitlab(
+def _plan_gitlab(
     ctx: GatewayContext,
     payload: dict[str, Any],
     event_header: str | None,
     matching: frozenset[str],
     app_name: str | None,
-) -> Outcome:
+) -> TagTrigger | Outcome:
+    """The delivery's app checked against its token and its event against the app's tag
+    rules: the tag to deploy, or the Outcome of an ignored delivery.
+
+    Raises:
+        Unauthorized: the delivery's project is not an app its token is for.
+    """
     inventory = ctx.inventory()
     name = app_name if app_name else app_for_repo(inventory, _project_urls(payload))
     app = inventory.apps.get(name) if name else None
@@ -128,16 +135,13 @@ def _handle_gitlab(
             status="ignored", reason=decision.reason, message=f"ignored: {decision.reason}"
         )
     assert decision.ref is not None and decision.commit is not None
-    return deploy_tag(
-        ctx,
-        TagTrigger(
-            app=name,
-            repo=decision.repo or name,
-            tag=decision.ref,
-            commit=decision.commit,
-            user=decision.user,
-            via="gitlab",
-        ),
+    return TagTrigger(
+        app=name,
+        repo=decision.repo or name,
+        tag=decision.ref,
+        commit=decision.commit,
+        user=decision.user,
+        via="gitlab",
     )
 
 

@@ -12,6 +12,7 @@ Blocking (the ledger and the Prefect API are called).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from quayside.auth.policy import policy_for
 from quayside.config.address import check_filename
@@ -80,7 +81,7 @@ def publish_spec(name: str = PUBLISH_DEPLOYMENT) -> DeploymentSpec:
         ) from None
 
 
-def start_publish(
+def plan_publish(
     ctx: GatewayContext,
     user: str,
     project: str,
@@ -90,15 +91,16 @@ def start_publish(
     key: str,
     *,
     deployment: str = PUBLISH_DEPLOYMENT,
-) -> RunHandle:
-    """Start a publish of ``service`` of ``project``/``environment`` for ``user``.
+) -> Callable[[], RunHandle]:
+    """Check a publish of ``service`` of ``project``/``environment`` for ``user`` (each refusal
+    raised here, nothing recorded) and return its start.
 
     Args:
         versions: file -> version to publish (what the page showed).
         key: the form's idempotency key (a retried or double-clicked form starts one run).
 
     Returns:
-        The run's handle (its ``ui_url`` links to the Prefect UI).
+        The start: it returns the run's handle (its ``ui_url`` links to the Prefect UI).
 
     Raises:
         PermissionDenied: ``user`` may not edit the project, or lacks the deployment's role.
@@ -129,7 +131,7 @@ def start_publish(
     if "approval" in names and policy_for(ctx.inventory(), project, environment) is not None:
         params["approval"] = True  # never skip a gate the environment asks for
     scope = submission_scope(ctx, user, spec, {**spec.parameters, **params})
-    return submit_run(
+    return lambda: submit_run(
         ctx,
         user,
         spec,

@@ -209,6 +209,11 @@ def test_chat_says_busy_for_a_deploy_and_never_queues_help(
     busy = chat(http, str(now + 1), "deploy alpha to test v1", "m-deploy")
     assert busy.status_code == 200, busy.text
     assert "busy starting other runs and started nothing" in busy.json()["text"]["content"]
+    # a deploy its checks refuse is answered with the refusal, not "busy"
+    refused = chat(http, str(now + 2), "deploy nosuchapp to test v1", "m-refused")
+    assert refused.status_code == 200, refused.text
+    assert "nosuchapp" in refused.json()["text"]["content"]
+    assert "busy" not in refused.json()["text"]["content"]
     assert len(prefect.runs) == 0 and prefect.inside == 1
 
 
