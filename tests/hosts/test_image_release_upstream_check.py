@@ -126,9 +126,11 @@ def test_a_restore_to_an_upstream_file_without_the_header_still_checks_out(
 
 
 def _wait_unnamed(front: FrontNginx) -> None:
+    """Until nginx answers naming no upstream: after a reload (SIGHUP), once its master has
+    read the file again and its old workers have gone (CI: more than 10 s under load)."""
     import time
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while _named(front) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _named(front) == []
