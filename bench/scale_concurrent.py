@@ -112,7 +112,21 @@ memory sampler runs on the worker side; the runs described below (session 12 and
 sampled `POST /api/flow_runs/filter` for the newest {OLD_FILTER_LIMIT} every
 {OLD_INTERVAL_S:g} s and read all runs every second while waiting (see the notes).
 
-**Session 14 (2026-12-05 23:03-23:06, the run in the table; load 1.96 at start; split
+**Session 15 (2026-12-06 02:16-02:20, the run in the table; the bench waited 90 s for the load
+to settle from 8.7 at start; split cores)**: all {RUNS} completed in 86.1 s, 70 MB PSS per run
+process, `GET /api/releases` p95 68 ms. **The UI runs page's read p95 0.62 s: the goal is not
+met** - 0.44 s for the reads sent after the submissions, 0.85 s for those sent while the
+gateway took them (22.6 s). What changed: the gateway checks each request before it takes its
+turn (plan then start), so only the run creation and its ledger record wait for a slot (no
+submission was refused; session 14's run had one 503). The three other runs of the session
+(`--no-save`, same split) gave a p95 of 0.586 s before that change and 0.39 s after it (0.19 s
+during the submissions, 14.4 s of them, and 0.41 s after), plus two one-off experiments not
+kept: Prefect's per-run suspension watch turned off (one events subscription per run) 0.52 s,
+and the services and the gateway niced 0.72 s. From 0.39 to 0.62 s between two runs of the same
+code a few minutes apart: the noise is as large as any change tried, and the goal is met in
+some runs, not reliably.
+
+**Session 14 (2026-12-05 23:03-23:06; load 1.96 at start; split
 cores)**: all {RUNS} completed in 97.2 s, 76 MB PSS per run process. `GET /api/releases`
 p95 85 ms and max 0.41 s for the requests sent while the gateway took the {RUNS}
 submissions (session 13: p95 2.86 s, max 4.7 s), `/health` max 0.14 s (4.4 s).
