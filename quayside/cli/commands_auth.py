@@ -319,6 +319,25 @@ def approvals_expire() -> None:
     console.print(f"{len(expired)} request(s) expired", highlight=False)
 
 
+@approvals_app.command("wake")
+def approvals_wake() -> None:
+    """Wake the runs still suspended although their approval request was decided (an
+    answer's wake lost to a Prefect restart); the gateway does this every minute."""
+    from quayside.cli.prefect_target import require_platform
+
+    require_platform()
+    from quayside.runs.approval_wakes import wake_decided
+
+    engine = _engine()
+    try:
+        woken = wake_decided(engine)
+    finally:
+        engine.dispose()
+    for result in woken:
+        console.print(result.line, highlight=False)
+    console.print(f"{len(woken)} run(s) waited on a decided request", highlight=False)
+
+
 @approvals_app.command("code")
 def approvals_code(
     run_id: str = typer.Argument(..., help="the flow run waiting for approval"),
@@ -360,6 +379,8 @@ _WAKE_TEXT = {
     "queued": "run {run} reads it when it starts",
     "not waiting": "run {run} reads it before it waits again",
     "ended": "run {run} has ended",
+    "not woken": "run {run} could not be woken now ({why}); the gateway's approval sweep "
+    "wakes it within a minute (or: quayside approvals wake)",
 }
 
 
@@ -403,7 +424,8 @@ def approve(
     outcome = done.resolution
     console.print(
         f"{decision} from {outcome.user} accepted; request is {outcome.status.value} "
-        f"(approval request {done.request_id}); " + _WAKE_TEXT[done.wake].format(run=done.run_id),
+        f"(approval request {done.request_id}); "
+        + _WAKE_TEXT[done.wake].format(run=done.run_id, why=done.why),
         highlight=False,
     )
     if outcome.status.value == "pending":

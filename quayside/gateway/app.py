@@ -53,10 +53,13 @@ SWEEP_INTERVAL_S = 60.0
 log = logging.getLogger("quayside.gateway")
 
 
-async def _expire_approvals_forever(context: GatewayContext, interval_s: float) -> None:
-    """Record Expired on overdue approval requests (a timed-out suspended run is failed by the
-    Prefect server without running any Quayside code, so somebody has to write it down)."""
+async def _approval_sweep_forever(context: GatewayContext, interval_s: float) -> None:
+    """Every ``interval_s``: record Expired on overdue approval requests (a timed-out
+    suspended run is failed by the Prefect server without running any Quayside code, so
+    somebody has to write it down), and wake the runs still suspended although their request
+    was decided (a wake lost to a Prefect restart: :mod:`quayside.runs.approval_wakes`)."""
     from quayside.auth.approvals import expire_overdue
+    from quayside.runs.approval_wakes import wake_decided
 
     while True:
         try:
@@ -65,6 +68,11 @@ async def _expire_approvals_forever(context: GatewayContext, interval_s: float) 
                 log.info("approval requests expired: %s", ", ".join(map(str, expired)))
         except Exception as e:  # the sweep must never take the gateway down
             log.warning("approval expiry sweep failed: %s", e)
+        try:
+            for woken in await asyncio.to_thread(wake_decided, context.engine()):
+                log.info("approval sweep: %s", woken.line)
+        except Exception as e:
+            log.warning("approval wake sweep failed: %s", e)
         await asyncio.sleep(interval_s)
 
 
@@ -87,7 +95,7 @@ def create_app(settings: Settings | None = None, config: GatewayConfig | None = 
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        sweep = asyncio.create_task(_expire_approvals_forever(gateway_context, SWEEP_INTERVAL_S))
+        sweep = asyncio.create_task(_approval_sweep_forever(gateway_context, SWEEP_INTERVAL_S))
         try:
             yield
         finally:

@@ -61,6 +61,8 @@ _WAKE_TEXT = {
     "queued": "the run reads it when it starts",
     "not waiting": "the run reads it before it waits again",
     "ended": "the run has ended",
+    "not woken": "the run could not be woken now ({why}); the approval sweep wakes it within "
+    "a minute",
 }
 
 
@@ -93,7 +95,7 @@ def answer(
         decision=decision,
         status=outcome.status.value.upper(),
         detail=f"{decision} from {user} recorded on approval request {done.request_id} "
-        f"(approved by: {approvers}); {_WAKE_TEXT[done.wake]}",
+        f"(approved by: {approvers}); {_WAKE_TEXT[done.wake].format(why=done.why)}",
     )
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, exists, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from quayside.errors import InputError, NotFoundError
 from quayside.ledger import audit
@@ -22,6 +22,8 @@ from quayside.ledger.models import (
     ApprovalRequest,
     ApprovalStatus,
     Decision,
+    Release,
+    ReleaseStatus,
     utcnow,
 )
 
@@ -297,3 +299,47 @@ def void_request(
                 request.id,
                 {"status": "voided", "was": before.value, "reason": reason},
             )
+
+
+#: how long after its decision a request whose run has no release awaiting it is still looked
+#: at by :func:`decided_while_waiting` (a release awaiting approval is looked at until it moves)
+DECIDED_RECENTLY = timedelta(hours=1)
+
+
+def decided_while_waiting(
+    db: Engine | Session, *, now: datetime | None = None, limit: int = 200
+) -> dict[str, int]:
+    """The runs whose latest approval request is decided (approved or rejected) while the
+    run may still be waiting on it: its release still ``awaiting_approval``, or - a request
+    with no release still awaiting - decided within :data:`DECIDED_RECENTLY`. A run that
+    waits on a newer request of its own (a later gate) is not among them.
+
+    Args:
+        db: Engine or Session.
+        now: the time "recently" is judged by (default now).
+        limit: at most this many, the latest decided first.
+
+    Returns:
+        Flow run id -> its decided request's id.
+    """
+    since = (now or utcnow()) - DECIDED_RECENTLY
+    newer = aliased(ApprovalRequest)
+    query = (
+        select(ApprovalRequest.flow_run_id, ApprovalRequest.id)
+        .outerjoin(Release, Release.id == ApprovalRequest.release_id)
+        .where(
+            ApprovalRequest.flow_run_id.is_not(None),
+            ApprovalRequest.status.in_((ApprovalStatus.approved, ApprovalStatus.rejected)),
+            or_(
+                Release.status == ReleaseStatus.awaiting_approval,
+                ApprovalRequest.decided_at >= since,
+            ),
+            ~exists().where(
+                newer.flow_run_id == ApprovalRequest.flow_run_id, newer.id > ApprovalRequest.id
+            ),
+        )
+        .order_by(ApprovalRequest.decided_at.desc())
+        .limit(limit)
+    )
+    with unit_of_work(db) as session:
+        return {str(run_id): int(request_id) for run_id, request_id in session.execute(query)}

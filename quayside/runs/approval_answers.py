@@ -37,7 +37,7 @@ from quayside.runs.client import RunStatus, read_run, resume_run
 WAKE_PATIENCE_S = 5.0
 WAKE_POLL_S = 0.2
 
-Wake = Literal["woken", "queued", "not waiting", "ended"]
+Wake = Literal["woken", "queued", "not waiting", "ended", "not woken"]
 #: states in which a run's gate may still be reading the ledger (it looks before each wait)
 _ACTIVE = ("RUNNING", "PENDING")
 
@@ -57,13 +57,17 @@ class Answered:
         wake: what became of the run: ``woken`` (resumed: its gate reads the ledger now),
             ``queued`` (it was already scheduled to resume, or starts later: its gate reads
             the ledger when it runs), ``not waiting`` (between two waits: its gate reads the
-            ledger before it waits again) or ``ended``.
+            ledger before it waits again), ``ended``, or ``not woken`` (it waits, but Prefect
+            refused or could not be asked to resume it: ``why``; the approval sweep wakes it,
+            :mod:`quayside.runs.approval_wakes`).
+        why: why it was not woken (``not woken`` only).
     """
 
     run_id: str
     request_id: int
     resolution: Resolution
     wake: Wake
+    why: str | None = None
 
 
 def read_waiting_run(run_id: str) -> RunStatus:
@@ -148,29 +152,44 @@ def answer_run(
             f"the answer to approval request {request.id} does not count: {outcome.reason}",
             hint=f"it was recorded; the request is {outcome.status.value}",
         )
-    return Answered(status.id, request.id, outcome, wake_gate(status))
+    wake, why = wake_gate(status)
+    return Answered(status.id, request.id, outcome, wake, why)
 
 
-def wake_gate(status: RunStatus, *, patience_s: float = WAKE_PATIENCE_S) -> Wake:
+def wake_gate(status: RunStatus, *, patience_s: float = WAKE_PATIENCE_S) -> tuple[Wake, str | None]:
     """Resume the run with no input so that its gate reads the ledger again.
 
     A run between two waits (its gate running) gets ``patience_s`` to be back in a wait; if
-    it is not, it reads the ledger itself before it waits again.
+    it is not, it reads the ledger itself before it waits again. A paused run whose resume
+    Prefect refuses (or an API that does not answer) is tried again for ``patience_s``.
+
+    Returns:
+        What became of the run, and why it was not woken (``not woken`` only).
     """
     deadline = time.monotonic() + patience_s
+    refused: str | None = None
     while True:
         if status.final:
-            return "ended"
+            return "ended", None
         if status.state_type == "SCHEDULED":
-            return "queued"  # resuming already, or not started: its gate reads the ledger
-        if status.paused and resume_run(status.id, None) == "ACCEPT":
-            return "woken"
-        if status.state_type not in _ACTIVE and not status.paused:
-            return "not waiting"
+            return "queued", None  # resuming already, or not started: its gate reads the ledger
+        if status.paused:
+            try:
+                answer = resume_run(status.id, None)
+            except QuaysideError as e:
+                answer = e.message
+            if answer == "ACCEPT":
+                return "woken", None
+            refused = f"Prefect answered the resume with {answer}"
+        elif status.state_type not in _ACTIVE:
+            return "not waiting", None
         if time.monotonic() >= deadline:
-            return "not waiting"
+            return ("not waiting", None) if refused is None else ("not woken", refused)
         time.sleep(WAKE_POLL_S)
-        status = read_run(status.id)
+        try:
+            status = read_run(status.id)
+        except QuaysideError as e:
+            return "not woken", f"Prefect could not be read: {e.message}"
 
 
 def code_for_run(engine: Engine, run_id: str, *, user: str) -> IssuedCode:

@@ -386,6 +386,40 @@ def test_a_reporter_cannot_wake_a_suspended_run(
     asyncio.run(_delete(platform, handle.id))
 
 
+def test_an_approval_whose_wake_was_lost_still_reaches_the_suspended_run(
+    platform: Platform, ledger: Engine, people: dict[str, str]
+) -> None:
+    """The answer is recorded but the run is never woken (the answering process died between
+    the two steps, or Prefect was restarting): `quayside approvals wake` - what the gateway's
+    sweep does every minute - finds the suspended run with a decided request and resumes it,
+    and the release goes on."""
+    from quayside.auth.approvals import decide_as
+
+    handle = start_run("approval-demo", {"app": "gate-w", "requested_by": "gate-dev", "pause_s": 0})
+    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 1, "Suspended"))
+    request = request_of(ledger, handle.id)
+    outcome = decide_as(ledger, request.id, user="gate-lead", decision="approve", comment="lost")
+    assert outcome.accepted and outcome.status is ApprovalStatus.approved
+    time.sleep(1)
+    assert waiting_on(platform, handle.id, 1, "Suspended")  # nobody woke it
+    woke = subprocess.run(
+        [sys.executable, "-m", "quayside.cli.main", "approvals", "wake"],
+        env=platform.env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert woke.returncode == 0, woke.stdout + woke.stderr
+    # the gateway's own sweep may have come first: then this one found nothing left to wake
+    assert f"run {handle.id} (approval request {request.id} decided): woken" in woke.stdout or (
+        "0 run(s)" in woke.stdout
+    ), woke.stdout
+    assert final_state(handle.id) == "COMPLETED"
+    # its request stays decided, but the run no longer waits: the next sweep leaves it alone
+    from quayside.runs.approval_wakes import wake_decided
+
+    assert handle.id in approvals.decided_while_waiting(ledger)
+    assert handle.id not in {woken.run_id for woken in wake_decided(ledger)}
+
+
 def start_now(platform: Platform, run_id: str) -> None:
     """Move a scheduled run's start to now (as "Scheduled", so the worker starts it)."""
     from prefect.states import Scheduled

@@ -371,7 +371,7 @@ def test_server_and_postgres_restarted_during_a_suspended_approval(
         cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert answer.returncode == 0, answer.stdout + answer.stderr
-    assert wait_final(run) == "COMPLETED", read_run(run).message
+    assert wait_final(run) == "COMPLETED", (read_run(run).message, answer.stdout)
     (done,) = releases_of_run(engine, run)
     assert done.status == ReleaseStatus.succeeded
     for host in fleet:

@@ -1,0 +1,84 @@
+"""Waking the runs whose approval was decided while they still wait: the sweep behind every
+answer.
+
+An answer is recorded in the ledger first and the run is woken after
+(:mod:`quayside.runs.approval_answers`). If that wake is lost - the Prefect API down or
+restarting at that moment, the answering process killed between the two steps, Prefect
+refusing the resume - a *suspended* run would wait until its request expires, although it is
+approved, and nobody could answer again (the request is no longer pending). A run paused in
+its own process finds the decision itself (its gate looks at the ledger every few seconds);
+a suspended one has no process.
+
+So the gateway's periodic sweep (and ``quayside approvals sweep``) wakes, with no input, every
+run that Prefect shows paused while its latest approval request is decided
+(:func:`quayside.ledger.approvals.decided_while_waiting`): its gate reads the ledger and goes
+on, or ends the release if it was rejected. Waking a run that was already woken is harmless
+(Prefect refuses a resume of a run that is not paused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from quayside.ledger.approvals import decided_while_waiting
+from quayside.runs.liveness import RunLife, runs_life
+
+
+@dataclass(frozen=True)
+class WakeResult:
+    """One run the sweep found paused with a decided request.
+
+    Attributes:
+        run_id: the flow run.
+        request_id: its decided approval request.
+        status: Prefect's answer to the resume (``ACCEPT`` when it took effect).
+    """
+
+    run_id: str
+    request_id: int
+    status: str
+
+    @property
+    def line(self) -> str:
+        verdict = "woken" if self.status == "ACCEPT" else f"not woken (Prefect: {self.status})"
+        return f"run {self.run_id} (approval request {self.request_id} decided): {verdict}"
+
+
+def wake_decided(
+    engine: Engine,
+    *,
+    lives: Callable[[list[str]], Mapping[str, RunLife]] = runs_life,
+    resume: Callable[[str], str] | None = None,
+) -> list[WakeResult]:
+    """Wake every run that is paused although its latest approval request is decided.
+
+    Args:
+        engine: the ledger.
+        lives: what Prefect says about the runs (one request for all of them).
+        resume: resumes one run with no input, returns Prefect's status (default: the API).
+
+    Returns:
+        One result per run it tried to wake (none when nothing waits on a decision).
+
+    Raises:
+        PrefectUnavailable: the API does not answer.
+    """
+    decided = decided_while_waiting(engine)
+    if not decided:
+        return []
+    if resume is None:
+        from quayside.runs.client import resume_run
+
+        def resume(run_id: str) -> str:
+            return resume_run(run_id, None)
+
+    found = lives(list(decided))
+    results = []
+    for run_id, request_id in decided.items():
+        life = found.get(run_id)
+        if life is not None and life.state_type == "PAUSED":
+            results.append(WakeResult(run_id, request_id, resume(run_id)))
+    return results

@@ -1,0 +1,153 @@
+"""The sweep behind every approval answer: a run still paused although its latest request was
+decided is woken (an answer's wake lost to a Prefect restart must not leave an approved release
+waiting until it expires); a run waiting on a newer request, a release that moved on, and an
+undecided request are left alone. And an answer whose wake Prefect refuses says so (SQLite
+ledger; Prefect's answers given by the test)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from quayside.ledger import approvals
+from quayside.ledger.db import make_engine, migrate
+from quayside.ledger.models import ReleaseKind, ReleaseStatus, utcnow
+from quayside.ledger.releases import mark_running, start_release
+from quayside.runs import approval_answers
+from quayside.runs.approval_wakes import wake_decided
+from quayside.runs.client import RunStatus
+from quayside.runs.liveness import RunLife
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    migrate(url)
+    return make_engine(url)
+
+
+def _request(
+    engine: Engine, run_id: str, *, release: bool = True, decide: str | None = "approve"
+) -> int:
+    release_id = None
+    if release:
+        release_id = start_release(
+            engine, "shop", "prod", ReleaseKind.deploy, requested_by="dev", version="v1",
+            flow_run_id=run_id, status=ReleaseStatus.awaiting_approval,
+        ).id  # fmt: skip
+    request = approvals.create_request(
+        engine, "shop", "prod", summary="v1", requested_by="dev", flow_run_id=run_id,
+        release_id=release_id, expires_in=timedelta(hours=4),
+    )  # fmt: skip
+    if decide is not None:
+        approvals.record_decision(engine, request.id, "lead", decide)
+    return request.id
+
+
+def test_runs_whose_latest_request_is_decided_while_they_wait(engine: Engine) -> None:
+    approved = _request(engine, "run-approved")
+    rejected = _request(engine, "run-rejected", decide="reject")
+    _request(engine, "run-pending", decide=None)
+    no_release = _request(engine, "run-no-release", release=False)
+    # the first gate was approved, the run now waits on its second gate's request
+    _request(engine, "run-second-gate")
+    _request(engine, "run-second-gate", release=False, decide=None)
+    # approved, and its release went on
+    moved_on = _request(engine, "run-moved-on", release=False)
+    release = start_release(
+        engine, "shop", "test", ReleaseKind.deploy, requested_by="dev", version="v1",
+        flow_run_id="run-moved-on", status=ReleaseStatus.awaiting_approval,
+    )  # fmt: skip
+    mark_running(engine, release.id)
+
+    assert approvals.decided_while_waiting(engine) == {
+        "run-approved": approved,
+        "run-rejected": rejected,
+        "run-no-release": no_release,
+        "run-moved-on": moved_on,  # no release of its own: looked at for an hour
+    }
+    later = utcnow() + timedelta(hours=2)
+    assert approvals.decided_while_waiting(engine, now=later) == {
+        "run-approved": approved,
+        "run-rejected": rejected,
+    }
+
+
+def _life(run_id: str, state_type: str) -> RunLife:
+    return RunLife(run_id, True, state_type, state_type.title(), None, None)
+
+
+def test_only_the_paused_ones_are_woken(engine: Engine) -> None:
+    suspended = _request(engine, "run-suspended")
+    _request(engine, "run-running")
+    _request(engine, "run-gone")
+    _request(engine, "run-refused")
+    lives = {
+        "run-suspended": _life("run-suspended", "PAUSED"),
+        "run-running": _life("run-running", "RUNNING"),
+        "run-gone": RunLife("run-gone", False, "MISSING", "missing"),
+        "run-refused": _life("run-refused", "PAUSED"),
+    }
+    resumed: list[str] = []
+
+    def resume(run_id: str) -> str:
+        resumed.append(run_id)
+        return "ACCEPT" if run_id == "run-suspended" else "REJECT"
+
+    results = wake_decided(engine, lives=lambda ids: lives, resume=resume)
+    assert sorted(resumed) == ["run-refused", "run-suspended"]
+    by_run = {r.run_id: r for r in results}
+    assert by_run["run-suspended"].request_id == suspended
+    assert by_run["run-suspended"].line.endswith("woken")
+    assert by_run["run-refused"].line.endswith("not woken (Prefect: REJECT)")
+
+
+def test_nothing_decided_asks_prefect_nothing(engine: Engine) -> None:
+    _request(engine, "run-pending", decide=None)
+
+    def never(ids: list[str]) -> dict[str, RunLife]:
+        raise AssertionError("Prefect was asked")
+
+    assert wake_decided(engine, lives=never, resume=lambda run_id: "ACCEPT") == []
+
+
+def _paused(run_id: str) -> RunStatus:
+    return RunStatus(run_id, "r", "PAUSED", "Suspended", None, {}, ())
+
+
+def test_an_answer_whose_wake_prefect_refuses_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def refuse(run_id: str, run_input: object = None) -> str:
+        calls.append(run_id)
+        return "REJECT"
+
+    monkeypatch.setattr(approval_answers, "resume_run", refuse)
+    monkeypatch.setattr(approval_answers, "read_run", _paused)
+    monkeypatch.setattr(approval_answers, "WAKE_POLL_S", 0.01)
+    wake, why = approval_answers.wake_gate(_paused("r1"), patience_s=0.05)
+    assert wake == "not woken"
+    assert why == "Prefect answered the resume with REJECT"
+    assert len(calls) >= 2  # tried again within its patience
+
+
+def test_an_api_that_does_not_answer_is_not_a_wake(monkeypatch: pytest.MonkeyPatch) -> None:
+    from quayside.runs.prefect_http import PrefectUnavailable
+
+    def down(run_id: str, run_input: object = None) -> str:
+        raise PrefectUnavailable("the Prefect API at http://127.0.0.1:9/api does not answer")
+
+    monkeypatch.setattr(approval_answers, "resume_run", down)
+    monkeypatch.setattr(approval_answers, "read_run", _paused)
+    monkeypatch.setattr(approval_answers, "WAKE_POLL_S", 0.01)
+    wake, why = approval_answers.wake_gate(_paused("r1"), patience_s=0.03)
+    assert wake == "not woken"
+    assert why is not None and "does not answer" in why
+
+
+def test_a_woken_run_is_woken(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(approval_answers, "resume_run", lambda run_id, run_input=None: "ACCEPT")
+    assert approval_answers.wake_gate(_paused("r1"), patience_s=0.05) == ("woken", None)
