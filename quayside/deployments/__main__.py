@@ -22,10 +22,15 @@ def main(argv: list[str]) -> int:
         from quayside.deployments.register import ensure_work_pool, register_all, register_blocks
 
         project = Path(os.environ.get("QUAYSIDE_PROJECT_DIR", PROJECT_DIR))
-        asyncio.run(ensure_work_pool())
-        for slug in asyncio.run(register_blocks()):
+
+        async def register() -> tuple[list[str], dict[str, str]]:
+            await ensure_work_pool()
+            return await register_blocks(), await register_all(project.resolve())
+
+        slugs, deployments = asyncio.run(register())
+        for slug in slugs:
             print(f"block type {slug}")
-        for name, dep_id in register_all(project.resolve()).items():
+        for name, dep_id in deployments.items():
             print(f"deployment {name} {dep_id}")
         return 0
     print(f"unknown command '{command}': use register or render", file=sys.stderr)

@@ -39,9 +39,25 @@ def install() -> None:
     prefect_server.create_app = create_app  # type: ignore[assignment]
 
 
+def seed_database() -> None:
+    """A new SQLite database starts as a copy of the prepared one
+    (:mod:`quayside.stack.prefect_db_template`); says what was done in the server's log."""
+    import os
+
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
+
+    from quayside.stack.prefect_db_template import seed
+    from quayside.stack.secure_delete import database_file
+
+    database = database_file(str(PREFECT_API_DATABASE_CONNECTION_URL.value()))
+    if database is not None:
+        print(f"quayside: Prefect database {database}: {seed(database, os.environ)}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     install()
+    seed_database()
     from prefect.cli import app
 
     sys.argv = [sys.argv[0], "server", "start", *args]

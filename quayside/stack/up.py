@@ -159,8 +159,12 @@ def _run_locked(
         old_hup = signal.signal(signal.SIGHUP, request_stop)
         sweep: BackgroundSweep | None = None
         try:
+            # the gateway needs only the ledger to start: it starts while the server does
             server = server_process(settings)
-            sup.wait_healthy(server, sup.start(server), timeout=180)
+            server_proc = sup.start(server)
+            gateway = gateway_process(settings)
+            gateway_proc = sup.start(gateway)
+            sup.wait_healthy(server, server_proc, timeout=180)
             listening = (
                 f" (listening on {settings.prefect_bind})"
                 if settings.prefect_bind != settings.prefect_host
@@ -169,9 +173,8 @@ def _run_locked(
             say(f"Prefect server  {settings.prefect_ui_url}{listening}")
             register(env, project_dir, settings.home / "logs" / "register.log")
             say("deployments     registered")
-            sup.start(worker_process(settings))
-            gateway = gateway_process(settings)
-            sup.wait_healthy(gateway, sup.start(gateway), timeout=60)
+            sup.start(worker_process(settings))  # after the pool exists with our command
+            sup.wait_healthy(gateway, gateway_proc, timeout=60)
             say(f"gateway         {settings.gateway_url}")
             say(f"Quayside is up: UI {settings.prefect_ui_url}  gateway {settings.gateway_url}")
             # releases whose runs died with a previous platform: reconciled in the background

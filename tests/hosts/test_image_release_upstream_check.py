@@ -94,8 +94,6 @@ def test_a_restore_to_an_upstream_file_without_the_header_still_checks_out(
 ) -> None:
     """The file a restore puts back may predate the header (an older Quayside wrote it):
     answers naming nobody pass the restore's check, and v1 serves again."""
-    import subprocess
-
     client = docker_engine.client()
     run = _run(image_front, tmp_path)
     report, _ = _release(client, _job(run, app_images["v1"], registries, "config one"))
@@ -105,8 +103,7 @@ def test_a_restore_to_an_upstream_file_without_the_header_still_checks_out(
         line for line in live.read_text().splitlines(True) if "Quayside-" not in line
     )
     live.write_text(old_style)
-    subprocess.run(["pkill", "-HUP", "--pidfile", str(image_front.base / "nginx.pid")], check=True)
-    _wait_unnamed(image_front)
+    _reload_until_unnamed(image_front)
     executor = executor_for(HOST, Host(address=APP_ADDRESS, transport="local"))
     try:
         v2 = _job(run, app_images["v2"], registries, "config two")
@@ -123,6 +120,23 @@ def test_a_restore_to_an_upstream_file_without_the_header_still_checks_out(
     # (on a loaded machine an old one may still answer a request or two), none is named
     _wait_unnamed(image_front)
     client.close()
+
+
+def _reload_until_unnamed(front: FrontNginx) -> None:
+    """The operator's reload of the old-style file (the test's setup, not Quayside's work):
+    SIGHUP, and once more if nginx still names an upstream after 10 s (once in CI, a loaded
+    nginx still named it 30 s after a single SIGHUP)."""
+    import subprocess
+    import time
+
+    for _ in range(2):
+        subprocess.run(["pkill", "-HUP", "--pidfile", str(front.base / "nginx.pid")], check=True)
+        deadline = time.monotonic() + 10
+        while _named(front) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not _named(front):
+            return
+    _wait_unnamed(front)
 
 
 def _wait_unnamed(front: FrontNginx) -> None:

@@ -229,6 +229,13 @@ def test_a_second_up_on_the_same_home_creates_nothing(first_run: FirstRun) -> No
     )
     engine = make_engine(f"sqlite:///{home / 'ledger.db'}")
     assert sorted(u.name for u in list_users(engine)) == ["demo-developer", "demo-master"]
+    # Prefect's database was started (copied from the machine's template, or migrated by
+    # Prefect while the template was prepared) by the first start, and kept by this one
+    server_log = (home / "logs" / "prefect-server.log").read_text()
+    database = home / "prefect" / "prefect.db"
+    starts = re.findall(rf"quayside: Prefect database {re.escape(str(database))}: (.+)", server_log)
+    assert len(starts) == 2 and starts[1] == "exists", starts
+    assert starts[0] == "copied" or starts[0].startswith("no template yet: preparing"), starts
     # the restarted platform still deploys the demo
     os.environ["PREFECT_API_URL"] = platform.api_url
     _refresh_prefect_settings()
