@@ -371,7 +371,16 @@ def test_server_and_postgres_restarted_during_a_suspended_approval(
         cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert answer.returncode == 0, answer.stdout + answer.stderr
-    assert wait_final(run) == "COMPLETED", (read_run(run).message, answer.stdout)
+    try:
+        final = wait_final(run)
+    except AssertionError:  # not final in time
+        final = "not final"
+    if final != "COMPLETED":  # which step lost it: the wake, a worker, or the gate
+        status = read_run(run)
+        raise AssertionError(
+            f"run {run} is {status.state_name} ({status.message}); the CLI said: "
+            f"{answer.stdout.strip()}; states: {states_of(stack, run)}"
+        )
     (done,) = releases_of_run(engine, run)
     assert done.status == ReleaseStatus.succeeded
     for host in fleet:
