@@ -379,8 +379,9 @@ _WAKE_TEXT = {
     "queued": "run {run} reads it when it starts",
     "not waiting": "run {run} reads it before it waits again",
     "ended": "run {run} has ended",
-    "not woken": "run {run} could not be woken now ({why}); the gateway's approval sweep "
-    "wakes it within a minute (or: quayside approvals wake)",
+    "not woken": "run {run} could not be woken now ({why}); it reads the ledger when it is: "
+    "once its request is decided, the gateway's approval sweep wakes it within a minute "
+    "(or: quayside approvals wake)",
 }
 
 

@@ -49,6 +49,8 @@ def _configure_access_log() -> None:
 
 
 SWEEP_INTERVAL_S = 60.0
+#: a sweep that could not reach Prefect tries again this soon
+SWEEP_RETRY_S = 10.0
 
 log = logging.getLogger("quayside.gateway")
 
@@ -68,12 +70,14 @@ async def _approval_sweep_forever(context: GatewayContext, interval_s: float) ->
                 log.info("approval requests expired: %s", ", ".join(map(str, expired)))
         except Exception as e:  # the sweep must never take the gateway down
             log.warning("approval expiry sweep failed: %s", e)
+        next_s = interval_s
         try:
             for woken in await asyncio.to_thread(wake_decided, context.engine()):
                 log.info("approval sweep: %s", woken.line)
-        except Exception as e:
-            log.warning("approval wake sweep failed: %s", e)
-        await asyncio.sleep(interval_s)
+        except Exception as e:  # Prefect not up yet (the gateway starts beside it) or down
+            log.warning("approval wake sweep failed (again in %.0fs): %s", SWEEP_RETRY_S, e)
+            next_s = min(interval_s, SWEEP_RETRY_S)
+        await asyncio.sleep(next_s)
 
 
 def create_app(settings: Settings | None = None, config: GatewayConfig | None = None) -> FastAPI:

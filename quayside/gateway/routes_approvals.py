@@ -61,8 +61,8 @@ _WAKE_TEXT = {
     "queued": "the run reads it when it starts",
     "not waiting": "the run reads it before it waits again",
     "ended": "the run has ended",
-    "not woken": "the run could not be woken now ({why}); the approval sweep wakes it within "
-    "a minute",
+    "not woken": "the run could not be woken now ({why}); it reads the ledger when it is: "
+    "once its request is decided, the approval sweep wakes it within a minute",
 }
 
 

@@ -302,17 +302,20 @@ def void_request(
 
 
 #: how long after its decision a request whose run has no release awaiting it is still looked
-#: at by :func:`decided_while_waiting` (a release awaiting approval is looked at until it moves)
+#: at by :func:`decided_while_waiting` (a release awaiting approval: until it moves, or
+#: :data:`DECIDED_LONG_AGO` - a run suspended that long has had its wait time out)
 DECIDED_RECENTLY = timedelta(hours=1)
+DECIDED_LONG_AGO = timedelta(days=7)
 
 
 def decided_while_waiting(
     db: Engine | Session, *, now: datetime | None = None, limit: int = 200
 ) -> dict[str, int]:
     """The runs whose latest approval request is decided (approved or rejected) while the
-    run may still be waiting on it: its release still ``awaiting_approval``, or - a request
-    with no release still awaiting - decided within :data:`DECIDED_RECENTLY`. A run that
-    waits on a newer request of its own (a later gate) is not among them.
+    run may still be waiting on it: its release still ``awaiting_approval`` (decided within
+    :data:`DECIDED_LONG_AGO`), or - a request with no release still awaiting - decided within
+    :data:`DECIDED_RECENTLY`. A run that waits on a newer request of its own (a later gate) is
+    not among them.
 
     Args:
         db: Engine or Session.
@@ -322,7 +325,8 @@ def decided_while_waiting(
     Returns:
         Flow run id -> its decided request's id.
     """
-    since = (now or utcnow()) - DECIDED_RECENTLY
+    at = now or utcnow()
+    since = at - DECIDED_RECENTLY
     newer = aliased(ApprovalRequest)
     query = (
         select(ApprovalRequest.flow_run_id, ApprovalRequest.id)
@@ -330,6 +334,7 @@ def decided_while_waiting(
         .where(
             ApprovalRequest.flow_run_id.is_not(None),
             ApprovalRequest.status.in_((ApprovalStatus.approved, ApprovalStatus.rejected)),
+            ApprovalRequest.decided_at >= at - DECIDED_LONG_AGO,
             or_(
                 Release.status == ReleaseStatus.awaiting_approval,
                 ApprovalRequest.decided_at >= since,
@@ -338,7 +343,7 @@ def decided_while_waiting(
                 newer.flow_run_id == ApprovalRequest.flow_run_id, newer.id > ApprovalRequest.id
             ),
         )
-        .order_by(ApprovalRequest.decided_at.desc())
+        .order_by(ApprovalRequest.decided_at.desc(), ApprovalRequest.id.desc())
         .limit(limit)
     )
     with unit_of_work(db) as session:

@@ -177,12 +177,15 @@ def wake_gate(status: RunStatus, *, patience_s: float = WAKE_PATIENCE_S) -> tupl
             try:
                 answer = resume_run(status.id, None)
             except QuaysideError as e:
-                answer = e.message
-            if answer == "ACCEPT":
-                return "woken", None
-            refused = f"Prefect answered the resume with {answer}"
+                refused = f"Prefect did not answer: {e.message}"
+            else:
+                if answer == "ACCEPT":
+                    return "woken", None
+                refused = f"Prefect answered the resume with {answer}"
         elif status.state_type not in _ACTIVE:
             return "not waiting", None
+        else:
+            refused = None  # it left its wait itself (it found the answer): nothing was lost
         if time.monotonic() >= deadline:
             return ("not waiting", None) if refused is None else ("not woken", refused)
         time.sleep(WAKE_POLL_S)

@@ -9,8 +9,8 @@ approved, and nobody could answer again (the request is no longer pending). A ru
 its own process finds the decision itself (its gate looks at the ledger every few seconds);
 a suspended one has no process.
 
-So the gateway's periodic sweep (and ``quayside approvals sweep``) wakes, with no input, every
-run that Prefect shows paused while its latest approval request is decided
+So the gateway's periodic sweep (and ``quayside approvals wake``) wakes, with no input, every
+run that Prefect shows suspended on that request's wait while the request is decided
 (:func:`quayside.ledger.approvals.decided_while_waiting`): its gate reads the ledger and goes
 on, or ends the release if it was rejected. Waking a run that was already woken is harmless
 (Prefect refuses a resume of a run that is not paused).
@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from quayside.auth.approval_keys import pause_key_prefix
+from quayside.errors import QuaysideError
 from quayside.ledger.approvals import decided_while_waiting
 from quayside.runs.liveness import RunLife, runs_life
 
@@ -79,6 +81,22 @@ def wake_decided(
     results = []
     for run_id, request_id in decided.items():
         life = found.get(run_id)
-        if life is not None and life.state_type == "PAUSED":
-            results.append(WakeResult(run_id, request_id, resume(run_id)))
+        if life is None or not suspended_on(life, request_id):
+            continue
+        try:
+            status = resume(run_id)
+        except QuaysideError as e:  # this run's turn failed; the others still get theirs
+            status = e.message
+        results.append(WakeResult(run_id, request_id, status))
     return results
+
+
+def suspended_on(life: RunLife, request_id: int) -> bool:
+    """Whether the run is suspended (its process gone) on a wait of approval request
+    ``request_id``: not paused in its own process (its gate reads the ledger itself), not
+    waiting on anything else."""
+    return (
+        life.state_type == "PAUSED"
+        and life.state_name == "Suspended"
+        and (life.pause_key or "").startswith(pause_key_prefix(request_id))
+    )

@@ -36,6 +36,7 @@ class RunLife:
         state_name: the state's display name.
         state_at: when it entered that state.
         infrastructure_pid: the worker's process id of the run (``str(pid)``), if recorded.
+        pause_key: the key of the wait a paused run is in, if any.
     """
 
     id: str
@@ -44,6 +45,8 @@ class RunLife:
     state_name: str
     state_at: datetime | None = None
     infrastructure_pid: str | None = None
+    #: the key of the wait a paused run is in (``approval-<request>-<n>`` for a gate's)
+    pause_key: str | None = None
 
     @property
     def final(self) -> bool:
@@ -71,6 +74,7 @@ def _life(run: Any) -> RunLife:
         state_name=(state.name or state.type.value) if state else "Pending",
         state_at=state.timestamp if state else None,
         infrastructure_pid=run.infrastructure_pid,
+        pause_key=state.state_details.pause_key if state else None,
     )
 
 

@@ -20,7 +20,9 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -28,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from quayside.executors.parent_death import preexec
+from quayside.executors import local_processes
 
 SWITCH = "QUAYSIDE_PREFECT_DB_TEMPLATE"
 CACHE_SETTING = "QUAYSIDE_CACHE_DIR"
@@ -57,6 +59,15 @@ def template_name() -> str:
     return f"prefect-{prefect.__version__}-{digest}.db"
 
 
+#: the settings that name Prefect's database (the preparing process gets its own)
+DATABASE_URL_SETTINGS = (
+    "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+    "PREFECT_API_DATABASE_CONNECTION_URL",
+)
+#: SQLite's files beside a database: one of these without its database is another's journal
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
 def seed(
     database: Path,
     env: Mapping[str, str],
@@ -67,8 +78,8 @@ def seed(
 
     Without a template on this machine (its first start), Prefect migrates ``database`` itself
     as usual and the template is prepared beside it, in a thread of this process (its
-    preparing process niced, in this process group: it ends with the server), for the next new
-    data directory: the first start waits for nothing more.
+    preparing process niced and ending with this one), for the next new data directory: the
+    first start waits for nothing more.
 
     Args:
         database: the Prefect database file the server is about to open.
@@ -76,27 +87,58 @@ def seed(
         prepare: the command that prepares a database (tests give another).
 
     Returns:
-        What was done, for the server's log: ``copied``, ``exists``, ``off``, ``preparing the
-        template`` or why it was not copied (then Prefect migrates the new file itself).
+        What was done, for the server's log: ``copied``, ``exists``, ``off``, ``no template
+        yet: preparing ...`` or why it was not copied (then Prefect migrates the new file
+        itself, as without a template).
     """
     if env.get(SWITCH, "1").strip() == "0":
         return "off"
     if database.exists():
         return "exists"
-    directory = cache_dir(env)
-    template = directory / template_name()
+    left = [database.name + side for side in SIDE_FILES if Path(f"{database}{side}").exists()]
+    if left:  # SQLite would replay an old journal onto the copy
+        return f"not copied: {', '.join(left)} is there without its database"
+    template = cache_dir(env) / template_name()
     if not template.exists():
         threading.Thread(
             target=_prepare_quietly, args=(template, env, prepare), daemon=True
         ).start()
         return f"no template yet: preparing {template} for the next new data directory"
+    why = distrusted(template)
+    if why is not None:
+        return f"not copied: {why}"
+    partial = database.with_name(f".{database.name}.{os.getpid()}.part")
     try:
-        partial = database.with_name(f".{database.name}.{os.getpid()}.part")
         shutil.copyfile(template, partial)
-        os.replace(partial, database)
+        with open(partial, "rb") as copied:
+            os.fsync(copied.fileno())
+        os.link(partial, database)  # never over a database created meanwhile
+    except FileExistsError:
+        return "exists"
     except OSError as e:
         return f"not copied ({e})"
+    finally:
+        partial.unlink(missing_ok=True)
     return "copied"
+
+
+def distrusted(template: Path) -> str | None:
+    """Why ``template`` may not seed a database (None when it may): it and its directory
+    must be this user's and writable by nobody else (a planted template would seed every new
+    data directory), and it must be a readable migrated database."""
+    for path in (template.parent, template):
+        info = path.stat()
+        if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return f"{path} is not private to this user"
+    try:
+        connection = sqlite3.connect(f"file:{template}?mode=ro", uri=True)
+        try:
+            found = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error as e:
+        return f"{template} is not a prepared database ({e})"
+    return None if found else f"{template} has no migration version"
 
 
 def _prepare_quietly(template: Path, env: Mapping[str, str], prepare: Sequence[str]) -> None:
@@ -124,16 +166,15 @@ def prepare_template(
     template.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     _forget_stale_parts(template.parent)
     partial = template.with_name(f".{template.name}.{os.getpid()}.{threading.get_ident()}.part")
+    url = f"sqlite+aiosqlite:///{partial}"
+    child_env = {k: v for k, v in env.items() if "DATABASE" not in k or not k.startswith("PREFECT")}
+    child_env.update(dict.fromkeys(DATABASE_URL_SETTINGS, url))
     try:
-        done = subprocess.run(
+        done = local_processes.run(
             ["nice", "-n", "10", *prepare],
-            env={**env, "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{partial}"},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
+            env=child_env,
             timeout=PREPARE_TIMEOUT_S,
-            check=False,
-            preexec_fn=preexec(),  # ends with the server, however the server ends
+            death_signal=signal.SIGTERM,  # ends with the server, however the server ends
         )
         if done.returncode != 0 or not partial.exists():
             last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]

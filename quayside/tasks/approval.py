@@ -41,6 +41,7 @@ from prefect.exceptions import Pause
 from prefect.flow_runs import suspend_flow_run
 
 from quayside.auth import approvals as core
+from quayside.auth.approval_keys import pause_key
 from quayside.errors import InputError, QuaysideError
 from quayside.inventory import load_inventory
 from quayside.inventory.models import ApprovalPolicy
@@ -53,7 +54,6 @@ from quayside.tasks.approval_form import (
     fired_attempts,
     judge_answer,
     judge_stored_answers,
-    pause_key,
 )
 from quayside.tasks.approval_wait import pause_for_answer, wait_settings
 from quayside.tasks.ledger import current_flow_run_id, ledger_engine

@@ -20,9 +20,9 @@ from pydantic import Field, ValidationError
 
 from quayside.auth import approvals as core
 from quayside.auth.approval_codes import ANONYMOUS, decide_with_code
+from quayside.auth.approval_keys import KEY_PREFIX, pause_key_prefix
 from quayside.tasks.ledger import ledger_engine
 
-KEY_PREFIX = "approval"
 SUSPENDED_STATE = "suspended"  # Prefect's keyset base is "<state name lower>-<pause key>"
 PAUSED_STATE = "paused"
 
@@ -50,19 +50,13 @@ class ApprovalInput(RunInput):
     )
 
 
-def pause_key(request_id: int, attempt: int) -> str:
-    """The pause key of the ``attempt``-th wait on approval request ``request_id`` (the form's
-    answer to it is the flow run input ``<paused|suspended>-<key>-response``)."""
-    return f"{KEY_PREFIX}-{request_id}-{attempt}"
-
-
 def fired_attempts(flow_run_id: str, request_id: int) -> int:
     """How many waits on request ``request_id`` the run has had: the highest attempt among the
     pause keys Prefect recorded on the flow run (0: none)."""
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(flow_run_id))
     keys = run.empirical_policy.pause_keys or set()
-    prefix = f"{KEY_PREFIX}-{request_id}-"
+    prefix = pause_key_prefix(request_id)
     attempts = [int(k[len(prefix) :]) for k in keys if k.startswith(prefix)]
     return max(attempts, default=0)
 

@@ -20,6 +20,7 @@ from quayside.runs import approval_answers
 from quayside.runs.approval_wakes import wake_decided
 from quayside.runs.client import RunStatus
 from quayside.runs.liveness import RunLife
+from quayside.runs.prefect_http import PrefectUnavailable
 
 
 @pytest.fixture
@@ -74,35 +75,51 @@ def test_runs_whose_latest_request_is_decided_while_they_wait(engine: Engine) ->
         "run-approved": approved,
         "run-rejected": rejected,
     }
+    # a week on, a run suspended that long has had its wait time out: nothing is looked at
+    assert approvals.decided_while_waiting(engine, now=utcnow() + timedelta(days=8)) == {}
 
 
-def _life(run_id: str, state_type: str) -> RunLife:
-    return RunLife(run_id, True, state_type, state_type.title(), None, None)
+def _life(run_id: str, state_type: str, name: str = "", key: str | None = None) -> RunLife:
+    return RunLife(run_id, True, state_type, name or state_type.title(), None, None, key)
 
 
-def test_only_the_paused_ones_are_woken(engine: Engine) -> None:
+def test_only_runs_suspended_on_their_decided_request_are_woken(engine: Engine) -> None:
     suspended = _request(engine, "run-suspended")
-    _request(engine, "run-running")
+    running = _request(engine, "run-running")
     _request(engine, "run-gone")
-    _request(engine, "run-refused")
+    refused = _request(engine, "run-refused")
+    in_process = _request(engine, "run-in-process")
+    other_wait = _request(engine, "run-other-wait")
+    failing = _request(engine, "run-failing")
     lives = {
-        "run-suspended": _life("run-suspended", "PAUSED"),
-        "run-running": _life("run-running", "RUNNING"),
+        "run-suspended": _life("run-suspended", "PAUSED", "Suspended", f"approval-{suspended}-2"),
+        "run-running": _life("run-running", "RUNNING", key=f"approval-{running}-1"),
         "run-gone": RunLife("run-gone", False, "MISSING", "missing"),
-        "run-refused": _life("run-refused", "PAUSED"),
+        "run-refused": _life("run-refused", "PAUSED", "Suspended", f"approval-{refused}-1"),
+        # paused in its own process: its gate reads the ledger itself every few seconds
+        "run-in-process": _life("run-in-process", "PAUSED", "Paused", f"approval-{in_process}-1"),
+        # suspended on a wait that is not this request's (its own code's, another request's)
+        "run-other-wait": _life(
+            "run-other-wait", "PAUSED", "Suspended", f"approval-{other_wait}0-1"
+        ),
+        "run-failing": _life("run-failing", "PAUSED", "Suspended", f"approval-{failing}-1"),
     }
     resumed: list[str] = []
 
     def resume(run_id: str) -> str:
         resumed.append(run_id)
+        if run_id == "run-failing":
+            raise PrefectUnavailable("the Prefect API at http://127.0.0.1:9/api does not answer")
         return "ACCEPT" if run_id == "run-suspended" else "REJECT"
 
     results = wake_decided(engine, lives=lambda ids: lives, resume=resume)
-    assert sorted(resumed) == ["run-refused", "run-suspended"]
+    assert sorted(resumed) == ["run-failing", "run-refused", "run-suspended"]
     by_run = {r.run_id: r for r in results}
     assert by_run["run-suspended"].request_id == suspended
     assert by_run["run-suspended"].line.endswith("woken")
     assert by_run["run-refused"].line.endswith("not woken (Prefect: REJECT)")
+    # one run's failure is reported, and the others still had their turn
+    assert "does not answer" in by_run["run-failing"].line
 
 
 def test_nothing_decided_asks_prefect_nothing(engine: Engine) -> None:
@@ -135,8 +152,6 @@ def test_an_answer_whose_wake_prefect_refuses_says_so(monkeypatch: pytest.Monkey
 
 
 def test_an_api_that_does_not_answer_is_not_a_wake(monkeypatch: pytest.MonkeyPatch) -> None:
-    from quayside.runs.prefect_http import PrefectUnavailable
-
     def down(run_id: str, run_input: object = None) -> str:
         raise PrefectUnavailable("the Prefect API at http://127.0.0.1:9/api does not answer")
 
@@ -151,3 +166,16 @@ def test_an_api_that_does_not_answer_is_not_a_wake(monkeypatch: pytest.MonkeyPat
 def test_a_woken_run_is_woken(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(approval_answers, "resume_run", lambda run_id, run_input=None: "ACCEPT")
     assert approval_answers.wake_gate(_paused("r1"), patience_s=0.05) == ("woken", None)
+
+
+def test_a_run_that_found_the_answer_itself_was_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paused in its own process, the run read the ledger and went on before the resume
+    reached Prefect: the refused resume is no lost wake."""
+    monkeypatch.setattr(approval_answers, "resume_run", lambda run_id, run_input=None: "ABORT")
+    monkeypatch.setattr(
+        approval_answers,
+        "read_run",
+        lambda run_id: RunStatus(run_id, "r", "RUNNING", "Running", None, {}, ()),
+    )
+    monkeypatch.setattr(approval_answers, "WAKE_POLL_S", 0.01)
+    assert approval_answers.wake_gate(_paused("r1"), patience_s=0.05) == ("not waiting", None)

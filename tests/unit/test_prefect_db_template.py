@@ -102,3 +102,58 @@ def test_the_cache_follows_the_settings(tmp_path: Path) -> None:
     assert prefect_db_template.cache_dir({"XDG_CACHE_HOME": "/x"}) == Path("/x/quayside")
     name = prefect_db_template.template_name()
     assert name.startswith("prefect-3.") and name.endswith(".db")
+
+
+def test_the_preparation_never_touches_the_servers_own_database(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The operator's database setting (either of Prefect's names) is not passed on: the
+    preparing process writes only the template."""
+    real = tmp_path / "real.db"
+    url = f"sqlite+aiosqlite:///{real}"
+    env |= {
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": url,
+        "PREFECT_API_DATABASE_CONNECTION_URL": url,
+    }
+    reads_server_name = (
+        sys.executable,
+        "-c",
+        "import os, sqlite3\n"
+        "path = os.environ['PREFECT_SERVER_DATABASE_CONNECTION_URL'].split(':///', 1)[1]\n"
+        "c = sqlite3.connect(path)\n"
+        "c.execute('CREATE TABLE alembic_version (version_num TEXT)')\n"
+        "c.execute(\"INSERT INTO alembic_version VALUES ('head')\")\n"
+        "c.commit()\n",
+    )
+    template = prepare_template(tmp_path / "cache" / "prefect-t.db", env, reads_server_name)
+    assert _version(template) == "head"
+    assert not real.exists()
+
+
+def test_a_template_anyone_could_have_written_is_not_copied(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    template = prepare_template(
+        tmp_path / "cache" / prefect_db_template.template_name(), env, PREPARE
+    )
+    database = tmp_path / "prefect.db"
+    template.chmod(0o666)
+    assert (
+        seed(database, env, prepare=FAIL) == f"not copied: {template} is not private to this user"
+    )
+    template.chmod(0o600)
+    template.parent.chmod(0o777)
+    assert "is not private to this user" in seed(database, env, prepare=FAIL)
+    template.parent.chmod(0o700)
+    template.write_bytes(b"not a database")
+    assert "is not a prepared database" in seed(database, env, prepare=FAIL)
+    assert not database.exists()
+
+
+def test_a_journal_without_its_database_stops_the_copy(tmp_path: Path, env: dict[str, str]) -> None:
+    prepare_template(tmp_path / "cache" / prefect_db_template.template_name(), env, PREPARE)
+    database = tmp_path / "prefect.db"
+    Path(f"{database}-wal").write_bytes(b"an old log")
+    said = seed(database, env, prepare=FAIL)
+    assert said == "not copied: prefect.db-wal is there without its database"
+    assert not database.exists()
