@@ -2,7 +2,7 @@
 
 Prefect records each on the flow run (``empirical_policy.pause_keys``) and on its paused state
 (``state_details.pause_key``); the gate numbers its waits by them, and the approval sweep
-(:mod:`quayside.runs.approval_wakes`) tells by them which request a suspended run waits on.
+(:mod:`quayside.runs.approval_sweep`) tells by them which request a suspended run waits on.
 """
 
 from __future__ import annotations

@@ -414,6 +414,25 @@ def _expire_release(db: Engine | Session, release_id: int | None, actor: str, at
         finish_release(db, release_id, ReleaseStatus.expired, actor=actor, at=at)
 
 
+def close_for_ended_run(
+    db: Engine | Session, request_id: int, why: str, *, actor: str = "system"
+) -> None:
+    """Void pending request ``request_id`` whose run ended without an answer (cancelled,
+    crashed, failed while it waited: no gate will read it again, and no answer is taken for
+    an ended run), and end the release still awaiting it as ``cancelled`` with ``why``."""
+    request = approvals.get_request(db, request_id)
+    if request.status is not ApprovalStatus.pending:
+        return
+    approvals.void_request(db, request_id, why, actor=actor)
+    if request.release_id is None:
+        return
+    release = get_release(db, request.release_id)
+    if release.status is ReleaseStatus.awaiting_approval:
+        finish_release(
+            db, release.id, ReleaseStatus.cancelled, actor=actor, details={"error": why[:500]}
+        )
+
+
 def screen_answerer(
     db: Engine | Session,
     request_id: int,

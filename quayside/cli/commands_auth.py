@@ -319,23 +319,29 @@ def approvals_expire() -> None:
     console.print(f"{len(expired)} request(s) expired", highlight=False)
 
 
-@approvals_app.command("wake")
-def approvals_wake() -> None:
-    """Wake the runs still suspended although their approval request was decided (an
-    answer's wake lost to a Prefect restart); the gateway does this every minute."""
+@approvals_app.command("sweep")
+def approvals_sweep() -> None:
+    """Do now what the gateway's approval sweep does every minute: record Expired on overdue
+    requests, wake the runs still suspended although their request was decided (a wake lost
+    to a Prefect restart), and close the pending requests whose run ended (cancelled while it
+    waited), ending their releases as cancelled."""
     from quayside.cli.prefect_target import require_platform
 
     require_platform()
-    from quayside.runs.approval_wakes import wake_decided
+    from quayside.auth.approvals import expire_overdue
+    from quayside.runs.approval_sweep import wake_and_close
 
     engine = _engine()
     try:
-        woken = wake_decided(engine)
+        expired = expire_overdue(engine, actor=_actor())
+        lines = wake_and_close(engine)
     finally:
         engine.dispose()
-    for result in woken:
-        console.print(result.line, highlight=False)
-    console.print(f"{len(woken)} run(s) waited on a decided request", highlight=False)
+    for request_id in expired:
+        console.print(f"approval request {request_id} expired", highlight=False)
+    for line in lines:
+        console.print(line, highlight=False)
+    console.print(f"{len(expired) + len(lines)} change(s)", highlight=False)
 
 
 @approvals_app.command("code")
@@ -381,7 +387,7 @@ _WAKE_TEXT = {
     "ended": "run {run} has ended",
     "not woken": "run {run} could not be woken now ({why}); it reads the ledger when it is: "
     "once its request is decided, the gateway's approval sweep wakes it within a minute "
-    "(or: quayside approvals wake)",
+    "(or: quayside approvals sweep)",
 }
 
 

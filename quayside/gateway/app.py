@@ -58,10 +58,11 @@ log = logging.getLogger("quayside.gateway")
 async def _approval_sweep_forever(context: GatewayContext, interval_s: float) -> None:
     """Every ``interval_s``: record Expired on overdue approval requests (a timed-out
     suspended run is failed by the Prefect server without running any Quayside code, so
-    somebody has to write it down), and wake the runs still suspended although their request
-    was decided (a wake lost to a Prefect restart: :mod:`quayside.runs.approval_wakes`)."""
+    somebody has to write it down), wake the runs still suspended although their request was
+    decided (a wake lost to a Prefect restart), and close the requests whose run ended while
+    it waited (:mod:`quayside.runs.approval_sweep`)."""
     from quayside.auth.approvals import expire_overdue
-    from quayside.runs.approval_wakes import wake_decided
+    from quayside.runs.approval_sweep import wake_and_close
 
     while True:
         try:
@@ -72,8 +73,8 @@ async def _approval_sweep_forever(context: GatewayContext, interval_s: float) ->
             log.warning("approval expiry sweep failed: %s", e)
         next_s = interval_s
         try:
-            for woken in await asyncio.to_thread(wake_decided, context.engine()):
-                log.info("approval sweep: %s", woken.line)
+            for line in await asyncio.to_thread(wake_and_close, context.engine()):
+                log.info("approval sweep: %s", line)
         except Exception as e:  # Prefect not up yet (the gateway starts beside it) or down
             log.warning("approval wake sweep failed (again in %.0fs): %s", SWEEP_RETRY_S, e)
             next_s = min(interval_s, SWEEP_RETRY_S)

@@ -348,3 +348,19 @@ def decided_while_waiting(
     )
     with unit_of_work(db) as session:
         return {str(run_id): int(request_id) for run_id, request_id in session.execute(query)}
+
+
+def pending_of_runs(db: Engine | Session, *, limit: int = 200) -> dict[str, int]:
+    """The pending requests that belong to a flow run, oldest first: run id -> request id
+    (the run's latest pending one)."""
+    query = (
+        select(ApprovalRequest.flow_run_id, ApprovalRequest.id)
+        .where(
+            ApprovalRequest.flow_run_id.is_not(None),
+            ApprovalRequest.status == ApprovalStatus.pending,
+        )
+        .order_by(ApprovalRequest.id)
+        .limit(limit)
+    )
+    with unit_of_work(db) as session:
+        return {str(run_id): int(request_id) for run_id, request_id in session.execute(query)}

@@ -59,7 +59,7 @@ class Answered:
             the ledger when it runs), ``not waiting`` (between two waits: its gate reads the
             ledger before it waits again), ``ended``, or ``not woken`` (it waits, but Prefect
             refused or could not be asked to resume it: ``why``; the approval sweep wakes it,
-            :mod:`quayside.runs.approval_wakes`).
+            :mod:`quayside.runs.approval_sweep`).
         why: why it was not woken (``not woken`` only).
     """
 

@@ -390,7 +390,7 @@ def test_an_approval_whose_wake_was_lost_still_reaches_the_suspended_run(
     platform: Platform, ledger: Engine, people: dict[str, str]
 ) -> None:
     """The answer is recorded but the run is never woken (the answering process died between
-    the two steps, or Prefect was restarting): `quayside approvals wake` - what the gateway's
+    the two steps, or Prefect was restarting): `quayside approvals sweep` - what the gateway's
     sweep does every minute - finds the suspended run with a decided request and resumes it,
     and the release goes on."""
     from quayside.auth.approvals import decide_as
@@ -403,21 +403,47 @@ def test_an_approval_whose_wake_was_lost_still_reaches_the_suspended_run(
     time.sleep(1)
     assert waiting_on(platform, handle.id, 1, "Suspended")  # nobody woke it
     woke = subprocess.run(
-        [sys.executable, "-m", "quayside.cli.main", "approvals", "wake"],
+        [sys.executable, "-m", "quayside.cli.main", "approvals", "sweep"],
         env=platform.env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
         check=False,
     )  # fmt: skip
     assert woke.returncode == 0, woke.stdout + woke.stderr
     # the gateway's own sweep may have come first: then this one found nothing left to wake
     assert f"run {handle.id} (approval request {request.id} decided): woken" in woke.stdout or (
-        "0 run(s)" in woke.stdout
+        f"run {handle.id}" not in woke.stdout
     ), woke.stdout
     assert final_state(handle.id) == "COMPLETED"
     # its request stays decided, but the run no longer waits: the next sweep leaves it alone
-    from quayside.runs.approval_wakes import wake_decided
+    from quayside.runs.approval_sweep import wake_decided
 
     assert handle.id in approvals.decided_while_waiting(ledger)
     assert handle.id not in {woken.run_id for woken in wake_decided(ledger)}
+
+
+def test_a_run_cancelled_while_suspended_has_its_request_voided_by_the_sweep(
+    platform: Platform, ledger: Engine
+) -> None:
+    """Cancelled in the UI while suspended, the run never reads its request again: the
+    approval sweep voids it (instead of leaving it pending until it expires), and answers
+    are refused as for any ended run."""
+    from quayside.runs.client import cancel_run
+
+    handle = start_run("approval-demo", {"app": "gate-x", "requested_by": "gate-dev", "pause_s": 0})
+    wait_for("Suspended", lambda: waiting_on(platform, handle.id, 1, "Suspended"))
+    request = request_of(ledger, handle.id)
+    assert cancel_run(handle.id, "not tonight") == "ACCEPT"
+    assert final_state(handle.id) == "CANCELLED"
+    swept = subprocess.run(
+        [sys.executable, "-m", "quayside.cli.main", "approvals", "sweep"],
+        env=platform.env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    closed = approvals.get_request(ledger, request.id)
+    assert closed.status is ApprovalStatus.voided  # by this sweep, or the gateway's first
+    assert f"approval request {request.id} voided" in swept.stdout or (
+        f"approval request {request.id}" not in swept.stdout
+    ), swept.stdout
 
 
 def start_now(platform: Platform, run_id: str) -> None:

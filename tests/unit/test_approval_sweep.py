@@ -14,10 +14,10 @@ from sqlalchemy import Engine
 
 from quayside.ledger import approvals
 from quayside.ledger.db import make_engine, migrate
-from quayside.ledger.models import ReleaseKind, ReleaseStatus, utcnow
+from quayside.ledger.models import ApprovalStatus, ReleaseKind, ReleaseStatus, utcnow
 from quayside.ledger.releases import mark_running, start_release
 from quayside.runs import approval_answers
-from quayside.runs.approval_wakes import wake_decided
+from quayside.runs.approval_sweep import wake_decided
 from quayside.runs.client import RunStatus
 from quayside.runs.liveness import RunLife
 from quayside.runs.prefect_http import PrefectUnavailable
@@ -179,3 +179,42 @@ def test_a_run_that_found_the_answer_itself_was_not_lost(monkeypatch: pytest.Mon
     )
     monkeypatch.setattr(approval_answers, "WAKE_POLL_S", 0.01)
     assert approval_answers.wake_gate(_paused("r1"), patience_s=0.05) == ("not waiting", None)
+
+
+def test_pending_requests_of_ended_runs_are_closed_and_their_releases_cancelled(
+    engine: Engine,
+) -> None:
+    """A run cancelled (or crashed) while it waited never reads its request again: the sweep
+    voids it and ends the release awaiting it as cancelled, naming the run's state; a run
+    still waiting, one Prefect does not know, and a decided request are left alone."""
+    from quayside.ledger.release_queries import get_release
+    from quayside.runs.approval_sweep import close_for_ended_runs
+
+    cancelled = _request(engine, "run-cancelled", decide=None)
+    waiting = _request(engine, "run-waiting", decide=None)
+    unknown = _request(engine, "run-unknown", decide=None)
+    decided = _request(engine, "run-decided-then-cancelled")
+    lives = {
+        "run-cancelled": _life("run-cancelled", "CANCELLED"),
+        "run-waiting": _life("run-waiting", "PAUSED", "Suspended", f"approval-{waiting}-1"),
+        "run-unknown": RunLife("run-unknown", False, "MISSING", "missing"),
+        "run-decided-then-cancelled": _life("run-decided-then-cancelled", "CANCELLED"),
+    }
+    lines = close_for_ended_runs(engine, lives=lambda ids: lives)
+    assert lines == [
+        f"approval request {cancelled} voided: its run ended without an answer "
+        "(flow run run-cancelled is Cancelled)"
+    ]
+    request = approvals.get_request(engine, cancelled)
+    assert request.status is ApprovalStatus.voided
+    release = get_release(engine, request.release_id or 0)
+    assert release.status is ReleaseStatus.cancelled
+    assert "ended without an answer" in release.details["error"]
+    for untouched, status in (
+        (waiting, ApprovalStatus.pending),
+        (unknown, ApprovalStatus.pending),
+        (decided, ApprovalStatus.approved),
+    ):
+        assert approvals.get_request(engine, untouched).status is status
+    # once closed, nothing is left for the next sweep
+    assert close_for_ended_runs(engine, lives=lambda ids: lives) == []

@@ -9,11 +9,16 @@ approved, and nobody could answer again (the request is no longer pending). A ru
 its own process finds the decision itself (its gate looks at the ledger every few seconds);
 a suspended one has no process.
 
-So the gateway's periodic sweep (and ``quayside approvals wake``) wakes, with no input, every
+So the gateway's periodic sweep (and ``quayside approvals sweep``) wakes, with no input, every
 run that Prefect shows suspended on that request's wait while the request is decided
 (:func:`quayside.ledger.approvals.decided_while_waiting`): its gate reads the ledger and goes
 on, or ends the release if it was rejected. Waking a run that was already woken is harmless
 (Prefect refuses a resume of a run that is not paused).
+
+The same sweep closes what can no longer be answered: a pending request whose run ended
+(cancelled in the UI while it waited, crashed) is voided and the release awaiting it ends
+``cancelled`` (:func:`close_for_ended_runs`), instead of both waiting until the request
+expires.
 """
 
 from __future__ import annotations
@@ -24,9 +29,13 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from quayside.auth.approval_keys import pause_key_prefix
+from quayside.auth.approvals import close_for_ended_run
 from quayside.errors import QuaysideError
-from quayside.ledger.approvals import decided_while_waiting
+from quayside.ledger.approvals import decided_while_waiting, pending_of_runs
 from quayside.runs.liveness import RunLife, runs_life
+
+#: who the sweep's ledger changes are recorded as
+SWEEP_ACTOR = "approval-sweep"
 
 
 @dataclass(frozen=True)
@@ -100,3 +109,44 @@ def suspended_on(life: RunLife, request_id: int) -> bool:
         and life.state_name == "Suspended"
         and (life.pause_key or "").startswith(pause_key_prefix(request_id))
     )
+
+
+def close_for_ended_runs(
+    engine: Engine,
+    *,
+    lives: Callable[[list[str]], Mapping[str, RunLife]] = runs_life,
+) -> list[str]:
+    """Void every pending request whose run has ended (Prefect shows it Cancelled, Crashed,
+    Failed or Completed: cancelled in the UI while it waited, say), and end the release
+    still awaiting it as cancelled - instead of both waiting in the ledger until the request
+    expires. A run Prefect does not know (deleted, or another server's) is left alone.
+
+    Returns:
+        One line per request closed.
+
+    Raises:
+        PrefectUnavailable: the API does not answer (nothing is closed).
+    """
+    pending = pending_of_runs(engine)
+    if not pending:
+        return []
+    found = lives(list(pending))
+    lines = []
+    for run_id, request_id in pending.items():
+        life = found.get(run_id)
+        if life is None or not life.exists or not life.final:
+            continue
+        why = f"its run ended without an answer ({life.describe()})"
+        close_for_ended_run(engine, request_id, why, actor=SWEEP_ACTOR)
+        lines.append(f"approval request {request_id} voided: {why}")
+    return lines
+
+
+def wake_and_close(engine: Engine) -> list[str]:
+    """The sweep's Prefect part, in order: :func:`wake_decided`, then
+    :func:`close_for_ended_runs`; one line per run woken or request closed.
+
+    Raises:
+        PrefectUnavailable: the API does not answer.
+    """
+    return [r.line for r in wake_decided(engine)] + close_for_ended_runs(engine)
