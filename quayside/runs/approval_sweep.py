@@ -1,5 +1,5 @@
-"""Waking the runs whose approval was decided while they still wait: the sweep behind every
-answer.
+"""The approval sweep behind every answer: waking the runs whose approval was decided while
+they still wait, and closing the requests whose run ended without an answer.
 
 An answer is recorded in the ledger first and the run is woken after
 (:mod:`quayside.runs.approval_answers`). If that wake is lost - the Prefect API down or

@@ -93,6 +93,13 @@ def seed(
     """
     if env.get(SWITCH, "1").strip() == "0":
         return "off"
+    try:  # never a reason for the server not to start
+        return _seed(database, env, prepare)
+    except OSError as e:
+        return f"not copied ({e})"
+
+
+def _seed(database: Path, env: Mapping[str, str], prepare: Sequence[str]) -> str:
     if database.exists():
         return "exists"
     left = [database.name + side for side in SIDE_FILES if Path(f"{database}{side}").exists()]
