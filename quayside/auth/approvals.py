@@ -414,23 +414,51 @@ def _expire_release(db: Engine | Session, release_id: int | None, actor: str, at
         finish_release(db, release_id, ReleaseStatus.expired, actor=actor, at=at)
 
 
+@retry_busy
 def close_for_ended_run(
     db: Engine | Session, request_id: int, why: str, *, actor: str = "system"
-) -> None:
-    """Void pending request ``request_id`` whose run ended without an answer (cancelled,
-    crashed, failed while it waited: no gate will read it again, and no answer is taken for
-    an ended run), and end the release still awaiting it as ``cancelled`` with ``why``."""
-    request = approvals.get_request(db, request_id)
-    if request.status is not ApprovalStatus.pending:
-        return
-    approvals.void_request(db, request_id, why, actor=actor)
-    if request.release_id is None:
-        return
-    release = get_release(db, request.release_id)
-    if release.status is ReleaseStatus.awaiting_approval:
+) -> str | None:
+    """Close request ``request_id`` whose run ended without an answer (cancelled, crashed,
+    failed while it waited: no gate reads it again, and no answer is taken for an ended run),
+    in one transaction: past its time it is expired (and its awaiting release with it), as
+    the expiry sweep would; still pending, it is voided and the release still awaiting it
+    ends ``cancelled`` with ``why``; otherwise (answered meanwhile, closed) it is left alone.
+
+    Returns:
+        ``expired``, ``voided`` or None (nothing done).
+    """
+    at = utcnow()
+    with unit_of_work(db) as session:
+        request = approvals.resolve(session, request_id, actor=actor, now=at)
+        if request.status is ApprovalStatus.expired:
+            _expire_release(session, request.release_id, actor, at)
+            return "expired"
+        if request.status is not ApprovalStatus.pending:
+            return None
+        approvals.void_request(session, request_id, why, actor=actor, now=at)
+        if request.release_id is not None:
+            cancel_awaiting(session, request.release_id, why, actor=actor, at=at)
+        return "voided"
+
+
+def cancel_awaiting(
+    db: Engine | Session, release_id: int, why: str, *, actor: str, at: datetime | None = None
+) -> bool:
+    """End release ``release_id`` as ``cancelled`` with ``why`` if it still awaits an
+    approval (its run ended); False if it had moved on."""
+    with unit_of_work(db) as session:
+        release = get_release(session, release_id)
+        if release.status is not ReleaseStatus.awaiting_approval:
+            return False
         finish_release(
-            db, release.id, ReleaseStatus.cancelled, actor=actor, details={"error": why[:500]}
+            session,
+            release_id,
+            ReleaseStatus.cancelled,
+            actor=actor,
+            details={"error": why[:500]},
+            at=at,
         )
+        return True
 
 
 def screen_answerer(

@@ -334,14 +334,19 @@ def approvals_sweep() -> None:
     engine = _engine()
     try:
         expired = expire_overdue(engine, actor=_actor())
+        for request_id in expired:  # recorded: said before Prefect is asked anything
+            console.print(f"approval request {request_id} expired", highlight=False)
         lines = wake_and_close(engine)
     finally:
         engine.dispose()
-    for request_id in expired:
-        console.print(f"approval request {request_id} expired", highlight=False)
     for line in lines:
         console.print(line, highlight=False)
-    console.print(f"{len(expired) + len(lines)} change(s)", highlight=False)
+    if not expired and not lines:
+        console.print(
+            "nothing to sweep: no request is overdue, decided while its run waits, "
+            "or left by a run that ended",
+            highlight=False,
+        )
 
 
 @approvals_app.command("code")

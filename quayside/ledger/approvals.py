@@ -351,7 +351,7 @@ def decided_while_waiting(
 
 
 def pending_of_runs(db: Engine | Session, *, limit: int = 200) -> dict[str, int]:
-    """The pending requests that belong to a flow run, oldest first: run id -> request id
+    """The pending requests that belong to a flow run, newest first: run id -> request id
     (the run's latest pending one)."""
     query = (
         select(ApprovalRequest.flow_run_id, ApprovalRequest.id)
@@ -359,8 +359,30 @@ def pending_of_runs(db: Engine | Session, *, limit: int = 200) -> dict[str, int]
             ApprovalRequest.flow_run_id.is_not(None),
             ApprovalRequest.status == ApprovalStatus.pending,
         )
-        .order_by(ApprovalRequest.id)
+        .order_by(ApprovalRequest.id.desc())
         .limit(limit)
     )
     with unit_of_work(db) as session:
-        return {str(run_id): int(request_id) for run_id, request_id in session.execute(query)}
+        found: dict[str, int] = {}
+        for run_id, request_id in session.execute(query):
+            found.setdefault(str(run_id), int(request_id))
+        return found
+
+
+def awaiting_of_runs(db: Engine | Session, *, limit: int = 200) -> dict[str, int]:
+    """The releases still ``awaiting_approval`` that belong to a flow run, newest first:
+    run id -> release id."""
+    query = (
+        select(Release.flow_run_id, Release.id)
+        .where(
+            Release.flow_run_id.is_not(None),
+            Release.status == ReleaseStatus.awaiting_approval,
+        )
+        .order_by(Release.id.desc())
+        .limit(limit)
+    )
+    with unit_of_work(db) as session:
+        found: dict[str, int] = {}
+        for run_id, release_id in session.execute(query):
+            found.setdefault(str(run_id), int(release_id))
+        return found

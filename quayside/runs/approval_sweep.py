@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from quayside.auth.approval_keys import pause_key_prefix
-from quayside.auth.approvals import close_for_ended_run
+from quayside.auth.approvals import cancel_awaiting, close_for_ended_run
 from quayside.errors import QuaysideError
-from quayside.ledger.approvals import decided_while_waiting, pending_of_runs
+from quayside.ledger.approvals import awaiting_of_runs, decided_while_waiting, pending_of_runs
 from quayside.runs.liveness import RunLife, runs_life
 
 #: who the sweep's ledger changes are recorded as
@@ -116,29 +116,43 @@ def close_for_ended_runs(
     *,
     lives: Callable[[list[str]], Mapping[str, RunLife]] = runs_life,
 ) -> list[str]:
-    """Void every pending request whose run has ended (Prefect shows it Cancelled, Crashed,
-    Failed or Completed: cancelled in the UI while it waited, say), and end the release
-    still awaiting it as cancelled - instead of both waiting in the ledger until the request
-    expires. A run Prefect does not know (deleted, or another server's) is left alone.
+    """Close what a run that ended (Prefect shows it Cancelled, Crashed, Failed or Completed:
+    cancelled in the UI while it waited, say) left waiting in the ledger, instead of it
+    waiting until the request expires: its pending request is voided (or expired, when its
+    time is up) and its release still ``awaiting_approval`` ends cancelled - also one whose
+    request was answered but whose run ended before it went on. A run Prefect does not know
+    (deleted, or another server's) is left alone.
 
     Returns:
-        One line per request closed.
+        One line per request or release closed (or why one could not be).
 
     Raises:
         PrefectUnavailable: the API does not answer (nothing is closed).
     """
     pending = pending_of_runs(engine)
-    if not pending:
+    awaiting = awaiting_of_runs(engine)
+    if not pending and not awaiting:
         return []
-    found = lives(list(pending))
+    found = lives(list(dict.fromkeys([*pending, *awaiting])))
     lines = []
-    for run_id, request_id in pending.items():
+    for run_id in dict.fromkeys([*pending, *awaiting]):
         life = found.get(run_id)
         if life is None or not life.exists or not life.final:
             continue
         why = f"its run ended without an answer ({life.describe()})"
-        close_for_ended_run(engine, request_id, why, actor=SWEEP_ACTOR)
-        lines.append(f"approval request {request_id} voided: {why}")
+        try:
+            if run_id in pending:
+                done = close_for_ended_run(engine, pending[run_id], why, actor=SWEEP_ACTOR)
+                if done is not None:
+                    lines.append(f"approval request {pending[run_id]} {done}: {why}")
+            if run_id in awaiting and cancel_awaiting(
+                engine, awaiting[run_id], f"its run ended ({life.describe()})", actor=SWEEP_ACTOR
+            ):
+                lines.append(
+                    f"release {awaiting[run_id]} cancelled: its run ended ({life.describe()})"
+                )
+        except QuaysideError as e:  # this one's turn failed; the others still get theirs
+            lines.append(f"run {run_id}: not closed ({e.message})")
     return lines
 
 

@@ -17,7 +17,7 @@ from quayside.ledger.db import make_engine, migrate
 from quayside.ledger.models import ApprovalStatus, ReleaseKind, ReleaseStatus, utcnow
 from quayside.ledger.releases import mark_running, start_release
 from quayside.runs import approval_answers
-from quayside.runs.approval_sweep import wake_decided
+from quayside.runs.approval_sweep import close_for_ended_runs, wake_decided
 from quayside.runs.client import RunStatus
 from quayside.runs.liveness import RunLife
 from quayside.runs.prefect_http import PrefectUnavailable
@@ -185,36 +185,92 @@ def test_pending_requests_of_ended_runs_are_closed_and_their_releases_cancelled(
     engine: Engine,
 ) -> None:
     """A run cancelled (or crashed) while it waited never reads its request again: the sweep
-    voids it and ends the release awaiting it as cancelled, naming the run's state; a run
-    still waiting, one Prefect does not know, and a decided request are left alone."""
+    voids it and ends the release awaiting it as cancelled, naming the run's state - and ends
+    the release of a run that ended after its answer, before it went on. Runs still
+    scheduled, pending, cancelling or waiting, and one Prefect does not know, are left alone."""
     from quayside.ledger.release_queries import get_release
-    from quayside.runs.approval_sweep import close_for_ended_runs
 
     cancelled = _request(engine, "run-cancelled", decide=None)
-    waiting = _request(engine, "run-waiting", decide=None)
+    decided = _request(engine, "run-decided-then-crashed")
+    alive = {
+        name: _request(engine, name, decide=None)
+        for name in ("run-waiting", "run-scheduled", "run-pending", "run-cancelling")
+    }
     unknown = _request(engine, "run-unknown", decide=None)
-    decided = _request(engine, "run-decided-then-cancelled")
     lives = {
         "run-cancelled": _life("run-cancelled", "CANCELLED"),
-        "run-waiting": _life("run-waiting", "PAUSED", "Suspended", f"approval-{waiting}-1"),
+        "run-decided-then-crashed": _life("run-decided-then-crashed", "CRASHED"),
+        "run-waiting": _life("run-waiting", "PAUSED", "Suspended", "approval-1-1"),
+        "run-scheduled": _life("run-scheduled", "SCHEDULED", "Resuming"),
+        "run-pending": _life("run-pending", "PENDING"),
+        "run-cancelling": _life("run-cancelling", "CANCELLING"),
         "run-unknown": RunLife("run-unknown", False, "MISSING", "missing"),
-        "run-decided-then-cancelled": _life("run-decided-then-cancelled", "CANCELLED"),
     }
     lines = close_for_ended_runs(engine, lives=lambda ids: lives)
-    assert lines == [
-        f"approval request {cancelled} voided: its run ended without an answer "
-        "(flow run run-cancelled is Cancelled)"
-    ]
+    decided_release = approvals.get_request(engine, decided).release_id
+    assert sorted(lines) == sorted(
+        [
+            f"approval request {cancelled} voided: its run ended without an answer "
+            "(flow run run-cancelled is Cancelled)",
+            f"release {decided_release} cancelled: its run ended "
+            "(flow run run-decided-then-crashed is Crashed)",
+        ]
+    )
     request = approvals.get_request(engine, cancelled)
     assert request.status is ApprovalStatus.voided
     release = get_release(engine, request.release_id or 0)
     assert release.status is ReleaseStatus.cancelled
     assert "ended without an answer" in release.details["error"]
-    for untouched, status in (
-        (waiting, ApprovalStatus.pending),
-        (unknown, ApprovalStatus.pending),
-        (decided, ApprovalStatus.approved),
-    ):
-        assert approvals.get_request(engine, untouched).status is status
+    assert approvals.get_request(engine, decided).status is ApprovalStatus.approved
+    for request_id in [*alive.values(), unknown]:
+        still = approvals.get_request(engine, request_id)
+        assert still.status is ApprovalStatus.pending
+        assert get_release(engine, still.release_id or 0).status is (
+            ReleaseStatus.awaiting_approval
+        )
     # once closed, nothing is left for the next sweep
     assert close_for_ended_runs(engine, lives=lambda ids: lives) == []
+
+
+def test_a_request_past_its_time_is_expired_not_voided(engine: Engine) -> None:
+    """Prefect failed the run because its wait timed out before the expiry step saw the
+    request: it ends expired, as the expiry sweep would have recorded it."""
+    from datetime import timedelta as td
+
+    from quayside.ledger.release_queries import get_release
+
+    release = start_release(
+        engine, "shop", "prod", ReleaseKind.deploy, requested_by="dev", version="v1",
+        flow_run_id="run-timed-out", status=ReleaseStatus.awaiting_approval,
+    )  # fmt: skip
+    request = approvals.create_request(
+        engine, "shop", "prod", summary="v1", requested_by="dev", flow_run_id="run-timed-out",
+        release_id=release.id, expires_in=td(seconds=1), now=utcnow() - td(minutes=5),
+    )  # fmt: skip
+    lives = {"run-timed-out": _life("run-timed-out", "FAILED")}
+    lines = close_for_ended_runs(engine, lives=lambda ids: lives)
+    assert [line.split(":")[0] for line in lines] == [f"approval request {request.id} expired"]
+    assert approvals.get_request(engine, request.id).status is ApprovalStatus.expired
+    assert get_release(engine, release.id).status is ReleaseStatus.expired
+
+
+def test_one_request_that_cannot_be_closed_does_not_stop_the_others(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from quayside.errors import LedgerError
+    from quayside.runs import approval_sweep
+
+    first = _request(engine, "run-a", decide=None)
+    second = _request(engine, "run-b", decide=None)
+    real = approval_sweep.close_for_ended_run
+
+    def flaky(db: Engine, request_id: int, why: str, *, actor: str) -> str | None:
+        if request_id == first:
+            raise LedgerError("the ledger refused the change")
+        return real(db, request_id, why, actor=actor)
+
+    monkeypatch.setattr(approval_sweep, "close_for_ended_run", flaky)
+    lives = {r: _life(r, "CANCELLED") for r in ("run-a", "run-b")}
+    lines = close_for_ended_runs(engine, lives=lambda ids: lives)
+    assert "run run-a: not closed (the ledger refused the change)" in lines
+    assert approvals.get_request(engine, second).status is ApprovalStatus.voided
