@@ -421,7 +421,7 @@ def test_an_approval_whose_wake_was_lost_still_reaches_the_suspended_run(
 
 
 def test_a_run_cancelled_while_suspended_has_its_request_voided_by_the_sweep(
-    platform: Platform, ledger: Engine
+    platform: Platform, ledger: Engine, people: dict[str, str]
 ) -> None:
     """Cancelled in the UI while suspended, the run never reads its request again: the
     approval sweep voids it (instead of leaving it pending until it expires), and answers
@@ -444,6 +444,10 @@ def test_a_run_cancelled_while_suspended_has_its_request_voided_by_the_sweep(
     assert f"approval request {request.id} voided" in swept.stdout or (
         f"approval request {request.id}" not in swept.stdout
     ), swept.stdout
+    late = approve_cli(platform, handle.id, people["gate-lead"])
+    assert late.returncode != 0
+    assert "not waiting for approval" in late.stderr + late.stdout, late.stderr
+    assert "Traceback" not in late.stderr
 
 
 def start_now(platform: Platform, run_id: str) -> None:
